@@ -1,0 +1,41 @@
+// recur/device.h: where data lives and what type it has.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "recur/export.h"
+
+namespace recur {
+
+enum class DType { Float32, Float64 };
+
+RECUR_API std::size_t dtype_size(DType dtype);
+RECUR_API const char* to_string(DType dtype);
+
+enum class DeviceType { Cpu, Cuda };
+
+// A device: the host CPU, or CUDA GPU number `index`.
+struct RECUR_API Device {
+  DeviceType type = DeviceType::Cpu;
+  int index = 0;
+
+  static Device cpu() { return {DeviceType::Cpu, 0}; }
+  static Device cuda(int index = 0) { return {DeviceType::Cuda, index}; }
+
+  bool is_cpu() const { return type == DeviceType::Cpu; }
+  bool is_cuda() const { return type == DeviceType::Cuda; }
+  bool operator==(const Device& o) const {
+    return type == o.type && (type == DeviceType::Cpu || index == o.index);
+  }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+  std::string str() const;  // "cpu" or "cuda:0"
+};
+
+// True when recur was built with its CUDA backend.
+RECUR_API bool cuda_built();
+// Number of usable CUDA devices; 0 when CUDA is not built, or the runtime reports no
+// device or no driver. Never throws.
+RECUR_API int cuda_device_count();
+
+}  // namespace recur

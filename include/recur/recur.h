@@ -1,0 +1,9 @@
+// recur/recur.h: everything a user of recur includes.
+#pragma once
+
+#include "recur/config.h"
+#include "recur/device.h"
+#include "recur/error.h"
+#include "recur/rnn.h"
+#include "recur/tensor.h"
+#include "recur/version.h"

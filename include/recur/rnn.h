@@ -1,0 +1,99 @@
+// recur/rnn.h: a recurrent layer (vanilla RNN, LSTM or GRU), forward and backward.
+//
+//   recur::Rnn rnn({recur::CellKind::Lstm, /*input*/ 32, /*hidden*/ 64});
+//   auto out = rnn.forward(x);          // x [T, B, 32]  ->  out.y [T, B, 64]
+//   auto grads = rnn.backward(dy);      // adds dJ/dθ into rnn.gradients(); returns dx
+//
+// Shapes are time-major and row-major: x [T, B, I], y [T, B, H], states [1, B, H].
+// Parameters live in one flat buffer (parameters()) and their gradients in a second one
+// with the same layout (gradients()); named views use PyTorch's names, shapes and gate
+// order, so a PyTorch state dict maps onto them one to one:
+//   weight_ih_l0 [G*H, I], weight_hh_l0 [G*H, H], bias_ih_l0 [G*H], bias_hh_l0 [G*H]
+// with G = 1 (vanilla), 4 (LSTM: i, f, g, o) or 3 (GRU: r, z, n).
+//
+// Every argument is validated before any state changes; a bad one throws recur::Error
+// naming it, and leaves parameters, gradients and the saved forward state as they were.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "recur/config.h"
+#include "recur/device.h"
+#include "recur/export.h"
+#include "recur/tensor.h"
+
+namespace recur {
+
+enum class Mode {
+  Inference,  // keeps nothing for backward
+  Training,   // keeps what backward() needs
+};
+
+// One named parameter inside the flat buffer.
+struct ParamInfo {
+  std::string name;    // PyTorch's name, e.g. "weight_hh_l0"
+  Shape shape;         // PyTorch's shape, e.g. [4*H, H]
+  std::int64_t offset; // first element inside the flat buffer
+};
+
+struct ForwardResult {
+  Tensor y;    // [T, B, H], every step's hidden state
+  Tensor h_n;  // [1, B, H], the last hidden state
+  Tensor c_n;  // [1, B, H], the last cell state (LSTM); undefined for other cells
+};
+
+struct BackwardResult {
+  Tensor dx;   // [T, B, I]
+  Tensor dh0;  // [1, B, H]
+  Tensor dc0;  // [1, B, H] (LSTM); undefined for other cells
+};
+
+class RECUR_API Rnn {
+ public:
+  // Allocates parameters (initialised like PyTorch: U(-1/sqrt(H), 1/sqrt(H)) from `seed`)
+  // and zeroed gradients on `device`.
+  explicit Rnn(const RnnConfig& config, Device device = Device::cpu(), std::uint64_t seed = 0);
+  ~Rnn();
+  Rnn(Rnn&&) noexcept;
+  Rnn& operator=(Rnn&&) noexcept;
+  Rnn(const Rnn&) = delete;
+  Rnn& operator=(const Rnn&) = delete;
+
+  const RnnConfig& config() const;
+  Device device() const;
+
+  // The flat parameter buffer [P] and the gradient buffer [P] of the same layout. The views
+  // stay valid for the Rnn's lifetime; writing through them changes the model.
+  TensorView parameters() const;
+  TensorView gradients() const;
+  const std::vector<ParamInfo>& parameter_info() const;
+  // A named view inside parameters() / gradients(); throws for an unknown name.
+  TensorView parameter(const std::string& name) const;
+  TensorView gradient(const std::string& name) const;
+
+  // Re-draws every parameter from U(-1/sqrt(H), 1/sqrt(H)), deterministically from `seed`.
+  void reset_parameters(std::uint64_t seed);
+  // Sets every gradient to zero.
+  void zero_grad();
+
+  // x [T, B, I]; h0, c0 [1, B, H] or undefined (zeros). c0 only for LSTM. Every tensor must
+  // have the model's dtype and device. In Mode::Training the input and the activations
+  // are kept for one backward().
+  ForwardResult forward(const TensorView& x, const TensorView& h0 = {},
+                        const TensorView& c0 = {}, Mode mode = Mode::Training);
+
+  // dy [T, B, H], dh_n, dc_n [1, B, H], each optional (undefined = zeros), matching the
+  // last Mode::Training forward(). Adds dJ/dθ into gradients() and returns dx, dh0 and
+  // dc0. Consumes the saved forward state: a second backward() needs a new forward().
+  BackwardResult backward(const TensorView& dy, const TensorView& dh_n = {},
+                          const TensorView& dc_n = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace recur

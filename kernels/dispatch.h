@@ -1,0 +1,53 @@
+// kernels/dispatch.h: which functor runs for which step kernel.
+//
+// Both backends map a StepKind to its functor here, and only here: the CPU backend
+// hands the functor to a loop, the CUDA backend to a kernel launch.
+#pragma once
+
+#include "gru.cuh"
+#include "lstm.cuh"
+#include "rnn_cell.cuh"
+
+namespace recur::kernels {
+
+// One fused element-wise kernel of a time step. Most cells have one per step and
+// direction; the reset-before-product GRU has two (see gru.cuh).
+enum class StepKind {
+  RnnTanh,
+  RnnRelu,
+  RnnSigmoid,
+  Lstm,
+  GruLinearBeforeReset,
+  GruRbpGates,   // reset-before-product, phase 1 forward / phase B backward
+  GruRbpOutput,  // reset-before-product, phase 2 forward / phase A backward
+};
+
+// Calls fn(functor) with the forward functor of `kind`.
+template <typename T, class Fn>
+void dispatch_forward(StepKind kind, Fn&& fn) {
+  switch (kind) {
+    case StepKind::RnnTanh: return fn(RnnForward<T, Tanh>{});
+    case StepKind::RnnRelu: return fn(RnnForward<T, Relu>{});
+    case StepKind::RnnSigmoid: return fn(RnnForward<T, Sigmoid>{});
+    case StepKind::Lstm: return fn(LstmForward<T>{});
+    case StepKind::GruLinearBeforeReset: return fn(GruLbrForward<T>{});
+    case StepKind::GruRbpGates: return fn(GruRbpGatesForward<T>{});
+    case StepKind::GruRbpOutput: return fn(GruRbpOutputForward<T>{});
+  }
+}
+
+// Calls fn(functor) with the backward functor of `kind`.
+template <typename T, class Fn>
+void dispatch_backward(StepKind kind, Fn&& fn) {
+  switch (kind) {
+    case StepKind::RnnTanh: return fn(RnnBackward<T, Tanh>{});
+    case StepKind::RnnRelu: return fn(RnnBackward<T, Relu>{});
+    case StepKind::RnnSigmoid: return fn(RnnBackward<T, Sigmoid>{});
+    case StepKind::Lstm: return fn(LstmBackward<T>{});
+    case StepKind::GruLinearBeforeReset: return fn(GruLbrBackward<T>{});
+    case StepKind::GruRbpGates: return fn(GruRbpGatesBackward<T>{});
+    case StepKind::GruRbpOutput: return fn(GruRbpOutputBackward<T>{});
+  }
+}
+
+}  // namespace recur::kernels

@@ -1,0 +1,35 @@
+// kernels/rnn_cell.cuh: the vanilla RNN cell, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh).
+//
+// One gate (G = 1); nothing is saved beyond h_t itself, since act'(·) is computed from
+// the output. The recurrent gradient dgh equals dgx.
+#pragma once
+
+#include "activations.h"
+#include "step_args.h"
+
+namespace recur::kernels {
+
+template <typename T, class Act>
+struct RnnForward {
+  static constexpr int kGates = 1;
+  static constexpr int kSaved = 0;
+
+  RECUR_HD void operator()(std::int64_t idx, const StepForward<T>& a) const {
+    const std::int64_t b = idx / a.hidden, j = idx % a.hidden;
+    const GateInputs<T> in = gate_inputs(a, b, j, 0, kGates);
+    a.h[idx] = Act::f(in.x + in.h);
+  }
+};
+
+template <typename T, class Act>
+struct RnnBackward {
+  RECUR_HD void operator()(std::int64_t idx, const StepBackward<T>& a) const {
+    const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[idx] : T(0));
+    const T dpre = dh * Act::df(a.h[idx]);
+    a.dgx[idx] = dpre;
+    a.dgh[idx] = dpre;
+    a.dh[idx] = T(0);  // h_{t-1} reaches J only through W_hh
+  }
+};
+
+}  // namespace recur::kernels

@@ -1,0 +1,76 @@
+// src/cpu/cpu_ops.cpp: CpuOps. Each step kernel is the functor's body in a loop over
+// (b, j), exactly the element the CUDA kernel gives to one thread.
+#include "cpu_ops.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <string>
+
+#include "recur/error.h"
+
+namespace recur::detail {
+namespace {
+
+CBLAS_TRANSPOSE to_cblas(Trans t) { return t == Trans::N ? CblasNoTrans : CblasTrans; }
+
+blasint to_blasint(std::int64_t v, const char* what) {
+  if (v < 0 || v > INT_MAX) {
+    throw Error("recur: CpuOps::gemm: " + std::string(what) + " = " + std::to_string(v) +
+                " does not fit the BLAS integer type");
+  }
+  return static_cast<blasint>(v);
+}
+
+template <typename Fn>
+void for_each_element(std::int64_t n, Fn&& fn) {
+  for (std::int64_t i = 0; i < n; ++i) fn(i);
+}
+
+}  // namespace
+
+template <typename T>
+void CpuOps<T>::gemm(const Gemm<T>& g) {
+  if (g.m == 0 || g.n == 0) return;
+  const blasint m = to_blasint(g.m, "m"), n = to_blasint(g.n, "n"), k = to_blasint(g.k, "k");
+  const blasint lda = to_blasint(g.lda, "lda"), ldb = to_blasint(g.ldb, "ldb");
+  const blasint ldc = to_blasint(g.ldc, "ldc");
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a,
+                lda, g.b, ldb, g.beta, g.c, ldc);
+  } else {
+    cblas_dgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a,
+                lda, g.b, ldb, g.beta, g.c, ldc);
+  }
+}
+
+template <typename T>
+void CpuOps<T>::step_forward(StepKind kind, const StepForward<T>& args) {
+  kernels::dispatch_forward<T>(kind, [&](auto functor) {
+    for_each_element(args.batch * args.hidden, [&](std::int64_t i) { functor(i, args); });
+  });
+}
+
+template <typename T>
+void CpuOps<T>::step_backward(StepKind kind, const StepBackward<T>& args) {
+  kernels::dispatch_backward<T>(kind, [&](auto functor) {
+    for_each_element(args.batch * args.hidden, [&](std::int64_t i) { functor(i, args); });
+  });
+}
+
+template <typename T>
+void CpuOps<T>::fill(T* dst, std::int64_t n, T value) {
+  std::fill(dst, dst + n, value);
+}
+
+template <typename T>
+void CpuOps<T>::copy(T* dst, const T* src, std::int64_t n) {
+  if (n > 0) std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(T));
+}
+
+template class CpuOps<float>;
+template class CpuOps<double>;
+
+}  // namespace recur::detail

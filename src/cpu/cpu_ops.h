@@ -1,0 +1,23 @@
+// src/cpu/cpu_ops.h: the CPU backend: OpenBLAS for GEMMs, plain loops over the shared
+// gate functors of kernels/*.cuh for everything else.
+#pragma once
+
+#include "../ops.h"
+
+namespace recur::detail {
+
+template <typename T>
+class CpuOps final : public Ops<T> {
+ public:
+  Device device() const override { return Device::cpu(); }
+  void gemm(const Gemm<T>& g) override;
+  void step_forward(StepKind kind, const StepForward<T>& args) override;
+  void step_backward(StepKind kind, const StepBackward<T>& args) override;
+  void fill(T* dst, std::int64_t n, T value) override;
+  void copy(T* dst, const T* src, std::int64_t n) override;
+};
+
+extern template class CpuOps<float>;
+extern template class CpuOps<double>;
+
+}  // namespace recur::detail

@@ -1,0 +1,30 @@
+// src/engine.h: runs a Plan's forward and backward passes on one backend, owning the
+// workspace and what a training forward keeps for backward. Arguments arrive validated.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "plan.h"
+#include "recur/rnn.h"
+
+namespace recur::detail {
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  virtual ForwardResult forward(const TensorView& x, const TensorView& h0, const TensorView& c0,
+                                Mode mode, const TensorView& params) = 0;
+  virtual BackwardResult backward(const TensorView& dy, const TensorView& dh_n,
+                                  const TensorView& dc_n, const TensorView& params,
+                                  const TensorView& grads) = 0;
+
+  // What the last Mode::Training forward() kept: its T and B, or 0 when nothing is kept.
+  virtual std::int64_t saved_steps() const = 0;
+  virtual std::int64_t saved_batch() const = 0;
+};
+
+std::unique_ptr<Engine> make_engine(const Plan& plan, Device device);
+
+}  // namespace recur::detail

@@ -1,0 +1,21 @@
+// src/memory.h: raw allocation and copies on any device. Tensor and the workspaces are
+// built on these; nothing else calls malloc or cudaMalloc.
+#pragma once
+
+#include <cstddef>
+
+#include "recur/device.h"
+
+namespace recur::detail {
+
+// Memory for `bytes` bytes on `device`, aligned to 256 bytes; nullptr when bytes == 0.
+void* allocate(Device device, std::size_t bytes);
+void deallocate(Device device, void* ptr) noexcept;
+// Copies `bytes` bytes between any two devices. Synchronous: when it returns, the data
+// has arrived and all work queued before on the devices involved has finished.
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
+                std::size_t bytes);
+// dst[0..bytes) = 0 on `device`, synchronously.
+void zero_bytes(void* dst, Device device, std::size_t bytes);
+
+}  // namespace recur::detail

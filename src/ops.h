@@ -1,0 +1,64 @@
+// src/ops.h: the backend interface the algorithm is written against.
+//
+// The algorithm (algorithm.cpp) drives every backend through these calls and never
+// knows which one it has. Both backends receive exactly the same arguments: GEMMs are
+// column-major BLAS calls with the same transposes, leading dimensions and offsets, so a
+// CPU test checks the GEMM bookkeeping that the GPU will execute. All pointers are
+// memory of the backend's device. Calls are ordered: on the GPU they are queued on one
+// stream and return before the work is done; on the CPU they run at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "../kernels/step_args.h"
+#include "../kernels/dispatch.h"
+#include "recur/device.h"
+
+namespace recur::detail {
+
+using kernels::StepBackward;
+using kernels::StepForward;
+using kernels::StepKind;
+
+enum class Trans { N, T };
+
+// C = alpha * op(A) * op(B) + beta * C, column-major; op(A) is m x k, op(B) k x n.
+template <typename T>
+struct Gemm {
+  Trans trans_a = Trans::N, trans_b = Trans::N;
+  std::int64_t m = 0, n = 0, k = 0;
+  T alpha = T(1);
+  const T* a = nullptr;
+  std::int64_t lda = 0;
+  const T* b = nullptr;
+  std::int64_t ldb = 0;
+  T beta = T(0);
+  T* c = nullptr;
+  std::int64_t ldc = 0;
+};
+
+template <typename T>
+class Ops {
+ public:
+  virtual ~Ops() = default;
+
+  virtual Device device() const = 0;
+
+  virtual void gemm(const Gemm<T>& g) = 0;
+
+  // One fused element-wise gate kernel over B*H elements (kernels/dispatch.h).
+  virtual void step_forward(StepKind kind, const StepForward<T>& args) = 0;
+  virtual void step_backward(StepKind kind, const StepBackward<T>& args) = 0;
+
+  // dst[0..n) = value
+  virtual void fill(T* dst, std::int64_t n, T value) = 0;
+  // dst[0..n) = src[0..n), both on this device, not overlapping
+  virtual void copy(T* dst, const T* src, std::int64_t n) = 0;
+};
+
+// The backend for `device`: CpuOps for the CPU, CudaOps for a GPU.
+template <typename T>
+std::unique_ptr<Ops<T>> make_ops(Device device);
+
+}  // namespace recur::detail

@@ -1,0 +1,174 @@
+// src/rnn.cpp: the public Rnn: validate, then hand over to the Engine. No math here.
+#include "recur/rnn.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "engine.h"
+#include "plan.h"
+#include "recur/error.h"
+#include "validate.h"
+
+namespace recur {
+
+using detail::expect_tensor;
+
+struct Rnn::Impl {
+  Impl(const RnnConfig& config, Device d)
+      : plan(detail::Plan::make(config)),
+        device(d),
+        params(Tensor::empty({plan.total}, config.dtype, d)),
+        grads(Tensor::zeros({plan.total}, config.dtype, d)),
+        engine(detail::make_engine(plan, d)) {}
+
+  detail::Plan plan;
+  Device device;
+  Tensor params, grads;
+  std::unique_ptr<detail::Engine> engine;
+};
+
+namespace {
+
+// splitmix64: a tiny, portable generator, so the same seed gives the same weights on
+// every platform (std:: distributions are implementation-defined).
+double uniform01(std::uint64_t& state) {
+  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+
+template <typename T>
+void fill_uniform(const TensorView& dst, double bound, std::uint64_t seed) {
+  std::vector<T> host(static_cast<std::size_t>(dst.numel()));
+  std::uint64_t state = seed;
+  for (T& v : host) v = static_cast<T>((2.0 * uniform01(state) - 1.0) * bound);
+  dst.copy_from_host(host.data());
+}
+
+void check_device(const Device& device) {
+  if (device.is_cuda()) {
+    const int count = cuda_device_count();
+    if (device.index < 0 || device.index >= count) {
+      throw Error("Rnn", "device",
+                  "a CUDA device index in [0, " + std::to_string(count) + ")" +
+                      (cuda_built() ? "" : " (recur was built without CUDA)"),
+                  device.str());
+    }
+  }
+}
+
+}  // namespace
+
+Rnn::Rnn(const RnnConfig& config, Device device, std::uint64_t seed) {
+  detail::validate_config(config);
+  check_device(device);
+  impl_ = std::make_unique<Impl>(config, device);
+  reset_parameters(seed);
+}
+
+Rnn::~Rnn() = default;
+Rnn::Rnn(Rnn&&) noexcept = default;
+Rnn& Rnn::operator=(Rnn&&) noexcept = default;
+
+const RnnConfig& Rnn::config() const { return impl_->plan.config; }
+Device Rnn::device() const { return impl_->device; }
+TensorView Rnn::parameters() const { return impl_->params.view(); }
+TensorView Rnn::gradients() const { return impl_->grads.view(); }
+const std::vector<ParamInfo>& Rnn::parameter_info() const { return impl_->plan.params; }
+
+namespace {
+
+TensorView named_view(const detail::Plan& plan, const Tensor& buffer, const std::string& name,
+                      const char* where) {
+  const ParamInfo* info = plan.find(name);
+  if (info == nullptr) {
+    std::string names;
+    for (const ParamInfo& p : plan.params) names += (names.empty() ? "" : ", ") + p.name;
+    throw Error(where, "name", "one of {" + names + "}", "'" + name + "'");
+  }
+  char* base = static_cast<char*>(buffer.data());
+  return TensorView(base + info->offset * static_cast<std::int64_t>(dtype_size(buffer.dtype())),
+                    info->shape, buffer.dtype(), buffer.device());
+}
+
+}  // namespace
+
+TensorView Rnn::parameter(const std::string& name) const {
+  return named_view(impl_->plan, impl_->params, name, "Rnn::parameter");
+}
+
+TensorView Rnn::gradient(const std::string& name) const {
+  return named_view(impl_->plan, impl_->grads, name, "Rnn::gradient");
+}
+
+void Rnn::reset_parameters(std::uint64_t seed) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(impl_->plan.config.hidden_size));
+  if (impl_->plan.config.dtype == DType::Float32) {
+    fill_uniform<float>(impl_->params.view(), bound, seed);
+  } else {
+    fill_uniform<double>(impl_->params.view(), bound, seed);
+  }
+}
+
+void Rnn::zero_grad() {
+  Tensor zeros = Tensor::zeros(impl_->grads.shape(), impl_->grads.dtype(), impl_->device);
+  impl_->grads.view().copy_from(zeros);
+}
+
+ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const TensorView& c0,
+                           Mode mode) {
+  const char* where = "Rnn::forward";
+  const RnnConfig& c = impl_->plan.config;
+  const Device dev = impl_->device;
+  expect_tensor(where, "x", x, {-1, -1, c.input_size}, "[T, B, input_size]", c.dtype, dev);
+  const std::int64_t B = x.size(1);
+  if (h0.defined()) {
+    expect_tensor(where, "h0", h0, {1, B, c.hidden_size}, "[1, B, hidden_size]", c.dtype, dev);
+  }
+  if (c0.defined()) {
+    if (!has_cell_state(c.cell)) {
+      throw Error(where, "c0", "an undefined view (only Lstm has a cell state)",
+                  std::string("a tensor for cell ") + to_string(c.cell));
+    }
+    expect_tensor(where, "c0", c0, {1, B, c.hidden_size}, "[1, B, hidden_size]", c.dtype, dev);
+  }
+  if (mode != Mode::Training && mode != Mode::Inference) {
+    throw Error(where, "mode", "Mode::Training or Mode::Inference",
+                "value " + std::to_string(static_cast<int>(mode)));
+  }
+  return impl_->engine->forward(x, h0, c0, mode, impl_->params);
+}
+
+BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n,
+                             const TensorView& dc_n) {
+  const char* where = "Rnn::backward";
+  const RnnConfig& c = impl_->plan.config;
+  const Device dev = impl_->device;
+  const std::int64_t T = impl_->engine->saved_steps(), B = impl_->engine->saved_batch();
+  if (T == 0) {
+    throw Error(where, "this", "a preceding forward() in Mode::Training, not yet consumed",
+                "none (never run, run in Mode::Inference, or consumed by a backward())");
+  }
+  if (dy.defined()) {
+    expect_tensor(where, "dy", dy, {T, B, c.hidden_size}, "[T, B, hidden_size] of the forward",
+                  c.dtype, dev);
+  }
+  if (dh_n.defined()) {
+    expect_tensor(where, "dh_n", dh_n, {1, B, c.hidden_size}, "[1, B, hidden_size]", c.dtype,
+                  dev);
+  }
+  if (dc_n.defined()) {
+    if (!has_cell_state(c.cell)) {
+      throw Error(where, "dc_n", "an undefined view (only Lstm has a cell state)",
+                  std::string("a tensor for cell ") + to_string(c.cell));
+    }
+    expect_tensor(where, "dc_n", dc_n, {1, B, c.hidden_size}, "[1, B, hidden_size]", c.dtype,
+                  dev);
+  }
+  return impl_->engine->backward(dy, dh_n, dc_n, impl_->params, impl_->grads);
+}
+
+}  // namespace recur

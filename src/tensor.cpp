@@ -1,0 +1,110 @@
+// src/tensor.cpp: Tensor and TensorView.
+#include "recur/tensor.h"
+
+#include <string>
+
+#include "memory.h"
+#include "recur/error.h"
+
+namespace recur {
+
+std::string to_string(const Shape& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+std::int64_t numel(const Shape& shape) {
+  std::int64_t n = 1;
+  for (std::int64_t d : shape) n *= d;
+  return n;
+}
+
+namespace detail {
+void throw_size_mismatch(std::int64_t given, const Shape& shape) {
+  throw Error("Tensor::from_vector", "data", std::to_string(numel(shape)) + " elements for shape " +
+                                                 to_string(shape),
+              std::to_string(given) + " elements");
+}
+}  // namespace detail
+
+namespace {
+
+void check_shape(const char* where, const Shape& shape) {
+  for (std::int64_t d : shape) {
+    if (d < 0) throw Error(where, "shape", "non-negative sizes", to_string(shape));
+  }
+}
+
+}  // namespace
+
+TensorView::TensorView(void* data, Shape shape, DType dtype, Device device)
+    : data_(data), shape_(std::move(shape)), dtype_(dtype), device_(device) {
+  check_shape("TensorView", shape_);
+}
+
+void TensorView::check_dtype(DType want) const {
+  if (dtype_ != want) throw Error("TensorView::data_as", "T", to_string(dtype_), to_string(want));
+}
+
+void TensorView::copy_from_host(const void* src) const {
+  detail::copy_bytes(data_, device_, src, Device::cpu(), nbytes());
+}
+
+void TensorView::copy_to_host(void* dst) const {
+  detail::copy_bytes(dst, Device::cpu(), data_, device_, nbytes());
+}
+
+void TensorView::copy_from(const TensorView& src) const {
+  if (src.dtype() != dtype_) {
+    throw Error("TensorView::copy_from", "src", std::string("dtype ") + to_string(dtype_),
+                std::string("dtype ") + to_string(src.dtype()));
+  }
+  if (src.numel() != numel()) {
+    throw Error("TensorView::copy_from", "src", std::to_string(numel()) + " elements",
+                std::to_string(src.numel()) + " elements " + to_string(src.shape()));
+  }
+  detail::copy_bytes(data_, device_, src.data(), src.device(), nbytes());
+}
+
+struct Tensor::Storage {
+  Storage(Device d, std::size_t bytes) : device(d), ptr(detail::allocate(d, bytes)) {}
+  ~Storage() { detail::deallocate(device, ptr); }
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  Device device;
+  void* ptr;
+};
+
+Tensor::~Tensor() = default;
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  check_shape("Tensor::empty", shape);
+  Tensor t;
+  const std::size_t bytes = static_cast<std::size_t>(recur::numel(shape)) * dtype_size(dtype);
+  t.storage_ = std::make_shared<Storage>(device, bytes);
+  // A zero-element tensor is still defined: give it a non-null, never-dereferenced address.
+  void* data = t.storage_->ptr != nullptr ? t.storage_->ptr : static_cast<void*>(t.storage_.get());
+  t.view_ = TensorView(data, shape, dtype, device);
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  detail::zero_bytes(t.storage_->ptr, device, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::clone() const { return to(device()); }
+
+Tensor Tensor::to(Device device) const {
+  if (!defined()) return Tensor();
+  Tensor t = empty(shape(), dtype(), device);
+  t.view_.copy_from(view_);
+  return t;
+}
+
+}  // namespace recur

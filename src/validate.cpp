@@ -1,0 +1,47 @@
+// src/validate.cpp: argument checks and their messages.
+#include "validate.h"
+
+#include "recur/error.h"
+
+namespace recur::detail {
+
+void expect_defined(const char* where, const char* name, const TensorView& t) {
+  if (!t.defined()) throw Error(where, name, "a defined tensor", "an undefined (empty) view");
+}
+
+void expect_shape(const char* where, const char* name, const TensorView& t, const Shape& expected,
+                  const char* symbolic) {
+  if (t.dim() != static_cast<std::int64_t>(expected.size())) {
+    throw Error(where, name, "rank " + std::to_string(expected.size()) + " " + symbolic,
+                "rank " + std::to_string(t.dim()) + " " + to_string(t.shape()));
+  }
+  bool ok = true;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const std::int64_t got = t.shape()[i];
+    ok = ok && (expected[i] < 0 ? got >= 1 : got == expected[i]);
+  }
+  if (!ok) {
+    std::string want = "shape [";
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      if (i > 0) want += ", ";
+      want += expected[i] < 0 ? std::string(">=1") : std::to_string(expected[i]);
+    }
+    throw Error(where, name, want + "] " + symbolic, to_string(t.shape()));
+  }
+}
+
+void expect_dtype(const char* where, const char* name, const TensorView& t, DType dtype) {
+  if (t.dtype() != dtype) {
+    throw Error(where, name, std::string("dtype ") + to_string(dtype) + " (the model's)",
+                std::string("dtype ") + to_string(t.dtype()));
+  }
+}
+
+void expect_device(const char* where, const char* name, const TensorView& t, Device device) {
+  if (t.device() != device) {
+    throw Error(where, name, "device " + device.str() + " (the model's)",
+                "device " + t.device().str());
+  }
+}
+
+}  // namespace recur::detail

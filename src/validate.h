@@ -1,0 +1,30 @@
+// src/validate.h: argument checks shared by the public entry points. Each throws
+// recur::Error naming the function, the argument, what was expected and what was given.
+#pragma once
+
+#include <string>
+
+#include "recur/tensor.h"
+
+namespace recur::detail {
+
+// A required tensor argument must be defined.
+void expect_defined(const char* where, const char* name, const TensorView& t);
+// `t` has `expected` shape; a -1 in `expected` accepts any size >= 1 there. `symbolic`
+// spells the shape with names, e.g. "[T, B, input_size]", for the message.
+void expect_shape(const char* where, const char* name, const TensorView& t, const Shape& expected,
+                  const char* symbolic);
+void expect_dtype(const char* where, const char* name, const TensorView& t, DType dtype);
+void expect_device(const char* where, const char* name, const TensorView& t, Device device);
+
+// All of the above for a model's tensor argument.
+inline void expect_tensor(const char* where, const char* name, const TensorView& t,
+                          const Shape& shape, const char* symbolic, DType dtype,
+                          Device device) {
+  expect_defined(where, name, t);
+  expect_shape(where, name, t, shape, symbolic);
+  expect_dtype(where, name, t, dtype);
+  expect_device(where, name, t, device);
+}
+
+}  // namespace recur::detail

@@ -1,0 +1,183 @@
+// tests/test_errors.cpp: every validation path gives a recur::Error whose message names the
+// argument, what was expected and what was given, and leaves the model unchanged.
+#include "test_util.h"
+
+namespace recur::test {
+namespace {
+
+constexpr std::int64_t kT = 3, kB = 2, kI = 4, kH = 5;
+
+RnnConfig config(CellKind cell = CellKind::Lstm, DType dtype = DType::Float32) {
+  RnnConfig c;
+  c.cell = cell;
+  c.input_size = kI;
+  c.hidden_size = kH;
+  c.dtype = dtype;
+  return c;
+}
+
+// Runs `fn`, expects a recur::Error for `argument` whose expected/got contain the given
+// fragments, and checks that the model's parameters, gradients and saved state survived.
+template <class Fn>
+void expect_error(Rnn& rnn, Fn&& fn, const std::string& argument, const std::string& expected,
+                  const std::string& got) {
+  const std::vector<float> params = rnn.parameters().to_vector<float>();
+  const std::vector<float> grads = rnn.gradients().to_vector<float>();
+  try {
+    fn();
+    ADD_FAILURE() << "no error for " << argument;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), argument) << e.what();
+    EXPECT_NE(e.expected().find(expected), std::string::npos) << e.what();
+    EXPECT_NE(e.got().find(got), std::string::npos) << e.what();
+    const std::string what = e.what();
+    EXPECT_NE(what.find("'" + argument + "'"), std::string::npos) << what;
+  }
+  EXPECT_EQ(rnn.parameters().to_vector<float>(), params);
+  EXPECT_EQ(rnn.gradients().to_vector<float>(), grads);
+}
+
+TEST(Errors, ConfigSizes) {
+  RnnConfig c = config();
+  c.input_size = 0;
+  try {
+    Rnn rnn(c);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "recur: Rnn: argument 'config.input_size': expected > 0, got 0");
+  }
+  c = config();
+  c.hidden_size = -3;
+  EXPECT_THROW(Rnn rnn(c), Error);
+  c = config();
+  c.cell = static_cast<CellKind>(42);
+  EXPECT_THROW(Rnn rnn(c), Error);
+}
+
+TEST(Errors, UnusableCudaDevice) {
+  if (cuda_device_count() > 7) GTEST_SKIP() << "this machine has a cuda:7";
+  try {
+    Rnn rnn(config(), Device::cuda(7));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "device");
+    EXPECT_EQ(e.got(), "cuda:7");
+  }
+}
+
+TEST(Errors, ForwardInputShape) {
+  Rnn rnn(config());
+  Random rng(1);
+  expect_error(
+      rnn, [&] { rnn.forward(rng.tensor<float>({kT, kI})); }, "x",
+      "rank 3 [T, B, input_size]", "rank 2 [3, 4]");
+  expect_error(
+      rnn, [&] { rnn.forward(rng.tensor<float>({kT, kB, kI + 1})); }, "x", "shape [>=1, >=1, 4]",
+      "[3, 2, 5]");
+  expect_error(
+      rnn, [&] { rnn.forward(TensorView()); }, "x", "a defined tensor", "undefined");
+}
+
+TEST(Errors, ZeroStepsOrBatch) {
+  Rnn rnn(config());
+  Tensor no_steps = Tensor::zeros({0, kB, kI}, DType::Float32);
+  Tensor no_batch = Tensor::zeros({kT, 0, kI}, DType::Float32);
+  expect_error(
+      rnn, [&] { rnn.forward(no_steps); }, "x", "shape [>=1, >=1, 4]", "[0, 2, 4]");
+  expect_error(
+      rnn, [&] { rnn.forward(no_batch); }, "x", "shape [>=1, >=1, 4]", "[3, 0, 4]");
+}
+
+TEST(Errors, ForwardDtype) {
+  Rnn rnn(config());
+  Random rng(2);
+  expect_error(
+      rnn, [&] { rnn.forward(rng.tensor<double>({kT, kB, kI})); }, "x",
+      "dtype float32 (the model's)", "dtype float64");
+}
+
+TEST(Errors, ForwardStates) {
+  Rnn rnn(config());
+  Random rng(3);
+  Tensor x = rng.tensor<float>({kT, kB, kI});
+  expect_error(
+      rnn, [&] { rnn.forward(x, rng.tensor<float>({1, kB + 1, kH})); }, "h0",
+      "shape [1, 2, 5] [1, B, hidden_size]", "[1, 3, 5]");
+  expect_error(
+      rnn, [&] { rnn.forward(x, {}, rng.tensor<float>({2, kB, kH})); }, "c0",
+      "shape [1, 2, 5]", "[2, 2, 5]");
+  expect_error(
+      rnn, [&] { rnn.forward(x, rng.tensor<double>({1, kB, kH})); }, "h0", "dtype float32",
+      "dtype float64");
+  Rnn gru(config(CellKind::GruLinearBeforeReset));
+  expect_error(
+      gru, [&] { gru.forward(x, {}, rng.tensor<float>({1, kB, kH})); }, "c0",
+      "only Lstm has a cell state", "GruLinearBeforeReset");
+}
+
+TEST(Errors, ForwardMode) {
+  Rnn rnn(config());
+  Random rng(4);
+  Tensor x = rng.tensor<float>({kT, kB, kI});
+  expect_error(
+      rnn, [&] { rnn.forward(x, {}, {}, static_cast<Mode>(9)); }, "mode", "Mode::Training",
+      "value 9");
+}
+
+TEST(Errors, BackwardWithoutTrainingForward) {
+  Rnn rnn(config());
+  Random rng(5);
+  Tensor x = rng.tensor<float>({kT, kB, kI}), dy = rng.tensor<float>({kT, kB, kH});
+  expect_error(
+      rnn, [&] { rnn.backward(dy); }, "this", "a preceding forward() in Mode::Training", "none");
+  rnn.forward(x, {}, {}, Mode::Inference);
+  expect_error(
+      rnn, [&] { rnn.backward(dy); }, "this", "Mode::Training", "none");
+  rnn.forward(x);
+  rnn.backward(dy);
+  expect_error(
+      rnn, [&] { rnn.backward(dy); }, "this", "not yet consumed", "consumed");
+}
+
+TEST(Errors, BackwardShapesAndAFailedCallKeepsTheSavedState) {
+  Rnn rnn(config());
+  Random rng(6);
+  Tensor x = rng.tensor<float>({kT, kB, kI});
+  rnn.forward(x);
+  expect_error(
+      rnn, [&] { rnn.backward(rng.tensor<float>({kT + 1, kB, kH})); }, "dy",
+      "shape [3, 2, 5] [T, B, hidden_size] of the forward", "[4, 2, 5]");
+  expect_error(
+      rnn, [&] { rnn.backward({}, rng.tensor<float>({1, kB, kH + 1})); }, "dh_n",
+      "shape [1, 2, 5]", "[1, 2, 6]");
+  expect_error(
+      rnn, [&] { rnn.backward({}, {}, rng.tensor<double>({1, kB, kH})); }, "dc_n",
+      "dtype float32", "dtype float64");
+  // The saved forward survived the failed calls.
+  EXPECT_NO_THROW(rnn.backward(rng.tensor<float>({kT, kB, kH})));
+}
+
+TEST(Errors, UnknownParameterName) {
+  Rnn rnn(config());
+  try {
+    rnn.parameter("weight_ih_l1");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "name");
+    EXPECT_EQ(e.got(), "'weight_ih_l1'");
+    EXPECT_NE(e.expected().find("weight_ih_l0"), std::string::npos);
+  }
+  EXPECT_THROW(rnn.gradient("bias"), Error);
+}
+
+TEST(Errors, DeviceMismatchIsNamed) {
+  Rnn rnn(config());
+  // A view that claims to live on a GPU: rejected before anything touches it.
+  float dummy[kT * kB * kI] = {};
+  TensorView on_gpu(dummy, {kT, kB, kI}, DType::Float32, Device::cuda(0));
+  expect_error(
+      rnn, [&] { rnn.forward(on_gpu); }, "x", "device cpu (the model's)", "device cuda:0");
+}
+
+}  // namespace
+}  // namespace recur::test
