@@ -30,6 +30,7 @@ class EngineImpl final : public Engine {
 
   ForwardResult forward(const TensorView& x, const TensorView& h0, const TensorView& c0, Mode mode,
                         const TensorView& params) override {
+    OpsScope<T> scope(*ops_);
     saved_steps_ = saved_batch_ = 0;  // a new forward replaces whatever was kept
     const LayerShape s = shape(x.size(0), x.size(1));
     const bool training = mode == Mode::Training;
@@ -78,6 +79,7 @@ class EngineImpl final : public Engine {
 
   BackwardResult backward(const TensorView& dy, const TensorView& dh_n, const TensorView& dc_n,
                           const TensorView& params, const TensorView& grads) override {
+    OpsScope<T> scope(*ops_);
     const LayerShape s = shape(saved_steps_, saved_batch_);
     const std::int64_t BH = s.batch * s.hidden, TB = s.steps * s.batch;
     const std::int64_t GTBH = TB * s.gates * s.hidden;
@@ -111,6 +113,13 @@ class EngineImpl final : public Engine {
     layer_backward(*ops_, s, weights(params), gradients(grads), forward_, b);
     saved_steps_ = saved_batch_ = 0;  // consumed
     return out;
+  }
+
+  void* stream() const override { return ops_->stream(); }
+  void set_stream(void* stream) override { ops_->set_stream(stream); }
+  void synchronize() override {
+    OpsScope<T> scope(*ops_);
+    ops_->synchronize();
   }
 
   std::int64_t saved_steps() const override { return saved_steps_; }

@@ -20,6 +20,10 @@ class Engine {
                                   const TensorView& dc_n, const TensorView& params,
                                   const TensorView& grads) = 0;
 
+  virtual void* stream() const = 0;
+  virtual void set_stream(void* stream) = 0;
+  virtual void synchronize() = 0;
+
   // What the last Mode::Training forward() kept: its T and B, or 0 when nothing is kept.
   virtual std::int64_t saved_steps() const = 0;
   virtual std::int64_t saved_batch() const = 0;

@@ -45,6 +45,16 @@ class Ops {
 
   virtual Device device() const = 0;
 
+  // The queue the backend's work goes to (a cudaStream_t), or nullptr on the CPU.
+  virtual void* stream() const { return nullptr; }
+  virtual void set_stream(void* /*stream*/) {}
+  // Waits until all queued work is done.
+  virtual void synchronize() {}
+  // Makes the backend's device current for the calling thread; returns what to hand to
+  // restore() afterwards (see OpsScope).
+  virtual int make_current() { return -1; }
+  virtual void restore(int /*previous*/) {}
+
   virtual void gemm(const Gemm<T>& g) = 0;
 
   // One fused element-wise gate kernel over B*H elements (kernels/dispatch.h).
@@ -55,6 +65,20 @@ class Ops {
   virtual void fill(T* dst, std::int64_t n, T value) = 0;
   // dst[0..n) = src[0..n), both on this device, not overlapping
   virtual void copy(T* dst, const T* src, std::int64_t n) = 0;
+};
+
+// Keeps the backend's device current for a scope, then restores the caller's.
+template <typename T>
+class OpsScope {
+ public:
+  explicit OpsScope(Ops<T>& ops) : ops_(ops), previous_(ops.make_current()) {}
+  ~OpsScope() { ops_.restore(previous_); }
+  OpsScope(const OpsScope&) = delete;
+  OpsScope& operator=(const OpsScope&) = delete;
+
+ private:
+  Ops<T>& ops_;
+  int previous_;
 };
 
 // The backend for `device`: CpuOps for the CPU, CudaOps for a GPU.

@@ -104,6 +104,18 @@ TensorView Rnn::gradient(const std::string& name) const {
   return named_view(impl_->plan, impl_->grads, name, "Rnn::gradient");
 }
 
+void* Rnn::cuda_stream() const { return impl_->engine->stream(); }
+
+void Rnn::set_cuda_stream(void* stream) {
+  if (!impl_->device.is_cuda()) {
+    throw Error("Rnn::set_cuda_stream", "stream", "a model on a CUDA device",
+                "a model on " + impl_->device.str());
+  }
+  impl_->engine->set_stream(stream);
+}
+
+void Rnn::synchronize() { impl_->engine->synchronize(); }
+
 void Rnn::reset_parameters(std::uint64_t seed) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(impl_->plan.config.hidden_size));
   if (impl_->plan.config.dtype == DType::Float32) {

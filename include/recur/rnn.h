@@ -74,6 +74,16 @@ class RECUR_API Rnn {
   TensorView parameter(const std::string& name) const;
   TensorView gradient(const std::string& name) const;
 
+  // The CUDA stream (a cudaStream_t) all of this model's work is queued on; nullptr for a
+  // CPU model. By default each CUDA model has a stream of its own. set_cuda_stream() makes
+  // the model use the caller's stream instead (nullptr: back to its own); the caller keeps
+  // ownership and must keep the stream alive while the model uses it. Throws for a CPU
+  // model. forward() and backward() return before the GPU has finished; copying a result
+  // to the host (TensorView::copy_to_host, to_vector) waits for it, as does synchronize().
+  void* cuda_stream() const;
+  void set_cuda_stream(void* stream);
+  void synchronize();
+
   // Re-draws every parameter from U(-1/sqrt(H), 1/sqrt(H)), deterministically from `seed`.
   void reset_parameters(std::uint64_t seed);
   // Sets every gradient to zero.

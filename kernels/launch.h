@@ -1,0 +1,28 @@
+// kernels/launch.h: host-callable launchers for the kernels in kernels/*.cu.
+//
+// Each launcher queues its kernel on `stream` (a cudaStream_t), sizes the grid from the
+// element count, returns at once when there is nothing to do, and checks the launch:
+// a failure throws recur::Error. Plain C++: the CUDA types stay behind void*.
+#pragma once
+
+#include <cstdint>
+
+#include "dispatch.h"
+#include "step_args.h"
+
+namespace recur::kernels {
+
+// The fused step kernel of `kind` over the batch*hidden elements of one time step.
+template <typename T>
+void launch_step_forward(StepKind kind, const StepForward<T>& args, void* stream);
+template <typename T>
+void launch_step_backward(StepKind kind, const StepBackward<T>& args, void* stream);
+
+// dst[0..n) = value
+template <typename T>
+void launch_fill(T* dst, std::int64_t n, T value, void* stream);
+
+// True when this build carries kernel code the current CUDA device can run.
+bool kernels_runnable_on_current_device() noexcept;
+
+}  // namespace recur::kernels

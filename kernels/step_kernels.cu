@@ -1,0 +1,92 @@
+// kernels/step_kernels.cu: the CUDA side of the shared gate functors.
+//
+// A step kernel gives one thread one (b, j) element and calls the very functor the CPU
+// backend calls in its loop (kernels/dispatch.h picks it), so the arithmetic tested on
+// the CPU is the arithmetic that runs here.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "launch.h"
+#include "recur/error.h"
+
+namespace recur::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+// ---- CUDA kernels ----
+
+template <class F, class Args>
+__global__ void apply_kernel(F f, std::int64_t n, Args args) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) f(i, args);
+}
+
+template <typename T>
+__global__ void fill_kernel(T* dst, std::int64_t n, T value) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) dst[i] = value;
+}
+
+__global__ void probe_kernel() {}
+
+// ---- kernel launchers ----
+
+unsigned blocks_for(std::int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+
+void check_launch(const char* what) {
+  const cudaError_t status = cudaGetLastError();
+  if (status != cudaSuccess) {
+    throw Error(std::string("recur: launch of ") + what + " failed with " +
+                cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
+  }
+}
+
+template <class Args, class Dispatch>
+void launch_step(StepKind kind, const Args& args, void* stream, Dispatch dispatch) {
+  const std::int64_t n = args.batch * args.hidden;
+  if (n == 0) return;
+  dispatch(kind, [&](auto functor) {
+    apply_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(functor, n,
+                                                                                    args);
+  });
+  check_launch("step kernel");
+}
+
+}  // namespace
+
+template <typename T>
+void launch_step_forward(StepKind kind, const StepForward<T>& args, void* stream) {
+  launch_step(kind, args, stream,
+              [](StepKind k, auto&& fn) { dispatch_forward<T>(k, fn); });
+}
+
+template <typename T>
+void launch_step_backward(StepKind kind, const StepBackward<T>& args, void* stream) {
+  launch_step(kind, args, stream,
+              [](StepKind k, auto&& fn) { dispatch_backward<T>(k, fn); });
+}
+
+template <typename T>
+void launch_fill(T* dst, std::int64_t n, T value, void* stream) {
+  if (n == 0) return;
+  fill_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(dst, n, value);
+  check_launch("fill_kernel");
+}
+
+bool kernels_runnable_on_current_device() noexcept {
+  cudaFuncAttributes attributes;
+  const bool ok = cudaFuncGetAttributes(&attributes, probe_kernel) == cudaSuccess;
+  cudaGetLastError();
+  return ok;
+}
+
+template void launch_step_forward<float>(StepKind, const StepForward<float>&, void*);
+template void launch_step_forward<double>(StepKind, const StepForward<double>&, void*);
+template void launch_step_backward<float>(StepKind, const StepBackward<float>&, void*);
+template void launch_step_backward<double>(StepKind, const StepBackward<double>&, void*);
+template void launch_fill<float>(float*, std::int64_t, float, void*);
+template void launch_fill<double>(double*, std::int64_t, double, void*);
+
+}  // namespace recur::kernels

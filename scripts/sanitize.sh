@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test suite once more under AddressSanitizer + UndefinedBehaviorSanitizer, in
+# build-asan/. The host code is what the sanitizers can see, so CUDA stays off here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+RECUR_BUILD_DIR=build-asan bash scripts/build.sh -DRECUR_SANITIZE=ON -DRECUR_CUDA=OFF \
+  -DRECUR_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cd build-asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --output-on-failure -j2

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages recur needs to build and test, if any is missing.
+# The CUDA toolkit is not a Debian package here: CMake uses nvcc when it finds one.
+set -euo pipefail
+
+packages=(cmake g++ make libopenblas-dev libgtest-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+fi

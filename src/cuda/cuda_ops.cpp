@@ -1,0 +1,138 @@
+// src/cuda/cuda_ops.cpp: CudaOps. Every call is asynchronous on the model's stream and
+// checked; nothing here waits for the device or allocates.
+#include "cuda_ops.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <string>
+
+#include "../../kernels/launch.h"
+#include "check.h"
+
+namespace recur::detail {
+namespace {
+
+cublasOperation_t to_cublas(Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T; }
+
+int to_int(std::int64_t v, const char* what) {
+  if (v < 0 || v > INT_MAX) {
+    throw Error("recur: CudaOps::gemm: " + std::string(what) + " = " + std::to_string(v) +
+                " does not fit cuBLAS's int");
+  }
+  return static_cast<int>(v);
+}
+
+template <typename T>
+class CudaOps final : public Ops<T> {
+ public:
+  explicit CudaOps(int index) : index_(index) {
+    const int previous = make_current();
+    try {
+      // A blocking stream: legacy-default-stream copies order themselves after it.
+      RECUR_CUDA_CHECK(cudaStreamCreate(&own_stream_));
+      stream_ = own_stream_;
+      RECUR_CUBLAS_CHECK(cublasCreate(&blas_));
+      RECUR_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+      // Full-precision FP32 GEMMs (no TF32), so CPU/GPU parity holds to float32 rounding.
+      RECUR_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));
+    } catch (...) {
+      release();
+      restore(previous);
+      throw;
+    }
+    restore(previous);
+  }
+
+  ~CudaOps() override {
+    int previous = 0;
+    if (cudaGetDevice(&previous) != cudaSuccess) return;
+    cudaSetDevice(index_);
+    cudaStreamSynchronize(stream_);
+    release();
+    cudaSetDevice(previous);
+  }
+
+  CudaOps(const CudaOps&) = delete;
+  CudaOps& operator=(const CudaOps&) = delete;
+
+  Device device() const override { return Device::cuda(index_); }
+
+  int make_current() override {
+    int previous = 0;
+    RECUR_CUDA_CHECK(cudaGetDevice(&previous));
+    if (previous != index_) RECUR_CUDA_CHECK(cudaSetDevice(index_));
+    return previous;
+  }
+
+  void restore(int previous) override {
+    if (previous != index_) cudaSetDevice(previous);
+  }
+
+  void* stream() const override { return stream_; }
+
+  void set_stream(void* stream) override {
+    cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : own_stream_;
+    RECUR_CUBLAS_CHECK(cublasSetStream(blas_, s));
+    stream_ = s;
+  }
+
+  void synchronize() override { RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  void gemm(const Gemm<T>& g) override {
+    if (g.m == 0 || g.n == 0) return;
+    const int m = to_int(g.m, "m"), n = to_int(g.n, "n"), k = to_int(g.k, "k");
+    const int lda = to_int(g.lda, "lda"), ldb = to_int(g.ldb, "ldb"), ldc = to_int(g.ldc, "ldc");
+    if constexpr (std::is_same_v<T, float>) {
+      RECUR_CUBLAS_CHECK(cublasSgemm(blas_, to_cublas(g.trans_a), to_cublas(g.trans_b), m, n, k,
+                                     &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c, ldc));
+    } else {
+      RECUR_CUBLAS_CHECK(cublasDgemm(blas_, to_cublas(g.trans_a), to_cublas(g.trans_b), m, n, k,
+                                     &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c, ldc));
+    }
+  }
+
+  void step_forward(StepKind kind, const StepForward<T>& args) override {
+    kernels::launch_step_forward(kind, args, stream_);
+  }
+
+  void step_backward(StepKind kind, const StepBackward<T>& args) override {
+    kernels::launch_step_backward(kind, args, stream_);
+  }
+
+  void fill(T* dst, std::int64_t n, T value) override {
+    kernels::launch_fill(dst, n, value, stream_);
+  }
+
+  void copy(T* dst, const T* src, std::int64_t n) override {
+    if (n == 0) return;
+    RECUR_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(n) * sizeof(T),
+                                     cudaMemcpyDeviceToDevice, stream_));
+  }
+
+ private:
+  void release() noexcept {
+    if (blas_ != nullptr) cublasDestroy(blas_);
+    if (own_stream_ != nullptr) cudaStreamDestroy(own_stream_);
+    blas_ = nullptr;
+    own_stream_ = nullptr;
+  }
+
+  int index_ = 0;
+  cudaStream_t own_stream_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+};
+
+}  // namespace
+
+template <typename T>
+std::unique_ptr<Ops<T>> make_cuda_ops(int index) {
+  return std::make_unique<CudaOps<T>>(index);
+}
+
+template std::unique_ptr<Ops<float>> make_cuda_ops<float>(int);
+template std::unique_ptr<Ops<double>> make_cuda_ops<double>(int);
+
+}  // namespace recur::detail

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the built recur into a scratch prefix, then configures, builds and runs
+# tests/package against it. Arguments: the build folder, the expected version.
+set -euo pipefail
+build=$1
+version=$2
+here=$(cd "$(dirname "$0")" && pwd)
+prefix="$build/package-test/install"
+rm -rf "$build/package-test"
+cmake --install "$build" --prefix "$prefix" > /dev/null
+cmake -S "$here" -B "$build/package-test/build" -DCMAKE_PREFIX_PATH="$prefix" > /dev/null
+cmake --build "$build/package-test/build" > /dev/null
+"$build/package-test/build/consumer" "$version"
+# The installed library carries its SONAME and version.
+objdump -p "$prefix"/lib*/librecur.so | grep -q "SONAME.*librecur.so.${version%.*}"
+test -f "$prefix/include/recur/recur.h"
+if grep -rl "cuda_runtime\|cublas" "$prefix/include/recur"; then
+  echo "public headers must not need CUDA headers" >&2
+  exit 1
+fi
+echo "installed package OK"
