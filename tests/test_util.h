@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -107,8 +108,15 @@ struct GoldenTensor {
 };
 using Golden = std::map<std::string, GoldenTensor>;
 
+// The folder of the golden files: $RECUR_TEST_DATA_DIR when set (a build run on another
+// machine), else the source tree's tests/golden/data.
+inline std::string golden_dir() {
+  const char* env = std::getenv("RECUR_TEST_DATA_DIR");
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string(RECUR_TEST_DATA_DIR);
+}
+
 inline Golden read_golden(const std::string& file) {
-  const std::string path = std::string(RECUR_TEST_DATA_DIR) + "/" + file;
+  const std::string path = golden_dir() + "/" + file;
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot open golden file " + path);
   Golden out;
@@ -138,10 +146,22 @@ inline bool gpu_available() { return cuda_device_count() > 0; }
 
 }  // namespace recur::test
 
-// Skips (never passes) a test that needs a GPU when there is none.
-#define RECUR_REQUIRE_GPU()                                                          \
-  do {                                                                               \
-    if (!::recur::test::gpu_available()) GTEST_SKIP() << "no usable CUDA device"; \
+namespace recur::test {
+// scripts/gpu_check.sh sets RECUR_TEST_REQUIRE_GPU=1: there, no GPU is a failure.
+inline bool gpu_required() {
+  const char* env = std::getenv("RECUR_TEST_REQUIRE_GPU");
+  return env != nullptr && std::string(env) == "1";
+}
+}  // namespace recur::test
+
+// Skips (never passes) a test that needs a GPU when there is none; fails instead where
+// RECUR_TEST_REQUIRE_GPU=1 says a GPU must be there.
+#define RECUR_REQUIRE_GPU()                                                 \
+  do {                                                                      \
+    if (!::recur::test::gpu_available()) {                                  \
+      if (::recur::test::gpu_required()) FAIL() << "no usable CUDA device"; \
+      GTEST_SKIP() << "no usable CUDA device";                              \
+    }                                                                       \
   } while (0)
 
 namespace recur::test {

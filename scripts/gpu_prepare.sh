@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# On this (GPU-less) machine: builds recur with CUDA into build-gpu/ and gathers what a
+# bare GPU machine needs into gpu-bundle/ (about 45 MB, under the device tool's 64 MiB
+# carry limit): the test, bench and example binaries, librecur, and the shared libraries
+# such a machine may lack (OpenBLAS and its Fortran runtime). GoogleTest is linked
+# statically; CUDA's own libraries (cudart, cuBLAS, cuDNN) come from the GPU machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+RECUR_BUILD_DIR=build-gpu bash scripts/build.sh -DRECUR_CUDA=ON "$@"
+bundle=gpu-bundle
+libs=$bundle/lib
+rm -rf "$bundle"
+mkdir -p "$libs" "$bundle/tests" "$bundle/bench" "$bundle/examples"
+find build-gpu/tests -maxdepth 1 -name 'test_*' -type f -executable -exec cp {} "$bundle/tests/" \;
+cp build-gpu/examples/train_* "$bundle/examples/" 2>/dev/null || true
+cp build-gpu/bench/recur_bench* "$bundle/bench/" 2>/dev/null || true
+cp -P build-gpu/src/librecur.so* "$libs/"
+# Every non-system, non-CUDA library the test and bench binaries load.
+for bin in build-gpu/src/librecur.so* build-gpu/tests/test_* build-gpu/bench/recur_bench*; do
+  [ -f "$bin" ] && [ -x "$bin" ] || continue
+  ldd "$bin" | awk '/=> \//{print $3}'
+done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt|libcudnn[^/]*|libnccl)\.so' |
+  while read -r lib; do cp -L "$lib" "$libs/"; done
+du -sh "$bundle"

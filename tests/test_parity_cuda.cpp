@@ -1,0 +1,325 @@
+// tests/test_parity_cuda.cpp: CudaOps against CpuOps, op by op, and every cell's model on
+// the GPU against the same model on the CPU, in float32 and float64, forward and backward,
+// on fresh random data. Without a usable GPU every test here reports SKIPPED.
+#include <memory>
+
+#include "cpu/cpu_ops.h"
+#include "ops.h"
+#include "test_util.h"
+
+namespace recur::test {
+namespace {
+
+using detail::Gemm;
+using detail::Ops;
+using detail::Trans;
+using kernels::StepKind;
+
+const Device kGpu = Device::cuda(0);
+
+template <typename T>
+class OpsParity : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RECUR_REQUIRE_GPU();
+    gpu_ = detail::make_ops<T>(kGpu);
+  }
+  detail::CpuOps<T> cpu_;
+  std::unique_ptr<Ops<T>> gpu_;
+};
+
+using Types = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(OpsParity, Types);
+
+// The same random host data on the CPU and on the GPU.
+template <typename T>
+struct Twin {
+  Tensor cpu, gpu;
+  Twin(Random& rng, std::int64_t n, double lo = -1.0, double hi = 1.0)
+      : cpu(rng.tensor<T>({n}, Device::cpu(), lo, hi)), gpu(cpu.to(kGpu)) {}
+  T* c() const { return cpu.data_as<T>(); }
+  T* g() const { return gpu.data_as<T>(); }
+  std::vector<T> from_gpu() const { return gpu.to_vector<T>(); }
+  std::vector<T> from_cpu() const { return cpu.to_vector<T>(); }
+};
+
+TYPED_TEST(OpsParity, GemmEveryTransposeAndBeta) {
+  using T = TypeParam;
+  Random rng(1);
+  const std::int64_t m = 37, n = 23, k = 19, pad = 3;
+  for (Trans ta : {Trans::N, Trans::T}) {
+    for (Trans tb : {Trans::N, Trans::T}) {
+      for (T beta : {T(0), T(1), T(0.5)}) {
+        const std::int64_t lda = (ta == Trans::N ? m : k) + pad;
+        const std::int64_t ldb = (tb == Trans::N ? k : n) + pad;
+        const std::int64_t ldc = m + pad;
+        Twin<T> a(rng, lda * (ta == Trans::N ? k : m)), b(rng, ldb * (tb == Trans::N ? n : k));
+        Twin<T> c(rng, ldc * n);
+        Gemm<T> g;
+        g.trans_a = ta;
+        g.trans_b = tb;
+        g.m = m;
+        g.n = n;
+        g.k = k;
+        g.alpha = T(1.5);
+        g.beta = beta;
+        g.lda = lda;
+        g.ldb = ldb;
+        g.ldc = ldc;
+        g.a = a.c(), g.b = b.c(), g.c = c.c();
+        this->cpu_.gemm(g);
+        g.a = a.g(), g.b = b.g(), g.c = c.g();
+        this->gpu_->gemm(g);
+        EXPECT_TRUE(all_close(c.from_gpu(), c.from_cpu(), tolerance_for_depth<T>(k)))
+            << "trans " << int(ta) << int(tb) << " beta " << beta;
+      }
+    }
+  }
+}
+
+TYPED_TEST(OpsParity, FillAndCopy) {
+  using T = TypeParam;
+  Random rng(2);
+  const std::int64_t n = 1000003;  // not a multiple of the block size
+  Twin<T> a(rng, n), b(rng, n);
+  this->gpu_->fill(a.g(), n, T(0.25));
+  this->gpu_->copy(b.g(), a.g(), n - 1);
+  const std::vector<T> got = b.from_gpu(), orig = b.from_cpu();
+  for (std::int64_t i = 0; i < n - 1; ++i) ASSERT_EQ(got[i], T(0.25)) << i;
+  EXPECT_EQ(got[n - 1], orig[n - 1]);  // one past the copy is untouched
+}
+
+// Every buffer a step kernel may read or write, as twins.
+template <typename T>
+struct StepTwins {
+  static constexpr std::int64_t B = 5, H = 67;  // B*H not a multiple of the block size
+  Random rng;
+  Twin<T> gx, gh, b_ih, b_hh, h_prev, c_prev, h, c, saved, rh, dy, drh, dh, dc, dgx, dgh;
+  explicit StepTwins(std::uint64_t seed)
+      : rng(seed),
+        gx(rng, B * 4 * H, -2, 2),
+        gh(rng, B * 4 * H, -2, 2),
+        b_ih(rng, 4 * H),
+        b_hh(rng, 4 * H),
+        h_prev(rng, B * H),
+        c_prev(rng, B * H),
+        h(rng, B * H),
+        c(rng, B * H, -2, 2),
+        saved(rng, B * 4 * H, 0.05, 0.95),  // activations in (0, 1), as σ and tanh give
+        rh(rng, B * H),
+        dy(rng, B * H),
+        drh(rng, B * H),
+        dh(rng, B * H),
+        dc(rng, B * H),
+        dgx(rng, B * 4 * H),
+        dgh(rng, B * 4 * H) {}
+
+  kernels::StepForward<T> forward(bool gpu) const {
+    kernels::StepForward<T> a;
+    a.batch = B;
+    a.hidden = H;
+    auto p = [gpu](const Twin<T>& t) { return gpu ? t.g() : t.c(); };
+    a.gx = p(gx), a.gh = p(gh), a.b_ih = p(b_ih), a.b_hh = p(b_hh);
+    a.h_prev = p(h_prev), a.c_prev = p(c_prev), a.h = p(h), a.c = p(c);
+    a.saved = p(saved), a.rh = p(rh);
+    return a;
+  }
+  kernels::StepBackward<T> backward(bool gpu) const {
+    kernels::StepBackward<T> a;
+    a.batch = B;
+    a.hidden = H;
+    auto p = [gpu](const Twin<T>& t) { return gpu ? t.g() : t.c(); };
+    a.dy = p(dy), a.h = p(h), a.h_prev = p(h_prev), a.c = p(c), a.c_prev = p(c_prev);
+    a.saved = p(saved), a.drh = p(drh), a.dh = p(dh), a.dc = p(dc), a.dgx = p(dgx),
+    a.dgh = p(dgh);
+    return a;
+  }
+  // Every output buffer, compared.
+  void expect_equal_outputs(const char* what) const {
+    const Tolerance tol = tolerance_for_depth<T>(4);
+    for (const Twin<T>* t : {&h, &c, &saved, &rh, &dh, &dc, &dgx, &dgh}) {
+      EXPECT_TRUE(all_close(t->from_gpu(), t->from_cpu(), tol)) << what;
+    }
+  }
+};
+
+const StepKind kKinds[] = {StepKind::RnnTanh,     StepKind::RnnRelu, StepKind::RnnSigmoid,
+                           StepKind::Lstm,        StepKind::GruLinearBeforeReset,
+                           StepKind::GruRbpGates, StepKind::GruRbpOutput};
+
+TYPED_TEST(OpsParity, EveryStepKernelForwardAndBackward) {
+  using T = TypeParam;
+  for (StepKind kind : kKinds) {
+    StepTwins<T> fwd(10 + static_cast<std::uint64_t>(kind));
+    this->cpu_.step_forward(kind, fwd.forward(false));
+    this->gpu_->step_forward(kind, fwd.forward(true));
+    fwd.expect_equal_outputs("forward");
+
+    StepTwins<T> bwd(20 + static_cast<std::uint64_t>(kind));
+    this->cpu_.step_backward(kind, bwd.backward(false));
+    this->gpu_->step_backward(kind, bwd.backward(true));
+    bwd.expect_equal_outputs("backward");
+  }
+}
+
+// ---- whole models: GPU against CPU ----
+
+struct ModelCase {
+  CellKind cell;
+  DType dtype;
+};
+
+class ModelParity : public ::testing::TestWithParam<ModelCase> {};
+
+template <typename T>
+void check_model(CellKind cell) {
+  const std::int64_t T_ = 7, B = 5, I = 19, H = 33;
+  RnnConfig c;
+  c.cell = cell;
+  c.input_size = I;
+  c.hidden_size = H;
+  c.dtype = dtype_of<T>();
+  Rnn cpu(c, Device::cpu(), 3);
+  Rnn gpu(c, kGpu, 3);
+  EXPECT_EQ(gpu.parameters().to_vector<T>(), cpu.parameters().to_vector<T>());
+  Random rng(100 + static_cast<std::uint64_t>(cell));
+  Tensor x = rng.tensor<T>({T_, B, I}), h0 = rng.tensor<T>({1, B, H});
+  Tensor c0 = has_cell_state(cell) ? rng.tensor<T>({1, B, H}) : Tensor();
+  Tensor dy = rng.tensor<T>({T_, B, H}), dh = rng.tensor<T>({1, B, H});
+  Tensor dc = has_cell_state(cell) ? rng.tensor<T>({1, B, H}) : Tensor();
+  Tensor x_g = x.to(kGpu), h0_g = h0.to(kGpu), c0_g = c0.to(kGpu);
+  Tensor dy_g = dy.to(kGpu), dh_g = dh.to(kGpu), dc_g = dc.to(kGpu);
+
+  const double depth = static_cast<double>(T_ * (I + H));
+  const Tolerance fwd = tolerance_for_depth<T>(depth), bwd = tolerance_for_depth<T>(2 * depth);
+
+  ForwardResult inf_c = cpu.forward(x, h0, c0, Mode::Inference);
+  ForwardResult inf_g = gpu.forward(x_g, h0_g, c0_g, Mode::Inference);
+  EXPECT_TRUE(all_close(inf_g.y.to_vector<T>(), inf_c.y.to_vector<T>(), fwd)) << "inference y";
+
+  ForwardResult fc = cpu.forward(x, h0, c0);
+  ForwardResult fg = gpu.forward(x_g, h0_g, c0_g);
+  EXPECT_TRUE(fg.y.device() == kGpu);
+  EXPECT_TRUE(all_close(fg.y.to_vector<T>(), fc.y.to_vector<T>(), fwd)) << "y";
+  EXPECT_TRUE(all_close(fg.h_n.to_vector<T>(), fc.h_n.to_vector<T>(), fwd)) << "h_n";
+  if (has_cell_state(cell)) {
+    EXPECT_TRUE(all_close(fg.c_n.to_vector<T>(), fc.c_n.to_vector<T>(), fwd)) << "c_n";
+  }
+  BackwardResult bc = cpu.backward(dy, dh, dc);
+  BackwardResult bg = gpu.backward(dy_g, dh_g, dc_g);
+  EXPECT_TRUE(all_close(bg.dx.to_vector<T>(), bc.dx.to_vector<T>(), bwd)) << "dx";
+  EXPECT_TRUE(all_close(bg.dh0.to_vector<T>(), bc.dh0.to_vector<T>(), bwd)) << "dh0";
+  if (has_cell_state(cell)) {
+    EXPECT_TRUE(all_close(bg.dc0.to_vector<T>(), bc.dc0.to_vector<T>(), bwd)) << "dc0";
+  }
+  for (const ParamInfo& info : cpu.parameter_info()) {
+    EXPECT_TRUE(all_close(gpu.gradient(info.name).to_vector<T>(),
+                          cpu.gradient(info.name).to_vector<T>(), bwd))
+        << info.name;
+  }
+}
+
+TEST_P(ModelParity, ForwardAndBackwardMatchTheCpu) {
+  RECUR_REQUIRE_GPU();
+  if (GetParam().dtype == DType::Float32) {
+    check_model<float>(GetParam().cell);
+  } else {
+    check_model<double>(GetParam().cell);
+  }
+}
+
+std::vector<ModelCase> model_cases() {
+  std::vector<ModelCase> cases;
+  for (CellKind cell : {CellKind::RnnTanh, CellKind::RnnRelu, CellKind::RnnSigmoid, CellKind::Lstm,
+                        CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
+    cases.push_back({cell, DType::Float32});
+    cases.push_back({cell, DType::Float64});
+  }
+  return cases;
+}
+
+std::string model_name(const ::testing::TestParamInfo<ModelCase>& p) {
+  return std::string(to_string(p.param.cell)) + "_" + to_string(p.param.dtype);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllCells, ModelParity, ::testing::ValuesIn(model_cases()), model_name);
+
+// ---- tensors and devices ----
+
+TEST(CudaTensor, RoundTripsThroughTheGpu) {
+  RECUR_REQUIRE_GPU();
+  Random rng(5);
+  Tensor a = rng.tensor<float>({3, 1001});
+  Tensor g = a.to(kGpu);
+  EXPECT_EQ(g.device(), kGpu);
+  Tensor back = g.clone().to(Device::cpu());
+  EXPECT_EQ(back.to_vector<float>(), a.to_vector<float>());
+  Tensor z = Tensor::zeros({77}, DType::Float64, kGpu);
+  for (double v : z.to_vector<double>()) EXPECT_EQ(v, 0.0);
+}
+
+TEST(CudaModel, MixedDevicesAreNamed) {
+  RECUR_REQUIRE_GPU();
+  RnnConfig c;
+  c.cell = CellKind::Lstm;
+  c.input_size = 3;
+  c.hidden_size = 4;
+  Rnn rnn(c, kGpu);
+  Tensor x_cpu = Tensor::zeros({2, 2, 3}, DType::Float32);
+  try {
+    rnn.forward(x_cpu);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "x");
+    EXPECT_EQ(e.expected(), "device cuda:0 (the model's)");
+    EXPECT_EQ(e.got(), "device cpu");
+  }
+  Tensor x = x_cpu.to(kGpu);
+  try {
+    rnn.forward(x, Tensor::zeros({1, 2, 4}, DType::Float32));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "h0");
+    EXPECT_EQ(e.got(), "device cpu");
+  }
+}
+
+TEST(CudaModel, StreamIsSettableAndResettable) {
+  RECUR_REQUIRE_GPU();
+  RnnConfig c;
+  c.cell = CellKind::GruLinearBeforeReset;
+  c.input_size = 3;
+  c.hidden_size = 4;
+  Rnn rnn(c, kGpu);
+  void* own = rnn.cuda_stream();
+  EXPECT_NE(own, nullptr);
+  Rnn other(c, kGpu);
+  rnn.set_cuda_stream(other.cuda_stream());  // share another model's stream
+  EXPECT_EQ(rnn.cuda_stream(), other.cuda_stream());
+  Tensor x = Tensor::zeros({2, 2, 3}, DType::Float32, kGpu);
+  ForwardResult a = rnn.forward(x);
+  rnn.synchronize();
+  rnn.set_cuda_stream(nullptr);
+  EXPECT_EQ(rnn.cuda_stream(), own);
+  ForwardResult b = rnn.forward(x);
+  EXPECT_EQ(a.y.to_vector<float>(), b.y.to_vector<float>());
+}
+
+TEST(CudaModel, CpuModelHasNoStream) {
+  RnnConfig c;
+  c.cell = CellKind::Lstm;
+  c.input_size = 3;
+  c.hidden_size = 4;
+  Rnn rnn(c);
+  EXPECT_EQ(rnn.cuda_stream(), nullptr);
+  try {
+    rnn.set_cuda_stream(nullptr);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "stream");
+    EXPECT_EQ(e.got(), "a model on cpu");
+  }
+}
+
+}  // namespace
+}  // namespace recur::test
