@@ -75,8 +75,8 @@ int main(int argc, char** argv) {
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("%d steps of T=%lld, B=%lld in %.2f s: %.0f sequences/s, loss %.5f -> %.5f\n",
-              steps, static_cast<long long>(T), static_cast<long long>(B), seconds,
-              steps * B / seconds, first_loss, last_loss);
+  std::printf("%d steps of T=%lld, B=%lld in %.2f s: %.0f sequences/s, loss %.5f -> %.5f\n", steps,
+              static_cast<long long>(T), static_cast<long long>(B), seconds, steps * B / seconds,
+              first_loss, last_loss);
   return last_loss < first_loss ? 0 : 1;
 }

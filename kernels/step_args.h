@@ -17,12 +17,12 @@ namespace recur::kernels {
 
 template <typename T>
 struct StepForward {
-  std::int64_t batch = 0;   // B
-  std::int64_t hidden = 0;  // H
-  const T* gx = nullptr;    // [B, G*H] W_ih x_t, without bias
-  const T* gh = nullptr;    // [B, G*H] W_hh h_{t-1} (GRU reset-before-product: see gru.cuh)
-  const T* b_ih = nullptr;  // [G*H] or nullptr when the model has no bias
-  const T* b_hh = nullptr;  // [G*H] or nullptr
+  std::int64_t batch = 0;     // B
+  std::int64_t hidden = 0;    // H
+  const T* gx = nullptr;      // [B, G*H] W_ih x_t, without bias
+  const T* gh = nullptr;      // [B, G*H] W_hh h_{t-1} (GRU reset-before-product: see gru.cuh)
+  const T* b_ih = nullptr;    // [G*H] or nullptr when the model has no bias
+  const T* b_hh = nullptr;    // [G*H] or nullptr
   const T* h_prev = nullptr;  // [B, H]
   const T* c_prev = nullptr;  // [B, H] LSTM
   T* h = nullptr;             // [B, H] out: h_t
@@ -42,10 +42,10 @@ struct StepBackward {
   const T* c_prev = nullptr;  // [B, H] c_{t-1} (LSTM)
   const T* saved = nullptr;   // [B, S*H] what forward saved
   const T* drh = nullptr;     // [B, H] dJ/d(r*h_{t-1}) (GRU reset-before-product)
-  T* dh = nullptr;   // [B, H] in: dJ/dh_t through h_{t+1}; out: direct part of dJ/dh_{t-1}
-  T* dc = nullptr;   // [B, H] in: dJ/dc_t through c_{t+1}; out: dJ/dc_{t-1} (LSTM)
-  T* dgx = nullptr;  // [B, G*H] out: dJ/d(input pre-activation)
-  T* dgh = nullptr;  // [B, G*H] out: dJ/d(W_hh h_{t-1}); may alias dgx (see each cell)
+  T* dh = nullptr;            // [B, H] in: dJ/dh_t through h_{t+1}; out: direct part of dJ/dh_{t-1}
+  T* dc = nullptr;            // [B, H] in: dJ/dc_t through c_{t+1}; out: dJ/dc_{t-1} (LSTM)
+  T* dgx = nullptr;           // [B, G*H] out: dJ/d(input pre-activation)
+  T* dgh = nullptr;           // [B, G*H] out: dJ/d(W_hh h_{t-1}); may alias dgx (see each cell)
 };
 
 // Gate k's input part W_ih x + b_ih and recurrent part W_hh h + b_hh for element idx.
@@ -55,8 +55,8 @@ struct GateInputs {
 };
 
 template <typename T>
-RECUR_HD GateInputs<T> gate_inputs(const StepForward<T>& a, std::int64_t b, std::int64_t j,
-                                   int k, int gates) {
+RECUR_HD GateInputs<T> gate_inputs(const StepForward<T>& a, std::int64_t b, std::int64_t j, int k,
+                                   int gates) {
   const std::int64_t o = k * a.hidden + j;
   const std::int64_t row = b * gates * a.hidden;
   GateInputs<T> in{a.gx[row + o], a.gh[row + o]};

@@ -58,14 +58,12 @@ void launch_step(StepKind kind, const Args& args, void* stream, Dispatch dispatc
 
 template <typename T>
 void launch_step_forward(StepKind kind, const StepForward<T>& args, void* stream) {
-  launch_step(kind, args, stream,
-              [](StepKind k, auto&& fn) { dispatch_forward<T>(k, fn); });
+  launch_step(kind, args, stream, [](StepKind k, auto&& fn) { dispatch_forward<T>(k, fn); });
 }
 
 template <typename T>
 void launch_step_backward(StepKind kind, const StepBackward<T>& args, void* stream) {
-  launch_step(kind, args, stream,
-              [](StepKind k, auto&& fn) { dispatch_backward<T>(k, fn); });
+  launch_step(kind, args, stream, [](StepKind k, auto&& fn) { dispatch_backward<T>(k, fn); });
 }
 
 template <typename T>

@@ -7,8 +7,8 @@ Error::Error(const std::string& message) : std::runtime_error(message) {}
 
 Error::Error(const std::string& where, const std::string& argument, const std::string& expected,
              const std::string& got)
-    : std::runtime_error("recur: " + where + ": argument '" + argument + "': expected " +
-                         expected + ", got " + got),
+    : std::runtime_error("recur: " + where + ": argument '" + argument + "': expected " + expected +
+                         ", got " + got),
       argument_(argument),
       expected_(expected),
       got_(got) {}

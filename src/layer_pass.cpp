@@ -95,8 +95,8 @@ void layer_backward(Ops<T>& ops, const LayerShape& s, const LayerWeights<T>& w,
       a.drh = b.drh;
       ops.step_backward(StepKind::GruRbpOutput, a);
       // drh = W_hn^T dn
-      ops.gemm(gemm(Trans::N, Trans::N, H, B, H, w.w_hh + 2 * H * H, H, a.dgx + 2 * H, GH, b.drh,
-                    H, false));
+      ops.gemm(gemm(Trans::N, Trans::N, H, B, H, w.w_hh + 2 * H * H, H, a.dgx + 2 * H, GH, b.drh, H,
+                    false));
       ops.step_backward(StepKind::GruRbpGates, a);
       // dh_{t-1} += W_h[r, z]^T d[r, z]
       ops.gemm(gemm(Trans::N, Trans::N, H, B, 2 * H, w.w_hh, H, a.dgx, GH, b.dh, H, true));

@@ -18,8 +18,9 @@ constexpr std::size_t kAlignment = 256;
 
 #if !RECUR_HAS_CUDA
 [[noreturn]] void no_cuda() {
-  throw Error("recur: CUDA device memory requested, but recur was built without CUDA "
-              "(configure with -DRECUR_CUDA=ON)");
+  throw Error(
+      "recur: CUDA device memory requested, but recur was built without CUDA "
+      "(configure with -DRECUR_CUDA=ON)");
 }
 #endif
 

@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <memory>
 
-#include "../kernels/step_args.h"
 #include "../kernels/dispatch.h"
+#include "../kernels/step_args.h"
 #include "recur/device.h"
 
 namespace recur::detail {

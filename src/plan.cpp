@@ -37,10 +37,10 @@ namespace {
 
 int saved_slots_of(CellKind cell) {
   switch (cell) {
-    case CellKind::Lstm: return 4;                  // i, f, g, o
-    case CellKind::GruLinearBeforeReset: return 4;  // r, z, n, W_hn h + b_hn
-    case CellKind::GruResetBeforeProduct: return 3; // r, z, n
-    default: return 0;                              // h_t is enough
+    case CellKind::Lstm: return 4;                   // i, f, g, o
+    case CellKind::GruLinearBeforeReset: return 4;   // r, z, n, W_hn h + b_hn
+    case CellKind::GruResetBeforeProduct: return 3;  // r, z, n
+    default: return 0;                               // h_t is enough
   }
 }
 

@@ -24,8 +24,8 @@ struct LayerOffsets {
 
 struct Plan {
   RnnConfig config;
-  int gates = 0;         // G
-  int saved_slots = 0;   // S: [B, S*H] saved per step for backward
+  int gates = 0;           // G
+  int saved_slots = 0;     // S: [B, S*H] saved per step for backward
   std::int64_t total = 0;  // elements of the flat buffer
   std::vector<ParamInfo> params;
   LayerOffsets layer;

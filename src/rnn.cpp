@@ -154,8 +154,7 @@ ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const Tens
   return impl_->engine->forward(x, h0, c0, mode, impl_->params);
 }
 
-BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n,
-                             const TensorView& dc_n) {
+BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n, const TensorView& dc_n) {
   const char* where = "Rnn::backward";
   const RnnConfig& c = impl_->plan.config;
   const Device dev = impl_->device;
@@ -169,16 +168,14 @@ BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n,
                   c.dtype, dev);
   }
   if (dh_n.defined()) {
-    expect_tensor(where, "dh_n", dh_n, {1, B, c.hidden_size}, "[1, B, hidden_size]", c.dtype,
-                  dev);
+    expect_tensor(where, "dh_n", dh_n, {1, B, c.hidden_size}, "[1, B, hidden_size]", c.dtype, dev);
   }
   if (dc_n.defined()) {
     if (!has_cell_state(c.cell)) {
       throw Error(where, "dc_n", "an undefined view (only Lstm has a cell state)",
                   std::string("a tensor for cell ") + to_string(c.cell));
     }
-    expect_tensor(where, "dc_n", dc_n, {1, B, c.hidden_size}, "[1, B, hidden_size]", c.dtype,
-                  dev);
+    expect_tensor(where, "dc_n", dc_n, {1, B, c.hidden_size}, "[1, B, hidden_size]", c.dtype, dev);
   }
   return impl_->engine->backward(dy, dh_n, dc_n, impl_->params, impl_->grads);
 }

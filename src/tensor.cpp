@@ -25,8 +25,8 @@ std::int64_t numel(const Shape& shape) {
 
 namespace detail {
 void throw_size_mismatch(std::int64_t given, const Shape& shape) {
-  throw Error("Tensor::from_vector", "data", std::to_string(numel(shape)) + " elements for shape " +
-                                                 to_string(shape),
+  throw Error("Tensor::from_vector", "data",
+              std::to_string(numel(shape)) + " elements for shape " + to_string(shape),
               std::to_string(given) + " elements");
 }
 }  // namespace detail

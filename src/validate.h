@@ -19,8 +19,7 @@ void expect_device(const char* where, const char* name, const TensorView& t, Dev
 
 // All of the above for a model's tensor argument.
 inline void expect_tensor(const char* where, const char* name, const TensorView& t,
-                          const Shape& shape, const char* symbolic, DType dtype,
-                          Device device) {
+                          const Shape& shape, const char* symbolic, DType dtype, Device device) {
   expect_defined(where, name, t);
   expect_shape(where, name, t, shape, symbolic);
   expect_dtype(where, name, t, dtype);

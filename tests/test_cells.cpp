@@ -144,8 +144,7 @@ TEST(CellForward, GruLinearBeforeResetMatchesFormula) {
   Random rng(3);
   StepData d(3, 4, rng);
   check_gru_lbr(kSig, kTanh, run_forward(kernels::GruLbrForward<double>{}, d), d);
-  check_gru_lbr(kId, kId, run_forward(kernels::GruLbrForward<double, Identity, Identity>{}, d),
-                d);
+  check_gru_lbr(kId, kId, run_forward(kernels::GruLbrForward<double, Identity, Identity>{}, d), d);
 }
 
 // Reset-before-product: phase 1, then gh[n] = W_hn rh with a naive W_hn, then phase 2.
@@ -327,7 +326,8 @@ void check_gru_rbp_backward(std::uint64_t seed) {
     RECUR_HD void operator()(std::int64_t i, const StepForward<double>& a) const {
       GruRbpGatesForward<double, Sig>{}(i, a);
       if (i == a.batch * a.hidden - 1) {
-        for (std::int64_t k = 0; k < a.batch * a.hidden; ++k) GruRbpOutputForward<double, Th>{}(k, a);
+        for (std::int64_t k = 0; k < a.batch * a.hidden; ++k)
+          GruRbpOutputForward<double, Th>{}(k, a);
       }
     }
   };

@@ -44,7 +44,8 @@ TEST(Errors, ConfigSizes) {
     Rnn rnn(c);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "recur: Rnn: argument 'config.input_size': expected > 0, got 0");
+    EXPECT_EQ(std::string(e.what()),
+              "recur: Rnn: argument 'config.input_size': expected > 0, got 0");
   }
   c = config();
   c.hidden_size = -3;
@@ -69,11 +70,17 @@ TEST(Errors, ForwardInputShape) {
   Rnn rnn(config());
   Random rng(1);
   expect_error(
-      rnn, [&] { rnn.forward(rng.tensor<float>({kT, kI})); }, "x",
-      "rank 3 [T, B, input_size]", "rank 2 [3, 4]");
+      rnn,
+      [&] {
+        rnn.forward(rng.tensor<float>({kT, kI}));
+      },
+      "x", "rank 3 [T, B, input_size]", "rank 2 [3, 4]");
   expect_error(
-      rnn, [&] { rnn.forward(rng.tensor<float>({kT, kB, kI + 1})); }, "x", "shape [>=1, >=1, 4]",
-      "[3, 2, 5]");
+      rnn,
+      [&] {
+        rnn.forward(rng.tensor<float>({kT, kB, kI + 1}));
+      },
+      "x", "shape [>=1, >=1, 4]", "[3, 2, 5]");
   expect_error(
       rnn, [&] { rnn.forward(TensorView()); }, "x", "a defined tensor", "undefined");
 }
@@ -92,8 +99,11 @@ TEST(Errors, ForwardDtype) {
   Rnn rnn(config());
   Random rng(2);
   expect_error(
-      rnn, [&] { rnn.forward(rng.tensor<double>({kT, kB, kI})); }, "x",
-      "dtype float32 (the model's)", "dtype float64");
+      rnn,
+      [&] {
+        rnn.forward(rng.tensor<double>({kT, kB, kI}));
+      },
+      "x", "dtype float32 (the model's)", "dtype float64");
 }
 
 TEST(Errors, ForwardStates) {
@@ -101,18 +111,30 @@ TEST(Errors, ForwardStates) {
   Random rng(3);
   Tensor x = rng.tensor<float>({kT, kB, kI});
   expect_error(
-      rnn, [&] { rnn.forward(x, rng.tensor<float>({1, kB + 1, kH})); }, "h0",
-      "shape [1, 2, 5] [1, B, hidden_size]", "[1, 3, 5]");
+      rnn,
+      [&] {
+        rnn.forward(x, rng.tensor<float>({1, kB + 1, kH}));
+      },
+      "h0", "shape [1, 2, 5] [1, B, hidden_size]", "[1, 3, 5]");
   expect_error(
-      rnn, [&] { rnn.forward(x, {}, rng.tensor<float>({2, kB, kH})); }, "c0",
-      "shape [1, 2, 5]", "[2, 2, 5]");
+      rnn,
+      [&] {
+        rnn.forward(x, {}, rng.tensor<float>({2, kB, kH}));
+      },
+      "c0", "shape [1, 2, 5]", "[2, 2, 5]");
   expect_error(
-      rnn, [&] { rnn.forward(x, rng.tensor<double>({1, kB, kH})); }, "h0", "dtype float32",
-      "dtype float64");
+      rnn,
+      [&] {
+        rnn.forward(x, rng.tensor<double>({1, kB, kH}));
+      },
+      "h0", "dtype float32", "dtype float64");
   Rnn gru(config(CellKind::GruLinearBeforeReset));
   expect_error(
-      gru, [&] { gru.forward(x, {}, rng.tensor<float>({1, kB, kH})); }, "c0",
-      "only Lstm has a cell state", "GruLinearBeforeReset");
+      gru,
+      [&] {
+        gru.forward(x, {}, rng.tensor<float>({1, kB, kH}));
+      },
+      "c0", "only Lstm has a cell state", "GruLinearBeforeReset");
 }
 
 TEST(Errors, ForwardMode) {
@@ -145,14 +167,23 @@ TEST(Errors, BackwardShapesAndAFailedCallKeepsTheSavedState) {
   Tensor x = rng.tensor<float>({kT, kB, kI});
   rnn.forward(x);
   expect_error(
-      rnn, [&] { rnn.backward(rng.tensor<float>({kT + 1, kB, kH})); }, "dy",
-      "shape [3, 2, 5] [T, B, hidden_size] of the forward", "[4, 2, 5]");
+      rnn,
+      [&] {
+        rnn.backward(rng.tensor<float>({kT + 1, kB, kH}));
+      },
+      "dy", "shape [3, 2, 5] [T, B, hidden_size] of the forward", "[4, 2, 5]");
   expect_error(
-      rnn, [&] { rnn.backward({}, rng.tensor<float>({1, kB, kH + 1})); }, "dh_n",
-      "shape [1, 2, 5]", "[1, 2, 6]");
+      rnn,
+      [&] {
+        rnn.backward({}, rng.tensor<float>({1, kB, kH + 1}));
+      },
+      "dh_n", "shape [1, 2, 5]", "[1, 2, 6]");
   expect_error(
-      rnn, [&] { rnn.backward({}, {}, rng.tensor<double>({1, kB, kH})); }, "dc_n",
-      "dtype float32", "dtype float64");
+      rnn,
+      [&] {
+        rnn.backward({}, {}, rng.tensor<double>({1, kB, kH}));
+      },
+      "dc_n", "dtype float32", "dtype float64");
   // The saved forward survived the failed calls.
   EXPECT_NO_THROW(rnn.backward(rng.tensor<float>({kT, kB, kH})));
 }

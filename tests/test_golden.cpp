@@ -53,8 +53,8 @@ void check_case(const GoldenCase& gc) {
     EXPECT_TRUE(all_close(b.dc0.to_vector<T>(), g.at("dc0").values, bwd)) << "dc0";
   }
   for (const ParamInfo& info : rnn.parameter_info()) {
-    EXPECT_TRUE(all_close(rnn.gradient(info.name).to_vector<T>(),
-                          g.at("grad." + info.name).values, bwd))
+    EXPECT_TRUE(
+        all_close(rnn.gradient(info.name).to_vector<T>(), g.at("grad." + info.name).values, bwd))
         << "grad." << info.name;
   }
 }

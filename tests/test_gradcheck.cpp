@@ -83,7 +83,8 @@ TEST_P(GradCheck, EveryGradientMatchesFiniteDifferences) {
   Rnn rnn(c, Device::cpu(), 7);
   Random rng(11 + static_cast<std::uint64_t>(c.cell));
   // Wider weights than the default init, so that gates are not all near their midpoint.
-  rnn.parameters().copy_from(rng.tensor<double>({rnn.parameters().numel()}, Device::cpu(), -0.8, 0.8));
+  rnn.parameters().copy_from(
+      rng.tensor<double>({rnn.parameters().numel()}, Device::cpu(), -0.8, 0.8));
   Problem p = make_problem(c, rng);
 
   rnn.forward(p.x, p.h0, p.c0, Mode::Training);

@@ -130,8 +130,7 @@ struct StepTwins {
     a.hidden = H;
     auto p = [gpu](const Twin<T>& t) { return gpu ? t.g() : t.c(); };
     a.dy = p(dy), a.h = p(h), a.h_prev = p(h_prev), a.c = p(c), a.c_prev = p(c_prev);
-    a.saved = p(saved), a.drh = p(drh), a.dh = p(dh), a.dc = p(dc), a.dgx = p(dgx),
-    a.dgh = p(dgh);
+    a.saved = p(saved), a.drh = p(drh), a.dh = p(dh), a.dc = p(dc), a.dgx = p(dgx), a.dgh = p(dgh);
     return a;
   }
   // Every output buffer, compared.
@@ -143,9 +142,13 @@ struct StepTwins {
   }
 };
 
-const StepKind kKinds[] = {StepKind::RnnTanh,     StepKind::RnnRelu, StepKind::RnnSigmoid,
-                           StepKind::Lstm,        StepKind::GruLinearBeforeReset,
-                           StepKind::GruRbpGates, StepKind::GruRbpOutput};
+const StepKind kKinds[] = {StepKind::RnnTanh,
+                           StepKind::RnnRelu,
+                           StepKind::RnnSigmoid,
+                           StepKind::Lstm,
+                           StepKind::GruLinearBeforeReset,
+                           StepKind::GruRbpGates,
+                           StepKind::GruRbpOutput};
 
 TYPED_TEST(OpsParity, EveryStepKernelForwardAndBackward) {
   using T = TypeParam;

@@ -71,8 +71,7 @@ template <typename A, typename B>
 ::testing::AssertionResult all_close(const std::vector<A>& got, const std::vector<B>& ref,
                                      const Tolerance& tol) {
   if (got.size() != ref.size()) {
-    return ::testing::AssertionFailure()
-           << "size " << got.size() << " vs reference " << ref.size();
+    return ::testing::AssertionFailure() << "size " << got.size() << " vs reference " << ref.size();
   }
   if (got.empty()) return ::testing::AssertionFailure() << "nothing to compare";
   double worst = 0.0;
@@ -92,8 +91,8 @@ template <typename A, typename B>
   if (worst > 1.0) {
     return ::testing::AssertionFailure()
            << "element " << worst_i << ": got " << static_cast<double>(got[worst_i])
-           << ", reference " << static_cast<double>(ref[worst_i]) << ", error is "
-           << 100.0 * worst << "% of the budget " << tol.of(static_cast<double>(ref[worst_i]));
+           << ", reference " << static_cast<double>(ref[worst_i]) << ", error is " << 100.0 * worst
+           << "% of the budget " << tol.of(static_cast<double>(ref[worst_i]));
   }
   return ::testing::AssertionSuccess() << "worst error " << 100.0 * worst << "% of budget";
 }

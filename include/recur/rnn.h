@@ -34,9 +34,9 @@ enum class Mode {
 
 // One named parameter inside the flat buffer.
 struct ParamInfo {
-  std::string name;    // PyTorch's name, e.g. "weight_hh_l0"
-  Shape shape;         // PyTorch's shape, e.g. [4*H, H]
-  std::int64_t offset; // first element inside the flat buffer
+  std::string name;     // PyTorch's name, e.g. "weight_hh_l0"
+  Shape shape;          // PyTorch's shape, e.g. [4*H, H]
+  std::int64_t offset;  // first element inside the flat buffer
 };
 
 struct ForwardResult {
@@ -92,8 +92,8 @@ class RECUR_API Rnn {
   // x [T, B, I]; h0, c0 [1, B, H] or undefined (zeros). c0 only for LSTM. Every tensor must
   // have the model's dtype and device. In Mode::Training the input and the activations
   // are kept for one backward().
-  ForwardResult forward(const TensorView& x, const TensorView& h0 = {},
-                        const TensorView& c0 = {}, Mode mode = Mode::Training);
+  ForwardResult forward(const TensorView& x, const TensorView& h0 = {}, const TensorView& c0 = {},
+                        Mode mode = Mode::Training);
 
   // dy [T, B, H], dh_n, dc_n [1, B, H], each optional (undefined = zeros), matching the
   // last Mode::Training forward(). Adds dJ/dθ into gradients() and returns dx, dh0 and

@@ -38,11 +38,11 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   const blasint lda = to_blasint(g.lda, "lda"), ldb = to_blasint(g.ldb, "ldb");
   const blasint ldc = to_blasint(g.ldc, "ldc");
   if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a,
-                lda, g.b, ldb, g.beta, g.c, ldc);
+    cblas_sgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a, lda,
+                g.b, ldb, g.beta, g.c, ldc);
   } else {
-    cblas_dgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a,
-                lda, g.b, ldb, g.beta, g.c, ldc);
+    cblas_dgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a, lda,
+                g.b, ldb, g.beta, g.c, ldc);
   }
 }
 

@@ -19,18 +19,18 @@ namespace recur::detail {
 
 }  // namespace recur::detail
 
-#define RECUR_CUDA_CHECK(call)                                                      \
-  do {                                                                              \
-    const cudaError_t recur_status_ = (call);                                       \
-    if (recur_status_ != cudaSuccess) {                                             \
-      ::recur::detail::throw_cuda_error(#call, recur_status_, __FILE__, __LINE__);  \
-    }                                                                               \
+#define RECUR_CUDA_CHECK(call)                                                     \
+  do {                                                                             \
+    const cudaError_t recur_status_ = (call);                                      \
+    if (recur_status_ != cudaSuccess) {                                            \
+      ::recur::detail::throw_cuda_error(#call, recur_status_, __FILE__, __LINE__); \
+    }                                                                              \
   } while (0)
 
-#define RECUR_CUBLAS_CHECK(call)                                                      \
-  do {                                                                                \
-    const cublasStatus_t recur_status_ = (call);                                      \
-    if (recur_status_ != CUBLAS_STATUS_SUCCESS) {                                     \
-      ::recur::detail::throw_cublas_error(#call, recur_status_, __FILE__, __LINE__);  \
-    }                                                                                 \
+#define RECUR_CUBLAS_CHECK(call)                                                     \
+  do {                                                                               \
+    const cublasStatus_t recur_status_ = (call);                                     \
+    if (recur_status_ != CUBLAS_STATUS_SUCCESS) {                                    \
+      ::recur::detail::throw_cublas_error(#call, recur_status_, __FILE__, __LINE__); \
+    }                                                                                \
   } while (0)

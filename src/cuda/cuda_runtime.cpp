@@ -11,15 +11,14 @@
 namespace recur::detail {
 
 void throw_cuda_error(const char* call, cudaError_t status, const char* file, int line) {
-  throw Error(std::string("recur: CUDA call ") + call + " failed with " +
-              cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ") at " + file +
-              ":" + std::to_string(line));
+  throw Error(std::string("recur: CUDA call ") + call + " failed with " + cudaGetErrorName(status) +
+              " (" + cudaGetErrorString(status) + ") at " + file + ":" + std::to_string(line));
 }
 
 void throw_cublas_error(const char* call, cublasStatus_t status, const char* file, int line) {
   throw Error(std::string("recur: cuBLAS call ") + call + " failed with " +
-              cublasGetStatusName(status) + " (" + cublasGetStatusString(status) + ") at " +
-              file + ":" + std::to_string(line));
+              cublasGetStatusName(status) + " (" + cublasGetStatusString(status) + ") at " + file +
+              ":" + std::to_string(line));
 }
 
 namespace {

@@ -11,8 +11,7 @@ namespace recur::detail {
 void* cuda_allocate(int device, std::size_t bytes);
 void cuda_free(int device, void* ptr) noexcept;
 // Synchronous copy between any two devices, after all work queued on them has finished.
-void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device,
-               std::size_t bytes);
+void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
 void cuda_zero(void* dst, int device, std::size_t bytes);
 // Devices that exist and can run this build's kernels; 0 when the runtime reports no
 // device or no driver. Computed once.
