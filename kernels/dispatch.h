@@ -4,6 +4,7 @@
 // hands the functor to a loop, the CUDA backend to a kernel launch.
 #pragma once
 
+#include "connection.cuh"
 #include "gru.cuh"
 #include "lstm.cuh"
 #include "rnn_cell.cuh"
@@ -47,6 +48,20 @@ void dispatch_backward(StepKind kind, Fn&& fn) {
     case StepKind::GruLinearBeforeReset: return fn(GruLbrBackward<T>{});
     case StepKind::GruRbpGates: return fn(GruRbpGatesBackward<T>{});
     case StepKind::GruRbpOutput: return fn(GruRbpOutputBackward<T>{});
+  }
+}
+
+// The element-wise kernel of a connection between layers (kernels/connection.cuh).
+enum class ConnectionKind { ResidualForward, ResidualBackward, HighwayForward, HighwayBackward };
+
+// Calls fn(functor) with the connection functor of `kind`.
+template <typename T, class Fn>
+void dispatch_connection(ConnectionKind kind, Fn&& fn) {
+  switch (kind) {
+    case ConnectionKind::ResidualForward: return fn(ResidualForward<T>{});
+    case ConnectionKind::ResidualBackward: return fn(ResidualBackward<T>{});
+    case ConnectionKind::HighwayForward: return fn(HighwayForward<T>{});
+    case ConnectionKind::HighwayBackward: return fn(HighwayBackward<T>{});
   }
 }
 

@@ -37,7 +37,7 @@ struct GruLbrForward {
     const T z = Sig::f(pz.x + pz.h);
     const T hn = pn.h;
     const T n = Th::f(pn.x + r * hn);
-    a.h[idx] = (T(1) - z) * n + z * a.h_prev[idx];
+    a.h[b * a.ldh + j] = (T(1) - z) * n + z * a.h_prev[b * a.ldh + j];
     if (a.saved != nullptr) {
       T* s = a.saved + b * kSaved * H + j;
       s[0 * H] = r;
@@ -54,8 +54,8 @@ struct GruLbrBackward {
     const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
     const T* s = a.saved + b * 4 * H + j;
     const T r = s[0 * H], z = s[1 * H], n = s[2 * H], hn = s[3 * H];
-    const T h_prev = a.h_prev[idx];
-    const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[idx] : T(0));
+    const T h_prev = a.h_prev[b * a.ldh + j];
+    const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[b * a.ldh + j] : T(0));
     const T dn = dh * (T(1) - z) * Th::df(n);
     const T dz = dh * (h_prev - n) * Sig::df(z);
     const T dr = dn * hn * Sig::df(r);
@@ -81,7 +81,7 @@ struct GruRbpGatesForward {
     const GateInputs<T> pz = gate_inputs(a, b, j, 1, kGates);
     const T r = Sig::f(pr.x + pr.h);
     const T z = Sig::f(pz.x + pz.h);
-    a.rh[idx] = r * a.h_prev[idx];
+    a.rh[idx] = r * a.h_prev[b * a.ldh + j];
     // z is needed by phase 2 even in inference, so the first two slots are always
     // written: to `saved` in training, else to the z scratch the caller passes there.
     T* s = a.saved + b * kSaved * H + j;
@@ -100,7 +100,7 @@ struct GruRbpOutputForward {
     const T z = s[1 * H];
     const T n = Th::f(pn.x + pn.h);
     s[2 * H] = n;
-    a.h[idx] = (T(1) - z) * n + z * a.h_prev[idx];
+    a.h[b * a.ldh + j] = (T(1) - z) * n + z * a.h_prev[b * a.ldh + j];
   }
 };
 
@@ -111,9 +111,9 @@ struct GruRbpOutputBackward {
     const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
     const T* s = a.saved + b * 3 * H + j;
     const T z = s[1 * H], n = s[2 * H];
-    const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[idx] : T(0));
+    const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[b * a.ldh + j] : T(0));
     T* dgx = a.dgx + b * 3 * H + j;
-    dgx[1 * H] = dh * (a.h_prev[idx] - n) * Sig::df(z);
+    dgx[1 * H] = dh * (a.h_prev[b * a.ldh + j] - n) * Sig::df(z);
     dgx[2 * H] = dh * (T(1) - z) * Th::df(n);
     a.dh[idx] = dh * z;
   }
@@ -126,7 +126,7 @@ struct GruRbpGatesBackward {
     const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
     const T r = a.saved[b * 3 * H + j];
     const T drh = a.drh[idx];
-    a.dgx[b * 3 * H + j] = drh * a.h_prev[idx] * Sig::df(r);
+    a.dgx[b * 3 * H + j] = drh * a.h_prev[b * a.ldh + j] * Sig::df(r);
     a.dh[idx] += drh * r;
   }
 };

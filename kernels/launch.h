@@ -12,11 +12,18 @@
 
 namespace recur::kernels {
 
-// The fused step kernel of `kind` over the batch*hidden elements of one time step.
+// The fused step kernel of `kind` over the batch*hidden elements of one time step, for
+// `count` units at once (one launch per kMaxUnitsPerLaunch units). All units share batch
+// and hidden.
+constexpr int kMaxUnitsPerLaunch = 8;
 template <typename T>
-void launch_step_forward(StepKind kind, const StepForward<T>& args, void* stream);
+void launch_step_forward(StepKind kind, const StepForward<T>* units, int count, void* stream);
 template <typename T>
-void launch_step_backward(StepKind kind, const StepBackward<T>& args, void* stream);
+void launch_step_backward(StepKind kind, const StepBackward<T>* units, int count, void* stream);
+
+// The connection kernel of `kind` over rows*width elements.
+template <typename T>
+void launch_connection(ConnectionKind kind, const ConnectionArgs<T>& args, void* stream);
 
 // dst[0..n) = value
 template <typename T>

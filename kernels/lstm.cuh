@@ -29,7 +29,7 @@ struct LstmForward {
     const T o = Sig::f(po.x + po.h);
     const T c = f * a.c_prev[idx] + i * g;
     a.c[idx] = c;
-    a.h[idx] = o * Th::f(c);
+    a.h[b * a.ldh + j] = o * Th::f(c);
     if (a.saved != nullptr) {
       T* s = a.saved + b * kSaved * H + j;
       s[0 * H] = i;
@@ -47,7 +47,7 @@ struct LstmBackward {
     const T* s = a.saved + b * 4 * H + j;
     const T i = s[0 * H], f = s[1 * H], g = s[2 * H], o = s[3 * H];
     const T tc = Th::f(a.c[idx]);
-    const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[idx] : T(0));
+    const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[b * a.ldh + j] : T(0));
     const T dc = a.dc[idx] + dh * o * Th::df(tc);
     const T di = dc * g * Sig::df(i);
     const T df = dc * a.c_prev[idx] * Sig::df(f);

@@ -17,15 +17,16 @@ struct RnnForward {
   RECUR_HD void operator()(std::int64_t idx, const StepForward<T>& a) const {
     const std::int64_t b = idx / a.hidden, j = idx % a.hidden;
     const GateInputs<T> in = gate_inputs(a, b, j, 0, kGates);
-    a.h[idx] = Act::f(in.x + in.h);
+    a.h[b * a.ldh + j] = Act::f(in.x + in.h);
   }
 };
 
 template <typename T, class Act>
 struct RnnBackward {
   RECUR_HD void operator()(std::int64_t idx, const StepBackward<T>& a) const {
-    const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[idx] : T(0));
-    const T dpre = dh * Act::df(a.h[idx]);
+    const std::int64_t b = idx / a.hidden, j = idx % a.hidden, row = b * a.ldh + j;
+    const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[row] : T(0));
+    const T dpre = dh * Act::df(a.h[row]);
     a.dgx[idx] = dpre;
     a.dgh[idx] = dpre;
     a.dh[idx] = T(0);  // h_{t-1} reaches J only through W_hh

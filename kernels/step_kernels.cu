@@ -17,6 +17,19 @@ constexpr int kThreads = 256;
 
 // ---- CUDA kernels ----
 
+// Arguments of up to kMaxUnitsPerLaunch units, passed by value (no upload).
+template <class Args>
+struct UnitArgs {
+  Args unit[kMaxUnitsPerLaunch];
+};
+
+// blockIdx.y picks the unit, the x dimension covers its n elements.
+template <class F, class Args>
+__global__ void apply_units_kernel(F f, std::int64_t n, UnitArgs<Args> args) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) f(i, args.unit[blockIdx.y]);
+}
+
 template <class F, class Args>
 __global__ void apply_kernel(F f, std::int64_t n, Args args) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -44,26 +57,46 @@ void check_launch(const char* what) {
 }
 
 template <class Args, class Dispatch>
-void launch_step(StepKind kind, const Args& args, void* stream, Dispatch dispatch) {
-  const std::int64_t n = args.batch * args.hidden;
+void launch_step(StepKind kind, const Args* units, int count, void* stream, Dispatch dispatch) {
+  if (count == 0) return;
+  const std::int64_t n = units[0].batch * units[0].hidden;
   if (n == 0) return;
-  dispatch(kind, [&](auto functor) {
-    apply_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(functor, n,
-                                                                                    args);
-  });
-  check_launch("step kernel");
+  for (int first = 0; first < count; first += kMaxUnitsPerLaunch) {
+    const int here = count - first < kMaxUnitsPerLaunch ? count - first : kMaxUnitsPerLaunch;
+    UnitArgs<Args> args{};
+    for (int u = 0; u < here; ++u) args.unit[u] = units[first + u];
+    const dim3 grid(blocks_for(n), static_cast<unsigned>(here));
+    dispatch(kind, [&](auto functor) {
+      apply_units_kernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(functor, n,
+                                                                                   args);
+    });
+    check_launch("step kernel");
+  }
 }
 
 }  // namespace
 
 template <typename T>
-void launch_step_forward(StepKind kind, const StepForward<T>& args, void* stream) {
-  launch_step(kind, args, stream, [](StepKind k, auto&& fn) { dispatch_forward<T>(k, fn); });
+void launch_step_forward(StepKind kind, const StepForward<T>* units, int count, void* stream) {
+  launch_step(kind, units, count, stream,
+              [](StepKind k, auto&& fn) { dispatch_forward<T>(k, fn); });
 }
 
 template <typename T>
-void launch_step_backward(StepKind kind, const StepBackward<T>& args, void* stream) {
-  launch_step(kind, args, stream, [](StepKind k, auto&& fn) { dispatch_backward<T>(k, fn); });
+void launch_step_backward(StepKind kind, const StepBackward<T>* units, int count, void* stream) {
+  launch_step(kind, units, count, stream,
+              [](StepKind k, auto&& fn) { dispatch_backward<T>(k, fn); });
+}
+
+template <typename T>
+void launch_connection(ConnectionKind kind, const ConnectionArgs<T>& args, void* stream) {
+  const std::int64_t n = args.rows * args.width;
+  if (n == 0) return;
+  dispatch_connection<T>(kind, [&](auto functor) {
+    apply_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(functor, n,
+                                                                                    args);
+  });
+  check_launch("connection kernel");
 }
 
 template <typename T>
@@ -80,10 +113,12 @@ bool kernels_runnable_on_current_device() noexcept {
   return ok;
 }
 
-template void launch_step_forward<float>(StepKind, const StepForward<float>&, void*);
-template void launch_step_forward<double>(StepKind, const StepForward<double>&, void*);
-template void launch_step_backward<float>(StepKind, const StepBackward<float>&, void*);
-template void launch_step_backward<double>(StepKind, const StepBackward<double>&, void*);
+template void launch_step_forward<float>(StepKind, const StepForward<float>*, int, void*);
+template void launch_step_forward<double>(StepKind, const StepForward<double>*, int, void*);
+template void launch_step_backward<float>(StepKind, const StepBackward<float>*, int, void*);
+template void launch_step_backward<double>(StepKind, const StepBackward<double>*, int, void*);
+template void launch_connection<float>(ConnectionKind, const ConnectionArgs<float>&, void*);
+template void launch_connection<double>(ConnectionKind, const ConnectionArgs<double>&, void*);
 template void launch_fill<float>(float*, std::int64_t, float, void*);
 template void launch_fill<double>(double*, std::int64_t, double, void*);
 

@@ -1,25 +1,53 @@
-// src/engine.cpp: workspace management around layer_forward / layer_backward.
+// src/engine.cpp: workspace management around StackPass: buffers sized once per shape,
+// initial states in, final states out, and what a training forward keeps for backward.
 #include "engine.h"
 
-#include "layer_pass.h"
 #include "ops.h"
+#include "stack_pass.h"
 
 namespace recur::detail {
 namespace {
 
-// A device buffer that only ever grows: the workspace is sized once per shape, and a
-// loop over batches of one shape allocates nothing after the first.
+// Lays buffers out in one allocation. Run a layout once with no storage to measure it,
+// then again on storage of that size to get the pointers. Each buffer starts on a
+// 256-byte boundary.
 template <typename T>
-class Scratch {
+class Carver {
  public:
-  T* get(std::int64_t n, Device device) {
+  explicit Carver(T* base) : base_(base) {}
+  T* take(std::int64_t n) {
     if (n <= 0) return nullptr;
-    if (tensor_.numel() < n) tensor_ = Tensor::empty({n}, dtype_of<T>(), device);
-    return tensor_.template data_as<T>();
+    T* p = base_ != nullptr ? base_ + used_ : nullptr;
+    constexpr std::int64_t kAlign = 256 / static_cast<std::int64_t>(sizeof(T));
+    used_ += (n + kAlign - 1) / kAlign * kAlign;
+    return p;
+  }
+  std::int64_t used() const { return used_; }
+
+ private:
+  T* base_;
+  std::int64_t used_ = 0;
+};
+
+// Storage that only grows: a loop over batches of one shape allocates nothing after the
+// first.
+template <typename T>
+class Arena {
+ public:
+  template <class Layout>
+  void carve(Device device, Layout&& layout) {
+    Carver<T> measure(nullptr);
+    layout(measure);
+    if (storage_.numel() < measure.used()) {
+      storage_ = Tensor();  // free first: the old and new arena need not coexist
+      storage_ = Tensor::empty({measure.used()}, dtype_of<T>(), device);
+    }
+    Carver<T> real(measure.used() > 0 ? storage_.template data_as<T>() : nullptr);
+    layout(real);
   }
 
  private:
-  Tensor tensor_;
+  Tensor storage_;
 };
 
 template <typename T>
@@ -32,47 +60,88 @@ class EngineImpl final : public Engine {
                         const TensorView& params) override {
     OpsScope<T> scope(*ops_);
     saved_steps_ = saved_batch_ = 0;  // a new forward replaces whatever was kept
-    const LayerShape s = shape(x.size(0), x.size(1));
+    const std::int64_t T_ = x.size(0), B = x.size(1);
     const bool training = mode == Mode::Training;
-    const std::int64_t BH = s.batch * s.hidden, TB = s.steps * s.batch;
+    const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
+    const std::int64_t I = plan_.config.input_size;
     const bool lstm = plan_.config.cell == CellKind::Lstm;
+    const bool rbp = plan_.config.cell == CellKind::GruResetBeforeProduct;
+    const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
 
-    ForwardBuffers<T> f;
-    f.training = training;
-    if (training) {
-      // backward needs x after the caller may have reused it
-      T* xs = xs_.get(TB * s.input, device_);
-      ops_->copy(xs, x.data_as<T>(), TB * s.input);
-      f.x = xs;
-    } else {
-      f.x = x.data_as<T>();
+    StackBuffers<T>& b = buffers_;
+    forward_arena_.carve(device_, [&](Carver<T>& c) {
+      b = StackBuffers<T>();
+      b.training = training;
+      b.acts.assign(plan_.activations.size(), {});
+      b.acts[0].ld = I;
+      b.acts[0].data = training ? c.take(T_ * B * I) : const_cast<T*>(x.data_as<T>());
+      for (int l = 0; l < L; ++l) {
+        b.ys.push_back(c.take((T_ + 2) * B * DH));
+        ActivationBuffers<T>& y = b.acts[plan_.layers[l].output];
+        y.data = b.ys.back() == nullptr ? nullptr : b.ys.back() + B * DH;
+        y.ld = DH;
+        const Join& j = plan_.layers[l].join;
+        b.gates.push_back(j.kind == Connection::Highway ? c.take(T_ * B * DH) : nullptr);
+        if (j.kind != Connection::None) {
+          b.acts[j.out].data = c.take(T_ * B * DH);
+          b.acts[j.out].ld = DH;
+        }
+      }
+      for (int u = 0; u < L * D; ++u) {
+        UnitBuffers<T> ub;
+        if (lstm) ub.cs = c.take((T_ + 1) * BH);
+        ub.gx = c.take(T_ * B * plan_.gates * H);
+        ub.gh = c.take(B * plan_.gates * H);
+        if (training) {
+          ub.saved = c.take(T_ * BH * plan_.saved_slots);
+        } else if (rbp) {
+          ub.saved = c.take(BH * plan_.saved_slots);  // z travels between the two phases
+        }
+        if (rbp) ub.rh = c.take((training ? T_ : 1) * BH);
+        b.units.push_back(ub);
+      }
+    });
+    if (training) ops_->copy(b.acts[0].data, x.data_as<T>(), T_ * B * I);
+
+    // Initial states: h0 into slot 0 (forward) or T+1 (reverse) of Y_l; c0 into cs.
+    for (int u = 0; u < L * D; ++u) {
+      const UnitOffsets& uo = plan_.units[u];
+      T* h_slot = b.ys[uo.layer] + (uo.dir == 0 ? 0 : (T_ + 1) * B * DH) + uo.dir * H;
+      if (h0.defined()) {
+        ops_->copy_rows(h_slot, DH, h0.data_as<T>() + u * BH, H, B, H);
+      } else {
+        ops_->copy_rows(h_slot, DH, zeros(BH), H, B, H);
+      }
+      if (lstm) {
+        T* c_slot = b.units[u].cs + (uo.dir == 0 ? 0 : T_ * BH);
+        if (c0.defined()) {
+          ops_->copy(c_slot, c0.data_as<T>() + u * BH, BH);
+        } else {
+          ops_->fill(c_slot, BH, T(0));
+        }
+      }
     }
-    f.hs = hs_.get((s.steps + 1) * BH, device_);
-    if (lstm) f.cs = cs_.get((s.steps + 1) * BH, device_);
-    f.gx = gx_.get(TB * s.gates * s.hidden, device_);
-    f.gh = gh_.get(BH * s.gates, device_);
-    const std::int64_t saved_per_step = BH * s.saved_slots;
-    if (training) {
-      f.saved = saved_.get(s.steps * saved_per_step, device_);
-    } else if (s.reset_before_product) {
-      f.saved = saved_.get(saved_per_step, device_);  // z travels between the two phases
-    }
-    if (s.reset_before_product) f.rh = rh_.get((training ? s.steps : 1) * BH, device_);
 
-    set_state(f.hs, h0, BH);
-    if (lstm) set_state(f.cs, c0, BH);
-
-    layer_forward(*ops_, s, weights(params), f);
+    StackPass<T>(plan_, *ops_, T_, B, b, params.data_as<T>()).forward();
 
     ForwardResult out;
-    out.y = Tensor::empty({s.steps, s.batch, s.hidden}, dtype_of<T>(), device_);
-    ops_->copy(out.y.data_as<T>(), f.hs + BH, s.steps * BH);
-    out.h_n = state_tensor(f.hs + s.steps * BH, s.batch);
-    if (lstm) out.c_n = state_tensor(f.cs + s.steps * BH, s.batch);
+    const ActivationBuffers<T>& y = b.acts[plan_.output];
+    out.y = Tensor::empty({T_, B, DH}, dtype_of<T>(), device_);
+    ops_->copy(out.y.data_as<T>(), y.data, T_ * B * DH);  // y.ld == DH: contiguous
+    out.h_n = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
+    if (lstm) out.c_n = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
+    for (int u = 0; u < L * D; ++u) {
+      const UnitOffsets& uo = plan_.units[u];
+      // Final states: the forward direction ends at step T-1 (slot T), the reverse at 0.
+      const T* h_last = b.ys[uo.layer] + (uo.dir == 0 ? T_ : 1) * B * DH + uo.dir * H;
+      ops_->copy_rows(out.h_n.data_as<T>() + u * BH, H, h_last, DH, B, H);
+      if (lstm) {
+        ops_->copy(out.c_n.data_as<T>() + u * BH, b.units[u].cs + (uo.dir == 0 ? T_ : 0) * BH, BH);
+      }
+    }
     if (training) {
-      forward_ = f;
-      saved_steps_ = s.steps;
-      saved_batch_ = s.batch;
+      saved_steps_ = T_;
+      saved_batch_ = B;
     }
     return out;
   }
@@ -80,37 +149,56 @@ class EngineImpl final : public Engine {
   BackwardResult backward(const TensorView& dy, const TensorView& dh_n, const TensorView& dc_n,
                           const TensorView& params, const TensorView& grads) override {
     OpsScope<T> scope(*ops_);
-    const LayerShape s = shape(saved_steps_, saved_batch_);
-    const std::int64_t BH = s.batch * s.hidden, TB = s.steps * s.batch;
-    const std::int64_t GTBH = TB * s.gates * s.hidden;
+    const std::int64_t T_ = saved_steps_, B = saved_batch_;
+    const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
+    const std::int64_t I = plan_.config.input_size, TB = T_ * B, GTBH = TB * plan_.gates * H;
     const bool lstm = plan_.config.cell == CellKind::Lstm;
+    const bool rbp = plan_.config.cell == CellKind::GruResetBeforeProduct;
+    const bool lbr = plan_.config.cell == CellKind::GruLinearBeforeReset;
+    const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
+    StackBuffers<T>& b = buffers_;
 
-    BackwardBuffers<T> b;
-    b.dy = dy.defined() ? dy.data_as<T>() : nullptr;
-    b.dgx = dgx_.get(GTBH, device_);
-    b.dgh = plan_.config.cell == CellKind::GruLinearBeforeReset ? dgh_.get(GTBH, device_) : b.dgx;
     BackwardResult out;
-    out.dh0 = Tensor::empty({1, s.batch, s.hidden}, dtype_of<T>(), device_);
-    b.dh = out.dh0.data_as<T>();
-    set_state(b.dh, dh_n, BH);
-    if (lstm) {
-      out.dc0 = Tensor::empty({1, s.batch, s.hidden}, dtype_of<T>(), device_);
-      b.dc = out.dc0.data_as<T>();
-      set_state(b.dc, dc_n, BH);
-    }
-    if (s.reset_before_product) b.drh = drh_.get(BH, device_);
-    if (plan_.config.bias) {
-      if (ones_count_ < TB) {
-        T* ones = ones_.get(TB, device_);
-        ops_->fill(ones, TB, T(1));
-        ones_count_ = TB;
-      }
-      b.ones = ones_.get(TB, device_);
-    }
-    out.dx = Tensor::empty({s.steps, s.batch, s.input}, dtype_of<T>(), device_);
-    b.dx = out.dx.data_as<T>();
+    out.dx = Tensor::empty({T_, B, I}, dtype_of<T>(), device_);
+    out.dh0 = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
+    if (lstm) out.dc0 = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
 
-    layer_backward(*ops_, s, weights(params), gradients(grads), forward_, b);
+    backward_arena_.carve(device_, [&](Carver<T>& c) {
+      b.acts[0].grad = out.dx.data_as<T>();
+      for (int l = 0; l < L; ++l) {
+        b.acts[plan_.layers[l].output].grad = c.take(TB * DH);
+        const Join& j = plan_.layers[l].join;
+        if (j.kind != Connection::None) b.acts[j.out].grad = c.take(TB * DH);
+      }
+      b.dgates.assign(L, nullptr);
+      for (int l = 0; l < L; ++l) {
+        if (plan_.layers[l].join.kind == Connection::Highway) b.dgates[l] = c.take(TB * DH);
+      }
+      for (int u = 0; u < L * D; ++u) {
+        UnitBuffers<T>& ub = b.units[u];
+        ub.dgx = c.take(GTBH);
+        ub.dgh = lbr ? c.take(GTBH) : ub.dgx;
+        if (rbp) ub.drh = c.take(BH);
+        ub.dh = out.dh0.data_as<T>() + u * BH;
+        ub.dc = lstm ? out.dc0.data_as<T>() + u * BH : nullptr;
+      }
+      b.ones = c.take(TB);
+    });
+    // Every activation gradient is accumulated (+=), so it starts at zero; the stack's
+    // output starts at dy.
+    for (std::size_t a = 0; a < b.acts.size(); ++a) {
+      const std::int64_t n = TB * plan_.activations[a].width;
+      if (static_cast<int>(a) == plan_.output && dy.defined()) {
+        ops_->copy(b.acts[a].grad, dy.data_as<T>(), n);
+      } else if (b.acts[a].grad != nullptr) {
+        ops_->fill(b.acts[a].grad, n, T(0));
+      }
+    }
+    ops_->fill(const_cast<T*>(b.ones), TB, T(1));
+    set_or_zero(out.dh0.data_as<T>(), dh_n, L * D * BH);
+    if (lstm) set_or_zero(out.dc0.data_as<T>(), dc_n, L * D * BH);
+
+    StackPass<T>(plan_, *ops_, T_, B, b, params.data_as<T>()).backward(grads.data_as<T>());
     saved_steps_ = saved_batch_ = 0;  // consumed
     return out;
   }
@@ -126,59 +214,8 @@ class EngineImpl final : public Engine {
   std::int64_t saved_batch() const override { return saved_batch_; }
 
  private:
-  LayerShape shape(std::int64_t steps, std::int64_t batch) const {
-    LayerShape s;
-    s.steps = steps;
-    s.batch = batch;
-    s.input = plan_.layer.input_size;
-    s.hidden = plan_.config.hidden_size;
-    s.gates = plan_.gates;
-    s.saved_slots = plan_.saved_slots;
-    s.reset_before_product = plan_.config.cell == CellKind::GruResetBeforeProduct;
-    s.kind = step_kind(plan_.config.cell);
-    return s;
-  }
-
-  static StepKind step_kind(CellKind cell) {
-    switch (cell) {
-      case CellKind::RnnTanh: return StepKind::RnnTanh;
-      case CellKind::RnnRelu: return StepKind::RnnRelu;
-      case CellKind::RnnSigmoid: return StepKind::RnnSigmoid;
-      case CellKind::Lstm: return StepKind::Lstm;
-      case CellKind::GruLinearBeforeReset: return StepKind::GruLinearBeforeReset;
-      case CellKind::GruResetBeforeProduct: return StepKind::GruRbpOutput;
-    }
-    return StepKind::Lstm;
-  }
-
-  LayerWeights<T> weights(const TensorView& params) const {
-    const T* p = params.data_as<T>();
-    const LayerOffsets& o = plan_.layer;
-    LayerWeights<T> w;
-    w.w_ih = p + o.w_ih;
-    w.w_hh = p + o.w_hh;
-    if (o.b_ih >= 0) {
-      w.b_ih = p + o.b_ih;
-      w.b_hh = p + o.b_hh;
-    }
-    return w;
-  }
-
-  LayerGrads<T> gradients(const TensorView& grads) const {
-    T* p = grads.data_as<T>();
-    const LayerOffsets& o = plan_.layer;
-    LayerGrads<T> g;
-    g.w_ih = p + o.w_ih;
-    g.w_hh = p + o.w_hh;
-    if (o.b_ih >= 0) {
-      g.b_ih = p + o.b_ih;
-      g.b_hh = p + o.b_hh;
-    }
-    return g;
-  }
-
-  // dst = given state, or zeros when the caller passed none.
-  void set_state(T* dst, const TensorView& given, std::int64_t n) {
+  // dst = given, or zeros when the caller passed none.
+  void set_or_zero(T* dst, const TensorView& given, std::int64_t n) {
     if (given.defined()) {
       ops_->copy(dst, given.data_as<T>(), n);
     } else {
@@ -186,19 +223,20 @@ class EngineImpl final : public Engine {
     }
   }
 
-  Tensor state_tensor(const T* src, std::int64_t batch) {
-    Tensor t = Tensor::empty({1, batch, plan_.config.hidden_size}, dtype_of<T>(), device_);
-    ops_->copy(t.data_as<T>(), src, batch * plan_.config.hidden_size);
-    return t;
+  // A device buffer of at least n zeros (for states the caller did not pass).
+  const T* zeros(std::int64_t n) {
+    if (zeros_.numel() < n) {
+      zeros_ = Tensor::zeros({n}, dtype_of<T>(), device_);
+    }
+    return zeros_.template data_as<T>();
   }
 
   const Plan& plan_;
   Device device_;
   std::unique_ptr<Ops<T>> ops_;
-  Scratch<T> xs_, hs_, cs_, gx_, gh_, saved_, rh_;
-  Scratch<T> dgx_, dgh_, drh_, ones_;
-  std::int64_t ones_count_ = 0;
-  ForwardBuffers<T> forward_;
+  Arena<T> forward_arena_, backward_arena_;
+  Tensor zeros_;
+  StackBuffers<T> buffers_;
   std::int64_t saved_steps_ = 0, saved_batch_ = 0;
 };
 

@@ -17,6 +17,8 @@
 
 namespace recur::detail {
 
+using kernels::ConnectionArgs;
+using kernels::ConnectionKind;
 using kernels::StepBackward;
 using kernels::StepForward;
 using kernels::StepKind;
@@ -38,6 +40,23 @@ struct Gemm {
   std::int64_t ldc = 0;
 };
 
+// `count` GEMMs of one shape with their own A, B, C: a[i], b[i], c[i]. The three arrays
+// live in memory the backend reads (see Ops::stage_pointers).
+template <typename T>
+struct GemmBatch {
+  Trans trans_a = Trans::N, trans_b = Trans::N;
+  std::int64_t m = 0, n = 0, k = 0;
+  T alpha = T(1);
+  const T* const* a = nullptr;
+  std::int64_t lda = 0;
+  const T* const* b = nullptr;
+  std::int64_t ldb = 0;
+  T beta = T(0);
+  T* const* c = nullptr;
+  std::int64_t ldc = 0;
+  int count = 0;
+};
+
 template <typename T>
 class Ops {
  public:
@@ -56,15 +75,29 @@ class Ops {
   virtual void restore(int /*previous*/) {}
 
   virtual void gemm(const Gemm<T>& g) = 0;
+  virtual void gemm_batched(const GemmBatch<T>& g) = 0;
 
-  // One fused element-wise gate kernel over B*H elements (kernels/dispatch.h).
-  virtual void step_forward(StepKind kind, const StepForward<T>& args) = 0;
-  virtual void step_backward(StepKind kind, const StepBackward<T>& args) = 0;
+  // Makes a host array of `count` pointers readable by gemm_batched and returns where
+  // it lives (the host array itself on the CPU, a device copy on the GPU). The algorithm
+  // stages all tables of a pass at once, before the time loop; the result stays valid
+  // until the next call. On the GPU the copy is queued on the stream.
+  virtual const void* const* stage_pointers(const void* const* host, std::size_t count) = 0;
+
+  // One fused element-wise gate kernel over B*H elements, for `count` units (layer-
+  // directions) at once (kernels/dispatch.h).
+  virtual void step_forward(StepKind kind, const StepForward<T>* units, int count) = 0;
+  virtual void step_backward(StepKind kind, const StepBackward<T>* units, int count) = 0;
+
+  // The element-wise kernel of a connection, over rows*width elements.
+  virtual void connection(ConnectionKind kind, const ConnectionArgs<T>& args) = 0;
 
   // dst[0..n) = value
   virtual void fill(T* dst, std::int64_t n, T value) = 0;
   // dst[0..n) = src[0..n), both on this device, not overlapping
   virtual void copy(T* dst, const T* src, std::int64_t n) = 0;
+  // rows x width elements between strided layouts: dst[r*ld_dst + k] = src[r*ld_src + k]
+  virtual void copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
+                         std::int64_t rows, std::int64_t width) = 0;
 };
 
 // Keeps the backend's device current for a scope, then restores the caller's.

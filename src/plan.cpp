@@ -30,6 +30,16 @@ int gate_count(CellKind cell) {
 
 bool has_cell_state(CellKind cell) { return cell == CellKind::Lstm; }
 
+const char* to_string(Connection connection) {
+  switch (connection) {
+    case Connection::None: return "None";
+    case Connection::Residual: return "Residual";
+    case Connection::Highway: return "Highway";
+    case Connection::Dense: return "Dense";
+  }
+  return "unknown";
+}
+
 }  // namespace recur
 
 namespace recur::detail {
@@ -62,6 +72,23 @@ void validate_config(const RnnConfig& c) {
     throw Error(where, "config.dtype", "Float32 or Float64",
                 "value " + std::to_string(static_cast<int>(c.dtype)));
   }
+  if (c.num_layers < 1) {
+    throw Error(where, "config.num_layers", ">= 1", std::to_string(c.num_layers));
+  }
+  const int conn = static_cast<int>(c.connection);
+  if (conn < 0 || conn > static_cast<int>(Connection::Dense)) {
+    throw Error(where, "config.connection", "a Connection", "value " + std::to_string(conn));
+  }
+  const std::int64_t dh = (c.bidirectional ? 2 : 1) * c.hidden_size;
+  if ((c.connection == Connection::Residual || c.connection == Connection::Highway) &&
+      c.num_layers == 1 && c.input_size != dh) {
+    throw Error(
+        where, "config.connection",
+        std::string(to_string(c.connection)) +
+            " with num_layers == 1 only when input_size == D*hidden_size = " + std::to_string(dh) +
+            " (the widths of x and y must agree)",
+        std::string(to_string(c.connection)) + " with input_size " + std::to_string(c.input_size));
+  }
 }
 
 Plan Plan::make(const RnnConfig& config) {
@@ -70,19 +97,78 @@ Plan Plan::make(const RnnConfig& config) {
   p.config = config;
   p.gates = gate_count(config.cell);
   p.saved_slots = saved_slots_of(config.cell);
-  const std::int64_t gh = p.gates * config.hidden_size;
+  p.directions = config.bidirectional ? 2 : 1;
+  const std::int64_t H = config.hidden_size, GH = p.gates * H, DH = p.directions * H;
   auto add = [&](const std::string& name, Shape shape) {
     const std::int64_t offset = p.total;
     p.total += numel(shape);
     p.params.push_back({name, std::move(shape), offset});
     return offset;
   };
-  p.layer.input_size = config.input_size;
-  p.layer.w_ih = add("weight_ih_l0", {gh, config.input_size});
-  p.layer.w_hh = add("weight_hh_l0", {gh, config.hidden_size});
-  if (config.bias) {
-    p.layer.b_ih = add("bias_ih_l0", {gh});
-    p.layer.b_hh = add("bias_hh_l0", {gh});
+  auto new_activation = [&](std::int64_t width) {
+    p.activations.push_back({width});
+    return static_cast<int>(p.activations.size() - 1);
+  };
+
+  // Activations and connections, layer by layer.
+  new_activation(config.input_size);  // x
+  std::vector<Segment> inputs = {{0, 0}};
+  std::int64_t in_width = config.input_size;
+  for (std::int64_t l = 0; l < config.num_layers; ++l) {
+    LayerPlan layer;
+    layer.input_size = in_width;
+    layer.inputs = inputs;
+    layer.output = new_activation(DH);
+    Join& j = layer.join;
+    j.y = j.out = layer.output;
+    const bool widths_agree = inputs.size() == 1 && in_width == DH;
+    switch (config.connection) {
+      case Connection::Residual:
+      case Connection::Highway:
+        if (widths_agree) {
+          j.kind = config.connection;
+          j.u = inputs[0].act;
+          j.out = new_activation(DH);
+        }
+        inputs = {{j.out, 0}};
+        in_width = DH;
+        break;
+      case Connection::Dense:
+        inputs.push_back({layer.output, in_width});
+        in_width += DH;
+        break;
+      case Connection::None:
+        inputs = {{layer.output, 0}};
+        in_width = DH;
+        break;
+    }
+    p.layers.push_back(layer);
+  }
+  p.output =
+      config.connection == Connection::Dense ? p.layers.back().output : p.layers.back().join.out;
+
+  // Parameters: PyTorch's names and order, then highway parameters.
+  for (std::int64_t l = 0; l < config.num_layers; ++l) {
+    for (int d = 0; d < p.directions; ++d) {
+      const std::string sfx = std::to_string(l) + (d == 1 ? "_reverse" : "");
+      UnitOffsets u;
+      u.layer = static_cast<int>(l);
+      u.dir = d;
+      u.w_ih = add("weight_ih_l" + sfx, {GH, p.layers[l].input_size});
+      u.w_hh = add("weight_hh_l" + sfx, {GH, H});
+      if (config.bias) {
+        u.b_ih = add("bias_ih_l" + sfx, {GH});
+        u.b_hh = add("bias_hh_l" + sfx, {GH});
+      }
+      p.units.push_back(u);
+    }
+  }
+  for (std::int64_t l = 0; l < config.num_layers; ++l) {
+    Join& j = p.layers[l].join;
+    if (j.kind == Connection::Highway) {
+      j.w_g = add("highway_weight_l" + std::to_string(l), {DH, DH});
+      j.b_g = add("highway_bias_l" + std::to_string(l), {DH});
+    }
   }
   return p;
 }

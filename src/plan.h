@@ -1,8 +1,11 @@
-// src/plan.h: the flat parameter buffer's layout, derived from an RnnConfig.
+// src/plan.h: everything derived from an RnnConfig alone: the flat parameter layout, the
+// activations that flow between layers, and which connection joins them.
 //
-// Order and names follow PyTorch's nn.RNN / nn.LSTM / nn.GRU, so that a state dict maps
-// onto the buffer one to one: weight_ih_l0 [G*H, I], weight_hh_l0 [G*H, H],
-// bias_ih_l0 [G*H], bias_hh_l0 [G*H], each row-major and contiguous.
+// Parameter order and names follow PyTorch's nn.RNN / nn.LSTM / nn.GRU, so that a state
+// dict maps onto the buffer one to one: for each layer l, for each direction (suffix ""
+// then "_reverse"): weight_ih_l{l} [G*H, in_l], weight_hh_l{l} [G*H, H],
+// bias_ih_l{l} [G*H], bias_hh_l{l} [G*H]. Highway parameters (recur's own) follow all of
+// them: highway_weight_l{l} [D*H, D*H], highway_bias_l{l} [D*H].
 #pragma once
 
 #include <cstdint>
@@ -15,26 +18,62 @@
 
 namespace recur::detail {
 
-// Offsets (in elements) of one layer-direction's parameters in the flat buffer;
+// One layer-direction ("unit"): its parameters' offsets in the flat buffer (elements);
 // b_ih = b_hh = -1 when the model has no bias.
-struct LayerOffsets {
+struct UnitOffsets {
+  int layer = 0, dir = 0;
   std::int64_t w_ih = 0, w_hh = 0, b_ih = -1, b_hh = -1;
-  std::int64_t input_size = 0;  // columns of weight_ih
+};
+
+// A tensor of T*B rows that flows through the stack: x, a layer's output y_l, or a
+// connection's output u_{l+1}.
+struct ActivationInfo {
+  std::int64_t width = 0;
+};
+
+// Part of a layer's input: activation `act` occupies columns [col, col + width) of
+// weight_ih. Dense layers have several; every other layer has one.
+struct Segment {
+  int act = 0;
+  std::int64_t col = 0;
+};
+
+// What joins layer l to layer l+1.
+struct Join {
+  Connection kind = Connection::None;  // None when the connection does not apply here
+  int u = 0;                           // u_l (the layer's input, single segment)
+  int y = 0;                           // y_l
+  int out = 0;                         // u_{l+1}; equals y when kind is None
+  std::int64_t w_g = -1, b_g = -1;     // highway parameters
+};
+
+struct LayerPlan {
+  std::int64_t input_size = 0;  // in_l: columns of weight_ih_l{l}
+  std::vector<Segment> inputs;  // u_l, as segments of activations
+  int output = 0;               // activation of y_l
+  Join join;
 };
 
 struct Plan {
   RnnConfig config;
   int gates = 0;           // G
   int saved_slots = 0;     // S: [B, S*H] saved per step for backward
+  int directions = 1;      // D
   std::int64_t total = 0;  // elements of the flat buffer
   std::vector<ParamInfo> params;
-  LayerOffsets layer;
+  std::vector<UnitOffsets> units;  // index layer * D + dir
+  std::vector<LayerPlan> layers;
+  std::vector<ActivationInfo> activations;  // [0] is x
+  int output = 0;                           // the stack's output activation
 
   static Plan make(const RnnConfig& config);
   const ParamInfo* find(const std::string& name) const;
+  std::int64_t output_size() const { return directions * config.hidden_size; }
+  int unit_count() const { return static_cast<int>(units.size()); }
 };
 
-// Throws recur::Error for a config that cannot be built (sizes, unknown enums).
+// Throws recur::Error for a config that cannot be built (sizes, unknown enums, a
+// connection that can apply nowhere).
 void validate_config(const RnnConfig& config);
 
 }  // namespace recur::detail

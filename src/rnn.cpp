@@ -136,16 +136,18 @@ ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const Tens
   const RnnConfig& c = impl_->plan.config;
   const Device dev = impl_->device;
   expect_tensor(where, "x", x, {-1, -1, c.input_size}, "[T, B, input_size]", c.dtype, dev);
-  const std::int64_t B = x.size(1);
+  const std::int64_t B = x.size(1), LD = c.num_layers * impl_->plan.directions;
   if (h0.defined()) {
-    expect_tensor(where, "h0", h0, {1, B, c.hidden_size}, "[1, B, hidden_size]", c.dtype, dev);
+    expect_tensor(where, "h0", h0, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",
+                  c.dtype, dev);
   }
   if (c0.defined()) {
     if (!has_cell_state(c.cell)) {
       throw Error(where, "c0", "an undefined view (only Lstm has a cell state)",
                   std::string("a tensor for cell ") + to_string(c.cell));
     }
-    expect_tensor(where, "c0", c0, {1, B, c.hidden_size}, "[1, B, hidden_size]", c.dtype, dev);
+    expect_tensor(where, "c0", c0, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",
+                  c.dtype, dev);
   }
   if (mode != Mode::Training && mode != Mode::Inference) {
     throw Error(where, "mode", "Mode::Training or Mode::Inference",
@@ -159,23 +161,26 @@ BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n, const
   const RnnConfig& c = impl_->plan.config;
   const Device dev = impl_->device;
   const std::int64_t T = impl_->engine->saved_steps(), B = impl_->engine->saved_batch();
+  const std::int64_t LD = c.num_layers * impl_->plan.directions;
   if (T == 0) {
     throw Error(where, "this", "a preceding forward() in Mode::Training, not yet consumed",
                 "none (never run, run in Mode::Inference, or consumed by a backward())");
   }
   if (dy.defined()) {
-    expect_tensor(where, "dy", dy, {T, B, c.hidden_size}, "[T, B, hidden_size] of the forward",
-                  c.dtype, dev);
+    expect_tensor(where, "dy", dy, {T, B, impl_->plan.output_size()},
+                  "[T, B, D*hidden_size] of the forward", c.dtype, dev);
   }
   if (dh_n.defined()) {
-    expect_tensor(where, "dh_n", dh_n, {1, B, c.hidden_size}, "[1, B, hidden_size]", c.dtype, dev);
+    expect_tensor(where, "dh_n", dh_n, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",
+                  c.dtype, dev);
   }
   if (dc_n.defined()) {
     if (!has_cell_state(c.cell)) {
       throw Error(where, "dc_n", "an undefined view (only Lstm has a cell state)",
                   std::string("a tensor for cell ") + to_string(c.cell));
     }
-    expect_tensor(where, "dc_n", dc_n, {1, B, c.hidden_size}, "[1, B, hidden_size]", c.dtype, dev);
+    expect_tensor(where, "dc_n", dc_n, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",
+                  c.dtype, dev);
   }
   return impl_->engine->backward(dy, dh_n, dc_n, impl_->params, impl_->grads);
 }

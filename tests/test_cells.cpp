@@ -47,6 +47,7 @@ StepOut run_forward(const F& f, const StepData& d, bool keep_saved = true) {
   StepForward<double> a;
   a.batch = kB;
   a.hidden = kH;
+  a.ldh = kH;
   a.gx = d.gx.data();
   a.gh = d.gh.data();
   a.b_ih = d.b_ih.data();
@@ -162,6 +163,7 @@ void check_gru_rbp(Fn sig, Fn th, Random& rng) {
   StepForward<double> a;
   a.batch = kB;
   a.hidden = kH;
+  a.ldh = kH;
   a.gx = d.gx.data();
   a.gh = d.gh.data();
   a.b_ih = d.b_ih.data();
@@ -268,6 +270,7 @@ void check_backward(int gates, int saved, bool has_c, std::uint64_t seed) {
   StepBackward<double> a;
   a.batch = kB;
   a.hidden = kH;
+  a.ldh = kH;
   a.dy = dy.data();
   a.h = o.h.data();
   a.h_prev = d.h_prev.data();
@@ -336,6 +339,7 @@ void check_gru_rbp_backward(std::uint64_t seed) {
   StepBackward<double> a;
   a.batch = kB;
   a.hidden = kH;
+  a.ldh = kH;
   a.h_prev = d.h_prev.data();
   a.saved = o.saved.data();
   a.dh = dh.data();

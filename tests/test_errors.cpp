@@ -115,7 +115,7 @@ TEST(Errors, ForwardStates) {
       [&] {
         rnn.forward(x, rng.tensor<float>({1, kB + 1, kH}));
       },
-      "h0", "shape [1, 2, 5] [1, B, hidden_size]", "[1, 3, 5]");
+      "h0", "shape [1, 2, 5] [num_layers*D, B, hidden_size]", "[1, 3, 5]");
   expect_error(
       rnn,
       [&] {
@@ -171,7 +171,7 @@ TEST(Errors, BackwardShapesAndAFailedCallKeepsTheSavedState) {
       [&] {
         rnn.backward(rng.tensor<float>({kT + 1, kB, kH}));
       },
-      "dy", "shape [3, 2, 5] [T, B, hidden_size] of the forward", "[4, 2, 5]");
+      "dy", "shape [3, 2, 5] [T, B, D*hidden_size] of the forward", "[4, 2, 5]");
   expect_error(
       rnn,
       [&] {

@@ -28,6 +28,8 @@ void check_case(const GoldenCase& gc) {
   c.hidden_size = g.at("weight_hh_l0").shape[1];
   c.bias = g.count("bias_ih_l0") > 0;
   c.dtype = dtype_of<T>();
+  c.bidirectional = g.count("weight_ih_l0_reverse") > 0;
+  while (g.count("weight_ih_l" + std::to_string(c.num_layers))) ++c.num_layers;
   Rnn rnn(c);
   for (const ParamInfo& info : rnn.parameter_info()) {
     ASSERT_EQ(info.shape, g.at(info.name).shape) << info.name;
@@ -39,8 +41,10 @@ void check_case(const GoldenCase& gc) {
   ForwardResult f = rnn.forward(to_tensor<T>(x), to_tensor<T>(g.at("h0")), c0);
   BackwardResult b = rnn.backward(to_tensor<T>(g.at("dy")), to_tensor<T>(g.at("dh_n")), dc_n);
 
-  // Accumulation depth: a GEMM of K = I + H per step, over T steps; twice for gradients.
-  const double depth = static_cast<double>(x.shape[0] * (c.input_size + c.hidden_size));
+  // Accumulation depth: a GEMM of K = in + H per step, over T steps and L layers; twice for
+  // gradients.
+  const std::int64_t widest = std::max(c.input_size, 2 * c.hidden_size) + c.hidden_size;
+  const double depth = static_cast<double>(x.shape[0] * widest * c.num_layers);
   const Tolerance fwd = tolerance_for_depth<T>(depth), bwd = tolerance_for_depth<T>(2 * depth);
   EXPECT_TRUE(all_close(f.y.to_vector<T>(), g.at("y").values, fwd)) << "y";
   EXPECT_TRUE(all_close(f.h_n.to_vector<T>(), g.at("h_n").values, fwd)) << "h_n";
@@ -72,6 +76,12 @@ const GoldenCase kGolden[] = {
     {"lstm_nobias", CellKind::Lstm},
     {"gru", CellKind::GruLinearBeforeReset},
     {"gru_rbp", CellKind::GruResetBeforeProduct},
+    {"lstm_l2_bi", CellKind::Lstm},
+    {"lstm_l3_bi", CellKind::Lstm},
+    {"gru_l2_bi", CellKind::GruLinearBeforeReset},
+    {"gru_l3_bi", CellKind::GruLinearBeforeReset},
+    {"rnn_tanh_l3", CellKind::RnnTanh},
+    {"lstm_l3", CellKind::Lstm},
 };
 
 std::string golden_name(const ::testing::TestParamInfo<GoldenCase>& p) { return p.param.file; }

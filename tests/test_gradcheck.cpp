@@ -1,7 +1,7 @@
 // tests/test_gradcheck.cpp: float64 central-difference checks of every gradient the
 // backward pass produces (every parameter, dx, dh0, dc0), for every cell, with and
 // without bias; plus the behaviour of Mode and of gradient accumulation.
-#include "test_util.h"
+#include "gradcheck_util.h"
 
 namespace recur::test {
 namespace {
@@ -17,60 +17,6 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
 
 constexpr std::int64_t kT = 4, kB = 3, kI = 3, kH = 4;
 
-// Everything that J = sum(wy*y) + sum(wh*h_n) + sum(wc*c_n) depends on.
-struct Problem {
-  Tensor x, h0, c0, wy, wh, wc;
-};
-
-Problem make_problem(const RnnConfig& c, Random& rng) {
-  Problem p;
-  p.x = rng.tensor<double>({kT, kB, kI});
-  p.h0 = rng.tensor<double>({1, kB, kH});
-  p.wy = rng.tensor<double>({kT, kB, kH});
-  p.wh = rng.tensor<double>({1, kB, kH});
-  if (has_cell_state(c.cell)) {
-    p.c0 = rng.tensor<double>({1, kB, kH});
-    p.wc = rng.tensor<double>({1, kB, kH});
-  }
-  return p;
-}
-
-double dot(const Tensor& a, const Tensor& b, double* abs_sum) {
-  if (!a.defined()) return 0.0;
-  const std::vector<double> va = a.to_vector<double>(), vb = b.to_vector<double>();
-  double s = 0;
-  for (std::size_t i = 0; i < va.size(); ++i) {
-    s += va[i] * vb[i];
-    *abs_sum += std::fabs(va[i] * vb[i]);
-  }
-  return s;
-}
-
-double loss(Rnn& rnn, const Problem& p, double* jabs) {
-  ForwardResult r = rnn.forward(p.x, p.h0, p.c0, Mode::Inference);
-  double a = 0;
-  const double j = dot(r.y, p.wy, &a) + dot(r.h_n, p.wh, &a) + dot(r.c_n, p.wc, &a);
-  if (jabs) *jabs = a;
-  return j;
-}
-
-// dJ/d(view) by central differences, perturbing the memory `view` points to in place.
-std::vector<double> numeric(Rnn& rnn, const Problem& p, const TensorView& view) {
-  double* v = view.data_as<double>();
-  std::vector<double> out(static_cast<std::size_t>(view.numel()));
-  const double h = FiniteDifference::step();
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    const double keep = v[i];
-    v[i] = keep + h;
-    const double up = loss(rnn, p, nullptr);
-    v[i] = keep - h;
-    const double down = loss(rnn, p, nullptr);
-    v[i] = keep;
-    out[i] = (up - down) / (2 * h);
-  }
-  return out;
-}
-
 class GradCheck : public ::testing::TestWithParam<Case> {};
 
 TEST_P(GradCheck, EveryGradientMatchesFiniteDifferences) {
@@ -81,31 +27,7 @@ TEST_P(GradCheck, EveryGradientMatchesFiniteDifferences) {
   c.bias = GetParam().bias;
   c.dtype = DType::Float64;
   Rnn rnn(c, Device::cpu(), 7);
-  Random rng(11 + static_cast<std::uint64_t>(c.cell));
-  // Wider weights than the default init, so that gates are not all near their midpoint.
-  rnn.parameters().copy_from(
-      rng.tensor<double>({rnn.parameters().numel()}, Device::cpu(), -0.8, 0.8));
-  Problem p = make_problem(c, rng);
-
-  rnn.forward(p.x, p.h0, p.c0, Mode::Training);
-  BackwardResult g = rnn.backward(p.wy, p.wh, p.wc);
-
-  double jabs = 0;
-  loss(rnn, p, &jabs);
-  const double depth = static_cast<double>(kT * (kI + kH));
-  const Tolerance tol{FiniteDifference::tolerance(jabs, depth), 1.0};
-  for (const ParamInfo& info : rnn.parameter_info()) {
-    EXPECT_TRUE(all_close(rnn.gradient(info.name).to_vector<double>(),
-                          numeric(rnn, p, rnn.parameter(info.name)), tol))
-        << info.name;
-  }
-  EXPECT_TRUE(all_close(g.dx.to_vector<double>(), numeric(rnn, p, p.x), tol)) << "dx";
-  EXPECT_TRUE(all_close(g.dh0.to_vector<double>(), numeric(rnn, p, p.h0), tol)) << "dh0";
-  if (has_cell_state(c.cell)) {
-    EXPECT_TRUE(all_close(g.dc0.to_vector<double>(), numeric(rnn, p, p.c0), tol)) << "dc0";
-  } else {
-    EXPECT_FALSE(g.dc0.defined());
-  }
+  check_all_gradients(rnn, kT, kB, 11 + static_cast<std::uint64_t>(c.cell));
 }
 
 const Case kCases[] = {

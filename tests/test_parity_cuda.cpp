@@ -13,6 +13,7 @@ namespace {
 using detail::Gemm;
 using detail::Ops;
 using detail::Trans;
+using kernels::ConnectionKind;
 using kernels::StepKind;
 
 const Device kGpu = Device::cuda(0);
@@ -89,6 +90,80 @@ TYPED_TEST(OpsParity, FillAndCopy) {
   EXPECT_EQ(got[n - 1], orig[n - 1]);  // one past the copy is untouched
 }
 
+TYPED_TEST(OpsParity, GemmBatchedWithStagedPointers) {
+  using T = TypeParam;
+  Random rng(3);
+  const std::int64_t m = 24, n = 7, k = 13;
+  const int count = 3;
+  Twin<T> a(rng, count * m * k), b(rng, count * k * n), c(rng, count * m * n);
+  // Units in reverse order, to check that the tables, not the strides, place them.
+  auto table = [&](bool gpu) {
+    std::vector<const void*> t;
+    for (int i = count - 1; i >= 0; --i) t.push_back((gpu ? a.g() : a.c()) + i * m * k);
+    for (int i = count - 1; i >= 0; --i) t.push_back((gpu ? b.g() : b.c()) + i * k * n);
+    for (int i = count - 1; i >= 0; --i) t.push_back((gpu ? c.g() : c.c()) + i * m * n);
+    return t;
+  };
+  for (bool gpu : {false, true}) {
+    Ops<T>& ops = gpu ? static_cast<Ops<T>&>(*this->gpu_) : this->cpu_;
+    const std::vector<const void*> host = table(gpu);
+    const void* const* staged = ops.stage_pointers(host.data(), host.size());
+    detail::GemmBatch<T> g;
+    g.trans_a = Trans::T;
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.lda = k;
+    g.ldb = k;
+    g.ldc = m;
+    g.beta = T(1);
+    g.a = reinterpret_cast<const T* const*>(staged);
+    g.b = reinterpret_cast<const T* const*>(staged + count);
+    g.c = reinterpret_cast<T* const*>(const_cast<void* const*>(staged + 2 * count));
+    g.count = count;
+    ops.gemm_batched(g);
+  }
+  EXPECT_TRUE(all_close(c.from_gpu(), c.from_cpu(), tolerance_for_depth<T>(k)));
+}
+
+TYPED_TEST(OpsParity, CopyRows) {
+  using T = TypeParam;
+  Random rng(4);
+  Twin<T> src(rng, 9 * 11), dst(rng, 9 * 13);
+  this->cpu_.copy_rows(dst.c(), 13, src.c() + 2, 11, 9, 7);
+  this->gpu_->copy_rows(dst.g(), 13, src.g() + 2, 11, 9, 7);
+  EXPECT_EQ(dst.from_gpu(), dst.from_cpu());
+}
+
+TYPED_TEST(OpsParity, EveryConnectionKernel) {
+  using T = TypeParam;
+  const std::int64_t rows = 37, width = 29, ldy = 31, ldu = 33;
+  for (ConnectionKind kind : {ConnectionKind::ResidualForward, ConnectionKind::ResidualBackward,
+                              ConnectionKind::HighwayForward, ConnectionKind::HighwayBackward}) {
+    Random rng(50 + static_cast<std::uint64_t>(kind));
+    Twin<T> y(rng, rows * ldy), u(rng, rows * ldu), out(rng, rows * width);
+    Twin<T> gate(rng, rows * width, 0.05, 0.95), bias(rng, width), dout(rng, rows * width);
+    Twin<T> dy(rng, rows * ldy), du(rng, rows * ldu), dz(rng, rows * width);
+    for (bool gpu : {false, true}) {
+      auto p = [gpu](const Twin<T>& t) { return gpu ? t.g() : t.c(); };
+      kernels::ConnectionArgs<T> a;
+      a.rows = rows;
+      a.width = width;
+      a.y = p(y), a.ldy = ldy, a.u = p(u), a.ldu = ldu, a.out = p(out), a.gate = p(gate);
+      a.bias = p(bias), a.dout = p(dout), a.dy = p(dy), a.du = p(du), a.dz = p(dz);
+      if (gpu) {
+        this->gpu_->connection(kind, a);
+      } else {
+        this->cpu_.connection(kind, a);
+      }
+    }
+    const Tolerance tol = tolerance_for_depth<T>(4);
+    for (const Twin<T>* t : {&out, &gate, &dy, &du, &dz}) {
+      EXPECT_TRUE(all_close(t->from_gpu(), t->from_cpu(), tol)) << static_cast<int>(kind);
+    }
+  }
+}
+
 // Every buffer a step kernel may read or write, as twins.
 template <typename T>
 struct StepTwins {
@@ -118,6 +193,7 @@ struct StepTwins {
     kernels::StepForward<T> a;
     a.batch = B;
     a.hidden = H;
+    a.ldh = H;
     auto p = [gpu](const Twin<T>& t) { return gpu ? t.g() : t.c(); };
     a.gx = p(gx), a.gh = p(gh), a.b_ih = p(b_ih), a.b_hh = p(b_hh);
     a.h_prev = p(h_prev), a.c_prev = p(c_prev), a.h = p(h), a.c = p(c);
@@ -128,6 +204,7 @@ struct StepTwins {
     kernels::StepBackward<T> a;
     a.batch = B;
     a.hidden = H;
+    a.ldh = H;
     auto p = [gpu](const Twin<T>& t) { return gpu ? t.g() : t.c(); };
     a.dy = p(dy), a.h = p(h), a.h_prev = p(h_prev), a.c = p(c), a.c_prev = p(c_prev);
     a.saved = p(saved), a.drh = p(drh), a.dh = p(dh), a.dc = p(dc), a.dgx = p(dgx), a.dgh = p(dgh);
@@ -154,13 +231,15 @@ TYPED_TEST(OpsParity, EveryStepKernelForwardAndBackward) {
   using T = TypeParam;
   for (StepKind kind : kKinds) {
     StepTwins<T> fwd(10 + static_cast<std::uint64_t>(kind));
-    this->cpu_.step_forward(kind, fwd.forward(false));
-    this->gpu_->step_forward(kind, fwd.forward(true));
+    const kernels::StepForward<T> fc = fwd.forward(false), fg = fwd.forward(true);
+    this->cpu_.step_forward(kind, &fc, 1);
+    this->gpu_->step_forward(kind, &fg, 1);
     fwd.expect_equal_outputs("forward");
 
     StepTwins<T> bwd(20 + static_cast<std::uint64_t>(kind));
-    this->cpu_.step_backward(kind, bwd.backward(false));
-    this->gpu_->step_backward(kind, bwd.backward(true));
+    const kernels::StepBackward<T> bc = bwd.backward(false), bg = bwd.backward(true);
+    this->cpu_.step_backward(kind, &bc, 1);
+    this->gpu_->step_backward(kind, &bg, 1);
     bwd.expect_equal_outputs("backward");
   }
 }
@@ -170,30 +249,41 @@ TYPED_TEST(OpsParity, EveryStepKernelForwardAndBackward) {
 struct ModelCase {
   CellKind cell;
   DType dtype;
+  std::int64_t layers = 1;
+  bool bidirectional = false;
+  Connection connection = Connection::None;
 };
 
 class ModelParity : public ::testing::TestWithParam<ModelCase> {};
 
 template <typename T>
-void check_model(CellKind cell) {
-  const std::int64_t T_ = 7, B = 5, I = 19, H = 33;
+void check_model(const ModelCase& mc) {
+  const CellKind cell = mc.cell;
+  const std::int64_t T_ = 7, B = 5, H = 33, D = mc.bidirectional ? 2 : 1;
+  // x as wide as y for residual and highway, so they apply at layer 0 as well.
+  const std::int64_t I =
+      mc.connection == Connection::Residual || mc.connection == Connection::Highway ? D * H : 19;
+  const std::int64_t LD = mc.layers * D;
   RnnConfig c;
   c.cell = cell;
   c.input_size = I;
   c.hidden_size = H;
   c.dtype = dtype_of<T>();
+  c.num_layers = mc.layers;
+  c.bidirectional = mc.bidirectional;
+  c.connection = mc.connection;
   Rnn cpu(c, Device::cpu(), 3);
   Rnn gpu(c, kGpu, 3);
   EXPECT_EQ(gpu.parameters().to_vector<T>(), cpu.parameters().to_vector<T>());
   Random rng(100 + static_cast<std::uint64_t>(cell));
-  Tensor x = rng.tensor<T>({T_, B, I}), h0 = rng.tensor<T>({1, B, H});
-  Tensor c0 = has_cell_state(cell) ? rng.tensor<T>({1, B, H}) : Tensor();
-  Tensor dy = rng.tensor<T>({T_, B, H}), dh = rng.tensor<T>({1, B, H});
-  Tensor dc = has_cell_state(cell) ? rng.tensor<T>({1, B, H}) : Tensor();
+  Tensor x = rng.tensor<T>({T_, B, I}), h0 = rng.tensor<T>({LD, B, H});
+  Tensor c0 = has_cell_state(cell) ? rng.tensor<T>({LD, B, H}) : Tensor();
+  Tensor dy = rng.tensor<T>({T_, B, D * H}), dh = rng.tensor<T>({LD, B, H});
+  Tensor dc = has_cell_state(cell) ? rng.tensor<T>({LD, B, H}) : Tensor();
   Tensor x_g = x.to(kGpu), h0_g = h0.to(kGpu), c0_g = c0.to(kGpu);
   Tensor dy_g = dy.to(kGpu), dh_g = dh.to(kGpu), dc_g = dc.to(kGpu);
 
-  const double depth = static_cast<double>(T_ * (I + H));
+  const double depth = static_cast<double>(T_ * (std::max(I, D * H) + H) * mc.layers);
   const Tolerance fwd = tolerance_for_depth<T>(depth), bwd = tolerance_for_depth<T>(2 * depth);
 
   ForwardResult inf_c = cpu.forward(x, h0, c0, Mode::Inference);
@@ -225,9 +315,9 @@ void check_model(CellKind cell) {
 TEST_P(ModelParity, ForwardAndBackwardMatchTheCpu) {
   RECUR_REQUIRE_GPU();
   if (GetParam().dtype == DType::Float32) {
-    check_model<float>(GetParam().cell);
+    check_model<float>(GetParam());
   } else {
-    check_model<double>(GetParam().cell);
+    check_model<double>(GetParam());
   }
 }
 
@@ -235,17 +325,53 @@ std::vector<ModelCase> model_cases() {
   std::vector<ModelCase> cases;
   for (CellKind cell : {CellKind::RnnTanh, CellKind::RnnRelu, CellKind::RnnSigmoid, CellKind::Lstm,
                         CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
-    cases.push_back({cell, DType::Float32});
-    cases.push_back({cell, DType::Float64});
+    for (DType dtype : {DType::Float32, DType::Float64}) {
+      for (std::int64_t layers : {1, 2, 3}) {
+        for (bool bi : {false, true}) {
+          for (Connection conn :
+               {Connection::None, Connection::Residual, Connection::Highway, Connection::Dense}) {
+            cases.push_back({cell, dtype, layers, bi, conn});
+          }
+        }
+      }
+    }
   }
   return cases;
 }
 
 std::string model_name(const ::testing::TestParamInfo<ModelCase>& p) {
-  return std::string(to_string(p.param.cell)) + "_" + to_string(p.param.dtype);
+  return std::string(to_string(p.param.cell)) + "_" + to_string(p.param.dtype) + "_L" +
+         std::to_string(p.param.layers) + (p.param.bidirectional ? "_bi_" : "_uni_") +
+         to_string(p.param.connection);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCells, ModelParity, ::testing::ValuesIn(model_cases()), model_name);
+
+TEST(CudaModel, TrainingStepIsBitwiseDeterministic) {
+  RECUR_REQUIRE_GPU();
+  RnnConfig c;
+  c.cell = CellKind::Lstm;
+  c.input_size = 16;
+  c.hidden_size = 32;
+  c.num_layers = 2;
+  c.bidirectional = true;
+  Random rng(7);
+  Tensor x = rng.tensor<float>({9, 4, 16}).to(kGpu), dy = rng.tensor<float>({9, 4, 64}).to(kGpu);
+  std::vector<float> first;
+  for (int run = 0; run < 3; ++run) {
+    Rnn rnn(c, kGpu, 1);
+    rnn.forward(x);
+    BackwardResult b = rnn.backward(dy);
+    std::vector<float> all = rnn.gradients().to_vector<float>();
+    const std::vector<float> dx = b.dx.to_vector<float>();
+    all.insert(all.end(), dx.begin(), dx.end());
+    if (run == 0) {
+      first = all;
+    } else {
+      EXPECT_EQ(all, first) << "run " << run;  // the same bits, no atomics
+    }
+  }
+}
 
 // ---- tensors and devices ----
 

@@ -25,12 +25,32 @@ RECUR_API int gate_count(CellKind cell);
 // True for cells with a cell state c (LSTM).
 RECUR_API bool has_cell_state(CellKind cell);
 
+// How layer l's output y_l (D*H features) and input u_l combine into the next layer's
+// input u_{l+1}; u_0 = x.
+enum class Connection {
+  None,      // u_{l+1} = y_l
+  Residual,  // u_{l+1} = y_l + u_l, wherever the widths agree (always for l >= 1;
+             // at layer 0 only when input_size == D*H)
+  Highway,   // g = sigmoid(W_g u_l + b_g); u_{l+1} = g*y_l + (1-g)*u_l, where the widths
+             // agree (as Residual), with parameters highway_weight_l{l} [D*H, D*H] and
+             // highway_bias_l{l} [D*H]
+  Dense,     // u_{l+1} = concat(x, y_0, ..., y_l) along features
+};
+
+RECUR_API const char* to_string(Connection connection);
+
 struct RnnConfig {
   CellKind cell = CellKind::Lstm;
   std::int64_t input_size = 0;   // I, features of x
   std::int64_t hidden_size = 0;  // H, features of h
   bool bias = true;              // b_ih and b_hh present
   DType dtype = DType::Float32;
+  std::int64_t num_layers = 1;  // L >= 1
+  bool bidirectional = false;   // D = 2: a forward and a reverse pass per layer, outputs
+                                // concatenated [forward, reverse] along features
+  Connection connection = Connection::None;
+  // The stack's output is u_L (D*H features) for None, Residual and Highway, and
+  // y_{L-1} (D*H features) for Dense.
 };
 
 }  // namespace recur

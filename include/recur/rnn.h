@@ -1,15 +1,20 @@
-// recur/rnn.h: a recurrent layer (vanilla RNN, LSTM or GRU), forward and backward.
+// recur/rnn.h: a recurrent network (vanilla RNN, LSTM or GRU; stacked, bidirectional,
+// with connections between layers), forward and backward.
 //
 //   recur::Rnn rnn({recur::CellKind::Lstm, /*input*/ 32, /*hidden*/ 64});
 //   auto out = rnn.forward(x);          // x [T, B, 32]  ->  out.y [T, B, 64]
 //   auto grads = rnn.backward(dy);      // adds dJ/dθ into rnn.gradients(); returns dx
 //
-// Shapes are time-major and row-major: x [T, B, I], y [T, B, H], states [1, B, H].
-// Parameters live in one flat buffer (parameters()) and their gradients in a second one
-// with the same layout (gradients()); named views use PyTorch's names, shapes and gate
-// order, so a PyTorch state dict maps onto them one to one:
-//   weight_ih_l0 [G*H, I], weight_hh_l0 [G*H, H], bias_ih_l0 [G*H], bias_hh_l0 [G*H]
-// with G = 1 (vanilla), 4 (LSTM: i, f, g, o) or 3 (GRU: r, z, n).
+// Shapes are time-major and row-major: x [T, B, I], y [T, B, D*H], states [L*D, B, H]
+// (L = num_layers, D = 2 when bidirectional, else 1; state l*D + d is layer l, direction
+// d, as in PyTorch). Parameters live in one flat buffer (parameters()) and their
+// gradients in a second one with the same layout (gradients()); named views use
+// PyTorch's names, shapes and gate order, so a PyTorch state dict maps onto them one to
+// one: for each layer l and direction (suffix "" or "_reverse")
+//   weight_ih_l{l} [G*H, in_l], weight_hh_l{l} [G*H, H], bias_ih_l{l} [G*H], bias_hh_l{l} [G*H]
+// with G = 1 (vanilla), 4 (LSTM: i, f, g, o) or 3 (GRU: r, z, n), in_0 = I and in_l = D*H
+// (Dense: I + l*D*H); then, for Highway, highway_weight_l{l} [D*H, D*H] and
+// highway_bias_l{l} [D*H] for each layer where the highway applies.
 //
 // Every argument is validated before any state changes; a bad one throws recur::Error
 // naming it, and leaves parameters, gradients and the saved forward state as they were.
@@ -40,15 +45,15 @@ struct ParamInfo {
 };
 
 struct ForwardResult {
-  Tensor y;    // [T, B, H], every step's hidden state
-  Tensor h_n;  // [1, B, H], the last hidden state
-  Tensor c_n;  // [1, B, H], the last cell state (LSTM); undefined for other cells
+  Tensor y;    // [T, B, D*H], the stack's output at every step
+  Tensor h_n;  // [L*D, B, H], each layer-direction's last hidden state
+  Tensor c_n;  // [L*D, B, H], the last cell states (LSTM); undefined for other cells
 };
 
 struct BackwardResult {
   Tensor dx;   // [T, B, I]
-  Tensor dh0;  // [1, B, H]
-  Tensor dc0;  // [1, B, H] (LSTM); undefined for other cells
+  Tensor dh0;  // [L*D, B, H]
+  Tensor dc0;  // [L*D, B, H] (LSTM); undefined for other cells
 };
 
 class RECUR_API Rnn {
@@ -89,13 +94,13 @@ class RECUR_API Rnn {
   // Sets every gradient to zero.
   void zero_grad();
 
-  // x [T, B, I]; h0, c0 [1, B, H] or undefined (zeros). c0 only for LSTM. Every tensor must
+  // x [T, B, I]; h0, c0 [L*D, B, H] or undefined (zeros). c0 only for LSTM. Every tensor must
   // have the model's dtype and device. In Mode::Training the input and the activations
   // are kept for one backward().
   ForwardResult forward(const TensorView& x, const TensorView& h0 = {}, const TensorView& c0 = {},
                         Mode mode = Mode::Training);
 
-  // dy [T, B, H], dh_n, dc_n [1, B, H], each optional (undefined = zeros), matching the
+  // dy [T, B, D*H], dh_n, dc_n [L*D, B, H], each optional (undefined = zeros), matching the
   // last Mode::Training forward(). Adds dJ/dθ into gradients() and returns dx, dh0 and
   // dc0. Consumes the saved forward state: a second backward() needs a new forward().
   BackwardResult backward(const TensorView& dy, const TensorView& dh_n = {},

@@ -47,16 +47,55 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
 }
 
 template <typename T>
-void CpuOps<T>::step_forward(StepKind kind, const StepForward<T>& args) {
+void CpuOps<T>::gemm_batched(const GemmBatch<T>& g) {
+  for (int i = 0; i < g.count; ++i) {
+    Gemm<T> one;
+    one.trans_a = g.trans_a;
+    one.trans_b = g.trans_b;
+    one.m = g.m;
+    one.n = g.n;
+    one.k = g.k;
+    one.alpha = g.alpha;
+    one.a = g.a[i];
+    one.lda = g.lda;
+    one.b = g.b[i];
+    one.ldb = g.ldb;
+    one.beta = g.beta;
+    one.c = g.c[i];
+    one.ldc = g.ldc;
+    gemm(one);
+  }
+}
+
+template <typename T>
+const void* const* CpuOps<T>::stage_pointers(const void* const* host, std::size_t) {
+  return host;
+}
+
+template <typename T>
+void CpuOps<T>::step_forward(StepKind kind, const StepForward<T>* units, int count) {
   kernels::dispatch_forward<T>(kind, [&](auto functor) {
-    for_each_element(args.batch * args.hidden, [&](std::int64_t i) { functor(i, args); });
+    for (int u = 0; u < count; ++u) {
+      const StepForward<T>& args = units[u];
+      for_each_element(args.batch * args.hidden, [&](std::int64_t i) { functor(i, args); });
+    }
   });
 }
 
 template <typename T>
-void CpuOps<T>::step_backward(StepKind kind, const StepBackward<T>& args) {
+void CpuOps<T>::step_backward(StepKind kind, const StepBackward<T>* units, int count) {
   kernels::dispatch_backward<T>(kind, [&](auto functor) {
-    for_each_element(args.batch * args.hidden, [&](std::int64_t i) { functor(i, args); });
+    for (int u = 0; u < count; ++u) {
+      const StepBackward<T>& args = units[u];
+      for_each_element(args.batch * args.hidden, [&](std::int64_t i) { functor(i, args); });
+    }
+  });
+}
+
+template <typename T>
+void CpuOps<T>::connection(ConnectionKind kind, const ConnectionArgs<T>& args) {
+  kernels::dispatch_connection<T>(kind, [&](auto functor) {
+    for_each_element(args.rows * args.width, [&](std::int64_t i) { functor(i, args); });
   });
 }
 
@@ -68,6 +107,12 @@ void CpuOps<T>::fill(T* dst, std::int64_t n, T value) {
 template <typename T>
 void CpuOps<T>::copy(T* dst, const T* src, std::int64_t n) {
   if (n > 0) std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(T));
+}
+
+template <typename T>
+void CpuOps<T>::copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
+                          std::int64_t rows, std::int64_t width) {
+  for (std::int64_t r = 0; r < rows; ++r) copy(dst + r * ld_dst, src + r * ld_src, width);
 }
 
 template class CpuOps<float>;

@@ -11,10 +11,15 @@ class CpuOps final : public Ops<T> {
  public:
   Device device() const override { return Device::cpu(); }
   void gemm(const Gemm<T>& g) override;
-  void step_forward(StepKind kind, const StepForward<T>& args) override;
-  void step_backward(StepKind kind, const StepBackward<T>& args) override;
+  void gemm_batched(const GemmBatch<T>& g) override;
+  const void* const* stage_pointers(const void* const* host, std::size_t count) override;
+  void step_forward(StepKind kind, const StepForward<T>* units, int count) override;
+  void step_backward(StepKind kind, const StepBackward<T>* units, int count) override;
+  void connection(ConnectionKind kind, const ConnectionArgs<T>& args) override;
   void fill(T* dst, std::int64_t n, T value) override;
   void copy(T* dst, const T* src, std::int64_t n) override;
+  void copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src, std::int64_t rows,
+                 std::int64_t width) override;
 };
 
 extern template class CpuOps<float>;

@@ -93,12 +93,54 @@ class CudaOps final : public Ops<T> {
     }
   }
 
-  void step_forward(StepKind kind, const StepForward<T>& args) override {
-    kernels::launch_step_forward(kind, args, stream_);
+  void gemm_batched(const GemmBatch<T>& g) override {
+    if (g.m == 0 || g.n == 0 || g.count == 0) return;
+    const int m = to_int(g.m, "m"), n = to_int(g.n, "n"), k = to_int(g.k, "k");
+    const int lda = to_int(g.lda, "lda"), ldb = to_int(g.ldb, "ldb"), ldc = to_int(g.ldc, "ldc");
+    if constexpr (std::is_same_v<T, float>) {
+      RECUR_CUBLAS_CHECK(cublasSgemmBatched(blas_, to_cublas(g.trans_a), to_cublas(g.trans_b), m, n,
+                                            k, &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c, ldc,
+                                            g.count));
+    } else {
+      RECUR_CUBLAS_CHECK(cublasDgemmBatched(blas_, to_cublas(g.trans_a), to_cublas(g.trans_b), m, n,
+                                            k, &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c, ldc,
+                                            g.count));
+    }
   }
 
-  void step_backward(StepKind kind, const StepBackward<T>& args) override {
-    kernels::launch_step_backward(kind, args, stream_);
+  const void* const* stage_pointers(const void* const* host, std::size_t count) override {
+    if (count == 0) return nullptr;
+    if (count > table_capacity_) {
+      // Growing happens once per new shape, never inside a time loop.
+      if (table_ != nullptr) RECUR_CUDA_CHECK(cudaFree(table_));
+      table_ = nullptr;
+      RECUR_CUDA_CHECK(cudaMalloc(&table_, count * sizeof(void*)));
+      table_capacity_ = count;
+    }
+    RECUR_CUDA_CHECK(
+        cudaMemcpyAsync(table_, host, count * sizeof(void*), cudaMemcpyHostToDevice, stream_));
+    return static_cast<const void* const*>(table_);
+  }
+
+  void step_forward(StepKind kind, const StepForward<T>* units, int count) override {
+    kernels::launch_step_forward(kind, units, count, stream_);
+  }
+
+  void step_backward(StepKind kind, const StepBackward<T>* units, int count) override {
+    kernels::launch_step_backward(kind, units, count, stream_);
+  }
+
+  void connection(ConnectionKind kind, const ConnectionArgs<T>& args) override {
+    kernels::launch_connection(kind, args, stream_);
+  }
+
+  void copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src, std::int64_t rows,
+                 std::int64_t width) override {
+    if (rows == 0 || width == 0) return;
+    RECUR_CUDA_CHECK(cudaMemcpy2DAsync(
+        dst, static_cast<std::size_t>(ld_dst) * sizeof(T), src,
+        static_cast<std::size_t>(ld_src) * sizeof(T), static_cast<std::size_t>(width) * sizeof(T),
+        static_cast<std::size_t>(rows), cudaMemcpyDeviceToDevice, stream_));
   }
 
   void fill(T* dst, std::int64_t n, T value) override {
@@ -113,6 +155,8 @@ class CudaOps final : public Ops<T> {
 
  private:
   void release() noexcept {
+    if (table_ != nullptr) cudaFree(table_);
+    table_ = nullptr;
     if (blas_ != nullptr) cublasDestroy(blas_);
     if (own_stream_ != nullptr) cudaStreamDestroy(own_stream_);
     blas_ = nullptr;
@@ -123,6 +167,8 @@ class CudaOps final : public Ops<T> {
   cudaStream_t own_stream_ = nullptr;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
+  void* table_ = nullptr;  // staged pointer tables for batched GEMMs
+  std::size_t table_capacity_ = 0;
 };
 
 }  // namespace

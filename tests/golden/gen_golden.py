@@ -70,23 +70,26 @@ class ManualRnn(torch.nn.Module):
         return torch.stack(ys), h.unsqueeze(0)
 
 
-def make_model(kind, I, H, bias):
+def make_model(kind, I, H, bias, layers, bidirectional):
+    kw = dict(bias=bias, num_layers=layers, bidirectional=bidirectional)
     if kind in ("rnn_tanh", "rnn_relu"):
-        return torch.nn.RNN(I, H, nonlinearity=kind[4:], bias=bias)
+        return torch.nn.RNN(I, H, nonlinearity=kind[4:], **kw)
     if kind == "lstm":
-        return torch.nn.LSTM(I, H, bias=bias)
+        return torch.nn.LSTM(I, H, **kw)
     if kind == "gru":
-        return torch.nn.GRU(I, H, bias=bias)
+        return torch.nn.GRU(I, H, **kw)
+    assert layers == 1 and not bidirectional
     return ManualRnn(kind, I, H, bias)
 
 
-def golden_case(name, kind, T, B, I, H, bias=True, seed=0):
+def golden_case(name, kind, T, B, I, H, bias=True, seed=0, layers=1, bidirectional=False):
     torch.manual_seed(seed)
-    model = make_model(kind, I, H, bias)
+    model = make_model(kind, I, H, bias, layers, bidirectional)
     lstm = kind == "lstm"
+    LD = layers * (2 if bidirectional else 1)
     x = torch.empty(T, B, I).uniform_(-1, 1).requires_grad_()
-    h0 = torch.empty(1, B, H).uniform_(-1, 1).requires_grad_()
-    c0 = torch.empty(1, B, H).uniform_(-1, 1).requires_grad_() if lstm else None
+    h0 = torch.empty(LD, B, H).uniform_(-1, 1).requires_grad_()
+    c0 = torch.empty(LD, B, H).uniform_(-1, 1).requires_grad_() if lstm else None
     if lstm:
         y, (hn, cn) = model(x, (h0, c0))
     else:
@@ -110,8 +113,9 @@ def golden_case(name, kind, T, B, I, H, bias=True, seed=0):
         out["dc0"] = c0.grad
     for pname, p in model.named_parameters():
         out["grad." + pname] = p.grad
-    comment = "%s: cell %s, T=%d B=%d I=%d H=%d bias=%s seed=%d, torch %s float64" % (
-        name, kind, T, B, I, H, bias, seed, torch.__version__)
+    comment = ("%s: cell %s, T=%d B=%d I=%d H=%d bias=%s seed=%d layers=%d bidirectional=%s, "
+               "torch %s float64") % (name, kind, T, B, I, H, bias, seed, layers, bidirectional,
+                                      torch.__version__)
     write(os.path.join(DATA, name + ".txt"), out, comment)
 
 
@@ -123,6 +127,13 @@ CASES = [
     ("lstm_nobias", "lstm", 4, 2, 3, 5, False, 5),
     ("gru", "gru", 6, 3, 5, 7, True, 6),
     ("gru_rbp", "gru_rbp", 6, 3, 5, 7, True, 7),
+    # Stacks: bidirectional (layer by layer) and unidirectional (the wavefront schedule).
+    ("lstm_l2_bi", "lstm", 5, 3, 4, 6, True, 8, 2, True),
+    ("lstm_l3_bi", "lstm", 4, 2, 5, 4, True, 9, 3, True),
+    ("gru_l2_bi", "gru", 5, 3, 4, 6, True, 10, 2, True),
+    ("gru_l3_bi", "gru", 4, 2, 5, 4, True, 11, 3, True),
+    ("rnn_tanh_l3", "rnn_tanh", 6, 3, 4, 5, True, 12, 3, False),
+    ("lstm_l3", "lstm", 6, 2, 4, 5, True, 13, 3, False),
 ]
 
 if __name__ == "__main__":

@@ -1,0 +1,100 @@
+// tests/gradcheck_util.h: float64 central-difference checks of a whole Rnn: every
+// parameter, dx, dh0 and dc0 against the analytic backward pass.
+#pragma once
+
+#include "test_util.h"
+
+namespace recur::test {
+
+// Everything that J = sum(wy*y) + sum(wh*h_n) + sum(wc*c_n) depends on.
+struct Problem {
+  Tensor x, h0, c0, wy, wh, wc;
+};
+
+inline Problem make_problem(const Rnn& rnn, std::int64_t steps, std::int64_t batch, Random& rng) {
+  const RnnConfig& c = rnn.config();
+  const std::int64_t ld = c.num_layers * (c.bidirectional ? 2 : 1);
+  const std::int64_t out = (c.bidirectional ? 2 : 1) * c.hidden_size;
+  Problem p;
+  p.x = rng.tensor<double>({steps, batch, c.input_size});
+  p.h0 = rng.tensor<double>({ld, batch, c.hidden_size});
+  p.wy = rng.tensor<double>({steps, batch, out});
+  p.wh = rng.tensor<double>({ld, batch, c.hidden_size});
+  if (has_cell_state(c.cell)) {
+    p.c0 = rng.tensor<double>({ld, batch, c.hidden_size});
+    p.wc = rng.tensor<double>({ld, batch, c.hidden_size});
+  }
+  return p;
+}
+
+inline double dot(const Tensor& a, const Tensor& b, double* abs_sum) {
+  if (!a.defined()) return 0.0;
+  const std::vector<double> va = a.to_vector<double>(), vb = b.to_vector<double>();
+  double s = 0;
+  for (std::size_t i = 0; i < va.size(); ++i) {
+    s += va[i] * vb[i];
+    *abs_sum += std::fabs(va[i] * vb[i]);
+  }
+  return s;
+}
+
+inline double loss(Rnn& rnn, const Problem& p, double* jabs) {
+  ForwardResult r = rnn.forward(p.x, p.h0, p.c0, Mode::Inference);
+  double a = 0;
+  const double j = dot(r.y, p.wy, &a) + dot(r.h_n, p.wh, &a) + dot(r.c_n, p.wc, &a);
+  if (jabs) *jabs = a;
+  return j;
+}
+
+// dJ/d(view) by central differences, perturbing the memory `view` points to in place.
+inline std::vector<double> numeric(Rnn& rnn, const Problem& p, const TensorView& view) {
+  double* v = view.data_as<double>();
+  std::vector<double> out(static_cast<std::size_t>(view.numel()));
+  const double h = FiniteDifference::step();
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const double keep = v[i];
+    v[i] = keep + h;
+    const double up = loss(rnn, p, nullptr);
+    v[i] = keep - h;
+    const double down = loss(rnn, p, nullptr);
+    v[i] = keep;
+    out[i] = (up - down) / (2 * h);
+  }
+  return out;
+}
+
+// Runs forward + backward on `rnn` (float64, CPU) and checks every gradient against
+// central differences. The accumulation depth is T * (widest K) * layers.
+inline void check_all_gradients(Rnn& rnn, std::int64_t steps, std::int64_t batch,
+                                std::uint64_t seed) {
+  Random rng(seed);
+  // Wider weights than the default init, so that gates are not all near their midpoint.
+  rnn.parameters().copy_from(
+      rng.tensor<double>({rnn.parameters().numel()}, Device::cpu(), -0.8, 0.8));
+  rnn.zero_grad();
+  const Problem p = make_problem(rnn, steps, batch, rng);
+  rnn.forward(p.x, p.h0, p.c0, Mode::Training);
+  BackwardResult g = rnn.backward(p.wy, p.wh, p.wc);
+
+  const RnnConfig& c = rnn.config();
+  double jabs = 0;
+  loss(rnn, p, &jabs);
+  std::int64_t widest = c.input_size + c.hidden_size;
+  for (const ParamInfo& info : rnn.parameter_info()) widest = std::max(widest, info.shape.back());
+  const double depth = static_cast<double>(steps * widest * c.num_layers);
+  const Tolerance tol{FiniteDifference::tolerance(jabs, depth), 1.0};
+  for (const ParamInfo& info : rnn.parameter_info()) {
+    EXPECT_TRUE(all_close(rnn.gradient(info.name).to_vector<double>(),
+                          numeric(rnn, p, rnn.parameter(info.name)), tol))
+        << info.name;
+  }
+  EXPECT_TRUE(all_close(g.dx.to_vector<double>(), numeric(rnn, p, p.x), tol)) << "dx";
+  EXPECT_TRUE(all_close(g.dh0.to_vector<double>(), numeric(rnn, p, p.h0), tol)) << "dh0";
+  if (has_cell_state(c.cell)) {
+    EXPECT_TRUE(all_close(g.dc0.to_vector<double>(), numeric(rnn, p, p.c0), tol)) << "dc0";
+  } else {
+    EXPECT_FALSE(g.dc0.defined());
+  }
+}
+
+}  // namespace recur::test

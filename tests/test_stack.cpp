@@ -1,0 +1,205 @@
+// tests/test_stack.cpp: stacked, bidirectional networks with connections between layers:
+// float64 gradient checks over the grid cell x {1, 2, 3} layers x {uni, bi} x
+// {none, residual, highway, dense}; identities the connections must satisfy; the
+// parameter layout of deep stacks.
+#include "gradcheck_util.h"
+
+namespace recur::test {
+namespace {
+
+struct StackCase {
+  CellKind cell;
+  std::int64_t layers;
+  bool bidirectional;
+  Connection connection;
+};
+
+constexpr std::int64_t kT = 3, kB = 2, kI = 3, kH = 3;
+
+RnnConfig config_of(const StackCase& s, std::int64_t input = kI) {
+  RnnConfig c;
+  c.cell = s.cell;
+  c.input_size = input;
+  c.hidden_size = kH;
+  c.dtype = DType::Float64;
+  c.num_layers = s.layers;
+  c.bidirectional = s.bidirectional;
+  c.connection = s.connection;
+  return c;
+}
+
+std::vector<StackCase> grid() {
+  std::vector<StackCase> cases;
+  for (CellKind cell : {CellKind::RnnTanh, CellKind::RnnRelu, CellKind::RnnSigmoid, CellKind::Lstm,
+                        CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
+    for (std::int64_t layers : {1, 2, 3}) {
+      for (bool bi : {false, true}) {
+        for (Connection conn :
+             {Connection::None, Connection::Residual, Connection::Highway, Connection::Dense}) {
+          // One layer whose input width differs from D*H has nowhere to put a residual or
+          // highway connection: a config error (tested below), not a grid point.
+          const bool nowhere = layers == 1 && kI != (bi ? 2 : 1) * kH &&
+                               (conn == Connection::Residual || conn == Connection::Highway);
+          if (!nowhere) cases.push_back({cell, layers, bi, conn});
+        }
+      }
+    }
+  }
+  return cases;
+}
+
+std::string case_name(const ::testing::TestParamInfo<StackCase>& p) {
+  return std::string(to_string(p.param.cell)) + "_L" + std::to_string(p.param.layers) +
+         (p.param.bidirectional ? "_bi_" : "_uni_") + to_string(p.param.connection);
+}
+
+class StackGradCheck : public ::testing::TestWithParam<StackCase> {};
+
+TEST_P(StackGradCheck, EveryGradientMatchesFiniteDifferences) {
+  Rnn rnn(config_of(GetParam()), Device::cpu(), 5);
+  check_all_gradients(rnn, kT, kB, 100 + static_cast<std::uint64_t>(GetParam().layers));
+}
+
+INSTANTIATE_TEST_SUITE_P(Grid, StackGradCheck, ::testing::ValuesIn(grid()), case_name);
+
+// ---- identities ----
+
+TEST(StackIdentity, ResidualWithZeroWeightsPassesTheInputThrough) {
+  for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
+                        CellKind::GruResetBeforeProduct}) {
+    for (bool bi : {false, true}) {
+      const std::int64_t width = (bi ? 2 : 1) * kH;  // x as wide as y: residual at layer 0 too
+      Rnn rnn(config_of({cell, 3, bi, Connection::Residual}, width));
+      rnn.parameters().copy_from(Tensor::zeros({rnn.parameters().numel()}, DType::Float64));
+      Random rng(1);
+      Tensor x = rng.tensor<double>({kT, kB, width});
+      ForwardResult r = rnn.forward(x, {}, {}, Mode::Inference);
+      // Zero weights and biases and zero initial states give y_l = 0 for every cell, so
+      // u_{l+1} = u_l = ... = x.
+      EXPECT_EQ(r.y.to_vector<double>(), x.to_vector<double>()) << to_string(cell) << bi;
+    }
+  }
+}
+
+TEST(StackIdentity, HighwayWithGateBiasMinusInfinityIsTheIdentity) {
+  for (bool bi : {false, true}) {
+    const std::int64_t width = (bi ? 2 : 1) * kH;
+    Rnn rnn(config_of({CellKind::Lstm, 3, bi, Connection::Highway}, width), Device::cpu(), 3);
+    for (std::int64_t l = 0; l < 3; ++l) {
+      TensorView b = rnn.parameter("highway_bias_l" + std::to_string(l));
+      std::vector<double> minus_inf(static_cast<std::size_t>(b.numel()),
+                                    -std::numeric_limits<double>::infinity());
+      b.copy_from_host(minus_inf.data());
+    }
+    Random rng(2);
+    Tensor x = rng.tensor<double>({kT, kB, width});
+    ForwardResult r =
+        rnn.forward(x, rng.tensor<double>({3 * (bi ? 2 : 1), kB, kH}), {}, Mode::Inference);
+    EXPECT_EQ(r.y.to_vector<double>(), x.to_vector<double>()) << bi;
+  }
+}
+
+TEST(StackIdentity, DenseLayerInputsHaveTheExpectedWidths) {
+  for (bool bi : {false, true}) {
+    const std::int64_t D = bi ? 2 : 1, L = 4, I = 5;
+    Rnn rnn(config_of({CellKind::GruLinearBeforeReset, L, bi, Connection::Dense}, I));
+    for (std::int64_t l = 0; l < L; ++l) {
+      for (const char* sfx : {"", "_reverse"}) {
+        if (!bi && std::string(sfx) == "_reverse") continue;
+        const std::string name = "weight_ih_l" + std::to_string(l) + sfx;
+        EXPECT_EQ(rnn.parameter(name).shape(), (Shape{3 * kH, I + l * D * kH})) << name;
+      }
+    }
+    Random rng(3);
+    ForwardResult r = rnn.forward(rng.tensor<double>({kT, kB, I}), {}, {}, Mode::Inference);
+    EXPECT_EQ(r.y.shape(), (Shape{kT, kB, D * kH}));
+    EXPECT_EQ(r.h_n.shape(), (Shape{L * D, kB, kH}));
+  }
+}
+
+TEST(StackLayout, NamesFollowPyTorchThenHighway) {
+  RnnConfig c = config_of({CellKind::Lstm, 2, true, Connection::Highway}, 2 * kH);
+  Rnn rnn(c);
+  std::vector<std::string> names;
+  for (const ParamInfo& p : rnn.parameter_info()) names.push_back(p.name);
+  const std::vector<std::string> expected = {
+      "weight_ih_l0",         "weight_hh_l0",         "bias_ih_l0",         "bias_hh_l0",
+      "weight_ih_l0_reverse", "weight_hh_l0_reverse", "bias_ih_l0_reverse", "bias_hh_l0_reverse",
+      "weight_ih_l1",         "weight_hh_l1",         "bias_ih_l1",         "bias_hh_l1",
+      "weight_ih_l1_reverse", "weight_hh_l1_reverse", "bias_ih_l1_reverse", "bias_hh_l1_reverse",
+      "highway_weight_l0",    "highway_bias_l0",      "highway_weight_l1",  "highway_bias_l1"};
+  EXPECT_EQ(names, expected);
+  EXPECT_EQ(rnn.parameter("weight_ih_l1").shape(), (Shape{4 * kH, 2 * kH}));
+  EXPECT_EQ(rnn.parameter("highway_weight_l1").shape(), (Shape{2 * kH, 2 * kH}));
+  // The buffer is dense: offsets are consecutive.
+  std::int64_t next = 0;
+  for (const ParamInfo& p : rnn.parameter_info()) {
+    EXPECT_EQ(p.offset, next) << p.name;
+    next += numel(p.shape);
+  }
+  EXPECT_EQ(next, rnn.parameters().numel());
+}
+
+TEST(StackLayout, HighwaySkipsLayerZeroWhenWidthsDiffer) {
+  Rnn rnn(config_of({CellKind::RnnTanh, 2, false, Connection::Highway}, kI + 1));
+  EXPECT_THROW(rnn.parameter("highway_weight_l0"), Error);
+  EXPECT_EQ(rnn.parameter("highway_weight_l1").shape(), (Shape{kH, kH}));
+}
+
+// ---- bad input ----
+
+TEST(StackErrors, ConnectionThatCanApplyNowhere) {
+  for (Connection conn : {Connection::Residual, Connection::Highway}) {
+    try {
+      Rnn rnn(config_of({CellKind::Lstm, 1, true, conn}, 5));
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), "config.connection");
+      EXPECT_NE(e.expected().find("input_size == D*hidden_size = 6"), std::string::npos)
+          << e.what();
+      EXPECT_NE(e.got().find("input_size 5"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(StackErrors, LayersAndConnectionEnum) {
+  RnnConfig c = config_of({CellKind::Lstm, 0, false, Connection::None});
+  try {
+    Rnn rnn(c);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "recur: Rnn: argument 'config.num_layers': expected >= 1, got 0");
+  }
+  c.num_layers = 2;
+  c.connection = static_cast<Connection>(9);
+  EXPECT_THROW(Rnn rnn(c), Error);
+}
+
+TEST(StackErrors, StatesMustBeLayersTimesDirections) {
+  Rnn rnn(config_of({CellKind::Lstm, 2, true, Connection::None}));
+  Random rng(4);
+  Tensor x = rng.tensor<double>({kT, kB, kI});
+  const std::vector<double> before = rnn.parameters().to_vector<double>();
+  try {
+    rnn.forward(x, rng.tensor<double>({2, kB, kH}));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "h0");
+    EXPECT_EQ(e.expected(), "shape [4, 2, 3] [num_layers*D, B, hidden_size]");
+    EXPECT_EQ(e.got(), "[2, 2, 3]");
+  }
+  rnn.forward(x);
+  try {
+    rnn.backward(rng.tensor<double>({kT, kB, kH}));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "dy");
+    EXPECT_EQ(e.expected(), "shape [3, 2, 6] [T, B, D*hidden_size] of the forward");
+  }
+  EXPECT_EQ(rnn.parameters().to_vector<double>(), before);
+  EXPECT_NO_THROW(rnn.backward(rng.tensor<double>({kT, kB, 2 * kH})));
+}
+
+}  // namespace
+}  // namespace recur::test
