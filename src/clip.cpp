@@ -1,0 +1,168 @@
+// src/clip.cpp: global_norm and clip_grad_norm: validation, then the CPU loops
+// (cpu/cpu_grad.cpp) or the GPU reduction (cuda/cuda_grad.cpp, kernels/reduce.cu).
+#include "recur/clip.h"
+
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include "../kernels/reduce.h"
+#include "cpu/cpu_grad.h"
+#include "grad_internal.h"
+#include "recur/error.h"
+#if RECUR_HAS_CUDA
+#include "cuda/cuda_grad.h"
+#endif
+
+namespace recur {
+
+struct GradNorm::Impl {
+  bool has_value = false;
+  Device device = Device::cpu();
+  kernels::NormState host;  // the result of a CPU call
+#if RECUR_HAS_CUDA
+  std::unique_ptr<detail::CudaNormWorkspace> cuda;  // kept across calls on one GPU
+#endif
+
+  kernels::NormState result() const {
+#if RECUR_HAS_CUDA
+    if (has_value && device.is_cuda()) return cuda->result();
+#endif
+    return host;
+  }
+};
+
+GradNorm::GradNorm() : impl_(std::make_unique<Impl>()) {}
+GradNorm::~GradNorm() = default;
+GradNorm::GradNorm(GradNorm&&) noexcept = default;
+GradNorm& GradNorm::operator=(GradNorm&&) noexcept = default;
+
+bool GradNorm::has_value() const { return impl_ != nullptr && impl_->has_value; }
+Device GradNorm::device() const { return impl_ != nullptr ? impl_->device : Device::cpu(); }
+double GradNorm::norm() const { return impl_ != nullptr ? impl_->result().norm : 0.0; }
+bool GradNorm::finite() const { return impl_ == nullptr || impl_->result().finite != 0; }
+double GradNorm::scale() const { return impl_ != nullptr ? impl_->result().scale : 1.0; }
+
+namespace detail {
+
+const int* GradNormAccess::finite_flag(const GradNorm& norm, void* stream) {
+  const GradNorm::Impl& impl = *norm.impl_;
+#if RECUR_HAS_CUDA
+  if (impl.device.is_cuda()) {
+    impl.cuda->order_after(stream);
+    return impl.cuda->finite_flag();
+  }
+#endif
+  (void)stream;
+  return &impl.host.finite;
+}
+
+}  // namespace detail
+
+namespace {
+
+// The validated spans of one call.
+struct SpanTable {
+  std::vector<kernels::SpanEntry> entries;  // the non-empty spans, in order
+  std::int64_t total = 0;
+  DType dtype = DType::Float32;
+  Device device = Device::cpu();
+};
+
+std::string describe(Device device, DType dtype) {
+  return std::string("device ") + device.str() + ", dtype " + to_string(dtype);
+}
+
+SpanTable collect(const char* where, const std::vector<TensorView>& spans) {
+  SpanTable t;
+  for (std::size_t i = 0; i < spans.size(); ++i) {
+    const TensorView& s = spans[i];
+    const std::string name = "spans[" + std::to_string(i) + "]";
+    if (!s.defined()) throw Error(where, name, "a defined tensor", "an undefined TensorView");
+    if (i == 0) {
+      t.device = s.device();
+      t.dtype = s.dtype();
+    } else if (s.device() != t.device || s.dtype() != t.dtype) {
+      throw Error(where, name, describe(t.device, t.dtype) + " (those of spans[0])",
+                  describe(s.device(), s.dtype()));
+    }
+    if (s.numel() > 0) {
+      t.entries.push_back({s.data(), t.total, s.numel()});
+      t.total += s.numel();
+    }
+  }
+  if (t.device.is_cuda() && !cuda_built()) {
+    throw Error(where, "spans", "tensors on the CPU (recur was built without CUDA)",
+                "tensors on " + t.device.str());
+  }
+  return t;
+}
+
+std::string number(double x) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), "%.17g", x);
+  return buffer;
+}
+
+}  // namespace
+
+void detail::GradNormAccess::compute(const char* where, const std::vector<TensorView>& spans,
+                                     double max_norm, GradNorm& result, void* stream) {
+  const SpanTable t = collect(where, spans);
+  if (result.impl_ == nullptr) result.impl_ = std::make_unique<GradNorm::Impl>();  // moved-from
+  GradNorm::Impl& impl = *result.impl_;
+  if (t.device.is_cpu()) {
+    const double sum = t.dtype == DType::Float32 ? detail::cpu_sum_squares<float>(t.entries)
+                                                 : detail::cpu_sum_squares<double>(t.entries);
+    const kernels::NormState state = kernels::make_norm_state(sum, max_norm);
+    if (state.scale < 1.0) {
+      if (t.dtype == DType::Float32) {
+        detail::cpu_scale<float>(t.entries, state.scale);
+      } else {
+        detail::cpu_scale<double>(t.entries, state.scale);
+      }
+    }
+    impl.host = state;
+    impl.device = t.device;
+    impl.has_value = true;
+    return;
+  }
+#if RECUR_HAS_CUDA
+  if (impl.cuda == nullptr || impl.cuda->device() != t.device.index) {
+    // Allocate first: if that fails, `impl` is unchanged.
+    auto workspace = std::make_unique<detail::CudaNormWorkspace>(t.device.index);
+    impl.cuda = std::move(workspace);
+  }
+  impl.cuda->run(t.entries, t.total, t.dtype, max_norm, stream);
+  impl.device = t.device;
+  impl.has_value = true;
+#else
+  (void)stream;
+#endif
+}
+
+void global_norm(const std::vector<TensorView>& spans, GradNorm& result, void* stream) {
+  detail::GradNormAccess::compute("global_norm", spans, -1.0, result, stream);
+}
+
+GradNorm global_norm(const std::vector<TensorView>& spans, void* stream) {
+  GradNorm result;
+  global_norm(spans, result, stream);
+  return result;
+}
+
+void clip_grad_norm(const std::vector<TensorView>& spans, double max_norm, GradNorm& result,
+                    void* stream) {
+  if (!(max_norm >= 0.0)) {
+    throw Error("clip_grad_norm", "max_norm", "a number >= 0 (or +inf)", number(max_norm));
+  }
+  detail::GradNormAccess::compute("clip_grad_norm", spans, max_norm, result, stream);
+}
+
+GradNorm clip_grad_norm(const std::vector<TensorView>& spans, double max_norm, void* stream) {
+  GradNorm result;
+  clip_grad_norm(spans, max_norm, result, stream);
+  return result;
+}
+
+}  // namespace recur

@@ -1,0 +1,21 @@
+// src/grad_internal.h: what the optimizers (src/optim.cpp) need from a GradNorm
+// (src/clip.cpp): its finite flag, in the memory of its device.
+#pragma once
+
+#include <vector>
+
+#include "recur/clip.h"
+
+namespace recur::detail {
+
+struct GradNormAccess {
+  // The finite flag of `norm`'s last result (an int, 1 = finite), in host memory for a
+  // CPU result and in device memory for a GPU one. On a GPU, first makes `stream` wait
+  // (on the device, not the host) until that result has been computed.
+  static const int* finite_flag(const GradNorm& norm, void* stream);
+  // global_norm (max_norm < 0) and clip_grad_norm, once the arguments are validated.
+  static void compute(const char* where, const std::vector<TensorView>& spans, double max_norm,
+                      GradNorm& result, void* stream);
+};
+
+}  // namespace recur::detail
