@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "activations.h"
+#include "philox.cuh"
 
 namespace recur::kernels {
 
@@ -28,6 +29,36 @@ struct ConnectionArgs {
   T* dy = nullptr;          // [rows, ldy] backward: += dJ/dy
   T* du = nullptr;          // [rows, ldu] backward: += dJ/du through the skip path
   T* dz = nullptr;          // [rows, width] backward, highway: dJ/dz
+  // Dropout: out = y * keep / (1 - p), keep = philox_uniform(seed, stream, index) >= p with
+  // index = (row0 + r) * width + k, so a range's masks do not depend on how it is split.
+  T p = T(0);
+  std::uint64_t seed = 0, stream = 0;
+  std::int64_t row0 = 0;  // the first row's index in the whole tensor
+};
+
+// Whether dropout keeps element (r, k) of a range whose first row is a.row0.
+template <typename T>
+RECUR_HD bool dropout_keeps(const ConnectionArgs<T>& a, std::int64_t r, std::int64_t k) {
+  const std::uint64_t index = static_cast<std::uint64_t>((a.row0 + r) * a.width + k);
+  return static_cast<T>(philox_uniform(a.seed, a.stream, index)) >= a.p;
+}
+
+// out = y * mask / (1 - p): inverted dropout, so inference needs no scaling.
+template <typename T>
+struct DropoutForward {
+  RECUR_HD void operator()(std::int64_t idx, const ConnectionArgs<T>& a) const {
+    const std::int64_t r = idx / a.width, k = idx % a.width;
+    a.out[idx] = dropout_keeps(a, r, k) ? a.y[r * a.ldy + k] / (T(1) - a.p) : T(0);
+  }
+};
+
+// dy += dout * mask / (1 - p), with the mask regenerated from the same counters.
+template <typename T>
+struct DropoutBackward {
+  RECUR_HD void operator()(std::int64_t idx, const ConnectionArgs<T>& a) const {
+    const std::int64_t r = idx / a.width, k = idx % a.width;
+    if (dropout_keeps(a, r, k)) a.dy[r * a.ldy + k] += a.dout[idx] / (T(1) - a.p);
+  }
 };
 
 template <typename T>

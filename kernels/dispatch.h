@@ -5,6 +5,7 @@
 #pragma once
 
 #include "connection.cuh"
+#include "gather.cuh"
 #include "gru.cuh"
 #include "lstm.cuh"
 #include "rnn_cell.cuh"
@@ -52,7 +53,14 @@ void dispatch_backward(StepKind kind, Fn&& fn) {
 }
 
 // The element-wise kernel of a connection between layers (kernels/connection.cuh).
-enum class ConnectionKind { ResidualForward, ResidualBackward, HighwayForward, HighwayBackward };
+enum class ConnectionKind {
+  ResidualForward,
+  ResidualBackward,
+  HighwayForward,
+  HighwayBackward,
+  DropoutForward,
+  DropoutBackward
+};
 
 // Calls fn(functor) with the connection functor of `kind`.
 template <typename T, class Fn>
@@ -62,6 +70,8 @@ void dispatch_connection(ConnectionKind kind, Fn&& fn) {
     case ConnectionKind::ResidualBackward: return fn(ResidualBackward<T>{});
     case ConnectionKind::HighwayForward: return fn(HighwayForward<T>{});
     case ConnectionKind::HighwayBackward: return fn(HighwayBackward<T>{});
+    case ConnectionKind::DropoutForward: return fn(DropoutForward<T>{});
+    case ConnectionKind::DropoutBackward: return fn(DropoutBackward<T>{});
   }
 }
 

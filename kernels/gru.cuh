@@ -30,14 +30,18 @@ struct GruLbrForward {
 
   RECUR_HD void operator()(std::int64_t idx, const StepForward<T>& a) const {
     const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
-    const GateInputs<T> pr = gate_inputs(a, b, j, 0, kGates);
-    const GateInputs<T> pz = gate_inputs(a, b, j, 1, kGates);
-    const GateInputs<T> pn = gate_inputs(a, b, j, 2, kGates);
+    if (b >= a.active) return;
+    const T* gh = recurrent(a, b);
+    const GateInputs<T> pr = gate_inputs(a, gh, b, j, 0, kGates);
+    const GateInputs<T> pz = gate_inputs(a, gh, b, j, 1, kGates);
+    const GateInputs<T> pn = gate_inputs(a, gh, b, j, 2, kGates);
     const T r = Sig::f(pr.x + pr.h);
     const T z = Sig::f(pz.x + pz.h);
     const T hn = pn.h;
     const T n = Th::f(pn.x + r * hn);
-    a.h[b * a.ldh + j] = (T(1) - z) * n + z * a.h_prev[b * a.ldh + j];
+    const T h_prev = prev_h(a, b, j);
+    if (a.hp != nullptr) a.hp[idx] = h_prev;
+    a.h[b * a.ldh + j] = (T(1) - z) * n + z * h_prev;
     if (a.saved != nullptr) {
       T* s = a.saved + b * kSaved * H + j;
       s[0 * H] = r;
@@ -52,9 +56,10 @@ template <typename T, class Sig = Sigmoid, class Th = Tanh>
 struct GruLbrBackward {
   RECUR_HD void operator()(std::int64_t idx, const StepBackward<T>& a) const {
     const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
+    if (b >= a.active) return;
     const T* s = a.saved + b * 4 * H + j;
     const T r = s[0 * H], z = s[1 * H], n = s[2 * H], hn = s[3 * H];
-    const T h_prev = a.h_prev[b * a.ldh + j];
+    const T h_prev = a.h_prev[idx];
     const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[b * a.ldh + j] : T(0));
     const T dn = dh * (T(1) - z) * Th::df(n);
     const T dz = dh * (h_prev - n) * Sig::df(z);
@@ -77,11 +82,15 @@ struct GruRbpGatesForward {
 
   RECUR_HD void operator()(std::int64_t idx, const StepForward<T>& a) const {
     const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
-    const GateInputs<T> pr = gate_inputs(a, b, j, 0, kGates);
-    const GateInputs<T> pz = gate_inputs(a, b, j, 1, kGates);
+    if (b >= a.active) return;
+    const T* gh = recurrent(a, b);
+    const GateInputs<T> pr = gate_inputs(a, gh, b, j, 0, kGates);
+    const GateInputs<T> pz = gate_inputs(a, gh, b, j, 1, kGates);
     const T r = Sig::f(pr.x + pr.h);
     const T z = Sig::f(pz.x + pz.h);
-    a.rh[idx] = r * a.h_prev[b * a.ldh + j];
+    const T h_prev = prev_h(a, b, j);
+    if (a.hp != nullptr) a.hp[idx] = h_prev;
+    a.rh[idx] = r * h_prev;
     // z is needed by phase 2 even in inference, so the first two slots are always
     // written: to `saved` in training, else to the z scratch the caller passes there.
     T* s = a.saved + b * kSaved * H + j;
@@ -95,12 +104,13 @@ template <typename T, class Th = Tanh>
 struct GruRbpOutputForward {
   RECUR_HD void operator()(std::int64_t idx, const StepForward<T>& a) const {
     const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
-    const GateInputs<T> pn = gate_inputs(a, b, j, 2, 3);
+    if (b >= a.active) return;
+    const GateInputs<T> pn = gate_inputs(a, a.gh, b, j, 2, 3);  // W_hn (r*h): always gh
     T* s = a.saved + b * 3 * H + j;
     const T z = s[1 * H];
     const T n = Th::f(pn.x + pn.h);
     s[2 * H] = n;
-    a.h[b * a.ldh + j] = (T(1) - z) * n + z * a.h_prev[b * a.ldh + j];
+    a.h[b * a.ldh + j] = (T(1) - z) * n + z * prev_h(a, b, j);
   }
 };
 
@@ -109,11 +119,12 @@ template <typename T, class Sig = Sigmoid, class Th = Tanh>
 struct GruRbpOutputBackward {
   RECUR_HD void operator()(std::int64_t idx, const StepBackward<T>& a) const {
     const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
+    if (b >= a.active) return;
     const T* s = a.saved + b * 3 * H + j;
     const T z = s[1 * H], n = s[2 * H];
     const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[b * a.ldh + j] : T(0));
     T* dgx = a.dgx + b * 3 * H + j;
-    dgx[1 * H] = dh * (a.h_prev[b * a.ldh + j] - n) * Sig::df(z);
+    dgx[1 * H] = dh * (a.h_prev[idx] - n) * Sig::df(z);
     dgx[2 * H] = dh * (T(1) - z) * Th::df(n);
     a.dh[idx] = dh * z;
   }
@@ -124,9 +135,10 @@ template <typename T, class Sig = Sigmoid>
 struct GruRbpGatesBackward {
   RECUR_HD void operator()(std::int64_t idx, const StepBackward<T>& a) const {
     const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
+    if (b >= a.active) return;
     const T r = a.saved[b * 3 * H + j];
     const T drh = a.drh[idx];
-    a.dgx[b * 3 * H + j] = drh * a.h_prev[b * a.ldh + j] * Sig::df(r);
+    a.dgx[b * 3 * H + j] = drh * a.h_prev[idx] * Sig::df(r);
     a.dh[idx] += drh * r;
   }
 };

@@ -25,6 +25,10 @@ void launch_step_backward(StepKind kind, const StepBackward<T>* units, int count
 template <typename T>
 void launch_connection(ConnectionKind kind, const ConnectionArgs<T>& args, void* stream);
 
+// dst row r = src row index[r] (zeros where index[r] < 0); index in device memory.
+template <typename T>
+void launch_gather(const GatherArgs<T>& args, void* stream);
+
 // dst[0..n) = value
 template <typename T>
 void launch_fill(T* dst, std::int64_t n, T value, void* stream);

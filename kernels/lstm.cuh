@@ -19,15 +19,18 @@ struct LstmForward {
 
   RECUR_HD void operator()(std::int64_t idx, const StepForward<T>& a) const {
     const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
-    const GateInputs<T> pi = gate_inputs(a, b, j, 0, kGates);
-    const GateInputs<T> pf = gate_inputs(a, b, j, 1, kGates);
-    const GateInputs<T> pg = gate_inputs(a, b, j, 2, kGates);
-    const GateInputs<T> po = gate_inputs(a, b, j, 3, kGates);
+    if (b >= a.active) return;
+    const T* gh = recurrent(a, b);
+    const GateInputs<T> pi = gate_inputs(a, gh, b, j, 0, kGates);
+    const GateInputs<T> pf = gate_inputs(a, gh, b, j, 1, kGates);
+    const GateInputs<T> pg = gate_inputs(a, gh, b, j, 2, kGates);
+    const GateInputs<T> po = gate_inputs(a, gh, b, j, 3, kGates);
     const T i = Sig::f(pi.x + pi.h);
     const T f = Sig::f(pf.x + pf.h);
     const T g = Th::f(pg.x + pg.h);
     const T o = Sig::f(po.x + po.h);
-    const T c = f * a.c_prev[idx] + i * g;
+    if (a.hp != nullptr) a.hp[idx] = prev_h(a, b, j);
+    const T c = f * prev_c(a, b, j) + i * g;
     a.c[idx] = c;
     a.h[b * a.ldh + j] = o * Th::f(c);
     if (a.saved != nullptr) {
@@ -44,13 +47,14 @@ template <typename T, class Sig = Sigmoid, class Th = Tanh>
 struct LstmBackward {
   RECUR_HD void operator()(std::int64_t idx, const StepBackward<T>& a) const {
     const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
+    if (b >= a.active) return;
     const T* s = a.saved + b * 4 * H + j;
     const T i = s[0 * H], f = s[1 * H], g = s[2 * H], o = s[3 * H];
     const T tc = Th::f(a.c[idx]);
     const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[b * a.ldh + j] : T(0));
     const T dc = a.dc[idx] + dh * o * Th::df(tc);
     const T di = dc * g * Sig::df(i);
-    const T df = dc * a.c_prev[idx] * Sig::df(f);
+    const T df = dc * prev_c(a, b, j) * Sig::df(f);
     const T dg = dc * i * Th::df(g);
     const T d_o = dh * tc * Sig::df(o);
     T* dgx = a.dgx + b * 4 * H + j;

@@ -16,7 +16,9 @@ struct RnnForward {
 
   RECUR_HD void operator()(std::int64_t idx, const StepForward<T>& a) const {
     const std::int64_t b = idx / a.hidden, j = idx % a.hidden;
-    const GateInputs<T> in = gate_inputs(a, b, j, 0, kGates);
+    if (b >= a.active) return;
+    const GateInputs<T> in = gate_inputs(a, recurrent(a, b), b, j, 0, kGates);
+    if (a.hp != nullptr) a.hp[idx] = prev_h(a, b, j);
     a.h[b * a.ldh + j] = Act::f(in.x + in.h);
   }
 };
@@ -25,6 +27,7 @@ template <typename T, class Act>
 struct RnnBackward {
   RECUR_HD void operator()(std::int64_t idx, const StepBackward<T>& a) const {
     const std::int64_t b = idx / a.hidden, j = idx % a.hidden, row = b * a.ldh + j;
+    if (b >= a.active) return;
     const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[row] : T(0));
     const T dpre = dh * Act::df(a.h[row]);
     a.dgx[idx] = dpre;

@@ -19,17 +19,24 @@ namespace recur::kernels {
 
 template <typename T>
 struct StepForward {
-  std::int64_t batch = 0;     // B
+  std::int64_t batch = 0;     // B: rows of the launch
   std::int64_t hidden = 0;    // H
-  std::int64_t ldh = 0;       // row stride of h and h_prev
+  std::int64_t ldh = 0;       // row stride of h, h_prev and h0
+  std::int64_t active = 0;    // rows b < active are computed; the rest are left alone
+  std::int64_t carried = 0;   // rows b < carried continue from h_prev / c_prev / gh; rows
+                              // carried <= b < active start here from h0 / c0 / g0
   const T* gx = nullptr;      // [B, G*H] W_ih x_t, without bias
   const T* gh = nullptr;      // [B, G*H] W_hh h_{t-1} (GRU reset-before-product: see gru.cuh)
   const T* b_ih = nullptr;    // [G*H] or nullptr when the model has no bias
   const T* b_hh = nullptr;    // [G*H] or nullptr
   const T* h_prev = nullptr;  // [B, ldh]
   const T* c_prev = nullptr;  // [B, H] LSTM
+  const T* h0 = nullptr;      // [B, ldh] initial states of rows that start here
+  const T* c0 = nullptr;      // [B, H]
+  const T* g0 = nullptr;      // [B, G*H] W_hh h0 (first recurrent GEMM) for those rows
   T* h = nullptr;             // [B, ldh] out: h_t
   T* c = nullptr;             // [B, H] out: c_t (LSTM)
+  T* hp = nullptr;            // [B, H] out: the h_{t-1} used, kept for dW_hh; or nullptr
   T* saved = nullptr;         // [B, S*H] out: activations for backward; nullptr in inference
   T* rh = nullptr;            // [B, H] out: r*h_{t-1} (GRU reset-before-product)
 };
@@ -38,12 +45,15 @@ template <typename T>
 struct StepBackward {
   std::int64_t batch = 0;
   std::int64_t hidden = 0;
-  std::int64_t ldh = 0;       // row stride of dy, h and h_prev
+  std::int64_t ldh = 0;       // row stride of dy and h
+  std::int64_t active = 0;    // as in StepForward
+  std::int64_t carried = 0;   // as in StepForward (selects c_prev or c0)
   const T* dy = nullptr;      // [B, ldh] dJ/dy_t from the layer above, or nullptr
   const T* h = nullptr;       // [B, ldh] h_t
-  const T* h_prev = nullptr;  // [B, ldh] h_{t-1}
+  const T* h_prev = nullptr;  // [B, H] the h_{t-1} forward used (its hp)
   const T* c = nullptr;       // [B, H] c_t (LSTM)
   const T* c_prev = nullptr;  // [B, H] c_{t-1} (LSTM)
+  const T* c0 = nullptr;      // [B, H] c_{t-1} of rows that started at this step
   const T* saved = nullptr;   // [B, S*H] what forward saved
   const T* drh = nullptr;     // [B, H] dJ/d(r*h_{t-1}) (GRU reset-before-product)
   T* dh = nullptr;            // [B, H] in: dJ/dh_t through h_{t+1}; out: direct part of dJ/dh_{t-1}
@@ -52,23 +62,40 @@ struct StepBackward {
   T* dgh = nullptr;           // [B, G*H] out: dJ/d(W_hh h_{t-1}); may alias dgx (see each cell)
 };
 
-// Gate k's input part W_ih x + b_ih and recurrent part W_hh h + b_hh for element idx.
+// h_{t-1} and c_{t-1} of row b: carried over, or the initial state of a row that starts.
+template <typename T>
+RECUR_HD T prev_h(const StepForward<T>& a, std::int64_t b, std::int64_t j) {
+  return b < a.carried ? a.h_prev[b * a.ldh + j] : a.h0[b * a.ldh + j];
+}
+template <class Args>
+RECUR_HD auto prev_c(const Args& a, std::int64_t b, std::int64_t j) {
+  return b < a.carried ? a.c_prev[b * a.hidden + j] : a.c0[b * a.hidden + j];
+}
+
+// Gate k's input part W_ih x + b_ih and recurrent part W_hh h + b_hh for element (b, j).
+// `gh` is the recurrent product to read: a.gh, or a.g0 for rows that start here.
 template <typename T>
 struct GateInputs {
   T x, h;
 };
 
 template <typename T>
-RECUR_HD GateInputs<T> gate_inputs(const StepForward<T>& a, std::int64_t b, std::int64_t j, int k,
-                                   int gates) {
+RECUR_HD GateInputs<T> gate_inputs(const StepForward<T>& a, const T* gh, std::int64_t b,
+                                   std::int64_t j, int k, int gates) {
   const std::int64_t o = k * a.hidden + j;
   const std::int64_t row = b * gates * a.hidden;
-  GateInputs<T> in{a.gx[row + o], a.gh[row + o]};
+  GateInputs<T> in{a.gx[row + o], gh[row + o]};
   if (a.b_ih != nullptr) {
     in.x += a.b_ih[o];
     in.h += a.b_hh[o];
   }
   return in;
+}
+
+// The first recurrent GEMM's result for row b.
+template <typename T>
+RECUR_HD const T* recurrent(const StepForward<T>& a, std::int64_t b) {
+  return b < a.carried ? a.gh : a.g0;
 }
 
 }  // namespace recur::kernels

@@ -100,6 +100,15 @@ void launch_connection(ConnectionKind kind, const ConnectionArgs<T>& args, void*
 }
 
 template <typename T>
+void launch_gather(const GatherArgs<T>& args, void* stream) {
+  const std::int64_t n = args.rows * args.width;
+  if (n == 0) return;
+  apply_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      GatherRows<T>{}, n, args);
+  check_launch("gather kernel");
+}
+
+template <typename T>
 void launch_fill(T* dst, std::int64_t n, T value, void* stream) {
   if (n == 0) return;
   fill_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(dst, n, value);
@@ -119,6 +128,8 @@ template void launch_step_backward<float>(StepKind, const StepBackward<float>*, 
 template void launch_step_backward<double>(StepKind, const StepBackward<double>*, int, void*);
 template void launch_connection<float>(ConnectionKind, const ConnectionArgs<float>&, void*);
 template void launch_connection<double>(ConnectionKind, const ConnectionArgs<double>&, void*);
+template void launch_gather<float>(const GatherArgs<float>&, void*);
+template void launch_gather<double>(const GatherArgs<double>&, void*);
 template void launch_fill<float>(float*, std::int64_t, float, void*);
 template void launch_fill<double>(double*, std::int64_t, double, void*);
 

@@ -1,9 +1,12 @@
 // src/engine.cpp: workspace management around StackPass: buffers sized once per shape,
-// initial states in, final states out, and what a training forward keeps for backward.
+// the caller's layout in and out (batch-first, unsorted and padded variable-length
+// batches become recur's sorted, packed time-major rows by one gather each way), initial
+// and final states, and what a training forward keeps for backward.
 #include "engine.h"
 
 #include "ops.h"
 #include "stack_pass.h"
+#include "timeline.h"
 
 namespace recur::detail {
 namespace {
@@ -50,6 +53,48 @@ class Arena {
   Tensor storage_;
 };
 
+// Row maps between the caller's layout and the timeline's packed rows, in one table that
+// is staged once per pass.
+struct RowMaps {
+  std::vector<std::int64_t> table;
+  std::size_t to_packed = 0;   // [R]: packed row <- caller's row
+  std::size_t to_caller = 0;   // [T*B]: caller's row <- packed row, or -1 (padding)
+  std::size_t state_in = 0;    // [L*D*B]: sorted state row <- caller's state row
+  std::size_t state_out = 0;   // [L*D*B]: caller's state row <- sorted state row
+  std::size_t last[2] = {0, 0};  // [B] per direction: Y_l row of the final state, by caller's b
+
+  RowMaps(const Timeline& tl, std::int64_t caller_steps, bool batch_first, std::int64_t units) {
+    const std::int64_t B = tl.batch;
+    auto caller_row = [&](std::int64_t t, std::int64_t b) {
+      return batch_first ? b * caller_steps + t : t * B + b;
+    };
+    to_packed = table.size();
+    for (std::int64_t t = 0; t < tl.steps; ++t) {
+      for (std::int64_t s = 0; s < tl.active[t]; ++s) table.push_back(caller_row(t, tl.order[s]));
+    }
+    to_caller = table.size();
+    table.resize(table.size() + static_cast<std::size_t>(caller_steps * B), -1);
+    for (std::int64_t b = 0; b < B; ++b) {
+      for (std::int64_t t = 0; t < tl.length[b]; ++t) {
+        table[to_caller + caller_row(t, b)] = tl.offset[t] + tl.rank[b];
+      }
+    }
+    state_in = table.size();
+    for (std::int64_t u = 0; u < units; ++u) {
+      for (std::int64_t s = 0; s < B; ++s) table.push_back(u * B + tl.order[s]);
+    }
+    state_out = table.size();
+    for (std::int64_t u = 0; u < units; ++u) {
+      for (std::int64_t b = 0; b < B; ++b) table.push_back(u * B + tl.rank[b]);
+    }
+    // Final states: forward after the sequence's last step, reverse after step 0.
+    last[0] = table.size();
+    for (std::int64_t b = 0; b < B; ++b) table.push_back(B + tl.offset[tl.length[b] - 1] + tl.rank[b]);
+    last[1] = table.size();
+    for (std::int64_t b = 0; b < B; ++b) table.push_back(B + tl.rank[b]);
+  }
+};
+
 template <typename T>
 class EngineImpl final : public Engine {
  public:
@@ -57,13 +102,19 @@ class EngineImpl final : public Engine {
       : plan_(plan), device_(device), ops_(make_ops<T>(device)) {}
 
   ForwardResult forward(const TensorView& x, const TensorView& h0, const TensorView& c0, Mode mode,
-                        const TensorView& params) override {
+                        const std::vector<std::int64_t>& lengths, std::uint64_t dropout_seed,
+                        std::uint64_t dropout_stream, const TensorView& params) override {
     OpsScope<T> scope(*ops_);
-    saved_steps_ = saved_batch_ = 0;  // a new forward replaces whatever was kept
-    const std::int64_t T_ = x.size(0), B = x.size(1);
+    saved_ = false;  // a new forward replaces whatever was kept
+    const bool batch_first = plan_.config.batch_first;
+    caller_steps_ = batch_first ? x.size(1) : x.size(0);
+    const std::int64_t B = batch_first ? x.size(0) : x.size(1);
+    timeline_ = lengths.empty() ? Timeline::full(caller_steps_, B) : Timeline::packed(lengths);
+    const Timeline& tl = timeline_;
+    identity_ = lengths.empty() && !batch_first;
     const bool training = mode == Mode::Training;
     const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
-    const std::int64_t I = plan_.config.input_size;
+    const std::int64_t I = plan_.config.input_size, R = tl.rows(), GH = plan_.gates * H;
     const bool lstm = plan_.config.cell == CellKind::Lstm;
     const bool rbp = plan_.config.cell == CellKind::GruResetBeforeProduct;
     const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
@@ -72,134 +123,160 @@ class EngineImpl final : public Engine {
     forward_arena_.carve(device_, [&](Carver<T>& c) {
       b = StackBuffers<T>();
       b.training = training;
+      b.dropout_seed = dropout_seed;
+      b.dropout_stream = dropout_stream;
       b.acts.assign(plan_.activations.size(), {});
       b.acts[0].ld = I;
-      b.acts[0].data = training ? c.take(T_ * B * I) : const_cast<T*>(x.data_as<T>());
+      // backward needs x after the caller may have reused it; other layouts are gathered
+      b.acts[0].data = training || !identity_ ? c.take(R * I) : const_cast<T*>(x.data_as<T>());
       for (int l = 0; l < L; ++l) {
-        b.ys.push_back(c.take((T_ + 2) * B * DH));
-        ActivationBuffers<T>& y = b.acts[plan_.layers[l].output];
+        const LayerPlan& layer = plan_.layers[l];
+        b.ys.push_back(c.take((B + R + B) * DH));
+        ActivationBuffers<T>& y = b.acts[layer.output];
         y.data = b.ys.back() == nullptr ? nullptr : b.ys.back() + B * DH;
         y.ld = DH;
-        const Join& j = plan_.layers[l].join;
-        b.gates.push_back(j.kind == Connection::Highway ? c.take(T_ * B * DH) : nullptr);
+        if (layer.fed != layer.output) {  // dropout: a dropped copy in training, else y itself
+          b.acts[layer.fed].data = training ? c.take(R * DH) : y.data;
+          b.acts[layer.fed].ld = DH;
+        }
+        const Join& j = layer.join;
+        b.gates.push_back(j.kind == Connection::Highway ? c.take(R * DH) : nullptr);
         if (j.kind != Connection::None) {
-          b.acts[j.out].data = c.take(T_ * B * DH);
+          b.acts[j.out].data = c.take(R * DH);
           b.acts[j.out].ld = DH;
         }
       }
       for (int u = 0; u < L * D; ++u) {
         UnitBuffers<T> ub;
-        if (lstm) ub.cs = c.take((T_ + 1) * BH);
-        ub.gx = c.take(T_ * B * plan_.gates * H);
-        ub.gh = c.take(B * plan_.gates * H);
+        if (lstm) ub.cs = c.take((B + R + B) * H);
+        ub.gx = c.take(R * GH);
+        ub.gh = c.take(B * GH);
+        if (plan_.units[u].dir == 1 && !tl.uniform) ub.g0 = c.take(B * GH);
         if (training) {
-          ub.saved = c.take(T_ * BH * plan_.saved_slots);
+          ub.hp = c.take(R * H);
+          ub.saved = c.take(R * H * plan_.saved_slots);
         } else if (rbp) {
           ub.saved = c.take(BH * plan_.saved_slots);  // z travels between the two phases
         }
-        if (rbp) ub.rh = c.take((training ? T_ : 1) * BH);
+        if (rbp) ub.rh = c.take((training ? R : B) * H);
         b.units.push_back(ub);
       }
     });
-    if (training) ops_->copy(b.acts[0].data, x.data_as<T>(), T_ * B * I);
 
-    // Initial states: h0 into slot 0 (forward) or T+1 (reverse) of Y_l; c0 into cs.
-    for (int u = 0; u < L * D; ++u) {
-      const UnitOffsets& uo = plan_.units[u];
-      T* h_slot = b.ys[uo.layer] + (uo.dir == 0 ? 0 : (T_ + 1) * B * DH) + uo.dir * H;
-      if (h0.defined()) {
-        ops_->copy_rows(h_slot, DH, h0.data_as<T>() + u * BH, H, B, H);
-      } else {
-        ops_->copy_rows(h_slot, DH, zeros(BH), H, B, H);
-      }
-      if (lstm) {
-        T* c_slot = b.units[u].cs + (uo.dir == 0 ? 0 : T_ * BH);
-        if (c0.defined()) {
-          ops_->copy(c_slot, c0.data_as<T>() + u * BH, BH);
-        } else {
-          ops_->fill(c_slot, BH, T(0));
-        }
-      }
+    const RowMaps maps(tl, caller_steps_, batch_first, L * D);
+    const std::int64_t* rows = ops_->stage_indices(maps.table.data(), maps.table.size());
+    if (identity_) {
+      if (training) ops_->copy(b.acts[0].data, x.data_as<T>(), R * I);
+    } else {
+      gather(b.acts[0].data, I, x.data_as<T>(), I, rows + maps.to_packed, R, I);
     }
 
-    StackPass<T>(plan_, *ops_, T_, B, b, params.data_as<T>()).forward();
+    // Initial states, in sorted order: h0 into Y_l's h0 blocks, c0 into cs's.
+    for (int u = 0; u < L * D; ++u) {
+      const UnitOffsets& uo = plan_.units[u];
+      const std::int64_t block = uo.dir == 0 ? 0 : B + R;
+      T* h_block = b.ys[uo.layer] + block * DH + uo.dir * H;
+      const std::int64_t* order = rows + maps.state_in + u * B;
+      set_state(h_block, DH, h0, order, B);
+      if (lstm) set_state(b.units[u].cs + block * H, H, c0, order, B);
+    }
+
+    StackPass<T>(plan_, *ops_, tl, b, params.data_as<T>()).forward();
 
     ForwardResult out;
     const ActivationBuffers<T>& y = b.acts[plan_.output];
-    out.y = Tensor::empty({T_, B, DH}, dtype_of<T>(), device_);
-    ops_->copy(out.y.data_as<T>(), y.data, T_ * B * DH);  // y.ld == DH: contiguous
+    out.y = Tensor::empty(batch_first ? Shape{B, caller_steps_, DH} : Shape{caller_steps_, B, DH},
+                          dtype_of<T>(), device_);
+    if (identity_) {
+      ops_->copy(out.y.data_as<T>(), y.data, R * DH);  // y.ld == DH: contiguous
+    } else {
+      gather(out.y.data_as<T>(), DH, y.data, DH, rows + maps.to_caller, caller_steps_ * B, DH);
+    }
     out.h_n = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
     if (lstm) out.c_n = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
     for (int u = 0; u < L * D; ++u) {
       const UnitOffsets& uo = plan_.units[u];
-      // Final states: the forward direction ends at step T-1 (slot T), the reverse at 0.
-      const T* h_last = b.ys[uo.layer] + (uo.dir == 0 ? T_ : 1) * B * DH + uo.dir * H;
-      ops_->copy_rows(out.h_n.data_as<T>() + u * BH, H, h_last, DH, B, H);
-      if (lstm) {
-        ops_->copy(out.c_n.data_as<T>() + u * BH, b.units[u].cs + (uo.dir == 0 ? T_ : 0) * BH, BH);
-      }
+      const std::int64_t* last = rows + maps.last[uo.dir];
+      gather(out.h_n.data_as<T>() + u * BH, H, b.ys[uo.layer] + uo.dir * H, DH, last, B, H);
+      if (lstm) gather(out.c_n.data_as<T>() + u * BH, H, b.units[u].cs, H, last, B, H);
     }
-    if (training) {
-      saved_steps_ = T_;
-      saved_batch_ = B;
-    }
+    saved_ = training;
     return out;
   }
 
   BackwardResult backward(const TensorView& dy, const TensorView& dh_n, const TensorView& dc_n,
                           const TensorView& params, const TensorView& grads) override {
     OpsScope<T> scope(*ops_);
-    const std::int64_t T_ = saved_steps_, B = saved_batch_;
+    const Timeline& tl = timeline_;
+    const std::int64_t B = tl.batch, R = tl.rows();
     const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
-    const std::int64_t I = plan_.config.input_size, TB = T_ * B, GTBH = TB * plan_.gates * H;
+    const std::int64_t I = plan_.config.input_size, GRH = R * plan_.gates * H;
     const bool lstm = plan_.config.cell == CellKind::Lstm;
     const bool rbp = plan_.config.cell == CellKind::GruResetBeforeProduct;
     const bool lbr = plan_.config.cell == CellKind::GruLinearBeforeReset;
+    const bool batch_first = plan_.config.batch_first;
     const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
     StackBuffers<T>& b = buffers_;
 
     BackwardResult out;
-    out.dx = Tensor::empty({T_, B, I}, dtype_of<T>(), device_);
+    out.dx = Tensor::empty(batch_first ? Shape{B, caller_steps_, I} : Shape{caller_steps_, B, I},
+                           dtype_of<T>(), device_);
     out.dh0 = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
     if (lstm) out.dc0 = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
 
+    T* dh = nullptr;
+    T* dc = nullptr;
     backward_arena_.carve(device_, [&](Carver<T>& c) {
-      b.acts[0].grad = out.dx.data_as<T>();
-      for (int l = 0; l < L; ++l) {
-        b.acts[plan_.layers[l].output].grad = c.take(TB * DH);
-        const Join& j = plan_.layers[l].join;
-        if (j.kind != Connection::None) b.acts[j.out].grad = c.take(TB * DH);
+      b.acts[0].grad = identity_ ? out.dx.data_as<T>() : c.take(R * I);
+      for (std::size_t a = 1; a < b.acts.size(); ++a) {
+        b.acts[a].grad = c.take(R * plan_.activations[a].width);
       }
       b.dgates.assign(L, nullptr);
       for (int l = 0; l < L; ++l) {
-        if (plan_.layers[l].join.kind == Connection::Highway) b.dgates[l] = c.take(TB * DH);
+        if (plan_.layers[l].join.kind == Connection::Highway) b.dgates[l] = c.take(R * DH);
       }
+      dh = c.take(L * D * BH);  // in sorted order; unsorted into dh0 at the end
+      if (lstm) dc = c.take(L * D * BH);
       for (int u = 0; u < L * D; ++u) {
         UnitBuffers<T>& ub = b.units[u];
-        ub.dgx = c.take(GTBH);
-        ub.dgh = lbr ? c.take(GTBH) : ub.dgx;
+        ub.dgx = c.take(GRH);
+        ub.dgh = lbr ? c.take(GRH) : ub.dgx;
         if (rbp) ub.drh = c.take(BH);
-        ub.dh = out.dh0.data_as<T>() + u * BH;
-        ub.dc = lstm ? out.dc0.data_as<T>() + u * BH : nullptr;
+        ub.dh = dh == nullptr ? nullptr : dh + u * BH;
+        ub.dc = dc == nullptr ? nullptr : dc + u * BH;
       }
-      b.ones = c.take(TB);
+      b.ones = c.take(R);
     });
+
+    const RowMaps maps(tl, caller_steps_, batch_first, L * D);
+    const std::int64_t* rows = ops_->stage_indices(maps.table.data(), maps.table.size());
     // Every activation gradient is accumulated (+=), so it starts at zero; the stack's
     // output starts at dy.
     for (std::size_t a = 0; a < b.acts.size(); ++a) {
-      const std::int64_t n = TB * plan_.activations[a].width;
+      const std::int64_t width = plan_.activations[a].width;
       if (static_cast<int>(a) == plan_.output && dy.defined()) {
-        ops_->copy(b.acts[a].grad, dy.data_as<T>(), n);
-      } else if (b.acts[a].grad != nullptr) {
-        ops_->fill(b.acts[a].grad, n, T(0));
+        if (identity_) {
+          ops_->copy(b.acts[a].grad, dy.data_as<T>(), R * width);
+        } else {
+          gather(b.acts[a].grad, width, dy.data_as<T>(), width, rows + maps.to_packed, R, width);
+        }
+      } else {
+        ops_->fill(b.acts[a].grad, R * width, T(0));
       }
     }
-    ops_->fill(const_cast<T*>(b.ones), TB, T(1));
-    set_or_zero(out.dh0.data_as<T>(), dh_n, L * D * BH);
-    if (lstm) set_or_zero(out.dc0.data_as<T>(), dc_n, L * D * BH);
+    ops_->fill(const_cast<T*>(b.ones), R, T(1));
+    set_state(dh, H, dh_n, rows + maps.state_in, L * D * B);
+    if (lstm) set_state(dc, H, dc_n, rows + maps.state_in, L * D * B);
 
-    StackPass<T>(plan_, *ops_, T_, B, b, params.data_as<T>()).backward(grads.data_as<T>());
-    saved_steps_ = saved_batch_ = 0;  // consumed
+    StackPass<T>(plan_, *ops_, tl, b, params.data_as<T>()).backward(grads.data_as<T>());
+
+    if (!identity_) {
+      gather(out.dx.data_as<T>(), I, b.acts[0].grad, I, rows + maps.to_caller, caller_steps_ * B,
+             I);
+    }
+    gather(out.dh0.data_as<T>(), H, dh, H, rows + maps.state_out, L * D * B, H);
+    if (lstm) gather(out.dc0.data_as<T>(), H, dc, H, rows + maps.state_out, L * D * B, H);
+    saved_ = false;  // consumed
     return out;
   }
 
@@ -210,24 +287,38 @@ class EngineImpl final : public Engine {
     ops_->synchronize();
   }
 
-  std::int64_t saved_steps() const override { return saved_steps_; }
-  std::int64_t saved_batch() const override { return saved_batch_; }
+  std::int64_t saved_steps() const override { return saved_ ? caller_steps_ : 0; }
+  std::int64_t saved_batch() const override { return saved_ ? timeline_.batch : 0; }
 
  private:
-  // dst = given, or zeros when the caller passed none.
-  void set_or_zero(T* dst, const TensorView& given, std::int64_t n) {
+  void gather(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
+              const std::int64_t* index, std::int64_t rows, std::int64_t width) {
+    GatherArgs<T> a;
+    a.rows = rows;
+    a.width = width;
+    a.dst = dst;
+    a.ld_dst = ld_dst;
+    a.src = src;
+    a.ld_src = ld_src;
+    a.index = index;
+    ops_->gather(a);
+  }
+
+  // rows x H of a state into dst (row stride ld): the caller's, reordered by `order`, or
+  // zeros when the caller passed none.
+  void set_state(T* dst, std::int64_t ld, const TensorView& given, const std::int64_t* order,
+                 std::int64_t rows) {
+    const std::int64_t H = plan_.config.hidden_size;
     if (given.defined()) {
-      ops_->copy(dst, given.data_as<T>(), n);
+      gather(dst, ld, given.data_as<T>(), H, order, rows, H);
     } else {
-      ops_->fill(dst, n, T(0));
+      ops_->copy_rows(dst, ld, zeros(rows * H), H, rows, H);
     }
   }
 
   // A device buffer of at least n zeros (for states the caller did not pass).
   const T* zeros(std::int64_t n) {
-    if (zeros_.numel() < n) {
-      zeros_ = Tensor::zeros({n}, dtype_of<T>(), device_);
-    }
+    if (zeros_.numel() < n) zeros_ = Tensor::zeros({n}, dtype_of<T>(), device_);
     return zeros_.template data_as<T>();
   }
 
@@ -237,7 +328,10 @@ class EngineImpl final : public Engine {
   Arena<T> forward_arena_, backward_arena_;
   Tensor zeros_;
   StackBuffers<T> buffers_;
-  std::int64_t saved_steps_ = 0, saved_batch_ = 0;
+  Timeline timeline_;
+  std::int64_t caller_steps_ = 0;
+  bool identity_ = true;
+  bool saved_ = false;
 };
 
 }  // namespace

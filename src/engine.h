@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "plan.h"
 #include "recur/rnn.h"
@@ -14,8 +15,12 @@ class Engine {
  public:
   virtual ~Engine() = default;
 
+  // lengths: empty (every sequence runs all T steps) or one per sequence, each in 1..T.
+  // dropout_stream: which masks this pass draws (a new one per training forward).
   virtual ForwardResult forward(const TensorView& x, const TensorView& h0, const TensorView& c0,
-                                Mode mode, const TensorView& params) = 0;
+                                Mode mode, const std::vector<std::int64_t>& lengths,
+                                std::uint64_t dropout_seed, std::uint64_t dropout_stream,
+                                const TensorView& params) = 0;
   virtual BackwardResult backward(const TensorView& dy, const TensorView& dh_n,
                                   const TensorView& dc_n, const TensorView& params,
                                   const TensorView& grads) = 0;

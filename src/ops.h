@@ -18,6 +18,7 @@
 namespace recur::detail {
 
 using kernels::ConnectionArgs;
+using kernels::GatherArgs;
 using kernels::ConnectionKind;
 using kernels::StepBackward;
 using kernels::StepForward;
@@ -82,6 +83,8 @@ class Ops {
   // stages all tables of a pass at once, before the time loop; the result stays valid
   // until the next call. On the GPU the copy is queued on the stream.
   virtual const void* const* stage_pointers(const void* const* host, std::size_t count) = 0;
+  // The same for a table of row indices (gather).
+  virtual const std::int64_t* stage_indices(const std::int64_t* host, std::size_t count) = 0;
 
   // One fused element-wise gate kernel over B*H elements, for `count` units (layer-
   // directions) at once (kernels/dispatch.h).
@@ -90,6 +93,10 @@ class Ops {
 
   // The element-wise kernel of a connection, over rows*width elements.
   virtual void connection(ConnectionKind kind, const ConnectionArgs<T>& args) = 0;
+
+  // dst row r = src row index[r], zeros where index[r] < 0 (kernels/gather.cuh); `index`
+  // comes from stage_indices.
+  virtual void gather(const GatherArgs<T>& args) = 0;
 
   // dst[0..n) = value
   virtual void fill(T* dst, std::int64_t n, T value) = 0;

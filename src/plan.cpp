@@ -72,6 +72,9 @@ void validate_config(const RnnConfig& c) {
     throw Error(where, "config.dtype", "Float32 or Float64",
                 "value " + std::to_string(static_cast<int>(c.dtype)));
   }
+  if (!(c.dropout >= 0.0 && c.dropout < 1.0)) {
+    throw Error(where, "config.dropout", "a probability in [0, 1)", std::to_string(c.dropout));
+  }
   if (c.num_layers < 1) {
     throw Error(where, "config.num_layers", ">= 1", std::to_string(c.num_layers));
   }
@@ -119,8 +122,10 @@ Plan Plan::make(const RnnConfig& config) {
     layer.input_size = in_width;
     layer.inputs = inputs;
     layer.output = new_activation(DH);
+    const bool dropped = config.dropout > 0.0 && l + 1 < config.num_layers;
+    layer.fed = dropped ? new_activation(DH) : layer.output;
     Join& j = layer.join;
-    j.y = j.out = layer.output;
+    j.y = j.out = layer.fed;
     const bool widths_agree = inputs.size() == 1 && in_width == DH;
     switch (config.connection) {
       case Connection::Residual:
@@ -134,11 +139,11 @@ Plan Plan::make(const RnnConfig& config) {
         in_width = DH;
         break;
       case Connection::Dense:
-        inputs.push_back({layer.output, in_width});
+        inputs.push_back({layer.fed, in_width});
         in_width += DH;
         break;
       case Connection::None:
-        inputs = {{layer.output, 0}};
+        inputs = {{layer.fed, 0}};
         in_width = DH;
         break;
     }

@@ -26,6 +26,7 @@ struct Rnn::Impl {
   Device device;
   Tensor params, grads;
   std::unique_ptr<detail::Engine> engine;
+  std::uint64_t dropout_seed = 0, dropout_step = 0;
 };
 
 namespace {
@@ -66,6 +67,7 @@ Rnn::Rnn(const RnnConfig& config, Device device, std::uint64_t seed) {
   detail::validate_config(config);
   check_device(device);
   impl_ = std::make_unique<Impl>(config, device);
+  impl_->dropout_seed = seed;
   reset_parameters(seed);
 }
 
@@ -116,6 +118,13 @@ void Rnn::set_cuda_stream(void* stream) {
 
 void Rnn::synchronize() { impl_->engine->synchronize(); }
 
+void Rnn::set_dropout_seed(std::uint64_t seed) {
+  impl_->dropout_seed = seed;
+  impl_->dropout_step = 0;
+}
+
+std::uint64_t Rnn::dropout_step() const { return impl_->dropout_step; }
+
 void Rnn::reset_parameters(std::uint64_t seed) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(impl_->plan.config.hidden_size));
   if (impl_->plan.config.dtype == DType::Float32) {
@@ -131,12 +140,28 @@ void Rnn::zero_grad() {
 }
 
 ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const TensorView& c0,
-                           Mode mode) {
+                           Mode mode, const std::vector<std::int64_t>& lengths) {
   const char* where = "Rnn::forward";
   const RnnConfig& c = impl_->plan.config;
   const Device dev = impl_->device;
-  expect_tensor(where, "x", x, {-1, -1, c.input_size}, "[T, B, input_size]", c.dtype, dev);
-  const std::int64_t B = x.size(1), LD = c.num_layers * impl_->plan.directions;
+  expect_tensor(where, "x", x, {-1, -1, c.input_size},
+                c.batch_first ? "[B, T, input_size] (batch_first)" : "[T, B, input_size]", c.dtype,
+                dev);
+  const std::int64_t T = c.batch_first ? x.size(1) : x.size(0);
+  const std::int64_t B = c.batch_first ? x.size(0) : x.size(1);
+  const std::int64_t LD = c.num_layers * impl_->plan.directions;
+  if (!lengths.empty()) {
+    if (static_cast<std::int64_t>(lengths.size()) != B) {
+      throw Error(where, "lengths", "one length per sequence: " + std::to_string(B),
+                  std::to_string(lengths.size()) + " lengths");
+    }
+    for (std::size_t i = 0; i < lengths.size(); ++i) {
+      if (lengths[i] < 1 || lengths[i] > T) {
+        throw Error(where, "lengths", "every length in [1, T = " + std::to_string(T) + "]",
+                    "lengths[" + std::to_string(i) + "] = " + std::to_string(lengths[i]));
+      }
+    }
+  }
   if (h0.defined()) {
     expect_tensor(where, "h0", h0, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",
                   c.dtype, dev);
@@ -153,7 +178,11 @@ ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const Tens
     throw Error(where, "mode", "Mode::Training or Mode::Inference",
                 "value " + std::to_string(static_cast<int>(mode)));
   }
-  return impl_->engine->forward(x, h0, c0, mode, impl_->params);
+  const std::uint64_t stream = impl_->dropout_step;
+  ForwardResult out = impl_->engine->forward(x, h0, c0, mode, lengths, impl_->dropout_seed, stream,
+                                             impl_->params);
+  if (mode == Mode::Training) ++impl_->dropout_step;
+  return out;
 }
 
 BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n, const TensorView& dc_n) {
@@ -167,8 +196,12 @@ BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n, const
                 "none (never run, run in Mode::Inference, or consumed by a backward())");
   }
   if (dy.defined()) {
-    expect_tensor(where, "dy", dy, {T, B, impl_->plan.output_size()},
-                  "[T, B, D*hidden_size] of the forward", c.dtype, dev);
+    const Shape want = c.batch_first ? Shape{B, T, impl_->plan.output_size()}
+                                     : Shape{T, B, impl_->plan.output_size()};
+    expect_tensor(where, "dy", dy, want,
+                  c.batch_first ? "[B, T, D*hidden_size] of the forward"
+                                : "[T, B, D*hidden_size] of the forward",
+                  c.dtype, dev);
   }
   if (dh_n.defined()) {
     expect_tensor(where, "dh_n", dh_n, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",

@@ -2,6 +2,8 @@
 // every connection.
 #include "stack_pass.h"
 
+#include <algorithm>
+
 namespace recur::detail {
 namespace {
 
@@ -63,8 +65,9 @@ PassOp steps_op(PassOpKind kind, std::vector<UnitStep> steps) {
 
 }  // namespace
 
-std::vector<PassOp> schedule_forward(const Plan& plan, std::int64_t T) {
+std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl) {
   const int L = static_cast<int>(plan.config.num_layers), D = plan.directions;
+  const std::int64_t T = tl.steps;
   std::vector<PassOp> program;
   if (wavefront(plan)) {
     program.push_back(range_op(PassOpKind::InputProjection, 0, 0, 0, T));
@@ -84,8 +87,11 @@ std::vector<PassOp> schedule_forward(const Plan& plan, std::int64_t T) {
     return program;
   }
   for (int l = 0; l < L; ++l) {
-    for (int d = 0; d < D; ++d)
+    for (int d = 0; d < D; ++d) {
       program.push_back(range_op(PassOpKind::InputProjection, l, d, 0, T));
+      // Packed reverse passes start sequences mid-way: their first W_hh h0, ahead.
+      if (d == 1 && !tl.uniform) program.push_back(range_op(PassOpKind::InitialProjection, l, d, 0, T));
+    }
     for (std::int64_t s = 0; s < T; ++s) {
       std::vector<UnitStep> steps = {{l * D, s}};
       if (D == 2) steps.push_back({l * D + 1, T - 1 - s});
@@ -96,8 +102,9 @@ std::vector<PassOp> schedule_forward(const Plan& plan, std::int64_t T) {
   return program;
 }
 
-std::vector<PassOp> schedule_backward(const Plan& plan, std::int64_t T) {
+std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& tl) {
   const int L = static_cast<int>(plan.config.num_layers), D = plan.directions;
+  const std::int64_t T = tl.steps;
   std::vector<PassOp> program;
   program.push_back(range_op(PassOpKind::ConnectionBackward, L - 1, 0, 0, T));
   if (wavefront(plan)) {
@@ -132,36 +139,59 @@ std::vector<PassOp> schedule_backward(const Plan& plan, std::int64_t T) {
 // ---- execution ----
 
 template <typename T>
-T* StackPass<T>::h_at(int unit, std::int64_t slot) const {
+std::int64_t StackPass<T>::prev_row(int unit, std::int64_t t) const {
+  if (plan_.units[unit].dir == 0) return t == 0 ? 0 : out_row(t - 1);
+  return out_row(t + 1);  // past the last step this is the reverse h0 block
+}
+
+template <typename T>
+std::int64_t StackPass<T>::h0_row(int unit) const {
+  return plan_.units[unit].dir == 0 ? 0 : B_ + tl_.rows();
+}
+
+template <typename T>
+T* StackPass<T>::y_at(int unit, std::int64_t row) const {
   const UnitOffsets& u = plan_.units[unit];
-  const std::int64_t DH = plan_.output_size();
-  return buf_.ys[u.layer] + slot * B_ * DH + u.dir * plan_.config.hidden_size;
+  return buf_.ys[u.layer] + row * plan_.output_size() + u.dir * plan_.config.hidden_size;
+}
+
+// Rows of step t that continue from the previous block; the rest start here (packed
+// reverse direction only).
+template <typename T>
+std::int64_t StackPass<T>::carried(int unit, std::int64_t t) const {
+  if (plan_.units[unit].dir == 0) return tl_.active[t];
+  return std::min(tl_.active[t], tl_.active[t + 1]);
 }
 
 template <typename T>
 StepForward<T> StackPass<T>::step_forward_args(const UnitStep& s) const {
   const UnitOffsets& u = plan_.units[s.unit];
   const UnitBuffers<T>& ub = buf_.units[s.unit];
-  const std::int64_t H = plan_.config.hidden_size, BH = B_ * H, t = s.t;
-  const bool forward_dir = u.dir == 0;
+  const std::int64_t H = plan_.config.hidden_size, t = s.t, r = tl_.offset[t];
   StepForward<T> a;
-  a.batch = B_;
+  a.batch = tl_.active[t];
   a.hidden = H;
   a.ldh = plan_.output_size();
-  a.gx = ub.gx + t * B_ * plan_.gates * H;
+  a.active = tl_.active[t];
+  a.carried = carried(s.unit, t);
+  a.gx = ub.gx + r * plan_.gates * H;
   a.gh = ub.gh;
+  a.g0 = ub.g0;
   a.b_ih = param(u.b_ih);
   a.b_hh = param(u.b_hh);
-  a.h_prev = h_at(s.unit, forward_dir ? t : t + 2);
-  a.h = h_at(s.unit, t + 1);
+  a.h_prev = y_at(s.unit, prev_row(s.unit, t));
+  a.h0 = y_at(s.unit, h0_row(s.unit));
+  a.h = y_at(s.unit, out_row(t));
   if (ub.cs != nullptr) {
-    a.c_prev = ub.cs + (forward_dir ? t : t + 1) * BH;
-    a.c = ub.cs + (forward_dir ? t + 1 : t) * BH;
+    a.c_prev = ub.cs + prev_row(s.unit, t) * H;
+    a.c0 = ub.cs + h0_row(s.unit) * H;
+    a.c = ub.cs + out_row(t) * H;
   }
+  if (buf_.training) a.hp = ub.hp + r * H;
   if (ub.saved != nullptr) {
-    a.saved = buf_.training ? ub.saved + t * BH * plan_.saved_slots : ub.saved;
+    a.saved = buf_.training ? ub.saved + r * H * plan_.saved_slots : ub.saved;
   }
-  if (ub.rh != nullptr) a.rh = buf_.training ? ub.rh + t * BH : ub.rh;
+  if (ub.rh != nullptr) a.rh = buf_.training ? ub.rh + r * H : ub.rh;
   return a;
 }
 
@@ -169,30 +199,34 @@ template <typename T>
 StepBackward<T> StackPass<T>::step_backward_args(const UnitStep& s) const {
   const UnitOffsets& u = plan_.units[s.unit];
   const UnitBuffers<T>& ub = buf_.units[s.unit];
-  const std::int64_t H = plan_.config.hidden_size, BH = B_ * H, t = s.t, DH = plan_.output_size();
-  const bool forward_dir = u.dir == 0;
+  const std::int64_t H = plan_.config.hidden_size, t = s.t, r = tl_.offset[t];
+  const std::int64_t DH = plan_.output_size();
   StepBackward<T> a;
-  a.batch = B_;
+  a.batch = tl_.active[t];
   a.hidden = H;
   a.ldh = DH;
-  a.dy = buf_.acts[plan_.layers[u.layer].output].grad + t * B_ * DH + u.dir * H;
-  a.h = h_at(s.unit, t + 1);
-  a.h_prev = h_at(s.unit, forward_dir ? t : t + 2);
+  a.active = tl_.active[t];
+  a.carried = carried(s.unit, t);
+  a.dy = buf_.acts[plan_.layers[u.layer].output].grad + r * DH + u.dir * H;
+  a.h = y_at(s.unit, out_row(t));
+  a.h_prev = ub.hp + r * H;
   if (ub.cs != nullptr) {
-    a.c = ub.cs + (forward_dir ? t + 1 : t) * BH;
-    a.c_prev = ub.cs + (forward_dir ? t : t + 1) * BH;
+    a.c = ub.cs + out_row(t) * H;
+    a.c_prev = ub.cs + prev_row(s.unit, t) * H;
+    a.c0 = ub.cs + h0_row(s.unit) * H;
   }
-  if (ub.saved != nullptr) a.saved = ub.saved + t * BH * plan_.saved_slots;
+  if (ub.saved != nullptr) a.saved = ub.saved + r * H * plan_.saved_slots;
   a.drh = ub.drh;
   a.dh = ub.dh;
   a.dc = ub.dc;
-  a.dgx = ub.dgx + t * B_ * plan_.gates * H;
-  a.dgh = ub.dgh + t * B_ * plan_.gates * H;
+  a.dgx = ub.dgx + r * plan_.gates * H;
+  a.dgh = ub.dgh + r * plan_.gates * H;
   return a;
 }
 
 // Builds the pointer tables of every batched GEMM in the program and stages them once.
-// Per Steps op and per GEMM g of its step: count A pointers, count B, count C.
+// A Steps op's units are grouped by their active rows (the GEMMs' n); per group and GEMM:
+// count A pointers, count B, count C.
 template <typename T>
 void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
   const std::int64_t H = plan_.config.hidden_size;
@@ -200,11 +234,26 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
   table_.clear();
   for (PassOp& op : program) {
     if (op.kind != PassOpKind::Steps && op.kind != PassOpKind::StepsBackward) continue;
-    op.table = table_.size();
-    auto push = [&](auto a_of, auto b_of, auto c_of) {
-      for (const UnitStep& s : op.steps) table_.push_back(a_of(s));
-      for (const UnitStep& s : op.steps) table_.push_back(b_of(s));
-      for (const UnitStep& s : op.steps) table_.push_back(c_of(s));
+    std::stable_sort(op.steps.begin(), op.steps.end(), [&](const UnitStep& x, const UnitStep& y) {
+      return tl_.active[x.t] > tl_.active[y.t];
+    });
+    std::vector<GemmGroup> groups;
+    for (std::size_t i = 0; i < op.steps.size(); ++i) {
+      const std::int64_t n = tl_.active[op.steps[i].t];
+      if (groups.empty() || groups.back().n != n) groups.push_back({i, 0, n, 0});
+      ++groups.back().count;
+    }
+    auto push = [&](int gemm, auto a_of, auto b_of, auto c_of) {
+      op.groups[gemm] = groups;
+      for (GemmGroup& g : op.groups[gemm]) {
+        g.table = table_.size();
+        const auto units = [&](auto f) {
+          for (std::size_t i = g.first; i < g.first + g.count; ++i) table_.push_back(f(op.steps[i]));
+        };
+        units(a_of);
+        units(b_of);
+        units(c_of);
+      }
     };
     auto w_hh = [&](std::int64_t offset) {
       return [this, offset](const UnitStep& s) -> const void* {
@@ -218,10 +267,10 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
           return buf_.units[s.unit].gh + offset;
         };
       };
-      push(w_hh(0), h_prev, gh(0));
+      push(0, w_hh(0), h_prev, gh(0));
       if (rbp) {
         auto rh = [&](const UnitStep& s) -> const void* { return step_forward_args(s).rh; };
-        push(w_hh(2 * H * H), rh, gh(2 * H));
+        push(1, w_hh(2 * H * H), rh, gh(2 * H));
       }
     } else {
       auto dgx = [&](std::int64_t offset) {
@@ -233,10 +282,10 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
       auto dh = [&](const UnitStep& s) -> const void* { return buf_.units[s.unit].dh; };
       auto drh = [&](const UnitStep& s) -> const void* { return buf_.units[s.unit].drh; };
       if (rbp) {
-        push(w_hh(2 * H * H), dgx(2 * H), drh);
-        push(w_hh(0), dgx(0), dh);
+        push(0, w_hh(2 * H * H), dgx(2 * H), drh);
+        push(1, w_hh(0), dgx(0), dh);
       } else {
-        push(w_hh(0), dgh, dh);
+        push(0, w_hh(0), dgh, dh);
       }
     }
   }
@@ -245,32 +294,44 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
 
 namespace {
 
-// The batched GEMM number g of a Steps op whose tables start at `table`.
+// The batched GEMM of one group, its pointer arrays set; the caller sets the shape.
 template <typename T>
-GemmBatch<T> batch_at(const void* const* staged, std::size_t table, int g, int count) {
+GemmBatch<T> batch_of(const void* const* staged, const GemmGroup& g) {
   GemmBatch<T> b;
-  const void* const* base = staged + table + static_cast<std::size_t>(g) * 3 * count;
+  const void* const* base = staged + g.table;
+  const std::size_t count = g.count;
   b.a = reinterpret_cast<const T* const*>(base);
   b.b = reinterpret_cast<const T* const*>(base + count);
   b.c = reinterpret_cast<T* const*>(const_cast<void* const*>(base + 2 * count));
-  b.count = count;
+  b.count = static_cast<int>(count);
+  b.n = g.n;
   return b;
 }
 
 }  // namespace
 
 template <typename T>
+void StackPass<T>::initial_projection(const PassOp& op) {
+  const int unit = op.layer * plan_.directions + op.dir;
+  const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H;
+  const std::int64_t m = reset_before_product(plan_) ? 2 * H : GH;
+  ops_.gemm(gemm<T>(Trans::T, Trans::N, m, B_, H, params_ + plan_.units[unit].w_hh, H,
+                    y_at(unit, h0_row(unit)), plan_.output_size(), buf_.units[unit].g0, GH, false));
+}
+
+template <typename T>
 void StackPass<T>::input_projection(const PassOp& op) {
   const LayerPlan& layer = plan_.layers[op.layer];
   const UnitOffsets& u = plan_.units[op.layer * plan_.directions + op.dir];
   const UnitBuffers<T>& ub = buf_.units[op.layer * plan_.directions + op.dir];
-  const std::int64_t GH = plan_.gates * plan_.config.hidden_size, rows = (op.t1 - op.t0) * B_;
+  const std::int64_t GH = plan_.gates * plan_.config.hidden_size, r0 = tl_.offset[op.t0];
+  const std::int64_t n = rows(op.t0, op.t1);
   for (std::size_t i = 0; i < layer.inputs.size(); ++i) {
     const Segment& seg = layer.inputs[i];
     const ActivationBuffers<T>& act = buf_.acts[seg.act];
-    ops_.gemm(gemm<T>(Trans::T, Trans::N, GH, rows, plan_.activations[seg.act].width,
-                      params_ + u.w_ih + seg.col, layer.input_size, act.data + op.t0 * B_ * act.ld,
-                      act.ld, ub.gx + op.t0 * B_ * GH, GH, i > 0));
+    ops_.gemm(gemm<T>(Trans::T, Trans::N, GH, n, plan_.activations[seg.act].width,
+                      params_ + u.w_ih + seg.col, layer.input_size, act.data + r0 * act.ld, act.ld,
+                      ub.gx + r0 * GH, GH, i > 0));
   }
 }
 
@@ -281,33 +342,33 @@ void StackPass<T>::steps_forward(const PassOp& op) {
   const int count = static_cast<int>(op.steps.size());
   std::vector<StepForward<T>> args;
   args.reserve(op.steps.size());
-  for (const UnitStep& s : op.steps) args.push_back(step_forward_args(s));
-
-  GemmBatch<T> g = batch_at<T>(staged_, op.table, 0, count);
-  g.trans_a = Trans::T;
-  g.trans_b = Trans::N;
-  g.n = B_;
-  g.k = H;
-  g.lda = H;
-  g.ldb = DH;
-  g.ldc = GH;
+  std::int64_t widest = 0;
+  for (const UnitStep& s : op.steps) widest = std::max(widest, tl_.active[s.t]);
+  for (const UnitStep& s : op.steps) {
+    args.push_back(step_forward_args(s));
+    args.back().batch = widest;  // one launch covers every unit; each masks its own rows
+  }
+  // gh = W h for every group of units (C pointers, e.g. gh's n slot, come from the table).
+  auto recurrent = [&](int gemm_index, std::int64_t m, std::int64_t ldb) {
+    for (const GemmGroup& group : op.groups[gemm_index]) {
+      GemmBatch<T> g = batch_of<T>(staged_, group);
+      g.trans_a = Trans::T;
+      g.trans_b = Trans::N;
+      g.m = m;
+      g.k = H;
+      g.lda = H;
+      g.ldb = ldb;
+      g.ldc = GH;
+      ops_.gemm_batched(g);
+    }
+  };
   if (reset_before_product(plan_)) {
-    g.m = 2 * H;  // gh[r, z] = W_h[r, z] h_prev
-    ops_.gemm_batched(g);
+    recurrent(0, 2 * H, DH);  // gh[r, z] = W_h[r, z] h_prev
     ops_.step_forward(StepKind::GruRbpGates, args.data(), count);
-    GemmBatch<T> n = batch_at<T>(staged_, op.table, 1, count);  // gh[n] = W_hn (r*h_prev)
-    n.trans_a = Trans::T;
-    n.m = H;
-    n.n = B_;
-    n.k = H;
-    n.lda = H;
-    n.ldb = H;
-    n.ldc = GH;
-    ops_.gemm_batched(n);
+    recurrent(1, H, H);  // gh[n] = W_hn (r*h_prev)
     ops_.step_forward(StepKind::GruRbpOutput, args.data(), count);
   } else {
-    g.m = GH;
-    ops_.gemm_batched(g);
+    recurrent(0, GH, DH);
     ops_.step_forward(step_kind(plan_.config.cell), args.data(), count);
   }
 }
@@ -318,51 +379,74 @@ void StackPass<T>::steps_backward(const PassOp& op) {
   const int count = static_cast<int>(op.steps.size());
   std::vector<StepBackward<T>> args;
   args.reserve(op.steps.size());
-  for (const UnitStep& s : op.steps) args.push_back(step_backward_args(s));
-
+  std::int64_t widest = 0;
+  for (const UnitStep& s : op.steps) widest = std::max(widest, tl_.active[s.t]);
+  for (const UnitStep& s : op.steps) {
+    args.push_back(step_backward_args(s));
+    args.back().batch = widest;
+  }
+  // dh (+)= W^T d: m = H, ldb = G*H, ldc = H.
+  auto recurrent = [&](int gemm_index, std::int64_t k, bool accumulate) {
+    for (const GemmGroup& group : op.groups[gemm_index]) {
+      GemmBatch<T> g = batch_of<T>(staged_, group);
+      g.m = H;
+      g.k = k;
+      g.lda = H;
+      g.ldb = GH;
+      g.ldc = H;
+      g.beta = accumulate ? T(1) : T(0);
+      ops_.gemm_batched(g);
+    }
+  };
   if (reset_before_product(plan_)) {
     ops_.step_backward(StepKind::GruRbpOutput, args.data(), count);
-    GemmBatch<T> r = batch_at<T>(staged_, op.table, 0, count);  // drh = W_hn^T dgx[n]
-    r.m = H;
-    r.n = B_;
-    r.k = H;
-    r.lda = H;
-    r.ldb = GH;
-    r.ldc = H;
-    ops_.gemm_batched(r);
+    recurrent(0, H, false);  // drh = W_hn^T dgx[n]
     ops_.step_backward(StepKind::GruRbpGates, args.data(), count);
-    GemmBatch<T> d = batch_at<T>(staged_, op.table, 1, count);  // dh += W_h[r,z]^T dgx[r,z]
-    d.m = H;
-    d.n = B_;
-    d.k = 2 * H;
-    d.lda = H;
-    d.ldb = GH;
-    d.ldc = H;
-    d.beta = T(1);
-    ops_.gemm_batched(d);
+    recurrent(1, 2 * H, true);  // dh += W_h[r,z]^T dgx[r,z]
   } else {
     ops_.step_backward(step_kind(plan_.config.cell), args.data(), count);
-    GemmBatch<T> d = batch_at<T>(staged_, op.table, 0, count);  // dh += W_hh^T dgh
-    d.m = H;
-    d.n = B_;
-    d.k = GH;
-    d.lda = H;
-    d.ldb = GH;
-    d.ldc = H;
-    d.beta = T(1);
-    ops_.gemm_batched(d);
+    recurrent(0, GH, true);  // dh += W_hh^T dgh
+  }
+}
+
+// Dropout of layer op.layer's output into the activation the next layers read.
+template <typename T>
+void StackPass<T>::dropout(const PassOp& op, bool backward) {
+  const LayerPlan& layer = plan_.layers[op.layer];
+  if (layer.fed == layer.output || !buf_.training) return;
+  const std::int64_t DH = plan_.output_size(), r0 = tl_.offset[op.t0];
+  const ActivationBuffers<T>& y = buf_.acts[layer.output];
+  const ActivationBuffers<T>& fed = buf_.acts[layer.fed];
+  ConnectionArgs<T> a;
+  a.rows = rows(op.t0, op.t1);
+  a.width = DH;
+  a.y = y.data + r0 * y.ld;
+  a.ldy = y.ld;
+  a.p = static_cast<T>(plan_.config.dropout);
+  a.seed = buf_.dropout_seed;
+  a.stream = buf_.dropout_stream * static_cast<std::uint64_t>(plan_.layers.size()) +
+             static_cast<std::uint64_t>(op.layer);
+  a.row0 = r0;
+  if (backward) {
+    a.dout = fed.grad + r0 * DH;
+    a.dy = y.grad + r0 * y.ld;
+    ops_.connection(ConnectionKind::DropoutBackward, a);
+  } else {
+    a.out = fed.data + r0 * DH;
+    ops_.connection(ConnectionKind::DropoutForward, a);
   }
 }
 
 template <typename T>
 void StackPass<T>::connection_forward(const PassOp& op) {
+  dropout(op, false);
   const Join& j = plan_.layers[op.layer].join;
   if (j.kind == Connection::None) return;
-  const std::int64_t DH = plan_.output_size(), r0 = op.t0 * B_;
+  const std::int64_t DH = plan_.output_size(), r0 = tl_.offset[op.t0];
   const ActivationBuffers<T>& y = buf_.acts[j.y];
   const ActivationBuffers<T>& u = buf_.acts[j.u];
   ConnectionArgs<T> a;
-  a.rows = (op.t1 - op.t0) * B_;
+  a.rows = rows(op.t0, op.t1);
   a.width = DH;
   a.y = y.data + r0 * y.ld;
   a.ldy = y.ld;
@@ -375,38 +459,40 @@ void StackPass<T>::connection_forward(const PassOp& op) {
   }
   a.gate = buf_.gates[op.layer] + r0 * DH;
   a.bias = params_ + j.b_g;
-  ops_.gemm(gemm<T>(Trans::T, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.u, u.ld, a.gate, DH,
-                    false));  // z = W_g u
+  ops_.gemm(gemm<T>(Trans::T, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.u, u.ld, a.gate,
+                    DH, false));  // z = W_g u
   ops_.connection(ConnectionKind::HighwayForward, a);
 }
 
 template <typename T>
 void StackPass<T>::connection_backward(const PassOp& op) {
   const Join& j = plan_.layers[op.layer].join;
-  if (j.kind == Connection::None) return;
-  const std::int64_t DH = plan_.output_size(), r0 = op.t0 * B_;
-  const ActivationBuffers<T>& y = buf_.acts[j.y];
-  const ActivationBuffers<T>& u = buf_.acts[j.u];
-  ConnectionArgs<T> a;
-  a.rows = (op.t1 - op.t0) * B_;
-  a.width = DH;
-  a.y = y.data + r0 * y.ld;
-  a.ldy = y.ld;
-  a.u = u.data + r0 * u.ld;
-  a.ldu = u.ld;
-  a.dout = buf_.acts[j.out].grad + r0 * DH;
-  a.dy = y.grad + r0 * y.ld;
-  a.du = u.grad + r0 * u.ld;
-  if (j.kind == Connection::Residual) {
-    ops_.connection(ConnectionKind::ResidualBackward, a);
-    return;
+  if (j.kind != Connection::None) {
+    const std::int64_t DH = plan_.output_size(), r0 = tl_.offset[op.t0];
+    const ActivationBuffers<T>& y = buf_.acts[j.y];
+    const ActivationBuffers<T>& u = buf_.acts[j.u];
+    ConnectionArgs<T> a;
+    a.rows = rows(op.t0, op.t1);
+    a.width = DH;
+    a.y = y.data + r0 * y.ld;
+    a.ldy = y.ld;
+    a.u = u.data + r0 * u.ld;
+    a.ldu = u.ld;
+    a.dout = buf_.acts[j.out].grad + r0 * DH;
+    a.dy = y.grad + r0 * y.ld;
+    a.du = u.grad + r0 * u.ld;
+    if (j.kind == Connection::Residual) {
+      ops_.connection(ConnectionKind::ResidualBackward, a);
+    } else {
+      a.gate = buf_.gates[op.layer] + r0 * DH;
+      a.dz = buf_.dgates[op.layer] + r0 * DH;
+      ops_.connection(ConnectionKind::HighwayBackward, a);
+      // du += W_g^T dz
+      ops_.gemm(gemm<T>(Trans::N, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.dz, DH, a.du,
+                        u.ld, true));
+    }
   }
-  a.gate = buf_.gates[op.layer] + r0 * DH;
-  a.dz = buf_.dgates[op.layer] + r0 * DH;
-  ops_.connection(ConnectionKind::HighwayBackward, a);
-  // du += W_g^T dz
-  ops_.gemm(
-      gemm<T>(Trans::N, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.dz, DH, a.du, u.ld, true));
+  dropout(op, true);  // dJ/dy_l complete: back through the dropout mask
 }
 
 template <typename T>
@@ -414,20 +500,21 @@ void StackPass<T>::input_gradient(const PassOp& op) {
   const LayerPlan& layer = plan_.layers[op.layer];
   const UnitOffsets& u = plan_.units[op.layer * plan_.directions + op.dir];
   const UnitBuffers<T>& ub = buf_.units[op.layer * plan_.directions + op.dir];
-  const std::int64_t GH = plan_.gates * plan_.config.hidden_size, rows = (op.t1 - op.t0) * B_;
+  const std::int64_t GH = plan_.gates * plan_.config.hidden_size, r0 = tl_.offset[op.t0];
+  const std::int64_t n = rows(op.t0, op.t1);
   for (const Segment& seg : layer.inputs) {
     const ActivationBuffers<T>& act = buf_.acts[seg.act];
     // d(segment) += W_ih[:, segment]^T dgx
-    ops_.gemm(gemm<T>(Trans::N, Trans::N, plan_.activations[seg.act].width, rows, GH,
-                      params_ + u.w_ih + seg.col, layer.input_size, ub.dgx + op.t0 * B_ * GH, GH,
-                      act.grad + op.t0 * B_ * act.ld, act.ld, true));
+    ops_.gemm(gemm<T>(Trans::N, Trans::N, plan_.activations[seg.act].width, n, GH,
+                      params_ + u.w_ih + seg.col, layer.input_size, ub.dgx + r0 * GH, GH,
+                      act.grad + r0 * act.ld, act.ld, true));
   }
 }
 
 template <typename T>
 void StackPass<T>::weight_gradients(T* grads) {
   const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H, DH = plan_.output_size();
-  const std::int64_t TB = T_ * B_;
+  const std::int64_t R = tl_.rows();
   for (int unit = 0; unit < plan_.unit_count(); ++unit) {
     const UnitOffsets& u = plan_.units[unit];
     const UnitBuffers<T>& ub = buf_.units[unit];
@@ -435,44 +522,44 @@ void StackPass<T>::weight_gradients(T* grads) {
     // dW_ih^T[segment] += u_segment dgx^T
     for (const Segment& seg : layer.inputs) {
       const ActivationBuffers<T>& act = buf_.acts[seg.act];
-      ops_.gemm(gemm<T>(Trans::N, Trans::T, plan_.activations[seg.act].width, GH, TB, act.data,
+      ops_.gemm(gemm<T>(Trans::N, Trans::T, plan_.activations[seg.act].width, GH, R, act.data,
                         act.ld, ub.dgx, GH, grads + u.w_ih + seg.col, layer.input_size, true));
     }
-    // dW_hh^T += h_prev dgh^T, all h_prev of the direction as one matrix (see stack_pass.h)
-    const T* h_prev = h_at(unit, u.dir == 0 ? 0 : 2);
+    // dW_hh^T += hp dgh^T, over the h_{t-1} every step used
     if (reset_before_product(plan_)) {
-      ops_.gemm(gemm<T>(Trans::N, Trans::T, H, 2 * H, TB, h_prev, DH, ub.dgx, GH, grads + u.w_hh, H,
+      ops_.gemm(gemm<T>(Trans::N, Trans::T, H, 2 * H, R, ub.hp, H, ub.dgx, GH, grads + u.w_hh, H,
                         true));
-      ops_.gemm(gemm<T>(Trans::N, Trans::T, H, H, TB, ub.rh, H, ub.dgx + 2 * H, GH,
+      ops_.gemm(gemm<T>(Trans::N, Trans::T, H, H, R, ub.rh, H, ub.dgx + 2 * H, GH,
                         grads + u.w_hh + 2 * H * H, H, true));
     } else {
       ops_.gemm(
-          gemm<T>(Trans::N, Trans::T, H, GH, TB, h_prev, DH, ub.dgh, GH, grads + u.w_hh, H, true));
+          gemm<T>(Trans::N, Trans::T, H, GH, R, ub.hp, H, ub.dgh, GH, grads + u.w_hh, H, true));
     }
     if (u.b_ih >= 0) {  // bias gradients: column sums as GEMMs with a ones vector
-      ops_.gemm(gemm<T>(Trans::N, Trans::N, GH, 1, TB, ub.dgx, GH, buf_.ones, TB, grads + u.b_ih,
-                        GH, true));
-      ops_.gemm(gemm<T>(Trans::N, Trans::N, GH, 1, TB, ub.dgh, GH, buf_.ones, TB, grads + u.b_hh,
-                        GH, true));
+      ops_.gemm(
+          gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgx, GH, buf_.ones, R, grads + u.b_ih, GH, true));
+      ops_.gemm(
+          gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgh, GH, buf_.ones, R, grads + u.b_hh, GH, true));
     }
   }
   for (std::size_t l = 0; l < plan_.layers.size(); ++l) {
     const Join& j = plan_.layers[l].join;
     if (j.kind != Connection::Highway) continue;
     const ActivationBuffers<T>& u = buf_.acts[j.u];
-    ops_.gemm(gemm<T>(Trans::N, Trans::T, DH, DH, TB, u.data, u.ld, buf_.dgates[l], DH,
+    ops_.gemm(gemm<T>(Trans::N, Trans::T, DH, DH, R, u.data, u.ld, buf_.dgates[l], DH,
                       grads + j.w_g, DH, true));
-    ops_.gemm(gemm<T>(Trans::N, Trans::N, DH, 1, TB, buf_.dgates[l], DH, buf_.ones, TB,
+    ops_.gemm(gemm<T>(Trans::N, Trans::N, DH, 1, R, buf_.dgates[l], DH, buf_.ones, R,
                       grads + j.b_g, DH, true));
   }
 }
 
 template <typename T>
 void StackPass<T>::forward() {
-  std::vector<PassOp> program = schedule_forward(plan_, T_);
+  std::vector<PassOp> program = schedule_forward(plan_, tl_);
   stage(program, false);
   for (const PassOp& op : program) {
     switch (op.kind) {
+      case PassOpKind::InitialProjection: initial_projection(op); break;
       case PassOpKind::InputProjection: input_projection(op); break;
       case PassOpKind::Steps: steps_forward(op); break;
       case PassOpKind::Connection: connection_forward(op); break;
@@ -483,7 +570,7 @@ void StackPass<T>::forward() {
 
 template <typename T>
 void StackPass<T>::backward(T* grads) {
-  std::vector<PassOp> program = schedule_backward(plan_, T_);
+  std::vector<PassOp> program = schedule_backward(plan_, tl_);
   stage(program, true);
   for (const PassOp& op : program) {
     switch (op.kind) {

@@ -15,11 +15,14 @@
 //     so L layers cost T+L-1 sequential steps instead of L*T; layers above the first
 //     project their input one step at a time.
 //
-// Buffers (see docs/design.md): each layer writes its output straight into
-// Y_l [T+2, B, D*H]: slot t+1 holds step t of both directions side by side, slot 0 the
-// forward h0 and slot T+1 the reverse h0. So y_l needs no concatenation, step t's h_prev
-// is slot t (forward) or t+2 (reverse), and all h_prev of a direction form one matrix
-// with leading dimension D*H for the dW_hh GEMM.
+// Rows follow the Timeline (src/timeline.h): step t is rows offset[t] .. + active[t] of
+// every [rows, features] buffer, R = rows() in all. Each layer writes its output straight
+// into Y_l [B + R + B, D*H]: rows [0, B) hold the forward h0, then the R rows of y_l (both
+// directions side by side: no concatenation), then the reverse h0. So a forward step's
+// h_{t-1} is the block of step t-1 (or the h0 block), and a reverse step's is the block
+// of step t+1 (or, past the end, the reverse h0 block); a packed reverse step's rows that
+// start there read h0 and g0 = W_hh h0 instead (the kernels' `carried`). Each step keeps
+// the h_{t-1} it used in hp [R, H], so dW_hh is one GEMM.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +30,7 @@
 
 #include "ops.h"
 #include "plan.h"
+#include "timeline.h"
 
 namespace recur::detail {
 
@@ -38,16 +42,18 @@ struct ActivationBuffers {
   std::int64_t ld = 0;
 };
 
-// One layer-direction's buffers.
+// One layer-direction's buffers (R = timeline rows).
 template <typename T>
 struct UnitBuffers {
-  T* cs = nullptr;     // [T+1, B, H] cell states (LSTM)
-  T* gx = nullptr;     // [T, B, G*H] input projections
+  T* cs = nullptr;     // [B + R + B, H] cell states (LSTM), laid out like Y_l
+  T* gx = nullptr;     // [R, G*H] input projections
   T* gh = nullptr;     // [B, G*H] this step's recurrent projection
-  T* saved = nullptr;  // [T, B, S*H] training; [B, S*H] reset-before-product inference
-  T* rh = nullptr;     // [T, B, H] training; [B, H] inference (reset-before-product)
-  T* dgx = nullptr;    // [T, B, G*H]
-  T* dgh = nullptr;    // [T, B, G*H]; equals dgx except for the linear-before-reset GRU
+  T* g0 = nullptr;     // [B, G*H] W_hh h0 for rows that start mid-pass (packed reverse)
+  T* hp = nullptr;     // [R, H] the h_{t-1} each step used (training)
+  T* saved = nullptr;  // [R, S*H] training; [B, S*H] reset-before-product inference
+  T* rh = nullptr;     // [R, H] training; [B, H] inference (reset-before-product)
+  T* dgx = nullptr;    // [R, G*H]
+  T* dgh = nullptr;    // [R, G*H]; equals dgx except for the linear-before-reset GRU
   T* dh = nullptr;     // [B, H]
   T* dc = nullptr;     // [B, H]
   T* drh = nullptr;    // [B, H]
@@ -56,15 +62,17 @@ struct UnitBuffers {
 template <typename T>
 struct StackBuffers {
   bool training = false;
-  std::vector<T*> ys;                      // per layer: Y_l [T+2, B, D*H]
+  std::uint64_t dropout_seed = 0, dropout_stream = 0;  // Philox key and stream of this pass
+  std::vector<T*> ys;                      // per layer: Y_l [B + R + B, D*H]
   std::vector<ActivationBuffers<T>> acts;  // per activation of the plan
   std::vector<UnitBuffers<T>> units;       // per unit, index l*D + d
-  std::vector<T*> gates;                   // per layer: highway gate [T, B, D*H] or null
-  std::vector<T*> dgates;                  // per layer: highway dJ/dz [T, B, D*H] or null
-  const T* ones = nullptr;                 // [T*B] of 1s for bias gradients
+  std::vector<T*> gates;                   // per layer: highway gate [R, D*H] or null
+  std::vector<T*> dgates;                  // per layer: highway dJ/dz [R, D*H] or null
+  const T* ones = nullptr;                 // [R] of 1s for bias gradients
 };
 
 enum class PassOpKind {
+  InitialProjection,  // g0 = W_hh h0 of a packed reverse unit
   InputProjection,
   Steps,
   Connection,
@@ -78,24 +86,32 @@ struct UnitStep {
   std::int64_t t = 0;
 };
 
+// One batched GEMM of a Steps op: the units steps[first .. first+count) (reordered so that
+// units with equal active rows are adjacent) share n = their active rows.
+struct GemmGroup {
+  std::size_t first = 0, count = 0;
+  std::int64_t n = 0;
+  std::size_t table = 0;  // their A, B and C pointers in the staged table
+};
+
 struct PassOp {
   PassOpKind kind = PassOpKind::Steps;
   int layer = 0, dir = 0;
   std::int64_t t0 = 0, t1 = 0;
-  std::vector<UnitStep> steps;  // Steps / StepsBackward
-  std::size_t table = 0;        // first pointer of this op's batched-GEMM tables
+  std::vector<UnitStep> steps;          // Steps / StepsBackward
+  std::vector<GemmGroup> groups[2];     // per GEMM of the step (two for reset-before-product)
 };
 
-// The forward and backward programs for a plan and T steps.
-std::vector<PassOp> schedule_forward(const Plan& plan, std::int64_t steps);
-std::vector<PassOp> schedule_backward(const Plan& plan, std::int64_t steps);
+// The forward and backward programs for a plan and a timeline.
+std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& timeline);
+std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& timeline);
 
 template <typename T>
 class StackPass {
  public:
-  StackPass(const Plan& plan, Ops<T>& ops, std::int64_t steps, std::int64_t batch,
+  StackPass(const Plan& plan, Ops<T>& ops, const Timeline& timeline,
             const StackBuffers<T>& buffers, const T* params)
-      : plan_(plan), ops_(ops), T_(steps), B_(batch), buf_(buffers), params_(params) {}
+      : plan_(plan), ops_(ops), tl_(timeline), B_(timeline.batch), buf_(buffers), params_(params) {}
 
   // Runs the forward program; h0/c0 are already in place (see the engine).
   void forward();
@@ -105,6 +121,7 @@ class StackPass {
 
  private:
   void stage(std::vector<PassOp>& program, bool backward);
+  void initial_projection(const PassOp& op);
   void input_projection(const PassOp& op);
   void steps_forward(const PassOp& op);
   void connection_forward(const PassOp& op);
@@ -115,12 +132,22 @@ class StackPass {
 
   StepForward<T> step_forward_args(const UnitStep& s) const;
   StepBackward<T> step_backward_args(const UnitStep& s) const;
-  T* h_at(int unit, std::int64_t slot) const;
+  // Row of Y_l / cs holding h_{t-1} (prev) or h_t of unit `unit` at step t.
+  std::int64_t prev_row(int unit, std::int64_t t) const;
+  std::int64_t out_row(std::int64_t t) const { return B_ + tl_.offset[t]; }
+  std::int64_t h0_row(int unit) const;
+  T* y_at(int unit, std::int64_t row) const;
+  std::int64_t carried(int unit, std::int64_t t) const;
+  std::int64_t rows(std::int64_t t0, std::int64_t t1) const {
+    return tl_.offset[t1] - tl_.offset[t0];
+  }
+  void dropout(const PassOp& op, bool backward);
   const T* param(std::int64_t offset) const { return offset >= 0 ? params_ + offset : nullptr; }
 
   const Plan& plan_;
   Ops<T>& ops_;
-  std::int64_t T_, B_;
+  const Timeline& tl_;
+  std::int64_t B_;
   const StackBuffers<T>& buf_;
   const T* params_;
   std::vector<const void*> table_;  // host pointer tables of the program being run

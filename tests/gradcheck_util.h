@@ -9,6 +9,9 @@ namespace recur::test {
 // Everything that J = sum(wy*y) + sum(wh*h_n) + sum(wc*c_n) depends on.
 struct Problem {
   Tensor x, h0, c0, wy, wh, wc;
+  std::vector<std::int64_t> lengths;  // empty: full length
+  bool training = false;              // evaluate J in Mode::Training (dropout)
+  std::uint64_t dropout_seed = 0;     // reset before every evaluation: the same masks
 };
 
 inline Problem make_problem(const Rnn& rnn, std::int64_t steps, std::int64_t batch, Random& rng) {
@@ -16,9 +19,11 @@ inline Problem make_problem(const Rnn& rnn, std::int64_t steps, std::int64_t bat
   const std::int64_t ld = c.num_layers * (c.bidirectional ? 2 : 1);
   const std::int64_t out = (c.bidirectional ? 2 : 1) * c.hidden_size;
   Problem p;
-  p.x = rng.tensor<double>({steps, batch, c.input_size});
+  p.x = c.batch_first ? rng.tensor<double>({batch, steps, c.input_size})
+                      : rng.tensor<double>({steps, batch, c.input_size});
   p.h0 = rng.tensor<double>({ld, batch, c.hidden_size});
-  p.wy = rng.tensor<double>({steps, batch, out});
+  p.wy = c.batch_first ? rng.tensor<double>({batch, steps, out})
+                       : rng.tensor<double>({steps, batch, out});
   p.wh = rng.tensor<double>({ld, batch, c.hidden_size});
   if (has_cell_state(c.cell)) {
     p.c0 = rng.tensor<double>({ld, batch, c.hidden_size});
@@ -39,7 +44,9 @@ inline double dot(const Tensor& a, const Tensor& b, double* abs_sum) {
 }
 
 inline double loss(Rnn& rnn, const Problem& p, double* jabs) {
-  ForwardResult r = rnn.forward(p.x, p.h0, p.c0, Mode::Inference);
+  if (p.training) rnn.set_dropout_seed(p.dropout_seed);
+  ForwardResult r =
+      rnn.forward(p.x, p.h0, p.c0, p.training ? Mode::Training : Mode::Inference, p.lengths);
   double a = 0;
   const double j = dot(r.y, p.wy, &a) + dot(r.h_n, p.wh, &a) + dot(r.c_n, p.wc, &a);
   if (jabs) *jabs = a;
@@ -64,16 +71,23 @@ inline std::vector<double> numeric(Rnn& rnn, const Problem& p, const TensorView&
 }
 
 // Runs forward + backward on `rnn` (float64, CPU) and checks every gradient against
-// central differences. The accumulation depth is T * (widest K) * layers.
+// central differences. The accumulation depth is T * (widest K) * layers. With `lengths`,
+// a variable-length batch; with `training`, J is evaluated in Mode::Training with the
+// dropout masks fixed by resetting the seed before every forward.
 inline void check_all_gradients(Rnn& rnn, std::int64_t steps, std::int64_t batch,
-                                std::uint64_t seed) {
+                                std::uint64_t seed, const std::vector<std::int64_t>& lengths = {},
+                                bool training = false) {
   Random rng(seed);
   // Wider weights than the default init, so that gates are not all near their midpoint.
   rnn.parameters().copy_from(
       rng.tensor<double>({rnn.parameters().numel()}, Device::cpu(), -0.8, 0.8));
   rnn.zero_grad();
-  const Problem p = make_problem(rnn, steps, batch, rng);
-  rnn.forward(p.x, p.h0, p.c0, Mode::Training);
+  Problem p = make_problem(rnn, steps, batch, rng);
+  p.lengths = lengths;
+  p.training = training;
+  p.dropout_seed = seed;
+  rnn.set_dropout_seed(p.dropout_seed);
+  rnn.forward(p.x, p.h0, p.c0, Mode::Training, p.lengths);
   BackwardResult g = rnn.backward(p.wy, p.wh, p.wc);
 
   const RnnConfig& c = rnn.config();

@@ -48,6 +48,8 @@ StepOut run_forward(const F& f, const StepData& d, bool keep_saved = true) {
   a.batch = kB;
   a.hidden = kH;
   a.ldh = kH;
+  a.active = kB;
+  a.carried = kB;
   a.gx = d.gx.data();
   a.gh = d.gh.data();
   a.b_ih = d.b_ih.data();
@@ -164,6 +166,8 @@ void check_gru_rbp(Fn sig, Fn th, Random& rng) {
   a.batch = kB;
   a.hidden = kH;
   a.ldh = kH;
+  a.active = kB;
+  a.carried = kB;
   a.gx = d.gx.data();
   a.gh = d.gh.data();
   a.b_ih = d.b_ih.data();
@@ -197,6 +201,48 @@ TEST(CellForward, GruResetBeforeProductMatchesFormula) {
       kSig, kTanh, rng);
   check_gru_rbp<kernels::GruRbpGatesForward<double, Identity>,
                 kernels::GruRbpOutputForward<double, Identity>>(kId, kId, rng);
+}
+
+// Rows that start mid-pass (a packed reverse direction) read h0, c0 and g0 instead of
+// h_prev, c_prev and gh; rows at or past `active` are not touched.
+TEST(CellForward, StartingRowsReadInitialStatesAndInactiveRowsAreUntouched) {
+  Random rng(6);
+  StepData d(4, 4, rng);
+  const StepOut carried = run_forward(kernels::LstmForward<double>{}, d);
+  StepOut fresh;
+  fresh.h.assign(kB * kH, 7.0);
+  fresh.c.assign(kB * kH, 7.0);
+  fresh.saved.assign(kB * 4 * kH, 0.0);
+  std::vector<double> garbage(kB * 4 * kH, 1e6);
+  StepForward<double> a;
+  a.batch = kB;
+  a.hidden = kH;
+  a.ldh = kH;
+  a.active = kB - 1;  // the last row is past its sequence's end
+  a.carried = 1;      // rows 1.. start here
+  a.gx = d.gx.data();
+  a.gh = garbage.data();
+  a.g0 = d.gh.data();
+  a.b_ih = d.b_ih.data();
+  a.b_hh = d.b_hh.data();
+  a.h_prev = garbage.data();
+  a.c_prev = garbage.data();
+  a.h0 = d.h_prev.data();
+  a.c0 = d.c_prev.data();
+  a.h = fresh.h.data();
+  a.c = fresh.c.data();
+  a.saved = fresh.saved.data();
+  for (std::int64_t i = 0; i < kB * kH; ++i) kernels::LstmForward<double>{}(i, a);
+  for (std::int64_t b = 1; b < kB - 1; ++b) {
+    for (std::int64_t j = 0; j < kH; ++j) {
+      EXPECT_EQ(fresh.h[b * kH + j], carried.h[b * kH + j]) << b;
+      EXPECT_EQ(fresh.c[b * kH + j], carried.c[b * kH + j]) << b;
+    }
+  }
+  for (std::int64_t j = 0; j < kH; ++j) {
+    EXPECT_NE(fresh.h[j], carried.h[j]);            // row 0 carried the garbage over
+    EXPECT_EQ(fresh.h[(kB - 1) * kH + j], 7.0);     // inactive: untouched
+  }
 }
 
 TEST(CellForward, InferenceWritesNothingSaved) {
@@ -271,6 +317,8 @@ void check_backward(int gates, int saved, bool has_c, std::uint64_t seed) {
   a.batch = kB;
   a.hidden = kH;
   a.ldh = kH;
+  a.active = kB;
+  a.carried = kB;
   a.dy = dy.data();
   a.h = o.h.data();
   a.h_prev = d.h_prev.data();
@@ -340,6 +388,8 @@ void check_gru_rbp_backward(std::uint64_t seed) {
   a.batch = kB;
   a.hidden = kH;
   a.ldh = kH;
+  a.active = kB;
+  a.carried = kB;
   a.h_prev = d.h_prev.data();
   a.saved = o.saved.data();
   a.dh = dh.data();

@@ -38,7 +38,12 @@ void check_case(const GoldenCase& gc) {
   const bool lstm = has_cell_state(gc.cell);
   auto opt = [&](const char* name) { return g.count(name) ? to_tensor<T>(g.at(name)) : Tensor(); };
   Tensor c0 = opt("c0"), dc_n = opt("dc_n");
-  ForwardResult f = rnn.forward(to_tensor<T>(x), to_tensor<T>(g.at("h0")), c0);
+  std::vector<std::int64_t> lengths;
+  if (g.count("lengths")) {
+    for (double v : g.at("lengths").values) lengths.push_back(static_cast<std::int64_t>(v));
+  }
+  ForwardResult f = rnn.forward(to_tensor<T>(x), to_tensor<T>(g.at("h0")), c0, Mode::Training,
+                                lengths);
   BackwardResult b = rnn.backward(to_tensor<T>(g.at("dy")), to_tensor<T>(g.at("dh_n")), dc_n);
 
   // Accumulation depth: a GEMM of K = in + H per step, over T steps and L layers; twice for
@@ -82,6 +87,11 @@ const GoldenCase kGolden[] = {
     {"gru_l3_bi", CellKind::GruLinearBeforeReset},
     {"rnn_tanh_l3", CellKind::RnnTanh},
     {"lstm_l3", CellKind::Lstm},
+    {"lstm_l2_bi_packed_sorted", CellKind::Lstm},
+    {"lstm_l2_bi_packed", CellKind::Lstm},
+    {"gru_l2_bi_packed_sorted", CellKind::GruLinearBeforeReset},
+    {"gru_l2_bi_packed", CellKind::GruLinearBeforeReset},
+    {"lstm_l3_packed", CellKind::Lstm},
 };
 
 std::string golden_name(const ::testing::TestParamInfo<GoldenCase>& p) { return p.param.file; }

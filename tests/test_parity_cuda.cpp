@@ -170,6 +170,7 @@ struct StepTwins {
   static constexpr std::int64_t B = 5, H = 67;  // B*H not a multiple of the block size
   Random rng;
   Twin<T> gx, gh, b_ih, b_hh, h_prev, c_prev, h, c, saved, rh, dy, drh, dh, dc, dgx, dgh;
+  Twin<T> h0, c0, g0, hp;
   explicit StepTwins(std::uint64_t seed)
       : rng(seed),
         gx(rng, B * 4 * H, -2, 2),
@@ -187,17 +188,24 @@ struct StepTwins {
         dh(rng, B * H),
         dc(rng, B * H),
         dgx(rng, B * 4 * H),
-        dgh(rng, B * 4 * H) {}
+        dgh(rng, B * 4 * H),
+        h0(rng, B * H),
+        c0(rng, B * H),
+        g0(rng, B * 4 * H, -2, 2),
+        hp(rng, B * H) {}
 
   kernels::StepForward<T> forward(bool gpu) const {
     kernels::StepForward<T> a;
     a.batch = B;
     a.hidden = H;
     a.ldh = H;
+    a.active = B;
+    a.carried = B - 2;  // the last rows start from h0 / c0 / g0
     auto p = [gpu](const Twin<T>& t) { return gpu ? t.g() : t.c(); };
     a.gx = p(gx), a.gh = p(gh), a.b_ih = p(b_ih), a.b_hh = p(b_hh);
     a.h_prev = p(h_prev), a.c_prev = p(c_prev), a.h = p(h), a.c = p(c);
     a.saved = p(saved), a.rh = p(rh);
+    a.h0 = p(h0), a.c0 = p(c0), a.g0 = p(g0), a.hp = p(hp);
     return a;
   }
   kernels::StepBackward<T> backward(bool gpu) const {
@@ -205,15 +213,18 @@ struct StepTwins {
     a.batch = B;
     a.hidden = H;
     a.ldh = H;
+    a.active = B;
+    a.carried = B - 2;  // the last rows start from h0 / c0 / g0
     auto p = [gpu](const Twin<T>& t) { return gpu ? t.g() : t.c(); };
     a.dy = p(dy), a.h = p(h), a.h_prev = p(h_prev), a.c = p(c), a.c_prev = p(c_prev);
     a.saved = p(saved), a.drh = p(drh), a.dh = p(dh), a.dc = p(dc), a.dgx = p(dgx), a.dgh = p(dgh);
+    a.c0 = p(c0);
     return a;
   }
   // Every output buffer, compared.
   void expect_equal_outputs(const char* what) const {
     const Tolerance tol = tolerance_for_depth<T>(4);
-    for (const Twin<T>* t : {&h, &c, &saved, &rh, &dh, &dc, &dgx, &dgh}) {
+    for (const Twin<T>* t : {&h, &c, &saved, &rh, &dh, &dc, &dgx, &dgh, &hp}) {
       EXPECT_TRUE(all_close(t->from_gpu(), t->from_cpu(), tol)) << what;
     }
   }
@@ -369,6 +380,47 @@ TEST(CudaModel, TrainingStepIsBitwiseDeterministic) {
       first = all;
     } else {
       EXPECT_EQ(all, first) << "run " << run;  // the same bits, no atomics
+    }
+  }
+}
+
+// Variable lengths, dropout and batch-first on the GPU against the CPU: the same masks
+// for the same seed and step.
+TEST(CudaModel, PackedBatchesWithDropoutMatchTheCpu) {
+  RECUR_REQUIRE_GPU();
+  for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset,
+                        CellKind::GruResetBeforeProduct, CellKind::RnnTanh}) {
+    for (bool bi : {false, true}) {
+      for (bool batch_first : {false, true}) {
+        RnnConfig c;
+        c.cell = cell;
+        c.input_size = 24;
+        c.hidden_size = 40;
+        c.num_layers = 3;
+        c.bidirectional = bi;
+        c.connection = Connection::Dense;
+        c.dropout = 0.3;
+        c.batch_first = batch_first;
+        Rnn cpu(c, Device::cpu(), 9), gpu(c, kGpu, 9);
+        const std::int64_t T_ = 11, B = 6, DH = (bi ? 2 : 1) * 40;
+        const std::vector<std::int64_t> lengths = {4, 11, 1, 7, 11, 2};
+        Random rng(10);
+        const Shape xs = batch_first ? Shape{B, T_, 24} : Shape{T_, B, 24};
+        const Shape ys = batch_first ? Shape{B, T_, DH} : Shape{T_, B, DH};
+        Tensor x = rng.tensor<float>(xs), dy = rng.tensor<float>(ys);
+        Tensor xg = x.to(kGpu), dyg = dy.to(kGpu);
+        ForwardResult fc = cpu.forward(x, {}, {}, Mode::Training, lengths);
+        ForwardResult fg = gpu.forward(xg, {}, {}, Mode::Training, lengths);
+        const double depth = static_cast<double>(T_ * (24 + 3 * DH + 40) * 3);
+        const Tolerance fwd = tolerance_for_depth<float>(depth);
+        const Tolerance bwd = tolerance_for_depth<float>(2 * depth);
+        EXPECT_TRUE(all_close(fg.y.to_vector<float>(), fc.y.to_vector<float>(), fwd));
+        EXPECT_TRUE(all_close(fg.h_n.to_vector<float>(), fc.h_n.to_vector<float>(), fwd));
+        BackwardResult bc = cpu.backward(dy), bg = gpu.backward(dyg);
+        EXPECT_TRUE(all_close(bg.dx.to_vector<float>(), bc.dx.to_vector<float>(), bwd));
+        EXPECT_TRUE(
+            all_close(gpu.gradients().to_vector<float>(), cpu.gradients().to_vector<float>(), bwd));
+      }
     }
   }
 }

@@ -89,18 +89,34 @@ class RECUR_API Rnn {
   void set_cuda_stream(void* stream);
   void synchronize();
 
+  // Dropout masks (config.dropout > 0) come from Philox-4x32-10 keyed by the seed, with a
+  // new stream for every Mode::Training forward: the n-th training forward after
+  // set_dropout_seed(s) draws the same masks on the CPU and on a GPU. The default seed is
+  // the constructor's.
+  void set_dropout_seed(std::uint64_t seed);
+  // Training forwards since the seed was set (the stream the next one uses).
+  std::uint64_t dropout_step() const;
+
   // Re-draws every parameter from U(-1/sqrt(H), 1/sqrt(H)), deterministically from `seed`.
   void reset_parameters(std::uint64_t seed);
   // Sets every gradient to zero.
   void zero_grad();
 
-  // x [T, B, I]; h0, c0 [L*D, B, H] or undefined (zeros). c0 only for LSTM. Every tensor must
-  // have the model's dtype and device. In Mode::Training the input and the activations
-  // are kept for one backward().
+  // x [T, B, I] ([B, T, I] when config.batch_first); h0, c0 [L*D, B, H] or undefined
+  // (zeros). c0 only for LSTM. Every tensor must have the model's dtype and device. In
+  // Mode::Training the input and the activations are kept for one backward().
+  //
+  // lengths: empty, or B lengths, each in 1..T, in any order: sequence b is x[0..len_b)
+  // and the rest is padding, PyTorch's PackedSequence semantics. Its outputs past its end
+  // are zero, its final states are those after its last step, and the reverse direction
+  // starts at its last step. Steps past the longest sequence are not computed, and each
+  // step computes only the sequences still running, so a batch costs about the sum of
+  // its lengths, not B*T.
   ForwardResult forward(const TensorView& x, const TensorView& h0 = {}, const TensorView& c0 = {},
-                        Mode mode = Mode::Training);
+                        Mode mode = Mode::Training, const std::vector<std::int64_t>& lengths = {});
 
-  // dy [T, B, D*H], dh_n, dc_n [L*D, B, H], each optional (undefined = zeros), matching the
+  // dy [T, B, D*H] ([B, T, D*H] batch-first), dh_n, dc_n [L*D, B, H], each optional
+  // (undefined = zeros; dy's padding is ignored), matching the
   // last Mode::Training forward(). Adds dJ/dθ into gradients() and returns dx, dh0 and
   // dc0. Consumes the saved forward state: a second backward() needs a new forward().
   BackwardResult backward(const TensorView& dy, const TensorView& dh_n = {},

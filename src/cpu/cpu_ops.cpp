@@ -73,6 +73,17 @@ const void* const* CpuOps<T>::stage_pointers(const void* const* host, std::size_
 }
 
 template <typename T>
+const std::int64_t* CpuOps<T>::stage_indices(const std::int64_t* host, std::size_t) {
+  return host;
+}
+
+template <typename T>
+void CpuOps<T>::gather(const GatherArgs<T>& args) {
+  const kernels::GatherRows<T> functor;
+  for_each_element(args.rows * args.width, [&](std::int64_t i) { functor(i, args); });
+}
+
+template <typename T>
 void CpuOps<T>::step_forward(StepKind kind, const StepForward<T>* units, int count) {
   kernels::dispatch_forward<T>(kind, [&](auto functor) {
     for (int u = 0; u < count; ++u) {

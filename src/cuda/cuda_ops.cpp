@@ -122,6 +122,21 @@ class CudaOps final : public Ops<T> {
     return static_cast<const void* const*>(table_);
   }
 
+  const std::int64_t* stage_indices(const std::int64_t* host, std::size_t count) override {
+    if (count == 0) return nullptr;
+    if (count > rows_capacity_) {
+      if (rows_ != nullptr) RECUR_CUDA_CHECK(cudaFree(rows_));
+      rows_ = nullptr;
+      RECUR_CUDA_CHECK(cudaMalloc(&rows_, count * sizeof(std::int64_t)));
+      rows_capacity_ = count;
+    }
+    RECUR_CUDA_CHECK(cudaMemcpyAsync(rows_, host, count * sizeof(std::int64_t),
+                                     cudaMemcpyHostToDevice, stream_));
+    return static_cast<const std::int64_t*>(rows_);
+  }
+
+  void gather(const GatherArgs<T>& args) override { kernels::launch_gather(args, stream_); }
+
   void step_forward(StepKind kind, const StepForward<T>* units, int count) override {
     kernels::launch_step_forward(kind, units, count, stream_);
   }
@@ -157,6 +172,8 @@ class CudaOps final : public Ops<T> {
   void release() noexcept {
     if (table_ != nullptr) cudaFree(table_);
     table_ = nullptr;
+    if (rows_ != nullptr) cudaFree(rows_);
+    rows_ = nullptr;
     if (blas_ != nullptr) cublasDestroy(blas_);
     if (own_stream_ != nullptr) cudaStreamDestroy(own_stream_);
     blas_ = nullptr;
@@ -169,6 +186,8 @@ class CudaOps final : public Ops<T> {
   cublasHandle_t blas_ = nullptr;
   void* table_ = nullptr;  // staged pointer tables for batched GEMMs
   std::size_t table_capacity_ = 0;
+  void* rows_ = nullptr;  // staged row indices for gathers
+  std::size_t rows_capacity_ = 0;
 };
 
 }  // namespace

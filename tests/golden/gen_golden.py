@@ -82,7 +82,8 @@ def make_model(kind, I, H, bias, layers, bidirectional):
     return ManualRnn(kind, I, H, bias)
 
 
-def golden_case(name, kind, T, B, I, H, bias=True, seed=0, layers=1, bidirectional=False):
+def golden_case(name, kind, T, B, I, H, bias=True, seed=0, layers=1, bidirectional=False,
+                lengths=None):
     torch.manual_seed(seed)
     model = make_model(kind, I, H, bias, layers, bidirectional)
     lstm = kind == "lstm"
@@ -90,11 +91,15 @@ def golden_case(name, kind, T, B, I, H, bias=True, seed=0, layers=1, bidirection
     x = torch.empty(T, B, I).uniform_(-1, 1).requires_grad_()
     h0 = torch.empty(LD, B, H).uniform_(-1, 1).requires_grad_()
     c0 = torch.empty(LD, B, H).uniform_(-1, 1).requires_grad_() if lstm else None
-    if lstm:
-        y, (hn, cn) = model(x, (h0, c0))
+    state = (h0, c0) if lstm else h0
+    if lengths is not None:  # PackedSequence, lengths in any order
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            x, torch.tensor(lengths), enforce_sorted=False)
+        y, state = model(packed, state)
+        y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, total_length=T)
     else:
-        y, hn = model(x, h0)
-        cn = None
+        y, state = model(x, state)
+    hn, cn = state if lstm else (state, None)
     dy = torch.empty_like(y).uniform_(-1, 1)
     dhn = torch.empty_like(hn).uniform_(-1, 1)
     loss = (y * dy).sum() + (hn * dhn).sum()
@@ -106,6 +111,8 @@ def golden_case(name, kind, T, B, I, H, bias=True, seed=0, layers=1, bidirection
     for pname, p in model.named_parameters():
         out[pname] = p
     out.update(x=x, h0=h0, dy=dy, dh_n=dhn, y=y, h_n=hn)
+    if lengths is not None:
+        out["lengths"] = torch.tensor(lengths, dtype=torch.float64)
     if lstm:
         out.update(c0=c0, dc_n=dcn, c_n=cn)
     out.update(dx=x.grad, dh0=h0.grad)
@@ -134,6 +141,12 @@ CASES = [
     ("gru_l3_bi", "gru", 4, 2, 5, 4, True, 11, 3, True),
     ("rnn_tanh_l3", "rnn_tanh", 6, 3, 4, 5, True, 12, 3, False),
     ("lstm_l3", "lstm", 6, 2, 4, 5, True, 13, 3, False),
+    # Variable length (pack_padded_sequence): sorted and unsorted lengths.
+    ("lstm_l2_bi_packed_sorted", "lstm", 6, 4, 3, 5, True, 14, 2, True, [6, 5, 3, 1]),
+    ("lstm_l2_bi_packed", "lstm", 6, 4, 3, 5, True, 15, 2, True, [2, 6, 1, 4]),
+    ("gru_l2_bi_packed_sorted", "gru", 6, 4, 3, 5, True, 16, 2, True, [6, 6, 4, 2]),
+    ("gru_l2_bi_packed", "gru", 6, 4, 3, 5, True, 17, 2, True, [3, 1, 6, 5]),
+    ("lstm_l3_packed", "lstm", 5, 3, 4, 4, True, 18, 3, False, [2, 5, 3]),
 ]
 
 if __name__ == "__main__":
