@@ -103,8 +103,8 @@ template <typename T>
 void launch_gather(const GatherArgs<T>& args, void* stream) {
   const std::int64_t n = args.rows * args.width;
   if (n == 0) return;
-  apply_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      GatherRows<T>{}, n, args);
+  apply_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(GatherRows<T>{},
+                                                                                  n, args);
   check_launch("gather kernel");
 }
 

@@ -57,10 +57,10 @@ class Arena {
 // is staged once per pass.
 struct RowMaps {
   std::vector<std::int64_t> table;
-  std::size_t to_packed = 0;   // [R]: packed row <- caller's row
-  std::size_t to_caller = 0;   // [T*B]: caller's row <- packed row, or -1 (padding)
-  std::size_t state_in = 0;    // [L*D*B]: sorted state row <- caller's state row
-  std::size_t state_out = 0;   // [L*D*B]: caller's state row <- sorted state row
+  std::size_t to_packed = 0;     // [R]: packed row <- caller's row
+  std::size_t to_caller = 0;     // [T*B]: caller's row <- packed row, or -1 (padding)
+  std::size_t state_in = 0;      // [L*D*B]: sorted state row <- caller's state row
+  std::size_t state_out = 0;     // [L*D*B]: caller's state row <- sorted state row
   std::size_t last[2] = {0, 0};  // [B] per direction: Y_l row of the final state, by caller's b
 
   RowMaps(const Timeline& tl, std::int64_t caller_steps, bool batch_first, std::int64_t units) {
@@ -89,7 +89,8 @@ struct RowMaps {
     }
     // Final states: forward after the sequence's last step, reverse after step 0.
     last[0] = table.size();
-    for (std::int64_t b = 0; b < B; ++b) table.push_back(B + tl.offset[tl.length[b] - 1] + tl.rank[b]);
+    for (std::int64_t b = 0; b < B; ++b)
+      table.push_back(B + tl.offset[tl.length[b] - 1] + tl.rank[b]);
     last[1] = table.size();
     for (std::int64_t b = 0; b < B; ++b) table.push_back(B + tl.rank[b]);
   }

@@ -18,8 +18,8 @@
 namespace recur::detail {
 
 using kernels::ConnectionArgs;
-using kernels::GatherArgs;
 using kernels::ConnectionKind;
+using kernels::GatherArgs;
 using kernels::StepBackward;
 using kernels::StepForward;
 using kernels::StepKind;

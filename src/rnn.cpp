@@ -179,8 +179,8 @@ ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const Tens
                 "value " + std::to_string(static_cast<int>(mode)));
   }
   const std::uint64_t stream = impl_->dropout_step;
-  ForwardResult out = impl_->engine->forward(x, h0, c0, mode, lengths, impl_->dropout_seed, stream,
-                                             impl_->params);
+  ForwardResult out =
+      impl_->engine->forward(x, h0, c0, mode, lengths, impl_->dropout_seed, stream, impl_->params);
   if (mode == Mode::Training) ++impl_->dropout_step;
   return out;
 }

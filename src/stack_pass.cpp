@@ -90,7 +90,8 @@ std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl) {
     for (int d = 0; d < D; ++d) {
       program.push_back(range_op(PassOpKind::InputProjection, l, d, 0, T));
       // Packed reverse passes start sequences mid-way: their first W_hh h0, ahead.
-      if (d == 1 && !tl.uniform) program.push_back(range_op(PassOpKind::InitialProjection, l, d, 0, T));
+      if (d == 1 && !tl.uniform)
+        program.push_back(range_op(PassOpKind::InitialProjection, l, d, 0, T));
     }
     for (std::int64_t s = 0; s < T; ++s) {
       std::vector<UnitStep> steps = {{l * D, s}};
@@ -248,7 +249,8 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
       for (GemmGroup& g : op.groups[gemm]) {
         g.table = table_.size();
         const auto units = [&](auto f) {
-          for (std::size_t i = g.first; i < g.first + g.count; ++i) table_.push_back(f(op.steps[i]));
+          for (std::size_t i = g.first; i < g.first + g.count; ++i)
+            table_.push_back(f(op.steps[i]));
         };
         units(a_of);
         units(b_of);
@@ -459,8 +461,8 @@ void StackPass<T>::connection_forward(const PassOp& op) {
   }
   a.gate = buf_.gates[op.layer] + r0 * DH;
   a.bias = params_ + j.b_g;
-  ops_.gemm(gemm<T>(Trans::T, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.u, u.ld, a.gate,
-                    DH, false));  // z = W_g u
+  ops_.gemm(gemm<T>(Trans::T, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.u, u.ld, a.gate, DH,
+                    false));  // z = W_g u
   ops_.connection(ConnectionKind::HighwayForward, a);
 }
 
@@ -527,8 +529,8 @@ void StackPass<T>::weight_gradients(T* grads) {
     }
     // dW_hh^T += hp dgh^T, over the h_{t-1} every step used
     if (reset_before_product(plan_)) {
-      ops_.gemm(gemm<T>(Trans::N, Trans::T, H, 2 * H, R, ub.hp, H, ub.dgx, GH, grads + u.w_hh, H,
-                        true));
+      ops_.gemm(
+          gemm<T>(Trans::N, Trans::T, H, 2 * H, R, ub.hp, H, ub.dgx, GH, grads + u.w_hh, H, true));
       ops_.gemm(gemm<T>(Trans::N, Trans::T, H, H, R, ub.rh, H, ub.dgx + 2 * H, GH,
                         grads + u.w_hh + 2 * H * H, H, true));
     } else {
@@ -536,10 +538,10 @@ void StackPass<T>::weight_gradients(T* grads) {
           gemm<T>(Trans::N, Trans::T, H, GH, R, ub.hp, H, ub.dgh, GH, grads + u.w_hh, H, true));
     }
     if (u.b_ih >= 0) {  // bias gradients: column sums as GEMMs with a ones vector
-      ops_.gemm(
-          gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgx, GH, buf_.ones, R, grads + u.b_ih, GH, true));
-      ops_.gemm(
-          gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgh, GH, buf_.ones, R, grads + u.b_hh, GH, true));
+      ops_.gemm(gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgx, GH, buf_.ones, R, grads + u.b_ih, GH,
+                        true));
+      ops_.gemm(gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgh, GH, buf_.ones, R, grads + u.b_hh, GH,
+                        true));
     }
   }
   for (std::size_t l = 0; l < plan_.layers.size(); ++l) {
@@ -548,8 +550,8 @@ void StackPass<T>::weight_gradients(T* grads) {
     const ActivationBuffers<T>& u = buf_.acts[j.u];
     ops_.gemm(gemm<T>(Trans::N, Trans::T, DH, DH, R, u.data, u.ld, buf_.dgates[l], DH,
                       grads + j.w_g, DH, true));
-    ops_.gemm(gemm<T>(Trans::N, Trans::N, DH, 1, R, buf_.dgates[l], DH, buf_.ones, R,
-                      grads + j.b_g, DH, true));
+    ops_.gemm(gemm<T>(Trans::N, Trans::N, DH, 1, R, buf_.dgates[l], DH, buf_.ones, R, grads + j.b_g,
+                      DH, true));
   }
 }
 

@@ -63,12 +63,12 @@ template <typename T>
 struct StackBuffers {
   bool training = false;
   std::uint64_t dropout_seed = 0, dropout_stream = 0;  // Philox key and stream of this pass
-  std::vector<T*> ys;                      // per layer: Y_l [B + R + B, D*H]
-  std::vector<ActivationBuffers<T>> acts;  // per activation of the plan
-  std::vector<UnitBuffers<T>> units;       // per unit, index l*D + d
-  std::vector<T*> gates;                   // per layer: highway gate [R, D*H] or null
-  std::vector<T*> dgates;                  // per layer: highway dJ/dz [R, D*H] or null
-  const T* ones = nullptr;                 // [R] of 1s for bias gradients
+  std::vector<T*> ys;                                  // per layer: Y_l [B + R + B, D*H]
+  std::vector<ActivationBuffers<T>> acts;              // per activation of the plan
+  std::vector<UnitBuffers<T>> units;                   // per unit, index l*D + d
+  std::vector<T*> gates;                               // per layer: highway gate [R, D*H] or null
+  std::vector<T*> dgates;                              // per layer: highway dJ/dz [R, D*H] or null
+  const T* ones = nullptr;                             // [R] of 1s for bias gradients
 };
 
 enum class PassOpKind {
@@ -98,8 +98,8 @@ struct PassOp {
   PassOpKind kind = PassOpKind::Steps;
   int layer = 0, dir = 0;
   std::int64_t t0 = 0, t1 = 0;
-  std::vector<UnitStep> steps;          // Steps / StepsBackward
-  std::vector<GemmGroup> groups[2];     // per GEMM of the step (two for reset-before-product)
+  std::vector<UnitStep> steps;       // Steps / StepsBackward
+  std::vector<GemmGroup> groups[2];  // per GEMM of the step (two for reset-before-product)
 };
 
 // The forward and backward programs for a plan and a timeline.
@@ -109,8 +109,8 @@ std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& timeline
 template <typename T>
 class StackPass {
  public:
-  StackPass(const Plan& plan, Ops<T>& ops, const Timeline& timeline,
-            const StackBuffers<T>& buffers, const T* params)
+  StackPass(const Plan& plan, Ops<T>& ops, const Timeline& timeline, const StackBuffers<T>& buffers,
+            const T* params)
       : plan_(plan), ops_(ops), tl_(timeline), B_(timeline.batch), buf_(buffers), params_(params) {}
 
   // Runs the forward program; h0/c0 are already in place (see the engine).

@@ -24,8 +24,8 @@ Timeline Timeline::packed(const std::vector<std::int64_t>& lengths) {
     tl.rank[static_cast<std::size_t>(tl.order[s])] = static_cast<std::int64_t>(s);
   }
   tl.steps = lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end());
-  tl.uniform = std::all_of(lengths.begin(), lengths.end(),
-                           [&](std::int64_t l) { return l == tl.steps; });
+  tl.uniform =
+      std::all_of(lengths.begin(), lengths.end(), [&](std::int64_t l) { return l == tl.steps; });
   tl.active.assign(static_cast<std::size_t>(tl.steps + 1), 0);
   tl.offset.assign(static_cast<std::size_t>(tl.steps + 1), 0);
   for (std::int64_t t = 0; t < tl.steps; ++t) {

@@ -14,9 +14,9 @@
 namespace recur::detail {
 
 struct Timeline {
-  std::int64_t steps = 0;   // T: the longest sequence; steps past it are not computed
-  std::int64_t batch = 0;   // B
-  bool uniform = true;      // every sequence runs all T steps
+  std::int64_t steps = 0;            // T: the longest sequence; steps past it are not computed
+  std::int64_t batch = 0;            // B
+  bool uniform = true;               // every sequence runs all T steps
   std::vector<std::int64_t> active;  // [T + 1]; active[T] = B (see reverse_carried)
   std::vector<std::int64_t> offset;  // [T + 1]; offset[T] = rows()
   std::vector<std::int64_t> order;   // [B] sorted position -> original sequence

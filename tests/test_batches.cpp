@@ -55,8 +55,7 @@ TEST_P(VariableLengthGradCheck, EveryGradientMatchesFiniteDifferences) {
   check_all_gradients(rnn, kT, kB, 200, {2, 3, 1});
 }
 
-INSTANTIATE_TEST_SUITE_P(Grid, VariableLengthGradCheck, ::testing::ValuesIn(var_grid()),
-                         var_name);
+INSTANTIATE_TEST_SUITE_P(Grid, VariableLengthGradCheck, ::testing::ValuesIn(var_grid()), var_name);
 
 TEST(VariableLength, OutputsPastTheEndAreZeroAndStatesAreTheLastReal) {
   for (bool bi : {false, true}) {

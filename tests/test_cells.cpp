@@ -240,8 +240,8 @@ TEST(CellForward, StartingRowsReadInitialStatesAndInactiveRowsAreUntouched) {
     }
   }
   for (std::int64_t j = 0; j < kH; ++j) {
-    EXPECT_NE(fresh.h[j], carried.h[j]);            // row 0 carried the garbage over
-    EXPECT_EQ(fresh.h[(kB - 1) * kH + j], 7.0);     // inactive: untouched
+    EXPECT_NE(fresh.h[j], carried.h[j]);         // row 0 carried the garbage over
+    EXPECT_EQ(fresh.h[(kB - 1) * kH + j], 7.0);  // inactive: untouched
   }
 }
 

@@ -42,8 +42,8 @@ void check_case(const GoldenCase& gc) {
   if (g.count("lengths")) {
     for (double v : g.at("lengths").values) lengths.push_back(static_cast<std::int64_t>(v));
   }
-  ForwardResult f = rnn.forward(to_tensor<T>(x), to_tensor<T>(g.at("h0")), c0, Mode::Training,
-                                lengths);
+  ForwardResult f =
+      rnn.forward(to_tensor<T>(x), to_tensor<T>(g.at("h0")), c0, Mode::Training, lengths);
   BackwardResult b = rnn.backward(to_tensor<T>(g.at("dy")), to_tensor<T>(g.at("dh_n")), dc_n);
 
   // Accumulation depth: a GEMM of K = in + H per step, over T steps and L layers; twice for

@@ -51,9 +51,9 @@ struct RnnConfig {
   Connection connection = Connection::None;
   // The stack's output is u_L (D*H features) for None, Residual and Highway, and
   // y_{L-1} (D*H features) for Dense.
-  double dropout = 0.0;  // p in [0, 1): in Mode::Training, each layer's output y_l except
-                         // the last is multiplied by keep/(1-p) before anything uses it
-                         // (PyTorch's `dropout`); masks come from Philox-4x32-10
+  double dropout = 0.0;      // p in [0, 1): in Mode::Training, each layer's output y_l except
+                             // the last is multiplied by keep/(1-p) before anything uses it
+                             // (PyTorch's `dropout`); masks come from Philox-4x32-10
   bool batch_first = false;  // x and y as [B, T, features] (PyTorch's flag); states stay
                              // [L*D, B, H]
 };
