@@ -3,7 +3,7 @@
 # The CUDA toolkit is not a Debian package here: CMake uses nvcc when it finds one.
 set -euo pipefail
 
-packages=(cmake g++ make libopenblas-dev libgtest-dev)
+packages=(cmake g++ make libopenblas-dev libgtest-dev nlohmann-json3-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,450 @@
+// src/io/safetensors.cpp: the safetensors reader and the atomic writer (POSIX I/O,
+// nlohmann::json for the header).
+#include "recur/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "recur/error.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "recur's safetensors I/O assumes a little-endian host"
+#endif
+
+namespace recur {
+namespace {
+
+// safetensors refuses headers above 100 MB; so do we.
+constexpr std::uint64_t kMaxHeaderBytes = 100u * 1000u * 1000u;
+
+std::string system_reason() { return std::strerror(errno); }
+
+// The element size of a safetensors dtype; 0 for an unknown one.
+std::size_t element_size(const std::string& dtype) {
+  static const std::unordered_map<std::string, std::size_t> sizes = {
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
+      {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+      {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8}};
+  const auto it = sizes.find(dtype);
+  return it == sizes.end() ? 0 : it->second;
+}
+
+// Closes a file descriptor on scope exit unless released.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  int release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+// Reads exactly `bytes` at `offset`; false at end of file (a truncated file).
+bool read_exact(int fd, void* dst, std::size_t bytes, std::uint64_t offset, std::string* reason) {
+  auto* p = static_cast<unsigned char*>(dst);
+  while (bytes > 0) {
+    const ssize_t got = ::pread(fd, p, bytes, static_cast<off_t>(offset));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      *reason = system_reason();
+      return false;
+    }
+    if (got == 0) {
+      *reason = "unexpected end of file";
+      return false;
+    }
+    p += got;
+    bytes -= static_cast<std::size_t>(got);
+    offset += static_cast<std::uint64_t>(got);
+  }
+  return true;
+}
+
+void write_exact(int fd, const void* src, std::size_t bytes, const std::string& where) {
+  const auto* p = static_cast<const unsigned char*>(src);
+  while (bytes > 0) {
+    const ssize_t put = ::write(fd, p, bytes);
+    if (put < 0) {
+      if (errno == EINTR) continue;
+      throw Error(where + ": write failed: " + system_reason());
+    }
+    p += put;
+    bytes -= static_cast<std::size_t>(put);
+  }
+}
+
+std::string directory_of(const std::string& path) {
+  const std::size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+const char* safetensors_dtype(DType dtype) { return dtype == DType::Float32 ? "F32" : "F64"; }
+
+// ---- writing ----
+
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  const char* fn = "save_safetensors";
+  if (path.empty()) throw Error(fn, "path", "a file name", "an empty string");
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const std::string arg = "tensors[" + std::to_string(i) + "]";
+    const auto& [name, view] = tensors[i];
+    if (name.empty() || name == "__metadata__") {
+      throw Error(fn, arg, "a non-empty name other than \"__metadata__\"", "\"" + name + "\"");
+    }
+    if (!seen.insert(name).second) {
+      throw Error(fn, arg, "a name not used before", "\"" + name + "\" a second time");
+    }
+    if (!view.defined())
+      throw Error(fn, arg + " (\"" + name + "\")", "a defined tensor", "an undefined view");
+  }
+
+  // The header: metadata first (as Python's writer does), then the tensors in order.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::uint64_t offset = 0;
+  for (const auto& [name, view] : tensors) {
+    const std::uint64_t bytes = view.nbytes();
+    header[name] = {{"dtype", safetensors_dtype(view.dtype())},
+                    {"shape", view.shape()},
+                    {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // the buffer starts 8-byte aligned
+  unsigned char length[8];
+  for (int b = 0; b < 8; ++b) length[b] = static_cast<unsigned char>(text.size() >> (8 * b));
+
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string where = "recur: save_safetensors: " + tmp;
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (fd.get() < 0) throw Error(where + ": cannot create: " + system_reason());
+  try {
+    write_exact(fd.get(), length, sizeof(length), where);
+    write_exact(fd.get(), text.data(), text.size(), where);
+    std::vector<unsigned char> staging;
+    for (const auto& [name, view] : tensors) {
+      if (view.numel() == 0) continue;
+      const void* src = view.data();
+      if (!view.device().is_cpu()) {
+        staging.resize(view.nbytes());
+        view.copy_to_host(staging.data());
+        src = staging.data();
+      }
+      write_exact(fd.get(), src, view.nbytes(), where);
+    }
+    if (::fsync(fd.get()) != 0) throw Error(where + ": fsync failed: " + system_reason());
+    if (::close(fd.release()) != 0) throw Error(where + ": close failed: " + system_reason());
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      throw Error("recur: save_safetensors: cannot rename " + tmp + " to " + path + ": " +
+                  system_reason());
+    }
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  // Make the rename itself durable.
+  const std::string dir = directory_of(path);
+  Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd.get() < 0 || ::fsync(dfd.get()) != 0) {
+    throw Error("recur: save_safetensors: " + path + " was written, but syncing its directory " +
+                dir + " failed: " + system_reason());
+  }
+}
+
+// ---- reading ----
+
+struct SafetensorsFile::Impl {
+  std::string path;
+  int fd = -1;
+  std::uint64_t data_start = 0;           // 8 + header length
+  std::vector<SafetensorsEntry> entries;  // sorted by offset
+  std::unordered_map<std::string, std::size_t> index;
+  std::map<std::string, std::string> metadata;
+
+  ~Impl() {
+    if (fd >= 0) ::close(fd);
+  }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw Error("recur: SafetensorsFile::open: " + path + ": " + what);
+  }
+
+  void parse(const std::string& text, std::uint64_t buffer_bytes);
+  SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& value) const;
+};
+
+SafetensorsEntry SafetensorsFile::Impl::parse_entry(const std::string& name,
+                                                    const nlohmann::json& value) const {
+  const std::string what = "tensor '" + name + "'";
+  if (!value.is_object()) fail(what + ": expected a JSON object, got " + value.dump());
+  SafetensorsEntry e;
+  e.name = name;
+  const auto dtype = value.find("dtype");
+  if (dtype == value.end() || !dtype->is_string()) fail(what + ": no \"dtype\" string");
+  e.dtype = dtype->get<std::string>();
+  const std::size_t size = element_size(e.dtype);
+  if (size == 0) fail(what + ": unknown dtype \"" + e.dtype + "\"");
+
+  const auto shape = value.find("shape");
+  if (shape == value.end() || !shape->is_array()) fail(what + ": no \"shape\" array");
+  // numel * size must fit a file offset; anything above 2^62 bytes is corrupt anyway.
+  const std::uint64_t limit = std::uint64_t(1) << 62;
+  std::uint64_t bytes = size;
+  for (const nlohmann::json& d : *shape) {
+    if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<std::int64_t>() >= 0)) {
+      fail(what + ": shape " + shape->dump() + " is not a list of non-negative integers");
+    }
+    const std::uint64_t n = d.get<std::uint64_t>();
+    if (n > limit) fail(what + ": shape " + shape->dump() + " is too large");
+    e.shape.push_back(static_cast<std::int64_t>(n));
+    if (n != 0 && bytes > limit / n) fail(what + ": shape " + shape->dump() + " is too large");
+    bytes *= n;
+  }
+
+  const auto offsets = value.find("data_offsets");
+  if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2 ||
+      !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {
+    fail(what + ": \"data_offsets\" must be [begin, end], two non-negative integers");
+  }
+  e.begin = (*offsets)[0].get<std::uint64_t>();
+  e.end = (*offsets)[1].get<std::uint64_t>();
+  if (e.end < e.begin) {
+    fail(what + ": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
+         "] end before they begin");
+  }
+  if (e.end - e.begin != bytes) {
+    fail(what + ": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
+         "] span " + std::to_string(e.end - e.begin) + " bytes, but dtype " + e.dtype +
+         " and shape " + to_string(e.shape) + " need " + std::to_string(bytes));
+  }
+  return e;
+}
+
+void SafetensorsFile::Impl::parse(const std::string& text, std::uint64_t buffer_bytes) {
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(std::string("the header is not valid JSON (") + e.what() + ")");
+  }
+  if (!header.is_object()) fail("the header is not a JSON object");
+
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      if (!it.value().is_object()) fail("\"__metadata__\" is not a JSON object");
+      for (auto m = it.value().begin(); m != it.value().end(); ++m) {
+        if (!m.value().is_string()) {
+          fail("metadata '" + m.key() + "' is not a string: " + m.value().dump());
+        }
+        metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    entries.push_back(parse_entry(it.key(), it.value()));
+  }
+
+  // The tensors must tile the byte buffer: sorted by offset, each one begins where the
+  // one before ends, and the last ends at the end of the file.
+  std::sort(entries.begin(), entries.end(),
+            [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
+              return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+            });
+  std::uint64_t at = 0;
+  const SafetensorsEntry* previous = nullptr;
+  auto range = [](const SafetensorsEntry& e) {
+    return "'" + e.name + "' [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + ")";
+  };
+  for (const SafetensorsEntry& e : entries) {
+    if (e.end > buffer_bytes) {
+      fail("tensor " + range(e) + " reaches past the end of the data (" +
+           std::to_string(buffer_bytes) +
+           " bytes after the header): offsets out of range, or "
+           "the file is truncated");
+    }
+    if (e.begin < at) fail("tensors " + range(*previous) + " and " + range(e) + " overlap");
+    if (e.begin > at) {
+      fail("bytes [" + std::to_string(at) + ", " + std::to_string(e.begin) +
+           ") of the data belong to no tensor (before " + range(e) + ")");
+    }
+    at = e.end;
+    previous = &e;
+  }
+  if (at != buffer_bytes) {
+    fail("the data has " + std::to_string(buffer_bytes) + " bytes, but the tensors cover " +
+         std::to_string(at) + ": trailing bytes");
+  }
+  for (std::size_t i = 0; i < entries.size(); ++i) index[entries[i].name] = i;
+}
+
+SafetensorsFile::SafetensorsFile(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SafetensorsFile::~SafetensorsFile() = default;
+SafetensorsFile::SafetensorsFile(SafetensorsFile&&) noexcept = default;
+SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&&) noexcept = default;
+
+SafetensorsFile SafetensorsFile::open(const std::string& path) {
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) impl->fail("cannot open: " + system_reason());
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) impl->fail("cannot stat: " + system_reason());
+  if (!S_ISREG(st.st_mode)) impl->fail("not a regular file");
+  const auto file_bytes = static_cast<std::uint64_t>(st.st_size);
+  if (file_bytes < 8) {
+    impl->fail("truncated: " + std::to_string(file_bytes) +
+               " bytes, less than the 8-byte header length");
+  }
+  unsigned char length[8];
+  std::string reason;
+  if (!read_exact(fd.get(), length, 8, 0, &reason)) impl->fail("cannot read: " + reason);
+  std::uint64_t n = 0;
+  for (int b = 7; b >= 0; --b) n = (n << 8) | length[b];
+  if (n > file_bytes - 8) {
+    impl->fail("the header length " + std::to_string(n) + " exceeds the " +
+               std::to_string(file_bytes - 8) +
+               " bytes after it: truncated or not a safetensors file");
+  }
+  if (n > kMaxHeaderBytes) impl->fail("the header length " + std::to_string(n) + " exceeds 100 MB");
+  if (n < 2)
+    impl->fail("the header length " + std::to_string(n) + " is too short for a JSON object");
+  std::string text(static_cast<std::size_t>(n), '\0');
+  if (!read_exact(fd.get(), text.data(), text.size(), 8, &reason)) {
+    impl->fail("cannot read the header: " + reason);
+  }
+  if (text[0] != '{') impl->fail("the header does not start with '{': not a safetensors file");
+  impl->data_start = 8 + n;
+  impl->parse(text, file_bytes - impl->data_start);
+  impl->fd = fd.release();
+  return SafetensorsFile(std::move(impl));
+}
+
+const std::string& SafetensorsFile::path() const { return impl_->path; }
+
+std::vector<std::string> SafetensorsFile::names() const {
+  std::vector<std::string> out;
+  out.reserve(impl_->entries.size());
+  for (const SafetensorsEntry& e : impl_->entries) out.push_back(e.name);
+  return out;
+}
+
+bool SafetensorsFile::contains(const std::string& name) const {
+  return impl_->index.count(name) != 0;
+}
+
+const SafetensorsEntry& SafetensorsFile::info(const std::string& name) const {
+  const auto it = impl_->index.find(name);
+  if (it == impl_->index.end()) {
+    throw Error("SafetensorsFile(" + impl_->path + ")", "name", "a tensor in the file",
+                "\"" + name + "\", which it does not hold");
+  }
+  return impl_->entries[it->second];
+}
+
+const std::map<std::string, std::string>& SafetensorsFile::metadata() const {
+  return impl_->metadata;
+}
+
+std::vector<unsigned char> SafetensorsFile::read_bytes(const std::string& name) const {
+  const SafetensorsEntry& e = info(name);
+  std::vector<unsigned char> out(static_cast<std::size_t>(e.end - e.begin));
+  std::string reason;
+  if (!read_exact(impl_->fd, out.data(), out.size(), impl_->data_start + e.begin, &reason)) {
+    throw Error("recur: SafetensorsFile::read: " + impl_->path + ": tensor '" + name +
+                "': cannot read its data: " + reason);
+  }
+  return out;
+}
+
+namespace {
+
+void check_read_target(const std::string& where, const SafetensorsEntry& e, const TensorView& dst,
+                       bool any_float) {
+  if (!dst.defined()) throw Error(where, "dst", "a defined tensor", "an undefined view");
+  if (e.dtype != "F32" && e.dtype != "F64") {
+    throw Error(where, "name", "a tensor of dtype F32 or F64",
+                "'" + e.name + "' of dtype " + e.dtype);
+  }
+  if (!any_float && e.dtype != safetensors_dtype(dst.dtype())) {
+    throw Error(where, "dst",
+                std::string("dtype ") + (e.dtype == "F32" ? "Float32" : "Float64") + " (tensor '" +
+                    e.name + "' is " + e.dtype + ")",
+                std::string("dtype ") + to_string(dst.dtype()));
+  }
+  if (dst.shape() != e.shape) {
+    throw Error(where, "dst", "shape " + to_string(e.shape) + " (tensor '" + e.name + "')",
+                "shape " + to_string(dst.shape()));
+  }
+}
+
+}  // namespace
+
+void SafetensorsFile::read_into(const std::string& name, const TensorView& dst) const {
+  const std::string where = "SafetensorsFile::read_into(" + impl_->path + ")";
+  const SafetensorsEntry& e = info(name);
+  check_read_target(where, e, dst, false);
+  const std::vector<unsigned char> bytes = read_bytes(name);
+  dst.copy_from_host(bytes.data());
+}
+
+void SafetensorsFile::read_converted(const std::string& name, const TensorView& dst) const {
+  const std::string where = "SafetensorsFile::read_converted(" + impl_->path + ")";
+  const SafetensorsEntry& e = info(name);
+  check_read_target(where, e, dst, true);
+  const std::vector<unsigned char> bytes = read_bytes(name);
+  if (e.dtype == safetensors_dtype(dst.dtype())) {
+    dst.copy_from_host(bytes.data());
+    return;
+  }
+  const std::size_t n = static_cast<std::size_t>(dst.numel());
+  if (e.dtype == "F32") {
+    std::vector<float> in(n);
+    std::memcpy(in.data(), bytes.data(), bytes.size());
+    const std::vector<double> out(in.begin(), in.end());
+    dst.copy_from_host(out.data());
+  } else {
+    std::vector<double> in(n);
+    std::memcpy(in.data(), bytes.data(), bytes.size());
+    std::vector<float> out(n);
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<float>(in[i]);
+    dst.copy_from_host(out.data());
+  }
+}
+
+Tensor SafetensorsFile::read(const std::string& name, Device device) const {
+  const SafetensorsEntry& e = info(name);
+  if (e.dtype != "F32" && e.dtype != "F64") {
+    throw Error("SafetensorsFile::read(" + impl_->path + ")", "name",
+                "a tensor of dtype F32 or F64", "'" + name + "' of dtype " + e.dtype);
+  }
+  Tensor t = Tensor::empty(e.shape, e.dtype == "F32" ? DType::Float32 : DType::Float64, device);
+  read_into(name, t);
+  return t;
+}
+
+}  // namespace recur

@@ -1,0 +1,723 @@
+// src/nn/modules.cpp: Embedding, Linear and SoftmaxCrossEntropy: validation, parameter
+// buffers, and the dispatch of their work: GEMMs through Ops<T> (cblas / cuBLAS), the
+// element-wise functors of kernels/nn.cuh through CPU loops or kernels/nn.cu.
+#include "recur/modules.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "../kernels/nn.cuh"
+#include "memory.h"
+#include "ops.h"
+#include "recur/error.h"
+#if RECUR_HAS_CUDA
+#include "../kernels/nn.h"
+#include "cuda/cuda_grad.h"
+#endif
+
+namespace recur {
+namespace {
+
+using detail::Gemm;
+using detail::Ops;
+using detail::Trans;
+
+// ---- helpers ----
+
+// Deterministic numbers from a seed (splitmix64), the same on every platform.
+class SplitMix {
+ public:
+  explicit SplitMix(std::uint64_t seed) : state_(seed) {}
+  double uniform() {  // [0, 1)
+    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return static_cast<double>(z >> 11) * 0x1.0p-53;
+  }
+  double normal() {  // Box-Muller
+    const double u1 = 1.0 - uniform(), u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+
+ private:
+  std::uint64_t state_;
+};
+
+template <class Fn>
+void with_type(DType dtype, Fn&& fn) {
+  if (dtype == DType::Float32) {
+    fn(float{});
+  } else {
+    fn(double{});
+  }
+}
+
+// Writes `values` (doubles) into `dst` converted to its dtype.
+void fill_from(const TensorView& dst, const std::vector<double>& values) {
+  with_type(dst.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const std::vector<T> v(values.begin(), values.end());
+    dst.copy_from_host(v.data());
+  });
+}
+
+void check_device(const char* where, Device device) {
+  if (device.is_cuda() && !cuda_built()) {
+    throw Error(where, "device", "the CPU (recur was built without CUDA)", device.str());
+  }
+}
+
+void check_tensor(const std::string& where, const char* name, const TensorView& t, DType dtype,
+                  Device device) {
+  if (!t.defined()) throw Error(where, name, "a defined tensor", "an undefined view");
+  if (t.dtype() != dtype) {
+    throw Error(where, name, std::string("dtype ") + to_string(dtype) + " (the module's)",
+                std::string("dtype ") + to_string(t.dtype()));
+  }
+  if (t.device() != device) {
+    throw Error(where, name, "device " + device.str() + " (the module's)",
+                "device " + t.device().str());
+  }
+}
+
+// int32 arrays in the memory of a device, grown on demand; on the CPU the host array
+// itself is used.
+class IntBuffer {
+ public:
+  explicit IntBuffer(Device device) : device_(device) {}
+  ~IntBuffer() { detail::deallocate(device_, ptr_); }
+  IntBuffer(const IntBuffer&) = delete;
+  IntBuffer& operator=(const IntBuffer&) = delete;
+
+  const std::int32_t* upload(const std::vector<std::int32_t>& host) {
+    if (device_.is_cpu() || host.empty()) return host.data();
+    const std::size_t bytes = host.size() * sizeof(std::int32_t);
+    // copy_bytes is synchronous and first waits for all queued work, so no kernel still
+    // reads the old contents (or the old allocation, freed after the copy).
+    if (bytes > capacity_) {
+      void* fresh = detail::allocate(device_, bytes);
+      try {
+        detail::copy_bytes(fresh, device_, host.data(), Device::cpu(), bytes);
+      } catch (...) {
+        detail::deallocate(device_, fresh);
+        throw;
+      }
+      detail::deallocate(device_, ptr_);
+      ptr_ = fresh;
+      capacity_ = bytes;
+    } else {
+      detail::copy_bytes(ptr_, device_, host.data(), Device::cpu(), bytes);
+    }
+    return static_cast<const std::int32_t*>(ptr_);
+  }
+
+ private:
+  Device device_;
+  void* ptr_ = nullptr;
+  std::size_t capacity_ = 0;
+};
+
+// Runs functor F over [0, n) on the args' device.
+template <class F, class Args>
+void cpu_loop(std::int64_t n, const Args& args) {
+  const F f{};
+  for (std::int64_t i = 0; i < n; ++i) f(i, args);
+}
+
+#if !RECUR_HAS_CUDA
+[[noreturn]] void no_cuda() {
+  throw Error("recur: a CUDA module, but recur was built without CUDA");
+}
+#endif
+
+template <typename T>
+void run_embedding(Device device, bool backward, const kernels::EmbeddingArgs<T>& a, void* stream) {
+  if (device.is_cpu()) {
+    if (backward) {
+      cpu_loop<kernels::EmbeddingBackward<T>>(a.unique * a.dim, a);
+    } else {
+      cpu_loop<kernels::EmbeddingForward<T>>(a.rows * a.dim, a);
+    }
+    return;
+  }
+#if RECUR_HAS_CUDA
+  kernels::launch_embedding(backward, a, stream);
+#else
+  (void)stream;
+  no_cuda();
+#endif
+}
+
+template <typename T>
+void run_bias(Device device, bool backward, const kernels::BiasArgs<T>& a, void* stream) {
+  if (device.is_cpu()) {
+    if (backward) {
+      cpu_loop<kernels::BiasGradient<T>>(a.cols, a);
+    } else {
+      cpu_loop<kernels::BiasBroadcast<T>>(a.rows * a.cols, a);
+    }
+    return;
+  }
+#if RECUR_HAS_CUDA
+  kernels::launch_bias(backward, a, stream);
+#else
+  (void)stream;
+  no_cuda();
+#endif
+}
+
+template <typename T>
+void run_cross_entropy(Device device, const kernels::CrossEntropyArgs<T>& a, void* stream) {
+  if (device.is_cpu()) {
+    cpu_loop<kernels::CrossEntropyRows<T>>(a.rows, a);
+    cpu_loop<kernels::CrossEntropyMean<T>>(1, a);
+    return;
+  }
+#if RECUR_HAS_CUDA
+  detail::CudaDeviceScope scope(device.index);
+  kernels::launch_cross_entropy(a, stream);
+#else
+  (void)stream;
+  no_cuda();
+#endif
+}
+
+// Waits for all work on a GPU (before freeing memory that kernels may still read): a
+// zero-byte-free copy through copy_bytes, which waits for the device first.
+void synchronize_device(Device device) {
+  unsigned char byte = 0;
+  Tensor one = Tensor::empty({1}, DType::Float32, device);
+  detail::copy_bytes(&byte, Device::cpu(), one.data(), device, 1);
+}
+
+// The number of rows of a [..., width] tensor, and that tensor's leading shape.
+Shape leading(const Shape& shape) { return Shape(shape.begin(), shape.end() - 1); }
+
+}  // namespace
+
+// ---- what Embedding and Linear share ----
+
+namespace detail {
+
+// Flat parameter and gradient buffers with named views, the backend of the module's
+// dtype (Ops<T>: GEMMs and the stream), and validation messages under `name`.
+class ModuleCore {
+ public:
+  ModuleCore(const char* name, std::vector<ParamInfo> infos, std::int64_t total, DType dtype,
+             Device device)
+      : name_(name), dtype_(dtype), device_(device), infos_(std::move(infos)) {
+    if (dtype != DType::Float32 && dtype != DType::Float64) {
+      throw Error(name, "dtype", "Float32 or Float64",
+                  "value " + std::to_string(static_cast<int>(dtype)));
+    }
+    check_device(name, device);
+    params_ = Tensor::zeros({total}, dtype, device);
+    grads_ = Tensor::zeros({total}, dtype, device);
+    with_type(dtype, [&](auto zero) {
+      using T = decltype(zero);
+      auto ops = make_ops<T>(device);
+#if RECUR_HAS_CUDA
+      if (device.is_cuda()) ops->set_stream(kernels::legacy_default_stream());
+#endif
+      if constexpr (std::is_same_v<T, float>) {
+        ops_f_ = std::move(ops);
+      } else {
+        ops_d_ = std::move(ops);
+      }
+    });
+  }
+
+  const std::string& name() const { return name_; }
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+  const std::vector<ParamInfo>& infos() const { return infos_; }
+  TensorView params() const { return params_.view(); }
+  TensorView grads() const { return grads_.view(); }
+
+  TensorView view(const Tensor& buffer, const std::string& param, const char* fn) const {
+    for (const ParamInfo& p : infos_) {
+      if (p.name == param) {
+        auto* base = static_cast<unsigned char*>(buffer.data());
+        return TensorView(base + p.offset * static_cast<std::int64_t>(dtype_size(dtype_)), p.shape,
+                          dtype_, device_);
+      }
+    }
+    std::string names;
+    for (const ParamInfo& p : infos_) names += (names.empty() ? "" : ", ") + p.name;
+    throw Error(name_ + "::" + fn, "name", "one of: " + names, "\"" + param + "\"");
+  }
+  TensorView param(const std::string& p) const { return view(params_, p, "parameter"); }
+  TensorView grad(const std::string& p) const { return view(grads_, p, "gradient"); }
+
+  template <typename T>
+  Ops<T>& ops() const {
+    if constexpr (std::is_same_v<T, float>) {
+      return *ops_f_;
+    } else {
+      return *ops_d_;
+    }
+  }
+
+  // The stream the module's work goes to (nullptr on the CPU).
+  void* stream() const { return dtype_ == DType::Float32 ? ops_f_->stream() : ops_d_->stream(); }
+  void* user_stream() const { return user_stream_; }
+  void set_stream(void* stream) {
+    if (!device_.is_cuda()) {
+      throw Error(name_ + "::set_cuda_stream", "stream", "a module on a CUDA device",
+                  "a module on " + device_.str());
+    }
+#if RECUR_HAS_CUDA
+    void* s = stream != nullptr ? stream : kernels::legacy_default_stream();
+    with_type(dtype_, [&](auto zero) { ops<decltype(zero)>().set_stream(s); });
+#endif
+    user_stream_ = stream;
+  }
+  void synchronize() {
+    with_type(dtype_, [&](auto zero) { ops<decltype(zero)>().synchronize(); });
+  }
+  void zero_grad() { zero_bytes(grads_.data(), device_, grads_.nbytes()); }
+
+ private:
+  std::string name_;
+  DType dtype_;
+  Device device_;
+  std::vector<ParamInfo> infos_;
+  Tensor params_, grads_;
+  std::unique_ptr<Ops<float>> ops_f_;
+  std::unique_ptr<Ops<double>> ops_d_;
+  void* user_stream_ = nullptr;
+};
+
+}  // namespace detail
+
+// ---- Embedding ----
+
+struct Embedding::Impl {
+  Impl(std::int64_t v, std::int64_t e, DType dtype, Device device)
+      : vocab(v),
+        dim(e),
+        core("Embedding", {{"weight", {v, e}, 0}}, v * e, dtype, device),
+        ids(device),
+        csr(device) {}
+
+  // Checks ids against shape and the vocabulary; returns their count.
+  std::int64_t check_ids(const char* fn, const std::vector<std::int32_t>& values,
+                         const Shape& shape) const {
+    const std::string where = std::string("Embedding::") + fn;
+    if (shape.empty()) throw Error(where, "shape", "rank >= 1, e.g. [T, B]", "rank 0 []");
+    for (std::int64_t d : shape) {
+      if (d < 0) throw Error(where, "shape", "non-negative sizes", to_string(shape));
+    }
+    const std::int64_t n = numel(shape);
+    if (n > INT_MAX) throw Error(where, "shape", "at most 2^31 - 1 ids", to_string(shape));
+    if (static_cast<std::int64_t>(values.size()) != n) {
+      throw Error(where, "ids", std::to_string(n) + " ids (shape " + to_string(shape) + ")",
+                  std::to_string(values.size()) + " ids");
+    }
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (values[i] < 0 || values[i] >= vocab) {
+        throw Error(where, "ids",
+                    "ids in [0, " + std::to_string(vocab) + ") (num_embeddings " +
+                        std::to_string(vocab) + ")",
+                    "ids[" + std::to_string(i) + "] = " + std::to_string(values[i]));
+      }
+    }
+    return n;
+  }
+
+  std::int64_t vocab, dim;
+  detail::ModuleCore core;
+  IntBuffer ids, csr;
+};
+
+Embedding::Embedding(std::int64_t num_embeddings, std::int64_t embedding_dim, DType dtype,
+                     Device device, std::uint64_t seed) {
+  if (num_embeddings < 1) {
+    throw Error("Embedding", "num_embeddings", ">= 1", std::to_string(num_embeddings));
+  }
+  if (embedding_dim < 1) {
+    throw Error("Embedding", "embedding_dim", ">= 1", std::to_string(embedding_dim));
+  }
+  impl_ = std::make_unique<Impl>(num_embeddings, embedding_dim, dtype, device);
+  reset_parameters(seed);
+}
+
+Embedding::~Embedding() = default;
+Embedding::Embedding(Embedding&&) noexcept = default;
+Embedding& Embedding::operator=(Embedding&&) noexcept = default;
+
+std::int64_t Embedding::num_embeddings() const { return impl_->vocab; }
+std::int64_t Embedding::embedding_dim() const { return impl_->dim; }
+DType Embedding::dtype() const { return impl_->core.dtype(); }
+Device Embedding::device() const { return impl_->core.device(); }
+TensorView Embedding::parameters() const { return impl_->core.params(); }
+TensorView Embedding::gradients() const { return impl_->core.grads(); }
+const std::vector<ParamInfo>& Embedding::parameter_info() const { return impl_->core.infos(); }
+TensorView Embedding::parameter(const std::string& name) const { return impl_->core.param(name); }
+TensorView Embedding::gradient(const std::string& name) const { return impl_->core.grad(name); }
+TensorView Embedding::weight() const { return impl_->core.param("weight"); }
+TensorView Embedding::weight_grad() const { return impl_->core.grad("weight"); }
+void* Embedding::cuda_stream() const { return impl_->core.user_stream(); }
+void Embedding::set_cuda_stream(void* stream) { impl_->core.set_stream(stream); }
+void Embedding::synchronize() { impl_->core.synchronize(); }
+void Embedding::zero_grad() { impl_->core.zero_grad(); }
+
+void Embedding::reset_parameters(std::uint64_t seed) {
+  SplitMix rng(seed);
+  std::vector<double> w(static_cast<std::size_t>(impl_->vocab * impl_->dim));
+  for (double& x : w) x = rng.normal();
+  fill_from(parameters(), w);
+}
+
+Tensor Embedding::forward(const std::vector<std::int32_t>& ids, const Shape& shape) {
+  Impl& m = *impl_;
+  const std::int64_t n = m.check_ids("forward", ids, shape);
+  Shape out_shape = shape;
+  out_shape.push_back(m.dim);
+  Tensor out = Tensor::empty(out_shape, dtype(), device());
+  if (n == 0) return out;
+  with_type(dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    detail::OpsScope<T> scope(m.core.ops<T>());
+    kernels::EmbeddingArgs<T> a;
+    a.rows = n;
+    a.dim = m.dim;
+    a.ids = m.ids.upload(ids);
+    a.weight = parameters().data_as<T>();
+    a.out = out.data_as<T>();
+    run_embedding(device(), false, a, m.core.stream());
+  });
+  return out;
+}
+
+void Embedding::backward(const std::vector<std::int32_t>& ids, const Shape& shape,
+                         const TensorView& dy) {
+  Impl& m = *impl_;
+  const char* where = "Embedding::backward";
+  const std::int64_t n = m.check_ids("backward", ids, shape);
+  check_tensor(where, "dy", dy, dtype(), device());
+  Shape want = shape;
+  want.push_back(m.dim);
+  if (dy.shape() != want) {
+    throw Error(where, "dy", "shape " + to_string(want) + " (ids' shape + [embedding_dim])",
+                "shape " + to_string(dy.shape()));
+  }
+  if (n == 0) return;
+  // The positions of each id, grouped by id and increasing within a group (a CSR), so
+  // that one index owns one (id, column) and sums in a fixed order.
+  std::vector<std::pair<std::int32_t, std::int32_t>> order(static_cast<std::size_t>(n));
+  for (std::int32_t p = 0; p < static_cast<std::int32_t>(n); ++p) order[p] = {ids[p], p};
+  std::sort(order.begin(), order.end());
+  std::vector<std::int32_t> unique_ids, start;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    if (i == 0 || order[i].first != order[i - 1].first) {
+      unique_ids.push_back(order[i].first);
+      start.push_back(static_cast<std::int32_t>(i));
+    }
+  }
+  start.push_back(static_cast<std::int32_t>(n));
+  const std::size_t u = unique_ids.size();
+  std::vector<std::int32_t> table;  // [unique_ids (U) | start (U + 1) | positions (N)]
+  table.reserve(2 * u + 1 + order.size());
+  table.insert(table.end(), unique_ids.begin(), unique_ids.end());
+  table.insert(table.end(), start.begin(), start.end());
+  for (const auto& entry : order) table.push_back(entry.second);
+
+  with_type(dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    detail::OpsScope<T> scope(m.core.ops<T>());
+    const std::int32_t* t = m.csr.upload(table);
+    kernels::EmbeddingArgs<T> a;
+    a.rows = n;
+    a.dim = m.dim;
+    a.unique = static_cast<std::int64_t>(u);
+    a.unique_ids = t;
+    a.start = t + u;
+    a.positions = t + 2 * u + 1;
+    a.dy = dy.data_as<T>();
+    a.dweight = gradients().data_as<T>();
+    run_embedding(device(), true, a, m.core.stream());
+  });
+}
+
+// ---- Linear ----
+
+namespace {
+
+std::vector<ParamInfo> linear_infos(std::int64_t in, std::int64_t out, bool bias) {
+  std::vector<ParamInfo> infos = {{"weight", {out, in}, 0}};
+  if (bias) infos.push_back({"bias", {out}, out * in});
+  return infos;
+}
+
+}  // namespace
+
+struct Linear::Impl {
+  Impl(std::int64_t i, std::int64_t o, bool b, DType dtype, Device device)
+      : in(i),
+        out(o),
+        has_bias(b),
+        core("Linear", linear_infos(i, o, b), o * i + (b ? o : 0), dtype, device) {}
+
+  // x [..., in]; returns the number of rows.
+  std::int64_t check_input(const std::string& where, const TensorView& x) const {
+    check_tensor(where, "x", x, core.dtype(), core.device());
+    if (x.dim() < 1 || x.shape().back() != in) {
+      throw Error(where, "x", "shape [..., " + std::to_string(in) + "] (in_features last)",
+                  "shape " + to_string(x.shape()));
+    }
+    return x.numel() / in;
+  }
+
+  std::int64_t in, out;
+  bool has_bias;
+  detail::ModuleCore core;
+};
+
+Linear::Linear(std::int64_t in_features, std::int64_t out_features, bool bias, DType dtype,
+               Device device, std::uint64_t seed) {
+  if (in_features < 1) throw Error("Linear", "in_features", ">= 1", std::to_string(in_features));
+  if (out_features < 1) {
+    throw Error("Linear", "out_features", ">= 1", std::to_string(out_features));
+  }
+  impl_ = std::make_unique<Impl>(in_features, out_features, bias, dtype, device);
+  reset_parameters(seed);
+}
+
+Linear::~Linear() = default;
+Linear::Linear(Linear&&) noexcept = default;
+Linear& Linear::operator=(Linear&&) noexcept = default;
+
+std::int64_t Linear::in_features() const { return impl_->in; }
+std::int64_t Linear::out_features() const { return impl_->out; }
+bool Linear::has_bias() const { return impl_->has_bias; }
+DType Linear::dtype() const { return impl_->core.dtype(); }
+Device Linear::device() const { return impl_->core.device(); }
+TensorView Linear::parameters() const { return impl_->core.params(); }
+TensorView Linear::gradients() const { return impl_->core.grads(); }
+const std::vector<ParamInfo>& Linear::parameter_info() const { return impl_->core.infos(); }
+TensorView Linear::parameter(const std::string& name) const { return impl_->core.param(name); }
+TensorView Linear::gradient(const std::string& name) const { return impl_->core.grad(name); }
+TensorView Linear::weight() const { return impl_->core.param("weight"); }
+TensorView Linear::bias() const {
+  return impl_->has_bias ? impl_->core.param("bias") : TensorView();
+}
+TensorView Linear::weight_grad() const { return impl_->core.grad("weight"); }
+TensorView Linear::bias_grad() const {
+  return impl_->has_bias ? impl_->core.grad("bias") : TensorView();
+}
+void* Linear::cuda_stream() const { return impl_->core.user_stream(); }
+void Linear::set_cuda_stream(void* stream) { impl_->core.set_stream(stream); }
+void Linear::synchronize() { impl_->core.synchronize(); }
+void Linear::zero_grad() { impl_->core.zero_grad(); }
+
+void Linear::reset_parameters(std::uint64_t seed) {
+  SplitMix rng(seed);
+  const double bound = 1.0 / std::sqrt(static_cast<double>(impl_->in));
+  std::vector<double> p(static_cast<std::size_t>(parameters().numel()));
+  for (double& x : p) x = bound * (2.0 * rng.uniform() - 1.0);
+  fill_from(parameters(), p);
+}
+
+Tensor Linear::forward(const TensorView& x) {
+  Impl& m = *impl_;
+  const std::int64_t rows = m.check_input("Linear::forward", x);
+  Shape shape = leading(x.shape());
+  shape.push_back(m.out);
+  Tensor y = Tensor::empty(shape, dtype(), device());
+  if (rows == 0) return y;
+  with_type(dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    Ops<T>& ops = m.core.ops<T>();
+    detail::OpsScope<T> scope(ops);
+    if (m.has_bias) {
+      kernels::BiasArgs<T> b;
+      b.rows = rows;
+      b.cols = m.out;
+      b.bias = bias().data_as<T>();
+      b.y = y.data_as<T>();
+      run_bias(device(), false, b, m.core.stream());
+    }
+    // Column-major: y (out x rows) = W^T (W stored in x out) * x (in x rows).
+    Gemm<T> g;
+    g.trans_a = Trans::T;
+    g.trans_b = Trans::N;
+    g.m = m.out;
+    g.n = rows;
+    g.k = m.in;
+    g.a = weight().data_as<T>();
+    g.lda = m.in;
+    g.b = x.data_as<T>();
+    g.ldb = m.in;
+    g.beta = m.has_bias ? T(1) : T(0);
+    g.c = y.data_as<T>();
+    g.ldc = m.out;
+    ops.gemm(g);
+  });
+  return y;
+}
+
+Tensor Linear::backward(const TensorView& x, const TensorView& dy) {
+  Impl& m = *impl_;
+  const char* where = "Linear::backward";
+  const std::int64_t rows = m.check_input(where, x);
+  check_tensor(where, "dy", dy, dtype(), device());
+  Shape want = leading(x.shape());
+  want.push_back(m.out);
+  if (dy.shape() != want) {
+    throw Error(where, "dy", "shape " + to_string(want) + " (x's leading shape + [out_features])",
+                "shape " + to_string(dy.shape()));
+  }
+  Tensor dx = Tensor::empty(x.shape(), dtype(), device());
+  if (rows == 0) return dx;
+  with_type(dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    Ops<T>& ops = m.core.ops<T>();
+    detail::OpsScope<T> scope(ops);
+    // dx (in x rows) = W (in x out) * dy (out x rows)
+    Gemm<T> g;
+    g.m = m.in;
+    g.n = rows;
+    g.k = m.out;
+    g.a = weight().data_as<T>();
+    g.lda = m.in;
+    g.b = dy.data_as<T>();
+    g.ldb = m.out;
+    g.beta = T(0);
+    g.c = dx.data_as<T>();
+    g.ldc = m.in;
+    ops.gemm(g);
+    // dW (in x out) += x (in x rows) * dy^T (rows x out)
+    Gemm<T> w;
+    w.trans_b = Trans::T;
+    w.m = m.in;
+    w.n = m.out;
+    w.k = rows;
+    w.a = x.data_as<T>();
+    w.lda = m.in;
+    w.b = dy.data_as<T>();
+    w.ldb = m.out;
+    w.beta = T(1);
+    w.c = weight_grad().data_as<T>();
+    w.ldc = m.in;
+    ops.gemm(w);
+    if (m.has_bias) {
+      kernels::BiasArgs<T> b;
+      b.rows = rows;
+      b.cols = m.out;
+      b.dy = dy.data_as<T>();
+      b.dbias = bias_grad().data_as<T>();
+      run_bias(device(), true, b, m.core.stream());
+    }
+  });
+  return dx;
+}
+
+// ---- SoftmaxCrossEntropy ----
+
+struct SoftmaxCrossEntropy::Impl {
+  CrossEntropyResult run(const char* where, const TensorView& logits,
+                         const std::vector<std::int32_t>& targets, bool gradient);
+
+  CrossEntropyOptions options;
+  void* stream = nullptr;
+  // Scratch kept between calls (freeing device memory under running kernels is not
+  // allowed); rebuilt when the device changes.
+  Device device;
+  std::unique_ptr<IntBuffer> target_buffer;
+  Tensor row_loss;
+};
+
+SoftmaxCrossEntropy::SoftmaxCrossEntropy(const CrossEntropyOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->options = options;
+}
+SoftmaxCrossEntropy::~SoftmaxCrossEntropy() = default;
+SoftmaxCrossEntropy::SoftmaxCrossEntropy(SoftmaxCrossEntropy&&) noexcept = default;
+SoftmaxCrossEntropy& SoftmaxCrossEntropy::operator=(SoftmaxCrossEntropy&&) noexcept = default;
+
+const CrossEntropyOptions& SoftmaxCrossEntropy::options() const { return impl_->options; }
+void* SoftmaxCrossEntropy::cuda_stream() const { return impl_->stream; }
+void SoftmaxCrossEntropy::set_cuda_stream(void* stream) { impl_->stream = stream; }
+
+CrossEntropyResult SoftmaxCrossEntropy::forward_backward(const TensorView& logits,
+                                                         const std::vector<std::int32_t>& targets) {
+  return impl_->run("SoftmaxCrossEntropy::forward_backward", logits, targets, true);
+}
+
+CrossEntropyResult SoftmaxCrossEntropy::forward(const TensorView& logits,
+                                                const std::vector<std::int32_t>& targets) {
+  return impl_->run("SoftmaxCrossEntropy::forward", logits, targets, false);
+}
+
+CrossEntropyResult SoftmaxCrossEntropy::Impl::run(const char* where, const TensorView& logits,
+                                                  const std::vector<std::int32_t>& targets,
+                                                  bool gradient) {
+  if (!logits.defined()) throw Error(where, "logits", "a defined tensor", "an undefined view");
+  if (logits.dim() < 1 || logits.shape().back() < 1) {
+    throw Error(where, "logits", "shape [..., V] with V >= 1 classes",
+                "shape " + to_string(logits.shape()));
+  }
+  check_device(where, logits.device());
+  const std::int64_t classes = logits.shape().back();
+  const std::int64_t rows = logits.numel() / classes;
+  if (rows > INT_MAX)
+    throw Error(where, "logits", "at most 2^31 - 1 rows", to_string(logits.shape()));
+  if (static_cast<std::int64_t>(targets.size()) != rows) {
+    throw Error(
+        where, "targets",
+        std::to_string(rows) + " targets (one per row of logits " + to_string(logits.shape()) + ")",
+        std::to_string(targets.size()) + " targets");
+  }
+  std::int64_t count = 0;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    const std::int32_t t = targets[i];
+    if (t == options.ignore_index) continue;
+    if (t < 0 || t >= classes) {
+      throw Error(where, "targets",
+                  "classes in [0, " + std::to_string(classes) + ") or ignore_index " +
+                      std::to_string(options.ignore_index),
+                  "targets[" + std::to_string(i) + "] = " + std::to_string(t));
+    }
+    ++count;
+  }
+
+  const Device dev = logits.device();
+  CrossEntropyResult result;
+  result.count = count;
+  result.loss = Tensor::empty({1}, logits.dtype(), dev);
+  if (gradient) result.dlogits = Tensor::empty(logits.shape(), logits.dtype(), dev);
+  if (!target_buffer || device != dev) {
+    if (device.is_cuda()) synchronize_device(device);
+    target_buffer = std::make_unique<IntBuffer>(dev);
+    row_loss = Tensor();
+    device = dev;
+  }
+  // The upload waits for the device first (on a GPU), so the old row_loss is free to go.
+  const std::int32_t* device_targets = target_buffer->upload(targets);
+  if (!row_loss.defined() || row_loss.dtype() != logits.dtype() || row_loss.numel() < rows) {
+    if (dev.is_cuda()) synchronize_device(dev);
+    row_loss = Tensor::empty({std::max<std::int64_t>(rows, 1)}, logits.dtype(), dev);
+  }
+  with_type(logits.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    kernels::CrossEntropyArgs<T> a;
+    a.rows = rows;
+    a.classes = classes;
+    a.logits = logits.data_as<T>();
+    a.targets = device_targets;
+    a.ignore_index = options.ignore_index;
+    a.scale = count > 0 ? T(1.0 / static_cast<double>(count)) : T(0);
+    a.row_loss = row_loss.data_as<T>();
+    a.dlogits = gradient ? result.dlogits.data_as<T>() : nullptr;
+    a.loss = result.loss.data_as<T>();
+    run_cross_entropy(dev, a, stream);
+  });
+  return result;
+}
+
+}  // namespace recur

@@ -1,0 +1,287 @@
+// tests/test_safetensors.cpp: the safetensors reader and writer: round trips, files
+// written by Python's safetensors package, and every kind of corrupt file.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "io_test_util.h"
+#include "recur/safetensors.h"
+
+namespace recur::test {
+namespace {
+
+using nlohmann::ordered_json;
+
+TEST(Safetensors, RoundTripEveryShapeFloat32AndFloat64) {
+  TempDir dir;
+  Random rng(1);
+  Tensor a = rng.tensor<float>({3, 4});
+  Tensor b = rng.tensor<double>({2, 3, 5});
+  Tensor scalar = rng.tensor<double>({});  // rank 0, one element
+  Tensor empty = Tensor::empty({0, 7}, DType::Float32);
+  Tensor c = rng.tensor<float>({9});  // 36 bytes: the next tensor starts unaligned
+  Tensor d = rng.tensor<double>({2, 2});
+  const std::map<std::string, std::string> meta = {{"purpose", "test"}, {"json", "{\"a\": 1}"}};
+  const std::string path = dir.file("t.safetensors");
+  save_safetensors(
+      path, {{"a", a}, {"b", b}, {"scalar", scalar}, {"empty", empty}, {"c", c}, {"d", d}}, meta);
+  // Written to a temporary file, then renamed: nothing else is left in the folder.
+  EXPECT_EQ(dir.list(), std::vector<std::string>{"t.safetensors"});
+  // The buffer starts 8-byte aligned, as Python's writer does it.
+  EXPECT_EQ(RawSafetensors::parse(read_file(path)).header.size() % 8, 0u);
+
+  const SafetensorsFile f = SafetensorsFile::open(path);
+  EXPECT_EQ(f.metadata(), meta);
+  EXPECT_EQ(f.names(), (std::vector<std::string>{"a", "b", "scalar", "empty", "c", "d"}));
+  EXPECT_EQ(f.info("b").dtype, "F64");
+  EXPECT_EQ(f.info("b").shape, (Shape{2, 3, 5}));
+  EXPECT_EQ(f.info("scalar").shape, Shape{});
+  EXPECT_EQ(f.info("a").end - f.info("a").begin, 48u);
+  for (const auto& [name, t] : std::vector<std::pair<std::string, const Tensor*>>{
+           {"a", &a}, {"b", &b}, {"scalar", &scalar}, {"empty", &empty}, {"c", &c}, {"d", &d}}) {
+    Tensor back = f.read(name);
+    EXPECT_EQ(back.shape(), t->shape()) << name;
+    EXPECT_EQ(back.dtype(), t->dtype()) << name;
+    EXPECT_EQ(bytes_of(back), bytes_of(*t)) << name;  // bit for bit
+  }
+  Tensor into = Tensor::zeros({3, 4}, DType::Float32);
+  f.read_into("a", into);
+  EXPECT_EQ(into.to_vector<float>(), a.to_vector<float>());
+}
+
+TEST(Safetensors, ConversionOnlyWhenAskedFor) {
+  TempDir dir;
+  Random rng(2);
+  Tensor a = rng.tensor<float>({5});
+  Tensor b = rng.tensor<double>({5});
+  const std::string path = dir.file("t.safetensors");
+  save_safetensors(path, {{"a", a}, {"b", b}});
+  const SafetensorsFile f = SafetensorsFile::open(path);
+
+  Tensor wide = Tensor::zeros({5}, DType::Float64);
+  EXPECT_TRUE(throws_error([&] { f.read_into("a", wide); },
+                           {"read_into", "'dst'", "dtype Float32", "got dtype float64"}));
+  EXPECT_EQ(wide.to_vector<double>(), std::vector<double>(5, 0.0));  // untouched
+  f.read_converted("a", wide);
+  const std::vector<float> av = a.to_vector<float>();
+  EXPECT_EQ(wide.to_vector<double>(), std::vector<double>(av.begin(), av.end()));
+
+  Tensor narrow = Tensor::zeros({5}, DType::Float32);
+  f.read_converted("b", narrow);
+  const std::vector<double> bv = b.to_vector<double>();
+  for (std::size_t i = 0; i < bv.size(); ++i) {
+    EXPECT_EQ(narrow.to_vector<float>()[i], static_cast<float>(bv[i]));
+  }
+}
+
+TEST(Safetensors, ReadErrorsNameTheProblemAndLeaveTheTargetAlone) {
+  TempDir dir;
+  const std::string path = dir.file("t.safetensors");
+  save_safetensors(path, {{"w", Tensor::zeros({2, 3}, DType::Float32)}});
+  const SafetensorsFile f = SafetensorsFile::open(path);
+  Tensor dst = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {3, 2});
+  EXPECT_TRUE(throws_error([&] { f.read_into("w", dst); },
+                           {"'dst'", "shape [2, 3] (tensor 'w')", "got shape [3, 2]"}));
+  EXPECT_TRUE(throws_error([&] { f.read_into("nope", dst); }, {"'name'", "\"nope\""}));
+  EXPECT_TRUE(throws_error([&] { f.info("nope"); }, {"does not hold"}));
+  EXPECT_EQ(dst.to_vector<float>(), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  EXPECT_FALSE(f.contains("nope"));
+  EXPECT_TRUE(f.contains("w"));
+}
+
+TEST(Safetensors, WriteErrors) {
+  TempDir dir;
+  const std::string path = dir.file("t.safetensors");
+  Tensor t = Tensor::zeros({2}, DType::Float32);
+  EXPECT_TRUE(throws_error(
+      [&] {
+        save_safetensors(path, {{"a", t}, {"a", t}});
+      },
+      {"save_safetensors", "'tensors[1]'", "\"a\" a second time"}));
+  EXPECT_TRUE(throws_error(
+      [&] {
+        save_safetensors(path, {{"", t}});
+      },
+      {"'tensors[0]'", "non-empty"}));
+  EXPECT_TRUE(throws_error(
+      [&] {
+        save_safetensors(path, {{"__metadata__", t}});
+      },
+      {"'tensors[0]'"}));
+  EXPECT_TRUE(throws_error(
+      [&] {
+        save_safetensors(path, {{"u", TensorView()}});
+      },
+      {"'tensors[0] (\"u\")'", "undefined"}));
+  EXPECT_TRUE(dir.list().empty());  // nothing written
+  // An I/O failure says why, and leaves nothing behind.
+  EXPECT_TRUE(throws_error(
+      [&] {
+        save_safetensors(dir.file("no/such/dir/t.safetensors"), {{"a", t}});
+      },
+      {"cannot create", "No such file or directory"}));
+  EXPECT_TRUE(dir.list().empty());
+}
+
+TEST(Safetensors, ReadsFilesWrittenByPythonSafetensors) {
+  // tests/golden/gen_safetensors.py: safetensors.torch.save_file(lstm.state_dict(), ...).
+  const SafetensorsFile f = SafetensorsFile::open(golden_dir() + "/lstm_l2_bi.safetensors");
+  EXPECT_EQ(f.names().size(), 16u);  // 2 layers x 2 directions x 4 tensors
+  EXPECT_EQ(f.info("weight_ih_l1_reverse").shape, (Shape{16, 8}));
+  EXPECT_EQ(f.info("bias_hh_l0").dtype, "F32");
+  EXPECT_TRUE(f.metadata().empty());
+  const SafetensorsFile e =
+      SafetensorsFile::open(golden_dir() + "/lstm_l2_bi.expected.safetensors");
+  EXPECT_EQ(e.metadata().at("reference"), "float64");
+  EXPECT_EQ(e.info("y").shape, (Shape{6, 3, 8}));
+  EXPECT_EQ(e.info("y").dtype, "F64");
+}
+
+// ---- corrupt files ----
+
+class CorruptFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = dir_.file("t.safetensors");
+    Random rng(3);
+    save_safetensors(path_, {{"a", rng.tensor<float>({2, 3})}, {"b", rng.tensor<double>({4})}},
+                     {{"k", "v"}});
+    raw_ = RawSafetensors::parse(read_file(path_));
+  }
+  // Writes `bytes` and expects open() to fail with all of `parts` in the message.
+  ::testing::AssertionResult rejects(const std::vector<unsigned char>& bytes,
+                                     std::vector<std::string> parts) {
+    write_file(path_, bytes);
+    parts.insert(parts.begin(), "SafetensorsFile::open: " + path_);
+    return throws_error([&] { SafetensorsFile::open(path_); }, parts);
+  }
+  ::testing::AssertionResult rejects_json(const ordered_json& j, std::vector<std::string> parts) {
+    RawSafetensors r = raw_;
+    r.set_json(j);
+    return rejects(r.bytes(), std::move(parts));
+  }
+
+  TempDir dir_;
+  std::string path_;
+  RawSafetensors raw_;
+};
+
+TEST_F(CorruptFile, Truncated) {
+  const std::vector<unsigned char> full = raw_.bytes();
+  ASSERT_NO_THROW(SafetensorsFile::open(path_));
+  const std::size_t header_end = 8 + raw_.header.size();
+  for (std::size_t cut : {std::size_t(0), std::size_t(5), std::size_t(8), std::size_t(20),
+                          header_end - 1, header_end, header_end + 10, full.size() - 1}) {
+    const std::vector<unsigned char> part(full.begin(),
+                                          full.begin() + static_cast<std::ptrdiff_t>(cut));
+    EXPECT_TRUE(rejects(part, {"truncated"})) << "cut at " << cut << " of " << full.size();
+  }
+}
+
+TEST_F(CorruptFile, BadHeaderJson) {
+  RawSafetensors r = raw_;
+  r.header[r.header.find(':')] = ';';
+  EXPECT_TRUE(rejects(r.bytes(), {"not valid JSON", "parse error"}));
+  r = raw_;
+  r.header = "[1, 2]  ";
+  EXPECT_TRUE(rejects(r.bytes(), {"does not start with '{'"}));
+  EXPECT_TRUE(rejects_json(ordered_json::parse("{\"__metadata__\": {\"k\": 3}}"),
+                           {"metadata 'k' is not a string"}));
+}
+
+TEST_F(CorruptFile, HeaderLengthLargerThanTheFile) {
+  EXPECT_TRUE(
+      rejects(raw_.bytes(static_cast<std::int64_t>(raw_.header.size() + raw_.data.size() + 1)),
+              {"header length", "exceeds", "truncated"}));
+  EXPECT_TRUE(rejects(raw_.bytes(std::int64_t(1) << 62), {"exceeds"}));
+}
+
+TEST_F(CorruptFile, OffsetsOutOfRange) {
+  ordered_json j = raw_.json();
+  j["b"]["data_offsets"] = {24, 24 + 32 + 8};
+  j["b"]["shape"] = {5};
+  EXPECT_TRUE(rejects_json(j, {"tensor 'b' [24, 64)", "reaches past the end", "56 bytes"}));
+}
+
+TEST_F(CorruptFile, OverlappingOffsets) {
+  ordered_json j = raw_.json();
+  j["b"]["data_offsets"] = {16, 48};
+  j["a"]["data_offsets"] = {0, 24};
+  // Keep the file's size consistent: the data now ends at 48, so drop 8 bytes.
+  RawSafetensors r = raw_;
+  r.set_json(j);
+  r.data.resize(48);
+  EXPECT_TRUE(rejects(r.bytes(), {"tensors 'a' [0, 24) and 'b' [16, 48) overlap"}));
+}
+
+TEST_F(CorruptFile, SizeDoesNotMatchDtypeAndShape) {
+  ordered_json j = raw_.json();
+  j["a"]["shape"] = {2, 4};
+  EXPECT_TRUE(rejects_json(j, {"tensor 'a'", "span 24 bytes", "F32 and shape [2, 4] need 32"}));
+  j = raw_.json();
+  j["b"]["dtype"] = "F32";
+  EXPECT_TRUE(rejects_json(j, {"tensor 'b'", "span 32 bytes", "need 16"}));
+}
+
+TEST_F(CorruptFile, GapsAndTrailingBytes) {
+  RawSafetensors r = raw_;
+  r.data.push_back(0);
+  EXPECT_TRUE(rejects(r.bytes(), {"trailing bytes"}));
+  ordered_json j = raw_.json();
+  j["a"]["data_offsets"] = {8, 32};
+  j["b"]["data_offsets"] = {32, 64};
+  r = raw_;
+  r.set_json(j);
+  r.data.resize(64);
+  EXPECT_TRUE(rejects(r.bytes(), {"bytes [0, 8) of the data belong to no tensor"}));
+}
+
+TEST_F(CorruptFile, BadFields) {
+  ordered_json j = raw_.json();
+  j["a"]["dtype"] = "F31";
+  EXPECT_TRUE(rejects_json(j, {"tensor 'a'", "unknown dtype \"F31\""}));
+  j = raw_.json();
+  j["a"].erase("dtype");
+  EXPECT_TRUE(rejects_json(j, {"tensor 'a'", "no \"dtype\""}));
+  j = raw_.json();
+  j["a"]["shape"] = {2, -3};
+  EXPECT_TRUE(rejects_json(j, {"tensor 'a'", "non-negative integers"}));
+  j = raw_.json();
+  j["a"]["shape"] = "2x3";
+  EXPECT_TRUE(rejects_json(j, {"tensor 'a'", "no \"shape\" array"}));
+  j = raw_.json();
+  j["a"]["data_offsets"] = {0};
+  EXPECT_TRUE(rejects_json(j, {"tensor 'a'", "\"data_offsets\" must be [begin, end]"}));
+  j = raw_.json();
+  j["a"]["data_offsets"] = {24, 0};
+  EXPECT_TRUE(rejects_json(j, {"tensor 'a'", "end before they begin"}));
+  j = raw_.json();
+  j["a"]["shape"] = {std::uint64_t(1) << 40, std::uint64_t(1) << 40};
+  EXPECT_TRUE(rejects_json(j, {"tensor 'a'", "too large"}));
+  j = raw_.json();
+  j["a"] = 7;
+  EXPECT_TRUE(rejects_json(j, {"tensor 'a'", "expected a JSON object"}));
+}
+
+TEST_F(CorruptFile, NotAFile) {
+  EXPECT_TRUE(throws_error([&] { SafetensorsFile::open(dir_.file("missing")); },
+                           {"cannot open", "No such file or directory"}));
+  EXPECT_TRUE(throws_error([&] { SafetensorsFile::open(dir_.path()); }, {"not a regular file"}));
+}
+
+TEST_F(CorruptFile, OtherDtypesAreListedButNotReadAsFloats) {
+  ordered_json j = raw_.json();
+  j["a"]["dtype"] = "I32";  // same size as F32
+  RawSafetensors r = raw_;
+  r.set_json(j);
+  write_file(path_, r.bytes());
+  const SafetensorsFile f = SafetensorsFile::open(path_);
+  EXPECT_EQ(f.info("a").dtype, "I32");
+  EXPECT_EQ(f.read_bytes("a").size(), 24u);
+  Tensor dst = Tensor::zeros({2, 3}, DType::Float32);
+  EXPECT_TRUE(throws_error([&] { f.read_into("a", dst); }, {"F32 or F64", "'a' of dtype I32"}));
+  EXPECT_TRUE(throws_error([&] { f.read("a"); }, {"F32 or F64"}));
+}
+
+}  // namespace
+}  // namespace recur::test
