@@ -611,6 +611,25 @@ TEST(StateDict, ErrorsLeaveTheModelUnchanged) {
   EXPECT_EQ(rnn.parameter("bias_hh_l0").to_vector<float>(), std::vector<float>(12, 0.0f));
 }
 
+TEST(StateDict, WrongCellIsNamed) {
+  // PyTorch's 2-layer bidirectional LSTM file into a GRU of the same sizes.
+  const SafetensorsFile f = SafetensorsFile::open(golden_dir() + "/lstm_l2_bi.safetensors");
+  const SafetensorsEntry& w = f.info("weight_hh_l0");
+  RnnConfig c;
+  c.cell = CellKind::GruLinearBeforeReset;
+  c.hidden_size = w.shape[1];
+  c.input_size = f.info("weight_ih_l0").shape[1];
+  c.num_layers = 2;
+  c.bidirectional = true;
+  Rnn rnn(c);
+  const std::vector<float> before = rnn.parameters().to_vector<float>();
+  EXPECT_TRUE(
+      throws_error([&] { load_state_dict(rnn, f); },
+                   {"tensor 'weight_ih_l0' has shape",
+                    "4 gates: an LSTM's weights; the model is GruLinearBeforeReset with 3"}));
+  EXPECT_EQ(rnn.parameters().to_vector<float>(), before);
+}
+
 TEST(StateDict, StateDictNamesAreThePyTorchNames) {
   RnnConfig c;
   c.cell = CellKind::Lstm;

@@ -342,8 +342,24 @@ void load_state_dict(Rnn& rnn, const SafetensorsFile& file, const StateDictOptio
                   (float_type ? " (StateDictOptions::convert_dtype converts F32 and F64)" : ""));
     }
     if (e.shape != p.shape) {
+      // A gate count that differs is the usual cause: name the cells, not just the sizes.
+      std::string hint;
+      const std::int64_t H = rnn.config().hidden_size;
+      const bool gate_rows = p.name.rfind("weight_", 0) == 0 || p.name.rfind("bias_", 0) == 0;
+      if (gate_rows && !e.shape.empty() && e.shape[0] % H == 0 && e.shape[0] != p.shape[0]) {
+        const std::int64_t g = e.shape[0] / H;
+        const char* cell = g == 4   ? "an LSTM"
+                           : g == 3 ? "a GRU"
+                           : g == 1 ? "a vanilla RNN"
+                                    : nullptr;
+        if (cell != nullptr) {
+          hint = " (" + std::to_string(g) + " gates: " + cell + "'s weights; the model is " +
+                 to_string(rnn.config().cell) + " with " +
+                 std::to_string(gate_count(rnn.config().cell)) + ")";
+        }
+      }
       loader.fail("tensor '" + name + "' has shape " + to_string(e.shape) +
-                  ", but the model's parameter has shape " + to_string(p.shape));
+                  ", but the model's parameter has shape " + to_string(p.shape) + hint);
     }
     std::vector<unsigned char> bytes = file.read_bytes(name);
     if (e.dtype != safetensors_dtype(dtype)) {
