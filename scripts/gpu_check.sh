@@ -48,7 +48,7 @@ sanitize memcheck
 sanitize racecheck
 
 if [ -x "$build/bench/recur_bench" ]; then
-  "$build/bench/recur_bench" --gpu --json "$out/bench.json" > "$out/bench.txt" 2>&1 ||
+  "$build/bench/recur_bench" --gpu --deepbench --max-seconds 1 --warmup 1 --json "$out/bench.json" > "$out/bench.txt" 2>&1 ||
     { echo "bench: failed" >> "$summary"; status=1; }
 fi
 echo "overall: $([ $status -eq 0 ] && echo OK || echo FAILED)" >> "$summary"

@@ -1,0 +1,243 @@
+// bench/main.cpp: recur_bench, recur against oneDNN (CPU), cuDNN (GPU) and the sgemm
+// ceiling on a grid of problems. Run with --help for the options; docs/benchmarks.md
+// describes the method and the results.
+#include <recur/recur.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "machine.h"
+#include "report.h"
+#include "result.h"
+
+namespace {
+
+const char* kUsage = R"(usage: recur_bench [options]
+  --quick              small grid, few repetitions (about a minute on 2 CPU cores)
+  --cpu, --gpu         devices to run (default: the CPU, and the GPU when one is usable)
+  --mode M             inference, training or both (default both)
+  --filter S           keep problems whose description or source contains S, e.g.
+                       "lstm", "H=512", "target", "L=2" (repeatable: any match keeps)
+  --deepbench[=SET]    add DeepBench's problems of SET (training [default],
+                       inference_server, inference_device, all)
+  --deepbench-csv F    the DeepBench CSV (default: the source tree's ../shared/bench)
+  --deepbench-max-hidden N   skip DeepBench rows with larger H (default 1024 on the CPU)
+  --only-deepbench     run the DeepBench problems alone, not the built-in grid
+  --reps N             timed repetitions per measurement (default 10; --quick 5)
+  --warmup N           untimed calls first (default 2; --quick 1)
+  --max-seconds S      stop repeating after S seconds once 3 reps are done (default 10)
+  --no-anchors         recur only;  --no-ceiling: skip the sgemm ceiling
+  --no-tf32            no cuDNN TF32 tensor-op rows on the GPU
+  --json FILE          also write every result as JSON
+)";
+
+struct Options {
+  bench::DriverOptions driver;
+  bool quick = false, cpu = false, gpu = false, anchors = true, ceiling = true, tf32 = true;
+  bool only_deepbench = false;
+  std::vector<std::string> filters;
+  std::string deepbench_set, deepbench_csv = bench::default_deepbench_path(), json;
+  long long deepbench_max_hidden = -1;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::cerr << "recur_bench: " << message << "\n" << kUsage;
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  int reps = -1, warmup = -1;
+  double max_seconds = -1;
+  std::string mode = "both";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage_error(a + " needs a value");
+      return argv[++i];
+    };
+    auto number = [&](const std::string& text) {
+      try {
+        return std::stod(text);
+      } catch (const std::exception&) {
+        usage_error(a + ": not a number: '" + text + "'");
+      }
+    };
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    } else if (a == "--quick") {
+      o.quick = true;
+    } else if (a == "--cpu") {
+      o.cpu = true;
+    } else if (a == "--gpu") {
+      o.gpu = true;
+    } else if (a == "--mode") {
+      mode = value();
+    } else if (a == "--filter") {
+      o.filters.push_back(value());
+    } else if (a == "--deepbench") {
+      o.deepbench_set = "training";
+    } else if (a.rfind("--deepbench=", 0) == 0) {
+      o.deepbench_set = a.substr(12);
+    } else if (a == "--deepbench-csv") {
+      o.deepbench_csv = value();
+    } else if (a == "--deepbench-max-hidden") {
+      o.deepbench_max_hidden = static_cast<long long>(number(value()));
+    } else if (a == "--only-deepbench") {
+      o.only_deepbench = true;
+      if (o.deepbench_set.empty()) o.deepbench_set = "training";
+    } else if (a == "--reps") {
+      reps = static_cast<int>(number(value()));
+    } else if (a == "--warmup") {
+      warmup = static_cast<int>(number(value()));
+    } else if (a == "--max-seconds") {
+      max_seconds = number(value());
+    } else if (a == "--no-anchors") {
+      o.anchors = false;
+    } else if (a == "--no-ceiling") {
+      o.ceiling = false;
+    } else if (a == "--no-tf32") {
+      o.tf32 = false;
+    } else if (a == "--json") {
+      o.json = value();
+    } else {
+      usage_error("unknown option '" + a + "'");
+    }
+  }
+  bench::TimingOptions& t = o.driver.timing;
+  if (o.quick) {
+    t.reps = 5;
+    t.warmup = 1;
+    t.max_seconds = 3;
+  }
+  if (reps > 0) t.reps = reps;
+  if (warmup >= 0) t.warmup = warmup;
+  if (max_seconds > 0) t.max_seconds = max_seconds;
+  t.min_reps = std::min(t.min_reps, t.reps);
+  if (mode == "inference" || mode == "both") o.driver.modes.push_back(bench::Mode::Inference);
+  if (mode == "training" || mode == "both") o.driver.modes.push_back(bench::Mode::Training);
+  if (o.driver.modes.empty()) usage_error("--mode: expected inference, training or both");
+  return o;
+}
+
+bool keep(const Options& o, const bench::Problem& p) {
+  if (o.filters.empty()) return true;
+  const std::string text = bench::describe(p) + " " + p.source;
+  for (const std::string& f : o.filters) {
+    if (text.find(f) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::vector<bench::Problem> problems_for(const Options& o, bool gpu) {
+  std::vector<bench::Problem> all;
+  if (!o.only_deepbench) {
+    all = o.quick ? bench::quick_grid() : (gpu ? bench::gpu_grid() : bench::cpu_grid());
+  }
+  if (!o.deepbench_set.empty() && o.deepbench_csv.empty()) {
+    std::cerr << "recur_bench: DeepBench CSV not found (--deepbench-csv); no DeepBench problems\n";
+  } else if (!o.deepbench_set.empty()) {
+    const long long max_hidden =
+        o.deepbench_max_hidden > 0 ? o.deepbench_max_hidden : (gpu ? 1LL << 40 : 1024);
+    const std::vector<bench::Problem> db =
+        bench::read_deepbench(o.deepbench_csv, o.deepbench_set, max_hidden);
+    all.insert(all.end(), db.begin(), db.end());
+  }
+  std::vector<bench::Problem> kept;
+  for (const bench::Problem& p : all) {
+    if (keep(o, p)) kept.push_back(p);
+  }
+  return kept;
+}
+
+// Every measurement of one problem on one device: recur, the anchors, the ceiling.
+std::vector<bench::Result> run_problem(const Options& o, const bench::Problem& p, bool gpu) {
+  std::vector<bench::Result> out = bench::run_recur(p, gpu, o.driver);
+  if (o.anchors) {
+    std::vector<bench::Result> more;
+#ifdef RECUR_BENCH_ONEDNN
+    if (!gpu) more = bench::run_onednn(p, o.driver);
+#endif
+#ifdef RECUR_BENCH_CUDNN
+    if (gpu) {
+      more = bench::run_cudnn(p, false, o.driver);
+      if (o.tf32) {
+        const std::vector<bench::Result> tc = bench::run_cudnn(p, true, o.driver);
+        more.insert(more.end(), tc.begin(), tc.end());
+      }
+    }
+#endif
+    out.insert(out.end(), more.begin(), more.end());
+  }
+  for (bench::Result& r : out) {
+    if (!r.ok) continue;
+    r.gflops = bench::flops(p, r.mode) / (r.stats.median_ms * 1e6);
+    if (o.ceiling) {
+      try {
+        r.ceiling_gflops = bench::sgemm_ceiling_gflops(p, r.mode, gpu, o.driver.timing);
+      } catch (const std::exception& e) {
+        std::cerr << "sgemm ceiling: " << e.what() << "\n";
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o = parse(argc, argv);
+  bench::MachineInfo machine = bench::collect_machine_info();
+  for (int i = 0; i < argc; ++i) machine.command_line += (i ? " " : "") + std::string(argv[i]);
+  bench::print_header(std::cout, machine);
+
+  const bool gpu_usable = recur::cuda_device_count() > 0;
+  std::vector<bool> devices;  // false: CPU, true: GPU
+  if (o.cpu || !o.gpu) devices.push_back(false);
+  if (o.gpu && !gpu_usable) {
+    std::cerr << "recur_bench: --gpu: no usable CUDA device (recur built with CUDA: "
+              << (recur::cuda_built() ? "yes" : "no") << ")\n";
+    return 2;
+  }
+  if (o.gpu || (!o.cpu && gpu_usable)) devices.push_back(true);
+
+  std::vector<bench::Result> results;
+  try {
+    for (bool gpu : devices) {
+      const std::vector<bench::Problem> problems = problems_for(o, gpu);
+      for (std::size_t i = 0; i < problems.size(); ++i) {
+        std::cerr << "[" << (gpu ? "gpu" : "cpu") << " " << i + 1 << "/" << problems.size() << "] "
+                  << bench::describe(problems[i]) << " (" << problems[i].source << ")\n";
+        const std::vector<bench::Result> r = run_problem(o, problems[i], gpu);
+        results.insert(results.end(), r.begin(), r.end());
+      }
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "recur_bench: " << e.what() << "\n";
+    return 2;
+  }
+  machine.load_end = bench::load_average();
+  bench::print_table(std::cout, results);
+  bench::print_gemms(std::cout, bench::measured_gemm_rates());
+  std::cout << "load average at start " << machine.load_start << ", at end " << machine.load_end
+            << "\n";
+  if (!o.json.empty()) {
+    try {
+      bench::write_json(o.json, machine, results, bench::measured_gemm_rates());
+      std::cout << "wrote " << o.json << "\n";
+    } catch (const std::exception& e) {
+      std::cerr << "recur_bench: " << e.what() << "\n";
+      return 2;
+    }
+  }
+  // A recur row that failed (not one skipped by design) fails the run.
+  for (const bench::Result& r : results) {
+    if (r.impl == "recur" && !r.ok && r.note.rfind("error", 0) == 0) return 1;
+  }
+  return 0;
+}

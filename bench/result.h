@@ -1,0 +1,66 @@
+// bench/result.h: one measured (implementation, device, problem, mode), and the driver
+// entry points that produce them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "timer.h"
+
+namespace bench {
+
+struct Result {
+  std::string impl;    // "recur", "onednn", "cudnn", "cudnn_tensor_op"
+  std::string device;  // "cpu" or "gpu"
+  Problem problem;
+  Mode mode = Mode::Training;
+  bool ok = false;
+  std::string note;  // why it was skipped or failed; empty when ok
+  Stats stats;
+  double gflops = 0;          // flops(problem, mode) / median time
+  double ceiling_gflops = 0;  // sgemm at this problem's GEMM shapes on this device; 0 unknown
+};
+
+struct DriverOptions {
+  TimingOptions timing;
+  std::vector<Mode> modes;
+};
+
+// A skipped or failed result.
+Result note_result(const char* impl, const char* device, const Problem& p, Mode mode,
+                   const std::string& note);
+
+// recur through its public API, on Device::cpu() or Device::cuda(0).
+std::vector<Result> run_recur(const Problem& p, bool gpu, const DriverOptions& opt);
+
+#ifdef RECUR_BENCH_ONEDNN
+// oneDNN's RNN primitives (f32, CPU), one primitive per layer so that stacks concatenate
+// directions between layers as PyTorch (and recur) do. Runs in the plugin
+// libbench_onednn.so (onednn_driver.cpp); without it every row says why.
+std::vector<Result> run_onednn(const Problem& p, const DriverOptions& opt);
+std::string onednn_version();  // "2.6.3 (hash)", or "unavailable (why)"
+#endif
+
+#ifdef RECUR_BENCH_CUDNN
+// cuDNN's RNN API (CUDNN_RNN_ALGO_STANDARD, FP32). tensor_ops: allow TF32 tensor-core math
+// (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION), reported as its own implementation.
+std::vector<Result> run_cudnn(const Problem& p, bool tensor_ops, const DriverOptions& opt);
+// "9.19.0", or "unavailable: <why>" when libcudnn cannot be loaded.
+std::string cudnn_version();
+#endif
+
+// The sgemm ceiling: GFLOP/s that sgemm (OpenBLAS on the CPU, cuBLAS on the GPU) reaches
+// at the GEMM shapes this problem runs, weighted by their FLOPs (see sgemm_ceiling.cpp).
+// Each shape is measured once per process and cached.
+double sgemm_ceiling_gflops(const Problem& p, Mode mode, bool gpu, const TimingOptions& opt);
+// Every shape measured so far: column-major C[m,n] = op(A) op(B), K = k.
+struct GemmRate {
+  bool gpu, trans_a, trans_b;
+  std::int64_t m, n, k;
+  double gflops;
+};
+std::vector<GemmRate> measured_gemm_rates();
+std::string openblas_info();
+
+}  // namespace bench
