@@ -31,6 +31,7 @@ for t in "$build"/tests/test_*; do
 done
 grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$out/tests.log" | sort | uniq -c >> "$summary"
 
+# compute-sanitizer over every test binary that runs CUDA code; one log per tool.
 sanitize() {
   local tool=$1
   local log="$out/$tool.log"
@@ -38,11 +39,17 @@ sanitize() {
     echo "$tool: compute-sanitizer not found" >> "$summary"
     return
   fi
-  compute-sanitizer --tool "$tool" --error-exitcode 99 "$build/tests/test_parity_cuda" \
-    --gtest_brief=1 > "$log" 2>&1
-  local rc=$?
-  echo "$tool over test_parity_cuda: exit $rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1)" >> "$summary"
-  [ $rc -eq 0 ] || status=1
+  : > "$log"
+  for t in test_parity_cuda test_clip test_optim test_modules; do
+    [ -x "$build/tests/$t" ] || continue
+    echo "=== $t" >> "$log"
+    compute-sanitizer --tool "$tool" --error-exitcode 99 "$build/tests/$t" --gtest_brief=1 \
+      >> "$log" 2>&1
+    local rc=$?
+    echo "$tool over $t: exit $rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1)" \
+      >> "$summary"
+    [ $rc -eq 0 ] || status=1
+  done
 }
 sanitize memcheck
 sanitize racecheck
@@ -51,6 +58,15 @@ if [ -x "$build/bench/recur_bench" ]; then
   "$build/bench/recur_bench" --gpu --deepbench --max-seconds 1 --warmup 1 --json "$out/bench.json" > "$out/bench.txt" 2>&1 ||
     { echo "bench: failed" >> "$summary"; status=1; }
 fi
+# Clipping bandwidth (beside PyTorch's clip_grad_norm_ when torch with CUDA is there) and
+# what a variable-length batch costs.
+for run in "recur_bench_clip --torch-script bench/bench_clip_torch.py" "recur_bench_packed --gpu"; do
+  set -- $run
+  if [ -x "$build/bench/$1" ]; then
+    { echo "=== $run"; "$build/bench/$1" "${@:2}"; } >> "$out/bench.txt" 2>&1 ||
+      { echo "$1: failed" >> "$summary"; status=1; }
+  fi
+done
 echo "overall: $([ $status -eq 0 ] && echo OK || echo FAILED)" >> "$summary"
 cat "$summary"
 exit $status

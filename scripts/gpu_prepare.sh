@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On this (GPU-less) machine: builds recur with CUDA into build-gpu/ and gathers what a
-# bare GPU machine needs into gpu-bundle/ (about 45 MB, under the device tool's 64 MiB
+# bare GPU machine needs into gpu-bundle/ (about 57 MB, under the device tool's 64 MiB
 # carry limit): the test, bench and example binaries, librecur, and the shared libraries
 # such a machine may lack (OpenBLAS and its Fortran runtime). GoogleTest is linked
 # statically; CUDA's own libraries (cudart, cuBLAS, cuDNN) come from the GPU machine.
@@ -22,4 +22,7 @@ for bin in build-gpu/src/librecur.so* build-gpu/tests/test_* build-gpu/bench/rec
   ldd "$bin" | awk '/=> \//{print $3}'
 done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt|libcudnn[^/]*|libnccl)\.so' |
   while read -r lib; do cp -L "$lib" "$libs/"; done
+# Symbols are not needed there; stripping keeps the bundle well inside the carry limit.
+find "$bundle" -type f \( -name 'test_*' -o -name 'recur_bench*' -o -name 'train_*' -o -name '*.so*' \) \
+  -exec strip --strip-unneeded {} \; 2> /dev/null || true
 du -sh "$bundle"
