@@ -206,7 +206,8 @@ class EngineImpl final : public Engine {
   }
 
   BackwardResult backward(const TensorView& dy, const TensorView& dh_n, const TensorView& dc_n,
-                          const TensorView& params, const TensorView& grads) override {
+                          const TensorView& params, const TensorView& grads,
+                          double* flow) override {
     OpsScope<T> scope(*ops_);
     const Timeline& tl = timeline_;
     const std::int64_t B = tl.batch, R = tl.rows();
@@ -269,7 +270,10 @@ class EngineImpl final : public Engine {
     set_state(dh, H, dh_n, rows + maps.state_in, L * D * B);
     if (lstm) set_state(dc, H, dc_n, rows + maps.state_in, L * D * B);
 
+    b.flow = flow;
+    b.flow_steps = caller_steps_;
     StackPass<T>(plan_, *ops_, tl, b, params.data_as<T>()).backward(grads.data_as<T>());
+    b.flow = nullptr;
 
     if (!identity_) {
       gather(out.dx.data_as<T>(), I, b.acts[0].grad, I, rows + maps.to_caller, caller_steps_ * B,

@@ -21,9 +21,12 @@ class Engine {
                                 Mode mode, const std::vector<std::int64_t>& lengths,
                                 std::uint64_t dropout_seed, std::uint64_t dropout_stream,
                                 const TensorView& params) = 0;
+  // flow: null, or [L*D, T] doubles in the engine's device memory (T = the forward's
+  // caller steps): each unit's ||dJ/dh_t||^2 at each step is written there (gradient-flow
+  // diagnostics; steps past the longest sequence are left alone).
   virtual BackwardResult backward(const TensorView& dy, const TensorView& dh_n,
                                   const TensorView& dc_n, const TensorView& params,
-                                  const TensorView& grads) = 0;
+                                  const TensorView& grads, double* flow) = 0;
 
   virtual void* stream() const = 0;
   virtual void set_stream(void* stream) = 0;

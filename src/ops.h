@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "../kernels/dispatch.h"
+#include "../kernels/flow.cuh"
 #include "../kernels/step_args.h"
 #include "recur/device.h"
 
@@ -19,6 +20,7 @@ namespace recur::detail {
 
 using kernels::ConnectionArgs;
 using kernels::ConnectionKind;
+using kernels::FlowArgs;
 using kernels::GatherArgs;
 using kernels::StepBackward;
 using kernels::StepForward;
@@ -97,6 +99,11 @@ class Ops {
   // dst row r = src row index[r], zeros where index[r] < 0 (kernels/gather.cuh); `index`
   // comes from stage_indices.
   virtual void gather(const GatherArgs<T>& args) = 0;
+
+  // Gradient-flow diagnostics: for each of `count` blocks, *out = sum of (a + b)^2 in
+  // double (kernels/flow.cuh: the same lanes and tree on both backends). Only a backward
+  // pass asked to record the flow calls it.
+  virtual void flow(const FlowArgs<T>* units, int count) = 0;
 
   // dst[0..n) = value
   virtual void fill(T* dst, std::int64_t n, T value) = 0;

@@ -8,6 +8,7 @@
 #include "engine.h"
 #include "plan.h"
 #include "recur/error.h"
+#include "rnn_access.h"
 #include "validate.h"
 
 namespace recur {
@@ -215,7 +216,15 @@ BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n, const
     expect_tensor(where, "dc_n", dc_n, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",
                   c.dtype, dev);
   }
-  return impl_->engine->backward(dy, dh_n, dc_n, impl_->params, impl_->grads);
+  return impl_->engine->backward(dy, dh_n, dc_n, impl_->params, impl_->grads, nullptr);
 }
+
+namespace detail {
+
+Engine& RnnAccess::engine(Rnn& rnn) { return *rnn.impl_->engine; }
+const Plan& RnnAccess::plan(const Rnn& rnn) { return rnn.impl_->plan; }
+std::uint64_t RnnAccess::dropout_seed(const Rnn& rnn) { return rnn.impl_->dropout_seed; }
+
+}  // namespace detail
 
 }  // namespace recur

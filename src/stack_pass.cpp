@@ -387,6 +387,7 @@ void StackPass<T>::steps_backward(const PassOp& op) {
     args.push_back(step_backward_args(s));
     args.back().batch = widest;
   }
+  if (buf_.flow != nullptr) record_flow(args, op);  // before the kernels overwrite dh
   // dh (+)= W^T d: m = H, ldb = G*H, ldc = H.
   auto recurrent = [&](int gemm_index, std::int64_t k, bool accumulate) {
     for (const GemmGroup& group : op.groups[gemm_index]) {
@@ -409,6 +410,25 @@ void StackPass<T>::steps_backward(const PassOp& op) {
     ops_.step_backward(step_kind(plan_.config.cell), args.data(), count);
     recurrent(0, GH, true);  // dh += W_hh^T dgh
   }
+}
+
+// dJ/dh_t of each unit of the op is dh (through h_{t+1}) + dy_t (from above): its squared
+// norm over the rows running at step t goes into flow[unit * steps + t].
+template <typename T>
+void StackPass<T>::record_flow(const std::vector<StepBackward<T>>& args, const PassOp& op) {
+  std::vector<FlowArgs<T>> items(args.size());
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const UnitStep& s = op.steps[i];
+    FlowArgs<T>& f = items[i];
+    f.rows = tl_.active[s.t];
+    f.width = plan_.config.hidden_size;
+    f.a = args[i].dh;
+    f.lda = f.width;
+    f.b = args[i].dy;
+    f.ldb = args[i].ldh;
+    f.out = buf_.flow + s.unit * buf_.flow_steps + s.t;
+  }
+  ops_.flow(items.data(), static_cast<int>(items.size()));
 }
 
 // Dropout of layer op.layer's output into the activation the next layers read.

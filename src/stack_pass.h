@@ -69,6 +69,11 @@ struct StackBuffers {
   std::vector<T*> gates;                               // per layer: highway gate [R, D*H] or null
   std::vector<T*> dgates;                              // per layer: highway dJ/dz [R, D*H] or null
   const T* ones = nullptr;                             // [R] of 1s for bias gradients
+  // Gradient-flow diagnostics (backward only): when set, [L*D, steps] doubles, and each
+  // backward step of unit u at step t writes ||dJ/dh_t||^2 (over the rows running at t)
+  // into flow[u * steps + t]. Null in ordinary training: nothing is recorded.
+  double* flow = nullptr;
+  std::int64_t flow_steps = 0;
 };
 
 enum class PassOpKind {
@@ -126,6 +131,7 @@ class StackPass {
   void steps_forward(const PassOp& op);
   void connection_forward(const PassOp& op);
   void steps_backward(const PassOp& op);
+  void record_flow(const std::vector<StepBackward<T>>& args, const PassOp& op);
   void input_gradient(const PassOp& op);
   void connection_backward(const PassOp& op);
   void weight_gradients(T* grads);

@@ -5,6 +5,7 @@
 #include "recur/clip.h"
 #include "recur/config.h"
 #include "recur/device.h"
+#include "recur/diagnostics.h"
 #include "recur/error.h"
 #include "recur/modules.h"
 #include "recur/optim.h"

@@ -32,6 +32,10 @@
 
 namespace recur {
 
+namespace detail {
+struct RnnAccess;
+}
+
 enum class Mode {
   Inference,  // keeps nothing for backward
   Training,   // keeps what backward() needs
@@ -123,6 +127,7 @@ class RECUR_API Rnn {
                           const TensorView& dc_n = {});
 
  private:
+  friend struct detail::RnnAccess;  // src/rnn_access.h: diagnostics reach the engine
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

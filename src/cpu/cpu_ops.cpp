@@ -111,6 +111,18 @@ void CpuOps<T>::connection(ConnectionKind kind, const ConnectionArgs<T>& args) {
 }
 
 template <typename T>
+void CpuOps<T>::flow(const FlowArgs<T>* units, int count) {
+  for (int u = 0; u < count; ++u) {
+    double lanes[kernels::kFlowLanes];
+    for (int k = 0; k < kernels::kFlowLanes; ++k) lanes[k] = kernels::flow_lane_sum(units[u], k);
+    for (int stride = kernels::kFlowLanes / 2; stride > 0; stride /= 2) {
+      for (int k = 0; k < stride; ++k) kernels::flow_tree_step(lanes, k, stride);
+    }
+    *units[u].out = lanes[0];
+  }
+}
+
+template <typename T>
 void CpuOps<T>::fill(T* dst, std::int64_t n, T value) {
   std::fill(dst, dst + n, value);
 }

@@ -8,6 +8,7 @@
 #include <climits>
 #include <string>
 
+#include "../../kernels/flow.h"
 #include "../../kernels/launch.h"
 #include "check.h"
 
@@ -147,6 +148,10 @@ class CudaOps final : public Ops<T> {
 
   void connection(ConnectionKind kind, const ConnectionArgs<T>& args) override {
     kernels::launch_connection(kind, args, stream_);
+  }
+
+  void flow(const FlowArgs<T>* units, int count) override {
+    kernels::launch_flow(units, count, stream_);
   }
 
   void copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src, std::int64_t rows,
