@@ -459,11 +459,10 @@ void StackPass<T>::dropout(const PassOp& op, bool backward) {
   }
 }
 
+// The rows of op's range that a join reads: y_l and u_l (and the highway gate).
 template <typename T>
-void StackPass<T>::connection_forward(const PassOp& op) {
-  dropout(op, false);
+ConnectionArgs<T> StackPass<T>::join_args(const PassOp& op) const {
   const Join& j = plan_.layers[op.layer].join;
-  if (j.kind == Connection::None) return;
   const std::int64_t DH = plan_.output_size(), r0 = tl_.offset[op.t0];
   const ActivationBuffers<T>& y = buf_.acts[j.y];
   const ActivationBuffers<T>& u = buf_.acts[j.u];
@@ -474,14 +473,24 @@ void StackPass<T>::connection_forward(const PassOp& op) {
   a.ldy = y.ld;
   a.u = u.data + r0 * u.ld;
   a.ldu = u.ld;
-  a.out = buf_.acts[j.out].data + r0 * DH;
+  if (j.kind == Connection::Highway) a.gate = buf_.gates[op.layer] + r0 * DH;
+  return a;
+}
+
+template <typename T>
+void StackPass<T>::connection_forward(const PassOp& op) {
+  dropout(op, false);
+  const Join& j = plan_.layers[op.layer].join;
+  if (j.kind == Connection::None) return;
+  ConnectionArgs<T> a = join_args(op);
+  a.out = buf_.acts[j.out].data + tl_.offset[op.t0] * a.width;
   if (j.kind == Connection::Residual) {
     ops_.connection(ConnectionKind::ResidualForward, a);
     return;
   }
-  a.gate = buf_.gates[op.layer] + r0 * DH;
   a.bias = params_ + j.b_g;
-  ops_.gemm(gemm<T>(Trans::T, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.u, u.ld, a.gate, DH,
+  const std::int64_t DH = a.width;
+  ops_.gemm(gemm<T>(Trans::T, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.u, a.ldu, a.gate, DH,
                     false));  // z = W_g u
   ops_.connection(ConnectionKind::HighwayForward, a);
 }
@@ -490,28 +499,20 @@ template <typename T>
 void StackPass<T>::connection_backward(const PassOp& op) {
   const Join& j = plan_.layers[op.layer].join;
   if (j.kind != Connection::None) {
-    const std::int64_t DH = plan_.output_size(), r0 = tl_.offset[op.t0];
-    const ActivationBuffers<T>& y = buf_.acts[j.y];
-    const ActivationBuffers<T>& u = buf_.acts[j.u];
-    ConnectionArgs<T> a;
-    a.rows = rows(op.t0, op.t1);
-    a.width = DH;
-    a.y = y.data + r0 * y.ld;
-    a.ldy = y.ld;
-    a.u = u.data + r0 * u.ld;
-    a.ldu = u.ld;
+    const std::int64_t r0 = tl_.offset[op.t0];
+    ConnectionArgs<T> a = join_args(op);
+    const std::int64_t DH = a.width;
     a.dout = buf_.acts[j.out].grad + r0 * DH;
-    a.dy = y.grad + r0 * y.ld;
-    a.du = u.grad + r0 * u.ld;
+    a.dy = buf_.acts[j.y].grad + r0 * a.ldy;
+    a.du = buf_.acts[j.u].grad + r0 * a.ldu;
     if (j.kind == Connection::Residual) {
       ops_.connection(ConnectionKind::ResidualBackward, a);
     } else {
-      a.gate = buf_.gates[op.layer] + r0 * DH;
       a.dz = buf_.dgates[op.layer] + r0 * DH;
       ops_.connection(ConnectionKind::HighwayBackward, a);
       // du += W_g^T dz
       ops_.gemm(gemm<T>(Trans::N, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.dz, DH, a.du,
-                        u.ld, true));
+                        a.ldu, true));
     }
   }
   dropout(op, true);  // dJ/dy_l complete: back through the dropout mask
