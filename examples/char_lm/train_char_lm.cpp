@@ -28,7 +28,7 @@ struct Options {
   std::string cell = "lstm";                        // lstm, gru
   std::string connection = "residual";              // none, residual, highway, dense
   std::int64_t steps = 1500, layers = 2, hidden = 128, embed = 64, seq = 64, batch = 32;
-  double lr = 3e-3, clip = 1.0, dropout = 0.0;
+  double lr = 3e-3, clip = 1.0, dropout = 0.2;
   std::int64_t checkpoint_every = 100, log_every = 25, sample = 400;
   std::string checkpoint = "char_lm.safetensors";
   std::string resume;
