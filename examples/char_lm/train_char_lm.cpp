@@ -300,9 +300,12 @@ int main(int argc, char** argv) try {
   const std::int64_t start_step = step;
   const auto start = std::chrono::steady_clock::now();
   while (step < o.steps) {
-    // The batch depends only on (seed, step), so a resumed run sees the same data.
-    std::mt19937_64 rng(o.seed * 1000003u + static_cast<std::uint64_t>(step));
+    // The batch and the dropout masks depend only on (seed, step), so a resumed or
+    // rolled-back run sees the same data and masks as an uninterrupted one.
+    const std::uint64_t step_seed = o.seed * 1000003u + static_cast<std::uint64_t>(step);
+    std::mt19937_64 rng(step_seed);
     corpus.batch(rng, o.seq, o.batch, ids, targets);
+    model.rnn.set_dropout_seed(step_seed);
     const bool poison = step >= o.inject_nan_at && poisoned < o.inject_nan_count;
     if (poison) ++poisoned;
     const double loss = model.train_step(ids, targets, o.seq, o.batch, o.clip, poison, norm);
