@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages recur needs to build and test, if any is missing.
 # The CUDA toolkit is not a Debian package here: CMake uses nvcc when it finds one.
+# libdnnl-dev (oneDNN) is optional: CpuOps loads its sgemm at run time when present
+# (faster at most of an RNN's GEMM shapes), and the benchmarks use it as the CPU anchor.
 set -euo pipefail
 
-packages=(cmake g++ make libopenblas-dev libgtest-dev nlohmann-json3-dev)
+packages=(cmake g++ make libopenblas-dev libgtest-dev nlohmann-json3-dev libdnnl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,9 +3,11 @@
 #include "cpu_ops.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -24,6 +26,26 @@ blasint to_blasint(std::int64_t v, const char* what) {
   return static_cast<blasint>(v);
 }
 
+// oneDNN's sgemm (dnnl_sgemm: row-major, 64-bit sizes), when libdnnl is installed. It
+// measures faster than OpenBLAS at most of an RNN's GEMM shapes but slower at the forward
+// recurrent product (op(A) = A^T with few columns), which stays with OpenBLAS; see
+// docs/benchmarks.md. It is loaded at run time, so recur needs no oneDNN to build or run;
+// RECUR_CPU_GEMM=openblas turns it off.
+using DnnlSgemm = int (*)(char, char, std::int64_t, std::int64_t, std::int64_t, float, const float*,
+                          std::int64_t, const float*, std::int64_t, float, float*, std::int64_t);
+
+DnnlSgemm dnnl_sgemm() {
+  static const DnnlSgemm fn = []() -> DnnlSgemm {
+    const char* choice = std::getenv("RECUR_CPU_GEMM");
+    if (choice != nullptr && std::string(choice) == "openblas") return nullptr;
+    void* lib = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+    return lib != nullptr ? reinterpret_cast<DnnlSgemm>(dlsym(lib, "dnnl_sgemm")) : nullptr;
+  }();
+  return fn;
+}
+
+bool prefer_dnnl(const Gemm<float>& g) { return !(g.trans_a == Trans::T && g.n <= 256); }
+
 template <typename Fn>
 void for_each_element(std::int64_t n, Fn&& fn) {
   for (std::int64_t i = 0; i < n; ++i) fn(i);
@@ -38,6 +60,15 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   const blasint lda = to_blasint(g.lda, "lda"), ldb = to_blasint(g.ldb, "ldb");
   const blasint ldc = to_blasint(g.ldc, "ldc");
   if constexpr (std::is_same_v<T, float>) {
+    if (const DnnlSgemm dnnl = dnnl_sgemm(); dnnl != nullptr && prefer_dnnl(g)) {
+      // Column-major C = op(A) op(B) is row-major C^T = op(B)^T op(A)^T.
+      const int status = dnnl(g.trans_b == Trans::N ? 'N' : 'T', g.trans_a == Trans::N ? 'N' : 'T',
+                              g.n, g.m, g.k, g.alpha, g.b, g.ldb, g.a, g.lda, g.beta, g.c, g.ldc);
+      if (status != 0) {
+        throw Error("recur: CpuOps::gemm: dnnl_sgemm failed with status " + std::to_string(status));
+      }
+      return;
+    }
     cblas_sgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a, lda,
                 g.b, ldb, g.beta, g.c, ldc);
   } else {
@@ -137,6 +168,8 @@ void CpuOps<T>::copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_
                           std::int64_t rows, std::int64_t width) {
   for (std::int64_t r = 0; r < rows; ++r) copy(dst + r * ld_dst, src + r * ld_src, width);
 }
+
+const char* cpu_sgemm_library() { return dnnl_sgemm() != nullptr ? "oneDNN" : "OpenBLAS"; }
 
 template class CpuOps<float>;
 template class CpuOps<double>;

@@ -25,6 +25,10 @@ class CpuOps final : public Ops<T> {
                  std::int64_t width) override;
 };
 
+// Which library CpuOps<float> uses for most GEMMs: "oneDNN" when libdnnl.so.2 can be
+// loaded (and RECUR_CPU_GEMM is not "openblas"), else "OpenBLAS". float64 is OpenBLAS.
+const char* cpu_sgemm_library();
+
 extern template class CpuOps<float>;
 extern template class CpuOps<double>;
 
