@@ -21,7 +21,7 @@
 namespace recur {
 namespace {
 
-using detail::Gemm;
+using detail::make_gemm;
 using detail::Ops;
 using detail::Trans;
 
@@ -100,30 +100,11 @@ double power_iteration(Ops<T>& ops, const T* w, std::int64_t GH, std::int64_t H,
   for (int it = 0; it < iterations; ++it) {
     v.view().copy_from_host(host.data());
     // u = W v: op(A) = A^T of the H x GH matrix.
-    Gemm<T> g;
-    g.trans_a = Trans::T;
-    g.m = GH;
-    g.n = 1;
-    g.k = H;
-    g.a = w;
-    g.lda = H;
-    g.b = v.data_as<T>();
-    g.ldb = H;
-    g.c = u.data_as<T>();
-    g.ldc = GH;
-    ops.gemm(g);
+    ops.gemm(make_gemm<T>(Trans::T, Trans::N, GH, 1, H, w, H, v.template data_as<T>(), H,
+                          u.template data_as<T>(), GH, false));
     // z = W^T u
-    Gemm<T> h;
-    h.m = H;
-    h.n = 1;
-    h.k = GH;
-    h.a = w;
-    h.lda = H;
-    h.b = u.data_as<T>();
-    h.ldb = GH;
-    h.c = z.data_as<T>();
-    h.ldc = H;
-    ops.gemm(h);
+    ops.gemm(make_gemm<T>(Trans::N, Trans::N, H, 1, GH, w, H, u.template data_as<T>(), GH,
+                          z.template data_as<T>(), H, false));
     ops.synchronize();
     z.view().copy_to_host(host.data());
     double zz = 0.0;

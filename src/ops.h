@@ -43,6 +43,28 @@ struct Gemm {
   std::int64_t ldc = 0;
 };
 
+// C = op(A) op(B) (+ C when accumulate), column-major, alpha 1: the GEMM every caller
+// builds.
+template <typename T>
+Gemm<T> make_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
+                  std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc,
+                  bool accumulate) {
+  Gemm<T> g;
+  g.trans_a = ta;
+  g.trans_b = tb;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.a = a;
+  g.lda = lda;
+  g.b = b;
+  g.ldb = ldb;
+  g.c = c;
+  g.ldc = ldc;
+  g.beta = accumulate ? T(1) : T(0);
+  return g;
+}
+
 // `count` GEMMs of one shape with their own A, B, C: a[i], b[i], c[i]. The three arrays
 // live in memory the backend reads (see Ops::stage_pointers).
 template <typename T>

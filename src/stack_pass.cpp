@@ -7,26 +7,6 @@
 namespace recur::detail {
 namespace {
 
-template <typename T>
-Gemm<T> gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
-             std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc,
-             bool accumulate) {
-  Gemm<T> g;
-  g.trans_a = ta;
-  g.trans_b = tb;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.a = a;
-  g.lda = lda;
-  g.b = b;
-  g.ldb = ldb;
-  g.c = c;
-  g.ldc = ldc;
-  g.beta = accumulate ? T(1) : T(0);
-  return g;
-}
-
 bool reset_before_product(const Plan& p) {
   return p.config.cell == CellKind::GruResetBeforeProduct;
 }
@@ -317,8 +297,9 @@ void StackPass<T>::initial_projection(const PassOp& op) {
   const int unit = op.layer * plan_.directions + op.dir;
   const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H;
   const std::int64_t m = reset_before_product(plan_) ? 2 * H : GH;
-  ops_.gemm(gemm<T>(Trans::T, Trans::N, m, B_, H, params_ + plan_.units[unit].w_hh, H,
-                    y_at(unit, h0_row(unit)), plan_.output_size(), buf_.units[unit].g0, GH, false));
+  ops_.gemm(make_gemm<T>(Trans::T, Trans::N, m, B_, H, params_ + plan_.units[unit].w_hh, H,
+                         y_at(unit, h0_row(unit)), plan_.output_size(), buf_.units[unit].g0, GH,
+                         false));
 }
 
 template <typename T>
@@ -331,9 +312,9 @@ void StackPass<T>::input_projection(const PassOp& op) {
   for (std::size_t i = 0; i < layer.inputs.size(); ++i) {
     const Segment& seg = layer.inputs[i];
     const ActivationBuffers<T>& act = buf_.acts[seg.act];
-    ops_.gemm(gemm<T>(Trans::T, Trans::N, GH, n, plan_.activations[seg.act].width,
-                      params_ + u.w_ih + seg.col, layer.input_size, act.data + r0 * act.ld, act.ld,
-                      ub.gx + r0 * GH, GH, i > 0));
+    ops_.gemm(make_gemm<T>(Trans::T, Trans::N, GH, n, plan_.activations[seg.act].width,
+                           params_ + u.w_ih + seg.col, layer.input_size, act.data + r0 * act.ld,
+                           act.ld, ub.gx + r0 * GH, GH, i > 0));
   }
 }
 
@@ -490,8 +471,9 @@ void StackPass<T>::connection_forward(const PassOp& op) {
   }
   a.bias = params_ + j.b_g;
   const std::int64_t DH = a.width;
-  ops_.gemm(gemm<T>(Trans::T, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.u, a.ldu, a.gate, DH,
-                    false));  // z = W_g u
+  ops_.gemm(make_gemm<T>(Trans::T, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.u, a.ldu,
+                         a.gate, DH,
+                         false));  // z = W_g u
   ops_.connection(ConnectionKind::HighwayForward, a);
 }
 
@@ -511,8 +493,8 @@ void StackPass<T>::connection_backward(const PassOp& op) {
       a.dz = buf_.dgates[op.layer] + r0 * DH;
       ops_.connection(ConnectionKind::HighwayBackward, a);
       // du += W_g^T dz
-      ops_.gemm(gemm<T>(Trans::N, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.dz, DH, a.du,
-                        a.ldu, true));
+      ops_.gemm(make_gemm<T>(Trans::N, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.dz, DH,
+                             a.du, a.ldu, true));
     }
   }
   dropout(op, true);  // dJ/dy_l complete: back through the dropout mask
@@ -528,9 +510,9 @@ void StackPass<T>::input_gradient(const PassOp& op) {
   for (const Segment& seg : layer.inputs) {
     const ActivationBuffers<T>& act = buf_.acts[seg.act];
     // d(segment) += W_ih[:, segment]^T dgx
-    ops_.gemm(gemm<T>(Trans::N, Trans::N, plan_.activations[seg.act].width, n, GH,
-                      params_ + u.w_ih + seg.col, layer.input_size, ub.dgx + r0 * GH, GH,
-                      act.grad + r0 * act.ld, act.ld, true));
+    ops_.gemm(make_gemm<T>(Trans::N, Trans::N, plan_.activations[seg.act].width, n, GH,
+                           params_ + u.w_ih + seg.col, layer.input_size, ub.dgx + r0 * GH, GH,
+                           act.grad + r0 * act.ld, act.ld, true));
   }
 }
 
@@ -545,34 +527,34 @@ void StackPass<T>::weight_gradients(T* grads) {
     // dW_ih^T[segment] += u_segment dgx^T
     for (const Segment& seg : layer.inputs) {
       const ActivationBuffers<T>& act = buf_.acts[seg.act];
-      ops_.gemm(gemm<T>(Trans::N, Trans::T, plan_.activations[seg.act].width, GH, R, act.data,
-                        act.ld, ub.dgx, GH, grads + u.w_ih + seg.col, layer.input_size, true));
+      ops_.gemm(make_gemm<T>(Trans::N, Trans::T, plan_.activations[seg.act].width, GH, R, act.data,
+                             act.ld, ub.dgx, GH, grads + u.w_ih + seg.col, layer.input_size, true));
     }
     // dW_hh^T += hp dgh^T, over the h_{t-1} every step used
     if (reset_before_product(plan_)) {
-      ops_.gemm(
-          gemm<T>(Trans::N, Trans::T, H, 2 * H, R, ub.hp, H, ub.dgx, GH, grads + u.w_hh, H, true));
-      ops_.gemm(gemm<T>(Trans::N, Trans::T, H, H, R, ub.rh, H, ub.dgx + 2 * H, GH,
-                        grads + u.w_hh + 2 * H * H, H, true));
+      ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, 2 * H, R, ub.hp, H, ub.dgx, GH, grads + u.w_hh,
+                             H, true));
+      ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, H, R, ub.rh, H, ub.dgx + 2 * H, GH,
+                             grads + u.w_hh + 2 * H * H, H, true));
     } else {
-      ops_.gemm(
-          gemm<T>(Trans::N, Trans::T, H, GH, R, ub.hp, H, ub.dgh, GH, grads + u.w_hh, H, true));
+      ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, GH, R, ub.hp, H, ub.dgh, GH, grads + u.w_hh, H,
+                             true));
     }
     if (u.b_ih >= 0) {  // bias gradients: column sums as GEMMs with a ones vector
-      ops_.gemm(gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgx, GH, buf_.ones, R, grads + u.b_ih, GH,
-                        true));
-      ops_.gemm(gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgh, GH, buf_.ones, R, grads + u.b_hh, GH,
-                        true));
+      ops_.gemm(make_gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgx, GH, buf_.ones, R, grads + u.b_ih,
+                             GH, true));
+      ops_.gemm(make_gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgh, GH, buf_.ones, R, grads + u.b_hh,
+                             GH, true));
     }
   }
   for (std::size_t l = 0; l < plan_.layers.size(); ++l) {
     const Join& j = plan_.layers[l].join;
     if (j.kind != Connection::Highway) continue;
     const ActivationBuffers<T>& u = buf_.acts[j.u];
-    ops_.gemm(gemm<T>(Trans::N, Trans::T, DH, DH, R, u.data, u.ld, buf_.dgates[l], DH,
-                      grads + j.w_g, DH, true));
-    ops_.gemm(gemm<T>(Trans::N, Trans::N, DH, 1, R, buf_.dgates[l], DH, buf_.ones, R, grads + j.b_g,
-                      DH, true));
+    ops_.gemm(make_gemm<T>(Trans::N, Trans::T, DH, DH, R, u.data, u.ld, buf_.dgates[l], DH,
+                           grads + j.w_g, DH, true));
+    ops_.gemm(make_gemm<T>(Trans::N, Trans::N, DH, 1, R, buf_.dgates[l], DH, buf_.ones, R,
+                           grads + j.b_g, DH, true));
   }
 }
 

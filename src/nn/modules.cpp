@@ -21,7 +21,7 @@
 namespace recur {
 namespace {
 
-using detail::Gemm;
+using detail::make_gemm;
 using detail::Ops;
 using detail::Trans;
 
@@ -543,20 +543,8 @@ Tensor Linear::forward(const TensorView& x) {
       run_bias(device(), false, b, m.core.stream());
     }
     // Column-major: y (out x rows) = W^T (W stored in x out) * x (in x rows).
-    Gemm<T> g;
-    g.trans_a = Trans::T;
-    g.trans_b = Trans::N;
-    g.m = m.out;
-    g.n = rows;
-    g.k = m.in;
-    g.a = weight().data_as<T>();
-    g.lda = m.in;
-    g.b = x.data_as<T>();
-    g.ldb = m.in;
-    g.beta = m.has_bias ? T(1) : T(0);
-    g.c = y.data_as<T>();
-    g.ldc = m.out;
-    ops.gemm(g);
+    ops.gemm(make_gemm<T>(Trans::T, Trans::N, m.out, rows, m.in, weight().data_as<T>(), m.in,
+                          x.data_as<T>(), m.in, y.data_as<T>(), m.out, m.has_bias));
   });
   return y;
 }
@@ -579,32 +567,11 @@ Tensor Linear::backward(const TensorView& x, const TensorView& dy) {
     Ops<T>& ops = m.core.ops<T>();
     detail::OpsScope<T> scope(ops);
     // dx (in x rows) = W (in x out) * dy (out x rows)
-    Gemm<T> g;
-    g.m = m.in;
-    g.n = rows;
-    g.k = m.out;
-    g.a = weight().data_as<T>();
-    g.lda = m.in;
-    g.b = dy.data_as<T>();
-    g.ldb = m.out;
-    g.beta = T(0);
-    g.c = dx.data_as<T>();
-    g.ldc = m.in;
-    ops.gemm(g);
+    ops.gemm(make_gemm<T>(Trans::N, Trans::N, m.in, rows, m.out, weight().data_as<T>(), m.in,
+                          dy.data_as<T>(), m.out, dx.data_as<T>(), m.in, false));
     // dW (in x out) += x (in x rows) * dy^T (rows x out)
-    Gemm<T> w;
-    w.trans_b = Trans::T;
-    w.m = m.in;
-    w.n = m.out;
-    w.k = rows;
-    w.a = x.data_as<T>();
-    w.lda = m.in;
-    w.b = dy.data_as<T>();
-    w.ldb = m.out;
-    w.beta = T(1);
-    w.c = weight_grad().data_as<T>();
-    w.ldc = m.in;
-    ops.gemm(w);
+    ops.gemm(make_gemm<T>(Trans::N, Trans::T, m.in, m.out, rows, x.data_as<T>(), m.in,
+                          dy.data_as<T>(), m.out, weight_grad().data_as<T>(), m.in, true));
     if (m.has_bias) {
       kernels::BiasArgs<T> b;
       b.rows = rows;
