@@ -420,11 +420,7 @@ void StackPass<T>::dropout(const PassOp& op, bool backward) {
   const std::int64_t DH = plan_.output_size(), r0 = tl_.offset[op.t0];
   const ActivationBuffers<T>& y = buf_.acts[layer.output];
   const ActivationBuffers<T>& fed = buf_.acts[layer.fed];
-  ConnectionArgs<T> a;
-  a.rows = rows(op.t0, op.t1);
-  a.width = DH;
-  a.y = y.data + r0 * y.ld;
-  a.ldy = y.ld;
+  ConnectionArgs<T> a = range_args(op, layer.output);
   a.p = static_cast<T>(plan_.config.dropout);
   a.seed = buf_.dropout_seed;
   a.stream = buf_.dropout_stream * static_cast<std::uint64_t>(plan_.layers.size()) +
@@ -440,18 +436,25 @@ void StackPass<T>::dropout(const PassOp& op, bool backward) {
   }
 }
 
+// The rows of op's range of activation `y` (D*H wide), as a connection kernel reads them.
+template <typename T>
+ConnectionArgs<T> StackPass<T>::range_args(const PassOp& op, int y_act) const {
+  const ActivationBuffers<T>& y = buf_.acts[y_act];
+  ConnectionArgs<T> a;
+  a.rows = rows(op.t0, op.t1);
+  a.width = plan_.output_size();
+  a.y = y.data + tl_.offset[op.t0] * y.ld;
+  a.ldy = y.ld;
+  return a;
+}
+
 // The rows of op's range that a join reads: y_l and u_l (and the highway gate).
 template <typename T>
 ConnectionArgs<T> StackPass<T>::join_args(const PassOp& op) const {
   const Join& j = plan_.layers[op.layer].join;
   const std::int64_t DH = plan_.output_size(), r0 = tl_.offset[op.t0];
-  const ActivationBuffers<T>& y = buf_.acts[j.y];
   const ActivationBuffers<T>& u = buf_.acts[j.u];
-  ConnectionArgs<T> a;
-  a.rows = rows(op.t0, op.t1);
-  a.width = DH;
-  a.y = y.data + r0 * y.ld;
-  a.ldy = y.ld;
+  ConnectionArgs<T> a = range_args(op, j.y);
   a.u = u.data + r0 * u.ld;
   a.ldu = u.ld;
   if (j.kind == Connection::Highway) a.gate = buf_.gates[op.layer] + r0 * DH;

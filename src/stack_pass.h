@@ -148,6 +148,7 @@ class StackPass {
     return tl_.offset[t1] - tl_.offset[t0];
   }
   void dropout(const PassOp& op, bool backward);
+  ConnectionArgs<T> range_args(const PassOp& op, int y_act) const;
   ConnectionArgs<T> join_args(const PassOp& op) const;
   const T* param(std::int64_t offset) const { return offset >= 0 ? params_ + offset : nullptr; }
 
