@@ -63,6 +63,7 @@ struct RowMaps {
   std::size_t state_out = 0;     // [L*D*B]: caller's state row <- sorted state row
   std::size_t last[2] = {0, 0};  // [B] per direction: Y_l row of the final state, by caller's b
 
+  RowMaps() = default;
   RowMaps(const Timeline& tl, std::int64_t caller_steps, bool batch_first, std::int64_t units) {
     const std::int64_t B = tl.batch;
     auto caller_row = [&](std::int64_t t, std::int64_t b) {
@@ -164,8 +165,10 @@ class EngineImpl final : public Engine {
       }
     });
 
-    const RowMaps maps(tl, caller_steps_, batch_first, L * D);
-    const std::int64_t* rows = ops_->stage_indices(maps.table.data(), maps.table.size());
+    // Kept, with their staged copy, for the backward of this forward.
+    maps_ = RowMaps(tl, caller_steps_, batch_first, L * D);
+    const RowMaps& maps = maps_;
+    const std::int64_t* rows = rows_ = ops_->stage_indices(maps.table.data(), maps.table.size());
     if (identity_) {
       if (training) ops_->copy(b.acts[0].data, x.data_as<T>(), R * I);
     } else {
@@ -250,8 +253,10 @@ class EngineImpl final : public Engine {
       b.ones = c.take(R);
     });
 
-    const RowMaps maps(tl, caller_steps_, batch_first, L * D);
-    const std::int64_t* rows = ops_->stage_indices(maps.table.data(), maps.table.size());
+    // The forward's row maps: nothing since has staged other indices (any forward would
+    // have replaced what backward consumes).
+    const RowMaps& maps = maps_;
+    const std::int64_t* rows = rows_;
     // Every activation gradient is accumulated (+=), so it starts at zero; the stack's
     // output starts at dy.
     for (std::size_t a = 0; a < b.acts.size(); ++a) {
@@ -334,6 +339,8 @@ class EngineImpl final : public Engine {
   Tensor zeros_;
   StackBuffers<T> buffers_;
   Timeline timeline_;
+  RowMaps maps_;                        // the last forward's row maps
+  const std::int64_t* rows_ = nullptr;  // ... as staged for the backend
   std::int64_t caller_steps_ = 0;
   bool identity_ = true;
   bool saved_ = false;
