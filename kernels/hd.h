@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "fast_math.h"
+
 #if defined(__CUDACC__)
 #define RECUR_HD __host__ __device__ __forceinline__
 #else
@@ -16,10 +18,24 @@
 
 namespace recur::kernels {
 
-// Overloads that pick the float or double routine on both sides.
-RECUR_HD float exp_(float x) { return expf(x); }
+// Overloads that pick the float or double routine on both sides. Float on the CPU uses
+// fast_math.h, whose straight-line code vectorises inside the step loops; CUDA keeps its
+// own expf and tanhf. Double stays with libm everywhere (the gradient checks run in it).
+RECUR_HD float exp_(float x) {
+#if defined(__CUDA_ARCH__)
+  return expf(x);
+#else
+  return fast::exp(x);
+#endif
+}
 RECUR_HD double exp_(double x) { return exp(x); }
-RECUR_HD float tanh_(float x) { return tanhf(x); }
+RECUR_HD float tanh_(float x) {
+#if defined(__CUDA_ARCH__)
+  return tanhf(x);
+#else
+  return fast::tanh(x);
+#endif
+}
 RECUR_HD double tanh_(double x) { return tanh(x); }
 
 }  // namespace recur::kernels
