@@ -24,13 +24,12 @@
 namespace recur::kernels {
 
 template <typename T, class Sig = Sigmoid, class Th = Tanh>
-struct GruLbrForward {
+struct GruLbrForward : PerElement<GruLbrForward<T, Sig, Th>> {
   static constexpr int kGates = 3;
   static constexpr int kSaved = 4;
 
-  RECUR_HD void operator()(std::int64_t idx, const StepForward<T>& a) const {
-    const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
-    if (b >= a.active) return;
+  RECUR_HD void at(std::int64_t b, std::int64_t j, const StepForward<T>& a) const {
+    const std::int64_t H = a.hidden, idx = b * H + j;
     const T* gh = recurrent(a, b);
     const GateInputs<T> pr = gate_inputs(a, gh, b, j, 0, kGates);
     const GateInputs<T> pz = gate_inputs(a, gh, b, j, 1, kGates);
@@ -53,10 +52,9 @@ struct GruLbrForward {
 };
 
 template <typename T, class Sig = Sigmoid, class Th = Tanh>
-struct GruLbrBackward {
-  RECUR_HD void operator()(std::int64_t idx, const StepBackward<T>& a) const {
-    const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
-    if (b >= a.active) return;
+struct GruLbrBackward : PerElement<GruLbrBackward<T, Sig, Th>> {
+  RECUR_HD void at(std::int64_t b, std::int64_t j, const StepBackward<T>& a) const {
+    const std::int64_t H = a.hidden, idx = b * H + j;
     const T* s = a.saved + b * 4 * H + j;
     const T r = s[0 * H], z = s[1 * H], n = s[2 * H], hn = s[3 * H];
     const T h_prev = a.h_prev[idx];
@@ -76,13 +74,12 @@ struct GruLbrBackward {
 
 // Phase 1 of a reset-before-product step: gh holds W_h[r,z] h in its r and z slots.
 template <typename T, class Sig = Sigmoid>
-struct GruRbpGatesForward {
+struct GruRbpGatesForward : PerElement<GruRbpGatesForward<T, Sig>> {
   static constexpr int kGates = 3;
   static constexpr int kSaved = 3;
 
-  RECUR_HD void operator()(std::int64_t idx, const StepForward<T>& a) const {
-    const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
-    if (b >= a.active) return;
+  RECUR_HD void at(std::int64_t b, std::int64_t j, const StepForward<T>& a) const {
+    const std::int64_t H = a.hidden, idx = b * H + j;
     const T* gh = recurrent(a, b);
     const GateInputs<T> pr = gate_inputs(a, gh, b, j, 0, kGates);
     const GateInputs<T> pz = gate_inputs(a, gh, b, j, 1, kGates);
@@ -101,10 +98,9 @@ struct GruRbpGatesForward {
 
 // Phase 2: gh's n slot now holds W_hn (r∘h_{t-1}).
 template <typename T, class Th = Tanh>
-struct GruRbpOutputForward {
-  RECUR_HD void operator()(std::int64_t idx, const StepForward<T>& a) const {
-    const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
-    if (b >= a.active) return;
+struct GruRbpOutputForward : PerElement<GruRbpOutputForward<T, Th>> {
+  RECUR_HD void at(std::int64_t b, std::int64_t j, const StepForward<T>& a) const {
+    const std::int64_t H = a.hidden;
     const GateInputs<T> pn = gate_inputs(a, a.gh, b, j, 2, 3);  // W_hn (r*h): always gh
     T* s = a.saved + b * 3 * H + j;
     const T z = s[1 * H];
@@ -116,10 +112,9 @@ struct GruRbpOutputForward {
 
 // Backward phase A: gradients of z and n; dh becomes the direct part z∘dh.
 template <typename T, class Sig = Sigmoid, class Th = Tanh>
-struct GruRbpOutputBackward {
-  RECUR_HD void operator()(std::int64_t idx, const StepBackward<T>& a) const {
-    const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
-    if (b >= a.active) return;
+struct GruRbpOutputBackward : PerElement<GruRbpOutputBackward<T, Sig, Th>> {
+  RECUR_HD void at(std::int64_t b, std::int64_t j, const StepBackward<T>& a) const {
+    const std::int64_t H = a.hidden, idx = b * H + j;
     const T* s = a.saved + b * 3 * H + j;
     const T z = s[1 * H], n = s[2 * H];
     const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[b * a.ldh + j] : T(0));
@@ -132,10 +127,9 @@ struct GruRbpOutputBackward {
 
 // Backward phase B: drh = W_hn^T dgx[n] is known; gradient of r, and rh's share of dh.
 template <typename T, class Sig = Sigmoid>
-struct GruRbpGatesBackward {
-  RECUR_HD void operator()(std::int64_t idx, const StepBackward<T>& a) const {
-    const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
-    if (b >= a.active) return;
+struct GruRbpGatesBackward : PerElement<GruRbpGatesBackward<T, Sig>> {
+  RECUR_HD void at(std::int64_t b, std::int64_t j, const StepBackward<T>& a) const {
+    const std::int64_t H = a.hidden, idx = b * H + j;
     const T r = a.saved[b * 3 * H + j];
     const T drh = a.drh[idx];
     a.dgx[b * 3 * H + j] = drh * a.h_prev[idx] * Sig::df(r);

@@ -13,13 +13,12 @@
 namespace recur::kernels {
 
 template <typename T, class Sig = Sigmoid, class Th = Tanh>
-struct LstmForward {
+struct LstmForward : PerElement<LstmForward<T, Sig, Th>> {
   static constexpr int kGates = 4;
   static constexpr int kSaved = 4;
 
-  RECUR_HD void operator()(std::int64_t idx, const StepForward<T>& a) const {
-    const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
-    if (b >= a.active) return;
+  RECUR_HD void at(std::int64_t b, std::int64_t j, const StepForward<T>& a) const {
+    const std::int64_t H = a.hidden, idx = b * H + j;
     const T* gh = recurrent(a, b);
     const GateInputs<T> pi = gate_inputs(a, gh, b, j, 0, kGates);
     const GateInputs<T> pf = gate_inputs(a, gh, b, j, 1, kGates);
@@ -44,10 +43,9 @@ struct LstmForward {
 };
 
 template <typename T, class Sig = Sigmoid, class Th = Tanh>
-struct LstmBackward {
-  RECUR_HD void operator()(std::int64_t idx, const StepBackward<T>& a) const {
-    const std::int64_t H = a.hidden, b = idx / H, j = idx % H;
-    if (b >= a.active) return;
+struct LstmBackward : PerElement<LstmBackward<T, Sig, Th>> {
+  RECUR_HD void at(std::int64_t b, std::int64_t j, const StepBackward<T>& a) const {
+    const std::int64_t H = a.hidden, idx = b * H + j;
     const T* s = a.saved + b * 4 * H + j;
     const T i = s[0 * H], f = s[1 * H], g = s[2 * H], o = s[3 * H];
     const T tc = Th::f(a.c[idx]);

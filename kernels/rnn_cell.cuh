@@ -10,13 +10,12 @@
 namespace recur::kernels {
 
 template <typename T, class Act>
-struct RnnForward {
+struct RnnForward : PerElement<RnnForward<T, Act>> {
   static constexpr int kGates = 1;
   static constexpr int kSaved = 0;
 
-  RECUR_HD void operator()(std::int64_t idx, const StepForward<T>& a) const {
-    const std::int64_t b = idx / a.hidden, j = idx % a.hidden;
-    if (b >= a.active) return;
+  RECUR_HD void at(std::int64_t b, std::int64_t j, const StepForward<T>& a) const {
+    const std::int64_t idx = b * a.hidden + j;
     const GateInputs<T> in = gate_inputs(a, recurrent(a, b), b, j, 0, kGates);
     if (a.hp != nullptr) a.hp[idx] = prev_h(a, b, j);
     a.h[b * a.ldh + j] = Act::f(in.x + in.h);
@@ -24,10 +23,9 @@ struct RnnForward {
 };
 
 template <typename T, class Act>
-struct RnnBackward {
-  RECUR_HD void operator()(std::int64_t idx, const StepBackward<T>& a) const {
-    const std::int64_t b = idx / a.hidden, j = idx % a.hidden, row = b * a.ldh + j;
-    if (b >= a.active) return;
+struct RnnBackward : PerElement<RnnBackward<T, Act>> {
+  RECUR_HD void at(std::int64_t b, std::int64_t j, const StepBackward<T>& a) const {
+    const std::int64_t idx = b * a.hidden + j, row = b * a.ldh + j;
     const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[row] : T(0));
     const T dpre = dh * Act::df(a.h[row]);
     a.dgx[idx] = dpre;

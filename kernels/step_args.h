@@ -8,7 +8,7 @@
 //   [B, H]    everything else per unit: element (b, j) at b*H + j
 //   [B, G*H]  gate pre-activations, gate k of unit j at b*G*H + k*H + j (PyTorch order)
 //   [B, S*H]  activations saved for backward, slot k of unit j at b*S*H + k*H + j
-// A functor is called once per (b, j), with idx = b*H + j in [0, B*H).
+// A functor computes element (b, j) in `at(b, j, args)` for rows b < active; see PerElement.
 #pragma once
 
 #include <cstdint>
@@ -62,14 +62,27 @@ struct StepBackward {
   T* dgh = nullptr;           // [B, G*H] out: dJ/d(W_hh h_{t-1}); may alias dgx (see each cell)
 };
 
+// The two ways into a step functor. A CUDA thread holds a flat index idx = b*H + j in
+// [0, B*H) and calls operator(); the CPU loops call `at` for b < active row by row, so the
+// loop over j is a plain contiguous loop the compiler vectorises (see src/cpu/cpu_steps.cpp).
+template <class Cell>
+struct PerElement {
+  template <class Args>
+  RECUR_HD void operator()(std::int64_t idx, const Args& a) const {
+    const std::int64_t b = idx / a.hidden, j = idx % a.hidden;
+    if (b < a.active) static_cast<const Cell&>(*this).at(b, j, a);
+  }
+};
+
 // h_{t-1} and c_{t-1} of row b: carried over, or the initial state of a row that starts.
+// (The pointer is chosen before the load, so a CPU loop over j sees no branch.)
 template <typename T>
 RECUR_HD T prev_h(const StepForward<T>& a, std::int64_t b, std::int64_t j) {
-  return b < a.carried ? a.h_prev[b * a.ldh + j] : a.h0[b * a.ldh + j];
+  return (b < a.carried ? a.h_prev : a.h0)[b * a.ldh + j];
 }
 template <class Args>
 RECUR_HD auto prev_c(const Args& a, std::int64_t b, std::int64_t j) {
-  return b < a.carried ? a.c_prev[b * a.hidden + j] : a.c0[b * a.hidden + j];
+  return (b < a.carried ? a.c_prev : a.c0)[b * a.hidden + j];
 }
 
 // Gate k's input part W_ih x + b_ih and recurrent part W_hh h + b_hh for element (b, j).

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include "cpu_steps.h"
 #include "recur/error.h"
 
 namespace recur::detail {
@@ -116,22 +117,12 @@ void CpuOps<T>::gather(const GatherArgs<T>& args) {
 
 template <typename T>
 void CpuOps<T>::step_forward(StepKind kind, const StepForward<T>* units, int count) {
-  kernels::dispatch_forward<T>(kind, [&](auto functor) {
-    for (int u = 0; u < count; ++u) {
-      const StepForward<T>& args = units[u];
-      for_each_element(args.batch * args.hidden, [&](std::int64_t i) { functor(i, args); });
-    }
-  });
+  cpu_step_forward(kind, units, count);
 }
 
 template <typename T>
 void CpuOps<T>::step_backward(StepKind kind, const StepBackward<T>* units, int count) {
-  kernels::dispatch_backward<T>(kind, [&](auto functor) {
-    for (int u = 0; u < count; ++u) {
-      const StepBackward<T>& args = units[u];
-      for_each_element(args.batch * args.hidden, [&](std::int64_t i) { functor(i, args); });
-    }
-  });
+  cpu_step_backward(kind, units, count);
 }
 
 template <typename T>

@@ -1,0 +1,21 @@
+// src/cpu/cpu_steps.h: the CPU's fused step loops: each shared gate functor of
+// kernels/*.cuh applied to every active (b, j) of every unit, vectorised over j.
+#pragma once
+
+#include "../../kernels/dispatch.h"
+
+namespace recur::detail {
+
+// units[u] for u < count, as Ops::step_forward / step_backward describe them.
+void cpu_step_forward(kernels::StepKind kind, const kernels::StepForward<float>* units, int count);
+void cpu_step_forward(kernels::StepKind kind, const kernels::StepForward<double>* units, int count);
+void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<float>* units,
+                       int count);
+void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<double>* units,
+                       int count);
+
+// The instruction set the float loops run with on this CPU: "x86-64-v4" (AVX-512),
+// "x86-64-v3" (AVX2 + FMA) or "baseline". For benchmarks' headers.
+const char* cpu_step_isa();
+
+}  // namespace recur::detail

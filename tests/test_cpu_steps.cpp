@@ -1,0 +1,154 @@
+// tests/test_cpu_steps.cpp: the CPU's vectorised step loops (src/cpu/cpu_steps.cpp) give
+// what the functors give one element at a time, for every step kind and every shape of
+// call: bias or none, training or inference, rows that start at this step, inactive rows,
+// a strided h (bidirectional layout), H a multiple of the vector width or not.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cpu/cpu_steps.h"
+#include "test_util.h"
+
+namespace recur::test {
+namespace {
+
+using kernels::StepKind;
+
+struct Variant {
+  std::int64_t batch, hidden, ldh_factor;  // ldh = ldh_factor * hidden
+  std::int64_t active, carried;
+  bool bias, training, dy;
+  std::string describe() const {
+    return "B=" + std::to_string(batch) + " H=" + std::to_string(hidden) +
+           " ldh=" + std::to_string(ldh_factor) + "H active=" + std::to_string(active) +
+           " carried=" + std::to_string(carried) + (bias ? " bias" : " no-bias") +
+           (training ? " training" : " inference") + (dy ? " dy" : " no-dy");
+  }
+};
+
+// Every buffer a step reads or writes, filled with random values.
+template <typename T>
+struct Buffers {
+  std::map<std::string, std::vector<T>> v;
+  Buffers(const Variant& s, std::uint64_t seed) {
+    Random rng(seed);
+    const std::int64_t B = s.batch, H = s.hidden, G = 4, ldh = s.ldh_factor * H;
+    for (const char* name : {"gx", "gh", "g0"}) v[name] = rng.vector<T>(B * G * H, -3, 3);
+    for (const char* name : {"b_ih", "b_hh"}) v[name] = rng.vector<T>(G * H);
+    for (const char* name : {"h_prev", "h0", "h", "dy"}) v[name] = rng.vector<T>(B * ldh);
+    for (const char* name : {"c_prev", "c0", "c", "hp", "rh", "drh", "dh", "dc"}) {
+      v[name] = rng.vector<T>(B * H, -2, 2);
+    }
+    v["saved"] = rng.vector<T>(B * G * H, 0.05, 0.95);  // σ and tanh outputs
+    for (const char* name : {"dgx", "dgh"}) v[name] = rng.vector<T>(B * G * H);
+  }
+  T* p(const char* name) { return v.at(name).data(); }
+
+  kernels::StepForward<T> forward(const Variant& s, StepKind kind) {
+    kernels::StepForward<T> a;
+    a.batch = s.batch, a.hidden = s.hidden, a.ldh = s.ldh_factor * s.hidden;
+    a.active = s.active, a.carried = s.carried;
+    a.gx = p("gx"), a.gh = p("gh"), a.g0 = p("g0");
+    if (s.bias) a.b_ih = p("b_ih"), a.b_hh = p("b_hh");
+    a.h_prev = p("h_prev"), a.c_prev = p("c_prev"), a.h0 = p("h0"), a.c0 = p("c0");
+    a.h = p("h"), a.c = p("c"), a.rh = p("rh");
+    // The reset-before-product phases always pass `saved` (z lives there in inference too).
+    const bool rbp = kind == StepKind::GruRbpGates || kind == StepKind::GruRbpOutput;
+    if (s.training || rbp) a.saved = p("saved");
+    if (s.training) a.hp = p("hp");
+    return a;
+  }
+  kernels::StepBackward<T> backward(const Variant& s) {
+    kernels::StepBackward<T> a;
+    a.batch = s.batch, a.hidden = s.hidden, a.ldh = s.ldh_factor * s.hidden;
+    a.active = s.active, a.carried = s.carried;
+    if (s.dy) a.dy = p("dy");
+    a.h = p("h"), a.h_prev = p("hp"), a.c = p("c"), a.c_prev = p("c_prev"), a.c0 = p("c0");
+    a.saved = p("saved"), a.drh = p("drh"), a.dh = p("dh"), a.dc = p("dc");
+    a.dgx = p("dgx"), a.dgh = p("dgh");
+    return a;
+  }
+};
+
+// The reference: the functor called once per flat index, as a CUDA thread calls it.
+template <typename T, class Args, class Dispatch>
+void one_element_at_a_time(StepKind kind, const Args& a, Dispatch dispatch) {
+  dispatch(kind, [&](auto functor) {
+    for (std::int64_t i = 0; i < a.batch * a.hidden; ++i) functor(i, a);
+  });
+}
+
+template <typename T>
+void expect_same(Buffers<T>& got, Buffers<T>& want, const std::string& what) {
+  // The vector copies may contract a*b+c into one rounding (FMA): a few roundings per
+  // element differ, each bounded by eps (1 + |value|); no accumulation is involved.
+  const Tolerance tol = tolerance_for_depth<T>(2);
+  for (auto& [name, values] : want.v) {
+    EXPECT_TRUE(all_close(got.v.at(name), values, tol)) << what << ", buffer " << name;
+  }
+}
+
+const StepKind kKinds[] = {StepKind::RnnTanh,
+                           StepKind::RnnRelu,
+                           StepKind::RnnSigmoid,
+                           StepKind::Lstm,
+                           StepKind::GruLinearBeforeReset,
+                           StepKind::GruRbpGates,
+                           StepKind::GruRbpOutput};
+
+std::vector<Variant> variants() {
+  std::vector<Variant> out;
+  for (std::int64_t H : {64, 67}) {
+    for (bool bias : {true, false}) {
+      for (bool training : {true, false}) {
+        out.push_back({5, H, 1, 5, 5, bias, training, true});
+        out.push_back({6, H, 2, 4, 2, bias, training, false});  // strided h, starts, idle rows
+        out.push_back({3, H, 1, 3, 0, bias, training, true});   // every row starts here
+      }
+    }
+  }
+  return out;
+}
+
+template <typename T>
+class CpuSteps : public ::testing::Test {};
+using Precisions = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(CpuSteps, Precisions);
+
+TYPED_TEST(CpuSteps, LoopsMatchTheFunctorsElementByElement) {
+  using T = TypeParam;
+  std::uint64_t seed = 1;
+  for (const Variant& s : variants()) {
+    for (StepKind kind : kKinds) {
+      const std::string what = "kind " + std::to_string(static_cast<int>(kind)) + ", " +
+                               s.describe();
+      Buffers<T> fast(s, seed), slow(s, seed);
+      const kernels::StepForward<T> ff = fast.forward(s, kind), fs = slow.forward(s, kind);
+      detail::cpu_step_forward(kind, &ff, 1);
+      one_element_at_a_time<T>(kind, fs, [](StepKind k, auto fn) {
+        kernels::dispatch_forward<T>(k, fn);
+      });
+      expect_same(fast, slow, "forward " + what);
+
+      Buffers<T> fast_b(s, seed + 1), slow_b(s, seed + 1);
+      const kernels::StepBackward<T> bf = fast_b.backward(s), bs = slow_b.backward(s);
+      detail::cpu_step_backward(kind, &bf, 1);
+      one_element_at_a_time<T>(kind, bs, [](StepKind k, auto fn) {
+        kernels::dispatch_backward<T>(k, fn);
+      });
+      expect_same(fast_b, slow_b, "backward " + what);
+      seed += 2;
+    }
+  }
+}
+
+TEST(CpuSteps, ReportsTheInstructionSetItRuns) {
+  const std::string isa = detail::cpu_step_isa();
+  EXPECT_TRUE(isa == "x86-64-v4" || isa == "x86-64-v3" || isa == "baseline") << isa;
+}
+
+}  // namespace
+}  // namespace recur::test
