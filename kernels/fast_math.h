@@ -48,8 +48,8 @@ inline float exp(float x) {
   // ln 2 split in two so that nf * kLn2High is exact (kLn2High = 355/512).
   constexpr float kLn2High = 0.693359375f, kLn2Low = -2.12194440054690583e-4f;
   const float r = (x - nf * kLn2High) - nf * kLn2Low;
-  const float e = 0.49999994f +
-                  r * (0.16666521f + r * (0.04166839f + r * (0.00836871f + r * 0.0013814613f)));
+  const float e =
+      0.49999994f + r * (0.16666521f + r * (0.04166839f + r * (0.00836871f + r * 0.0013814613f)));
   const float er = 1.0f + r + r * r * e;
   // n lies in [-150, 129]; its two halves are each a normal power of two, and the second
   // product rounds once into the subnormals or to 0 / inf when e^x leaves the normal range.

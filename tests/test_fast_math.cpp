@@ -32,8 +32,8 @@ std::vector<float> sample_points() {
   for (std::uint64_t u = 0; u < (1ull << 32); u += 251) {
     xs.push_back(fast::float_of(static_cast<std::uint32_t>(u)));
   }
-  for (float edge : {0.0f, 0.625f, 9.0f, 20.0f, 88.0f, 88.7228f, 89.0f, -87.33f, -103.97f,
-                     -104.0f, 0.3466f, 1e-20f}) {
+  for (float edge : {0.0f, 0.625f, 9.0f, 20.0f, 88.0f, 88.7228f, 89.0f, -87.33f, -103.97f, -104.0f,
+                     0.3466f, 1e-20f}) {
     for (float x : {edge, -edge}) {
       float lo = x, hi = x;
       for (int k = 0; k < (1 << 14); ++k) {
