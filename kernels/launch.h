@@ -29,6 +29,10 @@ void launch_connection(ConnectionKind kind, const ConnectionArgs<T>& args, void*
 template <typename T>
 void launch_gather(const GatherArgs<T>& args, void* stream);
 
+// dst = src^T (kernels/gather.cuh)
+template <typename T>
+void launch_transpose(const TransposeArgs<T>& args, void* stream);
+
 // dst[0..n) = value
 template <typename T>
 void launch_fill(T* dst, std::int64_t n, T value, void* stream);

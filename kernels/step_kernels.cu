@@ -109,6 +109,15 @@ void launch_gather(const GatherArgs<T>& args, void* stream) {
 }
 
 template <typename T>
+void launch_transpose(const TransposeArgs<T>& args, void* stream) {
+  const std::int64_t n = args.rows * args.cols;
+  if (n == 0) return;
+  apply_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(Transpose<T>{}, n,
+                                                                                  args);
+  check_launch("transpose kernel");
+}
+
+template <typename T>
 void launch_fill(T* dst, std::int64_t n, T value, void* stream) {
   if (n == 0) return;
   fill_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(dst, n, value);
@@ -130,6 +139,8 @@ template void launch_connection<float>(ConnectionKind, const ConnectionArgs<floa
 template void launch_connection<double>(ConnectionKind, const ConnectionArgs<double>&, void*);
 template void launch_gather<float>(const GatherArgs<float>&, void*);
 template void launch_gather<double>(const GatherArgs<double>&, void*);
+template void launch_transpose<float>(const TransposeArgs<float>&, void*);
+template void launch_transpose<double>(const TransposeArgs<double>&, void*);
 template void launch_fill<float>(float*, std::int64_t, float, void*);
 template void launch_fill<double>(double*, std::int64_t, double, void*);
 

@@ -153,6 +153,7 @@ class EngineImpl final : public Engine {
         if (lstm) ub.cs = c.take((B + R + B) * H);
         ub.gx = c.take(R * GH);
         ub.gh = c.take(B * GH);
+        ub.w_t = c.take(GH * H);
         if (plan_.units[u].dir == 1 && !tl.uniform) ub.g0 = c.take(B * GH);
         if (training) {
           ub.hp = c.take(R * H);

@@ -25,6 +25,7 @@ using kernels::GatherArgs;
 using kernels::StepBackward;
 using kernels::StepForward;
 using kernels::StepKind;
+using kernels::TransposeArgs;
 
 enum class Trans { N, T };
 
@@ -121,6 +122,9 @@ class Ops {
   // dst row r = src row index[r], zeros where index[r] < 0 (kernels/gather.cuh); `index`
   // comes from stage_indices.
   virtual void gather(const GatherArgs<T>& args) = 0;
+
+  // dst = src^T for a packed row-major [rows, cols] src (kernels/gather.cuh).
+  virtual void transpose(const TransposeArgs<T>& args) = 0;
 
   // Gradient-flow diagnostics: for each of `count` blocks, *out = sum of (a + b)^2 in
   // double (kernels/flow.cuh: the same lanes and tree on both backends). Only a backward

@@ -237,9 +237,12 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
         units(c_of);
       }
     };
-    auto w_hh = [&](std::int64_t offset) {
-      return [this, offset](const UnitStep& s) -> const void* {
-        return params_ + plan_.units[s.unit].w_hh + offset;
+    // W_hh's rows [first, ...) as op(A): forward reads the transposed copy (column
+    // `first` of w_t), backward W_hh itself (its row `first`).
+    auto w_hh = [&](std::int64_t first) {
+      return [this, first, backward, H](const UnitStep& s) -> const void* {
+        return backward ? params_ + plan_.units[s.unit].w_hh + first * H
+                        : buf_.units[s.unit].w_t + first;
       };
     };
     if (!backward) {
@@ -252,7 +255,7 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
       push(0, w_hh(0), h_prev, gh(0));
       if (rbp) {
         auto rh = [&](const UnitStep& s) -> const void* { return step_forward_args(s).rh; };
-        push(1, w_hh(2 * H * H), rh, gh(2 * H));
+        push(1, w_hh(2 * H), rh, gh(2 * H));
       }
     } else {
       auto dgx = [&](std::int64_t offset) {
@@ -264,7 +267,7 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
       auto dh = [&](const UnitStep& s) -> const void* { return buf_.units[s.unit].dh; };
       auto drh = [&](const UnitStep& s) -> const void* { return buf_.units[s.unit].drh; };
       if (rbp) {
-        push(0, w_hh(2 * H * H), dgx(2 * H), drh);
+        push(0, w_hh(2 * H), dgx(2 * H), drh);
         push(1, w_hh(0), dgx(0), dh);
       } else {
         push(0, w_hh(0), dgh, dh);
@@ -297,9 +300,22 @@ void StackPass<T>::initial_projection(const PassOp& op) {
   const int unit = op.layer * plan_.directions + op.dir;
   const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H;
   const std::int64_t m = reset_before_product(plan_) ? 2 * H : GH;
-  ops_.gemm(make_gemm<T>(Trans::T, Trans::N, m, B_, H, params_ + plan_.units[unit].w_hh, H,
+  ops_.gemm(make_gemm<T>(Trans::N, Trans::N, m, B_, H, buf_.units[unit].w_t, GH,
                          y_at(unit, h0_row(unit)), plan_.output_size(), buf_.units[unit].g0, GH,
                          false));
+}
+
+template <typename T>
+void StackPass<T>::transpose_recurrent_weights() {
+  const std::int64_t H = plan_.config.hidden_size;
+  for (std::size_t u = 0; u < buf_.units.size(); ++u) {
+    TransposeArgs<T> t;
+    t.rows = plan_.gates * H;
+    t.cols = H;
+    t.src = params_ + plan_.units[u].w_hh;
+    t.dst = buf_.units[u].w_t;
+    ops_.transpose(t);
+  }
 }
 
 template <typename T>
@@ -335,11 +351,9 @@ void StackPass<T>::steps_forward(const PassOp& op) {
   auto recurrent = [&](int gemm_index, std::int64_t m, std::int64_t ldb) {
     for (const GemmGroup& group : op.groups[gemm_index]) {
       GemmBatch<T> g = batch_of<T>(staged_, group);
-      g.trans_a = Trans::T;
-      g.trans_b = Trans::N;
       g.m = m;
       g.k = H;
-      g.lda = H;
+      g.lda = GH;  // w_t
       g.ldb = ldb;
       g.ldc = GH;
       ops_.gemm_batched(g);
@@ -565,6 +579,7 @@ template <typename T>
 void StackPass<T>::forward() {
   std::vector<PassOp> program = schedule_forward(plan_, tl_);
   stage(program, false);
+  transpose_recurrent_weights();
   for (const PassOp& op : program) {
     switch (op.kind) {
       case PassOpKind::InitialProjection: initial_projection(op); break;

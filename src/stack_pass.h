@@ -23,6 +23,12 @@
 // of step t+1 (or, past the end, the reverse h0 block); a packed reverse step's rows that
 // start there read h0 and g0 = W_hh h0 instead (the kernels' `carried`). Each step keeps
 // the h_{t-1} it used in hp [R, H], so dW_hh is one GEMM.
+//
+// A forward pass starts by transposing each unit's W_hh [G*H, H] into w_t [H, G*H]: every
+// forward recurrent GEMM then reads op(A) = A with unit stride along the gates, the layout
+// small-n GEMMs run fastest with (oneDNN's sgemm: 1.1-4x; docs/benchmarks.md), for the price
+// of one pass over the weights. Backward reads W_hh as it is (dh = W_hh^T dg is already
+// that layout).
 #pragma once
 
 #include <cstdint>
@@ -48,6 +54,7 @@ struct UnitBuffers {
   T* cs = nullptr;     // [B + R + B, H] cell states (LSTM), laid out like Y_l
   T* gx = nullptr;     // [R, G*H] input projections
   T* gh = nullptr;     // [B, G*H] this step's recurrent projection
+  T* w_t = nullptr;    // [H, G*H] W_hh^T, made by each forward pass for its recurrent GEMMs
   T* g0 = nullptr;     // [B, G*H] W_hh h0 for rows that start mid-pass (packed reverse)
   T* hp = nullptr;     // [R, H] the h_{t-1} each step used (training)
   T* saved = nullptr;  // [R, S*H] training; [B, S*H] reset-before-product inference
@@ -126,6 +133,7 @@ class StackPass {
 
  private:
   void stage(std::vector<PassOp>& program, bool backward);
+  void transpose_recurrent_weights();
   void initial_projection(const PassOp& op);
   void input_projection(const PassOp& op);
   void steps_forward(const PassOp& op);

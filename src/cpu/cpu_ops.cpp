@@ -116,6 +116,22 @@ void CpuOps<T>::gather(const GatherArgs<T>& args) {
 }
 
 template <typename T>
+void CpuOps<T>::transpose(const TransposeArgs<T>& args) {
+  // Tiles of 32 x 32 keep both the rows read and the rows written in cache.
+  constexpr std::int64_t kTile = 32;
+  const kernels::Transpose<T> functor;
+  for (std::int64_t r0 = 0; r0 < args.rows; r0 += kTile) {
+    for (std::int64_t c0 = 0; c0 < args.cols; c0 += kTile) {
+      const std::int64_t r1 = std::min(r0 + kTile, args.rows);
+      const std::int64_t c1 = std::min(c0 + kTile, args.cols);
+      for (std::int64_t c = c0; c < c1; ++c) {
+        for (std::int64_t r = r0; r < r1; ++r) functor.at(c, r, args);
+      }
+    }
+  }
+}
+
+template <typename T>
 void CpuOps<T>::step_forward(StepKind kind, const StepForward<T>* units, int count) {
   cpu_step_forward(kind, units, count);
 }

@@ -15,6 +15,7 @@ class CpuOps final : public Ops<T> {
   const void* const* stage_pointers(const void* const* host, std::size_t count) override;
   const std::int64_t* stage_indices(const std::int64_t* host, std::size_t count) override;
   void gather(const GatherArgs<T>& args) override;
+  void transpose(const TransposeArgs<T>& args) override;
   void step_forward(StepKind kind, const StepForward<T>* units, int count) override;
   void step_backward(StepKind kind, const StepBackward<T>* units, int count) override;
   void connection(ConnectionKind kind, const ConnectionArgs<T>& args) override;

@@ -138,6 +138,10 @@ class CudaOps final : public Ops<T> {
 
   void gather(const GatherArgs<T>& args) override { kernels::launch_gather(args, stream_); }
 
+  void transpose(const TransposeArgs<T>& args) override {
+    kernels::launch_transpose(args, stream_);
+  }
+
   void step_forward(StepKind kind, const StepForward<T>* units, int count) override {
     kernels::launch_step_forward(kind, units, count, stream_);
   }
