@@ -107,6 +107,8 @@ std::vector<Variant> variants() {
         out.push_back({5, H, 1, 5, 5, bias, training, true});
         out.push_back({6, H, 2, 4, 2, bias, training, false});  // strided h, starts, idle rows
         out.push_back({3, H, 1, 3, 0, bias, training, true});   // every row starts here
+        // Enough elements (over 2 x 4096) that a threaded call shares the rows out.
+        out.push_back({80, H * 2, 2, 77, 40, bias, training, true});
       }
     }
   }
@@ -123,24 +125,45 @@ TYPED_TEST(CpuSteps, LoopsMatchTheFunctorsElementByElement) {
   std::uint64_t seed = 1;
   for (const Variant& s : variants()) {
     for (StepKind kind : kKinds) {
+      const bool threaded = seed % 4 == 1;  // half the calls (seed advances by 2)
       const std::string what = "kind " + std::to_string(static_cast<int>(kind)) + ", " +
-                               s.describe();
+                               s.describe() + (threaded ? ", threaded" : "");
       Buffers<T> fast(s, seed), slow(s, seed);
       const kernels::StepForward<T> ff = fast.forward(s, kind), fs = slow.forward(s, kind);
-      detail::cpu_step_forward(kind, &ff, 1);
-      one_element_at_a_time<T>(kind, fs, [](StepKind k, auto fn) {
-        kernels::dispatch_forward<T>(k, fn);
-      });
+      detail::cpu_step_forward(kind, &ff, 1, threaded);
+      one_element_at_a_time<T>(kind, fs,
+                               [](StepKind k, auto fn) { kernels::dispatch_forward<T>(k, fn); });
       expect_same(fast, slow, "forward " + what);
 
       Buffers<T> fast_b(s, seed + 1), slow_b(s, seed + 1);
       const kernels::StepBackward<T> bf = fast_b.backward(s), bs = slow_b.backward(s);
-      detail::cpu_step_backward(kind, &bf, 1);
-      one_element_at_a_time<T>(kind, bs, [](StepKind k, auto fn) {
-        kernels::dispatch_backward<T>(k, fn);
-      });
+      detail::cpu_step_backward(kind, &bf, 1, threaded);
+      one_element_at_a_time<T>(kind, bs,
+                               [](StepKind k, auto fn) { kernels::dispatch_backward<T>(k, fn); });
       expect_same(fast_b, slow_b, "backward " + what);
       seed += 2;
+    }
+  }
+}
+
+// Several units in one call (a wavefront or both directions), rows shared among threads:
+// each unit gets exactly what it gets alone.
+TYPED_TEST(CpuSteps, SeveralUnitsInOneThreadedCallMatchOneAtATime) {
+  using T = TypeParam;
+  const Variant s{40, 160, 1, 37, 20, true, true, true};
+  for (StepKind kind : {StepKind::Lstm, StepKind::GruLinearBeforeReset}) {
+    std::vector<Buffers<T>> together, alone;
+    for (std::uint64_t u = 0; u < 3; ++u) {
+      together.emplace_back(s, 100 + u);
+      alone.emplace_back(s, 100 + u);
+    }
+    std::vector<kernels::StepForward<T>> units;
+    for (Buffers<T>& b : together) units.push_back(b.forward(s, kind));
+    detail::cpu_step_forward(kind, units.data(), 3, true);
+    for (std::size_t u = 0; u < 3; ++u) {
+      const kernels::StepForward<T> one = alone[u].forward(s, kind);
+      detail::cpu_step_forward(kind, &one, 1, false);
+      expect_same(together[u], alone[u], "unit " + std::to_string(u));
     }
   }
 }

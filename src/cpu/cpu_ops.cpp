@@ -27,11 +27,12 @@ blasint to_blasint(std::int64_t v, const char* what) {
   return static_cast<blasint>(v);
 }
 
-// oneDNN's sgemm (dnnl_sgemm: row-major, 64-bit sizes), when libdnnl is installed. It
-// measures faster than OpenBLAS at most of an RNN's GEMM shapes but slower at the forward
-// recurrent product (op(A) = A^T with few columns), which stays with OpenBLAS; see
-// docs/benchmarks.md. It is loaded at run time, so recur needs no oneDNN to build or run;
-// RECUR_CPU_GEMM=openblas turns it off.
+// oneDNN's sgemm (dnnl_sgemm: row-major, 64-bit sizes), when libdnnl is installed, for
+// every float GEMM. It measures faster than OpenBLAS at an RNN's GEMM shapes (the forward
+// recurrent product too, now that it reads a transposed W_hh; see docs/benchmarks.md), and
+// it runs on the OpenMP threads the step loops use: mixing in OpenBLAS's own threads made
+// the two pools fight over the cores (a 2-layer LSTM ran 10x slower). It is loaded at run
+// time, so recur needs no oneDNN to build or run; RECUR_CPU_GEMM=openblas turns it off.
 using DnnlSgemm = int (*)(char, char, std::int64_t, std::int64_t, std::int64_t, float, const float*,
                           std::int64_t, const float*, std::int64_t, float, float*, std::int64_t);
 
@@ -44,8 +45,6 @@ DnnlSgemm dnnl_sgemm() {
   }();
   return fn;
 }
-
-bool prefer_dnnl(const Gemm<float>& g) { return !(g.trans_a == Trans::T && g.n <= 256); }
 
 template <typename Fn>
 void for_each_element(std::int64_t n, Fn&& fn) {
@@ -61,7 +60,7 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   const blasint lda = to_blasint(g.lda, "lda"), ldb = to_blasint(g.ldb, "ldb");
   const blasint ldc = to_blasint(g.ldc, "ldc");
   if constexpr (std::is_same_v<T, float>) {
-    if (const DnnlSgemm dnnl = dnnl_sgemm(); dnnl != nullptr && prefer_dnnl(g)) {
+    if (const DnnlSgemm dnnl = dnnl_sgemm(); dnnl != nullptr) {
       // Column-major C = op(A) op(B) is row-major C^T = op(B)^T op(A)^T.
       const int status = dnnl(g.trans_b == Trans::N ? 'N' : 'T', g.trans_a == Trans::N ? 'N' : 'T',
                               g.n, g.m, g.k, g.alpha, g.b, g.ldb, g.a, g.lda, g.beta, g.c, g.ldc);
@@ -131,14 +130,22 @@ void CpuOps<T>::transpose(const TransposeArgs<T>& args) {
   }
 }
 
+// The step loops share OpenMP's threads only when the GEMMs run on them too (oneDNN):
+// next to OpenBLAS's own threads they would compete for the same cores.
+template <typename T>
+bool CpuOps<T>::threaded_steps() const {
+  if constexpr (std::is_same_v<T, float>) return dnnl_sgemm() != nullptr;
+  return false;
+}
+
 template <typename T>
 void CpuOps<T>::step_forward(StepKind kind, const StepForward<T>* units, int count) {
-  cpu_step_forward(kind, units, count);
+  cpu_step_forward(kind, units, count, threaded_steps());
 }
 
 template <typename T>
 void CpuOps<T>::step_backward(StepKind kind, const StepBackward<T>* units, int count) {
-  cpu_step_backward(kind, units, count);
+  cpu_step_backward(kind, units, count, threaded_steps());
 }
 
 template <typename T>

@@ -1,5 +1,6 @@
-// src/cpu/cpu_ops.h: the CPU backend: OpenBLAS for GEMMs, plain loops over the shared
-// gate functors of kernels/*.cuh for everything else.
+// src/cpu/cpu_ops.h: the CPU backend: oneDNN's or OpenBLAS's sgemm for GEMMs, loops over
+// the shared gate functors of kernels/*.cuh for everything else (the step loops vectorised
+// and threaded: cpu_steps.h).
 #pragma once
 
 #include "../ops.h"
@@ -24,6 +25,9 @@ class CpuOps final : public Ops<T> {
   void copy(T* dst, const T* src, std::int64_t n) override;
   void copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src, std::int64_t rows,
                  std::int64_t width) override;
+
+ private:
+  bool threaded_steps() const;
 };
 
 // Which library CpuOps<float> uses for most GEMMs: "oneDNN" when libdnnl.so.2 can be

@@ -1,36 +1,49 @@
 // src/cpu/cpu_steps.cpp: the CPU's fused step loops.
 //
-// The CUDA backend gives each (b, j) element to a thread; here one call walks the active
-// rows and, inside a row, the H contiguous elements, calling the functor's `at` (the same
-// code a CUDA thread runs). Within a row the conditions a functor tests (bias or not,
-// carried row or not, training or not) are fixed, so the inner loop is straight-line code
-// over j: `omp simd` (OpenMP's vectorisation pragma only, -fopenmp-simd, no threads) states
-// that its iterations are independent, which they are, whatever the pointers' aliasing.
+// The CUDA backend gives each (b, j) element to a thread; here a call walks a range of
+// active rows and, inside a row, the H contiguous elements, calling the functor's `at`
+// (the same code a CUDA thread runs). Within a row the conditions a functor tests (bias or
+// not, carried row or not, training or not) are fixed, so the inner loop is straight-line
+// code over j: `omp simd` states that its iterations are independent, which they are,
+// whatever the pointers' aliasing, and the larger unswitching limits this file is built
+// with (src/CMakeLists.txt) let GCC split the loop by those conditions first.
 //
-// The float loops are compiled three times, for AVX-512 (x86-64-v4), AVX2 + FMA (v3) and
+// The row loops are compiled three times, for AVX-512 (x86-64-v4), AVX2 + FMA (v3) and
 // the baseline, and the loader picks the best the CPU runs (GCC's target_clones through
 // an ifunc); `flatten` inlines the functors and fast_math.h into each copy so they get
 // that copy's instructions. The float activations are kernels/fast_math.h's: libm's would
-// be scalar calls. float64 keeps libm and one baseline loop: it serves the gradient checks.
+// be scalar calls. float64 keeps libm: it serves the gradient checks.
+//
+// Rows are shared among OpenMP threads: the same pool that runs oneDNN's sgemm (both use
+// the compiler's OpenMP runtime), so the cores that just ran a step's GEMM run its gate
+// math too, and no second set of threads competes for them. The row functions are called
+// from inside the parallel loop rather than containing it, because GCC outlines a parallel
+// region's body before it makes the target clones, and the outlined body would not be cloned.
 #include "cpu_steps.h"
+
+#include <algorithm>
+#include <type_traits>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 namespace recur::detail {
 namespace {
 
+// Fewer elements than this per thread and a fork costs more than it saves.
+constexpr std::int64_t kElementsPerThread = 4096;
+
 template <class Functor, class Args>
-void apply_rows(const Functor& functor, const Args* units, int count) {
-  for (int u = 0; u < count; ++u) {
-    // A local copy: stores through the output pointers cannot change it, so the compiler
-    // knows every pointer and flag in it is fixed for the whole loop.
-    const Args a = units[u];
-    for (std::int64_t b = 0; b < a.active; ++b) {
+void apply_rows(const Functor& functor, const Args& units, std::int64_t b0, std::int64_t b1) {
+  // A local copy: stores through the output pointers cannot change it, so the compiler
+  // knows every pointer and flag in it is fixed for the whole loop.
+  const Args a = units;
+  for (std::int64_t b = b0; b < b1; ++b) {
 #pragma omp simd
-      for (std::int64_t j = 0; j < a.hidden; ++j) functor.at(b, j, a);
-    }
+    for (std::int64_t j = 0; j < a.hidden; ++j) functor.at(b, j, a);
   }
 }
-
-}  // namespace
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define RECUR_CPU_CLONES \
@@ -39,26 +52,81 @@ void apply_rows(const Functor& functor, const Args* units, int count) {
 #define RECUR_CPU_CLONES
 #endif
 
-RECUR_CPU_CLONES void cpu_step_forward(kernels::StepKind kind,
-                                       const kernels::StepForward<float>* units, int count) {
-  kernels::dispatch_forward<float>(kind, [&](auto functor) { apply_rows(functor, units, count); });
+RECUR_CPU_CLONES void forward_rows(kernels::StepKind kind, const kernels::StepForward<float>& a,
+                                   std::int64_t b0, std::int64_t b1) {
+  kernels::dispatch_forward<float>(kind, [&](auto functor) { apply_rows(functor, a, b0, b1); });
 }
 
-RECUR_CPU_CLONES void cpu_step_backward(kernels::StepKind kind,
-                                        const kernels::StepBackward<float>* units, int count) {
-  kernels::dispatch_backward<float>(kind, [&](auto functor) { apply_rows(functor, units, count); });
+RECUR_CPU_CLONES void backward_rows(kernels::StepKind kind, const kernels::StepBackward<float>& a,
+                                    std::int64_t b0, std::int64_t b1) {
+  kernels::dispatch_backward<float>(kind, [&](auto functor) { apply_rows(functor, a, b0, b1); });
 }
 
-void cpu_step_forward(kernels::StepKind kind, const kernels::StepForward<double>* units,
-                      int count) {
-  kernels::dispatch_forward<double>(kind,
-                                    [&](auto functor) { apply_rows(functor, units, count); });
+void forward_rows(kernels::StepKind kind, const kernels::StepForward<double>& a, std::int64_t b0,
+                  std::int64_t b1) {
+  kernels::dispatch_forward<double>(kind, [&](auto functor) { apply_rows(functor, a, b0, b1); });
 }
 
+void backward_rows(kernels::StepKind kind, const kernels::StepBackward<double>& a, std::int64_t b0,
+                   std::int64_t b1) {
+  kernels::dispatch_backward<double>(kind, [&](auto functor) { apply_rows(functor, a, b0, b1); });
+}
+
+int max_threads() {
+#if defined(_OPENMP)
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Each unit's active rows cut into `parts` equal ranges; work item i is part i % parts of
+// unit i / parts, so the items need no list (nothing is allocated per step).
+template <class Args>
+void run(kernels::StepKind kind, const Args* units, int count, bool threaded) {
+  std::int64_t elements = 0, widest = 0;
+  for (int u = 0; u < count; ++u) {
+    elements += units[u].active * units[u].hidden;
+    widest = std::max(widest, units[u].active);
+  }
+  const std::int64_t want = std::max<std::int64_t>(1, elements / kElementsPerThread);
+  const std::int64_t threads = threaded ? std::min<std::int64_t>(max_threads(), want) : 1;
+  const std::int64_t parts = std::max<std::int64_t>(
+      1, std::min(widest, (threads + count - 1) / static_cast<std::int64_t>(count)));
+  const std::int64_t items = count * parts;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t i = 0; i < items; ++i) {
+    const Args& a = units[i / parts];
+    const std::int64_t part = i % parts;
+    const std::int64_t b0 = a.active * part / parts, b1 = a.active * (part + 1) / parts;
+    if (b0 < b1) {
+      if constexpr (std::is_same_v<Args, kernels::StepForward<float>> ||
+                    std::is_same_v<Args, kernels::StepForward<double>>) {
+        forward_rows(kind, a, b0, b1);
+      } else {
+        backward_rows(kind, a, b0, b1);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void cpu_step_forward(kernels::StepKind kind, const kernels::StepForward<float>* units, int count,
+                      bool threaded) {
+  run(kind, units, count, threaded);
+}
+void cpu_step_forward(kernels::StepKind kind, const kernels::StepForward<double>* units, int count,
+                      bool threaded) {
+  run(kind, units, count, threaded);
+}
+void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<float>* units, int count,
+                       bool threaded) {
+  run(kind, units, count, threaded);
+}
 void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<double>* units,
-                       int count) {
-  kernels::dispatch_backward<double>(kind,
-                                     [&](auto functor) { apply_rows(functor, units, count); });
+                       int count, bool threaded) {
+  run(kind, units, count, threaded);
 }
 
 const char* cpu_step_isa() {

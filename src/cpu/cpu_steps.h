@@ -6,13 +6,17 @@
 
 namespace recur::detail {
 
-// units[u] for u < count, as Ops::step_forward / step_backward describe them.
-void cpu_step_forward(kernels::StepKind kind, const kernels::StepForward<float>* units, int count);
-void cpu_step_forward(kernels::StepKind kind, const kernels::StepForward<double>* units, int count);
-void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<float>* units,
-                       int count);
+// units[u] for u < count, as Ops::step_forward / step_backward describe them. With
+// `threaded`, rows are shared among OpenMP's threads when there are enough of them;
+// without, the calling thread does all.
+void cpu_step_forward(kernels::StepKind kind, const kernels::StepForward<float>* units, int count,
+                      bool threaded);
+void cpu_step_forward(kernels::StepKind kind, const kernels::StepForward<double>* units, int count,
+                      bool threaded);
+void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<float>* units, int count,
+                       bool threaded);
 void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<double>* units,
-                       int count);
+                       int count, bool threaded);
 
 // The instruction set the float loops run with on this CPU: "x86-64-v4" (AVX-512),
 // "x86-64-v3" (AVX2 + FMA) or "baseline". For benchmarks' headers.
