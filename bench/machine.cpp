@@ -37,6 +37,7 @@ MachineInfo collect_machine_info() {
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   m.date_utc = date;
   m.recur_version = recur::version();
+  m.recur_cpu = recur::cpu_backend_info();
   m.openblas = openblas_info();
 #ifdef RECUR_BENCH_ONEDNN
   m.onednn = onednn_version();

@@ -12,6 +12,7 @@ struct MachineInfo {
   std::string date_utc;   // ISO 8601
   std::string hostname;
   std::string recur_version, openblas, onednn, cudnn;  // "" when not built in
+  std::string recur_cpu;                               // recur::cpu_backend_info()
   std::string load_start, load_end;                    // /proc/loadavg at start and end
   std::string command_line;
 };

@@ -66,7 +66,8 @@ void print_header(std::ostream& out, const MachineInfo& m) {
       << "  gpu: " << (m.gpu.empty() ? "none" : m.gpu) << "\n"
       << "  recur " << m.recur_version << "; OpenBLAS " << m.openblas << "; oneDNN "
       << (m.onednn.empty() ? "not built" : m.onednn) << "; cuDNN "
-      << (m.cudnn.empty() ? "not used" : m.cudnn) << "\n";
+      << (m.cudnn.empty() ? "not used" : m.cudnn) << "\n"
+      << "  recur's CPU backend: " << m.recur_cpu << "\n";
 }
 
 void print_table(std::ostream& out, const std::vector<Result>& results) {
@@ -132,6 +133,7 @@ void write_json(const std::string& path, const MachineInfo& m, const std::vector
     << ", \"load_end\": " << json_string(m.load_end)
     << ", \"command_line\": " << json_string(m.command_line) << "},\n"
     << "  \"versions\": {\"recur\": " << json_string(m.recur_version)
+    << ", \"recur_cpu\": " << json_string(m.recur_cpu)
     << ", \"openblas\": " << json_string(m.openblas) << ", \"onednn\": " << json_string(m.onednn)
     << ", \"cudnn\": " << json_string(m.cudnn) << "},\n"
     << "  \"definitions\": {"

@@ -1,8 +1,19 @@
-// src/version.cpp: recur::version(), from the project version CMake passes in.
+// src/version.cpp: recur::version(), from the project version CMake passes in, and
+// recur::cpu_backend_info().
 #include "recur/version.h"
+
+#include "cpu/cpu_ops.h"
+#include "cpu/cpu_steps.h"
 
 namespace recur {
 
 const char* version() { return RECUR_VERSION_STRING; }
+
+std::string cpu_backend_info() {
+  const int threads = detail::cpu_step_threads();
+  return std::string("float GEMMs: ") + detail::cpu_sgemm_library() +
+         " sgemm; step loops: " + detail::cpu_step_isa() + ", " + std::to_string(threads) +
+         (threads == 1 ? " thread" : " OpenMP threads");
+}
 
 }  // namespace recur

@@ -1,14 +1,17 @@
-// tests/test_cpu_steps.cpp: the CPU's vectorised step loops (src/cpu/cpu_steps.cpp) give
-// what the functors give one element at a time, for every step kind and every shape of
+// tests/test_cpu_steps.cpp: the CPU's vectorised, threaded step loops (src/cpu/cpu_steps.cpp)
+// give what the functors give one element at a time, for every step kind and every shape of
 // call: bias or none, training or inference, rows that start at this step, inactive rows,
-// a strided h (bidirectional layout), H a multiple of the vector width or not.
+// a strided h (bidirectional layout), H a multiple of the vector width or not, one thread
+// or several. And CpuOps::transpose.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "cpu/cpu_ops.h"
 #include "cpu/cpu_steps.h"
 #include "test_util.h"
 
@@ -164,6 +167,25 @@ TYPED_TEST(CpuSteps, SeveralUnitsInOneThreadedCallMatchOneAtATime) {
       const kernels::StepForward<T> one = alone[u].forward(s, kind);
       detail::cpu_step_forward(kind, &one, 1, false);
       expect_same(together[u], alone[u], "unit " + std::to_string(u));
+    }
+  }
+}
+
+// The transpose that gives the forward pass W_hh^T: tiles with ragged edges, and a wide
+// and a tall matrix.
+TYPED_TEST(CpuSteps, TransposeMovesEveryElement) {
+  using T = TypeParam;
+  Random rng(7);
+  for (auto [rows, cols] :
+       {std::pair<std::int64_t, std::int64_t>{1, 1}, {3, 70}, {100, 33}, {1024, 256}}) {
+    const std::vector<T> src = rng.vector<T>(rows * cols);
+    std::vector<T> dst(src.size(), T(-7));
+    detail::CpuOps<T> ops;
+    ops.transpose({rows, cols, dst.data(), src.data()});
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t c = 0; c < cols; ++c) {
+        ASSERT_EQ(dst[c * rows + r], src[r * cols + c]) << rows << " x " << cols;
+      }
     }
   }
 }

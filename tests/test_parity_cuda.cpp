@@ -135,6 +135,19 @@ TYPED_TEST(OpsParity, CopyRows) {
   EXPECT_EQ(dst.from_gpu(), dst.from_cpu());
 }
 
+TYPED_TEST(OpsParity, Transpose) {
+  using T = TypeParam;
+  Random rng(5);
+  for (std::int64_t rows : {1, 37, 1024}) {
+    const std::int64_t cols = rows == 1024 ? 256 : 29;
+    Twin<T> src(rng, rows * cols), dst(rng, rows * cols);
+    kernels::TransposeArgs<T> c{rows, cols, dst.c(), src.c()}, g{rows, cols, dst.g(), src.g()};
+    this->cpu_.transpose(c);
+    this->gpu_->transpose(g);
+    EXPECT_EQ(dst.from_gpu(), dst.from_cpu()) << rows << " x " << cols;
+  }
+}
+
 TYPED_TEST(OpsParity, EveryConnectionKernel) {
   using T = TypeParam;
   const std::int64_t rows = 37, width = 29, ldy = 31, ldu = 33;

@@ -6,6 +6,15 @@ namespace {
 
 TEST(Version, MatchesProject) { EXPECT_STREQ(version(), RECUR_EXPECTED_VERSION); }
 
+TEST(Version, CpuBackendInfoNamesTheGemmLibraryAndTheLoops) {
+  const std::string info = cpu_backend_info();
+  EXPECT_TRUE(info.find("oneDNN sgemm") != std::string::npos ||
+              info.find("OpenBLAS sgemm") != std::string::npos)
+      << info;
+  EXPECT_NE(info.find("step loops: "), std::string::npos) << info;
+  EXPECT_NE(info.find("thread"), std::string::npos) << info;
+}
+
 TEST(Tensor, RoundTripsHostData) {
   const std::vector<float> data = {1, 2, 3, 4, 5, 6};
   Tensor t = Tensor::from_vector(data, {2, 3});

@@ -1,5 +1,7 @@
-// recur/version.h: the library's version.
+// recur/version.h: the library's version, and what its CPU backend runs on.
 #pragma once
+
+#include <string>
 
 #include "recur/export.h"
 
@@ -7,5 +9,11 @@ namespace recur {
 
 // The version of the loaded library, "MAJOR.MINOR.PATCH".
 RECUR_API const char* version();
+
+// How the CPU backend computes on this machine, for logs and benchmark reports, e.g.
+// "float GEMMs: oneDNN sgemm; step loops: x86-64-v4, 2 OpenMP threads". The float GEMM
+// library is oneDNN's sgemm when libdnnl.so.2 loads and RECUR_CPU_GEMM is not "openblas",
+// else OpenBLAS; float64 always uses OpenBLAS.
+RECUR_API std::string cpu_backend_info();
 
 }  // namespace recur

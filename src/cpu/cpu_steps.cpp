@@ -22,7 +22,10 @@
 #include "cpu_steps.h"
 
 #include <algorithm>
+#include <string>
 #include <type_traits>
+
+#include "cpu_ops.h"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -128,6 +131,8 @@ void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<doubl
                        int count, bool threaded) {
   run(kind, units, count, threaded);
 }
+
+int cpu_step_threads() { return cpu_sgemm_library() == std::string("oneDNN") ? max_threads() : 1; }
 
 const char* cpu_step_isa() {
 #if defined(__GNUC__) && defined(__x86_64__)

@@ -19,7 +19,11 @@ void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<doubl
                        int count, bool threaded);
 
 // The instruction set the float loops run with on this CPU: "x86-64-v4" (AVX-512),
-// "x86-64-v3" (AVX2 + FMA) or "baseline". For benchmarks' headers.
+// "x86-64-v3" (AVX2 + FMA) or "baseline". For recur::cpu_backend_info().
 const char* cpu_step_isa();
+
+// How many threads a large float step call uses: OpenMP's when the float GEMMs run on
+// oneDNN (see CpuOps), else 1.
+int cpu_step_threads();
 
 }  // namespace recur::detail
