@@ -154,6 +154,9 @@ class EngineImpl final : public Engine {
         ub.gx = c.take(R * GH);
         ub.gh = c.take(B * GH);
         ub.w_t = c.take(GH * H);
+        if (wavefront(plan_) && plan_.units[u].layer > 0) {
+          ub.w_ih_t = c.take(GH * plan_.layers[plan_.units[u].layer].input_size);
+        }
         if (plan_.units[u].dir == 1 && !tl.uniform) ub.g0 = c.take(B * GH);
         if (training) {
           ub.hp = c.take(R * H);

@@ -23,9 +23,6 @@ StepKind step_kind(CellKind cell) {
   return StepKind::Lstm;
 }
 
-// Unidirectional stacks run as a wavefront; see stack_pass.h.
-bool wavefront(const Plan& p) { return p.directions == 1 && p.config.num_layers > 1; }
-
 PassOp range_op(PassOpKind kind, int layer, int dir, std::int64_t t0, std::int64_t t1) {
   PassOp op;
   op.kind = kind;
@@ -44,6 +41,8 @@ PassOp steps_op(PassOpKind kind, std::vector<UnitStep> steps) {
 }
 
 }  // namespace
+
+bool wavefront(const Plan& p) { return p.directions == 1 && p.config.num_layers > 1; }
 
 std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl) {
   const int L = static_cast<int>(plan.config.num_layers), D = plan.directions;
@@ -306,15 +305,16 @@ void StackPass<T>::initial_projection(const PassOp& op) {
 }
 
 template <typename T>
-void StackPass<T>::transpose_recurrent_weights() {
-  const std::int64_t H = plan_.config.hidden_size;
+void StackPass<T>::transpose_weights() {
+  const std::int64_t GH = plan_.gates * plan_.config.hidden_size;
   for (std::size_t u = 0; u < buf_.units.size(); ++u) {
-    TransposeArgs<T> t;
-    t.rows = plan_.gates * H;
-    t.cols = H;
-    t.src = params_ + plan_.units[u].w_hh;
-    t.dst = buf_.units[u].w_t;
-    ops_.transpose(t);
+    const UnitOffsets& offsets = plan_.units[u];
+    const UnitBuffers<T>& ub = buf_.units[u];
+    ops_.transpose({GH, plan_.config.hidden_size, ub.w_t, params_ + offsets.w_hh});
+    if (ub.w_ih_t != nullptr) {
+      ops_.transpose(
+          {GH, plan_.layers[offsets.layer].input_size, ub.w_ih_t, params_ + offsets.w_ih});
+    }
   }
 }
 
@@ -328,9 +328,15 @@ void StackPass<T>::input_projection(const PassOp& op) {
   for (std::size_t i = 0; i < layer.inputs.size(); ++i) {
     const Segment& seg = layer.inputs[i];
     const ActivationBuffers<T>& act = buf_.acts[seg.act];
-    ops_.gemm(make_gemm<T>(Trans::T, Trans::N, GH, n, plan_.activations[seg.act].width,
-                           params_ + u.w_ih + seg.col, layer.input_size, act.data + r0 * act.ld,
-                           act.ld, ub.gx + r0 * GH, GH, i > 0));
+    const std::int64_t k = plan_.activations[seg.act].width;
+    const T* u_rows = act.data + r0 * act.ld;
+    if (ub.w_ih_t != nullptr) {  // W_ih^T: the segment's columns of W_ih are rows here
+      ops_.gemm(make_gemm<T>(Trans::N, Trans::N, GH, n, k, ub.w_ih_t + seg.col * GH, GH, u_rows,
+                             act.ld, ub.gx + r0 * GH, GH, i > 0));
+    } else {
+      ops_.gemm(make_gemm<T>(Trans::T, Trans::N, GH, n, k, params_ + u.w_ih + seg.col,
+                             layer.input_size, u_rows, act.ld, ub.gx + r0 * GH, GH, i > 0));
+    }
   }
 }
 
@@ -579,7 +585,7 @@ template <typename T>
 void StackPass<T>::forward() {
   std::vector<PassOp> program = schedule_forward(plan_, tl_);
   stage(program, false);
-  transpose_recurrent_weights();
+  transpose_weights();
   for (const PassOp& op : program) {
     switch (op.kind) {
       case PassOpKind::InitialProjection: initial_projection(op); break;

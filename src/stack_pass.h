@@ -28,7 +28,9 @@
 // forward recurrent GEMM then reads op(A) = A with unit stride along the gates, the layout
 // small-n GEMMs run fastest with (oneDNN's sgemm: 1.1-4x; docs/benchmarks.md), for the price
 // of one pass over the weights. Backward reads W_hh as it is (dh = W_hh^T dg is already
-// that layout).
+// that layout). A wavefront's upper layers project their input one step (B columns) at a
+// time, so they get the same treatment for W_ih (w_ih_t); other input projections cover
+// all R columns at once, where the layout makes no difference.
 #pragma once
 
 #include <cstdint>
@@ -51,19 +53,20 @@ struct ActivationBuffers {
 // One layer-direction's buffers (R = timeline rows).
 template <typename T>
 struct UnitBuffers {
-  T* cs = nullptr;     // [B + R + B, H] cell states (LSTM), laid out like Y_l
-  T* gx = nullptr;     // [R, G*H] input projections
-  T* gh = nullptr;     // [B, G*H] this step's recurrent projection
-  T* w_t = nullptr;    // [H, G*H] W_hh^T, made by each forward pass for its recurrent GEMMs
-  T* g0 = nullptr;     // [B, G*H] W_hh h0 for rows that start mid-pass (packed reverse)
-  T* hp = nullptr;     // [R, H] the h_{t-1} each step used (training)
-  T* saved = nullptr;  // [R, S*H] training; [B, S*H] reset-before-product inference
-  T* rh = nullptr;     // [R, H] training; [B, H] inference (reset-before-product)
-  T* dgx = nullptr;    // [R, G*H]
-  T* dgh = nullptr;    // [R, G*H]; equals dgx except for the linear-before-reset GRU
-  T* dh = nullptr;     // [B, H]
-  T* dc = nullptr;     // [B, H]
-  T* drh = nullptr;    // [B, H]
+  T* cs = nullptr;      // [B + R + B, H] cell states (LSTM), laid out like Y_l
+  T* gx = nullptr;      // [R, G*H] input projections
+  T* gh = nullptr;      // [B, G*H] this step's recurrent projection
+  T* w_t = nullptr;     // [H, G*H] W_hh^T, made by each forward pass for its recurrent GEMMs
+  T* w_ih_t = nullptr;  // [I_l, G*H] W_ih^T for a wavefront's upper layers (see above), or null
+  T* g0 = nullptr;      // [B, G*H] W_hh h0 for rows that start mid-pass (packed reverse)
+  T* hp = nullptr;      // [R, H] the h_{t-1} each step used (training)
+  T* saved = nullptr;   // [R, S*H] training; [B, S*H] reset-before-product inference
+  T* rh = nullptr;      // [R, H] training; [B, H] inference (reset-before-product)
+  T* dgx = nullptr;     // [R, G*H]
+  T* dgh = nullptr;     // [R, G*H]; equals dgx except for the linear-before-reset GRU
+  T* dh = nullptr;      // [B, H]
+  T* dc = nullptr;      // [B, H]
+  T* drh = nullptr;     // [B, H]
 };
 
 template <typename T>
@@ -114,6 +117,9 @@ struct PassOp {
   std::vector<GemmGroup> groups[2];  // per GEMM of the step (two for reset-before-product)
 };
 
+// Whether the passes run as a wavefront: unidirectional stacks of more than one layer.
+bool wavefront(const Plan& plan);
+
 // The forward and backward programs for a plan and a timeline.
 std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& timeline);
 std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& timeline);
@@ -133,7 +139,7 @@ class StackPass {
 
  private:
   void stage(std::vector<PassOp>& program, bool backward);
-  void transpose_recurrent_weights();
+  void transpose_weights();
   void initial_projection(const PassOp& op);
   void input_projection(const PassOp& op);
   void steps_forward(const PassOp& op);
