@@ -153,9 +153,11 @@ class EngineImpl final : public Engine {
         if (lstm) ub.cs = c.take((B + R + B) * H);
         ub.gx = c.take(R * GH);
         ub.gh = c.take(B * GH);
-        ub.w_t = c.take(GH * H);
-        if (wavefront(plan_) && plan_.units[u].layer > 0) {
-          ub.w_ih_t = c.take(GH * plan_.layers[plan_.units[u].layer].input_size);
+        if (transposes_weights(tl)) {
+          ub.w_t = c.take(GH * H);
+          if (wavefront(plan_) && plan_.units[u].layer > 0) {
+            ub.w_ih_t = c.take(GH * plan_.layers[plan_.units[u].layer].input_size);
+          }
         }
         if (plan_.units[u].dir == 1 && !tl.uniform) ub.g0 = c.take(B * GH);
         if (training) {

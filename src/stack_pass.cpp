@@ -44,6 +44,10 @@ PassOp steps_op(PassOpKind kind, std::vector<UnitStep> steps) {
 
 bool wavefront(const Plan& p) { return p.directions == 1 && p.config.num_layers > 1; }
 
+bool transposes_weights(const Timeline& timeline) {
+  return timeline.batch >= 16 && timeline.steps >= 4;
+}
+
 std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl) {
   const int L = static_cast<int>(plan.config.num_layers), D = plan.directions;
   const std::int64_t T = tl.steps;
@@ -236,12 +240,13 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
         units(c_of);
       }
     };
-    // W_hh's rows [first, ...) as op(A): forward reads the transposed copy (column
-    // `first` of w_t), backward W_hh itself (its row `first`).
+    // W_hh's rows [first, ...) as op(A): W_hh itself (its row `first`), or in a forward
+    // pass that transposed it, the copy (its column `first`).
+    const bool transposed = !backward && transposed_weights();
     auto w_hh = [&](std::int64_t first) {
-      return [this, first, backward, H](const UnitStep& s) -> const void* {
-        return backward ? params_ + plan_.units[s.unit].w_hh + first * H
-                        : buf_.units[s.unit].w_t + first;
+      return [this, first, transposed, H](const UnitStep& s) -> const void* {
+        return transposed ? buf_.units[s.unit].w_t + first
+                          : params_ + plan_.units[s.unit].w_hh + first * H;
       };
     };
     if (!backward) {
@@ -299,9 +304,15 @@ void StackPass<T>::initial_projection(const PassOp& op) {
   const int unit = op.layer * plan_.directions + op.dir;
   const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H;
   const std::int64_t m = reset_before_product(plan_) ? 2 * H : GH;
-  ops_.gemm(make_gemm<T>(Trans::N, Trans::N, m, B_, H, buf_.units[unit].w_t, GH,
-                         y_at(unit, h0_row(unit)), plan_.output_size(), buf_.units[unit].g0, GH,
-                         false));
+  const T* h0 = y_at(unit, h0_row(unit));
+  const std::int64_t DH = plan_.output_size();
+  if (transposed_weights()) {
+    ops_.gemm(make_gemm<T>(Trans::N, Trans::N, m, B_, H, buf_.units[unit].w_t, GH, h0, DH,
+                           buf_.units[unit].g0, GH, false));
+  } else {
+    ops_.gemm(make_gemm<T>(Trans::T, Trans::N, m, B_, H, params_ + plan_.units[unit].w_hh, H, h0,
+                           DH, buf_.units[unit].g0, GH, false));
+  }
 }
 
 template <typename T>
@@ -357,9 +368,10 @@ void StackPass<T>::steps_forward(const PassOp& op) {
   auto recurrent = [&](int gemm_index, std::int64_t m, std::int64_t ldb) {
     for (const GemmGroup& group : op.groups[gemm_index]) {
       GemmBatch<T> g = batch_of<T>(staged_, group);
+      g.trans_a = transposed_weights() ? Trans::N : Trans::T;  // w_t, or W_hh
       g.m = m;
       g.k = H;
-      g.lda = GH;  // w_t
+      g.lda = transposed_weights() ? GH : H;
       g.ldb = ldb;
       g.ldc = GH;
       ops_.gemm_batched(g);
@@ -585,7 +597,7 @@ template <typename T>
 void StackPass<T>::forward() {
   std::vector<PassOp> program = schedule_forward(plan_, tl_);
   stage(program, false);
-  transpose_weights();
+  if (transposed_weights()) transpose_weights();
   for (const PassOp& op : program) {
     switch (op.kind) {
       case PassOpKind::InitialProjection: initial_projection(op); break;

@@ -24,13 +24,15 @@
 // start there read h0 and g0 = W_hh h0 instead (the kernels' `carried`). Each step keeps
 // the h_{t-1} it used in hp [R, H], so dW_hh is one GEMM.
 //
-// A forward pass starts by transposing each unit's W_hh [G*H, H] into w_t [H, G*H]: every
-// forward recurrent GEMM then reads op(A) = A with unit stride along the gates, the layout
-// small-n GEMMs run fastest with (oneDNN's sgemm: 1.1-4x; docs/benchmarks.md), for the price
-// of one pass over the weights. Backward reads W_hh as it is (dh = W_hh^T dg is already
-// that layout). A wavefront's upper layers project their input one step (B columns) at a
-// time, so they get the same treatment for W_ih (w_ih_t); other input projections cover
-// all R columns at once, where the layout makes no difference.
+// A forward pass with at least 16 rows and 4 steps starts by transposing each unit's W_hh
+// [G*H, H] into w_t [H, G*H]: every forward recurrent GEMM then reads op(A) = A with unit
+// stride along the gates, the layout oneDNN's sgemm runs 1.2-9x faster at 16-64 columns
+// (docs/benchmarks.md), for the price of one pass over the weights (0.4-1.5 ns an element
+// on the CPU). With fewer rows the two layouts run alike, and with few steps the pass is
+// not repaid, so W_hh is read as it is (gemm(T, N)). Backward always reads W_hh itself
+// (dh = W_hh^T dg is already that layout). A wavefront's upper layers project their input
+// one step (B columns) at a time, so they get the same treatment for W_ih (w_ih_t); other
+// input projections cover all R columns at once, where the layout makes no difference.
 #pragma once
 
 #include <cstdint>
@@ -56,8 +58,8 @@ struct UnitBuffers {
   T* cs = nullptr;      // [B + R + B, H] cell states (LSTM), laid out like Y_l
   T* gx = nullptr;      // [R, G*H] input projections
   T* gh = nullptr;      // [B, G*H] this step's recurrent projection
-  T* w_t = nullptr;     // [H, G*H] W_hh^T, made by each forward pass for its recurrent GEMMs
-  T* w_ih_t = nullptr;  // [I_l, G*H] W_ih^T for a wavefront's upper layers (see above), or null
+  T* w_t = nullptr;     // [H, G*H] W_hh^T for the forward's recurrent GEMMs, or null (above)
+  T* w_ih_t = nullptr;  // [I_l, G*H] W_ih^T for a wavefront's upper layers, or null
   T* g0 = nullptr;      // [B, G*H] W_hh h0 for rows that start mid-pass (packed reverse)
   T* hp = nullptr;      // [R, H] the h_{t-1} each step used (training)
   T* saved = nullptr;   // [R, S*H] training; [B, S*H] reset-before-product inference
@@ -119,6 +121,9 @@ struct PassOp {
 
 // Whether the passes run as a wavefront: unidirectional stacks of more than one layer.
 bool wavefront(const Plan& plan);
+// Whether a forward pass over `timeline` transposes its per-step weights (see above); the
+// engine then gives every unit a w_t (and a wavefront's upper layers a w_ih_t).
+bool transposes_weights(const Timeline& timeline);
 
 // The forward and backward programs for a plan and a timeline.
 std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& timeline);
@@ -140,6 +145,7 @@ class StackPass {
  private:
   void stage(std::vector<PassOp>& program, bool backward);
   void transpose_weights();
+  bool transposed_weights() const { return !buf_.units.empty() && buf_.units[0].w_t != nullptr; }
   void initial_projection(const PassOp& op);
   void input_projection(const PassOp& op);
   void steps_forward(const PassOp& op);

@@ -2,6 +2,8 @@
 // the GPU against the same model on the CPU, in float32 and float64, forward and backward,
 // on fresh random data. Without a usable GPU every test here reports SKIPPED.
 #include <memory>
+#include <string>
+#include <utility>
 
 #include "cpu/cpu_ops.h"
 #include "ops.h"
@@ -280,10 +282,12 @@ struct ModelCase {
 
 class ModelParity : public ::testing::TestWithParam<ModelCase> {};
 
+// B = 5 runs the forward recurrent GEMMs on W_hh as stored, B = 16 on its transpose
+// (src/stack_pass.h), so both layouts are checked on the GPU.
 template <typename T>
-void check_model(const ModelCase& mc) {
+void check_model(const ModelCase& mc, std::int64_t T_, std::int64_t B) {
   const CellKind cell = mc.cell;
-  const std::int64_t T_ = 7, B = 5, H = 33, D = mc.bidirectional ? 2 : 1;
+  const std::int64_t H = 33, D = mc.bidirectional ? 2 : 1;
   // x as wide as y for residual and highway, so they apply at layer 0 as well.
   const std::int64_t I =
       mc.connection == Connection::Residual || mc.connection == Connection::Highway ? D * H : 19;
@@ -338,10 +342,13 @@ void check_model(const ModelCase& mc) {
 
 TEST_P(ModelParity, ForwardAndBackwardMatchTheCpu) {
   RECUR_REQUIRE_GPU();
-  if (GetParam().dtype == DType::Float32) {
-    check_model<float>(GetParam());
-  } else {
-    check_model<double>(GetParam());
+  for (auto [steps, batch] : {std::pair<std::int64_t, std::int64_t>{7, 5}, {5, 16}}) {
+    SCOPED_TRACE("T=" + std::to_string(steps) + " B=" + std::to_string(batch));
+    if (GetParam().dtype == DType::Float32) {
+      check_model<float>(GetParam(), steps, batch);
+    } else {
+      check_model<double>(GetParam(), steps, batch);
+    }
   }
 }
 

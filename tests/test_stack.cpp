@@ -2,6 +2,10 @@
 // float64 gradient checks over the grid cell x {1, 2, 3} layers x {uni, bi} x
 // {none, residual, highway, dense}; identities the connections must satisfy; the
 // parameter layout of deep stacks.
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "gradcheck_util.h"
 
 namespace recur::test {
@@ -199,6 +203,70 @@ TEST(StackErrors, StatesMustBeLayersTimesDirections) {
   }
   EXPECT_EQ(rnn.parameters().to_vector<double>(), before);
   EXPECT_NO_THROW(rnn.backward(rng.tensor<double>({kT, kB, 2 * kH})));
+}
+
+// ---- the transposed-weights forward (src/stack_pass.h) ----
+
+// Columns [b0, b1) of a [T, B, W] time-major host tensor.
+std::vector<double> batch_slice(const std::vector<double>& v, std::int64_t T, std::int64_t B,
+                                std::int64_t W, std::int64_t b0, std::int64_t b1) {
+  std::vector<double> out;
+  for (std::int64_t t = 0; t < T; ++t) {
+    const auto row = v.begin() + (t * B + b0) * W;
+    out.insert(out.end(), row, row + (b1 - b0) * W);
+  }
+  return out;
+}
+
+// A batch of 16 runs its forward recurrent GEMMs on transposed weights; the same sequences
+// as two batches of 8 run them on W_hh as stored. Outputs, dx and the accumulated
+// parameter gradients must agree to rounding: every cell, a wavefront with dense
+// connections (whose upper layers also read a transposed W_ih, by segments), and a packed
+// bidirectional stack.
+TEST(StackTransposedWeights, BatchOf16MatchesTwoBatchesOf8) {
+  const std::int64_t T = 5, B = 16, I = 4, half = 8;
+  for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
+                        CellKind::GruResetBeforeProduct}) {
+    for (const StackCase& s : {StackCase{cell, 3, false, Connection::Dense},
+                               StackCase{cell, 2, true, Connection::Residual}}) {
+      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " bi" : " uni");
+      Rnn rnn(config_of(s, I), Device::cpu(), 11);
+      const std::int64_t D = s.bidirectional ? 2 : 1;
+      std::vector<std::int64_t> lengths;
+      if (s.bidirectional) {
+        for (std::int64_t b = 0; b < B; ++b) lengths.push_back(1 + (b * 7) % T);
+      }
+      Random rng(12);
+      const std::vector<double> x = rng.vector<double>(T * B * I);
+      const std::vector<double> dy = rng.vector<double>(T * B * D * kH);
+
+      auto run = [&](std::int64_t b0, std::int64_t b1) {
+        const std::int64_t n = b1 - b0;
+        std::vector<std::int64_t> len;
+        if (!lengths.empty()) len.assign(lengths.begin() + b0, lengths.begin() + b1);
+        ForwardResult f =
+            rnn.forward(Tensor::from_vector(batch_slice(x, T, B, I, b0, b1), {T, n, I}), {}, {},
+                        Mode::Training, len);
+        BackwardResult g = rnn.backward(
+            Tensor::from_vector(batch_slice(dy, T, B, D * kH, b0, b1), {T, n, D * kH}));
+        return std::make_pair(f.y.to_vector<double>(), g.dx.to_vector<double>());
+      };
+      rnn.zero_grad();
+      const auto [y_all, dx_all] = run(0, B);
+      const std::vector<double> grads_all = rnn.gradients().to_vector<double>();
+      rnn.zero_grad();
+      const auto [y_lo, dx_lo] = run(0, half);
+      const auto [y_hi, dx_hi] = run(half, B);
+      const std::vector<double> grads_halves = rnn.gradients().to_vector<double>();
+
+      const Tolerance tol = tolerance_for_depth<double>(T * B * 3 * kH);
+      EXPECT_TRUE(all_close(batch_slice(y_all, T, B, D * kH, 0, half), y_lo, tol)) << what;
+      EXPECT_TRUE(all_close(batch_slice(y_all, T, B, D * kH, half, B), y_hi, tol)) << what;
+      EXPECT_TRUE(all_close(batch_slice(dx_all, T, B, I, 0, half), dx_lo, tol)) << what;
+      EXPECT_TRUE(all_close(batch_slice(dx_all, T, B, I, half, B), dx_hi, tol)) << what;
+      EXPECT_TRUE(all_close(grads_all, grads_halves, tol)) << what;
+    }
+  }
 }
 
 }  // namespace

@@ -116,18 +116,7 @@ void CpuOps<T>::gather(const GatherArgs<T>& args) {
 
 template <typename T>
 void CpuOps<T>::transpose(const TransposeArgs<T>& args) {
-  // Tiles of 32 x 32 keep both the rows read and the rows written in cache.
-  constexpr std::int64_t kTile = 32;
-  const kernels::Transpose<T> functor;
-  for (std::int64_t r0 = 0; r0 < args.rows; r0 += kTile) {
-    for (std::int64_t c0 = 0; c0 < args.cols; c0 += kTile) {
-      const std::int64_t r1 = std::min(r0 + kTile, args.rows);
-      const std::int64_t c1 = std::min(c0 + kTile, args.cols);
-      for (std::int64_t c = c0; c < c1; ++c) {
-        for (std::int64_t r = r0; r < r1; ++r) functor.at(c, r, args);
-      }
-    }
-  }
+  cpu_transpose(args, threaded_steps());
 }
 
 // The step loops share OpenMP's threads only when the GEMMs run on them too (oneDNN):

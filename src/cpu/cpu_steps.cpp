@@ -1,4 +1,5 @@
-// src/cpu/cpu_steps.cpp: the CPU's fused step loops.
+// src/cpu/cpu_steps.cpp: the CPU's fused step loops, and the transpose beside them (the
+// loops that run on OpenMP's threads).
 //
 // The CUDA backend gives each (b, j) element to a thread; here a call walks a range of
 // active rows and, inside a row, the H contiguous elements, calling the functor's `at`
@@ -131,6 +132,31 @@ void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<doubl
                        int count, bool threaded) {
   run(kind, units, count, threaded);
 }
+
+template <typename T>
+void cpu_transpose(const kernels::TransposeArgs<T>& args, bool threaded) {
+  // 16 x 16 tiles, walking each tile's source column by column: the 16 source rows stay in
+  // L1 while the destination is written in whole cache lines. (32 x 32 measured up to 3x
+  // slower at H = 1024, whose power-of-two strides map a tile's rows onto few cache sets.)
+  constexpr std::int64_t kTile = 16;
+  const kernels::Transpose<T> functor;
+  const std::int64_t tile_rows = (args.rows + kTile - 1) / kTile;
+  const int threads =
+      threaded && args.rows * args.cols >= 2 * kElementsPerThread ? max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t tr = 0; tr < tile_rows; ++tr) {
+    const std::int64_t r0 = tr * kTile, r1 = std::min(r0 + kTile, args.rows);
+    for (std::int64_t c0 = 0; c0 < args.cols; c0 += kTile) {
+      const std::int64_t c1 = std::min(c0 + kTile, args.cols);
+      for (std::int64_t c = c0; c < c1; ++c) {
+        for (std::int64_t r = r0; r < r1; ++r) functor.at(c, r, args);
+      }
+    }
+  }
+}
+
+template void cpu_transpose<float>(const kernels::TransposeArgs<float>&, bool);
+template void cpu_transpose<double>(const kernels::TransposeArgs<double>&, bool);
 
 int cpu_step_threads() { return cpu_sgemm_library() == std::string("oneDNN") ? max_threads() : 1; }
 

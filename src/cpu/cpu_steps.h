@@ -18,6 +18,11 @@ void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<float
 void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<double>* units,
                        int count, bool threaded);
 
+// dst = src^T (kernels/gather.cuh), in tiles; with `threaded`, tile rows are shared among
+// OpenMP's threads.
+template <typename T>
+void cpu_transpose(const kernels::TransposeArgs<T>& args, bool threaded);
+
 // The instruction set the float loops run with on this CPU: "x86-64-v4" (AVX-512),
 // "x86-64-v3" (AVX2 + FMA) or "baseline". For recur::cpu_backend_info().
 const char* cpu_step_isa();
