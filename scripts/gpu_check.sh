@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 build=${1:-gpu-bundle}
 out=${2:-${OUT:-gpu-results}}
 mkdir -p "$out"
+# gpu_prepare.sh packs the bundle to fit the carry limit; unpack it in place.
+if [ -f "$build/bundle.tar.gz" ]; then
+  tar -C "$build" -xzf "$build/bundle.tar.gz" || { echo "cannot unpack $build/bundle.tar.gz"; exit 1; }
+fi
 export LD_LIBRARY_PATH="$PWD/$build/lib:${LD_LIBRARY_PATH:-}"
 export RECUR_TEST_DATA_DIR="$PWD/tests/golden/data"
 # On a GPU machine a CUDA test that finds no usable GPU fails instead of skipping.

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # On this (GPU-less) machine: builds recur with CUDA into build-gpu/ and gathers what a
-# bare GPU machine needs into gpu-bundle/ (about 57 MB, under the device tool's 64 MiB
-# carry limit): the test, bench and example binaries, librecur, and the shared libraries
-# such a machine may lack (OpenBLAS and its Fortran runtime). GoogleTest is linked
-# statically; CUDA's own libraries (cudart, cuBLAS, cuDNN) come from the GPU machine.
+# bare GPU machine needs into gpu-bundle/: the test, bench and example binaries, librecur,
+# and the shared libraries such a machine may lack (OpenBLAS and its Fortran runtime,
+# OpenMP's libgomp). GoogleTest is linked statically; CUDA's own libraries (cudart, cuBLAS,
+# cuDNN) come from the GPU machine. Stripped, that is about 74 MB, over the device tool's
+# 64 MiB carry limit, so it travels as gpu-bundle/bundle.tar.gz (about 23 MB), which
+# scripts/gpu_check.sh unpacks first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -25,4 +27,7 @@ done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|li
 # Symbols are not needed there; stripping keeps the bundle well inside the carry limit.
 find "$bundle" -type f \( -name 'test_*' -o -name 'recur_bench*' -o -name 'train_*' -o -name '*.so*' \) \
   -exec strip --strip-unneeded {} \; 2> /dev/null || true
+du -sh "$bundle"
+tar -C "$bundle" -czf "$bundle/bundle.tar.gz" tests bench examples lib
+rm -rf "$bundle/tests" "$bundle/bench" "$bundle/examples" "$libs"
 du -sh "$bundle"
