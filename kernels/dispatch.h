@@ -24,6 +24,15 @@ enum class StepKind {
   GruRbpOutput,  // reset-before-product, phase 2 forward / phase A backward
 };
 
+// Every StepKind, for tests that visit them all.
+inline constexpr StepKind kStepKinds[] = {StepKind::RnnTanh,
+                                          StepKind::RnnRelu,
+                                          StepKind::RnnSigmoid,
+                                          StepKind::Lstm,
+                                          StepKind::GruLinearBeforeReset,
+                                          StepKind::GruRbpGates,
+                                          StepKind::GruRbpOutput};
+
 // Calls fn(functor) with the forward functor of `kind`.
 template <typename T, class Fn>
 void dispatch_forward(StepKind kind, Fn&& fn) {

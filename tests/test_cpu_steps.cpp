@@ -94,14 +94,6 @@ void expect_same(Buffers<T>& got, Buffers<T>& want, const std::string& what) {
   }
 }
 
-const StepKind kKinds[] = {StepKind::RnnTanh,
-                           StepKind::RnnRelu,
-                           StepKind::RnnSigmoid,
-                           StepKind::Lstm,
-                           StepKind::GruLinearBeforeReset,
-                           StepKind::GruRbpGates,
-                           StepKind::GruRbpOutput};
-
 std::vector<Variant> variants() {
   std::vector<Variant> out;
   for (std::int64_t H : {64, 67}) {
@@ -127,7 +119,7 @@ TYPED_TEST(CpuSteps, LoopsMatchTheFunctorsElementByElement) {
   using T = TypeParam;
   std::uint64_t seed = 1;
   for (const Variant& s : variants()) {
-    for (StepKind kind : kKinds) {
+    for (StepKind kind : kernels::kStepKinds) {
       const bool threaded = seed % 4 == 1;  // half the calls (seed advances by 2)
       const std::string what = "kind " + std::to_string(static_cast<int>(kind)) + ", " +
                                s.describe() + (threaded ? ", threaded" : "");

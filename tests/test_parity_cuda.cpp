@@ -245,17 +245,9 @@ struct StepTwins {
   }
 };
 
-const StepKind kKinds[] = {StepKind::RnnTanh,
-                           StepKind::RnnRelu,
-                           StepKind::RnnSigmoid,
-                           StepKind::Lstm,
-                           StepKind::GruLinearBeforeReset,
-                           StepKind::GruRbpGates,
-                           StepKind::GruRbpOutput};
-
 TYPED_TEST(OpsParity, EveryStepKernelForwardAndBackward) {
   using T = TypeParam;
-  for (StepKind kind : kKinds) {
+  for (StepKind kind : kernels::kStepKinds) {
     StepTwins<T> fwd(10 + static_cast<std::uint64_t>(kind));
     const kernels::StepForward<T> fc = fwd.forward(false), fg = fwd.forward(true);
     this->cpu_.step_forward(kind, &fc, 1);
