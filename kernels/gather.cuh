@@ -3,8 +3,8 @@
 // Gather: dst row r = src row index[r], or zeros where index[r] < 0. This one functor
 // converts batch-first to time-major, sorts a batch by length, packs variable-length
 // sequences and unpacks them with zero padding, on both backends.
-// Transpose: the recurrent weights, turned once per forward pass so that the per-step
-// GEMM reads them without a transpose (see StackPass::forward).
+// Transpose: the weights a forward pass's per-step GEMMs read, turned at its start so those
+// GEMMs read them without a transpose (see src/stack_pass.h).
 #pragma once
 
 #include <cstdint>

@@ -24,7 +24,6 @@
 
 #include <algorithm>
 #include <string>
-#include <type_traits>
 
 #include "cpu_ops.h"
 
@@ -56,23 +55,23 @@ void apply_rows(const Functor& functor, const Args& units, std::int64_t b0, std:
 #define RECUR_CPU_CLONES
 #endif
 
-RECUR_CPU_CLONES void forward_rows(kernels::StepKind kind, const kernels::StepForward<float>& a,
-                                   std::int64_t b0, std::int64_t b1) {
+RECUR_CPU_CLONES void step_rows(kernels::StepKind kind, const kernels::StepForward<float>& a,
+                                std::int64_t b0, std::int64_t b1) {
   kernels::dispatch_forward<float>(kind, [&](auto functor) { apply_rows(functor, a, b0, b1); });
 }
 
-RECUR_CPU_CLONES void backward_rows(kernels::StepKind kind, const kernels::StepBackward<float>& a,
-                                    std::int64_t b0, std::int64_t b1) {
+RECUR_CPU_CLONES void step_rows(kernels::StepKind kind, const kernels::StepBackward<float>& a,
+                                std::int64_t b0, std::int64_t b1) {
   kernels::dispatch_backward<float>(kind, [&](auto functor) { apply_rows(functor, a, b0, b1); });
 }
 
-void forward_rows(kernels::StepKind kind, const kernels::StepForward<double>& a, std::int64_t b0,
-                  std::int64_t b1) {
+void step_rows(kernels::StepKind kind, const kernels::StepForward<double>& a, std::int64_t b0,
+               std::int64_t b1) {
   kernels::dispatch_forward<double>(kind, [&](auto functor) { apply_rows(functor, a, b0, b1); });
 }
 
-void backward_rows(kernels::StepKind kind, const kernels::StepBackward<double>& a, std::int64_t b0,
-                   std::int64_t b1) {
+void step_rows(kernels::StepKind kind, const kernels::StepBackward<double>& a, std::int64_t b0,
+               std::int64_t b1) {
   kernels::dispatch_backward<double>(kind, [&](auto functor) { apply_rows(functor, a, b0, b1); });
 }
 
@@ -103,14 +102,7 @@ void run(kernels::StepKind kind, const Args* units, int count, bool threaded) {
     const Args& a = units[i / parts];
     const std::int64_t part = i % parts;
     const std::int64_t b0 = a.active * part / parts, b1 = a.active * (part + 1) / parts;
-    if (b0 < b1) {
-      if constexpr (std::is_same_v<Args, kernels::StepForward<float>> ||
-                    std::is_same_v<Args, kernels::StepForward<double>>) {
-        forward_rows(kind, a, b0, b1);
-      } else {
-        backward_rows(kind, a, b0, b1);
-      }
-    }
+    if (b0 < b1) step_rows(kind, a, b0, b1);
   }
 }
 
