@@ -256,7 +256,7 @@ class EngineImpl final : public Engine {
         ub.dh = dh == nullptr ? nullptr : dh + u * BH;
         ub.dc = dc == nullptr ? nullptr : dc + u * BH;
       }
-      b.ones = c.take(R);
+      b.ones = c.take(2 * R);
     });
 
     // The forward's row maps: nothing since has staged other indices (any forward would
@@ -277,7 +277,7 @@ class EngineImpl final : public Engine {
         ops_->fill(b.acts[a].grad, R * width, T(0));
       }
     }
-    ops_->fill(const_cast<T*>(b.ones), R, T(1));
+    ops_->fill(const_cast<T*>(b.ones), 2 * R, T(1));
     set_state(dh, H, dh_n, rows + maps.state_in, L * D * B);
     if (lstm) set_state(dc, H, dc_n, rows + maps.state_in, L * D * B);
 

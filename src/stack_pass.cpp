@@ -575,7 +575,13 @@ void StackPass<T>::weight_gradients(T* grads) {
       ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, GH, R, ub.hp, H, ub.dgh, GH, grads + u.w_hh, H,
                              true));
     }
-    if (u.b_ih >= 0) {  // bias gradients: column sums as GEMMs with a ones vector
+    // Bias gradients: column sums, as GEMMs with columns of ones. Where dgh is dgx, db_hh
+    // is the same sum as db_ih, and b_hh follows b_ih in the parameters (PyTorch's order):
+    // one GEMM with two columns of ones writes both and reads dgx once.
+    if (u.b_ih >= 0 && ub.dgh == ub.dgx && u.b_hh == u.b_ih + GH) {
+      ops_.gemm(make_gemm<T>(Trans::N, Trans::N, GH, 2, R, ub.dgx, GH, buf_.ones, R, grads + u.b_ih,
+                             GH, true));
+    } else if (u.b_ih >= 0) {
       ops_.gemm(make_gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgx, GH, buf_.ones, R, grads + u.b_ih,
                              GH, true));
       ops_.gemm(make_gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgh, GH, buf_.ones, R, grads + u.b_hh,

@@ -80,7 +80,7 @@ struct StackBuffers {
   std::vector<UnitBuffers<T>> units;                   // per unit, index l*D + d
   std::vector<T*> gates;                               // per layer: highway gate [R, D*H] or null
   std::vector<T*> dgates;                              // per layer: highway dJ/dz [R, D*H] or null
-  const T* ones = nullptr;                             // [R] of 1s for bias gradients
+  const T* ones = nullptr;                             // [2, R] of 1s for bias gradients
   // Gradient-flow diagnostics (backward only): when set, [L*D, steps] doubles, and each
   // backward step of unit u at step t writes ||dJ/dh_t||^2 (over the rows running at t)
   // into flow[u * steps + t]. Null in ordinary training: nothing is recorded.
