@@ -121,9 +121,11 @@ void CpuOps<T>::transpose(const TransposeArgs<T>& args) {
 
 // The step loops share OpenMP's threads only when the GEMMs run on them too (oneDNN):
 // next to OpenBLAS's own threads they would compete for the same cores.
+bool cpu_float_loops_threaded() { return dnnl_sgemm() != nullptr; }
+
 template <typename T>
 bool CpuOps<T>::threaded_steps() const {
-  if constexpr (std::is_same_v<T, float>) return dnnl_sgemm() != nullptr;
+  if constexpr (std::is_same_v<T, float>) return cpu_float_loops_threaded();
   return false;
 }
 

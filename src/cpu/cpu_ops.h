@@ -34,6 +34,10 @@ class CpuOps final : public Ops<T> {
 // loaded (and RECUR_CPU_GEMM is not "openblas"), else "OpenBLAS". float64 is OpenBLAS.
 const char* cpu_sgemm_library();
 
+// Whether CpuOps<float>'s step loops and transpose share OpenMP's threads: exactly when its
+// GEMMs run on them (oneDNN). float64 loops never do (its GEMMs are OpenBLAS's).
+bool cpu_float_loops_threaded();
+
 extern template class CpuOps<float>;
 extern template class CpuOps<double>;
 

@@ -23,7 +23,6 @@
 #include "cpu_steps.h"
 
 #include <algorithm>
-#include <string>
 
 #include "cpu_ops.h"
 
@@ -150,7 +149,7 @@ void cpu_transpose(const kernels::TransposeArgs<T>& args, bool threaded) {
 template void cpu_transpose<float>(const kernels::TransposeArgs<float>&, bool);
 template void cpu_transpose<double>(const kernels::TransposeArgs<double>&, bool);
 
-int cpu_step_threads() { return cpu_sgemm_library() == std::string("oneDNN") ? max_threads() : 1; }
+int cpu_step_threads() { return cpu_float_loops_threaded() ? max_threads() : 1; }
 
 const char* cpu_step_isa() {
 #if defined(__GNUC__) && defined(__x86_64__)
