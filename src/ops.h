@@ -103,6 +103,21 @@ class Ops {
   virtual void gemm(const Gemm<T>& g) = 0;
   virtual void gemm_batched(const GemmBatch<T>& g) = 0;
 
+  // Whether hold_weights() keeps packed copies: the CPU's float GEMMs do when oneDNN's C
+  // API is loaded (cpu/onednn_matmul.h); cuBLAS has no such form. A pass whose weights are
+  // held needs no transposed copy of them (stack_pass.h).
+  virtual bool packs_weights() const { return false; }
+  // Weights a pass multiplies by at every step (W_hh). Until release_weights(), a GEMM
+  // with alpha 1 whose op(A) is exactly this one (a, trans_a, m, k, lda; see Gemm) and whose
+  // n is at most widest_n may read a copy the backend laid out for its GEMM, made here once
+  // instead of at every call; the caller keeps `a` unchanged meanwhile. Returns whether a
+  // copy was made; without one, the GEMMs read `a` as usual.
+  virtual bool hold_weights(const T* /*a*/, Trans /*trans_a*/, std::int64_t /*m*/,
+                            std::int64_t /*k*/, std::int64_t /*lda*/, std::int64_t /*widest_n*/) {
+    return false;
+  }
+  virtual void release_weights() {}
+
   // Makes a host array of `count` pointers readable by gemm_batched and returns where
   // it lives (the host array itself on the CPU, a device copy on the GPU). The algorithm
   // stages all tables of a pass at once, before the time loop; the result stays valid

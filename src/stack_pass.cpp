@@ -44,8 +44,9 @@ PassOp steps_op(PassOpKind kind, std::vector<UnitStep> steps) {
 
 bool wavefront(const Plan& p) { return p.directions == 1 && p.config.num_layers > 1; }
 
-bool transposes_weights(const Timeline& timeline) {
-  return timeline.batch >= 16 && timeline.steps >= 4;
+StepWeights step_weights(const Timeline& timeline, bool backend_packs) {
+  if (timeline.steps < 4 || timeline.batch < 16) return StepWeights::AsStored;
+  return backend_packs ? StepWeights::Packed : StepWeights::Transposed;
 }
 
 std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl) {
@@ -297,6 +298,22 @@ GemmBatch<T> batch_of(const void* const* staged, const GemmGroup& g) {
   return b;
 }
 
+// Releases what a pass held (Ops::hold_weights) when the pass ends, however it ends.
+template <typename T>
+class HeldWeights {
+ public:
+  HeldWeights(Ops<T>& ops, bool held) : ops_(ops), held_(held) {}
+  HeldWeights(const HeldWeights&) = delete;
+  HeldWeights& operator=(const HeldWeights&) = delete;
+  ~HeldWeights() {
+    if (held_) ops_.release_weights();
+  }
+
+ private:
+  Ops<T>& ops_;
+  bool held_;
+};
+
 }  // namespace
 
 template <typename T>
@@ -327,6 +344,37 @@ void StackPass<T>::transpose_weights() {
           {GH, plan_.layers[offsets.layer].input_size, ub.w_ih_t, params_ + offsets.w_ih});
     }
   }
+}
+
+template <typename T>
+bool StackPass<T>::hold_step_weights(bool backward) {
+  if (step_weights(tl_, ops_.packs_weights()) != StepWeights::Packed) return false;
+  const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H;
+  const bool rbp = reset_before_product(plan_);
+  bool all = true;
+  // W_hh's rows [first, first + rows) as the stage() tables pass them: op(A) = W^T forward
+  // (m = rows, k = H), W itself backward (m = H, k = rows).
+  auto hold = [&](const UnitOffsets& u, std::int64_t first, std::int64_t rows) {
+    const T* w = params_ + u.w_hh + first * H;
+    all = all && (backward ? ops_.hold_weights(w, Trans::N, H, rows, H, B_)
+                           : ops_.hold_weights(w, Trans::T, rows, H, H, B_));
+  };
+  for (const UnitOffsets& u : plan_.units) {
+    if (rbp) {
+      hold(u, 0, 2 * H);
+      hold(u, 2 * H, H);
+    } else {
+      hold(u, 0, GH);
+    }
+    if (backward || !wavefront(plan_) || u.layer == 0) continue;
+    const LayerPlan& layer = plan_.layers[u.layer];  // per-step input projections
+    for (const Segment& seg : layer.inputs) {
+      all = all && ops_.hold_weights(params_ + u.w_ih + seg.col, Trans::T, GH,
+                                     plan_.activations[seg.act].width, layer.input_size, B_);
+    }
+  }
+  if (!all) ops_.release_weights();
+  return all;
 }
 
 template <typename T>
@@ -602,6 +650,7 @@ void StackPass<T>::weight_gradients(T* grads) {
 template <typename T>
 void StackPass<T>::forward() {
   std::vector<PassOp> program = schedule_forward(plan_, tl_);
+  const HeldWeights<T> held(ops_, hold_step_weights(false));
   stage(program, false);
   if (transposed_weights()) transpose_weights();
   for (const PassOp& op : program) {
@@ -618,6 +667,7 @@ void StackPass<T>::forward() {
 template <typename T>
 void StackPass<T>::backward(T* grads) {
   std::vector<PassOp> program = schedule_backward(plan_, tl_);
+  const HeldWeights<T> held(ops_, hold_step_weights(true));
   stage(program, true);
   for (const PassOp& op : program) {
     switch (op.kind) {

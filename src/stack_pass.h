@@ -24,15 +24,23 @@
 // start there read h0 and g0 = W_hh h0 instead (the kernels' `carried`). Each step keeps
 // the h_{t-1} it used in hp [R, H], so dW_hh is one GEMM.
 //
-// A forward pass with at least 16 rows and 4 steps starts by transposing each unit's W_hh
-// [G*H, H] into w_t [H, G*H]: every forward recurrent GEMM then reads op(A) = A with unit
-// stride along the gates, the layout oneDNN's sgemm runs 1.2-9x faster at 16-64 columns
-// (docs/benchmarks.md), for the price of one pass over the weights (0.4-1.5 ns an element
-// on the CPU). With fewer rows the two layouts run alike, and with few steps the pass is
-// not repaid, so W_hh is read as it is (gemm(T, N)). Backward always reads W_hh itself
-// (dh = W_hh^T dg is already that layout). A wavefront's upper layers project their input
-// one step (B columns) at a time, so they get the same treatment for W_ih (w_ih_t); other
-// input projections cover all R columns at once, where the layout makes no difference.
+// The per-step GEMMs multiply by the same weights T times, so a pass of at least 4 steps
+// and 16 rows prepares them once, in one of two ways (step_weights()):
+//   - Packed, where the backend keeps packed copies (Ops::packs_weights: the CPU's float
+//     GEMMs with oneDNN): forward and backward hold every matrix their per-step GEMMs read
+//     (W_hh's gate blocks, and a wavefront's upper-layer W_ih) and the backend runs those
+//     GEMMs on copies laid out for its kernels (docs/benchmarks.md: 1-3% off an LSTM or
+//     GRU training step at H = 512-1024);
+//   - Transposed, elsewhere (the GPU, float64): the forward transposes each unit's W_hh
+//     [G*H, H] into w_t [H, G*H], so every forward recurrent GEMM reads op(A) = A with
+//     unit stride along the gates, the layout cuBLAS and oneDNN's sgemm run 1.2-9x faster
+//     at 16-64 columns, for one pass over the weights. A wavefront's upper layers project
+//     their input one step (B columns) at a time, so they get the same treatment for W_ih
+//     (w_ih_t); other input projections cover all R columns at once, where the layout
+//     makes no difference. Backward reads W_hh itself (dh = W_hh^T dg is that layout).
+// With fewer rows the layouts run alike (packing measured 2-3% slower at B = 1), and with
+// few steps the preparation is not repaid, so the weights are read as stored (gemm(T, N)
+// forward).
 #pragma once
 
 #include <cstdint>
@@ -121,9 +129,11 @@ struct PassOp {
 
 // Whether the passes run as a wavefront: unidirectional stacks of more than one layer.
 bool wavefront(const Plan& plan);
-// Whether a forward pass over `timeline` transposes its per-step weights (see above); the
-// engine then gives every unit a w_t (and a wavefront's upper layers a w_ih_t).
-bool transposes_weights(const Timeline& timeline);
+// How a pass over `timeline` prepares its per-step weights (see above), given whether the
+// backend packs them. The engine gives every unit a w_t (and a wavefront's upper layers a
+// w_ih_t) when they are Transposed.
+enum class StepWeights { AsStored, Transposed, Packed };
+StepWeights step_weights(const Timeline& timeline, bool backend_packs);
 
 // The forward and backward programs for a plan and a timeline.
 std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& timeline);
@@ -145,6 +155,9 @@ class StackPass {
  private:
   void stage(std::vector<PassOp>& program, bool backward);
   void transpose_weights();
+  // Holds (Ops::hold_weights) every matrix the pass's per-step GEMMs read: true when all
+  // were packed; otherwise nothing stays held and they are read as stored.
+  bool hold_step_weights(bool backward);
   bool transposed_weights() const { return !buf_.units.empty() && buf_.units[0].w_t != nullptr; }
   void initial_projection(const PassOp& op);
   void input_projection(const PassOp& op);

@@ -1,8 +1,9 @@
 // tests/test_cpu_gemm.cpp: CpuOps' GEMMs against a float64 reference, for every transpose
 // pair and both shape classes (few and many columns), whichever library serves them:
 // oneDNN's sgemm when libdnnl can be loaded, else OpenBLAS. CTest runs this binary twice,
-// the second time with RECUR_CPU_GEMM=openblas.
+// the second time with RECUR_CPU_GEMM=openblas. Then GEMMs on held (packed) weights.
 #include "cpu/cpu_ops.h"
+#include "cpu/onednn_matmul.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -11,18 +12,27 @@ namespace {
 using detail::Gemm;
 using detail::Trans;
 
+// How check_gemm calls CpuOps: every leading dimension `pad` past the matrix's rows; with
+// `held`, A is held (packed) first and the GEMM must run on the packed copy.
+struct GemmSetup {
+  float alpha = 1.25f;
+  std::int64_t pad = 3;
+  bool held = false;
+};
+
 template <typename T>
-void check_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T beta) {
+void check_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T beta,
+                const GemmSetup& setup = {}) {
   Random rng(static_cast<std::uint64_t>(m * 131 + n * 17 + k) + (ta == Trans::T) * 2 +
              (tb == Trans::T));
-  const std::int64_t pad = 3;
+  const std::int64_t pad = setup.pad;
   const std::int64_t lda = (ta == Trans::N ? m : k) + pad, ldb = (tb == Trans::N ? k : n) + pad;
   const std::int64_t ldc = m + pad;
   std::vector<T> a = rng.vector<T>(lda * (ta == Trans::N ? k : m));
   std::vector<T> b = rng.vector<T>(ldb * (tb == Trans::N ? n : k));
   std::vector<T> c = rng.vector<T>(ldc * n);
   std::vector<double> ref(c.begin(), c.end());
-  const T alpha = T(1.25);
+  const T alpha = T(setup.alpha);
   for (std::int64_t j = 0; j < n; ++j) {
     for (std::int64_t i = 0; i < m; ++i) {
       double acc = 0;
@@ -48,9 +58,16 @@ void check_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t
   g.beta = beta;
   g.c = c.data();
   g.ldc = ldc;
-  detail::CpuOps<T>().gemm(g);
+  detail::CpuOps<T> ops;
+  const std::int64_t packed_before = detail::PackedGemms::total_runs();
+  if (setup.held) {
+    ASSERT_TRUE(ops.hold_weights(a.data(), ta, m, k, lda, n));
+  }
+  ops.gemm(g);
+  EXPECT_EQ(detail::PackedGemms::total_runs() - packed_before, setup.held ? 1 : 0);
   EXPECT_TRUE(all_close(c, ref, tolerance_for_depth<T>(static_cast<double>(k))))
-      << "trans " << int(ta) << int(tb) << " m " << m << " n " << n << " k " << k;
+      << "trans " << int(ta) << int(tb) << " m " << m << " n " << n << " k " << k << " beta "
+      << beta << " pad " << pad << (setup.held ? " held" : "");
 }
 
 TEST(CpuGemm, EveryTransposeAndShapeMatchesFloat64) {
@@ -65,6 +82,52 @@ TEST(CpuGemm, EveryTransposeAndShapeMatchesFloat64) {
       }
     }
   }
+}
+
+// A held matrix: every GEMM on it runs on oneDNN's matmul with the packed copy, with dense
+// rows or, through scratch copies, strided ones (a bidirectional layer's h, the
+// reset-before-product GRU's gate blocks), for the widest and for fewer columns.
+TEST(CpuGemm, HeldWeightsMatchFloat64) {
+  if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
+  for (Trans ta : {Trans::N, Trans::T}) {
+    for (std::int64_t pad : {0, 3}) {
+      for (std::int64_t n : {16, 5}) {
+        for (float beta : {0.0f, 1.0f}) {
+          check_gemm<float>(ta, Trans::N, 40, n, 24, beta, GemmSetup{1.0f, pad, true});
+        }
+      }
+    }
+  }
+}
+
+// GEMMs that are not exactly on a held matrix run as usual: alpha other than 1, op(B)
+// transposed, another A, and any GEMM once the weights are released.
+TEST(CpuGemm, HeldWeightsServeOnlyTheirOwnGemms) {
+  if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
+  detail::CpuOps<float> ops;
+  ASSERT_TRUE(ops.packs_weights());
+  EXPECT_FALSE(detail::CpuOps<double>().packs_weights());
+  Random rng(3);
+  const std::int64_t m = 24, n = 8, k = 16;
+  const std::vector<float> a = rng.vector<float>(m * k), other = a, b = rng.vector<float>(k * n);
+  std::vector<float> c(m * n), expected(m * n);
+  ASSERT_TRUE(ops.hold_weights(a.data(), Trans::N, m, k, m, n));
+  auto gemm = [&](const float* a_ptr, float alpha, Trans tb, std::vector<float>& out) {
+    Gemm<float> g = detail::make_gemm<float>(Trans::N, tb, m, n, k, a_ptr, m, b.data(),
+                                             tb == Trans::N ? k : n, out.data(), m, false);
+    g.alpha = alpha;
+    const std::int64_t before = detail::PackedGemms::total_runs();
+    ops.gemm(g);
+    return detail::PackedGemms::total_runs() - before;
+  };
+  EXPECT_EQ(gemm(a.data(), 1.0f, Trans::N, c), 1);
+  EXPECT_EQ(gemm(other.data(), 1.0f, Trans::N, expected), 0);
+  EXPECT_TRUE(all_close(c, expected, tolerance_for_depth<float>(k)));
+  EXPECT_EQ(gemm(a.data(), 2.0f, Trans::N, c), 0);
+  EXPECT_EQ(gemm(a.data(), 1.0f, Trans::T, c), 0);
+  ops.release_weights();
+  EXPECT_EQ(gemm(a.data(), 1.0f, Trans::N, c), 0);
+  EXPECT_TRUE(all_close(c, expected, tolerance_for_depth<float>(k)));
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/cpu_ops.h"
+#include "cpu/onednn_matmul.h"
 #include "gradcheck_util.h"
 
 namespace recur::test {
@@ -265,6 +267,61 @@ TEST(StackTransposedWeights, BatchOf16MatchesTwoBatchesOf8) {
       EXPECT_TRUE(all_close(batch_slice(dx_all, T, B, I, 0, half), dx_lo, tol)) << what;
       EXPECT_TRUE(all_close(batch_slice(dx_all, T, B, I, half, B), dx_hi, tol)) << what;
       EXPECT_TRUE(all_close(grads_all, grads_halves, tol)) << what;
+    }
+  }
+}
+
+// A float pass of 16 rows and 6 steps holds its per-step weights, which the CPU packs for
+// oneDNN's matmul (stack_pass.h); with packing off the same model reads them transposed.
+// Outputs, final states, dx and the parameter gradients must agree to rounding: every
+// cell, a wavefront with dense connections (whose upper layers also hold W_ih, by
+// segments) and a packed bidirectional stack (strided rows, fewer columns at later steps).
+TEST(StackPackedWeights, MatchTheTransposedWeights) {
+  if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
+  const std::int64_t T = 6, B = 16, I = 5, H = 8;
+  for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
+                        CellKind::GruResetBeforeProduct}) {
+    for (const StackCase& s : {StackCase{cell, 3, false, Connection::Dense},
+                               StackCase{cell, 2, true, Connection::Residual}}) {
+      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " bi" : " uni");
+      RnnConfig config = config_of(s, I);
+      config.hidden_size = H;
+      config.dtype = DType::Float32;
+      Rnn rnn(config, Device::cpu(), 21);
+      const std::int64_t D = s.bidirectional ? 2 : 1;
+      std::vector<std::int64_t> lengths;
+      if (s.bidirectional) {
+        for (std::int64_t b = 0; b < B; ++b) lengths.push_back(1 + (b * 5) % T);
+      }
+      Random rng(22);
+      const Tensor x = rng.tensor<float>({T, B, I});
+      const Tensor dy = rng.tensor<float>({T, B, D * H});
+      struct Run {
+        std::vector<double> y, h_n, dx, grads;
+        std::int64_t packed_gemms;
+      };
+      auto run = [&](bool packing) {
+        detail::set_cpu_weight_packing(packing);
+        const std::int64_t before = detail::PackedGemms::total_runs();
+        rnn.zero_grad();
+        const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
+        const BackwardResult g = rnn.backward(dy);
+        detail::set_cpu_weight_packing(true);
+        auto values = [](const auto& t) {
+          const std::vector<float> v = t.template to_vector<float>();
+          return std::vector<double>(v.begin(), v.end());
+        };
+        return Run{values(f.y), values(f.h_n), values(g.dx), values(rnn.gradients()),
+                   detail::PackedGemms::total_runs() - before};
+      };
+      const Run transposed = run(false), packed = run(true);
+      EXPECT_EQ(transposed.packed_gemms, 0) << what;
+      EXPECT_GE(packed.packed_gemms, 2 * (T - 1) * s.layers * D) << what;  // forward and backward
+      const Tolerance tol = tolerance_for_depth<float>(T * B * 3 * H);
+      EXPECT_TRUE(all_close(packed.y, transposed.y, tol)) << what;
+      EXPECT_TRUE(all_close(packed.h_n, transposed.h_n, tol)) << what;
+      EXPECT_TRUE(all_close(packed.dx, transposed.dx, tol)) << what;
+      EXPECT_TRUE(all_close(packed.grads, transposed.grads, tol)) << what;
     }
   }
 }

@@ -3,15 +3,16 @@
 #include "cpu_ops.h"
 
 #include <cblas.h>
-#include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "cpu_steps.h"
+#include "onednn_api.h"
 #include "recur/error.h"
 
 namespace recur::detail {
@@ -27,23 +28,21 @@ blasint to_blasint(std::int64_t v, const char* what) {
   return static_cast<blasint>(v);
 }
 
-// oneDNN's sgemm (dnnl_sgemm: row-major, 64-bit sizes), when libdnnl is installed, for
-// every float GEMM. It measures faster than OpenBLAS at an RNN's GEMM shapes (the forward
-// recurrent product too, now that it reads a transposed W_hh; see docs/benchmarks.md), and
-// it runs on the OpenMP threads the step loops use: mixing in OpenBLAS's own threads made
-// the two pools fight over the cores (a 2-layer LSTM ran 10x slower). It is loaded at run
-// time, so recur needs no oneDNN to build or run; RECUR_CPU_GEMM=openblas turns it off.
-using DnnlSgemm = int (*)(char, char, std::int64_t, std::int64_t, std::int64_t, float, const float*,
-                          std::int64_t, const float*, std::int64_t, float, float*, std::int64_t);
+// Every float GEMM runs on oneDNN's sgemm when libdnnl is installed (onednn_api.h). It
+// measures faster than OpenBLAS at an RNN's GEMM shapes (the forward recurrent product too,
+// now that it reads a transposed or packed W_hh; see docs/benchmarks.md), and it runs on
+// the OpenMP threads the step loops use: mixing in OpenBLAS's own threads made the two
+// pools fight over the cores (a 2-layer LSTM ran 10x slower). RECUR_CPU_GEMM=openblas
+// turns it off. GEMMs on held weights run on oneDNN's matmul instead (onednn_matmul.h).
 
-DnnlSgemm dnnl_sgemm() {
-  static const DnnlSgemm fn = []() -> DnnlSgemm {
-    const char* choice = std::getenv("RECUR_CPU_GEMM");
-    if (choice != nullptr && std::string(choice) == "openblas") return nullptr;
-    void* lib = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
-    return lib != nullptr ? reinterpret_cast<DnnlSgemm>(dlsym(lib, "dnnl_sgemm")) : nullptr;
-  }();
-  return fn;
+// Packing is on unless RECUR_CPU_PACK_WEIGHTS=0 (for side-by-side measurements) or a test
+// turned it off.
+std::atomic<bool>& weight_packing() {
+  static std::atomic<bool> enabled{[] {
+    const char* choice = std::getenv("RECUR_CPU_PACK_WEIGHTS");
+    return choice == nullptr || std::string(choice) != "0";
+  }()};
+  return enabled;
 }
 
 template <typename Fn>
@@ -60,7 +59,8 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   const blasint lda = to_blasint(g.lda, "lda"), ldb = to_blasint(g.ldb, "ldb");
   const blasint ldc = to_blasint(g.ldc, "ldc");
   if constexpr (std::is_same_v<T, float>) {
-    if (const DnnlSgemm dnnl = dnnl_sgemm(); dnnl != nullptr) {
+    if (packed_ != nullptr && packed_->run(g)) return;
+    if (const OnednnSgemm dnnl = onednn_sgemm(); dnnl != nullptr) {
       // Column-major C = op(A) op(B) is row-major C^T = op(B)^T op(A)^T.
       const int status = dnnl(g.trans_b == Trans::N ? 'N' : 'T', g.trans_a == Trans::N ? 'N' : 'T',
                               g.n, g.m, g.k, g.alpha, g.b, g.ldb, g.a, g.lda, g.beta, g.c, g.ldc);
@@ -99,6 +99,27 @@ void CpuOps<T>::gemm_batched(const GemmBatch<T>& g) {
 }
 
 template <typename T>
+bool CpuOps<T>::packs_weights() const {
+  return std::is_same_v<T, float> && cpu_weight_packing();
+}
+
+template <typename T>
+bool CpuOps<T>::hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int64_t k,
+                             std::int64_t lda, std::int64_t widest_n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!packs_weights()) return false;
+    if (packed_ == nullptr) packed_ = std::make_unique<PackedGemms>();
+    return packed_->hold(a, trans_a, m, k, lda, widest_n);
+  }
+  return false;
+}
+
+template <typename T>
+void CpuOps<T>::release_weights() {
+  if (packed_ != nullptr) packed_->release();
+}
+
+template <typename T>
 const void* const* CpuOps<T>::stage_pointers(const void* const* host, std::size_t) {
   return host;
 }
@@ -121,7 +142,7 @@ void CpuOps<T>::transpose(const TransposeArgs<T>& args) {
 
 // The step loops share OpenMP's threads only when the GEMMs run on them too (oneDNN):
 // next to OpenBLAS's own threads they would compete for the same cores.
-bool cpu_float_loops_threaded() { return dnnl_sgemm() != nullptr; }
+bool cpu_float_loops_threaded() { return onednn_sgemm() != nullptr; }
 
 template <typename T>
 bool CpuOps<T>::threaded_steps() const {
@@ -174,7 +195,10 @@ void CpuOps<T>::copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_
   for (std::int64_t r = 0; r < rows; ++r) copy(dst + r * ld_dst, src + r * ld_src, width);
 }
 
-const char* cpu_sgemm_library() { return dnnl_sgemm() != nullptr ? "oneDNN" : "OpenBLAS"; }
+const char* cpu_sgemm_library() { return onednn_sgemm() != nullptr ? "oneDNN" : "OpenBLAS"; }
+
+bool cpu_weight_packing() { return weight_packing().load() && PackedGemms::available(); }
+void set_cpu_weight_packing(bool enabled) { weight_packing().store(enabled); }
 
 template class CpuOps<float>;
 template class CpuOps<double>;

@@ -3,7 +3,10 @@
 // and threaded: cpu_steps.h).
 #pragma once
 
+#include <memory>
+
 #include "../ops.h"
+#include "onednn_matmul.h"
 
 namespace recur::detail {
 
@@ -13,6 +16,10 @@ class CpuOps final : public Ops<T> {
   Device device() const override { return Device::cpu(); }
   void gemm(const Gemm<T>& g) override;
   void gemm_batched(const GemmBatch<T>& g) override;
+  bool packs_weights() const override;
+  bool hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
+                    std::int64_t widest_n) override;
+  void release_weights() override;
   const void* const* stage_pointers(const void* const* host, std::size_t count) override;
   const std::int64_t* stage_indices(const std::int64_t* host, std::size_t count) override;
   void gather(const GatherArgs<T>& args) override;
@@ -28,6 +35,8 @@ class CpuOps final : public Ops<T> {
 
  private:
   bool threaded_steps() const;
+
+  std::unique_ptr<PackedGemms> packed_;  // float only, made at the first hold_weights()
 };
 
 // Which library CpuOps<float> uses for most GEMMs: "oneDNN" when libdnnl.so.2 can be
@@ -37,6 +46,11 @@ const char* cpu_sgemm_library();
 // Whether CpuOps<float>'s step loops and transpose share OpenMP's threads: exactly when its
 // GEMMs run on them (oneDNN). float64 loops never do (its GEMMs are OpenBLAS's).
 bool cpu_float_loops_threaded();
+
+// Whether CpuOps<float> packs held weights (on when PackedGemms::available()); tests turn it
+// off to compare both paths. Affects the Ops made afterwards and the passes they run next.
+bool cpu_weight_packing();
+void set_cpu_weight_packing(bool enabled);
 
 extern template class CpuOps<float>;
 extern template class CpuOps<double>;

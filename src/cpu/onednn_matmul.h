@@ -1,0 +1,48 @@
+// src/cpu/onednn_matmul.h: GEMMs against weights packed once.
+//
+// A recurrent pass multiplies by the same W_hh at every step. dnnl_sgemm takes plain
+// matrices and packs A's panels again at every call; oneDNN's matmul primitive instead
+// reads its weights in a layout of its own choosing, into which they are reordered once.
+// Measured alone, the per-step products then run 5-25% faster, and 2-3x faster than
+// dnnl_sgemm on W_hh as stored (docs/benchmarks.md). CpuOps<float> keeps one PackedGemms.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "../ops.h"
+
+namespace recur::detail {
+
+class PackedGemms {
+ public:
+  // Whether this build and machine can pack: oneDNN's C API is loaded (onednn_api.h).
+  static bool available();
+
+  PackedGemms();
+  ~PackedGemms();
+  PackedGemms(const PackedGemms&) = delete;
+  PackedGemms& operator=(const PackedGemms&) = delete;
+
+  // Packs op(A), the m x k operand of Gemm (A is `a` with leading dimension lda, column-
+  // major, read transposed when trans_a is T), for GEMMs of up to widest_n columns. The
+  // caller keeps `a` unchanged until release(). Returns false, holding nothing, when
+  // oneDNN has no matmul for the shape.
+  bool hold(const float* a, Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
+            std::int64_t widest_n);
+  // Forgets every held matrix; the packed buffers stay allocated for the next holds.
+  void release();
+  // When g's op(A) is a held matrix (same a, trans_a, m, k, lda), alpha is 1, beta 0 or 1
+  // and oneDNN has a matmul for g's columns and strides: runs g on the packed copy and
+  // returns true. Otherwise returns false and does nothing.
+  bool run(const Gemm<float>& g);
+
+  // How many GEMMs every PackedGemms has run on packed copies, for tests.
+  static std::int64_t total_runs();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace recur::detail
