@@ -366,11 +366,16 @@ bool StackPass<T>::hold_step_weights(bool backward) {
     } else {
       hold(u, 0, GH);
     }
-    if (backward || !wavefront(plan_) || u.layer == 0) continue;
-    const LayerPlan& layer = plan_.layers[u.layer];  // per-step input projections
+    // W_ih by segments: backward's input gradients (W_ih^T dgx, all steps or, in a
+    // wavefront, one at a time), and a wavefront's per-step input projections above layer 0.
+    // (The other input projections cover all steps in one GEMM that packing does not speed.)
+    const LayerPlan& layer = plan_.layers[u.layer];
+    if (!backward && (!wavefront(plan_) || u.layer == 0)) continue;
     for (const Segment& seg : layer.inputs) {
-      all = all && ops_.hold_weights(params_ + u.w_ih + seg.col, Trans::T, GH,
-                                     plan_.activations[seg.act].width, layer.input_size, B_);
+      const std::int64_t width = plan_.activations[seg.act].width;
+      const T* w = params_ + u.w_ih + seg.col;
+      all = all && (backward ? ops_.hold_weights(w, Trans::N, width, GH, layer.input_size, B_)
+                             : ops_.hold_weights(w, Trans::T, GH, width, layer.input_size, B_));
     }
   }
   if (!all) ops_.release_weights();
