@@ -51,7 +51,8 @@ dnnl_memory_desc_t row_major(const OnednnApi& api, std::int64_t rows, std::int64
 void copy_rows(float* dst, std::int64_t ld_dst, const float* src, std::int64_t ld_src,
                std::int64_t rows, std::int64_t width) {
   for (std::int64_t r = 0; r < rows; ++r) {
-    std::memcpy(dst + r * ld_dst, src + r * ld_src, static_cast<std::size_t>(width) * sizeof(float));
+    std::memcpy(dst + r * ld_dst, src + r * ld_src,
+                static_cast<std::size_t>(width) * sizeof(float));
   }
 }
 
