@@ -26,19 +26,35 @@ OnednnSgemm onednn_sgemm();
 
 #if RECUR_HAS_ONEDNN_HEADER
 
-// Every C function onednn_api() resolves, by name.
-#define RECUR_ONEDNN_FUNCTIONS(X)                                                                  \
-  X(dnnl_engine_create)                                                                            \
-  X(dnnl_stream_create)                                                                            \
-  X(dnnl_stream_wait) X(dnnl_stream_destroy) X(dnnl_memory_desc_init_by_strides)                   \
-      X(dnnl_memory_desc_init_by_tag) X(dnnl_memory_create) X(dnnl_memory_set_data_handle)         \
-          X(dnnl_memory_destroy) X(dnnl_matmul_desc_init) X(dnnl_reorder_primitive_desc_create)    \
-              X(dnnl_primitive_desc_create) X(dnnl_primitive_desc_query)                           \
-                  X(dnnl_primitive_desc_query_md) X(dnnl_primitive_desc_destroy)                   \
-                      X(dnnl_primitive_create) X(dnnl_primitive_execute) X(dnnl_primitive_destroy) \
-                          X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_set_post_ops)        \
-                              X(dnnl_primitive_attr_destroy) X(dnnl_post_ops_create)               \
-                                  X(dnnl_post_ops_append_sum) X(dnnl_post_ops_destroy)
+// Every C function onednn_api() resolves, by name (an X-macro: clang-format re-indents its
+// continuation lines on every run, so it is left as written).
+// clang-format off
+#define RECUR_ONEDNN_FUNCTIONS(X) \
+  X(dnnl_engine_create) \
+  X(dnnl_stream_create) \
+  X(dnnl_stream_wait) \
+  X(dnnl_stream_destroy) \
+  X(dnnl_memory_desc_init_by_strides) \
+  X(dnnl_memory_desc_init_by_tag) \
+  X(dnnl_memory_create) \
+  X(dnnl_memory_set_data_handle) \
+  X(dnnl_memory_destroy) \
+  X(dnnl_matmul_desc_init) \
+  X(dnnl_reorder_primitive_desc_create) \
+  X(dnnl_primitive_desc_create) \
+  X(dnnl_primitive_desc_query) \
+  X(dnnl_primitive_desc_query_md) \
+  X(dnnl_primitive_desc_destroy) \
+  X(dnnl_primitive_create) \
+  X(dnnl_primitive_execute) \
+  X(dnnl_primitive_destroy) \
+  X(dnnl_primitive_attr_create) \
+  X(dnnl_primitive_attr_set_post_ops) \
+  X(dnnl_primitive_attr_destroy) \
+  X(dnnl_post_ops_create) \
+  X(dnnl_post_ops_append_sum) \
+  X(dnnl_post_ops_destroy)
+// clang-format on
 
 // The resolved functions (each member named and typed as in dnnl.h) and the CPU engine.
 struct OnednnApi {
