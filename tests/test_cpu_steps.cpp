@@ -2,9 +2,10 @@
 // give what the functors give one element at a time, for every step kind and every shape of
 // call: bias or none, training or inference, rows that start at this step, inactive rows,
 // a strided h (bidirectional layout), H a multiple of the vector width or not, one thread
-// or several. And CpuOps::transpose.
+// or several. And CpuOps::transpose, copy and fill.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -179,6 +180,28 @@ TYPED_TEST(CpuSteps, TransposeMovesEveryElement) {
       for (std::int64_t c = 0; c < cols; ++c) {
         ASSERT_EQ(dst[c * rows + r], src[r * cols + c]) << rows << " x " << cols;
       }
+    }
+  }
+}
+
+// Copies and fills, which OpenMP's threads share from a megabyte on: every element once,
+// slices meeting exactly, at sizes below, at and above the threshold, odd ones included.
+TYPED_TEST(CpuSteps, CopyAndFillReachEveryElement) {
+  using T = TypeParam;
+  const std::int64_t threshold = (std::int64_t{1} << 20) / static_cast<std::int64_t>(sizeof(T));
+  Random rng(8);
+  for (std::int64_t n : {std::int64_t{1}, threshold - 1, threshold, 3 * threshold + 7}) {
+    for (bool threaded : {false, true}) {
+      const std::vector<T> src = rng.vector<T>(n);
+      std::vector<T> dst(n + 2, T(-7));
+      detail::cpu_copy(dst.data() + 1, src.data(), n, threaded);
+      EXPECT_EQ(dst.front(), T(-7));
+      EXPECT_EQ(dst.back(), T(-7));
+      EXPECT_TRUE(std::equal(src.begin(), src.end(), dst.begin() + 1)) << n;
+      detail::cpu_fill(dst.data() + 1, n, T(0.5), threaded);
+      EXPECT_EQ(dst.front(), T(-7));
+      EXPECT_EQ(dst.back(), T(-7));
+      EXPECT_EQ(std::count(dst.begin(), dst.end(), T(0.5)), n) << n;
     }
   }
 }

@@ -181,18 +181,21 @@ void CpuOps<T>::flow(const FlowArgs<T>* units, int count) {
 
 template <typename T>
 void CpuOps<T>::fill(T* dst, std::int64_t n, T value) {
-  std::fill(dst, dst + n, value);
+  cpu_fill(dst, n, value, threaded_steps());
 }
 
 template <typename T>
 void CpuOps<T>::copy(T* dst, const T* src, std::int64_t n) {
-  if (n > 0) std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(T));
+  if (n > 0) cpu_copy(dst, src, n, threaded_steps());
 }
 
 template <typename T>
 void CpuOps<T>::copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
                           std::int64_t rows, std::int64_t width) {
-  for (std::int64_t r = 0; r < rows; ++r) copy(dst + r * ld_dst, src + r * ld_src, width);
+  if (width <= 0) return;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::memcpy(dst + r * ld_dst, src + r * ld_src, static_cast<std::size_t>(width) * sizeof(T));
+  }
 }
 
 const char* cpu_sgemm_library() { return onednn_sgemm() != nullptr ? "oneDNN" : "OpenBLAS"; }

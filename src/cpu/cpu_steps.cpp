@@ -23,6 +23,7 @@
 #include "cpu_steps.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "cpu_ops.h"
 
@@ -148,6 +149,40 @@ void cpu_transpose(const kernels::TransposeArgs<T>& args, bool threaded) {
 
 template void cpu_transpose<float>(const kernels::TransposeArgs<float>&, bool);
 template void cpu_transpose<double>(const kernels::TransposeArgs<double>&, bool);
+
+namespace {
+
+// Calls fn(begin, end) on slices of [0, n): one per OpenMP thread for large threaded calls,
+// else one for all.
+template <typename T, class Fn>
+void for_slices(std::int64_t n, bool threaded, Fn&& fn) {
+  constexpr std::int64_t kMinBytes = std::int64_t{1} << 20;
+  const int threads =
+      threaded && n * static_cast<std::int64_t>(sizeof(T)) >= kMinBytes ? max_threads() : 1;
+  if (threads == 1) return fn(std::int64_t{0}, n);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int s = 0; s < threads; ++s) fn(n * s / threads, n * (s + 1) / threads);
+}
+
+}  // namespace
+
+template <typename T>
+void cpu_copy(T* dst, const T* src, std::int64_t n, bool threaded) {
+  for_slices<T>(n, threaded, [&](std::int64_t b, std::int64_t e) {
+    if (e > b) std::memcpy(dst + b, src + b, static_cast<std::size_t>(e - b) * sizeof(T));
+  });
+}
+
+template <typename T>
+void cpu_fill(T* dst, std::int64_t n, T value, bool threaded) {
+  for_slices<T>(n, threaded,
+                [&](std::int64_t b, std::int64_t e) { std::fill(dst + b, dst + e, value); });
+}
+
+template void cpu_copy<float>(float*, const float*, std::int64_t, bool);
+template void cpu_copy<double>(double*, const double*, std::int64_t, bool);
+template void cpu_fill<float>(float*, std::int64_t, float, bool);
+template void cpu_fill<double>(double*, std::int64_t, double, bool);
 
 int cpu_step_threads() { return cpu_float_loops_threaded() ? max_threads() : 1; }
 

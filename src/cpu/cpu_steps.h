@@ -23,6 +23,14 @@ void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<doubl
 template <typename T>
 void cpu_transpose(const kernels::TransposeArgs<T>& args, bool threaded);
 
+// dst[0..n) = src[0..n) and dst[0..n) = value; with `threaded` and at least a megabyte,
+// OpenMP's threads copy one slice each (one core does not reach the memory bandwidth, and
+// the other would only spin-wait meanwhile).
+template <typename T>
+void cpu_copy(T* dst, const T* src, std::int64_t n, bool threaded);
+template <typename T>
+void cpu_fill(T* dst, std::int64_t n, T value, bool threaded);
+
 // The instruction set the float loops run with on this CPU: "x86-64-v4" (AVX-512),
 // "x86-64-v3" (AVX2 + FMA) or "baseline". For recur::cpu_backend_info().
 const char* cpu_step_isa();
