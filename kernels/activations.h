@@ -13,7 +13,7 @@ namespace recur::kernels {
 struct Sigmoid {
   template <typename T>
   static RECUR_HD T f(T x) {
-    return T(1) / (T(1) + exp_(-x));
+    return sigmoid_(x);
   }
   template <typename T>
   static RECUR_HD T df(T y) {

@@ -37,5 +37,13 @@ RECUR_HD float tanh_(float x) {
 #endif
 }
 RECUR_HD double tanh_(double x) { return tanh(x); }
+RECUR_HD float sigmoid_(float x) {
+#if defined(__CUDA_ARCH__)
+  return 1.0f / (1.0f + expf(-x));
+#else
+  return fast::sigmoid(x);
+#endif
+}
+RECUR_HD double sigmoid_(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 }  // namespace recur::kernels

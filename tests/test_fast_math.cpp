@@ -1,4 +1,4 @@
-// tests/test_fast_math.cpp: kernels/fast_math.h, the CPU's float exp and tanh, against
+// tests/test_fast_math.cpp: kernels/fast_math.h, the CPU's float exp, sigmoid and tanh, against
 // double-precision libm over the float range, and their special values.
 #include <gtest/gtest.h>
 
@@ -79,12 +79,48 @@ TEST(FastMath, TanhIsWithinThreeUlpsOfLibmEverywhereAndOdd) {
   RecordProperty("tanh_max_ulps", std::to_string(worst));
 }
 
+// Within 3.5 ulp where 1 / (1 + e^-x) is a normal float; where it is a subnormal (x below
+// -87.3) within 2^-127 absolutely, since from x = -88.38 on it is flushed to 0.
+TEST(FastMath, SigmoidIsWithinFourUlpsOfLibmWhereNormal) {
+  double worst = 0.0, worst_subnormal = 0.0;
+  float worst_x = 0.0f;
+  for (float x : sample_points()) {
+    if (std::isnan(x)) continue;
+    const double want = 1.0 / (1.0 + std::exp(-static_cast<double>(x)));
+    const float got = fast::sigmoid(x);
+    if (want < FLT_MIN) {
+      const double err = std::fabs(static_cast<double>(got) - want);
+      if (!(err <= worst_subnormal)) worst_subnormal = err;
+      continue;
+    }
+    const double err = ulps(got, want);
+    if (!(err <= worst)) worst = err, worst_x = x;
+  }
+  EXPECT_LE(worst, 3.5) << "at x = " << worst_x;
+  EXPECT_LE(worst_subnormal, std::ldexp(1.0, -127));
+  RecordProperty("sigmoid_max_ulps", std::to_string(worst));
+}
+
+// exp_normal is exp with one scale instead of two: the same bits up to 88.37, inf from
+// 88.38 to 89 (the end of its domain, where exp overflows at 88.72).
+TEST(FastMath, ExpNormalIsExpOnItsDomain) {
+  for (float x : sample_points()) {
+    if (x >= -87.33f && x <= 88.37f) {
+      ASSERT_EQ(fast::exp_normal(x), fast::exp(x)) << "x = " << x;
+    }
+  }
+  for (float x = 88.38f; x <= 89.0f; x = std::nextafter(x, INFINITY)) {
+    ASSERT_TRUE(std::isinf(fast::exp_normal(x))) << "x = " << x;
+  }
+}
+
 TEST(FastMath, SpecialValues) {
   const float inf = std::numeric_limits<float>::infinity();
   for (std::uint32_t nan_bits : {0x7fc00000u, 0xffc00000u, 0x7f800001u, 0x7fffffffu}) {
     const float nan = fast::float_of(nan_bits);
     EXPECT_TRUE(std::isnan(fast::exp(nan))) << std::hex << nan_bits;
     EXPECT_TRUE(std::isnan(fast::tanh(nan))) << std::hex << nan_bits;
+    EXPECT_TRUE(std::isnan(fast::sigmoid(nan))) << std::hex << nan_bits;
   }
   EXPECT_EQ(fast::exp(inf), inf);
   EXPECT_EQ(fast::exp(-inf), 0.0f);
@@ -99,6 +135,12 @@ TEST(FastMath, SpecialValues) {
   EXPECT_EQ(fast::tanh(0.0f), 0.0f);
   EXPECT_TRUE(std::signbit(fast::tanh(-0.0f)));
   EXPECT_EQ(fast::tanh(1e-30f), 1e-30f);  // tanh x = x to float precision near 0
+  EXPECT_EQ(fast::sigmoid(inf), 1.0f);
+  EXPECT_EQ(fast::sigmoid(-inf), 0.0f);
+  EXPECT_EQ(fast::sigmoid(0.0f), 0.5f);
+  EXPECT_EQ(fast::sigmoid(20.0f), 1.0f);
+  EXPECT_GT(fast::sigmoid(-88.0f), 0.0f);  // subnormal, not flushed
+  EXPECT_EQ(fast::sigmoid(-1000.0f), 0.0f);
 }
 
 }  // namespace
