@@ -56,11 +56,17 @@ struct LstmBackward : PerElement<LstmBackward<T, Sig, Th>> {
     const T dg = dc * i * Th::df(g);
     const T d_o = dh * tc * Sig::df(o);
     T* dgx = a.dgx + b * 4 * H + j;
-    T* dgh = a.dgh + b * 4 * H + j;
-    dgx[0 * H] = dgh[0 * H] = di;
-    dgx[1 * H] = dgh[1 * H] = df;
-    dgx[2 * H] = dgh[2 * H] = dg;
-    dgx[3 * H] = dgh[3 * H] = d_o;
+    dgx[0 * H] = di;
+    dgx[1 * H] = df;
+    dgx[2 * H] = dg;
+    dgx[3 * H] = d_o;
+    if (a.dgh != a.dgx) {  // the engine passes one buffer for both (dgh = dgx for the LSTM)
+      T* dgh = a.dgh + b * 4 * H + j;
+      dgh[0 * H] = di;
+      dgh[1 * H] = df;
+      dgh[2 * H] = dg;
+      dgh[3 * H] = d_o;
+    }
     a.dc[idx] = dc * f;
     a.dh[idx] = T(0);  // h_{t-1} reaches J only through W_hh
   }

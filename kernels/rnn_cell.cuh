@@ -29,8 +29,8 @@ struct RnnBackward : PerElement<RnnBackward<T, Act>> {
     const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[row] : T(0));
     const T dpre = dh * Act::df(a.h[row]);
     a.dgx[idx] = dpre;
-    a.dgh[idx] = dpre;
-    a.dh[idx] = T(0);  // h_{t-1} reaches J only through W_hh
+    if (a.dgh != a.dgx) a.dgh[idx] = dpre;  // the engine passes one buffer for both
+    a.dh[idx] = T(0);                       // h_{t-1} reaches J only through W_hh
   }
 };
 
