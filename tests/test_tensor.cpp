@@ -1,4 +1,5 @@
 // tests/test_tensor.cpp: Tensor, TensorView, devices, version.
+#include "cpu/cpu_ops.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -10,6 +11,8 @@ TEST(Version, CpuBackendInfoNamesTheGemmLibraryAndTheLoops) {
   const std::string info = cpu_backend_info();
   EXPECT_TRUE(info.find("oneDNN sgemm") != std::string::npos ||
               info.find("OpenBLAS sgemm") != std::string::npos)
+      << info;
+  EXPECT_EQ(info.find("matmul on packed") != std::string::npos, detail::cpu_weight_packing())
       << info;
   EXPECT_NE(info.find("step loops: "), std::string::npos) << info;
   EXPECT_NE(info.find("thread"), std::string::npos) << info;
