@@ -44,9 +44,10 @@ PassOp steps_op(PassOpKind kind, std::vector<UnitStep> steps) {
 
 bool wavefront(const Plan& p) { return p.directions == 1 && p.config.num_layers > 1; }
 
-StepWeights step_weights(const Timeline& timeline, bool backend_packs) {
+StepWeights step_weights(const Plan& plan, const Timeline& timeline, bool backend_packs) {
   if (timeline.steps < 4 || timeline.batch < 16) return StepWeights::AsStored;
-  return backend_packs ? StepWeights::Packed : StepWeights::Transposed;
+  const bool packs = backend_packs && !reset_before_product(plan);
+  return packs ? StepWeights::Packed : StepWeights::Transposed;
 }
 
 std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl) {
@@ -348,7 +349,7 @@ void StackPass<T>::transpose_weights() {
 
 template <typename T>
 bool StackPass<T>::hold_step_weights(bool backward) {
-  if (step_weights(tl_, ops_.packs_weights()) != StepWeights::Packed) return false;
+  if (step_weights(plan_, tl_, ops_.packs_weights()) != StepWeights::Packed) return false;
   const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H;
   const bool rbp = reset_before_product(plan_);
   bool all = true;

@@ -28,14 +28,16 @@
 // and 16 rows prepares them once, in one of two ways (step_weights()):
 //   - Packed, where the backend keeps packed copies (Ops::packs_weights: the CPU's float
 //     GEMMs with oneDNN): forward and backward hold every matrix their per-step GEMMs read
-//     (W_hh's gate blocks, and a wavefront's upper-layer W_ih) and the backend runs those
-//     GEMMs on copies laid out for its kernels (docs/benchmarks.md: 1-3% off an LSTM or
-//     GRU training step at H = 512-1024);
-//   - Transposed, elsewhere (the GPU, float64): the forward transposes each unit's W_hh
-//     [G*H, H] into w_t [H, G*H], so every forward recurrent GEMM reads op(A) = A with
-//     unit stride along the gates, the layout cuBLAS and oneDNN's sgemm run 1.2-9x faster
-//     at 16-64 columns, for one pass over the weights. A wavefront's upper layers project
-//     their input one step (B columns) at a time, so they get the same treatment for W_ih
+//     (W_hh, backward's W_ih, and a wavefront's upper-layer W_ih) and the backend runs
+//     those GEMMs on copies laid out for its kernels (docs/benchmarks.md: 2-4% off an LSTM
+//     or GRU training step). Not for the reset-before-product GRU, whose per-step GEMMs
+//     read and write W_hh's gate blocks in strided rows that oneDNN's matmul takes only
+//     through copies (measured 7-10% slower than transposed);
+//   - Transposed, elsewhere (the GPU, float64, that GRU): the forward transposes each
+//     unit's W_hh [G*H, H] into w_t [H, G*H], so every forward recurrent GEMM reads
+//     op(A) = A with unit stride along the gates, the layout cuBLAS and oneDNN's sgemm run
+//     1.2-9x faster at 16-64 columns, for one pass over the weights. A wavefront's upper layers
+//     project their input one step (B columns) at a time, so they get the same treatment for W_ih
 //     (w_ih_t); other input projections cover all R columns at once, where the layout
 //     makes no difference. Backward reads W_hh itself (dh = W_hh^T dg is that layout).
 // With fewer rows the layouts run alike (packing measured 2-3% slower at B = 1), and with
@@ -133,7 +135,7 @@ bool wavefront(const Plan& plan);
 // backend packs them. The engine gives every unit a w_t (and a wavefront's upper layers a
 // w_ih_t) when they are Transposed.
 enum class StepWeights { AsStored, Transposed, Packed };
-StepWeights step_weights(const Timeline& timeline, bool backend_packs);
+StepWeights step_weights(const Plan& plan, const Timeline& timeline, bool backend_packs);
 
 // The forward and backward programs for a plan and a timeline.
 std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& timeline);
