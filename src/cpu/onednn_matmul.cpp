@@ -25,7 +25,7 @@ namespace recur::detail {
 
 namespace {
 
-// Kernels (matmuls per column count and stride) kept before the cache starts afresh: a
+// Kernels (matmuls per layout, column count and beta) kept before the cache starts afresh: a
 // packed batch has at most one per distinct batch width, so this bounds only callers that
 // change shapes without end.
 constexpr std::size_t kMaxKernels = 256;
