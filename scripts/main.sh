@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: install what is missing, build recur, install it into build/install, build
 # the character-level language model trainer against that installed package (as a user's
-# project would), and train it: a 2-layer LSTM on the CPU (about two minutes), a larger
+# project would), and train it: a 2-layer LSTM on the CPU (under a minute), a larger
 # model when a GPU is usable. Extra arguments go to the trainer (--help lists them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
