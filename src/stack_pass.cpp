@@ -299,20 +299,19 @@ GemmBatch<T> batch_of(const void* const* staged, const GemmGroup& g) {
   return b;
 }
 
-// Releases what a pass held (Ops::hold_weights) when the pass ends, however it ends.
+// Releases whatever a pass held (Ops::hold_weights) when the pass ends, however it ends,
+// a hold that threw halfway included: a copy still held into the next pass would serve
+// GEMMs on weights the optimizer has changed since.
 template <typename T>
-class HeldWeights {
+class WeightsRelease {
  public:
-  HeldWeights(Ops<T>& ops, bool held) : ops_(ops), held_(held) {}
-  HeldWeights(const HeldWeights&) = delete;
-  HeldWeights& operator=(const HeldWeights&) = delete;
-  ~HeldWeights() {
-    if (held_) ops_.release_weights();
-  }
+  explicit WeightsRelease(Ops<T>& ops) : ops_(ops) {}
+  WeightsRelease(const WeightsRelease&) = delete;
+  WeightsRelease& operator=(const WeightsRelease&) = delete;
+  ~WeightsRelease() { ops_.release_weights(); }
 
  private:
   Ops<T>& ops_;
-  bool held_;
 };
 
 }  // namespace
@@ -348,8 +347,8 @@ void StackPass<T>::transpose_weights() {
 }
 
 template <typename T>
-bool StackPass<T>::hold_step_weights(bool backward) {
-  if (step_weights(plan_, tl_, ops_.packs_weights()) != StepWeights::Packed) return false;
+void StackPass<T>::hold_step_weights(bool backward) {
+  if (step_weights(plan_, tl_, ops_.packs_weights()) != StepWeights::Packed) return;
   const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H;
   const bool rbp = reset_before_product(plan_);
   bool all = true;
@@ -379,8 +378,7 @@ bool StackPass<T>::hold_step_weights(bool backward) {
                              : ops_.hold_weights(w, Trans::T, GH, width, layer.input_size, B_));
     }
   }
-  if (!all) ops_.release_weights();
-  return all;
+  if (!all) ops_.release_weights();  // all or none: one pass, one way
 }
 
 template <typename T>
@@ -656,7 +654,8 @@ void StackPass<T>::weight_gradients(T* grads) {
 template <typename T>
 void StackPass<T>::forward() {
   std::vector<PassOp> program = schedule_forward(plan_, tl_);
-  const HeldWeights<T> held(ops_, hold_step_weights(false));
+  const WeightsRelease<T> release(ops_);
+  hold_step_weights(false);
   stage(program, false);
   if (transposed_weights()) transpose_weights();
   for (const PassOp& op : program) {
@@ -673,7 +672,8 @@ void StackPass<T>::forward() {
 template <typename T>
 void StackPass<T>::backward(T* grads) {
   std::vector<PassOp> program = schedule_backward(plan_, tl_);
-  const HeldWeights<T> held(ops_, hold_step_weights(true));
+  const WeightsRelease<T> release(ops_);
+  hold_step_weights(true);
   stage(program, true);
   for (const PassOp& op : program) {
     switch (op.kind) {

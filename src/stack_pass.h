@@ -157,9 +157,10 @@ class StackPass {
  private:
   void stage(std::vector<PassOp>& program, bool backward);
   void transpose_weights();
-  // Holds (Ops::hold_weights) every matrix the pass's per-step GEMMs read: true when all
-  // were packed; otherwise nothing stays held and they are read as stored.
-  bool hold_step_weights(bool backward);
+  // Holds (Ops::hold_weights) every matrix the pass's per-step GEMMs read when they are
+  // Packed; if any cannot be packed, none stays held and all are read as stored. The pass
+  // releases them when it ends.
+  void hold_step_weights(bool backward);
   bool transposed_weights() const { return !buf_.units.empty() && buf_.units[0].w_t != nullptr; }
   void initial_projection(const PassOp& op);
   void input_projection(const PassOp& op);

@@ -331,5 +331,32 @@ TEST(StackPackedWeights, MatchTheTransposedWeights) {
   }
 }
 
+// Packed copies live for one pass: after the parameters change (as an optimizer step
+// changes them), the next pass packs them afresh. Two forward passes around a change of
+// every weight must give what a model without packing gives for the new weights.
+TEST(StackPackedWeights, FollowParameterChanges) {
+  if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
+  const std::int64_t T = 6, B = 16, I = 5, H = 8;
+  RnnConfig config = config_of({CellKind::Lstm, 1, false, Connection::None}, I);
+  config.hidden_size = H;
+  config.dtype = DType::Float32;
+  Random rng(31);
+  const Tensor x = rng.tensor<float>({T, B, I});
+  const Tensor changed = rng.tensor<float>({Rnn(config).parameters().numel()});
+  auto run = [&](bool packing) {
+    detail::set_cpu_weight_packing(packing);
+    Rnn rnn(config, Device::cpu(), 32);
+    const std::int64_t before = detail::PackedGemms::total_runs();
+    rnn.forward(x);  // packs the first weights
+    rnn.parameters().copy_from(changed.view());
+    const std::vector<float> y = rnn.forward(x).y.to_vector<float>();
+    detail::set_cpu_weight_packing(true);
+    EXPECT_EQ(detail::PackedGemms::total_runs() > before, packing);
+    return std::vector<double>(y.begin(), y.end());
+  };
+  const std::vector<double> transposed = run(false), packed = run(true);
+  EXPECT_TRUE(all_close(packed, transposed, tolerance_for_depth<float>(T * 3 * H)));
+}
+
 }  // namespace
 }  // namespace recur::test
