@@ -107,11 +107,12 @@ class Ops {
   // API is loaded (cpu/onednn_matmul.h); cuBLAS has no such form. A pass whose weights are
   // held needs no transposed copy of them (stack_pass.h).
   virtual bool packs_weights() const { return false; }
-  // Weights a pass multiplies by at every step (W_hh). Until release_weights(), a GEMM
-  // with alpha 1 whose op(A) is exactly this one (a, trans_a, m, k, lda; see Gemm) and whose
-  // n is at most widest_n may read a copy the backend laid out for its GEMM, made here once
-  // instead of at every call; the caller keeps `a` unchanged meanwhile. Returns whether a
-  // copy was made; without one, the GEMMs read `a` as usual.
+  // Weights a pass multiplies by again and again (W_hh at every step). Until
+  // release_weights(), a GEMM with alpha 1 whose op(A) is exactly this one (a, trans_a, m,
+  // k, lda; see Gemm) may read a copy the backend laid out for its GEMM, made here once
+  // instead of at every call, and chosen for GEMMs of widest_n columns (the pass's rows per
+  // step; wider ones may use it too). The caller keeps `a` unchanged meanwhile. Returns
+  // whether a copy was made; without one, the GEMMs read `a` as usual.
   virtual bool hold_weights(const T* /*a*/, Trans /*trans_a*/, std::int64_t /*m*/,
                             std::int64_t /*k*/, std::int64_t /*lda*/, std::int64_t /*widest_n*/) {
     return false;

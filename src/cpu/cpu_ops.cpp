@@ -28,13 +28,6 @@ blasint to_blasint(std::int64_t v, const char* what) {
   return static_cast<blasint>(v);
 }
 
-// Every float GEMM runs on oneDNN's sgemm when libdnnl is installed (onednn_api.h). It
-// measures faster than OpenBLAS at an RNN's GEMM shapes (the forward recurrent product too,
-// now that it reads a transposed or packed W_hh; see docs/benchmarks.md), and it runs on
-// the OpenMP threads the step loops use: mixing in OpenBLAS's own threads made the two
-// pools fight over the cores (a 2-layer LSTM ran 10x slower). RECUR_CPU_GEMM=openblas
-// turns it off. GEMMs on held weights run on oneDNN's matmul instead (onednn_matmul.h).
-
 // Packing is on unless RECUR_CPU_PACK_WEIGHTS=0 (for side-by-side measurements) or a test
 // turned it off.
 std::atomic<bool>& weight_packing() {
@@ -52,6 +45,12 @@ void for_each_element(std::int64_t n, Fn&& fn) {
 
 }  // namespace
 
+// Every float GEMM runs on oneDNN's sgemm when libdnnl is installed (onednn_api.h). It
+// measures faster than OpenBLAS at an RNN's GEMM shapes (the forward recurrent product too,
+// now that it reads a transposed or packed W_hh; see docs/benchmarks.md), and it runs on
+// the OpenMP threads the step loops use: mixing in OpenBLAS's own threads made the two
+// pools fight over the cores (a 2-layer LSTM ran 10x slower). RECUR_CPU_GEMM=openblas
+// turns it off. GEMMs on held weights run on oneDNN's matmul instead (onednn_matmul.h).
 template <typename T>
 void CpuOps<T>::gemm(const Gemm<T>& g) {
   if (g.m == 0 || g.n == 0) return;

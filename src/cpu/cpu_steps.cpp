@@ -1,5 +1,5 @@
-// src/cpu/cpu_steps.cpp: the CPU's fused step loops, and the transpose beside them (the
-// loops that run on OpenMP's threads).
+// src/cpu/cpu_steps.cpp: the CPU's fused step loops, and the transpose, copies and fills
+// beside them (the loops that run on OpenMP's threads).
 //
 // The CUDA backend gives each (b, j) element to a thread; here a call walks a range of
 // active rows and, inside a row, the H contiguous elements, calling the functor's `at`

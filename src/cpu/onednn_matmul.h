@@ -25,9 +25,10 @@ class PackedGemms {
   PackedGemms& operator=(const PackedGemms&) = delete;
 
   // Packs op(A), the m x k operand of Gemm (A is `a` with leading dimension lda, column-
-  // major, read transposed when trans_a is T), for GEMMs of up to widest_n columns. The
-  // caller keeps `a` unchanged until release(). Returns false, holding nothing, when
-  // oneDNN has no matmul for the shape.
+  // major, read transposed when trans_a is T), in the layout oneDNN's matmul picks for
+  // GEMMs of widest_n columns (GEMMs of other widths use that layout too). The caller
+  // keeps `a` unchanged until release(). Returns false, holding nothing, when oneDNN has
+  // no matmul for the shape.
   bool hold(const float* a, Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
             std::int64_t widest_n);
   // Forgets every held matrix; the packed buffers stay allocated for the next holds.
