@@ -220,6 +220,19 @@ std::vector<double> batch_slice(const std::vector<double>& v, std::int64_t T, st
   return out;
 }
 
+// The models the per-step weight layouts are checked on: every cell as a wavefront with
+// dense connections (upper layers read W_ih per step, by segments) and as a packed
+// bidirectional stack.
+std::vector<StackCase> per_step_weight_cases() {
+  std::vector<StackCase> cases;
+  for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
+                        CellKind::GruResetBeforeProduct}) {
+    cases.push_back({cell, 3, false, Connection::Dense});
+    cases.push_back({cell, 2, true, Connection::Residual});
+  }
+  return cases;
+}
+
 // A batch of 16 runs its forward recurrent GEMMs on transposed weights; the same sequences
 // as two batches of 8 run them on W_hh as stored. Outputs, dx and the accumulated
 // parameter gradients must agree to rounding: every cell, a wavefront with dense
@@ -227,47 +240,43 @@ std::vector<double> batch_slice(const std::vector<double>& v, std::int64_t T, st
 // bidirectional stack.
 TEST(StackTransposedWeights, BatchOf16MatchesTwoBatchesOf8) {
   const std::int64_t T = 5, B = 16, I = 4, half = 8;
-  for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
-                        CellKind::GruResetBeforeProduct}) {
-    for (const StackCase& s : {StackCase{cell, 3, false, Connection::Dense},
-                               StackCase{cell, 2, true, Connection::Residual}}) {
-      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " bi" : " uni");
-      Rnn rnn(config_of(s, I), Device::cpu(), 11);
-      const std::int64_t D = s.bidirectional ? 2 : 1;
-      std::vector<std::int64_t> lengths;
-      if (s.bidirectional) {
-        for (std::int64_t b = 0; b < B; ++b) lengths.push_back(1 + (b * 7) % T);
-      }
-      Random rng(12);
-      const std::vector<double> x = rng.vector<double>(T * B * I);
-      const std::vector<double> dy = rng.vector<double>(T * B * D * kH);
-
-      auto run = [&](std::int64_t b0, std::int64_t b1) {
-        const std::int64_t n = b1 - b0;
-        std::vector<std::int64_t> len;
-        if (!lengths.empty()) len.assign(lengths.begin() + b0, lengths.begin() + b1);
-        ForwardResult f =
-            rnn.forward(Tensor::from_vector(batch_slice(x, T, B, I, b0, b1), {T, n, I}), {}, {},
-                        Mode::Training, len);
-        BackwardResult g = rnn.backward(
-            Tensor::from_vector(batch_slice(dy, T, B, D * kH, b0, b1), {T, n, D * kH}));
-        return std::make_pair(f.y.to_vector<double>(), g.dx.to_vector<double>());
-      };
-      rnn.zero_grad();
-      const auto [y_all, dx_all] = run(0, B);
-      const std::vector<double> grads_all = rnn.gradients().to_vector<double>();
-      rnn.zero_grad();
-      const auto [y_lo, dx_lo] = run(0, half);
-      const auto [y_hi, dx_hi] = run(half, B);
-      const std::vector<double> grads_halves = rnn.gradients().to_vector<double>();
-
-      const Tolerance tol = tolerance_for_depth<double>(T * B * 3 * kH);
-      EXPECT_TRUE(all_close(batch_slice(y_all, T, B, D * kH, 0, half), y_lo, tol)) << what;
-      EXPECT_TRUE(all_close(batch_slice(y_all, T, B, D * kH, half, B), y_hi, tol)) << what;
-      EXPECT_TRUE(all_close(batch_slice(dx_all, T, B, I, 0, half), dx_lo, tol)) << what;
-      EXPECT_TRUE(all_close(batch_slice(dx_all, T, B, I, half, B), dx_hi, tol)) << what;
-      EXPECT_TRUE(all_close(grads_all, grads_halves, tol)) << what;
+  for (const StackCase& s : per_step_weight_cases()) {
+    const CellKind cell = s.cell;
+    const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " bi" : " uni");
+    Rnn rnn(config_of(s, I), Device::cpu(), 11);
+    const std::int64_t D = s.bidirectional ? 2 : 1;
+    std::vector<std::int64_t> lengths;
+    if (s.bidirectional) {
+      for (std::int64_t b = 0; b < B; ++b) lengths.push_back(1 + (b * 7) % T);
     }
+    Random rng(12);
+    const std::vector<double> x = rng.vector<double>(T * B * I);
+    const std::vector<double> dy = rng.vector<double>(T * B * D * kH);
+
+    auto run = [&](std::int64_t b0, std::int64_t b1) {
+      const std::int64_t n = b1 - b0;
+      std::vector<std::int64_t> len;
+      if (!lengths.empty()) len.assign(lengths.begin() + b0, lengths.begin() + b1);
+      ForwardResult f = rnn.forward(Tensor::from_vector(batch_slice(x, T, B, I, b0, b1), {T, n, I}),
+                                    {}, {}, Mode::Training, len);
+      BackwardResult g =
+          rnn.backward(Tensor::from_vector(batch_slice(dy, T, B, D * kH, b0, b1), {T, n, D * kH}));
+      return std::make_pair(f.y.to_vector<double>(), g.dx.to_vector<double>());
+    };
+    rnn.zero_grad();
+    const auto [y_all, dx_all] = run(0, B);
+    const std::vector<double> grads_all = rnn.gradients().to_vector<double>();
+    rnn.zero_grad();
+    const auto [y_lo, dx_lo] = run(0, half);
+    const auto [y_hi, dx_hi] = run(half, B);
+    const std::vector<double> grads_halves = rnn.gradients().to_vector<double>();
+
+    const Tolerance tol = tolerance_for_depth<double>(T * B * 3 * kH);
+    EXPECT_TRUE(all_close(batch_slice(y_all, T, B, D * kH, 0, half), y_lo, tol)) << what;
+    EXPECT_TRUE(all_close(batch_slice(y_all, T, B, D * kH, half, B), y_hi, tol)) << what;
+    EXPECT_TRUE(all_close(batch_slice(dx_all, T, B, I, 0, half), dx_lo, tol)) << what;
+    EXPECT_TRUE(all_close(batch_slice(dx_all, T, B, I, half, B), dx_hi, tol)) << what;
+    EXPECT_TRUE(all_close(grads_all, grads_halves, tol)) << what;
   }
 }
 
@@ -280,54 +289,51 @@ TEST(StackTransposedWeights, BatchOf16MatchesTwoBatchesOf8) {
 TEST(StackPackedWeights, MatchTheTransposedWeights) {
   if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
   const std::int64_t T = 6, B = 16, I = 5, H = 8;
-  for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
-                        CellKind::GruResetBeforeProduct}) {
-    for (const StackCase& s : {StackCase{cell, 3, false, Connection::Dense},
-                               StackCase{cell, 2, true, Connection::Residual}}) {
-      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " bi" : " uni");
-      RnnConfig config = config_of(s, I);
-      config.hidden_size = H;
-      config.dtype = DType::Float32;
-      Rnn rnn(config, Device::cpu(), 21);
-      const std::int64_t D = s.bidirectional ? 2 : 1;
-      std::vector<std::int64_t> lengths;
-      if (s.bidirectional) {
-        for (std::int64_t b = 0; b < B; ++b) lengths.push_back(1 + (b * 5) % T);
-      }
-      Random rng(22);
-      const Tensor x = rng.tensor<float>({T, B, I});
-      const Tensor dy = rng.tensor<float>({T, B, D * H});
-      struct Run {
-        std::vector<double> y, h_n, dx, grads;
-        std::int64_t packed_gemms;
-      };
-      auto run = [&](bool packing) {
-        detail::set_cpu_weight_packing(packing);
-        const std::int64_t before = detail::PackedGemms::total_runs();
-        rnn.zero_grad();
-        const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
-        const BackwardResult g = rnn.backward(dy);
-        detail::set_cpu_weight_packing(true);
-        auto values = [](const auto& t) {
-          const std::vector<float> v = t.template to_vector<float>();
-          return std::vector<double>(v.begin(), v.end());
-        };
-        return Run{values(f.y), values(f.h_n), values(g.dx), values(rnn.gradients()),
-                   detail::PackedGemms::total_runs() - before};
-      };
-      const Run transposed = run(false), packed = run(true);
-      EXPECT_EQ(transposed.packed_gemms, 0) << what;
-      if (cell == CellKind::GruResetBeforeProduct) {  // never packed (stack_pass.h)
-        EXPECT_EQ(packed.packed_gemms, 0) << what;
-      } else {
-        EXPECT_GE(packed.packed_gemms, 2 * (T - 1) * s.layers * D) << what;  // forward, backward
-      }
-      const Tolerance tol = tolerance_for_depth<float>(T * B * 3 * H);
-      EXPECT_TRUE(all_close(packed.y, transposed.y, tol)) << what;
-      EXPECT_TRUE(all_close(packed.h_n, transposed.h_n, tol)) << what;
-      EXPECT_TRUE(all_close(packed.dx, transposed.dx, tol)) << what;
-      EXPECT_TRUE(all_close(packed.grads, transposed.grads, tol)) << what;
+  for (const StackCase& s : per_step_weight_cases()) {
+    const CellKind cell = s.cell;
+    const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " bi" : " uni");
+    RnnConfig config = config_of(s, I);
+    config.hidden_size = H;
+    config.dtype = DType::Float32;
+    Rnn rnn(config, Device::cpu(), 21);
+    const std::int64_t D = s.bidirectional ? 2 : 1;
+    std::vector<std::int64_t> lengths;
+    if (s.bidirectional) {
+      for (std::int64_t b = 0; b < B; ++b) lengths.push_back(1 + (b * 5) % T);
     }
+    Random rng(22);
+    const Tensor x = rng.tensor<float>({T, B, I});
+    const Tensor dy = rng.tensor<float>({T, B, D * H});
+    struct Run {
+      std::vector<double> y, h_n, dx, grads;
+      std::int64_t packed_gemms;
+    };
+    auto run = [&](bool packing) {
+      detail::set_cpu_weight_packing(packing);
+      const std::int64_t before = detail::PackedGemms::total_runs();
+      rnn.zero_grad();
+      const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
+      const BackwardResult g = rnn.backward(dy);
+      detail::set_cpu_weight_packing(true);
+      auto values = [](const auto& t) {
+        const std::vector<float> v = t.template to_vector<float>();
+        return std::vector<double>(v.begin(), v.end());
+      };
+      return Run{values(f.y), values(f.h_n), values(g.dx), values(rnn.gradients()),
+                 detail::PackedGemms::total_runs() - before};
+    };
+    const Run transposed = run(false), packed = run(true);
+    EXPECT_EQ(transposed.packed_gemms, 0) << what;
+    if (cell == CellKind::GruResetBeforeProduct) {  // never packed (stack_pass.h)
+      EXPECT_EQ(packed.packed_gemms, 0) << what;
+    } else {
+      EXPECT_GE(packed.packed_gemms, 2 * (T - 1) * s.layers * D) << what;  // forward, backward
+    }
+    const Tolerance tol = tolerance_for_depth<float>(T * B * 3 * H);
+    EXPECT_TRUE(all_close(packed.y, transposed.y, tol)) << what;
+    EXPECT_TRUE(all_close(packed.h_n, transposed.h_n, tol)) << what;
+    EXPECT_TRUE(all_close(packed.dx, transposed.dx, tol)) << what;
+    EXPECT_TRUE(all_close(packed.grads, transposed.grads, tol)) << what;
   }
 }
 
