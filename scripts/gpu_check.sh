@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# On a machine with an NVIDIA GPU, where nothing can be installed: runs the whole test
-# suite of the bundle made by scripts/gpu_prepare.sh (CUDA tests included), then
-# compute-sanitizer's memcheck and racecheck over the CUDA tests, then the GPU
-# benchmarks, and writes the results to a folder.
+# On a machine with an NVIDIA GPU, where nothing can be installed: runs the CUDA tests of
+# the bundle made by scripts/gpu_prepare.sh, the GPU benchmarks (recur beside cuDNN and
+# cuBLAS), compute-sanitizer's memcheck and racecheck over the CUDA tests, and DeepBench's
+# training problems, and writes the results to a folder as it goes.
 # Usage: bash scripts/gpu_check.sh [bundle-dir] [out-dir]
+# Each stage has a time limit (seconds, from the environment) so that a lent machine's few
+# minutes give the most important answers first even if something hangs:
+#   RECUR_GPU_TESTS_S (150), RECUR_GPU_BENCH_S (180), RECUR_GPU_MEMCHECK_S (90),
+#   RECUR_GPU_RACECHECK_S (60), RECUR_GPU_DEEPBENCH_S (90); 0 skips a stage.
+# RECUR_GPU_ALL_TESTS=1 also runs the test binaries with no CUDA code (CI runs those).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-gpu-bundle}
@@ -14,63 +19,116 @@ if [ -f "$build/bundle.tar.gz" ]; then
   tar -C "$build" -xzf "$build/bundle.tar.gz" || { echo "cannot unpack $build/bundle.tar.gz"; exit 1; }
 fi
 export LD_LIBRARY_PATH="$PWD/$build/lib:${LD_LIBRARY_PATH:-}"
+# cuDNN often comes as a Python wheel (nvidia-cudnn) rather than in the toolkit; the cuDNN
+# anchor dlopens libcudnn.so.9, so put the first one found on the library path.
+cudnn=$(find /usr/lib /usr/local /opt -name 'libcudnn.so.9' 2> /dev/null | head -1)
+[ -n "$cudnn" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$cudnn")"
 export RECUR_TEST_DATA_DIR="$PWD/tests/golden/data"
 # On a GPU machine a CUDA test that finds no usable GPU fails instead of skipping.
 export RECUR_TEST_REQUIRE_GPU=1
 summary="$out/summary.txt"
 {
-  echo "recur GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
+  echo "recur GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git rev-parse --short HEAD 2> /dev/null)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1
+  echo "cuDNN: ${cudnn:-not found}"
+  ldd "$build"/lib/librecur.so.*.*.* | grep -E 'cudart|cublas|not found' | awk '{print $1, $3}'
 } > "$summary"
+cat "$summary"
 
 status=0
-: > "$out/tests.log"
-for t in "$build"/tests/test_*; do
-  [ -x "$t" ] || continue
-  name=$(basename "$t")
-  "$t" --gtest_brief=1 >> "$out/tests.log" 2>&1
-  rc=$?
-  echo "$name: exit $rc" >> "$summary"
-  [ $rc -eq 0 ] || status=1
-done
-grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$out/tests.log" | sort | uniq -c >> "$summary"
+stage() {  # stage NAME SECONDS: says whether to run it, and logs its start
+  if [ "$2" -le 0 ]; then
+    echo "$1: skipped" >> "$summary"
+    return 1
+  fi
+  echo "--- $1 (limit $2 s) at $(date -u +%H:%M:%S)"
+}
+limited() {  # limited SECONDS CMD...: runs CMD, killed after SECONDS; 124 means it was
+  timeout -k 5 "$@"
+}
 
-# compute-sanitizer over every test binary that runs CUDA code; one log per tool.
+# The test binaries that run CUDA code; the others run in CI on every commit.
+cuda_tests="test_parity_cuda test_clip test_optim test_modules test_diagnostics test_errors test_tensor"
+if [ "${RECUR_GPU_ALL_TESTS:-0}" = 1 ]; then
+  cuda_tests=$(cd "$build/tests" && ls test_*)
+fi
+tests_s=${RECUR_GPU_TESTS_S:-150}
+if stage tests "$tests_s"; then
+  : > "$out/tests.log"
+  deadline=$((SECONDS + tests_s))
+  for name in $cuda_tests; do
+    t="$build/tests/$name"
+    [ -x "$t" ] || continue
+    left=$((deadline - SECONDS))
+    if [ $left -le 0 ]; then
+      echo "$name: not run (stage out of time)" >> "$summary"
+      status=1
+      continue
+    fi
+    limited "$left" "$t" --gtest_brief=1 >> "$out/tests.log" 2>&1
+    rc=$?
+    echo "$name: exit $rc$([ $rc -eq 124 ] && echo ' (timed out)')" >> "$summary"
+    [ $rc -eq 0 ] || status=1
+  done
+  grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$out/tests.log" | sort | uniq -c >> "$summary"
+  grep -E '^\[  FAILED  \]' "$out/tests.log" | sort -u | head -40 >> "$summary"
+fi
+
+bench_s=${RECUR_GPU_BENCH_S:-180}
+if [ -x "$build/bench/recur_bench" ] && stage bench "$bench_s"; then
+  limited "$bench_s" "$build/bench/recur_bench" --gpu --max-seconds 1 --warmup 2 \
+    --json "$out/bench.json" > "$out/bench.txt" 2>&1
+  rc=$?
+  echo "bench: exit $rc" >> "$summary"
+  [ $rc -eq 0 ] || status=1
+  # Clipping bandwidth (beside PyTorch's clip_grad_norm_ when torch with CUDA is there) and
+  # what a variable-length batch costs.
+  for run in "recur_bench_clip --torch-script bench/bench_clip_torch.py" "recur_bench_packed --gpu"; do
+    set -- $run
+    [ -x "$build/bench/$1" ] || continue
+    { echo "=== $run"; limited 45 "$build/bench/$1" "${@:2}"; } >> "$out/bench.txt" 2>&1
+    rc=$?
+    echo "$1: exit $rc" >> "$summary"
+    [ $rc -eq 0 ] || status=1
+  done
+fi
+
+# compute-sanitizer over the CUDA tests; one log per tool, one time limit per tool.
 sanitize() {
-  local tool=$1
+  local tool=$1 seconds=$2
   local log="$out/$tool.log"
+  stage "$tool" "$seconds" || return
   if ! command -v compute-sanitizer > /dev/null; then
     echo "$tool: compute-sanitizer not found" >> "$summary"
     return
   fi
   : > "$log"
-  for t in test_parity_cuda test_clip test_optim test_modules; do
+  local deadline=$((SECONDS + seconds))
+  for t in test_clip test_optim test_modules test_parity_cuda; do  # the longest last
     [ -x "$build/tests/$t" ] || continue
+    local left=$((deadline - SECONDS))
+    [ $left -gt 0 ] || { echo "$tool over $t: not run (out of time)" >> "$summary"; continue; }
     echo "=== $t" >> "$log"
-    compute-sanitizer --tool "$tool" --error-exitcode 99 "$build/tests/$t" --gtest_brief=1 \
-      >> "$log" 2>&1
+    limited "$left" compute-sanitizer --tool "$tool" --error-exitcode 99 "$build/tests/$t" \
+      --gtest_brief=1 >> "$log" 2>&1
     local rc=$?
     echo "$tool over $t: exit $rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1)" \
       >> "$summary"
-    [ $rc -eq 0 ] || status=1
+    # A timeout is not a finding; a sanitizer error or a failed test is.
+    [ $rc -eq 0 ] || [ $rc -eq 124 ] || status=1
   done
 }
-sanitize memcheck
-sanitize racecheck
+sanitize memcheck "${RECUR_GPU_MEMCHECK_S:-90}"
+sanitize racecheck "${RECUR_GPU_RACECHECK_S:-60}"
 
-if [ -x "$build/bench/recur_bench" ]; then
-  "$build/bench/recur_bench" --gpu --deepbench --max-seconds 1 --warmup 1 --json "$out/bench.json" > "$out/bench.txt" 2>&1 ||
-    { echo "bench: failed" >> "$summary"; status=1; }
+# DeepBench's training problems (the CSV travels in the bundle: ../shared does not).
+deep_s=${RECUR_GPU_DEEPBENCH_S:-90}
+csv=$build/deepbench_rnn_problems.csv
+if [ -x "$build/bench/recur_bench" ] && [ -f "$csv" ] && stage deepbench "$deep_s"; then
+  limited "$deep_s" "$build/bench/recur_bench" --gpu --only-deepbench --deepbench-csv "$csv" \
+    --max-seconds 1 --warmup 1 --reps 5 --json "$out/deepbench.json" >> "$out/bench.txt" 2>&1
+  echo "deepbench: exit $?" >> "$summary"
 fi
-# Clipping bandwidth (beside PyTorch's clip_grad_norm_ when torch with CUDA is there) and
-# what a variable-length batch costs.
-for run in "recur_bench_clip --torch-script bench/bench_clip_torch.py" "recur_bench_packed --gpu"; do
-  set -- $run
-  if [ -x "$build/bench/$1" ]; then
-    { echo "=== $run"; "$build/bench/$1" "${@:2}"; } >> "$out/bench.txt" 2>&1 ||
-      { echo "$1: failed" >> "$summary"; status=1; }
-  fi
-done
 echo "overall: $([ $status -eq 0 ] && echo OK || echo FAILED)" >> "$summary"
 cat "$summary"
 exit $status

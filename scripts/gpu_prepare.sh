@@ -30,4 +30,7 @@ find "$bundle" -type f \( -name 'test_*' -o -name 'recur_bench*' -o -name 'train
 du -sh "$bundle"
 tar -C "$bundle" -czf "$bundle/bundle.tar.gz" tests bench examples lib
 rm -rf "$bundle/tests" "$bundle/bench" "$bundle/examples" "$libs"
+# DeepBench's problems for gpu_check.sh: ../shared does not travel to the GPU machine.
+csv=../shared/bench/deepbench_rnn_problems.csv
+[ -f "$csv" ] && cp "$csv" "$bundle/"
 du -sh "$bundle"
