@@ -81,7 +81,32 @@ struct GemmBatch {
   T* const* c = nullptr;
   std::int64_t ldc = 0;
   int count = 0;
+  // The same three arrays in host memory, or nullptr where the caller has none: a backend
+  // may run the GEMMs one by one from these instead of reading the staged arrays.
+  const T* const* host_a = nullptr;
+  const T* const* host_b = nullptr;
+  T* const* host_c = nullptr;
 };
+
+// The GEMM of a batch's shape on one item's matrices.
+template <typename T>
+Gemm<T> gemm_item(const GemmBatch<T>& g, const T* a, const T* b, T* c) {
+  Gemm<T> one;
+  one.trans_a = g.trans_a;
+  one.trans_b = g.trans_b;
+  one.m = g.m;
+  one.n = g.n;
+  one.k = g.k;
+  one.alpha = g.alpha;
+  one.a = a;
+  one.lda = g.lda;
+  one.b = b;
+  one.ldb = g.ldb;
+  one.beta = g.beta;
+  one.c = c;
+  one.ldc = g.ldc;
+  return one;
+}
 
 template <typename T>
 class Ops {

@@ -285,15 +285,20 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
 
 namespace {
 
-// The batched GEMM of one group, its pointer arrays set; the caller sets the shape.
+// The batched GEMM of one group, its pointer arrays (staged, and the host table they were
+// staged from) set; the caller sets the shape.
 template <typename T>
-GemmBatch<T> batch_of(const void* const* staged, const GemmGroup& g) {
+GemmBatch<T> batch_of(const void* const* staged, const void* const* host, const GemmGroup& g) {
   GemmBatch<T> b;
-  const void* const* base = staged + g.table;
   const std::size_t count = g.count;
+  const void* const* base = staged + g.table;
   b.a = reinterpret_cast<const T* const*>(base);
   b.b = reinterpret_cast<const T* const*>(base + count);
   b.c = reinterpret_cast<T* const*>(const_cast<void* const*>(base + 2 * count));
+  const void* const* host_base = host + g.table;
+  b.host_a = reinterpret_cast<const T* const*>(host_base);
+  b.host_b = reinterpret_cast<const T* const*>(host_base + count);
+  b.host_c = reinterpret_cast<T* const*>(const_cast<void* const*>(host_base + 2 * count));
   b.count = static_cast<int>(count);
   b.n = g.n;
   return b;
@@ -419,7 +424,7 @@ void StackPass<T>::steps_forward(const PassOp& op) {
   // gh = W h for every group of units (C pointers, e.g. gh's n slot, come from the table).
   auto recurrent = [&](int gemm_index, std::int64_t m, std::int64_t ldb) {
     for (const GemmGroup& group : op.groups[gemm_index]) {
-      GemmBatch<T> g = batch_of<T>(staged_, group);
+      GemmBatch<T> g = batch_of<T>(staged_, table_.data(), group);
       g.trans_a = transposed_weights() ? Trans::N : Trans::T;  // w_t, or W_hh
       g.m = m;
       g.k = H;
@@ -456,7 +461,7 @@ void StackPass<T>::steps_backward(const PassOp& op) {
   // dh (+)= W^T d: m = H, ldb = G*H, ldc = H.
   auto recurrent = [&](int gemm_index, std::int64_t k, bool accumulate) {
     for (const GemmGroup& group : op.groups[gemm_index]) {
-      GemmBatch<T> g = batch_of<T>(staged_, group);
+      GemmBatch<T> g = batch_of<T>(staged_, table_.data(), group);
       g.m = H;
       g.k = k;
       g.lda = H;

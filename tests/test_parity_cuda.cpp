@@ -6,6 +6,9 @@
 #include <utility>
 
 #include "cpu/cpu_ops.h"
+#if RECUR_HAS_CUDA
+#include "cuda/cuda_ops.h"
+#endif
 #include "ops.h"
 #include "test_util.h"
 
@@ -19,6 +22,27 @@ using kernels::ConnectionKind;
 using kernels::StepKind;
 
 const Device kGpu = Device::cuda(0);
+
+// While alive, CudaOps runs batches of GEMMs (the recurrent steps') one way, whatever the
+// shapes; then back to the default, which picks per batch (CudaOps::gemm_batched).
+class BatchedGemmWay {
+ public:
+  enum Way { PerItem, Batched };
+  explicit BatchedGemmWay(Way way) { set(way == PerItem ? 1 : 2); }
+  ~BatchedGemmWay() { set(0); }
+  BatchedGemmWay(const BatchedGemmWay&) = delete;
+  BatchedGemmWay& operator=(const BatchedGemmWay&) = delete;
+
+ private:
+  static void set([[maybe_unused]] int way) {
+#if RECUR_HAS_CUDA
+    using detail::CudaBatchedGemm;
+    detail::set_cuda_batched_gemm(way == 0   ? CudaBatchedGemm::Auto
+                                  : way == 1 ? CudaBatchedGemm::PerItem
+                                             : CudaBatchedGemm::Batched);
+#endif
+  }
+};
 
 template <typename T>
 class OpsParity : public ::testing::Test {
@@ -92,6 +116,9 @@ TYPED_TEST(OpsParity, FillAndCopy) {
   EXPECT_EQ(got[n - 1], orig[n - 1]);  // one past the copy is untouched
 }
 
+// The GPU runs a batch from the staged arrays alone (cuBLAS's pointer-array batched GEMM)
+// and, given the host arrays too, each way CudaOps can: its default choice, one GEMM per
+// item, the batched kernels. Each must match the CPU.
 TYPED_TEST(OpsParity, GemmBatchedWithStagedPointers) {
   using T = TypeParam;
   Random rng(3);
@@ -99,16 +126,16 @@ TYPED_TEST(OpsParity, GemmBatchedWithStagedPointers) {
   const int count = 3;
   Twin<T> a(rng, count * m * k), b(rng, count * k * n), c(rng, count * m * n);
   // Units in reverse order, to check that the tables, not the strides, place them.
-  auto table = [&](bool gpu) {
+  auto table = [&](const T* pa, const T* pb, const T* pc) {
     std::vector<const void*> t;
-    for (int i = count - 1; i >= 0; --i) t.push_back((gpu ? a.g() : a.c()) + i * m * k);
-    for (int i = count - 1; i >= 0; --i) t.push_back((gpu ? b.g() : b.c()) + i * k * n);
-    for (int i = count - 1; i >= 0; --i) t.push_back((gpu ? c.g() : c.c()) + i * m * n);
+    for (int i = count - 1; i >= 0; --i) t.push_back(pa + i * m * k);
+    for (int i = count - 1; i >= 0; --i) t.push_back(pb + i * k * n);
+    for (int i = count - 1; i >= 0; --i) t.push_back(pc + i * m * n);
     return t;
   };
-  for (bool gpu : {false, true}) {
-    Ops<T>& ops = gpu ? static_cast<Ops<T>&>(*this->gpu_) : this->cpu_;
-    const std::vector<const void*> host = table(gpu);
+  auto run = [&](Ops<T>& ops, T* pc, bool with_host) {
+    const std::vector<const void*> host =
+        table(&ops == &this->cpu_ ? a.c() : a.g(), &ops == &this->cpu_ ? b.c() : b.g(), pc);
     const void* const* staged = ops.stage_pointers(host.data(), host.size());
     detail::GemmBatch<T> g;
     g.trans_a = Trans::T;
@@ -122,10 +149,33 @@ TYPED_TEST(OpsParity, GemmBatchedWithStagedPointers) {
     g.a = reinterpret_cast<const T* const*>(staged);
     g.b = reinterpret_cast<const T* const*>(staged + count);
     g.c = reinterpret_cast<T* const*>(const_cast<void* const*>(staged + 2 * count));
+    if (with_host) {
+      g.host_a = reinterpret_cast<const T* const*>(host.data());
+      g.host_b = reinterpret_cast<const T* const*>(host.data() + count);
+      g.host_c = reinterpret_cast<T* const*>(const_cast<void**>(host.data() + 2 * count));
+    }
     g.count = count;
     ops.gemm_batched(g);
+    if (&ops != &this->cpu_) ops.synchronize();  // `host` must outlive the staging copy
+  };
+  // Every GPU run starts from c's values; the CPU's c changes last.
+  Tensor chosen = c.cpu.to(kGpu), per_item = c.cpu.to(kGpu), batched = c.cpu.to(kGpu);
+  run(*this->gpu_, c.g(), false);
+  run(*this->gpu_, chosen.data_as<T>(), true);
+  {
+    BatchedGemmWay way(BatchedGemmWay::PerItem);
+    run(*this->gpu_, per_item.data_as<T>(), true);
   }
-  EXPECT_TRUE(all_close(c.from_gpu(), c.from_cpu(), tolerance_for_depth<T>(k)));
+  {
+    BatchedGemmWay way(BatchedGemmWay::Batched);
+    run(*this->gpu_, batched.data_as<T>(), true);
+  }
+  run(this->cpu_, c.c(), true);
+  const Tolerance tol = tolerance_for_depth<T>(k);
+  EXPECT_TRUE(all_close(c.from_gpu(), c.from_cpu(), tol)) << "staged arrays alone";
+  EXPECT_TRUE(all_close(chosen.to_vector<T>(), c.from_cpu(), tol)) << "default choice";
+  EXPECT_TRUE(all_close(per_item.to_vector<T>(), c.from_cpu(), tol)) << "one GEMM per item";
+  EXPECT_TRUE(all_close(batched.to_vector<T>(), c.from_cpu(), tol)) << "batched kernels asked for";
 }
 
 TYPED_TEST(OpsParity, CopyRows) {
@@ -340,6 +390,20 @@ TEST_P(ModelParity, ForwardAndBackwardMatchTheCpu) {
       check_model<float>(GetParam(), steps, batch);
     } else {
       check_model<double>(GetParam(), steps, batch);
+    }
+  }
+}
+
+// The parity suite runs the default choice per batch (CudaOps::gemm_batched); each forced
+// way must give the same model, several units per step (2 layers, both directions) included.
+TEST(CudaModel, EveryBatchedGemmWayMatchesTheCpu) {
+  RECUR_REQUIRE_GPU();
+  for (BatchedGemmWay::Way w : {BatchedGemmWay::PerItem, BatchedGemmWay::Batched}) {
+    BatchedGemmWay way(w);
+    for (CellKind cell : {CellKind::Lstm, CellKind::GruResetBeforeProduct}) {
+      SCOPED_TRACE(std::string(to_string(cell)) +
+                   (w == BatchedGemmWay::PerItem ? " per item" : " batched"));
+      check_model<float>({cell, DType::Float32, 2, true, Connection::None}, 5, 16);
     }
   }
 }

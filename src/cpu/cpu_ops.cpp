@@ -78,23 +78,7 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
 
 template <typename T>
 void CpuOps<T>::gemm_batched(const GemmBatch<T>& g) {
-  for (int i = 0; i < g.count; ++i) {
-    Gemm<T> one;
-    one.trans_a = g.trans_a;
-    one.trans_b = g.trans_b;
-    one.m = g.m;
-    one.n = g.n;
-    one.k = g.k;
-    one.alpha = g.alpha;
-    one.a = g.a[i];
-    one.lda = g.lda;
-    one.b = g.b[i];
-    one.ldb = g.ldb;
-    one.beta = g.beta;
-    one.c = g.c[i];
-    one.ldc = g.ldc;
-    gemm(one);
-  }
+  for (int i = 0; i < g.count; ++i) gemm(gemm_item(g, g.a[i], g.b[i], g.c[i]));
 }
 
 template <typename T>

@@ -5,7 +5,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <climits>
+#include <cstdlib>
 #include <string>
 
 #include "../../kernels/flow.h"
@@ -16,6 +18,17 @@ namespace recur::detail {
 namespace {
 
 cublasOperation_t to_cublas(Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T; }
+
+std::atomic<CudaBatchedGemm>& batched_gemm_choice() {
+  static std::atomic<CudaBatchedGemm> choice{[] {
+    const char* env = std::getenv("RECUR_CUDA_BATCHED_GEMM");
+    const std::string text = env != nullptr ? env : "";
+    if (text == "per-item") return CudaBatchedGemm::PerItem;
+    if (text == "batched") return CudaBatchedGemm::Batched;
+    return CudaBatchedGemm::Auto;
+  }()};
+  return choice;
+}
 
 int to_int(std::int64_t v, const char* what) {
   if (v < 0 || v > INT_MAX) {
@@ -94,8 +107,23 @@ class CudaOps final : public Ops<T> {
     }
   }
 
+  // Measured on an H200 with cuBLAS 13.1 (docs/benchmarks.md): for one item, the
+  // pointer-array batched GEMM picks a 128x256-tile kernel whatever the shape (one block for
+  // the LSTM step at m = 1024, n = 32, k = 256; 4 blocks and 650 us at m = 1024, n = 64,
+  // k = 4096) where the plain GEMM's heuristic splits K and fills the GPU (35 us). With
+  // several items (a wavefront's layers, both directions) the batched kernel runs them side
+  // by side and wins for the forward step's shape (m = gates*H >= k = H), but still loses for
+  // the backward one (k = gates*H > m = H). So Auto runs one GEMM per item except for
+  // several items of the forward shape.
   void gemm_batched(const GemmBatch<T>& g) override {
     if (g.m == 0 || g.n == 0 || g.count == 0) return;
+    const CudaBatchedGemm choice = cuda_batched_gemm();
+    const bool per_item = choice == CudaBatchedGemm::PerItem ||
+                          (choice == CudaBatchedGemm::Auto && (g.count == 1 || g.k > g.m));
+    if (g.host_a != nullptr && per_item) {
+      for (int i = 0; i < g.count; ++i) gemm(gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]));
+      return;
+    }
     const int m = to_int(g.m, "m"), n = to_int(g.n, "n"), k = to_int(g.k, "k");
     const int lda = to_int(g.lda, "lda"), ldb = to_int(g.ldb, "ldb"), ldc = to_int(g.ldc, "ldc");
     if constexpr (std::is_same_v<T, float>) {
@@ -200,6 +228,9 @@ class CudaOps final : public Ops<T> {
 };
 
 }  // namespace
+
+CudaBatchedGemm cuda_batched_gemm() { return batched_gemm_choice().load(); }
+void set_cuda_batched_gemm(CudaBatchedGemm choice) { batched_gemm_choice().store(choice); }
 
 template <typename T>
 std::unique_ptr<Ops<T>> make_cuda_ops(int index) {
