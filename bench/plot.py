@@ -26,7 +26,7 @@ COLORS = {"recur": "#1f77b4", "onednn": "#ff7f0e", "cudnn": "#2ca02c", "cudnn_tf
 
 
 def shape_label(r):
-    s = f"{r['cell']}\nT{r['T']} B{r['B']} H{r['H']}"
+    s = f"{r['cell']}\nT{r['T']} B{r['B']}\nH{r['H']}"
     if r["I"] != r["H"]:
         s += f" I{r['I']}"
     if r["layers"] > 1 or r["bidirectional"]:
@@ -49,16 +49,24 @@ def load(paths):
 
 
 def title_suffix(machines):
-    m = machines[0]
-    gpu = f", {m['gpu']}" if m.get("gpu") else ""
-    return f"{m['cpu_model']} ({m['cpu_threads']} threads){gpu}, {m['date_utc'][:10]}"
+    """Each run's machine once: its GPU if it had one (GPU rows), else its CPU (CPU rows)."""
+    parts = []
+    for m in machines:
+        where = m["gpu"] if m.get("gpu") else f"{m['cpu_model']} ({m['cpu_threads']} threads)"
+        text = f"{where}, {m['date_utc'][:10]}"
+        if text not in parts:
+            parts.append(text)
+    return "; ".join(parts)
 
 
 def plot_vs_anchors(rows, machines, path):
     panels = sorted({(r["device"], r["mode"]) for r in rows}, key=lambda x: (x[0], x[1] != "training"))
     if not panels:
         return False
-    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3.8 * len(panels)), squeeze=False)
+    # Wide enough for each panel's problem labels side by side.
+    most = max(len({key(r) for r in rows if (r["device"], r["mode"]) == p}) for p in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(12, 0.75 * most), 3.8 * len(panels)),
+                             squeeze=False)
     for ax, (device, mode) in zip(axes[:, 0], panels):
         sel = [r for r in rows if r["device"] == device and r["mode"] == mode]
         problems = sorted({key(r) for r in sel}, key=lambda k: (k[0], k[4], k[1], k[2], k[5]))
@@ -107,7 +115,7 @@ def plot_gpu_vs_cpu(rows, machines, path):
                 pairs.append((g, c))
     if not pairs:
         return False
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(max(10, 0.9 * len(pairs)), 4))
     labels = [shape_label(g) + f"\n{g['mode']}" for g, _ in pairs]
     ax.bar(range(len(pairs)), [c["median_ms"] / g["median_ms"] for g, c in pairs], color="#9467bd")
     ax.set_xticks(range(len(pairs)))
@@ -131,7 +139,7 @@ def plot_lstm_vs_gru(rows, machines, path):
     both = sorted((k, v) for k, v in groups.items() if len(v) == 2)
     if not both:
         return False
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig, ax = plt.subplots(figsize=(max(11, 0.55 * len(both)), 4.5))
     xs = range(len(both))
     ax.bar([x - 0.2 for x in xs], [v["lstm"]["median_ms"] for _, v in both], 0.4, label="LSTM")
     ax.bar([x + 0.2 for x in xs], [v["gru"]["median_ms"] for _, v in both], 0.4, label="GRU")
@@ -140,7 +148,7 @@ def plot_lstm_vs_gru(rows, machines, path):
         ax.text(x, max(v["lstm"]["median_ms"], v["gru"]["median_ms"]), f"{ratio:.2f}x",
                 ha="center", va="bottom", fontsize=7)
     ax.set_xticks(list(xs))
-    ax.set_xticklabels([f"{k[1]} {k[0]}\nT{k[2]} B{k[3]} H{k[5]}" + (f" L{k[6]}" if k[6] > 1 else "")
+    ax.set_xticklabels([f"{k[1]}\n{k[0]}\nT{k[2]} B{k[3]}\nH{k[5]}" + (f" L{k[6]}" if k[6] > 1 else "")
                         + (" bi" if k[7] else "") for k, _ in both], fontsize=7)
     ax.set_ylabel("training step, ms (log)")
     ax.set_yscale("log")
