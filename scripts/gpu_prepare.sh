@@ -3,8 +3,8 @@
 # bare GPU machine needs into gpu-bundle/: the test, bench and example binaries, librecur,
 # and the shared libraries such a machine may lack (OpenBLAS and its Fortran runtime,
 # OpenMP's libgomp). GoogleTest is linked statically; CUDA's own libraries (cudart, cuBLAS,
-# cuDNN) come from the GPU machine. Stripped, that is about 74 MB, over the device tool's
-# 64 MiB carry limit, so it travels as gpu-bundle/bundle.tar.gz (about 23 MB), which
+# cuDNN) come from the GPU machine. Stripped, that is about 70 MB, over the device tool's
+# 64 MiB carry limit, so it travels as gpu-bundle/bundle.tar.gz (about 22 MB), which
 # scripts/gpu_check.sh unpacks first.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -110,7 +110,7 @@ class CudaOps final : public Ops<T> {
   // Measured on an H200 with cuBLAS 13.1 (docs/benchmarks.md): for one item, the
   // pointer-array batched GEMM picks a 128x256-tile kernel whatever the shape (one block for
   // the LSTM step at m = 1024, n = 32, k = 256; 4 blocks and 650 us at m = 1024, n = 64,
-  // k = 4096) where the plain GEMM's heuristic splits K and fills the GPU (35 us). With
+  // k = 4096) where the plain GEMM's heuristic splits K and fills the GPU (23 us). With
   // several items (a wavefront's layers, both directions) the batched kernel runs them side
   // by side and wins for the forward step's shape (m = gates*H >= k = H), but still loses for
   // the backward one (k = gates*H > m = H). So Auto runs one GEMM per item except for
