@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "../kernels/dispatch.h"
 #include "../kernels/flow.cuh"
@@ -108,6 +109,18 @@ Gemm<T> gemm_item(const GemmBatch<T>& g, const T* a, const T* b, T* c) {
   return one;
 }
 
+// One call of a run of steps (Ops::run_rows): a batch of GEMMs whose columns are batch rows
+// (host arrays set), or one step kernel over several units.
+template <typename T>
+struct RowCall {
+  enum class Kind { Gemms, Forward, Backward };
+  Kind kind = Kind::Gemms;
+  GemmBatch<T> gemms;
+  StepKind step = StepKind::Lstm;
+  std::vector<StepForward<T>> forward;
+  std::vector<StepBackward<T>> backward;
+};
+
 template <typename T>
 class Ops {
  public:
@@ -143,6 +156,16 @@ class Ops {
     return false;
   }
   virtual void release_weights() {}
+
+  // Runs `calls` in order, as gemm_batched, step_forward and step_backward would, where
+  // every call reads and writes only batch rows (GEMM columns, kernel rows) and row b of a
+  // call depends on row b of the calls before it and on nothing else: the time steps of a
+  // layer-by-layer pass. The backend may then give each thread every call on its own rows,
+  // with no barrier between steps; it returns true when it did so, or false having done
+  // nothing, and the caller makes the calls one by one. `rows`: the widest call's rows.
+  virtual bool run_rows(const std::vector<RowCall<T>>& /*calls*/, std::int64_t /*rows*/) {
+    return false;
+  }
 
   // Makes a host array of `count` pointers readable by gemm_batched and returns where
   // it lives (the host array itself on the CPU, a device copy on the GPU). The algorithm

@@ -409,10 +409,9 @@ void StackPass<T>::input_projection(const PassOp& op) {
 }
 
 template <typename T>
-void StackPass<T>::steps_forward(const PassOp& op) {
+void StackPass<T>::forward_calls(const PassOp& op, std::vector<RowCall<T>>& calls) const {
   const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H;
   const std::int64_t DH = plan_.output_size();
-  const int count = static_cast<int>(op.steps.size());
   std::vector<StepForward<T>> args;
   args.reserve(op.steps.size());
   std::int64_t widest = 0;
@@ -424,31 +423,38 @@ void StackPass<T>::steps_forward(const PassOp& op) {
   // gh = W h for every group of units (C pointers, e.g. gh's n slot, come from the table).
   auto recurrent = [&](int gemm_index, std::int64_t m, std::int64_t ldb) {
     for (const GemmGroup& group : op.groups[gemm_index]) {
-      GemmBatch<T> g = batch_of<T>(staged_, table_.data(), group);
-      g.trans_a = transposed_weights() ? Trans::N : Trans::T;  // w_t, or W_hh
-      g.m = m;
-      g.k = H;
-      g.lda = transposed_weights() ? GH : H;
-      g.ldb = ldb;
-      g.ldc = GH;
-      ops_.gemm_batched(g);
+      RowCall<T> c;
+      c.gemms = batch_of<T>(staged_, table_.data(), group);
+      c.gemms.trans_a = transposed_weights() ? Trans::N : Trans::T;  // w_t, or W_hh
+      c.gemms.m = m;
+      c.gemms.k = H;
+      c.gemms.lda = transposed_weights() ? GH : H;
+      c.gemms.ldb = ldb;
+      c.gemms.ldc = GH;
+      calls.push_back(std::move(c));
     }
+  };
+  auto kernel = [&](StepKind kind) {
+    RowCall<T> c;
+    c.kind = RowCall<T>::Kind::Forward;
+    c.step = kind;
+    c.forward = args;
+    calls.push_back(std::move(c));
   };
   if (reset_before_product(plan_)) {
     recurrent(0, 2 * H, DH);  // gh[r, z] = W_h[r, z] h_prev
-    ops_.step_forward(StepKind::GruRbpGates, args.data(), count);
+    kernel(StepKind::GruRbpGates);
     recurrent(1, H, H);  // gh[n] = W_hn (r*h_prev)
-    ops_.step_forward(StepKind::GruRbpOutput, args.data(), count);
+    kernel(StepKind::GruRbpOutput);
   } else {
     recurrent(0, GH, DH);
-    ops_.step_forward(step_kind(plan_.config.cell), args.data(), count);
+    kernel(step_kind(plan_.config.cell));
   }
 }
 
 template <typename T>
-void StackPass<T>::steps_backward(const PassOp& op) {
+void StackPass<T>::backward_calls(const PassOp& op, std::vector<RowCall<T>>& calls) const {
   const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H;
-  const int count = static_cast<int>(op.steps.size());
   std::vector<StepBackward<T>> args;
   args.reserve(op.steps.size());
   std::int64_t widest = 0;
@@ -457,29 +463,64 @@ void StackPass<T>::steps_backward(const PassOp& op) {
     args.push_back(step_backward_args(s));
     args.back().batch = widest;
   }
-  if (buf_.flow != nullptr) record_flow(args, op);  // before the kernels overwrite dh
   // dh (+)= W^T d: m = H, ldb = G*H, ldc = H.
   auto recurrent = [&](int gemm_index, std::int64_t k, bool accumulate) {
     for (const GemmGroup& group : op.groups[gemm_index]) {
-      GemmBatch<T> g = batch_of<T>(staged_, table_.data(), group);
-      g.m = H;
-      g.k = k;
-      g.lda = H;
-      g.ldb = GH;
-      g.ldc = H;
-      g.beta = accumulate ? T(1) : T(0);
-      ops_.gemm_batched(g);
+      RowCall<T> c;
+      c.gemms = batch_of<T>(staged_, table_.data(), group);
+      c.gemms.m = H;
+      c.gemms.k = k;
+      c.gemms.lda = H;
+      c.gemms.ldb = GH;
+      c.gemms.ldc = H;
+      c.gemms.beta = accumulate ? T(1) : T(0);
+      calls.push_back(std::move(c));
     }
   };
+  auto kernel = [&](StepKind kind) {
+    RowCall<T> c;
+    c.kind = RowCall<T>::Kind::Backward;
+    c.step = kind;
+    c.backward = args;
+    calls.push_back(std::move(c));
+  };
   if (reset_before_product(plan_)) {
-    ops_.step_backward(StepKind::GruRbpOutput, args.data(), count);
+    kernel(StepKind::GruRbpOutput);
     recurrent(0, H, false);  // drh = W_hn^T dgx[n]
-    ops_.step_backward(StepKind::GruRbpGates, args.data(), count);
+    kernel(StepKind::GruRbpGates);
     recurrent(1, 2 * H, true);  // dh += W_h[r,z]^T dgx[r,z]
   } else {
-    ops_.step_backward(step_kind(plan_.config.cell), args.data(), count);
+    kernel(step_kind(plan_.config.cell));
     recurrent(0, GH, true);  // dh += W_hh^T dgh
   }
+}
+
+template <typename T>
+void StackPass<T>::run_calls(const std::vector<RowCall<T>>& calls) {
+  for (const RowCall<T>& c : calls) {
+    switch (c.kind) {
+      case RowCall<T>::Kind::Gemms: ops_.gemm_batched(c.gemms); break;
+      case RowCall<T>::Kind::Forward:
+        ops_.step_forward(c.step, c.forward.data(), static_cast<int>(c.forward.size()));
+        break;
+      case RowCall<T>::Kind::Backward:
+        ops_.step_backward(c.step, c.backward.data(), static_cast<int>(c.backward.size()));
+        break;
+    }
+  }
+}
+
+template <typename T>
+bool StackPass<T>::row_runs(bool backward) const {
+  if (wavefront(plan_) || (backward && buf_.flow != nullptr)) return false;
+  return step_weights(plan_, tl_, ops_.packs_weights()) == StepWeights::Packed;
+}
+
+template <typename T>
+void StackPass<T>::run_steps(std::vector<RowCall<T>>& calls) {
+  if (calls.empty()) return;
+  if (!ops_.run_rows(calls, B_)) run_calls(calls);
+  calls.clear();
 }
 
 // dJ/dh_t of each unit of the op is dh (through h_{t+1}) + dy_t (from above): its squared
@@ -656,6 +697,9 @@ void StackPass<T>::weight_gradients(T* grads) {
   }
 }
 
+// A layer-by-layer pass hands each layer's steps to the backend at once (Ops::run_rows),
+// which may run them row-parallel (row_runs()); otherwise each step's calls run as they
+// come, between the ops they depend on.
 template <typename T>
 void StackPass<T>::forward() {
   std::vector<PassOp> program = schedule_forward(plan_, tl_);
@@ -663,15 +707,23 @@ void StackPass<T>::forward() {
   hold_step_weights(false);
   stage(program, false);
   if (transposed_weights()) transpose_weights();
+  const bool by_rows = row_runs(false);
+  std::vector<RowCall<T>> steps;
   for (const PassOp& op : program) {
+    if (op.kind == PassOpKind::Steps) {
+      forward_calls(op, steps);
+      if (!by_rows) run_steps(steps);
+      continue;
+    }
+    run_steps(steps);
     switch (op.kind) {
       case PassOpKind::InitialProjection: initial_projection(op); break;
       case PassOpKind::InputProjection: input_projection(op); break;
-      case PassOpKind::Steps: steps_forward(op); break;
       case PassOpKind::Connection: connection_forward(op); break;
       default: break;
     }
   }
+  run_steps(steps);
 }
 
 template <typename T>
@@ -680,14 +732,25 @@ void StackPass<T>::backward(T* grads) {
   const WeightsRelease<T> release(ops_);
   hold_step_weights(true);
   stage(program, true);
+  const bool by_rows = row_runs(true);
+  std::vector<RowCall<T>> steps;
   for (const PassOp& op : program) {
+    if (op.kind == PassOpKind::StepsBackward) {
+      const std::size_t first = steps.size();
+      backward_calls(op, steps);
+      // Before the kernels overwrite dh. (Recording the flow rules out row_runs.)
+      if (buf_.flow != nullptr) record_flow(steps[first].backward, op);
+      if (!by_rows) run_steps(steps);
+      continue;
+    }
+    run_steps(steps);
     switch (op.kind) {
-      case PassOpKind::StepsBackward: steps_backward(op); break;
       case PassOpKind::InputGradient: input_gradient(op); break;
       case PassOpKind::ConnectionBackward: connection_backward(op); break;
       default: break;
     }
   }
+  run_steps(steps);
   weight_gradients(grads);
 }
 

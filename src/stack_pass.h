@@ -43,6 +43,10 @@
 // With fewer rows the layouts run alike (packing measured 2-3% slower at B = 1), and with
 // few steps the preparation is not repaid, so the weights are read as stored (gemm(T, N)
 // forward).
+//
+// On packed weights, a layer-by-layer pass hands each layer's steps to the backend at
+// once (Ops::run_rows), which may run them row-parallel: row b of a step depends only on
+// row b of the steps before it (row_runs()).
 #pragma once
 
 #include <cstdint>
@@ -164,9 +168,18 @@ class StackPass {
   bool transposed_weights() const { return !buf_.units.empty() && buf_.units[0].w_t != nullptr; }
   void initial_projection(const PassOp& op);
   void input_projection(const PassOp& op);
-  void steps_forward(const PassOp& op);
+  // The calls of one Steps / StepsBackward op, appended to `calls`.
+  void forward_calls(const PassOp& op, std::vector<RowCall<T>>& calls) const;
+  void backward_calls(const PassOp& op, std::vector<RowCall<T>>& calls) const;
+  // Whether a pass hands a layer's steps to Ops::run_rows at once: layer by layer (not a
+  // wavefront, whose steps interleave with per-step projections and connections), on
+  // Packed weights (the backend runs row-parallel runs only on those), and not while
+  // recording the gradient flow (a reduction over all rows at every step).
+  bool row_runs(bool backward) const;
+  // Runs `calls` (Ops::run_rows, else one by one) and empties it.
+  void run_steps(std::vector<RowCall<T>>& calls);
+  void run_calls(const std::vector<RowCall<T>>& calls);
   void connection_forward(const PassOp& op);
-  void steps_backward(const PassOp& op);
   void record_flow(const std::vector<StepBackward<T>>& args, const PassOp& op);
   void input_gradient(const PassOp& op);
   void connection_backward(const PassOp& op);

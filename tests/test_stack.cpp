@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/cpu_steps.h"
 #include "cpu/onednn_matmul.h"
 #include "gradcheck_util.h"
 
@@ -362,6 +363,67 @@ TEST(StackPackedWeights, FollowParameterChanges) {
   };
   const std::vector<double> transposed = run(false), packed = run(true);
   EXPECT_TRUE(all_close(packed, transposed, tolerance_for_depth<float>(T * 3 * H)));
+}
+
+// A layer-by-layer float pass on packed weights runs each layer's steps row-parallel
+// (CpuOps::run_rows: every thread all steps of its own rows); with that off, step by step.
+// Outputs, final states, dx and the parameter gradients must agree to rounding, in
+// training and inference: every cell, one layer and a packed bidirectional stack (rows
+// finishing at different steps, so the threads' shares of a step shrink unevenly).
+TEST(StackRowParallel, MatchesStepByStep) {
+  if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
+  const bool threads = detail::cpu_step_threads() >= 2;  // else nothing runs row-parallel
+  const std::int64_t T = 6, B = 24, I = 5, H = 8;
+  for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
+                        CellKind::GruResetBeforeProduct}) {
+    for (const StackCase& s : {StackCase{cell, 1, false, Connection::None},
+                               StackCase{cell, 2, true, Connection::Residual}}) {
+      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " L2 bi" : " L1");
+      RnnConfig config = config_of(s, I);
+      config.hidden_size = H;
+      config.dtype = DType::Float32;
+      Rnn rnn(config, Device::cpu(), 41);
+      const std::int64_t D = s.bidirectional ? 2 : 1;
+      std::vector<std::int64_t> lengths;
+      if (s.bidirectional) {
+        for (std::int64_t b = 0; b < B; ++b) lengths.push_back(T - (b * 5) % T);
+      }
+      Random rng(42);
+      const Tensor x = rng.tensor<float>({T, B, I});
+      const Tensor dy = rng.tensor<float>({T, B, D * H});
+      struct Run {
+        std::vector<double> y, inference_y, h_n, dx, grads;
+        std::int64_t row_runs;
+      };
+      auto run = [&](bool rows) {
+        detail::set_cpu_row_parallel(rows);
+        const std::int64_t before = detail::cpu_row_parallel_runs();
+        rnn.zero_grad();
+        const ForwardResult inference = rnn.forward(x, {}, {}, Mode::Inference, lengths);
+        const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
+        const BackwardResult g = rnn.backward(dy);
+        detail::set_cpu_row_parallel(true);
+        auto values = [](const auto& t) {
+          const std::vector<float> v = t.template to_vector<float>();
+          return std::vector<double>(v.begin(), v.end());
+        };
+        return Run{values(f.y),  values(inference.y),     values(f.h_n),
+                   values(g.dx), values(rnn.gradients()), detail::cpu_row_parallel_runs() - before};
+      };
+      const Run steps = run(false), rows = run(true);
+      EXPECT_EQ(steps.row_runs, 0) << what;
+      // Per layer: an inference, a training forward and a backward run; none for the
+      // reset-before-product GRU, whose weights are not packed (stack_pass.h).
+      const bool packed = cell != CellKind::GruResetBeforeProduct;
+      EXPECT_EQ(rows.row_runs, threads && packed ? 3 * s.layers : 0) << what;
+      const Tolerance tol = tolerance_for_depth<float>(T * B * 3 * H);
+      EXPECT_TRUE(all_close(rows.y, steps.y, tol)) << what;
+      EXPECT_TRUE(all_close(rows.inference_y, steps.inference_y, tol)) << what;
+      EXPECT_TRUE(all_close(rows.h_n, steps.h_n, tol)) << what;
+      EXPECT_TRUE(all_close(rows.dx, steps.dx, tol)) << what;
+      EXPECT_TRUE(all_close(rows.grads, steps.grads, tol)) << what;
+    }
+  }
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // and threaded: cpu_steps.h).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 
 #include "../ops.h"
@@ -20,6 +21,7 @@ class CpuOps final : public Ops<T> {
   bool hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
                     std::int64_t widest_n) override;
   void release_weights() override;
+  bool run_rows(const std::vector<RowCall<T>>& calls, std::int64_t rows) override;
   const void* const* stage_pointers(const void* const* host, std::size_t count) override;
   const std::int64_t* stage_indices(const std::int64_t* host, std::size_t count) override;
   void gather(const GatherArgs<T>& args) override;
@@ -51,6 +53,13 @@ bool cpu_float_loops_threaded();
 // off to compare both paths. Affects the Ops made afterwards and the passes they run next.
 bool cpu_weight_packing();
 void set_cpu_weight_packing(bool enabled);
+
+// Whether CpuOps<float> runs a layer-by-layer pass's steps row-parallel (run_rows; on
+// unless RECUR_CPU_ROW_PARALLEL=0). Tests turn it off to compare both ways.
+bool cpu_row_parallel();
+void set_cpu_row_parallel(bool enabled);
+// How many runs CpuOps has run row-parallel so far, for tests.
+std::int64_t cpu_row_parallel_runs();
 
 extern template class CpuOps<float>;
 extern template class CpuOps<double>;

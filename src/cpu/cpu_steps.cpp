@@ -125,6 +125,23 @@ void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<doubl
   run(kind, units, count, threaded);
 }
 
+void cpu_step_rows(kernels::StepKind kind, const kernels::StepForward<float>& unit, std::int64_t b0,
+                   std::int64_t b1) {
+  step_rows(kind, unit, b0, b1);
+}
+void cpu_step_rows(kernels::StepKind kind, const kernels::StepForward<double>& unit,
+                   std::int64_t b0, std::int64_t b1) {
+  step_rows(kind, unit, b0, b1);
+}
+void cpu_step_rows(kernels::StepKind kind, const kernels::StepBackward<float>& unit,
+                   std::int64_t b0, std::int64_t b1) {
+  step_rows(kind, unit, b0, b1);
+}
+void cpu_step_rows(kernels::StepKind kind, const kernels::StepBackward<double>& unit,
+                   std::int64_t b0, std::int64_t b1) {
+  step_rows(kind, unit, b0, b1);
+}
+
 template <typename T>
 void cpu_transpose(const kernels::TransposeArgs<T>& args, bool threaded) {
   // 16 x 16 tiles, walking each tile's source column by column: the 16 source rows stay in

@@ -117,35 +117,74 @@ struct PackedGemms::Impl {
     dnnl_primitive_t prim = nullptr;
     dnnl_memory_t src = nullptr, dst = nullptr;
   };
+  // What one thread's GEMMs change: a stream, matmuls with their memory objects (their
+  // data handles are set per call), and scratch rows. Lane 0 serves ordinary calls, whose
+  // matmuls use all of OpenMP's threads; lane 1 + i serves thread i of a row-parallel run
+  // (CpuOps::run_rows), whose matmuls are made inside that run and so use one thread.
+  struct Lane {
+    const OnednnApi& api;
+    dnnl_stream_t stream = nullptr;
+    std::vector<Kernel> kernels;
+    std::vector<float> src_rows, dst_rows;  // dense copies of strided rows
+
+    explicit Lane(const OnednnApi& loaded) : api(loaded) {
+      check(api.dnnl_stream_create(&stream, api.engine, dnnl_stream_default_flags), "stream");
+    }
+    ~Lane() {
+      clear_kernels();
+      api.dnnl_stream_destroy(stream);
+    }
+    Lane(const Lane&) = delete;
+    Lane& operator=(const Lane&) = delete;
+
+    void clear_kernels() {
+      for (Kernel& k : kernels) {
+        if (k.prim != nullptr) api.dnnl_primitive_destroy(k.prim);
+        if (k.src != nullptr) api.dnnl_memory_destroy(k.src);
+        if (k.dst != nullptr) api.dnnl_memory_destroy(k.dst);
+      }
+      kernels.clear();
+    }
+
+    const Kernel& kernel(const Layout& l, std::int64_t n, bool accumulate) {
+      for (const Kernel& k : kernels) {
+        if (k.layout == &l && k.n == n && k.accumulate == accumulate) return k;
+      }
+      if (kernels.size() >= kMaxKernels) clear_kernels();
+      Kernel k{&l, n, accumulate};
+      const dnnl_memory_desc_t src = row_major(api, n, l.k, l.k, 1);
+      const dnnl_memory_desc_t dst = row_major(api, n, l.m, l.m, 1);
+      k.prim = make_matmul(api, src, l.packed, dst, accumulate, nullptr);
+      if (k.prim != nullptr) {
+        check(api.dnnl_memory_create(&k.src, &src, api.engine, DNNL_MEMORY_NONE), "memory");
+        check(api.dnnl_memory_create(&k.dst, &dst, api.engine, DNNL_MEMORY_NONE), "memory");
+      }
+      kernels.push_back(k);
+      return kernels.back();
+    }
+
+    void execute(dnnl_primitive_t prim, int count, const dnnl_exec_arg_t* args) {
+      check(api.dnnl_primitive_execute(prim, stream, count, args), "primitive execution");
+      check(api.dnnl_stream_wait(stream), "stream wait");
+    }
+  };
 
   const OnednnApi& api;
-  dnnl_stream_t stream = nullptr;
   std::vector<std::unique_ptr<Layout>> layouts;
   std::vector<Slot> slots;
-  std::vector<Kernel> kernels;
-  std::vector<float> src_rows, dst_rows;  // dense copies of strided rows
+  std::vector<std::unique_ptr<Lane>> lanes;
 
   explicit Impl(const OnednnApi& loaded) : api(loaded) {
-    check(api.dnnl_stream_create(&stream, api.engine, dnnl_stream_default_flags), "stream");
+    lanes.push_back(std::make_unique<Lane>(api));
   }
 
   ~Impl() {
-    clear_kernels();
+    lanes.clear();
     for (Slot& s : slots) api.dnnl_memory_destroy(s.packed);
     for (auto& l : layouts) {
       api.dnnl_primitive_destroy(l->reorder);
       api.dnnl_memory_destroy(l->from);
     }
-    api.dnnl_stream_destroy(stream);
-  }
-
-  void clear_kernels() {
-    for (Kernel& k : kernels) {
-      if (k.prim != nullptr) api.dnnl_primitive_destroy(k.prim);
-      if (k.src != nullptr) api.dnnl_memory_destroy(k.src);
-      if (k.dst != nullptr) api.dnnl_memory_destroy(k.dst);
-    }
-    kernels.clear();
   }
 
   // The layout for this shape, made on first use; null when oneDNN has no matmul for it.
@@ -179,28 +218,6 @@ struct PackedGemms::Impl {
     layouts.push_back(std::move(l));
     return layouts.back()->reorder != nullptr ? layouts.back().get() : nullptr;
   }
-
-  const Kernel& kernel(const Layout& l, std::int64_t n, bool accumulate) {
-    for (const Kernel& k : kernels) {
-      if (k.layout == &l && k.n == n && k.accumulate == accumulate) return k;
-    }
-    if (kernels.size() >= kMaxKernels) clear_kernels();
-    Kernel k{&l, n, accumulate};
-    const dnnl_memory_desc_t src = row_major(api, n, l.k, l.k, 1);
-    const dnnl_memory_desc_t dst = row_major(api, n, l.m, l.m, 1);
-    k.prim = make_matmul(api, src, l.packed, dst, accumulate, nullptr);
-    if (k.prim != nullptr) {
-      check(api.dnnl_memory_create(&k.src, &src, api.engine, DNNL_MEMORY_NONE), "memory");
-      check(api.dnnl_memory_create(&k.dst, &dst, api.engine, DNNL_MEMORY_NONE), "memory");
-    }
-    kernels.push_back(k);
-    return kernels.back();
-  }
-
-  void execute(dnnl_primitive_t prim, int count, const dnnl_exec_arg_t* args) {
-    check(api.dnnl_primitive_execute(prim, stream, count, args), "primitive execution");
-    check(api.dnnl_stream_wait(stream), "stream wait");
-  }
 };
 
 bool PackedGemms::available() { return onednn_api() != nullptr; }
@@ -231,7 +248,7 @@ bool PackedGemms::hold(const float* a, Trans trans_a, std::int64_t m, std::int64
   }
   check(im.api.dnnl_memory_set_data_handle(l->from, const_cast<float*>(a)), "data handle");
   const dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, l->from}, {DNNL_ARG_TO, free_slot->packed}};
-  im.execute(l->reorder, 2, args);
+  im.lanes[0]->execute(l->reorder, 2, args);
   free_slot->a = a;
   return true;
 }
@@ -240,32 +257,50 @@ void PackedGemms::release() {
   for (Impl::Slot& s : impl_->slots) s.a = nullptr;
 }
 
-bool PackedGemms::run(const Gemm<float>& g) {
+void PackedGemms::prepare_lanes(int count) {
+  Impl& im = *impl_;
+  while (static_cast<int>(im.lanes.size()) < count + 1) {
+    im.lanes.push_back(std::make_unique<Impl::Lane>(im.api));
+  }
+}
+
+bool PackedGemms::holds(const Gemm<float>& g) const {
+  for (const Impl::Slot& s : impl_->slots) {
+    const Impl::Layout& l = *s.layout;
+    if (s.a == g.a && l.trans == g.trans_a && l.m == g.m && l.k == g.k && l.lda == g.lda) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool PackedGemms::run(const Gemm<float>& g, int lane) {
   Impl& im = *impl_;
   if (g.alpha != 1.0f || (g.beta != 0.0f && g.beta != 1.0f) || g.trans_b != Trans::N) return false;
+  Impl::Lane& ln = *im.lanes.at(static_cast<std::size_t>(lane));
   for (const Impl::Slot& s : im.slots) {
     const Impl::Layout& l = *s.layout;
     if (s.a != g.a || l.trans != g.trans_a || l.m != g.m || l.k != g.k || l.lda != g.lda) continue;
     const bool accumulate = g.beta != 0.0f;
-    const Impl::Kernel& k = im.kernel(l, g.n, accumulate);
+    const Impl::Kernel& k = ln.kernel(l, g.n, accumulate);
     if (k.prim == nullptr) return false;
     const float* src = g.b;
     if (g.ldb != g.k) {
-      im.src_rows.resize(static_cast<std::size_t>(g.n * g.k));
-      copy_rows(im.src_rows.data(), g.k, g.b, g.ldb, g.n, g.k);
-      src = im.src_rows.data();
+      ln.src_rows.resize(static_cast<std::size_t>(g.n * g.k));
+      copy_rows(ln.src_rows.data(), g.k, g.b, g.ldb, g.n, g.k);
+      src = ln.src_rows.data();
     }
     float* dst = g.c;
     if (g.ldc != g.m) {
-      im.dst_rows.resize(static_cast<std::size_t>(g.n * g.m));
-      if (accumulate) copy_rows(im.dst_rows.data(), g.m, g.c, g.ldc, g.n, g.m);
-      dst = im.dst_rows.data();
+      ln.dst_rows.resize(static_cast<std::size_t>(g.n * g.m));
+      if (accumulate) copy_rows(ln.dst_rows.data(), g.m, g.c, g.ldc, g.n, g.m);
+      dst = ln.dst_rows.data();
     }
     check(im.api.dnnl_memory_set_data_handle(k.src, const_cast<float*>(src)), "data handle");
     check(im.api.dnnl_memory_set_data_handle(k.dst, dst), "data handle");
     const dnnl_exec_arg_t args[3] = {
         {DNNL_ARG_SRC, k.src}, {DNNL_ARG_WEIGHTS, s.packed}, {DNNL_ARG_DST, k.dst}};
-    im.execute(k.prim, 3, args);
+    ln.execute(k.prim, 3, args);
     if (dst != g.c) copy_rows(g.c, g.ldc, dst, g.m, g.n, g.m);
     ++runs_so_far;
     return true;
@@ -288,7 +323,9 @@ bool PackedGemms::hold(const float*, Trans, std::int64_t, std::int64_t, std::int
   return false;
 }
 void PackedGemms::release() {}
-bool PackedGemms::run(const Gemm<float>&) { return false; }
+void PackedGemms::prepare_lanes(int) {}
+bool PackedGemms::holds(const Gemm<float>&) const { return false; }
+bool PackedGemms::run(const Gemm<float>&, int) { return false; }
 std::int64_t PackedGemms::total_runs() { return 0; }
 
 #endif

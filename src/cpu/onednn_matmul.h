@@ -33,10 +33,15 @@ class PackedGemms {
             std::int64_t widest_n);
   // Forgets every held matrix; the packed buffers stay allocated for the next holds.
   void release();
-  // When g's op(A) is a held matrix (same a, trans_a, m, k, lda), alpha is 1, beta 0 or 1
-  // and oneDNN has a matmul for g's columns and strides: runs g on the packed copy and
-  // returns true. Otherwise returns false and does nothing.
-  bool run(const Gemm<float>& g);
+  // Whether g's op(A) is a held matrix (same a, trans_a, m, k, lda).
+  bool holds(const Gemm<float>& g) const;
+  // When g's op(A) is a held matrix, alpha is 1, beta 0 or 1 and oneDNN has a matmul for
+  // g's columns and strides: runs g on the packed copy and returns true. Otherwise returns
+  // false and does nothing. Lane 0 is for ordinary calls, whose matmuls use all of
+  // OpenMP's threads; lanes 1..count (prepare_lanes) let that many threads of one parallel
+  // region call run() at once, one lane each, while nothing is held or released.
+  bool run(const Gemm<float>& g, int lane = 0);
+  void prepare_lanes(int count);
 
   // How many GEMMs every PackedGemms has run on packed copies, for tests.
   static std::int64_t total_runs();
