@@ -75,14 +75,14 @@ constexpr std::int64_t kRowsPerThread = 8;
 
 // The largest per-step weight matrix (bytes) a row-parallel run takes. Each thread reads
 // all of W at every step, where the threads of one GEMM call split it, so it pays while W
-// stays in a core's cache: LSTM and GRU training steps (2 AMD EPYC cores, 1 MiB L2 each)
-// measured 5-6% faster at H=256 (W_hh 1 MiB and 0.75 MiB), within 1% at H=512 (4 and 3
-// MiB) and 2-4% slower at H=1024 (16 MiB). Twice the L2 of one core (sysconf; 1 MiB when
-// it does not say).
+// stays close to the core: LSTM and GRU training steps (2 AMD EPYC cores, 1 MiB L2 each)
+// measured 5-6% faster at H=256 (W_hh 1 MiB and 0.75 MiB), 0.4-1% faster at H=512 (4 and
+// 3 MiB) and 2-4% slower at H=1024 (16 MiB). Four times the L2 of one core (sysconf;
+// 1 MiB when it does not say).
 std::int64_t row_parallel_weight_limit() {
   static const std::int64_t limit = [] {
     const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return 2 * (l2 > 0 ? static_cast<std::int64_t>(l2) : std::int64_t{1} << 20);
+    return 4 * (l2 > 0 ? static_cast<std::int64_t>(l2) : std::int64_t{1} << 20);
   }();
   return limit;
 }
