@@ -304,6 +304,23 @@ GemmBatch<T> batch_of(const void* const* staged, const void* const* host, const 
   return b;
 }
 
+// The batched GEMM call of one group of a Steps op: C = op(A) B, or C += op(A) B.
+template <typename T>
+RowCall<T> gemm_call(const void* const* staged, const void* const* host, const GemmGroup& group,
+                     Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
+                     std::int64_t ldb, std::int64_t ldc, bool accumulate) {
+  RowCall<T> c;
+  c.gemms = batch_of<T>(staged, host, group);
+  c.gemms.trans_a = trans_a;
+  c.gemms.m = m;
+  c.gemms.k = k;
+  c.gemms.lda = lda;
+  c.gemms.ldb = ldb;
+  c.gemms.ldc = ldc;
+  c.gemms.beta = accumulate ? T(1) : T(0);
+  return c;
+}
+
 // Releases whatever a pass held (Ops::hold_weights) when the pass ends, however it ends,
 // a hold that threw halfway included: a copy still held into the next pass would serve
 // GEMMs on weights the optimizer has changed since.
@@ -422,16 +439,10 @@ void StackPass<T>::forward_calls(const PassOp& op, std::vector<RowCall<T>>& call
   }
   // gh = W h for every group of units (C pointers, e.g. gh's n slot, come from the table).
   auto recurrent = [&](int gemm_index, std::int64_t m, std::int64_t ldb) {
+    const bool t = transposed_weights();  // w_t, or W_hh
     for (const GemmGroup& group : op.groups[gemm_index]) {
-      RowCall<T> c;
-      c.gemms = batch_of<T>(staged_, table_.data(), group);
-      c.gemms.trans_a = transposed_weights() ? Trans::N : Trans::T;  // w_t, or W_hh
-      c.gemms.m = m;
-      c.gemms.k = H;
-      c.gemms.lda = transposed_weights() ? GH : H;
-      c.gemms.ldb = ldb;
-      c.gemms.ldc = GH;
-      calls.push_back(std::move(c));
+      calls.push_back(gemm_call<T>(staged_, table_.data(), group, t ? Trans::N : Trans::T, m, H,
+                                   t ? GH : H, ldb, GH, false));
     }
   };
   auto kernel = [&](StepKind kind) {
@@ -466,15 +477,8 @@ void StackPass<T>::backward_calls(const PassOp& op, std::vector<RowCall<T>>& cal
   // dh (+)= W^T d: m = H, ldb = G*H, ldc = H.
   auto recurrent = [&](int gemm_index, std::int64_t k, bool accumulate) {
     for (const GemmGroup& group : op.groups[gemm_index]) {
-      RowCall<T> c;
-      c.gemms = batch_of<T>(staged_, table_.data(), group);
-      c.gemms.m = H;
-      c.gemms.k = k;
-      c.gemms.lda = H;
-      c.gemms.ldb = GH;
-      c.gemms.ldc = H;
-      c.gemms.beta = accumulate ? T(1) : T(0);
-      calls.push_back(std::move(c));
+      calls.push_back(
+          gemm_call<T>(staged_, table_.data(), group, Trans::N, H, k, H, GH, H, accumulate));
     }
   };
   auto kernel = [&](StepKind kind) {

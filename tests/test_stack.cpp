@@ -221,6 +221,13 @@ std::vector<double> batch_slice(const std::vector<double>& v, std::int64_t T, st
   return out;
 }
 
+// A float Tensor's or TensorView's values, widened for all_close.
+template <class Values>
+std::vector<double> widened(const Values& t) {
+  const std::vector<float> v = t.template to_vector<float>();
+  return std::vector<double>(v.begin(), v.end());
+}
+
 // The models the per-step weight layouts are checked on: every cell as a wavefront with
 // dense connections (upper layers read W_ih per step, by segments) and as a packed
 // bidirectional stack.
@@ -316,11 +323,7 @@ TEST(StackPackedWeights, MatchTheTransposedWeights) {
       const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
       const BackwardResult g = rnn.backward(dy);
       detail::set_cpu_weight_packing(true);
-      auto values = [](const auto& t) {
-        const std::vector<float> v = t.template to_vector<float>();
-        return std::vector<double>(v.begin(), v.end());
-      };
-      return Run{values(f.y), values(f.h_n), values(g.dx), values(rnn.gradients()),
+      return Run{widened(f.y), widened(f.h_n), widened(g.dx), widened(rnn.gradients()),
                  detail::PackedGemms::total_runs() - before};
     };
     const Run transposed = run(false), packed = run(true);
@@ -403,12 +406,9 @@ TEST(StackRowParallel, MatchesStepByStep) {
         const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
         const BackwardResult g = rnn.backward(dy);
         detail::set_cpu_row_parallel(true);
-        auto values = [](const auto& t) {
-          const std::vector<float> v = t.template to_vector<float>();
-          return std::vector<double>(v.begin(), v.end());
-        };
-        return Run{values(f.y),  values(inference.y),     values(f.h_n),
-                   values(g.dx), values(rnn.gradients()), detail::cpu_row_parallel_runs() - before};
+        return Run{
+            widened(f.y),  widened(inference.y),     widened(f.h_n),
+            widened(g.dx), widened(rnn.gradients()), detail::cpu_row_parallel_runs() - before};
       };
       const Run steps = run(false), rows = run(true);
       EXPECT_EQ(steps.row_runs, 0) << what;
