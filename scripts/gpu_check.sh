@@ -7,7 +7,8 @@
 # Each stage has a time limit (seconds, from the environment) so that a lent machine's few
 # minutes give the most important answers first even if something hangs:
 #   RECUR_GPU_TESTS_S (150), RECUR_GPU_BENCH_S (180), RECUR_GPU_MEMCHECK_S (90),
-#   RECUR_GPU_RACECHECK_S (60), RECUR_GPU_DEEPBENCH_S (90); 0 skips a stage.
+#   RECUR_GPU_RACECHECK_S (60), RECUR_GPU_PROFILE_S (60), RECUR_GPU_DEEPBENCH_S (90); 0 skips
+#   a stage.
 # RECUR_GPU_ALL_TESTS=1 also runs the test binaries with no CUDA code (CI runs those).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -120,6 +121,31 @@ sanitize() {
 }
 sanitize memcheck "${RECUR_GPU_MEMCHECK_S:-90}"
 sanitize racecheck "${RECUR_GPU_RACECHECK_S:-60}"
+
+# Where the GPU time goes, for the next round of work: Nsight Compute's per-kernel summary
+# (kernel names with grid sizes, invocations and durations) over one training step of the
+# problems recur was furthest behind cuDNN on when last measured (a 4-layer stack; a
+# variable-length bidirectional batch). Informational: it never fails the check.
+profile_s=${RECUR_GPU_PROFILE_S:-60}
+profile() {  # profile BINARY ARGS...: ncu's summary of one run, within the stage's time
+  local left=$((deadline - SECONDS))
+  [ -x "$build/bench/$1" ] && [ $left -gt 0 ] || return 0
+  echo "=== ncu: $*" >> "$out/profile.txt"
+  limited "$left" ncu --clock-control none --metrics gpu__time_duration.sum \
+    --print-summary per-kernel --launch-count 3000 "$build/bench/$1" "${@:2}" 2>&1 |
+    grep -E 'Invocations|gpu__time_duration|^(gpu|cuda)' >> "$out/profile.txt"
+}
+if stage profile "$profile_s"; then
+  if command -v ncu > /dev/null; then
+    deadline=$((SECONDS + profile_s))
+    profile recur_bench --gpu --filter "lstm T=100 B=64 I=512 H=512 L=4" --mode training \
+      --reps 1 --warmup 1 --no-anchors --no-ceiling
+    profile recur_bench_packed --gpu --quick
+    echo "profile: written" >> "$summary"
+  else
+    echo "profile: ncu not found" >> "$summary"
+  fi
+fi
 
 # DeepBench's training problems (the CSV travels in the bundle: ../shared does not).
 deep_s=${RECUR_GPU_DEEPBENCH_S:-90}
