@@ -3,6 +3,8 @@
 #include "stack_pass.h"
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 namespace recur::detail {
 namespace {
@@ -445,21 +447,22 @@ void StackPass<T>::forward_calls(const PassOp& op, std::vector<RowCall<T>>& call
                                    t ? GH : H, ldb, GH, false));
     }
   };
-  auto kernel = [&](StepKind kind) {
+  // The last kernel call takes `args` over; the reset-before-product GRU's first copies it.
+  auto kernel = [&](StepKind kind, std::vector<StepForward<T>> units) {
     RowCall<T> c;
     c.kind = RowCall<T>::Kind::Forward;
     c.step = kind;
-    c.forward = args;
+    c.forward = std::move(units);
     calls.push_back(std::move(c));
   };
   if (reset_before_product(plan_)) {
     recurrent(0, 2 * H, DH);  // gh[r, z] = W_h[r, z] h_prev
-    kernel(StepKind::GruRbpGates);
+    kernel(StepKind::GruRbpGates, args);
     recurrent(1, H, H);  // gh[n] = W_hn (r*h_prev)
-    kernel(StepKind::GruRbpOutput);
+    kernel(StepKind::GruRbpOutput, std::move(args));
   } else {
     recurrent(0, GH, DH);
-    kernel(step_kind(plan_.config.cell));
+    kernel(step_kind(plan_.config.cell), std::move(args));
   }
 }
 
@@ -481,20 +484,21 @@ void StackPass<T>::backward_calls(const PassOp& op, std::vector<RowCall<T>>& cal
           gemm_call<T>(staged_, table_.data(), group, Trans::N, H, k, H, GH, H, accumulate));
     }
   };
-  auto kernel = [&](StepKind kind) {
+  // The last kernel call takes `args` over; the reset-before-product GRU's first copies it.
+  auto kernel = [&](StepKind kind, std::vector<StepBackward<T>> units) {
     RowCall<T> c;
     c.kind = RowCall<T>::Kind::Backward;
     c.step = kind;
-    c.backward = args;
+    c.backward = std::move(units);
     calls.push_back(std::move(c));
   };
   if (reset_before_product(plan_)) {
-    kernel(StepKind::GruRbpOutput);
+    kernel(StepKind::GruRbpOutput, args);
     recurrent(0, H, false);  // drh = W_hn^T dgx[n]
-    kernel(StepKind::GruRbpGates);
+    kernel(StepKind::GruRbpGates, std::move(args));
     recurrent(1, 2 * H, true);  // dh += W_h[r,z]^T dgx[r,z]
   } else {
-    kernel(step_kind(plan_.config.cell));
+    kernel(step_kind(plan_.config.cell), std::move(args));
     recurrent(0, GH, true);  // dh += W_hh^T dgh
   }
 }

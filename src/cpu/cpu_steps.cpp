@@ -129,15 +129,7 @@ void cpu_step_rows(kernels::StepKind kind, const kernels::StepForward<float>& un
                    std::int64_t b1) {
   step_rows(kind, unit, b0, b1);
 }
-void cpu_step_rows(kernels::StepKind kind, const kernels::StepForward<double>& unit,
-                   std::int64_t b0, std::int64_t b1) {
-  step_rows(kind, unit, b0, b1);
-}
 void cpu_step_rows(kernels::StepKind kind, const kernels::StepBackward<float>& unit,
-                   std::int64_t b0, std::int64_t b1) {
-  step_rows(kind, unit, b0, b1);
-}
-void cpu_step_rows(kernels::StepKind kind, const kernels::StepBackward<double>& unit,
                    std::int64_t b0, std::int64_t b1) {
   step_rows(kind, unit, b0, b1);
 }

@@ -20,13 +20,10 @@ void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<doubl
 
 // Rows [b0, b1) of one unit's step (b1 at most its active rows), on the calling thread: a
 // row-parallel run's share (CpuOps::run_rows).
+// (float only: float64 runs step by step.)
 void cpu_step_rows(kernels::StepKind kind, const kernels::StepForward<float>& unit, std::int64_t b0,
                    std::int64_t b1);
-void cpu_step_rows(kernels::StepKind kind, const kernels::StepForward<double>& unit,
-                   std::int64_t b0, std::int64_t b1);
 void cpu_step_rows(kernels::StepKind kind, const kernels::StepBackward<float>& unit,
-                   std::int64_t b0, std::int64_t b1);
-void cpu_step_rows(kernels::StepKind kind, const kernels::StepBackward<double>& unit,
                    std::int64_t b0, std::int64_t b1);
 
 // dst = src^T (kernels/gather.cuh), in tiles; with `threaded`, tile rows are shared among
