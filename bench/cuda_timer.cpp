@@ -1,6 +1,7 @@
 // bench/cuda_timer.cpp: CUDA-event timing (compiled only in the CUDA build).
 #include <cuda_runtime.h>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -33,25 +34,23 @@ struct EventPair {
 
 }  // namespace
 
-Stats time_cuda(const std::function<void()>& fn, void* stream_ptr, const TimingOptions& opt) {
-  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  EventPair ev;
-  for (int i = 0; i < opt.warmup; ++i) fn();
-  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (warm-up)");
-  std::vector<double> ms;
-  double total_s = 0;
-  for (int i = 0; i < opt.reps; ++i) {
-    check(cudaEventRecord(ev.start, stream), "cudaEventRecord");
+TimedCall cuda_timed(std::function<void()> fn, void* stream_ptr) {
+  auto events = std::make_shared<EventPair>();
+  return [fn = std::move(fn), events, stream = static_cast<cudaStream_t>(stream_ptr)] {
+    check(cudaEventRecord(events->start, stream), "cudaEventRecord");
     fn();
-    check(cudaEventRecord(ev.stop, stream), "cudaEventRecord");
-    check(cudaEventSynchronize(ev.stop), "cudaEventSynchronize");
+    check(cudaEventRecord(events->stop, stream), "cudaEventRecord");
+    check(cudaEventSynchronize(events->stop), "cudaEventSynchronize");
     float elapsed = 0;
-    check(cudaEventElapsedTime(&elapsed, ev.start, ev.stop), "cudaEventElapsedTime");
-    ms.push_back(elapsed);
-    total_s += elapsed * 1e-3;
-    if (total_s > opt.max_seconds && i + 1 >= opt.min_reps) break;
-  }
-  return summarize(ms);
+    check(cudaEventElapsedTime(&elapsed, events->start, events->stop), "cudaEventElapsedTime");
+    return double(elapsed);
+  };
+}
+
+Stats time_cuda(const std::function<void()>& fn, void* stream, const TimingOptions& opt) {
+  const SideBySide s = time_side_by_side({cuda_timed(fn, stream)}, opt);
+  if (!s.errors[0].empty()) throw std::runtime_error(s.errors[0]);
+  return summarize(s.ms[0]);
 }
 
 std::string cuda_device_name() {

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -280,26 +281,21 @@ class Session {
 
 }  // namespace
 
-std::vector<Result> run_cudnn(const Problem& p, bool tensor_ops, const DriverOptions& opt) {
-  const char* impl = tensor_ops ? "cudnn_tf32" : "cudnn";
-  std::vector<Result> out;
-  for (Mode m : opt.modes) {
-    Result r = note_result(impl, "gpu", p, m, "");
-    try {
-      if (!api().error.empty()) throw std::runtime_error(api().error);
-      Session session(p, tensor_ops);
-      const bool training = m == Mode::Training;
-      r.stats = time_cuda(
-          [&] {
-            session.forward(training);
-            if (training) session.backward();
-          },
-          session.stream(), opt.timing);
-      r.ok = true;
-    } catch (const std::exception& e) {
-      r.note = std::string("error: ") + e.what();
-    }
-    out.push_back(r);
+Prepared prepare_cudnn(const Problem& p, bool tensor_ops, Mode mode) {
+  Prepared out;
+  out.result = note_result(tensor_ops ? "cudnn_tf32" : "cudnn", "gpu", p, mode, "");
+  try {
+    if (!api().error.empty()) throw std::runtime_error(api().error);
+    auto session = std::make_shared<Session>(p, tensor_ops);
+    const bool training = mode == Mode::Training;
+    out.call = cuda_timed(
+        [session, training] {
+          session->forward(training);
+          if (training) session->backward();
+        },
+        session->stream());
+  } catch (const std::exception& e) {
+    out.result.note = std::string("error: ") + e.what();
   }
   return out;
 }

@@ -27,16 +27,19 @@ const char* kUsage = R"(usage: recur_bench [options]
   --deepbench-csv F    the DeepBench CSV (default: the source tree's ../shared/bench)
   --deepbench-max-hidden N   skip DeepBench rows with larger H (default 1024 on the CPU)
   --only-deepbench     run the DeepBench problems alone, not the built-in grid
-  --reps N             timed repetitions per measurement (default 10; --quick 5)
+  --reps N             timed rounds: recur and each anchor run once a round, side by side
+                       (default 10; --quick 5)
   --warmup N           untimed calls first (default 2; --quick 1)
-  --max-seconds S      stop repeating after S seconds once 3 reps are done (default 10)
+  --max-seconds S      stop after S seconds per implementation once 3 rounds are done
+                       (default 10)
   --no-anchors         recur only;  --no-ceiling: skip the sgemm ceiling
   --no-tf32            no cuDNN TF32 tensor-op rows on the GPU
   --json FILE          also write every result as JSON
 )";
 
 struct Options {
-  bench::DriverOptions driver;
+  bench::TimingOptions timing;
+  std::vector<bench::Mode> modes;
   bool quick = false, cpu = false, gpu = false, anchors = true, ceiling = true, tf32 = true;
   bool only_deepbench = false;
   std::vector<std::string> filters;
@@ -109,7 +112,7 @@ Options parse(int argc, char** argv) {
       usage_error("unknown option '" + a + "'");
     }
   }
-  bench::TimingOptions& t = o.driver.timing;
+  bench::TimingOptions& t = o.timing;
   if (o.quick) {
     t.reps = 5;
     t.warmup = 1;
@@ -119,9 +122,9 @@ Options parse(int argc, char** argv) {
   if (warmup >= 0) t.warmup = warmup;
   if (max_seconds > 0) t.max_seconds = max_seconds;
   t.min_reps = std::min(t.min_reps, t.reps);
-  if (mode == "inference" || mode == "both") o.driver.modes.push_back(bench::Mode::Inference);
-  if (mode == "training" || mode == "both") o.driver.modes.push_back(bench::Mode::Training);
-  if (o.driver.modes.empty()) usage_error("--mode: expected inference, training or both");
+  if (mode == "inference" || mode == "both") o.modes.push_back(bench::Mode::Inference);
+  if (mode == "training" || mode == "both") o.modes.push_back(bench::Mode::Training);
+  if (o.modes.empty()) usage_error("--mode: expected inference, training or both");
   return o;
 }
 
@@ -155,31 +158,61 @@ std::vector<bench::Problem> problems_for(const Options& o, bool gpu) {
   return kept;
 }
 
-// Every measurement of one problem on one device: recur, the anchors, the ceiling.
-std::vector<bench::Result> run_problem(const Options& o, const bench::Problem& p, bool gpu) {
-  std::vector<bench::Result> out = bench::run_recur(p, gpu, o.driver);
+// One mode of one problem on one device: recur and the anchors, measured side by side.
+std::vector<bench::Result> run_mode(const Options& o, const bench::Problem& p, bool gpu,
+                                    bench::Mode mode) {
+  std::vector<bench::Prepared> prepared;
+  prepared.push_back(bench::prepare_recur(p, gpu, mode));
   if (o.anchors) {
-    std::vector<bench::Result> more;
 #ifdef RECUR_BENCH_ONEDNN
-    if (!gpu) more = bench::run_onednn(p, o.driver);
+    if (!gpu) prepared.push_back(bench::prepare_onednn(p, mode));
 #endif
 #ifdef RECUR_BENCH_CUDNN
     if (gpu) {
-      more = bench::run_cudnn(p, false, o.driver);
-      if (o.tf32) {
-        const std::vector<bench::Result> tc = bench::run_cudnn(p, true, o.driver);
-        more.insert(more.end(), tc.begin(), tc.end());
-      }
+      prepared.push_back(bench::prepare_cudnn(p, false, mode));
+      if (o.tf32) prepared.push_back(bench::prepare_cudnn(p, true, mode));
     }
 #endif
-    out.insert(out.end(), more.begin(), more.end());
+  }
+  std::vector<bench::TimedCall> calls;
+  std::vector<std::size_t> timed;  // index in `prepared` of each call
+  for (std::size_t i = 0; i < prepared.size(); ++i) {
+    if (!prepared[i].call) continue;
+    calls.push_back(prepared[i].call);
+    timed.push_back(i);
+  }
+  const bench::SideBySide times = bench::time_side_by_side(calls, o.timing);
+  calls.clear();  // the prepared state goes with the last copy of each call
+  for (std::size_t c = 0; c < timed.size(); ++c) {
+    bench::Result& r = prepared[timed[c]].result;
+    if (!times.errors[c].empty()) {
+      r.note = "error: " + times.errors[c];
+      continue;
+    }
+    r.ok = true;
+    r.stats = bench::summarize(times.ms[c]);
+    if (timed[0] == 0 && c > 0 && times.errors[0].empty()) {
+      r.vs_recur = bench::paired_ratio(times.ms[c], times.ms[0]);
+    }
+  }
+  std::vector<bench::Result> out;
+  for (bench::Prepared& pr : prepared) out.push_back(std::move(pr.result));
+  return out;
+}
+
+// Every measurement of one problem on one device: recur, the anchors, the ceiling.
+std::vector<bench::Result> run_problem(const Options& o, const bench::Problem& p, bool gpu) {
+  std::vector<bench::Result> out;
+  for (bench::Mode mode : o.modes) {
+    std::vector<bench::Result> r = run_mode(o, p, gpu, mode);
+    out.insert(out.end(), r.begin(), r.end());
   }
   for (bench::Result& r : out) {
     if (!r.ok) continue;
     r.gflops = bench::flops(p, r.mode) / (r.stats.median_ms * 1e6);
     if (o.ceiling) {
       try {
-        r.ceiling_gflops = bench::sgemm_ceiling_gflops(p, r.mode, gpu, o.driver.timing);
+        r.ceiling_gflops = bench::sgemm_ceiling_gflops(p, r.mode, gpu, o.timing);
       } catch (const std::exception& e) {
         std::cerr << "sgemm ceiling: " << e.what() << "\n";
       }

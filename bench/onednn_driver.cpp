@@ -16,6 +16,7 @@
 // gru_rbp -> gru_*, rnn_tanh / rnn_relu -> vanilla_rnn_* with eltwise_tanh / eltwise_relu.
 #include <cstring>
 #include <dnnl.hpp>
+#include <memory>
 #include <random>
 #include <unordered_map>
 
@@ -250,27 +251,23 @@ class Net {
 }  // namespace
 
 // The plugin's entry points (C linkage, so the loader finds them by name with dlsym).
-extern "C" void recur_bench_onednn_run(const Problem& p, const DriverOptions& opt,
-                                       std::vector<Result>& out) {
-  out.clear();
-  for (Mode m : opt.modes) {
-    Result r = note_result("onednn", "cpu", p, m, "");
-    try {
-      const bool training = m == Mode::Training;
-      Net net(p, training);
-      dnnl::stream s(cpu_engine());
-      r.stats = time_host(
-          [&] {
-            net.forward(s);
-            if (training) net.backward(s);
-            s.wait();
-          },
-          opt.timing);
-      r.ok = true;
-    } catch (const std::exception& e) {
-      r.note = std::string("error: ") + e.what();
-    }
-    out.push_back(r);
+extern "C" void recur_bench_onednn_prepare(const Problem& p, Mode mode, Prepared& out) {
+  out.result = note_result("onednn", "cpu", p, mode, "");
+  // What one call needs, kept alive by the call.
+  struct State {
+    Net net;
+    dnnl::stream stream;
+  };
+  try {
+    const bool training = mode == Mode::Training;
+    auto s = std::make_shared<State>(State{Net(p, training), dnnl::stream(cpu_engine())});
+    out.call = host_timed([s, training] {
+      s->net.forward(s->stream);
+      if (training) s->net.backward(s->stream);
+      s->stream.wait();
+    });
+  } catch (const std::exception& e) {
+    out.result.note = std::string("error: ") + e.what();
   }
 }
 

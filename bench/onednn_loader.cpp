@@ -1,6 +1,6 @@
 // bench/onednn_loader.cpp: finds the oneDNN plugin (libbench_onednn.so, built from
-// onednn_driver.cpp) beside the recur_bench executable and calls into it. Without the
-// plugin, or without libdnnl, the oneDNN rows say why instead.
+// onednn_driver.cpp) beside the recur_bench executable and has it prepare oneDNN's calls. Without
+// the plugin, or without libdnnl, the oneDNN rows say why instead.
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -11,11 +11,11 @@
 namespace bench {
 namespace {
 
-using RunFn = void (*)(const Problem&, const DriverOptions&, std::vector<Result>&);
+using PrepareFn = void (*)(const Problem&, Mode, Prepared&);
 using VersionFn = void (*)(std::string&);
 
 struct Plugin {
-  RunFn run = nullptr;
+  PrepareFn prepare = nullptr;
   VersionFn version = nullptr;
   std::string error;  // empty when loaded
 };
@@ -38,9 +38,9 @@ const Plugin& plugin() {
       p.error = "oneDNN plugin not loaded: " + std::string(why != nullptr ? why : path);
       return p;
     }
-    p.run = reinterpret_cast<RunFn>(dlsym(lib, "recur_bench_onednn_run"));
+    p.prepare = reinterpret_cast<PrepareFn>(dlsym(lib, "recur_bench_onednn_prepare"));
     p.version = reinterpret_cast<VersionFn>(dlsym(lib, "recur_bench_onednn_version"));
-    if (p.run == nullptr || p.version == nullptr) p.error = path + " lacks its entry points";
+    if (p.prepare == nullptr || p.version == nullptr) p.error = path + " lacks its entry points";
     return p;
   }();
   return loaded;
@@ -48,13 +48,13 @@ const Plugin& plugin() {
 
 }  // namespace
 
-std::vector<Result> run_onednn(const Problem& p, const DriverOptions& opt) {
-  std::vector<Result> out;
+Prepared prepare_onednn(const Problem& p, Mode mode) {
+  Prepared out;
   if (!plugin().error.empty()) {
-    for (Mode m : opt.modes) out.push_back(note_result("onednn", "cpu", p, m, plugin().error));
+    out.result = note_result("onednn", "cpu", p, mode, plugin().error);
     return out;
   }
-  plugin().run(p, opt, out);
+  plugin().prepare(p, mode, out);
   return out;
 }
 

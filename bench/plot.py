@@ -192,7 +192,12 @@ def markdown_tables(rows):
             ceil = any_r.get("ceiling_gflops")
             cells.append(f"{ceil:.1f}" if ceil else "—")
             rr = by.get("recur")
-            cells.append(f"{rr['vs_anchor']:.2f}" if rr and rr.get("vs_anchor") else "—")
+            if rr and rr.get("vs_anchor"):
+                spread = (f" [{rr['vs_anchor_p10']:.2f}, {rr['vs_anchor_p90']:.2f}]"
+                          if rr.get("vs_anchor_p10") is not None else "")
+                cells.append(f"{rr['vs_anchor']:.2f}{spread}")
+            else:
+                cells.append("—")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)

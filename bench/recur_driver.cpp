@@ -4,6 +4,7 @@
 // On the GPU every call is bracketed by CUDA events on the model's stream.
 #include <recur/recur.h>
 
+#include <memory>
 #include <optional>
 #include <random>
 
@@ -48,48 +49,41 @@ recur::Tensor random_tensor(const recur::Shape& shape, std::uint32_t seed, recur
 
 }  // namespace
 
-std::vector<Result> run_recur(const Problem& p, bool gpu, const DriverOptions& opt) {
-  const char* dev_name = gpu ? "gpu" : "cpu";
-  std::vector<Result> out;
+Prepared prepare_recur(const Problem& p, bool gpu, Mode mode) {
+  Prepared out;
+  out.result = note_result("recur", gpu ? "gpu" : "cpu", p, mode, "");
   std::string why;
   const std::optional<recur::RnnConfig> config = to_recur_config(p, &why);
   if (!config) {
-    for (Mode m : opt.modes) out.push_back(note_result("recur", dev_name, p, m, why));
+    out.result.note = why;
     return out;
   }
+  // What one call needs, kept alive by the call.
+  struct State {
+    recur::Rnn rnn;
+    recur::Tensor x, dy;
+  };
   try {
     const recur::Device device = gpu ? recur::Device::cuda(0) : recur::Device::cpu();
-    recur::Rnn rnn(*config, device, /*seed=*/1);
-    const recur::Tensor x = random_tensor({p.T, p.B, p.I}, 2, device);
-    const recur::Tensor dy = random_tensor({p.T, p.B, (p.bidirectional ? 2 : 1) * p.H}, 3, device);
-    for (Mode m : opt.modes) {
-      Result r = note_result("recur", dev_name, p, m, "");
-      std::function<void()> fn;
-      if (m == Mode::Inference) {
-        fn = [&] { rnn.forward(x, {}, {}, recur::Mode::Inference); };
-      } else {
-        fn = [&] {
-          rnn.forward(x);
-          rnn.backward(dy);
-        };
-      }
-      try {
+    auto s = std::make_shared<State>(
+        State{recur::Rnn(*config, device, /*seed=*/1), random_tensor({p.T, p.B, p.I}, 2, device),
+              random_tensor({p.T, p.B, (p.bidirectional ? 2 : 1) * p.H}, 3, device)});
+    std::function<void()> fn;
+    if (mode == Mode::Inference) {
+      fn = [s] { s->rnn.forward(s->x, {}, {}, recur::Mode::Inference); };
+    } else {
+      fn = [s] {
+        s->rnn.forward(s->x);
+        s->rnn.backward(s->dy);
+      };
+    }
 #ifdef RECUR_BENCH_CUDA
-        r.stats = gpu ? time_cuda(fn, rnn.cuda_stream(), opt.timing) : time_host(fn, opt.timing);
-        if (gpu) rnn.synchronize();
+    out.call = gpu ? cuda_timed(fn, s->rnn.cuda_stream()) : host_timed(fn);
 #else
-        r.stats = time_host(fn, opt.timing);
+    out.call = host_timed(fn);
 #endif
-        r.ok = true;
-      } catch (const std::exception& e) {
-        r.note = std::string("error: ") + e.what();
-      }
-      out.push_back(r);
-    }
   } catch (const std::exception& e) {  // the model or its inputs could not be made
-    for (Mode m : opt.modes) {
-      out.push_back(note_result("recur", dev_name, p, m, std::string("error: ") + e.what()));
-    }
+    out.result.note = std::string("error: ") + e.what();
   }
   return out;
 }

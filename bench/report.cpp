@@ -45,6 +45,12 @@ std::string json_number(double v) {
   return fmt("%.6g", v);
 }
 
+// recur against anchor a (> 1: recur faster): the median of the round-by-round ratios
+// where they ran side by side, else the ratio of the medians.
+double vs_anchor(const Result& a, const Result& r) {
+  return a.vs_recur.reps > 0 ? a.vs_recur.median_ms : a.stats.median_ms / r.stats.median_ms;
+}
+
 }  // namespace
 
 const Result* anchor_for(const Result& r, const std::vector<Result>& all) {
@@ -89,7 +95,10 @@ void print_table(std::ostream& out, const std::vector<Result>& results) {
         r.ceiling_gflops > 0 ? fmt("%.0f%%", 100 * r.gflops / r.ceiling_gflops) : "-";
     std::string versus;
     if (const Result* a = anchor_for(r, results)) {
-      versus = fmt("%.2fx ", a->stats.median_ms / r.stats.median_ms) + a->impl;
+      versus = fmt("%.2fx ", vs_anchor(*a, r)) + a->impl;
+      if (a->vs_recur.reps > 0) {
+        versus += fmt(" [%.2f, ", a->vs_recur.p10_ms) + fmt("%.2f]", a->vs_recur.p90_ms);
+      }
     }
     std::snprintf(line, sizeof line, "%-4s %-38s %-9s %-11s %10.2f %21s %8.1f %7s  %s\n",
                   r.device.c_str(), describe(r.problem).c_str(), mode_name(r.mode), r.impl.c_str(),
@@ -140,7 +149,8 @@ void write_json(const std::string& path, const MachineInfo& m, const std::vector
     << "\"gflop\": \"GEMM FLOPs: forward 2*G*H*(I_l+H)*T*B per layer and direction, "
        "training 3x forward\", "
     << "\"ceiling_gflops\": \"sgemm GFLOP/s at the problem's GEMM shapes, FLOP-weighted\", "
-    << "\"vs_anchor\": \"anchor median time / recur median time; > 1 means recur is faster\"},\n"
+    << "\"vs_anchor\": \"median over the rounds of anchor time / recur time in the same round "
+       "(side by side; p10 and p90 of the same ratios); > 1 means recur is faster\"},\n"
     << "  \"results\": [";
   for (std::size_t i = 0; i < results.size(); ++i) {
     const Result& r = results[i];
@@ -168,7 +178,12 @@ void write_json(const std::string& path, const MachineInfo& m, const std::vector
         << json_number(r.ceiling_gflops > 0 ? r.gflops / r.ceiling_gflops : NAN);
       if (a != nullptr) {
         j << ", \"anchor\": " << json_string(a->impl)
-          << ", \"vs_anchor\": " << json_number(a->stats.median_ms / r.stats.median_ms);
+          << ", \"vs_anchor\": " << json_number(vs_anchor(*a, r));
+        if (a->vs_recur.reps > 0) {
+          j << ", \"vs_anchor_p10\": " << json_number(a->vs_recur.p10_ms)
+            << ", \"vs_anchor_p90\": " << json_number(a->vs_recur.p90_ms)
+            << ", \"vs_anchor_paired_rounds\": " << a->vs_recur.reps;
+        }
       }
     }
     j << "}";

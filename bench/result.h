@@ -18,13 +18,20 @@ struct Result {
   bool ok = false;
   std::string note;  // why it was skipped or failed; empty when ok
   Stats stats;
+  // Round by round (timer.h), this row's time / recur's on the same problem, mode and
+  // device: > 1 means recur is faster (the fields named *_ms hold these ratios). reps == 0
+  // for recur's own rows and unpaired ones.
+  Stats vs_recur;
   double gflops = 0;          // flops(problem, mode) / median time
   double ceiling_gflops = 0;  // sgemm at this problem's GEMM shapes on this device; 0 unknown
 };
 
-struct DriverOptions {
-  TimingOptions timing;
-  std::vector<Mode> modes;
+// One implementation on one problem and mode, made ready to run: `call` owns what it needs
+// (model or primitives, inputs, buffers), runs one inference or training step and returns
+// its time in ms. When it could not be made, `call` is empty and result.note says why.
+struct Prepared {
+  Result result;
+  TimedCall call;
 };
 
 // A skipped or failed result.
@@ -32,20 +39,21 @@ Result note_result(const char* impl, const char* device, const Problem& p, Mode 
                    const std::string& note);
 
 // recur through its public API, on Device::cpu() or Device::cuda(0).
-std::vector<Result> run_recur(const Problem& p, bool gpu, const DriverOptions& opt);
+Prepared prepare_recur(const Problem& p, bool gpu, Mode mode);
 
 #ifdef RECUR_BENCH_ONEDNN
 // oneDNN's RNN primitives (f32, CPU), one primitive per layer so that stacks concatenate
-// directions between layers as PyTorch (and recur) do. Runs in the plugin
-// libbench_onednn.so (onednn_driver.cpp); without it every row says why.
-std::vector<Result> run_onednn(const Problem& p, const DriverOptions& opt);
+// directions between layers as PyTorch (and recur) do. Made in the plugin
+// libbench_onednn.so (onednn_driver.cpp); without it the result says why.
+Prepared prepare_onednn(const Problem& p, Mode mode);
 std::string onednn_version();  // "2.6.3 (hash)", or "unavailable (why)"
 #endif
 
 #ifdef RECUR_BENCH_CUDNN
-// cuDNN's RNN API (CUDNN_RNN_ALGO_STANDARD, FP32). tensor_ops: allow TF32 tensor-core math
-// (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION), reported as its own implementation.
-std::vector<Result> run_cudnn(const Problem& p, bool tensor_ops, const DriverOptions& opt);
+// cuDNN's RNN API (CUDNN_RNN_ALGO_STANDARD, FP32 data). tensor_ops: allow TF32 tensor-core
+// math (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION), reported as its own implementation;
+// otherwise CUDNN_FMA_MATH, true FP32 as recur computes.
+Prepared prepare_cudnn(const Problem& p, bool tensor_ops, Mode mode);
 // "9.19.0", or "unavailable: <why>" when libcudnn cannot be loaded.
 std::string cudnn_version();
 #endif
