@@ -82,6 +82,14 @@ if [ -x "$build/bench/recur_bench" ] && stage bench "$bench_s"; then
   rc=$?
   echo "bench: exit $rc" >> "$summary"
   [ $rc -eq 0 ] || status=1
+  # The stacks again with each batch's GEMMs on streams of their own (CudaBatchedGemm::
+  # Streams), beside cuDNN in the same run: against the rows above, whether it should
+  # become the default for a wavefront's layers.
+  { echo "=== stacks, RECUR_CUDA_BATCHED_GEMM=streams"
+    RECUR_CUDA_BATCHED_GEMM=streams limited 60 "$build/bench/recur_bench" --gpu --no-tf32 \
+      --no-ceiling --max-seconds 1 --warmup 2 --mode training --filter "L=4" --filter "L=2"; } \
+    >> "$out/bench.txt" 2>&1
+  echo "bench, streams: exit $?" >> "$summary"
   # Clipping bandwidth (beside PyTorch's clip_grad_norm_ when torch with CUDA is there) and
   # what a variable-length batch costs.
   for run in "recur_bench_clip --torch-script bench/bench_clip_torch.py" "recur_bench_packed --gpu"; do

@@ -27,8 +27,8 @@ const Device kGpu = Device::cuda(0);
 // shapes; then back to the default, which picks per batch (CudaOps::gemm_batched).
 class BatchedGemmWay {
  public:
-  enum Way { PerItem, Batched };
-  explicit BatchedGemmWay(Way way) { set(way == PerItem ? 1 : 2); }
+  enum Way { PerItem, Batched, Streams };
+  explicit BatchedGemmWay(Way way) { set(way == PerItem ? 1 : way == Batched ? 2 : 3); }
   ~BatchedGemmWay() { set(0); }
   BatchedGemmWay(const BatchedGemmWay&) = delete;
   BatchedGemmWay& operator=(const BatchedGemmWay&) = delete;
@@ -39,7 +39,8 @@ class BatchedGemmWay {
     using detail::CudaBatchedGemm;
     detail::set_cuda_batched_gemm(way == 0   ? CudaBatchedGemm::Auto
                                   : way == 1 ? CudaBatchedGemm::PerItem
-                                             : CudaBatchedGemm::Batched);
+                                  : way == 2 ? CudaBatchedGemm::Batched
+                                             : CudaBatchedGemm::Streams);
 #endif
   }
 };
@@ -160,6 +161,7 @@ TYPED_TEST(OpsParity, GemmBatchedWithStagedPointers) {
   };
   // Every GPU run starts from c's values; the CPU's c changes last.
   Tensor chosen = c.cpu.to(kGpu), per_item = c.cpu.to(kGpu), batched = c.cpu.to(kGpu);
+  Tensor streams = c.cpu.to(kGpu);
   run(*this->gpu_, c.g(), false);
   run(*this->gpu_, chosen.data_as<T>(), true);
   {
@@ -170,12 +172,17 @@ TYPED_TEST(OpsParity, GemmBatchedWithStagedPointers) {
     BatchedGemmWay way(BatchedGemmWay::Batched);
     run(*this->gpu_, batched.data_as<T>(), true);
   }
+  {
+    BatchedGemmWay way(BatchedGemmWay::Streams);
+    run(*this->gpu_, streams.data_as<T>(), true);
+  }
   run(this->cpu_, c.c(), true);
   const Tolerance tol = tolerance_for_depth<T>(k);
   EXPECT_TRUE(all_close(c.from_gpu(), c.from_cpu(), tol)) << "staged arrays alone";
   EXPECT_TRUE(all_close(chosen.to_vector<T>(), c.from_cpu(), tol)) << "default choice";
   EXPECT_TRUE(all_close(per_item.to_vector<T>(), c.from_cpu(), tol)) << "one GEMM per item";
   EXPECT_TRUE(all_close(batched.to_vector<T>(), c.from_cpu(), tol)) << "batched kernels asked for";
+  EXPECT_TRUE(all_close(streams.to_vector<T>(), c.from_cpu(), tol)) << "items on side streams";
 }
 
 TYPED_TEST(OpsParity, CopyRows) {
@@ -395,15 +402,21 @@ TEST_P(ModelParity, ForwardAndBackwardMatchTheCpu) {
 }
 
 // The parity suite runs the default choice per batch (CudaOps::gemm_batched); each forced
-// way must give the same model, several units per step (2 layers, both directions) included.
+// way must give the same model, several units per step included: both directions of a
+// 2-layer bidirectional stack, the layers of a 3-layer wavefront.
 TEST(CudaModel, EveryBatchedGemmWayMatchesTheCpu) {
   RECUR_REQUIRE_GPU();
-  for (BatchedGemmWay::Way w : {BatchedGemmWay::PerItem, BatchedGemmWay::Batched}) {
+  for (BatchedGemmWay::Way w :
+       {BatchedGemmWay::PerItem, BatchedGemmWay::Batched, BatchedGemmWay::Streams}) {
     BatchedGemmWay way(w);
     for (CellKind cell : {CellKind::Lstm, CellKind::GruResetBeforeProduct}) {
-      SCOPED_TRACE(std::string(to_string(cell)) +
-                   (w == BatchedGemmWay::PerItem ? " per item" : " batched"));
-      check_model<float>({cell, DType::Float32, 2, true, Connection::None}, 5, 16);
+      for (bool bi : {true, false}) {
+        SCOPED_TRACE(std::string(to_string(cell)) + (bi ? " 2-layer bi" : " 3-layer uni") +
+                     (w == BatchedGemmWay::PerItem   ? " per item"
+                      : w == BatchedGemmWay::Batched ? " batched"
+                                                     : " streams"));
+        check_model<float>({cell, DType::Float32, bi ? 2 : 3, bi, Connection::None}, 5, 16);
+      }
     }
   }
 }

@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "../../kernels/flow.h"
 #include "../../kernels/launch.h"
@@ -25,6 +26,7 @@ std::atomic<CudaBatchedGemm>& batched_gemm_choice() {
     const std::string text = env != nullptr ? env : "";
     if (text == "per-item") return CudaBatchedGemm::PerItem;
     if (text == "batched") return CudaBatchedGemm::Batched;
+    if (text == "streams") return CudaBatchedGemm::Streams;
     return CudaBatchedGemm::Auto;
   }()};
   return choice;
@@ -94,18 +96,7 @@ class CudaOps final : public Ops<T> {
 
   void synchronize() override { RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
-  void gemm(const Gemm<T>& g) override {
-    if (g.m == 0 || g.n == 0) return;
-    const int m = to_int(g.m, "m"), n = to_int(g.n, "n"), k = to_int(g.k, "k");
-    const int lda = to_int(g.lda, "lda"), ldb = to_int(g.ldb, "ldb"), ldc = to_int(g.ldc, "ldc");
-    if constexpr (std::is_same_v<T, float>) {
-      RECUR_CUBLAS_CHECK(cublasSgemm(blas_, to_cublas(g.trans_a), to_cublas(g.trans_b), m, n, k,
-                                     &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c, ldc));
-    } else {
-      RECUR_CUBLAS_CHECK(cublasDgemm(blas_, to_cublas(g.trans_a), to_cublas(g.trans_b), m, n, k,
-                                     &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c, ldc));
-    }
-  }
+  void gemm(const Gemm<T>& g) override { gemm_on(blas_, g); }
 
   // Measured on an H200 with cuBLAS 13.1 (docs/benchmarks.md): for one item, the
   // pointer-array batched GEMM picks a 128x256-tile kernel whatever the shape (one block for
@@ -114,11 +105,17 @@ class CudaOps final : public Ops<T> {
   // several items (a wavefront's layers, both directions) the batched kernel runs them side
   // by side and wins for the forward step's shape (m = gates*H >= k = H), but still loses for
   // the backward one (k = gates*H > m = H). So Auto runs one GEMM per item except for
-  // several items of the forward shape.
+  // several items of the forward shape. Streams (opt-in, to be measured) runs one GEMM per
+  // item too, but each on a stream of its own, side by side.
   void gemm_batched(const GemmBatch<T>& g) override {
     if (g.m == 0 || g.n == 0 || g.count == 0) return;
     const CudaBatchedGemm choice = cuda_batched_gemm();
+    if (g.host_a != nullptr && choice == CudaBatchedGemm::Streams && g.count > 1) {
+      gemm_items_side_by_side(g);
+      return;
+    }
     const bool per_item = choice == CudaBatchedGemm::PerItem ||
+                          choice == CudaBatchedGemm::Streams ||
                           (choice == CudaBatchedGemm::Auto && (g.count == 1 || g.k > g.m));
     if (g.host_a != nullptr && per_item) {
       for (int i = 0; i < g.count; ++i) gemm(gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]));
@@ -206,7 +203,82 @@ class CudaOps final : public Ops<T> {
   }
 
  private:
+  // A stream beside the model's, with its own cuBLAS handle (and so its own workspace) and
+  // an event marking the end of the work queued on it.
+  struct SideStream {
+    cudaStream_t stream = nullptr;
+    cublasHandle_t blas = nullptr;
+    cudaEvent_t done = nullptr;
+  };
+
+  void gemm_on(cublasHandle_t blas, const Gemm<T>& g) {
+    if (g.m == 0 || g.n == 0) return;
+    const int m = to_int(g.m, "m"), n = to_int(g.n, "n"), k = to_int(g.k, "k");
+    const int lda = to_int(g.lda, "lda"), ldb = to_int(g.ldb, "ldb"), ldc = to_int(g.ldc, "ldc");
+    if constexpr (std::is_same_v<T, float>) {
+      RECUR_CUBLAS_CHECK(cublasSgemm(blas, to_cublas(g.trans_a), to_cublas(g.trans_b), m, n, k,
+                                     &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c, ldc));
+    } else {
+      RECUR_CUBLAS_CHECK(cublasDgemm(blas, to_cublas(g.trans_a), to_cublas(g.trans_b), m, n, k,
+                                     &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c, ldc));
+    }
+  }
+
+  // Item 0 on the model's stream, item i on side stream i-1. The side streams start after
+  // everything queued before (fork_), and the model's stream goes on only once each has
+  // finished (its `done` event), so to every other call this is one more step of one
+  // ordered stream. The items write disjoint C matrices (a wave's units).
+  void gemm_items_side_by_side(const GemmBatch<T>& g) {
+    add_side_streams(g.count - 1);
+    RECUR_CUDA_CHECK(cudaEventRecord(fork_, stream_));
+    for (int i = 1; i < g.count; ++i) {
+      const SideStream& side = sides_[static_cast<std::size_t>(i - 1)];
+      RECUR_CUDA_CHECK(cudaStreamWaitEvent(side.stream, fork_, 0));
+      gemm_on(side.blas, gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]));
+      RECUR_CUDA_CHECK(cudaEventRecord(side.done, side.stream));
+    }
+    gemm_on(blas_, gemm_item(g, g.host_a[0], g.host_b[0], g.host_c[0]));
+    for (int i = 1; i < g.count; ++i) {
+      RECUR_CUDA_CHECK(
+          cudaStreamWaitEvent(stream_, sides_[static_cast<std::size_t>(i - 1)].done, 0));
+    }
+  }
+
+  // At least `count` side streams: made at the first batch that needs them (once per
+  // model), never inside a time loop after that.
+  void add_side_streams(int count) {
+    if (fork_ == nullptr) {
+      RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+    }
+    sides_.reserve(static_cast<std::size_t>(count));  // push_back below cannot throw
+    while (static_cast<int>(sides_.size()) < count) {
+      SideStream side;
+      try {
+        RECUR_CUDA_CHECK(cudaStreamCreateWithFlags(&side.stream, cudaStreamNonBlocking));
+        RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&side.done, cudaEventDisableTiming));
+        RECUR_CUBLAS_CHECK(cublasCreate(&side.blas));
+        RECUR_CUBLAS_CHECK(cublasSetStream(side.blas, side.stream));
+        RECUR_CUBLAS_CHECK(cublasSetMathMode(side.blas, CUBLAS_DEFAULT_MATH));
+      } catch (...) {
+        destroy(side);
+        throw;
+      }
+      sides_.push_back(side);
+    }
+  }
+
+  static void destroy(SideStream& side) noexcept {
+    if (side.blas != nullptr) cublasDestroy(side.blas);
+    if (side.done != nullptr) cudaEventDestroy(side.done);
+    if (side.stream != nullptr) cudaStreamDestroy(side.stream);
+    side = SideStream();
+  }
+
   void release() noexcept {
+    for (SideStream& side : sides_) destroy(side);
+    sides_.clear();
+    if (fork_ != nullptr) cudaEventDestroy(fork_);
+    fork_ = nullptr;
     if (table_ != nullptr) cudaFree(table_);
     table_ = nullptr;
     if (rows_ != nullptr) cudaFree(rows_);
@@ -225,6 +297,8 @@ class CudaOps final : public Ops<T> {
   std::size_t table_capacity_ = 0;
   void* rows_ = nullptr;  // staged row indices for gathers
   std::size_t rows_capacity_ = 0;
+  std::vector<SideStream> sides_;  // CudaBatchedGemm::Streams
+  cudaEvent_t fork_ = nullptr;
 };
 
 }  // namespace

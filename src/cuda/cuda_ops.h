@@ -15,9 +15,12 @@ std::unique_ptr<Ops<T>> make_cuda_ops(int index);
 
 // How CudaOps runs a batch of GEMMs that comes with host pointer arrays (the recurrent
 // steps'): Auto (the default) picks per batch, as CudaOps::gemm_batched explains; PerItem
-// always runs one GEMM per item, Batched always cuBLAS's pointer-array batched GEMM.
-// RECUR_CUDA_BATCHED_GEMM=auto|per-item|batched sets it at start; tests compare all three.
-enum class CudaBatchedGemm { Auto, PerItem, Batched };
+// always runs one GEMM per item, Batched always cuBLAS's pointer-array batched GEMM, and
+// Streams one GEMM per item with the items of a batch on streams of their own, side by side
+// (for a wavefront's layers; not yet measured, so not the default).
+// RECUR_CUDA_BATCHED_GEMM=auto|per-item|batched|streams sets it at start; tests compare
+// every way.
+enum class CudaBatchedGemm { Auto, PerItem, Batched, Streams };
 CudaBatchedGemm cuda_batched_gemm();
 void set_cuda_batched_gemm(CudaBatchedGemm choice);
 
