@@ -51,12 +51,12 @@ TEST(BenchTimer, StopsAfterMaxSecondsPerCallOnceMinRepsAreDone) {
 
 TEST(BenchTimer, ACallThatThrowsIsLeftOutAndTheOthersGoOn) {
   int calls_of_second = 0;
-  std::vector<bench::TimedCall> calls = {
-      [] { return 2.0; },
-      [&] {
-        if (++calls_of_second == 3) throw std::runtime_error("out of memory");
-        return 1.0;
-      }};
+  std::vector<bench::TimedCall> calls = {[] { return 2.0; },
+                                         [&] {
+                                           if (++calls_of_second == 3)
+                                             throw std::runtime_error("out of memory");
+                                           return 1.0;
+                                         }};
   bench::TimingOptions opt;
   opt.warmup = 1;
   opt.reps = 5;
