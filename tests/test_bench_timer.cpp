@@ -22,13 +22,19 @@ std::vector<bench::TimedCall> logging_calls(std::vector<int>& log, const std::ve
   return calls;
 }
 
+bench::TimingOptions rounds(int warmup, int reps, double max_seconds) {
+  bench::TimingOptions opt;
+  opt.warmup = warmup;
+  opt.reps = reps;
+  opt.min_reps = 3;
+  opt.max_seconds = max_seconds;
+  return opt;
+}
+
 TEST(BenchTimer, EveryRoundRunsEachCallOnceInRotatingOrder) {
   std::vector<int> log;
-  bench::TimingOptions opt;
-  opt.warmup = 1;
-  opt.reps = 4;
-  opt.max_seconds = 1e9;
-  const bench::SideBySide s = bench::time_side_by_side(logging_calls(log, {1, 2, 3}), opt);
+  const bench::SideBySide s =
+      bench::time_side_by_side(logging_calls(log, {1, 2, 3}), rounds(1, 4, 1e9));
   // Round r (warm-up included) starts at call r mod 3.
   EXPECT_EQ(log, (std::vector<int>{0, 1, 2, 1, 2, 0, 2, 0, 1, 0, 1, 2, 1, 2, 0}));
   ASSERT_EQ(s.ms.size(), 3u);
@@ -39,13 +45,10 @@ TEST(BenchTimer, EveryRoundRunsEachCallOnceInRotatingOrder) {
 
 TEST(BenchTimer, StopsAfterMaxSecondsPerCallOnceMinRepsAreDone) {
   std::vector<int> log;
-  bench::TimingOptions opt;
-  opt.warmup = 0;
-  opt.reps = 100;
-  opt.min_reps = 3;
-  opt.max_seconds = 0.5;  // two calls: 1 s of rounds; each round takes 0.6 s
-  const bench::SideBySide s = bench::time_side_by_side(logging_calls(log, {300, 300}), opt);
-  EXPECT_EQ(s.ms[0].size(), 3u);  // 0.6 s after two rounds, but three are the minimum
+  // Two calls at 0.5 s each: 1 s of rounds; each round takes 0.6 s.
+  const bench::SideBySide s =
+      bench::time_side_by_side(logging_calls(log, {300, 300}), rounds(0, 100, 0.5));
+  EXPECT_EQ(s.ms[0].size(), 3u);  // 1.2 s after two rounds, but three are the minimum
   EXPECT_EQ(s.ms[1].size(), 3u);
 }
 
@@ -57,11 +60,7 @@ TEST(BenchTimer, ACallThatThrowsIsLeftOutAndTheOthersGoOn) {
                                              throw std::runtime_error("out of memory");
                                            return 1.0;
                                          }};
-  bench::TimingOptions opt;
-  opt.warmup = 1;
-  opt.reps = 5;
-  opt.max_seconds = 1e9;
-  const bench::SideBySide s = bench::time_side_by_side(calls, opt);
+  const bench::SideBySide s = bench::time_side_by_side(calls, rounds(1, 5, 1e9));
   EXPECT_EQ(s.ms[0].size(), 5u);
   EXPECT_EQ(s.ms[1].size(), 1u);  // timed once, then it threw in the second timed round
   EXPECT_EQ(s.errors[0], "");
