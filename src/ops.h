@@ -195,6 +195,23 @@ class Ops {
   // pass asked to record the flow calls it.
   virtual void flow(const FlowArgs<T>* units, int count) = 0;
 
+  // Bias gradients: dst[c] += the sum over r < rows of src[r * cols + c], for c < cols
+  // (src packed [rows, cols]), and the same sum into dst2 unless it is null. `ones` holds
+  // 2*rows ones: by default the sums are GEMMs against columns of them, one GEMM with two
+  // columns where dst2 == dst + cols (b_hh follows b_ih).
+  virtual void add_column_sums(const T* src, std::int64_t rows, std::int64_t cols, T* dst, T* dst2,
+                               const T* ones) {
+    if (dst2 != nullptr && dst2 == dst + cols) {
+      gemm(make_gemm<T>(Trans::N, Trans::N, cols, 2, rows, src, cols, ones, rows, dst, cols, true));
+      return;
+    }
+    for (T* d : {dst, dst2}) {
+      if (d != nullptr) {
+        gemm(make_gemm<T>(Trans::N, Trans::N, cols, 1, rows, src, cols, ones, rows, d, cols, true));
+      }
+    }
+  }
+
   // dst[0..n) = value
   virtual void fill(T* dst, std::int64_t n, T value) = 0;
   // dst[0..n) = src[0..n), both on this device, not overlapping

@@ -681,17 +681,13 @@ void StackPass<T>::weight_gradients(T* grads) {
       ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, GH, R, ub.hp, H, ub.dgh, GH, grads + u.w_hh, H,
                              true));
     }
-    // Bias gradients: column sums, as GEMMs with columns of ones. Where dgh is dgx, db_hh
-    // is the same sum as db_ih, and b_hh follows b_ih in the parameters (PyTorch's order):
-    // one GEMM with two columns of ones writes both and reads dgx once.
-    if (u.b_ih >= 0 && ub.dgh == ub.dgx && u.b_hh == u.b_ih + GH) {
-      ops_.gemm(make_gemm<T>(Trans::N, Trans::N, GH, 2, R, ub.dgx, GH, buf_.ones, R, grads + u.b_ih,
-                             GH, true));
+    // Bias gradients: column sums. Where dgh is dgx (every cell but the linear-before-
+    // reset GRU), db_hh is the same sum as db_ih: one pass over dgx writes both.
+    if (u.b_ih >= 0 && ub.dgh == ub.dgx) {
+      ops_.add_column_sums(ub.dgx, R, GH, grads + u.b_ih, grads + u.b_hh, buf_.ones);
     } else if (u.b_ih >= 0) {
-      ops_.gemm(make_gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgx, GH, buf_.ones, R, grads + u.b_ih,
-                             GH, true));
-      ops_.gemm(make_gemm<T>(Trans::N, Trans::N, GH, 1, R, ub.dgh, GH, buf_.ones, R, grads + u.b_hh,
-                             GH, true));
+      ops_.add_column_sums(ub.dgx, R, GH, grads + u.b_ih, nullptr, buf_.ones);
+      ops_.add_column_sums(ub.dgh, R, GH, grads + u.b_hh, nullptr, buf_.ones);
     }
   }
   for (std::size_t l = 0; l < plan_.layers.size(); ++l) {
@@ -700,8 +696,7 @@ void StackPass<T>::weight_gradients(T* grads) {
     const ActivationBuffers<T>& u = buf_.acts[j.u];
     ops_.gemm(make_gemm<T>(Trans::N, Trans::T, DH, DH, R, u.data, u.ld, buf_.dgates[l], DH,
                            grads + j.w_g, DH, true));
-    ops_.gemm(make_gemm<T>(Trans::N, Trans::N, DH, 1, R, buf_.dgates[l], DH, buf_.ones, R,
-                           grads + j.b_g, DH, true));
+    ops_.add_column_sums(buf_.dgates[l], R, DH, grads + j.b_g, nullptr, buf_.ones);
   }
 }
 

@@ -2,12 +2,13 @@
 // give what the functors give one element at a time, for every step kind and every shape of
 // call: bias or none, training or inference, rows that start at this step, inactive rows,
 // a strided h (bidirectional layout), H a multiple of the vector width or not, one thread
-// or several. And CpuOps::transpose, copy and fill.
+// or several. And CpuOps::transpose, copy, fill and the bias gradients' column sums.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <string>
 #include <utility>
@@ -202,6 +203,41 @@ TYPED_TEST(CpuSteps, CopyAndFillReachEveryElement) {
       EXPECT_EQ(dst.front(), T(-7));
       EXPECT_EQ(dst.back(), T(-7));
       EXPECT_EQ(std::count(dst.begin(), dst.end(), T(0.5)), n) << n;
+    }
+  }
+}
+
+// Bias gradients as column sums (CpuOps::add_column_sums): dst += the sum of each column,
+// into a second destination too; against a long-double sum, with the bound of summing in
+// double and rounding twice to T; the same bits on a second threaded run.
+TYPED_TEST(CpuSteps, ColumnSumsAddEachColumnIntoOneOrTwoDestinations) {
+  using T = TypeParam;
+  Random rng(9);
+  for (auto [rows, cols] :
+       {std::pair<std::int64_t, std::int64_t>{1, 1}, {7, 3}, {1000, 67}, {3000, 256}}) {
+    const std::vector<T> src = rng.vector<T>(rows * cols);
+    const std::vector<T> init = rng.vector<T>(cols), init2 = rng.vector<T>(cols);
+    for (bool threaded : {false, true}) {
+      SCOPED_TRACE(std::to_string(rows) + " x " + std::to_string(cols) +
+                   (threaded ? " threaded" : ""));
+      std::vector<T> dst = init, dst2 = init2, again = init, alone = init;
+      detail::cpu_add_column_sums(src.data(), rows, cols, dst.data(), dst2.data(), threaded);
+      detail::cpu_add_column_sums<T>(src.data(), rows, cols, again.data(), nullptr, threaded);
+      detail::CpuOps<T>().add_column_sums(src.data(), rows, cols, alone.data(), nullptr, nullptr);
+      EXPECT_EQ(dst, again);
+      for (std::int64_t c = 0; c < cols; ++c) {
+        long double sum = 0, magnitude = 0;
+        for (std::int64_t r = 0; r < rows; ++r) {
+          sum += src[r * cols + c];
+          magnitude += std::fabs(static_cast<long double>(src[r * cols + c]));
+        }
+        const long double eps = std::numeric_limits<T>::epsilon();
+        const long double bound = 2 * eps * (std::fabs(init[c]) + std::fabs(init2[c]) + magnitude) +
+                                  rows * std::numeric_limits<double>::epsilon() * magnitude;
+        EXPECT_LE(std::fabs(dst[c] - (init[c] + sum)), bound) << "column " << c;
+        EXPECT_LE(std::fabs(dst2[c] - (init2[c] + sum)), bound) << "column " << c;
+        EXPECT_LE(std::fabs(alone[c] - (init[c] + sum)), bound) << "column " << c;
+      }
     }
   }
 }

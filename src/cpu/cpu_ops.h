@@ -30,6 +30,8 @@ class CpuOps final : public Ops<T> {
   void step_backward(StepKind kind, const StepBackward<T>* units, int count) override;
   void connection(ConnectionKind kind, const ConnectionArgs<T>& args) override;
   void flow(const FlowArgs<T>* units, int count) override;
+  void add_column_sums(const T* src, std::int64_t rows, std::int64_t cols, T* dst, T* dst2,
+                       const T* ones) override;
   void fill(T* dst, std::int64_t n, T value) override;
   void copy(T* dst, const T* src, std::int64_t n) override;
   void copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src, std::int64_t rows,

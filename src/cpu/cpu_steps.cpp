@@ -24,6 +24,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "cpu_ops.h"
 
@@ -188,6 +190,55 @@ void cpu_fill(T* dst, std::int64_t n, T value, bool threaded) {
                 [&](std::int64_t b, std::int64_t e) { std::fill(dst + b, dst + e, value); });
 }
 
+namespace {
+
+// acc[c] += the sum of src's rows [r0, r1) at column c.
+template <typename T>
+void sum_rows(const T* src, std::int64_t r0, std::int64_t r1, std::int64_t cols, double* acc) {
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const T* row = src + r * cols;
+#pragma omp simd
+    for (std::int64_t c = 0; c < cols; ++c) acc[c] += static_cast<double>(row[c]);
+  }
+}
+
+RECUR_CPU_CLONES void sum_rows_float(const float* src, std::int64_t r0, std::int64_t r1,
+                                     std::int64_t cols, double* acc) {
+  sum_rows(src, r0, r1, cols, acc);
+}
+
+}  // namespace
+
+template <typename T>
+void cpu_add_column_sums(const T* src, std::int64_t rows, std::int64_t cols, T* dst, T* dst2,
+                         bool threaded) {
+  if (rows <= 0 || cols <= 0) return;
+  const std::int64_t want = std::max<std::int64_t>(1, rows * cols / (4 * kElementsPerThread));
+  const int threads =
+      threaded ? static_cast<int>(std::min<std::int64_t>({max_threads(), want, rows})) : 1;
+  std::vector<double> sums(static_cast<std::size_t>(threads * cols), 0.0);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int t = 0; t < threads; ++t) {
+    const std::int64_t r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
+    double* acc = sums.data() + t * cols;
+    if constexpr (std::is_same_v<T, float>) {
+      sum_rows_float(src, r0, r1, cols, acc);
+    } else {
+      sum_rows(src, r0, r1, cols, acc);
+    }
+  }
+  for (std::int64_t c = 0; c < cols; ++c) {
+    double sum = 0;
+    for (int t = 0; t < threads; ++t) sum += sums[static_cast<std::size_t>(t * cols + c)];
+    dst[c] += static_cast<T>(sum);
+    if (dst2 != nullptr) dst2[c] += static_cast<T>(sum);
+  }
+}
+
+template void cpu_add_column_sums<float>(const float*, std::int64_t, std::int64_t, float*, float*,
+                                         bool);
+template void cpu_add_column_sums<double>(const double*, std::int64_t, std::int64_t, double*,
+                                          double*, bool);
 template void cpu_copy<float>(float*, const float*, std::int64_t, bool);
 template void cpu_copy<double>(double*, const double*, std::int64_t, bool);
 template void cpu_fill<float>(float*, std::int64_t, float, bool);

@@ -39,6 +39,13 @@ void cpu_copy(T* dst, const T* src, std::int64_t n, bool threaded);
 template <typename T>
 void cpu_fill(T* dst, std::int64_t n, T value, bool threaded);
 
+// dst[c] += sum over r < rows of src[r * cols + c] (and the same into dst2 unless null),
+// the sums kept in double; with `threaded`, OpenMP's threads take a slice of rows each and
+// their sums are added in thread order (the same bits for the same thread count).
+template <typename T>
+void cpu_add_column_sums(const T* src, std::int64_t rows, std::int64_t cols, T* dst, T* dst2,
+                         bool threaded);
+
 // The instruction set the float loops run with on this CPU: "x86-64-v4" (AVX-512),
 // "x86-64-v3" (AVX2 + FMA) or "baseline". For recur::cpu_backend_info().
 const char* cpu_step_isa();
