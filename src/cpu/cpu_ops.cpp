@@ -19,9 +19,6 @@
 
 #if defined(_OPENMP)
 #include <omp.h>
-
-#include <chrono>
-#include <cstdio>
 #endif
 
 namespace recur::detail {
