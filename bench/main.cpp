@@ -182,7 +182,6 @@ std::vector<bench::Result> run_mode(const Options& o, const bench::Problem& p, b
     timed.push_back(i);
   }
   const bench::SideBySide times = bench::time_side_by_side(calls, o.timing);
-  calls.clear();  // the prepared state goes with the last copy of each call
   for (std::size_t c = 0; c < timed.size(); ++c) {
     bench::Result& r = prepared[timed[c]].result;
     if (!times.errors[c].empty()) {
