@@ -104,12 +104,14 @@ std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& tl) {
       }
       program.push_back(steps_op(PassOpKind::StepsBackward, steps));
       for (const UnitStep& s : steps) {
+        if (s.unit == 0) continue;  // dx: below
         program.push_back(range_op(PassOpKind::InputGradient, s.unit, 0, s.t, s.t + 1));
-        if (s.unit > 0) {
-          program.push_back(range_op(PassOpKind::ConnectionBackward, s.unit - 1, 0, s.t, s.t + 1));
-        }
+        program.push_back(range_op(PassOpKind::ConnectionBackward, s.unit - 1, 0, s.t, s.t + 1));
       }
     }
+    // Nothing in the pass reads layer 0's input gradient (dx), so it is one GEMM over all
+    // steps at the end, not one of B columns per wave.
+    program.push_back(range_op(PassOpKind::InputGradient, 0, 0, 0, T));
     return program;
   }
   for (int l = L - 1; l >= 0; --l) {
