@@ -112,6 +112,7 @@ std::vector<Problem> cpu_grid() {
   append(out, {make(Cell::RnnTanh, 100, 64, 512, "grid"), make(Cell::RnnRelu, 100, 64, 512, "grid"),
                make(Cell::GruRbp, 100, 32, 256, "grid"), make(Cell::Lstm, 100, 1, 512, "grid"),
                make(Cell::Lstm, 100, 32, 256, "grid", 2, false),
+               make(Cell::Lstm, 100, 64, 512, "grid", 2, false),
                make(Cell::Gru, 100, 32, 256, "grid", 2, true)});
   return out;
 }

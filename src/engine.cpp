@@ -125,6 +125,7 @@ class EngineImpl final : public Engine {
     forward_arena_.carve(device_, [&](Carver<T>& c) {
       b = StackBuffers<T>();
       b.training = training;
+      b.wavefront = wavefront(plan_, ops_->runs_wavefronts());
       b.dropout_seed = dropout_seed;
       b.dropout_stream = dropout_stream;
       b.acts.assign(plan_.activations.size(), {});
@@ -155,7 +156,7 @@ class EngineImpl final : public Engine {
         ub.gh = c.take(B * GH);
         if (step_weights(plan_, tl, ops_->packs_weights()) == StepWeights::Transposed) {
           ub.w_t = c.take(GH * H);
-          if (wavefront(plan_) && plan_.units[u].layer > 0) {
+          if (b.wavefront && plan_.units[u].layer > 0) {
             ub.w_ih_t = c.take(GH * plan_.layers[plan_.units[u].layer].input_size);
           }
         }

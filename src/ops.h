@@ -141,6 +141,11 @@ class Ops {
   virtual void gemm(const Gemm<T>& g) = 0;
   virtual void gemm_batched(const GemmBatch<T>& g) = 0;
 
+  // Whether unidirectional stacks run as a wavefront (stack_pass.h): its T+L-1 waves pay
+  // where one step's GEMMs cannot fill the device (the GPU). The CPU's cores are already
+  // busy with one step, so it runs them layer by layer (cpu_ops.h).
+  virtual bool runs_wavefronts() const { return true; }
+
   // Whether hold_weights() keeps packed copies: the CPU's float GEMMs do when oneDNN's C
   // API is loaded (cpu/onednn_matmul.h); cuBLAS has no such form. A pass whose weights are
   // held needs no transposed copy of them (stack_pass.h).

@@ -3,6 +3,7 @@
 #include "stack_pass.h"
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 #include <vector>
 
@@ -44,7 +45,15 @@ PassOp steps_op(PassOpKind kind, std::vector<UnitStep> steps) {
 
 }  // namespace
 
-bool wavefront(const Plan& p) { return p.directions == 1 && p.config.num_layers > 1; }
+namespace {
+std::atomic<std::int64_t> wavefront_passes_so_far{0};
+}  // namespace
+
+std::int64_t wavefront_passes() { return wavefront_passes_so_far.load(); }
+
+bool wavefront(const Plan& p, bool backend_runs_wavefronts) {
+  return backend_runs_wavefronts && p.directions == 1 && p.config.num_layers > 1;
+}
 
 StepWeights step_weights(const Plan& plan, const Timeline& timeline, bool backend_packs) {
   if (timeline.steps < 4 || timeline.batch < 16) return StepWeights::AsStored;
@@ -52,11 +61,12 @@ StepWeights step_weights(const Plan& plan, const Timeline& timeline, bool backen
   return packs ? StepWeights::Packed : StepWeights::Transposed;
 }
 
-std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl) {
+std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl, bool wavefront) {
+  if (wavefront) ++wavefront_passes_so_far;
   const int L = static_cast<int>(plan.config.num_layers), D = plan.directions;
   const std::int64_t T = tl.steps;
   std::vector<PassOp> program;
-  if (wavefront(plan)) {
+  if (wavefront) {
     program.push_back(range_op(PassOpKind::InputProjection, 0, 0, 0, T));
     for (std::int64_t w = 0; w < T + L - 1; ++w) {
       std::vector<UnitStep> steps;
@@ -90,12 +100,13 @@ std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl) {
   return program;
 }
 
-std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& tl) {
+std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& tl, bool wavefront) {
+  if (wavefront) ++wavefront_passes_so_far;
   const int L = static_cast<int>(plan.config.num_layers), D = plan.directions;
   const std::int64_t T = tl.steps;
   std::vector<PassOp> program;
   program.push_back(range_op(PassOpKind::ConnectionBackward, L - 1, 0, 0, T));
-  if (wavefront(plan)) {
+  if (wavefront) {
     for (std::int64_t v = 0; v < T + L - 1; ++v) {
       std::vector<UnitStep> steps;
       for (int l = L - 1; l >= 0; --l) {
@@ -396,7 +407,7 @@ void StackPass<T>::hold_step_weights(bool backward) {
     // wavefront, one at a time), and a wavefront's per-step input projections above layer 0.
     // (The other input projections cover all steps in one GEMM that packing does not speed.)
     const LayerPlan& layer = plan_.layers[u.layer];
-    if (!backward && (!wavefront(plan_) || u.layer == 0)) continue;
+    if (!backward && (!buf_.wavefront || u.layer == 0)) continue;
     for (const Segment& seg : layer.inputs) {
       const std::int64_t width = plan_.activations[seg.act].width;
       const T* w = params_ + u.w_ih + seg.col;
@@ -522,7 +533,7 @@ void StackPass<T>::run_calls(const std::vector<RowCall<T>>& calls) {
 
 template <typename T>
 bool StackPass<T>::row_runs(bool backward) const {
-  if (wavefront(plan_) || (backward && buf_.flow != nullptr)) return false;
+  if (buf_.wavefront || (backward && buf_.flow != nullptr)) return false;
   return step_weights(plan_, tl_, ops_.packs_weights()) == StepWeights::Packed;
 }
 
@@ -707,7 +718,7 @@ void StackPass<T>::weight_gradients(T* grads) {
 // come, between the ops they depend on.
 template <typename T>
 void StackPass<T>::forward() {
-  std::vector<PassOp> program = schedule_forward(plan_, tl_);
+  std::vector<PassOp> program = schedule_forward(plan_, tl_, buf_.wavefront);
   const WeightsRelease<T> release(ops_);
   hold_step_weights(false);
   stage(program, false);
@@ -733,7 +744,7 @@ void StackPass<T>::forward() {
 
 template <typename T>
 void StackPass<T>::backward(T* grads) {
-  std::vector<PassOp> program = schedule_backward(plan_, tl_);
+  std::vector<PassOp> program = schedule_backward(plan_, tl_, buf_.wavefront);
   const WeightsRelease<T> release(ops_);
   hold_step_weights(true);
   stage(program, true);

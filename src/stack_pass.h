@@ -11,9 +11,10 @@
 // gradients of all steps at once. schedule() decides the order:
 //   - bidirectional (or one layer): layer by layer; within a layer each Steps holds the
 //     forward direction at step s and the reverse direction at step T-1-s;
-//   - unidirectional stacks: a wavefront, Steps w holds layer l at step w-l for every l,
-//     so L layers cost T+L-1 sequential steps instead of L*T; layers above the first
-//     project their input one step at a time.
+//   - unidirectional stacks, on a backend that runs them so (Ops::runs_wavefronts: the
+//     GPU): a wavefront, Steps w holds layer l at step w-l for every l, so L layers cost
+//     T+L-1 sequential steps instead of L*T; layers above the first project their input
+//     one step at a time. Elsewhere (the CPU) layer by layer, as bidirectional stacks.
 //
 // Rows follow the Timeline (src/timeline.h): step t is rows offset[t] .. + active[t] of
 // every [rows, features] buffer, R = rows() in all. Each layer writes its output straight
@@ -88,6 +89,7 @@ struct UnitBuffers {
 template <typename T>
 struct StackBuffers {
   bool training = false;
+  bool wavefront = false;  // the schedule the forward chose (wavefront()); backward follows
   std::uint64_t dropout_seed = 0, dropout_stream = 0;  // Philox key and stream of this pass
   std::vector<T*> ys;                                  // per layer: Y_l [B + R + B, D*H]
   std::vector<ActivationBuffers<T>> acts;              // per activation of the plan
@@ -133,17 +135,22 @@ struct PassOp {
   std::vector<GemmGroup> groups[2];  // per GEMM of the step (two for reset-before-product)
 };
 
-// Whether the passes run as a wavefront: unidirectional stacks of more than one layer.
-bool wavefront(const Plan& plan);
+// Whether the passes run as a wavefront: unidirectional stacks of more than one layer, on
+// a backend that runs wavefronts (Ops::runs_wavefronts).
+bool wavefront(const Plan& plan, bool backend_runs_wavefronts);
 // How a pass over `timeline` prepares its per-step weights (see above), given whether the
 // backend packs them. The engine gives every unit a w_t (and a wavefront's upper layers a
 // w_ih_t) when they are Transposed.
 enum class StepWeights { AsStored, Transposed, Packed };
 StepWeights step_weights(const Plan& plan, const Timeline& timeline, bool backend_packs);
 
-// The forward and backward programs for a plan and a timeline.
-std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& timeline);
-std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& timeline);
+// How many forward and backward passes have run as a wavefront so far, for tests.
+std::int64_t wavefront_passes();
+
+// The forward and backward programs for a plan and a timeline, as a wavefront or layer by
+// layer.
+std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& timeline, bool wavefront);
+std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& timeline, bool wavefront);
 
 template <typename T>
 class StackPass {

@@ -2,9 +2,25 @@
 // parameter, dx, dh0 and dc0 against the analytic backward pass.
 #pragma once
 
+#include "cpu/cpu_ops.h"
 #include "test_util.h"
 
 namespace recur::test {
+
+// While alive, the CPU runs unidirectional stacks as a wavefront (on) or layer by layer
+// (off, its default; cpu_ops.h), then as before: the GPU's schedule, checked without one.
+class CpuWavefront {
+ public:
+  explicit CpuWavefront(bool on) : before_(detail::cpu_wavefront()) {
+    detail::set_cpu_wavefront(on);
+  }
+  ~CpuWavefront() { detail::set_cpu_wavefront(before_); }
+  CpuWavefront(const CpuWavefront&) = delete;
+  CpuWavefront& operator=(const CpuWavefront&) = delete;
+
+ private:
+  bool before_;
+};
 
 // Everything that J = sum(wy*y) + sum(wh*h_n) + sum(wc*c_n) depends on.
 struct Problem {

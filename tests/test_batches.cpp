@@ -47,12 +47,18 @@ std::string var_name(const ::testing::TestParamInfo<VarCase>& p) {
 
 class VariableLengthGradCheck : public ::testing::TestWithParam<VarCase> {};
 
-// Two layers (so the unidirectional case runs the wavefront), unsorted lengths with one
-// sequence of length 1 and none of the full T, so the last step is never computed.
+// Two layers, unsorted lengths with one sequence of length 1 and none of the full T, so the
+// last step is never computed; the unidirectional stack both layer by layer and as the
+// wavefront the GPU runs.
 TEST_P(VariableLengthGradCheck, EveryGradientMatchesFiniteDifferences) {
   Rnn rnn(config(GetParam().cell, 2, GetParam().bidirectional, GetParam().connection),
           Device::cpu(), 4);
-  check_all_gradients(rnn, kT, kB, 200, {2, 3, 1});
+  for (bool wave : {false, true}) {
+    if (wave && GetParam().bidirectional) continue;
+    SCOPED_TRACE(wave ? "wavefront" : "layer by layer");
+    const CpuWavefront schedule(wave);
+    check_all_gradients(rnn, kT, kB, 200, {2, 3, 1});
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Grid, VariableLengthGradCheck, ::testing::ValuesIn(var_grid()), var_name);

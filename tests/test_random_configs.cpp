@@ -1,6 +1,7 @@
 // tests/test_random_configs.cpp: float64 gradient checks over random combinations of every
 // option at once (cell, sizes, layers, directions, connection, bias, batch-first, dropout,
-// variable lengths), on top of the systematic grids of test_stack and test_batches.
+// variable lengths; unidirectional stacks as a wavefront in every other config), on top of
+// the systematic grids of test_stack and test_batches.
 #include "gradcheck_util.h"
 
 namespace recur::test {
@@ -33,9 +34,10 @@ TEST(RandomConfigs, EveryGradientMatchesFiniteDifferences) {
     SCOPED_TRACE(::testing::Message()
                  << "config " << it << ": " << to_string(c.cell) << " I=" << c.input_size
                  << " H=" << c.hidden_size << " L=" << c.num_layers << " bi=" << c.bidirectional
-                 << " " << to_string(c.connection) << " bias=" << c.bias
-                 << " batch_first=" << c.batch_first << " dropout=" << c.dropout << " T=" << steps
-                 << " B=" << batch << " lengths=" << lengths.size());
+                 << " " << to_string(c.connection) << " bias=" << c.bias << " batch_first="
+                 << c.batch_first << " dropout=" << c.dropout << " T=" << steps << " B=" << batch
+                 << " lengths=" << lengths.size() << " cpu_wavefront=" << (it % 2));
+    const CpuWavefront schedule(it % 2 == 1);  // unidirectional stacks: both schedules
     Rnn rnn(c, Device::cpu(), static_cast<std::uint64_t>(it));
     check_all_gradients(rnn, steps, batch, 1000 + static_cast<std::uint64_t>(it), lengths,
                         c.dropout > 0);

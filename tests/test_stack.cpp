@@ -10,6 +10,7 @@
 #include "cpu/cpu_steps.h"
 #include "cpu/onednn_matmul.h"
 #include "gradcheck_util.h"
+#include "stack_pass.h"
 
 namespace recur::test {
 namespace {
@@ -229,8 +230,15 @@ std::vector<double> widened(const Values& t) {
 }
 
 // The models the per-step weight layouts are checked on: every cell as a wavefront with
-// dense connections (upper layers read W_ih per step, by segments) and as a packed
-// bidirectional stack.
+// dense connections (upper layers read W_ih per step, by segments; the CPU runs it when
+// asked, see schedules()) and as a packed bidirectional stack.
+// The schedules a case runs in: a unidirectional stack both as the wavefront (the GPU's
+// schedule) and layer by layer (the CPU's), a bidirectional one layer by layer only.
+std::vector<bool> schedules(const StackCase& s) {
+  return s.bidirectional || s.layers == 1 ? std::vector<bool>{false}
+                                          : std::vector<bool>{true, false};
+}
+
 std::vector<StackCase> per_step_weight_cases() {
   std::vector<StackCase> cases;
   for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
@@ -249,42 +257,48 @@ std::vector<StackCase> per_step_weight_cases() {
 TEST(StackTransposedWeights, BatchOf16MatchesTwoBatchesOf8) {
   const std::int64_t T = 5, B = 16, I = 4, half = 8;
   for (const StackCase& s : per_step_weight_cases()) {
-    const CellKind cell = s.cell;
-    const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " bi" : " uni");
-    Rnn rnn(config_of(s, I), Device::cpu(), 11);
-    const std::int64_t D = s.bidirectional ? 2 : 1;
-    std::vector<std::int64_t> lengths;
-    if (s.bidirectional) {
-      for (std::int64_t b = 0; b < B; ++b) lengths.push_back(1 + (b * 7) % T);
+    for (bool wave : schedules(s)) {
+      const CpuWavefront schedule(wave);
+      const CellKind cell = s.cell;
+      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " bi"
+                                                               : wave          ? " uni wavefront"
+                                                                               : " uni");
+      Rnn rnn(config_of(s, I), Device::cpu(), 11);
+      const std::int64_t D = s.bidirectional ? 2 : 1;
+      std::vector<std::int64_t> lengths;
+      if (s.bidirectional) {
+        for (std::int64_t b = 0; b < B; ++b) lengths.push_back(1 + (b * 7) % T);
+      }
+      Random rng(12);
+      const std::vector<double> x = rng.vector<double>(T * B * I);
+      const std::vector<double> dy = rng.vector<double>(T * B * D * kH);
+
+      auto run = [&](std::int64_t b0, std::int64_t b1) {
+        const std::int64_t n = b1 - b0;
+        std::vector<std::int64_t> len;
+        if (!lengths.empty()) len.assign(lengths.begin() + b0, lengths.begin() + b1);
+        ForwardResult f =
+            rnn.forward(Tensor::from_vector(batch_slice(x, T, B, I, b0, b1), {T, n, I}), {}, {},
+                        Mode::Training, len);
+        BackwardResult g = rnn.backward(
+            Tensor::from_vector(batch_slice(dy, T, B, D * kH, b0, b1), {T, n, D * kH}));
+        return std::make_pair(f.y.to_vector<double>(), g.dx.to_vector<double>());
+      };
+      rnn.zero_grad();
+      const auto [y_all, dx_all] = run(0, B);
+      const std::vector<double> grads_all = rnn.gradients().to_vector<double>();
+      rnn.zero_grad();
+      const auto [y_lo, dx_lo] = run(0, half);
+      const auto [y_hi, dx_hi] = run(half, B);
+      const std::vector<double> grads_halves = rnn.gradients().to_vector<double>();
+
+      const Tolerance tol = tolerance_for_depth<double>(T * B * 3 * kH);
+      EXPECT_TRUE(all_close(batch_slice(y_all, T, B, D * kH, 0, half), y_lo, tol)) << what;
+      EXPECT_TRUE(all_close(batch_slice(y_all, T, B, D * kH, half, B), y_hi, tol)) << what;
+      EXPECT_TRUE(all_close(batch_slice(dx_all, T, B, I, 0, half), dx_lo, tol)) << what;
+      EXPECT_TRUE(all_close(batch_slice(dx_all, T, B, I, half, B), dx_hi, tol)) << what;
+      EXPECT_TRUE(all_close(grads_all, grads_halves, tol)) << what;
     }
-    Random rng(12);
-    const std::vector<double> x = rng.vector<double>(T * B * I);
-    const std::vector<double> dy = rng.vector<double>(T * B * D * kH);
-
-    auto run = [&](std::int64_t b0, std::int64_t b1) {
-      const std::int64_t n = b1 - b0;
-      std::vector<std::int64_t> len;
-      if (!lengths.empty()) len.assign(lengths.begin() + b0, lengths.begin() + b1);
-      ForwardResult f = rnn.forward(Tensor::from_vector(batch_slice(x, T, B, I, b0, b1), {T, n, I}),
-                                    {}, {}, Mode::Training, len);
-      BackwardResult g =
-          rnn.backward(Tensor::from_vector(batch_slice(dy, T, B, D * kH, b0, b1), {T, n, D * kH}));
-      return std::make_pair(f.y.to_vector<double>(), g.dx.to_vector<double>());
-    };
-    rnn.zero_grad();
-    const auto [y_all, dx_all] = run(0, B);
-    const std::vector<double> grads_all = rnn.gradients().to_vector<double>();
-    rnn.zero_grad();
-    const auto [y_lo, dx_lo] = run(0, half);
-    const auto [y_hi, dx_hi] = run(half, B);
-    const std::vector<double> grads_halves = rnn.gradients().to_vector<double>();
-
-    const Tolerance tol = tolerance_for_depth<double>(T * B * 3 * kH);
-    EXPECT_TRUE(all_close(batch_slice(y_all, T, B, D * kH, 0, half), y_lo, tol)) << what;
-    EXPECT_TRUE(all_close(batch_slice(y_all, T, B, D * kH, half, B), y_hi, tol)) << what;
-    EXPECT_TRUE(all_close(batch_slice(dx_all, T, B, I, 0, half), dx_lo, tol)) << what;
-    EXPECT_TRUE(all_close(batch_slice(dx_all, T, B, I, half, B), dx_hi, tol)) << what;
-    EXPECT_TRUE(all_close(grads_all, grads_halves, tol)) << what;
   }
 }
 
@@ -298,46 +312,51 @@ TEST(StackPackedWeights, MatchTheTransposedWeights) {
   if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
   const std::int64_t T = 6, B = 16, I = 5, H = 8;
   for (const StackCase& s : per_step_weight_cases()) {
-    const CellKind cell = s.cell;
-    const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " bi" : " uni");
-    RnnConfig config = config_of(s, I);
-    config.hidden_size = H;
-    config.dtype = DType::Float32;
-    Rnn rnn(config, Device::cpu(), 21);
-    const std::int64_t D = s.bidirectional ? 2 : 1;
-    std::vector<std::int64_t> lengths;
-    if (s.bidirectional) {
-      for (std::int64_t b = 0; b < B; ++b) lengths.push_back(1 + (b * 5) % T);
+    for (bool wave : schedules(s)) {
+      const CpuWavefront schedule(wave);
+      const CellKind cell = s.cell;
+      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " bi"
+                                                               : wave          ? " uni wavefront"
+                                                                               : " uni");
+      RnnConfig config = config_of(s, I);
+      config.hidden_size = H;
+      config.dtype = DType::Float32;
+      Rnn rnn(config, Device::cpu(), 21);
+      const std::int64_t D = s.bidirectional ? 2 : 1;
+      std::vector<std::int64_t> lengths;
+      if (s.bidirectional) {
+        for (std::int64_t b = 0; b < B; ++b) lengths.push_back(1 + (b * 5) % T);
+      }
+      Random rng(22);
+      const Tensor x = rng.tensor<float>({T, B, I});
+      const Tensor dy = rng.tensor<float>({T, B, D * H});
+      struct Run {
+        std::vector<double> y, h_n, dx, grads;
+        std::int64_t packed_gemms;
+      };
+      auto run = [&](bool packing) {
+        detail::set_cpu_weight_packing(packing);
+        const std::int64_t before = detail::PackedGemms::total_runs();
+        rnn.zero_grad();
+        const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
+        const BackwardResult g = rnn.backward(dy);
+        detail::set_cpu_weight_packing(true);
+        return Run{widened(f.y), widened(f.h_n), widened(g.dx), widened(rnn.gradients()),
+                   detail::PackedGemms::total_runs() - before};
+      };
+      const Run transposed = run(false), packed = run(true);
+      EXPECT_EQ(transposed.packed_gemms, 0) << what;
+      if (cell == CellKind::GruResetBeforeProduct) {  // never packed (stack_pass.h)
+        EXPECT_EQ(packed.packed_gemms, 0) << what;
+      } else {
+        EXPECT_GE(packed.packed_gemms, 2 * (T - 1) * s.layers * D) << what;  // forward, backward
+      }
+      const Tolerance tol = tolerance_for_depth<float>(T * B * 3 * H);
+      EXPECT_TRUE(all_close(packed.y, transposed.y, tol)) << what;
+      EXPECT_TRUE(all_close(packed.h_n, transposed.h_n, tol)) << what;
+      EXPECT_TRUE(all_close(packed.dx, transposed.dx, tol)) << what;
+      EXPECT_TRUE(all_close(packed.grads, transposed.grads, tol)) << what;
     }
-    Random rng(22);
-    const Tensor x = rng.tensor<float>({T, B, I});
-    const Tensor dy = rng.tensor<float>({T, B, D * H});
-    struct Run {
-      std::vector<double> y, h_n, dx, grads;
-      std::int64_t packed_gemms;
-    };
-    auto run = [&](bool packing) {
-      detail::set_cpu_weight_packing(packing);
-      const std::int64_t before = detail::PackedGemms::total_runs();
-      rnn.zero_grad();
-      const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
-      const BackwardResult g = rnn.backward(dy);
-      detail::set_cpu_weight_packing(true);
-      return Run{widened(f.y), widened(f.h_n), widened(g.dx), widened(rnn.gradients()),
-                 detail::PackedGemms::total_runs() - before};
-    };
-    const Run transposed = run(false), packed = run(true);
-    EXPECT_EQ(transposed.packed_gemms, 0) << what;
-    if (cell == CellKind::GruResetBeforeProduct) {  // never packed (stack_pass.h)
-      EXPECT_EQ(packed.packed_gemms, 0) << what;
-    } else {
-      EXPECT_GE(packed.packed_gemms, 2 * (T - 1) * s.layers * D) << what;  // forward, backward
-    }
-    const Tolerance tol = tolerance_for_depth<float>(T * B * 3 * H);
-    EXPECT_TRUE(all_close(packed.y, transposed.y, tol)) << what;
-    EXPECT_TRUE(all_close(packed.h_n, transposed.h_n, tol)) << what;
-    EXPECT_TRUE(all_close(packed.dx, transposed.dx, tol)) << what;
-    EXPECT_TRUE(all_close(packed.grads, transposed.grads, tol)) << what;
   }
 }
 
@@ -371,8 +390,9 @@ TEST(StackPackedWeights, FollowParameterChanges) {
 // A layer-by-layer float pass on packed weights runs each layer's steps row-parallel
 // (CpuOps::run_rows: every thread all steps of its own rows); with that off, step by step.
 // Outputs, final states, dx and the parameter gradients must agree to rounding, in
-// training and inference: every cell, one layer and a packed bidirectional stack (rows
-// finishing at different steps, so the threads' shares of a step shrink unevenly).
+// training and inference: every cell, one layer, a packed bidirectional stack (rows
+// finishing at different steps, so the threads' shares of a step shrink unevenly) and a
+// unidirectional stack with dense connections (layer by layer on the CPU).
 TEST(StackRowParallel, MatchesStepByStep) {
   if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
   const bool threads = detail::cpu_step_threads() >= 2;  // else nothing runs row-parallel
@@ -380,8 +400,11 @@ TEST(StackRowParallel, MatchesStepByStep) {
   for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
                         CellKind::GruResetBeforeProduct}) {
     for (const StackCase& s : {StackCase{cell, 1, false, Connection::None},
-                               StackCase{cell, 2, true, Connection::Residual}}) {
-      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " L2 bi" : " L1");
+                               StackCase{cell, 2, true, Connection::Residual},
+                               StackCase{cell, 2, false, Connection::Dense}}) {
+      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " L2 bi"
+                                                               : s.layers == 2 ? " L2 uni"
+                                                                               : " L1");
       RnnConfig config = config_of(s, I);
       config.hidden_size = H;
       config.dtype = DType::Float32;
@@ -422,6 +445,72 @@ TEST(StackRowParallel, MatchesStepByStep) {
       EXPECT_TRUE(all_close(rows.h_n, steps.h_n, tol)) << what;
       EXPECT_TRUE(all_close(rows.dx, steps.dx, tol)) << what;
       EXPECT_TRUE(all_close(rows.grads, steps.grads, tol)) << what;
+    }
+  }
+}
+
+// Unidirectional stacks run as a wavefront on the GPU and layer by layer on the CPU
+// (Ops::runs_wavefronts); forced on the CPU, the wavefront must give the same outputs,
+// final states and gradients (float64): every cell, 2 and 3 layers, every connection, full
+// and packed batches, dropout in some. The wavefront counter shows which schedule ran.
+TEST(StackWavefront, MatchesLayerByLayer) {
+  const std::int64_t T = 5, B = 4, I = 3;
+  for (CellKind cell : {CellKind::RnnTanh, CellKind::RnnRelu, CellKind::RnnSigmoid, CellKind::Lstm,
+                        CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
+    for (std::int64_t layers : {2, 3}) {
+      for (Connection conn :
+           {Connection::None, Connection::Residual, Connection::Highway, Connection::Dense}) {
+        const bool packed = (layers + static_cast<int>(conn)) % 2 == 0;
+        const std::string what = std::string(to_string(cell)) + " L" + std::to_string(layers) +
+                                 " " + to_string(conn) + (packed ? " packed" : "");
+        RnnConfig config =
+            config_of({cell, layers, false, conn}, conn == Connection::None ? I : kH);
+        config.dropout = conn == Connection::Dense ? 0.25 : 0.0;
+        Rnn rnn(config, Device::cpu(), 51);
+        const std::vector<std::int64_t> lengths =
+            packed ? std::vector<std::int64_t>{T, 2, 5, 1} : std::vector<std::int64_t>{};
+        Random rng(52);
+        const Tensor x = rng.tensor<double>({T, B, config.input_size});
+        const Tensor h0 = rng.tensor<double>({layers, B, kH});
+        const Tensor c0 = rng.tensor<double>({layers, B, kH});
+        const Tensor dy = rng.tensor<double>({T, B, kH});
+        const Tensor dh_n = rng.tensor<double>({layers, B, kH});
+        const bool lstm = cell == CellKind::Lstm;
+        struct Run {
+          std::vector<double> y, h_n, c_n, dx, dh0, dc0, grads;
+          std::int64_t wavefront_passes;
+        };
+        auto run = [&](bool wave) {
+          const CpuWavefront schedule(wave);
+          const std::int64_t before = detail::wavefront_passes();
+          rnn.zero_grad();
+          rnn.set_dropout_seed(7);
+          const ForwardResult f =
+              rnn.forward(x, h0, lstm ? c0.view() : TensorView(), Mode::Training, lengths);
+          const BackwardResult g = rnn.backward(dy, dh_n);
+          return Run{f.y.to_vector<double>(),
+                     f.h_n.to_vector<double>(),
+                     lstm ? f.c_n.to_vector<double>() : std::vector<double>{},
+                     g.dx.to_vector<double>(),
+                     g.dh0.to_vector<double>(),
+                     lstm ? g.dc0.to_vector<double>() : std::vector<double>{},
+                     rnn.gradients().to_vector<double>(),
+                     detail::wavefront_passes() - before};
+        };
+        const Run layered = run(false), waves = run(true);
+        EXPECT_EQ(layered.wavefront_passes, 0) << what;
+        EXPECT_EQ(waves.wavefront_passes, 2) << what;  // the forward and the backward
+        const Tolerance tol = tolerance_for_depth<double>(T * B * 3 * kH * layers);
+        EXPECT_TRUE(all_close(waves.y, layered.y, tol)) << what;
+        EXPECT_TRUE(all_close(waves.h_n, layered.h_n, tol)) << what;
+        EXPECT_TRUE(all_close(waves.dx, layered.dx, tol)) << what;
+        EXPECT_TRUE(all_close(waves.dh0, layered.dh0, tol)) << what;
+        if (lstm) {
+          EXPECT_TRUE(all_close(waves.c_n, layered.c_n, tol)) << what;
+          EXPECT_TRUE(all_close(waves.dc0, layered.dc0, tol)) << what;
+        }
+        EXPECT_TRUE(all_close(waves.grads, layered.grads, tol)) << what;
+      }
     }
   }
 }

@@ -67,6 +67,15 @@ std::atomic<bool>& row_parallel() {
   return enabled;
 }
 
+// Wavefronts are off unless RECUR_CPU_WAVEFRONT=1 or a test turned them on.
+std::atomic<bool>& wavefronts() {
+  static std::atomic<bool> enabled{[] {
+    const char* choice = std::getenv("RECUR_CPU_WAVEFRONT");
+    return choice != nullptr && std::string(choice) == "1";
+  }()};
+  return enabled;
+}
+
 std::atomic<std::int64_t> row_runs_so_far{0};  // cpu_row_parallel_runs()
 
 // A thread of a row-parallel run takes at least this many rows: its share of each GEMM is
@@ -120,6 +129,11 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
 template <typename T>
 void CpuOps<T>::gemm_batched(const GemmBatch<T>& g) {
   for (int i = 0; i < g.count; ++i) gemm(gemm_item(g, g.a[i], g.b[i], g.c[i]));
+}
+
+template <typename T>
+bool CpuOps<T>::runs_wavefronts() const {
+  return cpu_wavefront();
 }
 
 template <typename T>
@@ -319,6 +333,8 @@ const char* cpu_sgemm_library() { return onednn_sgemm() != nullptr ? "oneDNN" : 
 
 bool cpu_weight_packing() { return weight_packing().load() && PackedGemms::available(); }
 void set_cpu_weight_packing(bool enabled) { weight_packing().store(enabled); }
+bool cpu_wavefront() { return wavefronts().load(); }
+void set_cpu_wavefront(bool enabled) { wavefronts().store(enabled); }
 bool cpu_row_parallel() { return row_parallel().load(); }
 void set_cpu_row_parallel(bool enabled) { row_parallel().store(enabled); }
 std::int64_t cpu_row_parallel_runs() { return row_runs_so_far.load(); }

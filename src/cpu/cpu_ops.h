@@ -17,6 +17,7 @@ class CpuOps final : public Ops<T> {
   Device device() const override { return Device::cpu(); }
   void gemm(const Gemm<T>& g) override;
   void gemm_batched(const GemmBatch<T>& g) override;
+  bool runs_wavefronts() const override;
   bool packs_weights() const override;
   bool hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
                     std::int64_t widest_n) override;
@@ -55,6 +56,14 @@ bool cpu_float_loops_threaded();
 // off to compare both paths. Affects the Ops made afterwards and the passes they run next.
 bool cpu_weight_packing();
 void set_cpu_weight_packing(bool enabled);
+
+// Whether CpuOps runs unidirectional stacks as a wavefront (Ops::runs_wavefronts). Off:
+// two cores are busy with one step's GEMM already, and layer by layer the upper layers
+// project their inputs in one GEMM and may run row-parallel (2-layer LSTM H=512 training,
+// in-process A/B: 9% faster; docs/benchmarks.md). RECUR_CPU_WAVEFRONT=1 or a test turns it
+// on, so the wavefront's schedule is checked without a GPU too.
+bool cpu_wavefront();
+void set_cpu_wavefront(bool enabled);
 
 // Whether CpuOps<float> runs a layer-by-layer pass's steps row-parallel (run_rows; on
 // unless RECUR_CPU_ROW_PARALLEL=0). Tests turn it off to compare both ways.
