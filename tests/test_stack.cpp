@@ -36,6 +36,15 @@ RnnConfig config_of(const StackCase& s, std::int64_t input = kI) {
   return c;
 }
 
+// A float32 model with H hidden units: the CPU packs (and runs row-parallel) float passes
+// only.
+RnnConfig float_config_of(const StackCase& s, std::int64_t input, std::int64_t hidden) {
+  RnnConfig c = config_of(s, input);
+  c.hidden_size = hidden;
+  c.dtype = DType::Float32;
+  return c;
+}
+
 std::vector<StackCase> grid() {
   std::vector<StackCase> cases;
   for (CellKind cell : {CellKind::RnnTanh, CellKind::RnnRelu, CellKind::RnnSigmoid, CellKind::Lstm,
@@ -234,6 +243,12 @@ std::vector<double> widened(const Values& t) {
 // asked, see schedules()) and as a packed bidirectional stack.
 // The schedules a case runs in: a unidirectional stack both as the wavefront (the GPU's
 // schedule) and layer by layer (the CPU's), a bidirectional one layer by layer only.
+std::string case_name(const StackCase& s, bool wavefront) {
+  return std::string(to_string(s.cell)) + (s.bidirectional ? " bi"
+                                           : wavefront     ? " uni wavefront"
+                                                           : " uni");
+}
+
 std::vector<bool> schedules(const StackCase& s) {
   return s.bidirectional || s.layers == 1 ? std::vector<bool>{false}
                                           : std::vector<bool>{true, false};
@@ -259,10 +274,7 @@ TEST(StackTransposedWeights, BatchOf16MatchesTwoBatchesOf8) {
   for (const StackCase& s : per_step_weight_cases()) {
     for (bool wave : schedules(s)) {
       const CpuWavefront schedule(wave);
-      const CellKind cell = s.cell;
-      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " bi"
-                                                               : wave          ? " uni wavefront"
-                                                                               : " uni");
+      const std::string what = case_name(s, wave);
       Rnn rnn(config_of(s, I), Device::cpu(), 11);
       const std::int64_t D = s.bidirectional ? 2 : 1;
       std::vector<std::int64_t> lengths;
@@ -315,13 +327,8 @@ TEST(StackPackedWeights, MatchTheTransposedWeights) {
     for (bool wave : schedules(s)) {
       const CpuWavefront schedule(wave);
       const CellKind cell = s.cell;
-      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " bi"
-                                                               : wave          ? " uni wavefront"
-                                                                               : " uni");
-      RnnConfig config = config_of(s, I);
-      config.hidden_size = H;
-      config.dtype = DType::Float32;
-      Rnn rnn(config, Device::cpu(), 21);
+      const std::string what = case_name(s, wave);
+      Rnn rnn(float_config_of(s, I, H), Device::cpu(), 21);
       const std::int64_t D = s.bidirectional ? 2 : 1;
       std::vector<std::int64_t> lengths;
       if (s.bidirectional) {
@@ -366,9 +373,7 @@ TEST(StackPackedWeights, MatchTheTransposedWeights) {
 TEST(StackPackedWeights, FollowParameterChanges) {
   if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
   const std::int64_t T = 6, B = 16, I = 5, H = 8;
-  RnnConfig config = config_of({CellKind::Lstm, 1, false, Connection::None}, I);
-  config.hidden_size = H;
-  config.dtype = DType::Float32;
+  const RnnConfig config = float_config_of({CellKind::Lstm, 1, false, Connection::None}, I, H);
   Random rng(31);
   const Tensor x = rng.tensor<float>({T, B, I});
   const Tensor changed = rng.tensor<float>({Rnn(config).parameters().numel()});
@@ -405,10 +410,7 @@ TEST(StackRowParallel, MatchesStepByStep) {
       const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " L2 bi"
                                                                : s.layers == 2 ? " L2 uni"
                                                                                : " L1");
-      RnnConfig config = config_of(s, I);
-      config.hidden_size = H;
-      config.dtype = DType::Float32;
-      Rnn rnn(config, Device::cpu(), 41);
+      Rnn rnn(float_config_of(s, I, H), Device::cpu(), 41);
       const std::int64_t D = s.bidirectional ? 2 : 1;
       std::vector<std::int64_t> lengths;
       if (s.bidirectional) {
