@@ -48,9 +48,7 @@ TimedCall cuda_timed(std::function<void()> fn, void* stream_ptr) {
 }
 
 Stats time_cuda(const std::function<void()>& fn, void* stream, const TimingOptions& opt) {
-  const SideBySide s = time_side_by_side({cuda_timed(fn, stream)}, opt);
-  if (!s.errors[0].empty()) throw std::runtime_error(s.errors[0]);
-  return summarize(s.ms[0]);
+  return time_alone(cuda_timed(fn, stream), opt);
 }
 
 std::string cuda_device_name() {

@@ -80,10 +80,14 @@ Stats paired_ratio(const std::vector<double>& ms_a, const std::vector<double>& m
   return summarize(ratios);
 }
 
-Stats time_host(const std::function<void()>& fn, const TimingOptions& opt) {
-  const SideBySide s = time_side_by_side({host_timed(fn)}, opt);
+Stats time_alone(const TimedCall& call, const TimingOptions& opt) {
+  const SideBySide s = time_side_by_side({call}, opt);
   if (!s.errors[0].empty()) throw std::runtime_error(s.errors[0]);
   return summarize(s.ms[0]);
+}
+
+Stats time_host(const std::function<void()>& fn, const TimingOptions& opt) {
+  return time_alone(host_timed(fn), opt);
 }
 
 }  // namespace bench

@@ -57,6 +57,10 @@ SideBySide time_side_by_side(const std::vector<TimedCall>& calls, const TimingOp
 // Round by round, ms_a[i] / ms_b[i], over the rounds both have.
 Stats paired_ratio(const std::vector<double>& ms_a, const std::vector<double>& ms_b);
 
+// Times one prepared call alone (time_side_by_side with nothing beside it); throws what it
+// threw.
+Stats time_alone(const TimedCall& call, const TimingOptions& opt);
+
 // Times `fn` on the host, alone.
 Stats time_host(const std::function<void()>& fn, const TimingOptions& opt);
 

@@ -43,10 +43,8 @@ PassOp steps_op(PassOpKind kind, std::vector<UnitStep> steps) {
   return op;
 }
 
-}  // namespace
+std::atomic<std::int64_t> wavefront_passes_so_far{0};  // wavefront_passes()
 
-namespace {
-std::atomic<std::int64_t> wavefront_passes_so_far{0};
 }  // namespace
 
 std::int64_t wavefront_passes() { return wavefront_passes_so_far.load(); }
@@ -62,7 +60,6 @@ StepWeights step_weights(const Plan& plan, const Timeline& timeline, bool backen
 }
 
 std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl, bool wavefront) {
-  if (wavefront) ++wavefront_passes_so_far;
   const int L = static_cast<int>(plan.config.num_layers), D = plan.directions;
   const std::int64_t T = tl.steps;
   std::vector<PassOp> program;
@@ -101,7 +98,6 @@ std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl, bool 
 }
 
 std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& tl, bool wavefront) {
-  if (wavefront) ++wavefront_passes_so_far;
   const int L = static_cast<int>(plan.config.num_layers), D = plan.directions;
   const std::int64_t T = tl.steps;
   std::vector<PassOp> program;
@@ -718,6 +714,7 @@ void StackPass<T>::weight_gradients(T* grads) {
 // come, between the ops they depend on.
 template <typename T>
 void StackPass<T>::forward() {
+  if (buf_.wavefront) ++wavefront_passes_so_far;
   std::vector<PassOp> program = schedule_forward(plan_, tl_, buf_.wavefront);
   const WeightsRelease<T> release(ops_);
   hold_step_weights(false);
@@ -744,6 +741,7 @@ void StackPass<T>::forward() {
 
 template <typename T>
 void StackPass<T>::backward(T* grads) {
+  if (buf_.wavefront) ++wavefront_passes_so_far;
   std::vector<PassOp> program = schedule_backward(plan_, tl_, buf_.wavefront);
   const WeightsRelease<T> release(ops_);
   hold_step_weights(true);
