@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -44,10 +46,29 @@ PassOp steps_op(PassOpKind kind, std::vector<UnitStep> steps) {
 }
 
 std::atomic<std::int64_t> wavefront_passes_so_far{0};  // wavefront_passes()
+std::atomic<std::int64_t> fused_wave_gemms_so_far{0};  // fused_wave_gemms()
+
+std::atomic<bool>& wave_fusion_switch() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("RECUR_WAVE_FUSION");
+    return env == nullptr || std::string(env) != "0";
+  }()};
+  return on;
+}
 
 }  // namespace
 
 std::int64_t wavefront_passes() { return wavefront_passes_so_far.load(); }
+std::int64_t fused_wave_gemms() { return fused_wave_gemms_so_far.load(); }
+bool wave_fusion() { return wave_fusion_switch().load(); }
+void set_wave_fusion(bool enabled) { wave_fusion_switch().store(enabled); }
+
+bool fuses_input(const Plan& p, int layer) {
+  if (!wave_fusion() || layer == 0 || reset_before_product(p)) return false;
+  const LayerPlan& l = p.layers[layer];
+  const std::int64_t H = p.config.hidden_size;
+  return l.inputs.size() == 1 && l.input_size == H && p.activations[l.inputs[0].act].width == H;
+}
 
 bool wavefront(const Plan& p, bool backend_runs_wavefronts) {
   return backend_runs_wavefronts && p.directions == 1 && p.config.num_layers > 1;
@@ -70,10 +91,12 @@ std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl, bool 
       for (int l = 0; l < L; ++l) {
         const std::int64_t t = w - l;
         if (t < 0 || t >= T) continue;
-        if (l > 0) program.push_back(range_op(PassOpKind::InputProjection, l, 0, t, t + 1));
+        if (l > 0 && !fuses_input(plan, l))
+          program.push_back(range_op(PassOpKind::InputProjection, l, 0, t, t + 1));
         steps.push_back({l, t});
       }
       program.push_back(steps_op(PassOpKind::Steps, steps));
+      program.back().fused_inputs = true;
       for (const UnitStep& s : steps) {
         program.push_back(range_op(PassOpKind::Connection, s.unit, 0, s.t, s.t + 1));
       }
@@ -110,9 +133,11 @@ std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& tl, bool
         if (t >= 0 && t < T) steps.push_back({l, t});
       }
       program.push_back(steps_op(PassOpKind::StepsBackward, steps));
+      program.back().fused_inputs = true;
       for (const UnitStep& s : steps) {
         if (s.unit == 0) continue;  // dx: below
-        program.push_back(range_op(PassOpKind::InputGradient, s.unit, 0, s.t, s.t + 1));
+        if (!fuses_input(plan, s.unit))
+          program.push_back(range_op(PassOpKind::InputGradient, s.unit, 0, s.t, s.t + 1));
         program.push_back(range_op(PassOpKind::ConnectionBackward, s.unit - 1, 0, s.t, s.t + 1));
       }
     }
@@ -221,6 +246,24 @@ StepBackward<T> StackPass<T>::step_backward_args(const UnitStep& s) const {
   return a;
 }
 
+// Operand 0 (A), 1 (B) or 2 (C) of unit s's input GEMM when a wave fuses it: forward
+// gx_t = W_ih u_t, with A as the step's recurrent GEMMs read W_hh (w_ih_t where they read
+// w_t); backward du_t += W_ih^T dgx_t.
+template <typename T>
+const void* StackPass<T>::input_gemm_operand(const UnitStep& s, bool backward, int operand) const {
+  const UnitOffsets& u = plan_.units[s.unit];
+  const UnitBuffers<T>& ub = buf_.units[s.unit];
+  const ActivationBuffers<T>& in = buf_.acts[plan_.layers[u.layer].inputs[0].act];
+  const std::int64_t GH = plan_.gates * plan_.config.hidden_size, r = tl_.offset[s.t];
+  if (operand == 0) {
+    return !backward && transposed_weights() ? static_cast<const void*>(ub.w_ih_t)
+                                             : static_cast<const void*>(params_ + u.w_ih);
+  }
+  if (backward)
+    return operand == 1 ? static_cast<const void*>(ub.dgx + r * GH) : in.grad + r * in.ld;
+  return operand == 1 ? static_cast<const void*>(in.data + r * in.ld) : ub.gx + r * GH;
+}
+
 // Builds the pointer tables of every batched GEMM in the program and stages them once.
 // A Steps op's units are grouped by their active rows (the GEMMs' n); per group and GEMM:
 // count A pointers, count B, count C.
@@ -240,17 +283,28 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
       if (groups.empty() || groups.back().n != n) groups.push_back({i, 0, n, 0});
       ++groups.back().count;
     }
+    // Per group: the units' own GEMMs, then (first GEMM of a fused op) the input GEMMs of
+    // the units whose layer fuses_input(); all A pointers, then all B, then all C.
     auto push = [&](int gemm, auto a_of, auto b_of, auto c_of) {
       op.groups[gemm] = groups;
       for (GemmGroup& g : op.groups[gemm]) {
         g.table = table_.size();
-        const auto units = [&](auto f) {
+        std::vector<const UnitStep*> fused;
+        if (gemm == 0 && op.fused_inputs) {
           for (std::size_t i = g.first; i < g.first + g.count; ++i)
-            table_.push_back(f(op.steps[i]));
-        };
-        units(a_of);
-        units(b_of);
-        units(c_of);
+            if (fuses_input(plan_, plan_.units[op.steps[i].unit].layer))
+              fused.push_back(&op.steps[i]);
+        }
+        g.inputs = fused.size();
+        fused_wave_gemms_so_far += static_cast<std::int64_t>(fused.size());
+        for (int operand = 0; operand < 3; ++operand) {
+          for (std::size_t i = g.first; i < g.first + g.count; ++i) {
+            const UnitStep& s = op.steps[i];
+            table_.push_back(operand == 0 ? a_of(s) : operand == 1 ? b_of(s) : c_of(s));
+          }
+          for (const UnitStep* s : fused)
+            table_.push_back(input_gemm_operand(*s, backward, operand));
+        }
       }
     };
     // W_hh's rows [first, ...) as op(A): W_hh itself (its row `first`), or in a forward
@@ -301,7 +355,7 @@ namespace {
 template <typename T>
 GemmBatch<T> batch_of(const void* const* staged, const void* const* host, const GemmGroup& g) {
   GemmBatch<T> b;
-  const std::size_t count = g.count;
+  const std::size_t count = g.items();
   const void* const* base = staged + g.table;
   b.a = reinterpret_cast<const T* const*>(base);
   b.b = reinterpret_cast<const T* const*>(base + count);

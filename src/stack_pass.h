@@ -14,7 +14,9 @@
 //   - unidirectional stacks, on a backend that runs them so (Ops::runs_wavefronts: the
 //     GPU): a wavefront, Steps w holds layer l at step w-l for every l, so L layers cost
 //     T+L-1 sequential steps instead of L*T; layers above the first project their input
-//     one step at a time. Elsewhere (the CPU) layer by layer, as bidirectional stacks.
+//     one step at a time, inside the wave's batch of GEMMs where the shapes allow
+//     (fuses_input()), and likewise backward for their input gradients. Elsewhere (the
+//     CPU) layer by layer, as bidirectional stacks.
 //
 // Rows follow the Timeline (src/timeline.h): step t is rows offset[t] .. + active[t] of
 // every [rows, features] buffer, R = rows() in all. Each layer writes its output straight
@@ -124,7 +126,9 @@ struct UnitStep {
 struct GemmGroup {
   std::size_t first = 0, count = 0;
   std::int64_t n = 0;
-  std::size_t table = 0;  // their A, B and C pointers in the staged table
+  std::size_t table = 0;   // their A, B and C pointers in the staged table
+  std::size_t inputs = 0;  // fused input GEMMs that follow the units' own (fuses_input())
+  std::size_t items() const { return count + inputs; }
 };
 
 struct PassOp {
@@ -133,6 +137,10 @@ struct PassOp {
   std::int64_t t0 = 0, t1 = 0;
   std::vector<UnitStep> steps;       // Steps / StepsBackward
   std::vector<GemmGroup> groups[2];  // per GEMM of the step (two for reset-before-product)
+  // A wavefront's Steps (StepsBackward): the first GEMM's batch also holds the input
+  // projection (input gradient) of every unit whose layer fuses_input(), in place of an
+  // InputProjection (InputGradient) op of its own.
+  bool fused_inputs = false;
 };
 
 // Whether the passes run as a wavefront: unidirectional stacks of more than one layer, on
@@ -146,6 +154,20 @@ StepWeights step_weights(const Plan& plan, const Timeline& timeline, bool backen
 
 // How many forward and backward passes have run as a wavefront so far, for tests.
 std::int64_t wavefront_passes();
+
+// Whether a wavefront fuses layer `layer`'s per-step input GEMM into its wave's batch of
+// recurrent GEMMs: forward gx_t = W_ih u_t beside gh = W_hh h_{t-1}, backward du_t +=
+// W_ih^T dgx_t beside dh += W_hh^T dgh. They must have the recurrent GEMMs' shape (one
+// input segment, H wide: k = H forward, m = H backward) and write their own buffers; all
+// of a wave's GEMMs then depend only on the wave before. Not the reset-before-product GRU
+// (its recurrent GEMMs cover 2H and H rows of W_hh, its input GEMMs 3H) nor layer 0
+// (projected for all steps at once). On unless wave_fusion() is off
+// (RECUR_WAVE_FUSION=0 at start, or set_wave_fusion(false), for comparisons and tests).
+bool fuses_input(const Plan& plan, int layer);
+bool wave_fusion();
+void set_wave_fusion(bool enabled);
+// How many input GEMMs have been fused into wave batches so far (staged), for tests.
+std::int64_t fused_wave_gemms();
 
 // The forward and backward programs for a plan and a timeline, as a wavefront or layer by
 // layer.
@@ -167,6 +189,7 @@ class StackPass {
 
  private:
   void stage(std::vector<PassOp>& program, bool backward);
+  const void* input_gemm_operand(const UnitStep& s, bool backward, int operand) const;
   void transpose_weights();
   // Holds (Ops::hold_weights) every matrix the pass's per-step GEMMs read when they are
   // Packed; if any cannot be packed, none stays held and all are read as stored. The pass

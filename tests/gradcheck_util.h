@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cpu/cpu_ops.h"
+#include "stack_pass.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -17,6 +18,19 @@ class CpuWavefront {
   ~CpuWavefront() { detail::set_cpu_wavefront(before_); }
   CpuWavefront(const CpuWavefront&) = delete;
   CpuWavefront& operator=(const CpuWavefront&) = delete;
+
+ private:
+  bool before_;
+};
+
+// While alive, wavefronts fuse their upper layers' input GEMMs into the waves' batches
+// (on, the default; stack_pass.h) or run them as GEMMs of their own (off).
+class WaveFusion {
+ public:
+  explicit WaveFusion(bool on) : before_(detail::wave_fusion()) { detail::set_wave_fusion(on); }
+  ~WaveFusion() { detail::set_wave_fusion(before_); }
+  WaveFusion(const WaveFusion&) = delete;
+  WaveFusion& operator=(const WaveFusion&) = delete;
 
  private:
   bool before_;

@@ -480,11 +480,13 @@ TEST(StackWavefront, MatchesLayerByLayer) {
         const bool lstm = cell == CellKind::Lstm;
         struct Run {
           std::vector<double> y, h_n, c_n, dx, dh0, dc0, grads;
-          std::int64_t wavefront_passes;
+          std::int64_t wavefront_passes, fused_gemms;
         };
-        auto run = [&](bool wave) {
+        auto run = [&](bool wave, bool fusion) {
           const CpuWavefront schedule(wave);
+          const WaveFusion fusing(fusion);
           const std::int64_t before = detail::wavefront_passes();
+          const std::int64_t fused_before = detail::fused_wave_gemms();
           rnn.zero_grad();
           rnn.set_dropout_seed(7);
           const ForwardResult f =
@@ -497,21 +499,32 @@ TEST(StackWavefront, MatchesLayerByLayer) {
                      g.dh0.to_vector<double>(),
                      lstm ? g.dc0.to_vector<double>() : std::vector<double>{},
                      rnn.gradients().to_vector<double>(),
-                     detail::wavefront_passes() - before};
+                     detail::wavefront_passes() - before,
+                     detail::fused_wave_gemms() - fused_before};
         };
-        const Run layered = run(false), waves = run(true);
+        const Run layered = run(false, true);
         EXPECT_EQ(layered.wavefront_passes, 0) << what;
-        EXPECT_EQ(waves.wavefront_passes, 2) << what;  // the forward and the backward
-        const Tolerance tol = tolerance_for_depth<double>(T * B * 3 * kH * layers);
-        EXPECT_TRUE(all_close(waves.y, layered.y, tol)) << what;
-        EXPECT_TRUE(all_close(waves.h_n, layered.h_n, tol)) << what;
-        EXPECT_TRUE(all_close(waves.dx, layered.dx, tol)) << what;
-        EXPECT_TRUE(all_close(waves.dh0, layered.dh0, tol)) << what;
-        if (lstm) {
-          EXPECT_TRUE(all_close(waves.c_n, layered.c_n, tol)) << what;
-          EXPECT_TRUE(all_close(waves.dc0, layered.dc0, tol)) << what;
+        EXPECT_EQ(layered.fused_gemms, 0) << what;
+        // Layers above the first fuse their input GEMMs into the waves (forward and
+        // backward: one per step each; the longest sequence has all T) unless their input is not H
+        // wide (dense) or the cell is the reset-before-product GRU.
+        const bool fuses = conn != Connection::Dense && cell != CellKind::GruResetBeforeProduct;
+        for (bool fusion : {true, false}) {
+          const Run waves = run(true, fusion);
+          const std::string how = what + (fusion ? ", fused" : ", not fused");
+          EXPECT_EQ(waves.wavefront_passes, 2) << how;  // the forward and the backward
+          EXPECT_EQ(waves.fused_gemms, fusion && fuses ? 2 * (layers - 1) * T : 0) << how;
+          const Tolerance tol = tolerance_for_depth<double>(T * B * 3 * kH * layers);
+          EXPECT_TRUE(all_close(waves.y, layered.y, tol)) << how;
+          EXPECT_TRUE(all_close(waves.h_n, layered.h_n, tol)) << how;
+          EXPECT_TRUE(all_close(waves.dx, layered.dx, tol)) << how;
+          EXPECT_TRUE(all_close(waves.dh0, layered.dh0, tol)) << how;
+          if (lstm) {
+            EXPECT_TRUE(all_close(waves.c_n, layered.c_n, tol)) << how;
+            EXPECT_TRUE(all_close(waves.dc0, layered.dc0, tol)) << how;
+          }
+          EXPECT_TRUE(all_close(waves.grads, layered.grads, tol)) << how;
         }
-        EXPECT_TRUE(all_close(waves.grads, layered.grads, tol)) << what;
       }
     }
   }
