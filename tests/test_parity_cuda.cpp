@@ -9,6 +9,7 @@
 #if RECUR_HAS_CUDA
 #include "cuda/cuda_ops.h"
 #endif
+#include "gradcheck_util.h"
 #include "ops.h"
 #include "test_util.h"
 
@@ -27,20 +28,23 @@ const Device kGpu = Device::cuda(0);
 // shapes; then back to the default, which picks per batch (CudaOps::gemm_batched).
 class BatchedGemmWay {
  public:
-  enum Way { PerItem, Batched, Streams };
-  explicit BatchedGemmWay(Way way) { set(way == PerItem ? 1 : way == Batched ? 2 : 3); }
-  ~BatchedGemmWay() { set(0); }
+  enum Way { Auto, PerItem, Batched, Streams };
+  explicit BatchedGemmWay(Way way) { set(way); }
+  ~BatchedGemmWay() { set(Auto); }
   BatchedGemmWay(const BatchedGemmWay&) = delete;
   BatchedGemmWay& operator=(const BatchedGemmWay&) = delete;
+  static const char* name(Way way) {
+    const char* names[] = {"auto", "per item", "batched", "streams"};
+    return names[way];
+  }
 
  private:
-  static void set([[maybe_unused]] int way) {
+  static void set([[maybe_unused]] Way way) {
 #if RECUR_HAS_CUDA
     using detail::CudaBatchedGemm;
-    detail::set_cuda_batched_gemm(way == 0   ? CudaBatchedGemm::Auto
-                                  : way == 1 ? CudaBatchedGemm::PerItem
-                                  : way == 2 ? CudaBatchedGemm::Batched
-                                             : CudaBatchedGemm::Streams);
+    const CudaBatchedGemm choices[] = {CudaBatchedGemm::Auto, CudaBatchedGemm::PerItem,
+                                       CudaBatchedGemm::Batched, CudaBatchedGemm::Streams};
+    detail::set_cuda_batched_gemm(choices[way]);
 #endif
   }
 };
@@ -403,19 +407,23 @@ TEST_P(ModelParity, ForwardAndBackwardMatchTheCpu) {
 
 // The parity suite runs the default choice per batch (CudaOps::gemm_batched); each forced
 // way must give the same model, several units per step included: both directions of a
-// 2-layer bidirectional stack, the layers of a 3-layer wavefront.
+// 2-layer bidirectional stack, the layers of a 3-layer wavefront (whose waves' batches
+// hold the upper layers' input GEMMs too, except with wave fusion off).
 TEST(CudaModel, EveryBatchedGemmWayMatchesTheCpu) {
   RECUR_REQUIRE_GPU();
-  for (BatchedGemmWay::Way w :
-       {BatchedGemmWay::PerItem, BatchedGemmWay::Batched, BatchedGemmWay::Streams}) {
+  for (BatchedGemmWay::Way w : {BatchedGemmWay::Auto, BatchedGemmWay::PerItem,
+                                BatchedGemmWay::Batched, BatchedGemmWay::Streams}) {
     BatchedGemmWay way(w);
-    for (CellKind cell : {CellKind::Lstm, CellKind::GruResetBeforeProduct}) {
+    for (CellKind cell :
+         {CellKind::Lstm, CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
       for (bool bi : {true, false}) {
-        SCOPED_TRACE(std::string(to_string(cell)) + (bi ? " 2-layer bi" : " 3-layer uni") +
-                     (w == BatchedGemmWay::PerItem   ? " per item"
-                      : w == BatchedGemmWay::Batched ? " batched"
-                                                     : " streams"));
-        check_model<float>({cell, DType::Float32, bi ? 2 : 3, bi, Connection::None}, 5, 16);
+        for (bool fusion : {true, false}) {
+          if (bi && !fusion) continue;  // layer by layer: nothing to fuse
+          const WaveFusion fusing(fusion);
+          SCOPED_TRACE(std::string(to_string(cell)) + (bi ? " 2-layer bi " : " 3-layer uni ") +
+                       BatchedGemmWay::name(w) + (fusion ? "" : ", wave fusion off"));
+          check_model<float>({cell, DType::Float32, bi ? 2 : 3, bi, Connection::None}, 5, 16);
+        }
       }
     }
   }

@@ -32,6 +32,19 @@ std::atomic<CudaBatchedGemm>& batched_gemm_choice() {
   return choice;
 }
 
+// Auto runs a batch of backward's shape (k > m) as one batched GEMM from this many items
+// up (RECUR_CUDA_BATCHED_FROM=N at start, for comparisons), and for m up to this many
+// rows; see gemm_batched.
+constexpr std::int64_t kBatchedBackwardMaxRows = 512;
+int batched_from() {
+  static const int from = [] {
+    const char* env = std::getenv("RECUR_CUDA_BATCHED_FROM");
+    const int n = env != nullptr ? std::atoi(env) : 0;
+    return n > 0 ? n : 5;
+  }();
+  return from;
+}
+
 int to_int(std::int64_t v, const char* what) {
   if (v < 0 || v > INT_MAX) {
     throw Error("recur: CudaOps::gemm: " + std::string(what) + " = " + std::to_string(v) +
@@ -103,10 +116,16 @@ class CudaOps final : public Ops<T> {
   // the LSTM step at m = 1024, n = 32, k = 256; 4 blocks and 650 us at m = 1024, n = 64,
   // k = 4096) where the plain GEMM's heuristic splits K and fills the GPU (23 us). With
   // several items (a wavefront's layers, both directions) the batched kernel runs them side
-  // by side and wins for the forward step's shape (m = gates*H >= k = H), but still loses for
-  // the backward one (k = gates*H > m = H). So Auto runs one GEMM per item except for
-  // several items of the forward shape. Streams (opt-in, to be measured) runs one GEMM per
-  // item too, but each on a stream of its own, side by side.
+  // by side and wins for the forward step's shape (m = gates*H >= k = H). For the backward
+  // one (k = gates*H > m = H) it does not split K, so its time stays near that of one long
+  // item whatever the count while one GEMM per item costs the count times a split GEMM.
+  // Whole training steps with the backward waves batched against one GEMM per item: at
+  // H = 512, B = 64 two items (a bidirectional layer) 1.25x the time, three 1.10x, four
+  // alike, seven (a 4-layer wavefront's fused wave) 0.84x, fifteen (8 layers) 0.72x; at
+  // H = 256, B = 32 seven 0.5x; but at H = 1024 seven 1.07x, its longer K outweighing the
+  // count. So Auto runs one GEMM per item for one item, and for a batch of backward's shape
+  // with fewer than batched_from() items or m > kBatchedBackwardMaxRows. Streams (opt-in;
+  // measured slower) runs one GEMM per item, each on a stream of its own.
   void gemm_batched(const GemmBatch<T>& g) override {
     if (g.m == 0 || g.n == 0 || g.count == 0) return;
     const CudaBatchedGemm choice = cuda_batched_gemm();
@@ -114,9 +133,11 @@ class CudaOps final : public Ops<T> {
       gemm_items_side_by_side(g);
       return;
     }
-    const bool per_item = choice == CudaBatchedGemm::PerItem ||
-                          choice == CudaBatchedGemm::Streams ||
-                          (choice == CudaBatchedGemm::Auto && (g.count == 1 || g.k > g.m));
+    const bool per_item =
+        choice == CudaBatchedGemm::PerItem || choice == CudaBatchedGemm::Streams ||
+        (choice == CudaBatchedGemm::Auto &&
+         (g.count == 1 ||
+          (g.k > g.m && (g.count < batched_from() || g.m > kBatchedBackwardMaxRows))));
     if (g.host_a != nullptr && per_item) {
       for (int i = 0; i < g.count; ++i) gemm(gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]));
       return;
