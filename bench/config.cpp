@@ -126,6 +126,12 @@ std::vector<Problem> gpu_grid() {
   }
   out.push_back(make(Cell::RnnTanh, 100, 64, 1024, "grid"));
   out.push_back(make(Cell::Lstm, 100, 1, 1024, "grid"));
+  // Unidirectional stacks of other depths and widths: how a wavefront's batches of 3, 7
+  // and 15 GEMMs run (CudaOps::gemm_batched).
+  out.push_back(make(Cell::Lstm, 100, 64, 512, "stacks", 2, false));
+  out.push_back(make(Cell::Lstm, 100, 64, 512, "stacks", 8, false));
+  out.push_back(make(Cell::Lstm, 100, 32, 256, "stacks", 4, false));
+  out.push_back(make(Cell::Lstm, 50, 64, 1024, "stacks", 4, false));
   return out;
 }
 
