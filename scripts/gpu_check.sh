@@ -82,14 +82,6 @@ if [ -x "$build/bench/recur_bench" ] && stage bench "$bench_s"; then
   rc=$?
   echo "bench: exit $rc" >> "$summary"
   [ $rc -eq 0 ] || status=1
-  # The stacks again with each batch's GEMMs on streams of their own (CudaBatchedGemm::
-  # Streams), beside cuDNN in the same run: against the rows above, whether it should
-  # become the default for a wavefront's layers.
-  { echo "=== stacks, RECUR_CUDA_BATCHED_GEMM=streams"
-    RECUR_CUDA_BATCHED_GEMM=streams limited 60 "$build/bench/recur_bench" --gpu --no-tf32 \
-      --no-ceiling --max-seconds 1 --warmup 2 --mode training --filter "L=4" --filter "L=2"; } \
-    >> "$out/bench.txt" 2>&1
-  echo "bench, streams: exit $?" >> "$summary"
   # Clipping bandwidth (beside PyTorch's clip_grad_norm_ when torch with CUDA is there) and
   # what a variable-length batch costs.
   for run in "recur_bench_clip --torch-script bench/bench_clip_torch.py" "recur_bench_packed --gpu"; do
@@ -132,8 +124,8 @@ sanitize racecheck "${RECUR_GPU_RACECHECK_S:-60}"
 
 # Where the GPU time goes, for the next round of work: Nsight Compute's per-kernel summary
 # (kernel names with grid sizes, invocations and durations) over one training step of the
-# problems recur was furthest behind cuDNN on when last measured (a 4-layer stack; a
-# variable-length bidirectional batch). Informational: it never fails the check.
+# problems recur was furthest behind cuDNN on when last measured (a 2-layer unidirectional
+# stack; a variable-length bidirectional batch). Informational: it never fails the check.
 profile_s=${RECUR_GPU_PROFILE_S:-60}
 profile() {  # profile BINARY ARGS...: ncu's summary of one run, within the stage's time
   local left=$((deadline - SECONDS))
@@ -146,7 +138,7 @@ profile() {  # profile BINARY ARGS...: ncu's summary of one run, within the stag
 if stage profile "$profile_s"; then
   if command -v ncu > /dev/null; then
     deadline=$((SECONDS + profile_s))
-    profile recur_bench --gpu --filter "lstm T=100 B=64 I=512 H=512 L=4" --mode training \
+    profile recur_bench --gpu --filter "lstm T=100 B=64 I=512 H=512 L=2 uni" --mode training \
       --reps 1 --warmup 1 --no-anchors --no-ceiling
     profile recur_bench_packed --gpu --quick
     echo "profile: written" >> "$summary"
