@@ -171,6 +171,24 @@ class Ops {
   virtual bool run_rows(const std::vector<RowCall<T>>& /*calls*/, std::int64_t /*rows*/) {
     return false;
   }
+  // Whether run_rows wants every layer-by-layer pass's steps as one list, whatever the
+  // per-step weights (the GPU with CUDA graphs on, which replays a recorded list).
+  virtual bool replays_call_lists() const { return false; }
+
+  // Makes `calls` one by one, in order: what run_rows does when it declines.
+  void run_calls(const std::vector<RowCall<T>>& calls) {
+    for (const RowCall<T>& c : calls) {
+      switch (c.kind) {
+        case RowCall<T>::Kind::Gemms: gemm_batched(c.gemms); break;
+        case RowCall<T>::Kind::Forward:
+          step_forward(c.step, c.forward.data(), static_cast<int>(c.forward.size()));
+          break;
+        case RowCall<T>::Kind::Backward:
+          step_backward(c.step, c.backward.data(), static_cast<int>(c.backward.size()));
+          break;
+      }
+    }
+  }
 
   // Makes a host array of `count` pointers readable by gemm_batched and returns where
   // it lives (the host array itself on the CPU, a device copy on the GPU). The algorithm

@@ -567,30 +567,16 @@ void StackPass<T>::backward_calls(const PassOp& op, std::vector<RowCall<T>>& cal
 }
 
 template <typename T>
-void StackPass<T>::run_calls(const std::vector<RowCall<T>>& calls) {
-  for (const RowCall<T>& c : calls) {
-    switch (c.kind) {
-      case RowCall<T>::Kind::Gemms: ops_.gemm_batched(c.gemms); break;
-      case RowCall<T>::Kind::Forward:
-        ops_.step_forward(c.step, c.forward.data(), static_cast<int>(c.forward.size()));
-        break;
-      case RowCall<T>::Kind::Backward:
-        ops_.step_backward(c.step, c.backward.data(), static_cast<int>(c.backward.size()));
-        break;
-    }
-  }
-}
-
-template <typename T>
 bool StackPass<T>::row_runs(bool backward) const {
   if (buf_.wavefront || (backward && buf_.flow != nullptr)) return false;
-  return step_weights(plan_, tl_, ops_.packs_weights()) == StepWeights::Packed;
+  return step_weights(plan_, tl_, ops_.packs_weights()) == StepWeights::Packed ||
+         ops_.replays_call_lists();
 }
 
 template <typename T>
 void StackPass<T>::run_steps(std::vector<RowCall<T>>& calls) {
   if (calls.empty()) return;
-  if (!ops_.run_rows(calls, B_)) run_calls(calls);
+  if (!ops_.run_rows(calls, B_)) ops_.run_calls(calls);
   calls.clear();
 }
 

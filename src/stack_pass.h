@@ -203,12 +203,12 @@ class StackPass {
   void backward_calls(const PassOp& op, std::vector<RowCall<T>>& calls) const;
   // Whether a pass hands a layer's steps to Ops::run_rows at once: layer by layer (not a
   // wavefront, whose steps interleave with per-step projections and connections), on
-  // Packed weights (the backend runs row-parallel runs only on those), and not while
-  // recording the gradient flow (a reduction over all rows at every step).
+  // Packed weights (the CPU runs row-parallel runs only on those) or where the backend
+  // replays call lists (Ops::replays_call_lists: CUDA graphs), and not while recording
+  // the gradient flow (a reduction over all rows at every step).
   bool row_runs(bool backward) const;
   // Runs `calls` (Ops::run_rows, else one by one) and empties it.
   void run_steps(std::vector<RowCall<T>>& calls);
-  void run_calls(const std::vector<RowCall<T>>& calls);
   void connection_forward(const PassOp& op);
   void record_flow(const std::vector<StepBackward<T>>& args, const PassOp& op);
   void input_gradient(const PassOp& op);

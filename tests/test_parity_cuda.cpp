@@ -49,6 +49,23 @@ class BatchedGemmWay {
   }
 };
 
+// While alive, CudaOps runs layer-by-layer passes as CUDA graphs (on) or launch by launch.
+class CudaGraphs {
+ public:
+  explicit CudaGraphs([[maybe_unused]] bool on) {
+#if RECUR_HAS_CUDA
+    detail::set_cuda_graphs(on);
+#endif
+  }
+  ~CudaGraphs() {
+#if RECUR_HAS_CUDA
+    detail::set_cuda_graphs(false);
+#endif
+  }
+  CudaGraphs(const CudaGraphs&) = delete;
+  CudaGraphs& operator=(const CudaGraphs&) = delete;
+};
+
 template <typename T>
 class OpsParity : public ::testing::Test {
  protected:
@@ -479,6 +496,52 @@ TEST(CudaModel, TrainingStepIsBitwiseDeterministic) {
       EXPECT_EQ(all, first) << "run " << run;  // the same bits, no atomics
     }
   }
+}
+
+// With CUDA graphs on, a layer-by-layer pass's steps run as one recorded graph: the model
+// must match the CPU (one layer, and both directions of a 2-layer stack, every cell
+// kind), and the same training step again, replayed from the graphs, the same bits.
+TEST(CudaModel, GraphsMatchTheCpuAndReplayBitwise) {
+  RECUR_REQUIRE_GPU();
+#if RECUR_HAS_CUDA
+  const CudaGraphs graphs(true);
+  const std::int64_t recorded = detail::cuda_graph_captures();
+  for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
+                        CellKind::GruResetBeforeProduct}) {
+    for (bool bi : {false, true}) {
+      SCOPED_TRACE(std::string(to_string(cell)) + (bi ? " 2-layer bi" : " 1 layer"));
+      check_model<float>({cell, DType::Float32, bi ? 2 : 1, bi, Connection::None}, 6, 16);
+    }
+  }
+  EXPECT_GT(detail::cuda_graph_captures(), recorded);
+
+  RnnConfig c;
+  c.cell = CellKind::Lstm;
+  c.input_size = 16;
+  c.hidden_size = 32;
+  c.num_layers = 2;
+  c.bidirectional = true;
+  Random rng(8);
+  Tensor x = rng.tensor<float>({9, 4, 16}).to(kGpu), dy = rng.tensor<float>({9, 4, 64}).to(kGpu);
+  Rnn rnn(c, kGpu, 1);
+  std::vector<float> first;
+  const std::int64_t replayed = detail::cuda_graph_replays();
+  for (int run = 0; run < 3; ++run) {
+    rnn.zero_grad();
+    rnn.forward(x);
+    BackwardResult b = rnn.backward(dy);
+    std::vector<float> all = rnn.gradients().to_vector<float>();
+    const std::vector<float> dx = b.dx.to_vector<float>();
+    all.insert(all.end(), dx.begin(), dx.end());
+    if (run == 0) {
+      first = all;
+    } else {
+      EXPECT_EQ(all, first) << "run " << run;
+    }
+  }
+  // Runs 2 and 3 replay both layers' forward and backward lists.
+  EXPECT_GE(detail::cuda_graph_replays() - replayed, 8);
+#endif
 }
 
 // Variable lengths, dropout and batch-first on the GPU against the CPU: the same masks

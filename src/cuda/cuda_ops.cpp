@@ -32,6 +32,61 @@ std::atomic<CudaBatchedGemm>& batched_gemm_choice() {
   return choice;
 }
 
+std::atomic<bool>& graphs_switch() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("RECUR_CUDA_GRAPHS");
+    return env != nullptr && std::string(env) == "1";
+  }()};
+  return on;
+}
+std::atomic<std::int64_t> graph_captures{0}, graph_replays{0};
+
+// The bytes of a call list that decide what its graph does: every kernel's arguments,
+// every GEMM's shape, scalars and pointers (the host tables' contents included). Two lists
+// with the same signature launch the same work on the same memory.
+template <typename T>
+std::string signature(const std::vector<RowCall<T>>& calls) {
+  std::string key;
+  auto put = [&key](const void* p, std::size_t n) { key.append(static_cast<const char*>(p), n); };
+  auto put_value = [&put](const auto& v) { put(&v, sizeof v); };
+  for (const RowCall<T>& c : calls) {
+    put_value(c.kind);
+    put_value(c.step);
+    switch (c.kind) {
+      case RowCall<T>::Kind::Forward:
+        put_value(c.forward.size());
+        put(c.forward.data(), c.forward.size() * sizeof(StepForward<T>));
+        break;
+      case RowCall<T>::Kind::Backward:
+        put_value(c.backward.size());
+        put(c.backward.data(), c.backward.size() * sizeof(StepBackward<T>));
+        break;
+      case RowCall<T>::Kind::Gemms: {
+        const GemmBatch<T>& g = c.gemms;
+        for (auto v : {static_cast<std::int64_t>(g.trans_a), static_cast<std::int64_t>(g.trans_b),
+                       g.m, g.n, g.k, g.lda, g.ldb, g.ldc, static_cast<std::int64_t>(g.count)}) {
+          put_value(v);
+        }
+        put_value(g.alpha);
+        put_value(g.beta);
+        for (const void* p : {static_cast<const void*>(g.a), static_cast<const void*>(g.b),
+                              static_cast<const void*>(g.c)}) {
+          put_value(p);
+        }
+        const std::size_t n = static_cast<std::size_t>(g.count) * sizeof(void*);
+        for (const void* table :
+             {static_cast<const void*>(g.host_a), static_cast<const void*>(g.host_b),
+              static_cast<const void*>(g.host_c)}) {
+          put_value(table != nullptr);
+          if (table != nullptr) put(table, n);
+        }
+        break;
+      }
+    }
+  }
+  return key;
+}
+
 // Auto runs a batch of backward's shape (k > m) as one batched GEMM from this many items
 // up (RECUR_CUDA_BATCHED_FROM=N at start, for comparisons), and for m up to this many
 // rows; see gemm_batched.
@@ -104,6 +159,10 @@ class CudaOps final : public Ops<T> {
   void set_stream(void* stream) override {
     cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : own_stream_;
     RECUR_CUBLAS_CHECK(cublasSetStream(blas_, s));
+    // cublasSetStream puts cuBLAS back on its default workspace; keep the graphs' one.
+    if (workspace_ != nullptr) {
+      RECUR_CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace_, kWorkspaceBytes));
+    }
     stream_ = s;
   }
 
@@ -153,6 +212,31 @@ class CudaOps final : public Ops<T> {
                                             k, &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c, ldc,
                                             g.count));
     }
+  }
+
+  bool replays_call_lists() const override { return cuda_graphs(); }
+
+  // With CUDA graphs on: a layer-by-layer pass's steps run as one graph, recorded the first
+  // time a list with this signature comes and replayed after that, so the host no longer
+  // launches two to four kernels (and a cuBLAS call) per time step. The graph reads
+  // pointer tables and buffers where the list says, at replay time. Not with Streams,
+  // whose side streams the recording would have to fork and join too.
+  bool run_rows(const std::vector<RowCall<T>>& calls, std::int64_t /*rows*/) override {
+    if (!cuda_graphs() || calls.empty() || cuda_batched_gemm() == CudaBatchedGemm::Streams) {
+      return false;
+    }
+    std::string key = signature(calls);
+    cudaGraphExec_t exec = nullptr;
+    for (const RecordedGraph& g : graphs_) {
+      if (g.key == key) exec = g.exec;
+    }
+    if (exec == nullptr) {
+      exec = record(calls, std::move(key));
+    } else {
+      ++graph_replays;
+    }
+    RECUR_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+    return true;
   }
 
   const void* const* stage_pointers(const void* const* host, std::size_t count) override {
@@ -224,6 +308,43 @@ class CudaOps final : public Ops<T> {
   }
 
  private:
+  struct RecordedGraph {
+    std::string key;
+    cudaGraphExec_t exec = nullptr;
+  };
+  // A training step of an L-layer bidirectional stack records 2L lists; keep the graphs of
+  // a few models' shapes, dropping the oldest.
+  static constexpr std::size_t kMaxGraphs = 16;
+
+  cudaGraphExec_t record(const std::vector<RowCall<T>>& calls, std::string key) {
+    if (workspace_ == nullptr) {
+      // cuBLAS must not allocate while a stream records: give it its workspace first.
+      RECUR_CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
+      RECUR_CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace_, kWorkspaceBytes));
+    }
+    RECUR_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    cudaGraph_t graph = nullptr;
+    try {
+      this->run_calls(calls);
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      throw;
+    }
+    RECUR_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    RECUR_CUDA_CHECK(made);
+    if (graphs_.size() == kMaxGraphs) {
+      cudaGraphExecDestroy(graphs_.front().exec);
+      graphs_.erase(graphs_.begin());
+    }
+    graphs_.push_back({std::move(key), exec});
+    ++graph_captures;
+    return exec;
+  }
+
   // A stream beside the model's, with its own cuBLAS handle (and so its own workspace) and
   // an event marking the end of the work queued on it.
   struct SideStream {
@@ -296,6 +417,10 @@ class CudaOps final : public Ops<T> {
   }
 
   void release() noexcept {
+    for (RecordedGraph& g : graphs_) cudaGraphExecDestroy(g.exec);
+    graphs_.clear();
+    if (workspace_ != nullptr) cudaFree(workspace_);
+    workspace_ = nullptr;
     for (SideStream& side : sides_) destroy(side);
     sides_.clear();
     if (fork_ != nullptr) cudaEventDestroy(fork_);
@@ -318,13 +443,20 @@ class CudaOps final : public Ops<T> {
   std::size_t table_capacity_ = 0;
   void* rows_ = nullptr;  // staged row indices for gathers
   std::size_t rows_capacity_ = 0;
-  std::vector<SideStream> sides_;  // CudaBatchedGemm::Streams
+  std::vector<SideStream> sides_;      // CudaBatchedGemm::Streams
+  std::vector<RecordedGraph> graphs_;  // CUDA graphs, oldest first
+  static constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;
+  void* workspace_ = nullptr;  // cuBLAS's, once graphs are recorded
   cudaEvent_t fork_ = nullptr;
 };
 
 }  // namespace
 
 CudaBatchedGemm cuda_batched_gemm() { return batched_gemm_choice().load(); }
+bool cuda_graphs() { return graphs_switch().load(); }
+void set_cuda_graphs(bool enabled) { graphs_switch().store(enabled); }
+std::int64_t cuda_graph_captures() { return graph_captures.load(); }
+std::int64_t cuda_graph_replays() { return graph_replays.load(); }
 void set_cuda_batched_gemm(CudaBatchedGemm choice) { batched_gemm_choice().store(choice); }
 
 template <typename T>

@@ -24,4 +24,14 @@ enum class CudaBatchedGemm { Auto, PerItem, Batched, Streams };
 CudaBatchedGemm cuda_batched_gemm();
 void set_cuda_batched_gemm(CudaBatchedGemm choice);
 
+// CUDA graphs (opt-in: RECUR_CUDA_GRAPHS=1 at start, or set_cuda_graphs(true)): each
+// layer-by-layer pass's time steps run as one graph, recorded once per distinct call list
+// (shapes, pointers, arguments) and replayed after that, in place of the per-step launches
+// (CudaOps::run_rows). Wavefronts, flow recording and the Streams way launch as before.
+// The counters say how many graphs were recorded and replayed, for tests.
+bool cuda_graphs();
+void set_cuda_graphs(bool enabled);
+std::int64_t cuda_graph_captures();
+std::int64_t cuda_graph_replays();
+
 }  // namespace recur::detail
