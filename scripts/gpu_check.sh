@@ -82,6 +82,13 @@ if [ -x "$build/bench/recur_bench" ] && stage bench "$bench_s"; then
   rc=$?
   echo "bench: exit $rc" >> "$summary"
   [ $rc -eq 0 ] || status=1
+  # The layer-by-layer problems again with CUDA graphs (RECUR_CUDA_GRAPHS=1), beside cuDNN
+  # in the same run: against the rows above, whether graphs should become the default for
+  # the launch-bound sizes (H <= 512, B = 1).
+  { echo "=== layer by layer, RECUR_CUDA_GRAPHS=1"
+    RECUR_CUDA_GRAPHS=1 limited 60 "$build/bench/recur_bench" --gpu --no-tf32 --no-ceiling \
+      --max-seconds 1 --warmup 2 --filter "L=1 " --filter " bi"; } >> "$out/bench.txt" 2>&1
+  echo "bench, graphs: exit $?" >> "$summary"
   # Clipping bandwidth (beside PyTorch's clip_grad_norm_ when torch with CUDA is there) and
   # what a variable-length batch costs.
   for run in "recur_bench_clip --torch-script bench/bench_clip_torch.py" "recur_bench_packed --gpu"; do
