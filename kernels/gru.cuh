@@ -29,7 +29,7 @@ struct GruLbrForward : PerElement<GruLbrForward<T, Sig, Th>> {
   static constexpr int kSaved = 4;
 
   RECUR_HD void at(std::int64_t b, std::int64_t j, const StepForward<T>& a) const {
-    const std::int64_t H = a.hidden, idx = b * H + j;
+    const std::int64_t H = a.hidden;
     const T* gh = recurrent(a, b);
     const GateInputs<T> pr = gate_inputs(a, gh, b, j, 0, kGates);
     const GateInputs<T> pz = gate_inputs(a, gh, b, j, 1, kGates);
@@ -39,7 +39,7 @@ struct GruLbrForward : PerElement<GruLbrForward<T, Sig, Th>> {
     const T hn = pn.h;
     const T n = Th::f(pn.x + r * hn);
     const T h_prev = prev_h(a, b, j);
-    if (a.hp != nullptr) a.hp[idx] = h_prev;
+    if (a.hp != nullptr) a.hp[b * a.ldhp + j] = h_prev;
     a.h[b * a.ldh + j] = (T(1) - z) * n + z * h_prev;
     if (a.saved != nullptr) {
       T* s = a.saved + b * kSaved * H + j;
@@ -86,7 +86,7 @@ struct GruRbpGatesForward : PerElement<GruRbpGatesForward<T, Sig>> {
     const T r = Sig::f(pr.x + pr.h);
     const T z = Sig::f(pz.x + pz.h);
     const T h_prev = prev_h(a, b, j);
-    if (a.hp != nullptr) a.hp[idx] = h_prev;
+    if (a.hp != nullptr) a.hp[b * a.ldhp + j] = h_prev;
     a.rh[idx] = r * h_prev;
     // z is needed by phase 2 even in inference, so the first two slots are always
     // written: to `saved` in training, else to the z scratch the caller passes there.

@@ -28,7 +28,7 @@ struct LstmForward : PerElement<LstmForward<T, Sig, Th>> {
     const T f = Sig::f(pf.x + pf.h);
     const T g = Th::f(pg.x + pg.h);
     const T o = Sig::f(po.x + po.h);
-    if (a.hp != nullptr) a.hp[idx] = prev_h(a, b, j);
+    if (a.hp != nullptr) a.hp[b * a.ldhp + j] = prev_h(a, b, j);
     const T c = f * prev_c(a, b, j) + i * g;
     a.c[idx] = c;
     a.h[b * a.ldh + j] = o * Th::f(c);

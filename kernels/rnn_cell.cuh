@@ -15,9 +15,8 @@ struct RnnForward : PerElement<RnnForward<T, Act>> {
   static constexpr int kSaved = 0;
 
   RECUR_HD void at(std::int64_t b, std::int64_t j, const StepForward<T>& a) const {
-    const std::int64_t idx = b * a.hidden + j;
     const GateInputs<T> in = gate_inputs(a, recurrent(a, b), b, j, 0, kGates);
-    if (a.hp != nullptr) a.hp[idx] = prev_h(a, b, j);
+    if (a.hp != nullptr) a.hp[b * a.ldhp + j] = prev_h(a, b, j);
     a.h[b * a.ldh + j] = Act::f(in.x + in.h);
   }
 };

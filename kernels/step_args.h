@@ -36,7 +36,8 @@ struct StepForward {
   const T* g0 = nullptr;      // [B, G*H] W_hh h0 (first recurrent GEMM) for those rows
   T* h = nullptr;             // [B, ldh] out: h_t
   T* c = nullptr;             // [B, H] out: c_t (LSTM)
-  T* hp = nullptr;            // [B, H] out: the h_{t-1} used, kept for dW_hh; or nullptr
+  T* hp = nullptr;            // [B, ldhp] out: the h_{t-1} used, kept for dW_hh; or nullptr
+  std::int64_t ldhp = 0;      // row stride of hp: H, or wider where hp shares rows with x
   T* saved = nullptr;         // [B, S*H] out: activations for backward; nullptr in inference
   T* rh = nullptr;            // [B, H] out: r*h_{t-1} (GRU reset-before-product)
 };
@@ -50,7 +51,8 @@ struct StepBackward {
   std::int64_t carried = 0;   // as in StepForward (selects c_prev or c0)
   const T* dy = nullptr;      // [B, ldh] dJ/dy_t from the layer above, or nullptr
   const T* h = nullptr;       // [B, ldh] h_t
-  const T* h_prev = nullptr;  // [B, H] the h_{t-1} forward used (its hp)
+  const T* h_prev = nullptr;  // [B, H] the h_{t-1} forward used (its hp; read by the GRUs,
+                              // whose hp is never interleaved)
   const T* c = nullptr;       // [B, H] c_t (LSTM)
   const T* c_prev = nullptr;  // [B, H] c_{t-1} (LSTM)
   const T* c0 = nullptr;      // [B, H] c_{t-1} of rows that started at this step

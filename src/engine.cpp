@@ -129,9 +129,13 @@ class EngineImpl final : public Engine {
       b.dropout_seed = dropout_seed;
       b.dropout_stream = dropout_stream;
       b.acts.assign(plan_.activations.size(), {});
-      b.acts[0].ld = I;
+      // Training keeps layer 0's h_{t-1} beside x in x's copy (interleaves_x_hp()).
+      const bool x_hp = training && interleaves_x_hp(plan_);
+      b.acts[0].ld = x_hp ? I + H : I;
+      b.acts[0].ld_grad = I;
       // backward needs x after the caller may have reused it; other layouts are gathered
-      b.acts[0].data = training || !identity_ ? c.take(R * I) : const_cast<T*>(x.data_as<T>());
+      b.acts[0].data =
+          training || !identity_ ? c.take(R * b.acts[0].ld) : const_cast<T*>(x.data_as<T>());
       for (int l = 0; l < L; ++l) {
         const LayerPlan& layer = plan_.layers[l];
         b.ys.push_back(c.take((B + R + B) * DH));
@@ -161,8 +165,15 @@ class EngineImpl final : public Engine {
           }
         }
         if (plan_.units[u].dir == 1 && !tl.uniform) ub.g0 = c.take(B * GH);
-        if (training) {
+        if (training && u == 0 && x_hp) {
+          ub.hp = b.acts[0].data == nullptr ? nullptr : b.acts[0].data + I;
+          ub.ldhp = I + H;
+          ub.hp_beside_x = true;
+        } else if (training) {
           ub.hp = c.take(R * H);
+          ub.ldhp = H;
+        }
+        if (training) {
           ub.saved = c.take(R * H * plan_.saved_slots);
         } else if (rbp) {
           ub.saved = c.take(BH * plan_.saved_slots);  // z travels between the two phases
@@ -177,9 +188,12 @@ class EngineImpl final : public Engine {
     const RowMaps& maps = maps_;
     const std::int64_t* rows = rows_ = ops_->stage_indices(maps.table.data(), maps.table.size());
     if (identity_) {
-      if (training) ops_->copy(b.acts[0].data, x.data_as<T>(), R * I);
+      if (training && b.acts[0].ld == I) ops_->copy(b.acts[0].data, x.data_as<T>(), R * I);
+      if (training && b.acts[0].ld != I) {
+        ops_->copy_rows(b.acts[0].data, b.acts[0].ld, x.data_as<T>(), I, R, I);
+      }
     } else {
-      gather(b.acts[0].data, I, x.data_as<T>(), I, rows + maps.to_packed, R, I);
+      gather(b.acts[0].data, b.acts[0].ld, x.data_as<T>(), I, rows + maps.to_packed, R, I);
     }
 
     // Initial states, in sorted order: h0 into Y_l's h0 blocks, c0 into cs's.
@@ -248,6 +262,7 @@ class EngineImpl final : public Engine {
         if (plan_.layers[l].join.kind == Connection::Highway) b.dgates[l] = c.take(R * DH);
       }
       dh = c.take(L * D * BH);  // in sorted order; unsorted into dh0 at the end
+      b.dw_scratch = b.units[0].hp_beside_x ? c.take(plan_.gates * H * b.acts[0].ld) : nullptr;
       if (lstm) dc = c.take(L * D * BH);
       for (int u = 0; u < L * D; ++u) {
         UnitBuffers<T>& ub = b.units[u];

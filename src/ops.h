@@ -242,6 +242,9 @@ class Ops {
   // rows x width elements between strided layouts: dst[r*ld_dst + k] = src[r*ld_src + k]
   virtual void copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
                          std::int64_t rows, std::int64_t width) = 0;
+  // The same, adding: dst[r*ld_dst + k] += src[r*ld_src + k]
+  virtual void add_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
+                        std::int64_t rows, std::int64_t width) = 0;
 };
 
 // Keeps the backend's device current for a scope, then restores the caller's.

@@ -70,6 +70,12 @@ bool fuses_input(const Plan& p, int layer) {
   return l.inputs.size() == 1 && l.input_size == H && p.activations[l.inputs[0].act].width == H;
 }
 
+bool interleaves_x_hp(const Plan& p) {
+  if (p.config.cell != CellKind::Lstm) return false;
+  const Join& j = p.layers[0].join;
+  return j.kind == Connection::None || j.u != 0;
+}
+
 bool wavefront(const Plan& p, bool backend_runs_wavefronts) {
   return backend_runs_wavefronts && p.directions == 1 && p.config.num_layers > 1;
 }
@@ -209,7 +215,8 @@ StepForward<T> StackPass<T>::step_forward_args(const UnitStep& s) const {
     a.c0 = ub.cs + h0_row(s.unit) * H;
     a.c = ub.cs + out_row(t) * H;
   }
-  if (buf_.training) a.hp = ub.hp + r * H;
+  if (buf_.training) a.hp = ub.hp + r * ub.ldhp;
+  a.ldhp = ub.ldhp;
   if (ub.saved != nullptr) {
     a.saved = buf_.training ? ub.saved + r * H * plan_.saved_slots : ub.saved;
   }
@@ -231,7 +238,7 @@ StepBackward<T> StackPass<T>::step_backward_args(const UnitStep& s) const {
   a.carried = carried(s.unit, t);
   a.dy = buf_.acts[plan_.layers[u.layer].output].grad + r * DH + u.dir * H;
   a.h = y_at(s.unit, out_row(t));
-  a.h_prev = ub.hp + r * H;
+  a.h_prev = ub.hp + r * ub.ldhp;
   if (ub.cs != nullptr) {
     a.c = ub.cs + out_row(t) * H;
     a.c_prev = ub.cs + prev_row(s.unit, t) * H;
@@ -259,8 +266,9 @@ const void* StackPass<T>::input_gemm_operand(const UnitStep& s, bool backward, i
     return !backward && transposed_weights() ? static_cast<const void*>(ub.w_ih_t)
                                              : static_cast<const void*>(params_ + u.w_ih);
   }
-  if (backward)
-    return operand == 1 ? static_cast<const void*>(ub.dgx + r * GH) : in.grad + r * in.ld;
+  if (backward) {
+    return operand == 1 ? static_cast<const void*>(ub.dgx + r * GH) : in.grad + r * in.grad_ld();
+  }
   return operand == 1 ? static_cast<const void*>(in.data + r * in.ld) : ub.gx + r * GH;
 }
 
@@ -615,7 +623,7 @@ void StackPass<T>::dropout(const PassOp& op, bool backward) {
   a.row0 = r0;
   if (backward) {
     a.dout = fed.grad + r0 * DH;
-    a.dy = y.grad + r0 * y.ld;
+    a.dy = y.grad + r0 * y.grad_ld();
     ops_.connection(ConnectionKind::DropoutBackward, a);
   } else {
     a.out = fed.data + r0 * DH;
@@ -702,7 +710,7 @@ void StackPass<T>::input_gradient(const PassOp& op) {
     // d(segment) += W_ih[:, segment]^T dgx
     ops_.gemm(make_gemm<T>(Trans::N, Trans::N, plan_.activations[seg.act].width, n, GH,
                            params_ + u.w_ih + seg.col, layer.input_size, ub.dgx + r0 * GH, GH,
-                           act.grad + r0 * act.ld, act.ld, true));
+                           act.grad + r0 * act.grad_ld(), act.grad_ld(), true));
   }
 }
 
@@ -714,21 +722,33 @@ void StackPass<T>::weight_gradients(T* grads) {
     const UnitOffsets& u = plan_.units[unit];
     const UnitBuffers<T>& ub = buf_.units[unit];
     const LayerPlan& layer = plan_.layers[u.layer];
-    // dW_ih^T[segment] += u_segment dgx^T
-    for (const Segment& seg : layer.inputs) {
-      const ActivationBuffers<T>& act = buf_.acts[seg.act];
-      ops_.gemm(make_gemm<T>(Trans::N, Trans::T, plan_.activations[seg.act].width, GH, R, act.data,
-                             act.ld, ub.dgx, GH, grads + u.w_ih + seg.col, layer.input_size, true));
-    }
-    // dW_hh^T += hp dgh^T, over the h_{t-1} every step used
-    if (reset_before_product(plan_)) {
-      ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, 2 * H, R, ub.hp, H, ub.dgx, GH, grads + u.w_hh,
-                             H, true));
-      ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, H, R, ub.rh, H, ub.dgx + 2 * H, GH,
-                             grads + u.w_hh + 2 * H * H, H, true));
+    if (ub.hp_beside_x) {
+      // [dW_ih | dW_hh]^T = [x | h_{t-1}]^T dgx: one GEMM on the shared rows into the
+      // scratch ([I+H, G*H] column-major), then each block added into its gradient.
+      const ActivationBuffers<T>& x = buf_.acts[0];
+      const std::int64_t I = layer.input_size, IH = x.ld;
+      ops_.gemm(make_gemm<T>(Trans::N, Trans::T, IH, GH, R, x.data, IH, ub.dgx, GH, buf_.dw_scratch,
+                             IH, false));
+      ops_.add_rows(grads + u.w_ih, I, buf_.dw_scratch, IH, GH, I);
+      ops_.add_rows(grads + u.w_hh, H, buf_.dw_scratch + I, IH, GH, H);
     } else {
-      ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, GH, R, ub.hp, H, ub.dgh, GH, grads + u.w_hh, H,
-                             true));
+      // dW_ih^T[segment] += u_segment dgx^T
+      for (const Segment& seg : layer.inputs) {
+        const ActivationBuffers<T>& act = buf_.acts[seg.act];
+        ops_.gemm(make_gemm<T>(Trans::N, Trans::T, plan_.activations[seg.act].width, GH, R,
+                               act.data, act.ld, ub.dgx, GH, grads + u.w_ih + seg.col,
+                               layer.input_size, true));
+      }
+      // dW_hh^T += hp dgh^T, over the h_{t-1} every step used
+      if (reset_before_product(plan_)) {
+        ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, 2 * H, R, ub.hp, ub.ldhp, ub.dgx, GH,
+                               grads + u.w_hh, H, true));
+        ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, H, R, ub.rh, H, ub.dgx + 2 * H, GH,
+                               grads + u.w_hh + 2 * H * H, H, true));
+      } else {
+        ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, GH, R, ub.hp, ub.ldhp, ub.dgh, GH,
+                               grads + u.w_hh, H, true));
+      }
     }
     // Bias gradients: column sums. Where dgh is dgx (every cell but the linear-before-
     // reset GRU), db_hh is the same sum as db_ih: one pass over dgx writes both.

@@ -64,7 +64,7 @@ struct Buffers {
     // The reset-before-product phases always pass `saved` (z lives there in inference too).
     const bool rbp = kind == StepKind::GruRbpGates || kind == StepKind::GruRbpOutput;
     if (s.training || rbp) a.saved = p("saved");
-    if (s.training) a.hp = p("hp");
+    if (s.training) a.hp = p("hp"), a.ldhp = s.hidden;
     return a;
   }
   kernels::StepBackward<T> backward(const Variant& s) {
@@ -203,6 +203,30 @@ TYPED_TEST(CpuSteps, CopyAndFillReachEveryElement) {
       EXPECT_EQ(dst.front(), T(-7));
       EXPECT_EQ(dst.back(), T(-7));
       EXPECT_EQ(std::count(dst.begin(), dst.end(), T(0.5)), n) << n;
+    }
+  }
+}
+
+// Strided blocks added in place (CpuOps::add_rows: a fused weight gradient's blocks), small
+// and past the threading threshold: every element of the block once, nothing beside it.
+TYPED_TEST(CpuSteps, AddRowsAddsTheBlockOnly) {
+  using T = TypeParam;
+  const std::int64_t threshold = (std::int64_t{1} << 20) / static_cast<std::int64_t>(sizeof(T));
+  Random rng(9);
+  for (std::int64_t rows : {std::int64_t{1}, std::int64_t{7}, threshold / 16 + 3}) {
+    for (bool threaded : {false, true}) {
+      const std::int64_t width = 24, ld_src = 40, ld_dst = 31;
+      const std::vector<T> src = rng.vector<T>(rows * ld_src);
+      const std::vector<T> before = rng.vector<T>(rows * ld_dst);
+      std::vector<T> dst = before;
+      detail::cpu_add_rows(dst.data(), ld_dst, src.data() + 5, ld_src, rows, width, threaded);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        for (std::int64_t k = 0; k < ld_dst; ++k) {
+          const T want =
+              k < width ? before[r * ld_dst + k] + src[r * ld_src + 5 + k] : before[r * ld_dst + k];
+          ASSERT_EQ(dst[r * ld_dst + k], want) << rows << " " << r << " " << k;
+        }
+      }
     }
   }
 }

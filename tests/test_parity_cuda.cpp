@@ -215,6 +215,15 @@ TYPED_TEST(OpsParity, CopyRows) {
   EXPECT_EQ(dst.from_gpu(), dst.from_cpu());
 }
 
+TYPED_TEST(OpsParity, AddRows) {
+  using T = TypeParam;
+  Random rng(14);
+  Twin<T> src(rng, 9 * 11), dst(rng, 9 * 13);
+  this->cpu_.add_rows(dst.c(), 13, src.c() + 2, 11, 9, 7);
+  this->gpu_->add_rows(dst.g(), 13, src.g() + 2, 11, 9, 7);
+  EXPECT_EQ(dst.from_gpu(), dst.from_cpu());  // one addition per element: the same bits
+}
+
 TYPED_TEST(OpsParity, Transpose) {
   using T = TypeParam;
   Random rng(5);
@@ -298,7 +307,7 @@ struct StepTwins {
     a.gx = p(gx), a.gh = p(gh), a.b_ih = p(b_ih), a.b_hh = p(b_hh);
     a.h_prev = p(h_prev), a.c_prev = p(c_prev), a.h = p(h), a.c = p(c);
     a.saved = p(saved), a.rh = p(rh);
-    a.h0 = p(h0), a.c0 = p(c0), a.g0 = p(g0), a.hp = p(hp);
+    a.h0 = p(h0), a.c0 = p(c0), a.g0 = p(g0), a.hp = p(hp), a.ldhp = H;
     return a;
   }
   kernels::StepBackward<T> backward(bool gpu) const {

@@ -329,6 +329,12 @@ void CpuOps<T>::copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_
   }
 }
 
+template <typename T>
+void CpuOps<T>::add_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
+                         std::int64_t rows, std::int64_t width) {
+  cpu_add_rows(dst, ld_dst, src, ld_src, rows, width, threaded_steps());
+}
+
 const char* cpu_sgemm_library() { return onednn_sgemm() != nullptr ? "oneDNN" : "OpenBLAS"; }
 
 bool cpu_weight_packing() { return weight_packing().load() && PackedGemms::available(); }

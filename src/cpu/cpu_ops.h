@@ -37,6 +37,8 @@ class CpuOps final : public Ops<T> {
   void copy(T* dst, const T* src, std::int64_t n) override;
   void copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src, std::int64_t rows,
                  std::int64_t width) override;
+  void add_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src, std::int64_t rows,
+                std::int64_t width) override;
 
  private:
   bool threaded_steps() const;

@@ -190,6 +190,22 @@ void cpu_fill(T* dst, std::int64_t n, T value, bool threaded) {
                 [&](std::int64_t b, std::int64_t e) { std::fill(dst + b, dst + e, value); });
 }
 
+template <typename T>
+void cpu_add_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src, std::int64_t rows,
+                  std::int64_t width, bool threaded) {
+  if (width <= 0) return;
+  // Slices of rows, sized as for_slices sizes slices of elements.
+  const std::int64_t per_row = width;
+  for_slices<T>(rows * per_row, threaded, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t r = b / per_row; r < e / per_row; ++r) {
+      T* d = dst + r * ld_dst;
+      const T* s = src + r * ld_src;
+#pragma omp simd
+      for (std::int64_t k = 0; k < width; ++k) d[k] += s[k];
+    }
+  });
+}
+
 namespace {
 
 // acc[c] += the sum of src's rows [r0, r1) at column c.
@@ -242,6 +258,10 @@ template void cpu_add_column_sums<double>(const double*, std::int64_t, std::int6
 template void cpu_copy<float>(float*, const float*, std::int64_t, bool);
 template void cpu_copy<double>(double*, const double*, std::int64_t, bool);
 template void cpu_fill<float>(float*, std::int64_t, float, bool);
+template void cpu_add_rows<float>(float*, std::int64_t, const float*, std::int64_t, std::int64_t,
+                                  std::int64_t, bool);
+template void cpu_add_rows<double>(double*, std::int64_t, const double*, std::int64_t, std::int64_t,
+                                   std::int64_t, bool);
 template void cpu_fill<double>(double*, std::int64_t, double, bool);
 
 int cpu_step_threads() { return cpu_float_loops_threaded() ? max_threads() : 1; }

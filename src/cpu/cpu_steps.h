@@ -39,6 +39,12 @@ void cpu_copy(T* dst, const T* src, std::int64_t n, bool threaded);
 template <typename T>
 void cpu_fill(T* dst, std::int64_t n, T value, bool threaded);
 
+// dst[r * ld_dst + k] += src[r * ld_src + k] for r < rows, k < width; with `threaded` and
+// at least a megabyte, OpenMP's threads take a slice of rows each.
+template <typename T>
+void cpu_add_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src, std::int64_t rows,
+                  std::int64_t width, bool threaded);
+
 // dst[c] += sum over r < rows of src[r * cols + c] (and the same into dst2 unless null),
 // the sums kept in double; with `threaded`, OpenMP's threads take a slice of rows each and
 // their sums are added in thread order (the same bits for the same thread count).

@@ -297,6 +297,22 @@ class CudaOps final : public Ops<T> {
         static_cast<std::size_t>(rows), cudaMemcpyDeviceToDevice, stream_));
   }
 
+  // cuBLAS's geam in place (C = A + B with C = A): dst is column-major width x rows.
+  void add_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src, std::int64_t rows,
+                std::int64_t width) override {
+    if (rows == 0 || width == 0) return;
+    const int m = to_int(width, "width"), n = to_int(rows, "rows");
+    const int ldc = to_int(ld_dst, "ld_dst"), ldb = to_int(ld_src, "ld_src");
+    const T one = T(1);
+    if constexpr (std::is_same_v<T, float>) {
+      RECUR_CUBLAS_CHECK(cublasSgeam(blas_, CUBLAS_OP_N, CUBLAS_OP_N, m, n, &one, dst, ldc, &one,
+                                     src, ldb, dst, ldc));
+    } else {
+      RECUR_CUBLAS_CHECK(cublasDgeam(blas_, CUBLAS_OP_N, CUBLAS_OP_N, m, n, &one, dst, ldc, &one,
+                                     src, ldb, dst, ldc));
+    }
+  }
+
   void fill(T* dst, std::int64_t n, T value) override {
     kernels::launch_fill(dst, n, value, stream_);
   }
