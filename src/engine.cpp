@@ -130,7 +130,7 @@ class EngineImpl final : public Engine {
       b.dropout_stream = dropout_stream;
       b.acts.assign(plan_.activations.size(), {});
       // Training keeps layer 0's h_{t-1} beside x in x's copy (interleaves_x_hp()).
-      const bool x_hp = training && interleaves_x_hp(plan_);
+      const bool x_hp = training && interleaves_x_hp(plan_, R);
       b.acts[0].ld = x_hp ? I + H : I;
       b.acts[0].ld_grad = I;
       // backward needs x after the caller may have reused it; other layouts are gathered

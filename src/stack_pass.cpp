@@ -70,8 +70,16 @@ bool fuses_input(const Plan& p, int layer) {
   return l.inputs.size() == 1 && l.input_size == H && p.activations[l.inputs[0].act].width == H;
 }
 
-bool interleaves_x_hp(const Plan& p) {
-  if (p.config.cell != CellKind::Lstm) return false;
+std::atomic<std::int64_t>& x_hp_rows() {
+  static std::atomic<std::int64_t> rows{2048};
+  return rows;
+}
+std::int64_t x_hp_min_rows() { return x_hp_rows().load(); }
+void set_x_hp_min_rows(std::int64_t rows) { x_hp_rows().store(rows); }
+
+bool interleaves_x_hp(const Plan& p, std::int64_t rows) {
+  // Below a few thousand rows adding the scratch in costs more than the GEMM saves.
+  if (p.config.cell != CellKind::Lstm || rows < x_hp_min_rows()) return false;
   const Join& j = p.layers[0].join;
   return j.kind == Connection::None || j.u != 0;
 }

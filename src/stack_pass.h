@@ -156,8 +156,12 @@ struct PassOp {
 // no join reads x as its u (layer 0's residual or highway). Measured on the CPU (2 cores,
 // in-process A/B of whole training steps): 3% faster at H=512, 1.5-3% at H=1024, level at
 // H=256; the tanh RNN (one gate: N = H) ran 10-14% slower, so vanilla cells keep two
-// GEMMs, and the GRUs' dgh is not dgx.
-bool interleaves_x_hp(const Plan& plan);
+// GEMMs, and the GRUs' dgh is not dgx. At least 2048 rows (T*B): at B=1 (100 rows) the
+// adds into the gradients made the whole step 9% slower.
+bool interleaves_x_hp(const Plan& plan, std::int64_t rows);
+// The least rows for that (2048); tests set 0 to run it on small problems.
+std::int64_t x_hp_min_rows();
+void set_x_hp_min_rows(std::int64_t rows);
 
 // Whether the passes run as a wavefront: unidirectional stacks of more than one layer, on
 // a backend that runs wavefronts (Ops::runs_wavefronts).

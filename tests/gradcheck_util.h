@@ -36,6 +36,21 @@ class WaveFusion {
   bool before_;
 };
 
+// While alive, LSTM training keeps layer 0's h_{t-1} beside x from `rows` timeline rows up
+// (stack_pass.h, interleaves_x_hp; 0: always, as on large problems).
+class XhRows {
+ public:
+  explicit XhRows(std::int64_t rows) : before_(detail::x_hp_min_rows()) {
+    detail::set_x_hp_min_rows(rows);
+  }
+  ~XhRows() { detail::set_x_hp_min_rows(before_); }
+  XhRows(const XhRows&) = delete;
+  XhRows& operator=(const XhRows&) = delete;
+
+ private:
+  std::int64_t before_;
+};
+
 // Everything that J = sum(wy*y) + sum(wh*h_n) + sum(wc*c_n) depends on.
 struct Problem {
   Tensor x, h0, c0, wy, wh, wc;

@@ -34,10 +34,12 @@ TEST(RandomConfigs, EveryGradientMatchesFiniteDifferences) {
     SCOPED_TRACE(::testing::Message()
                  << "config " << it << ": " << to_string(c.cell) << " I=" << c.input_size
                  << " H=" << c.hidden_size << " L=" << c.num_layers << " bi=" << c.bidirectional
-                 << " " << to_string(c.connection) << " bias=" << c.bias << " batch_first="
-                 << c.batch_first << " dropout=" << c.dropout << " T=" << steps << " B=" << batch
-                 << " lengths=" << lengths.size() << " cpu_wavefront=" << (it % 2));
+                 << " " << to_string(c.connection) << " bias=" << c.bias
+                 << " batch_first=" << c.batch_first << " dropout=" << c.dropout << " T=" << steps
+                 << " B=" << batch << " lengths=" << lengths.size() << " cpu_wavefront=" << (it % 2)
+                 << " x_hp=" << (it % 4 < 2));
     const CpuWavefront schedule(it % 2 == 1);  // unidirectional stacks: both schedules
+    const XhRows xh(it % 4 < 2 ? 0 : 2048);    // LSTM: h_{t-1} beside x, or not (small sizes)
     Rnn rnn(c, Device::cpu(), static_cast<std::uint64_t>(it));
     check_all_gradients(rnn, steps, batch, 1000 + static_cast<std::uint64_t>(it), lengths,
                         c.dropout > 0);
