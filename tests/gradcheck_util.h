@@ -8,47 +8,39 @@
 
 namespace recur::test {
 
-// While alive, the CPU runs unidirectional stacks as a wavefront (on) or layer by layer
-// (off, its default; cpu_ops.h), then as before: the GPU's schedule, checked without one.
-class CpuWavefront {
+// While alive, a process-wide setting (its getter and setter) holds `value`; then the
+// value it had.
+template <typename V>
+class ScopedSetting {
  public:
-  explicit CpuWavefront(bool on) : before_(detail::cpu_wavefront()) {
-    detail::set_cpu_wavefront(on);
-  }
-  ~CpuWavefront() { detail::set_cpu_wavefront(before_); }
-  CpuWavefront(const CpuWavefront&) = delete;
-  CpuWavefront& operator=(const CpuWavefront&) = delete;
+  ScopedSetting(V (*get)(), void (*set)(V), V value) : set_(set), before_(get()) { set(value); }
+  ~ScopedSetting() { set_(before_); }
+  ScopedSetting(const ScopedSetting&) = delete;
+  ScopedSetting& operator=(const ScopedSetting&) = delete;
 
  private:
-  bool before_;
+  void (*set_)(V);
+  V before_;
 };
 
-// While alive, wavefronts fuse their upper layers' input GEMMs into the waves' batches
-// (on, the default; stack_pass.h) or run them as GEMMs of their own (off).
-class WaveFusion {
- public:
-  explicit WaveFusion(bool on) : before_(detail::wave_fusion()) { detail::set_wave_fusion(on); }
-  ~WaveFusion() { detail::set_wave_fusion(before_); }
-  WaveFusion(const WaveFusion&) = delete;
-  WaveFusion& operator=(const WaveFusion&) = delete;
-
- private:
-  bool before_;
+// The CPU runs unidirectional stacks as a wavefront (on) or layer by layer (off, its
+// default; cpu_ops.h): the GPU's schedule, checked without one.
+struct CpuWavefront : ScopedSetting<bool> {
+  explicit CpuWavefront(bool on)
+      : ScopedSetting(detail::cpu_wavefront, detail::set_cpu_wavefront, on) {}
 };
 
-// While alive, LSTM training keeps layer 0's h_{t-1} beside x from `rows` timeline rows up
+// Wavefronts fuse their upper layers' input GEMMs into the waves' batches (on, the
+// default; stack_pass.h) or run them as GEMMs of their own (off).
+struct WaveFusion : ScopedSetting<bool> {
+  explicit WaveFusion(bool on) : ScopedSetting(detail::wave_fusion, detail::set_wave_fusion, on) {}
+};
+
+// LSTM training keeps layer 0's h_{t-1} beside x from `rows` timeline rows up
 // (stack_pass.h, interleaves_x_hp; 0: always, as on large problems).
-class XhRows {
- public:
-  explicit XhRows(std::int64_t rows) : before_(detail::x_hp_min_rows()) {
-    detail::set_x_hp_min_rows(rows);
-  }
-  ~XhRows() { detail::set_x_hp_min_rows(before_); }
-  XhRows(const XhRows&) = delete;
-  XhRows& operator=(const XhRows&) = delete;
-
- private:
-  std::int64_t before_;
+struct XhRows : ScopedSetting<std::int64_t> {
+  explicit XhRows(std::int64_t rows)
+      : ScopedSetting(detail::x_hp_min_rows, detail::set_x_hp_min_rows, rows) {}
 };
 
 // Everything that J = sum(wy*y) + sum(wh*h_n) + sum(wc*c_n) depends on.
