@@ -188,9 +188,10 @@ class EngineImpl final : public Engine {
     const RowMaps& maps = maps_;
     const std::int64_t* rows = rows_ = ops_->stage_indices(maps.table.data(), maps.table.size());
     if (identity_) {
-      if (training && b.acts[0].ld == I) ops_->copy(b.acts[0].data, x.data_as<T>(), R * I);
-      if (training && b.acts[0].ld != I) {
-        ops_->copy_rows(b.acts[0].data, b.acts[0].ld, x.data_as<T>(), I, R, I);
+      if (training && b.acts[0].ld == I) {
+        ops_->copy(b.acts[0].data, x.data_as<T>(), R * I);
+      } else if (training) {
+        ops_->copy_rows(b.acts[0].data, b.acts[0].ld, x.data_as<T>(), I, R, I);  // beside hp
       }
     } else {
       gather(b.acts[0].data, b.acts[0].ld, x.data_as<T>(), I, rows + maps.to_packed, R, I);
