@@ -110,7 +110,6 @@ std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl, bool 
         steps.push_back({l, t});
       }
       program.push_back(steps_op(PassOpKind::Steps, steps));
-      program.back().fused_inputs = true;
       for (const UnitStep& s : steps) {
         program.push_back(range_op(PassOpKind::Connection, s.unit, 0, s.t, s.t + 1));
       }
@@ -147,7 +146,6 @@ std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& tl, bool
         if (t >= 0 && t < T) steps.push_back({l, t});
       }
       program.push_back(steps_op(PassOpKind::StepsBackward, steps));
-      program.back().fused_inputs = true;
       for (const UnitStep& s : steps) {
         if (s.unit == 0) continue;  // dx: below
         if (!fuses_input(plan, s.unit))
@@ -299,14 +297,15 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
       if (groups.empty() || groups.back().n != n) groups.push_back({i, 0, n, 0});
       ++groups.back().count;
     }
-    // Per group: the units' own GEMMs, then (first GEMM of a fused op) the input GEMMs of
-    // the units whose layer fuses_input(); all A pointers, then all B, then all C.
+    // Per group: the units' own GEMMs, then (a wavefront's first GEMM, whose schedule left
+    // out their own ops) the input GEMMs of the units whose layer fuses_input(); all A
+    // pointers, then all B, then all C.
     auto push = [&](int gemm, auto a_of, auto b_of, auto c_of) {
       op.groups[gemm] = groups;
       for (GemmGroup& g : op.groups[gemm]) {
         g.table = table_.size();
         std::vector<const UnitStep*> fused;
-        if (gemm == 0 && op.fused_inputs) {
+        if (gemm == 0 && buf_.wavefront) {
           for (std::size_t i = g.first; i < g.first + g.count; ++i)
             if (fuses_input(plan_, plan_.units[op.steps[i].unit].layer))
               fused.push_back(&op.steps[i]);

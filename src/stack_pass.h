@@ -144,10 +144,6 @@ struct PassOp {
   std::int64_t t0 = 0, t1 = 0;
   std::vector<UnitStep> steps;       // Steps / StepsBackward
   std::vector<GemmGroup> groups[2];  // per GEMM of the step (two for reset-before-product)
-  // A wavefront's Steps (StepsBackward): the first GEMM's batch also holds the input
-  // projection (input gradient) of every unit whose layer fuses_input(), in place of an
-  // InputProjection (InputGradient) op of its own.
-  bool fused_inputs = false;
 };
 
 // Whether training keeps layer 0's forward unit's h_{t-1} in the rows of x's copy, beside

@@ -195,9 +195,8 @@ void cpu_add_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src
                   std::int64_t width, bool threaded) {
   if (width <= 0) return;
   // Slices of rows, sized as for_slices sizes slices of elements.
-  const std::int64_t per_row = width;
-  for_slices<T>(rows * per_row, threaded, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t r = b / per_row; r < e / per_row; ++r) {
+  for_slices<T>(rows * width, threaded, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t r = b / width; r < e / width; ++r) {
       T* d = dst + r * ld_dst;
       const T* s = src + r * ld_src;
 #pragma omp simd
@@ -258,11 +257,11 @@ template void cpu_add_column_sums<double>(const double*, std::int64_t, std::int6
 template void cpu_copy<float>(float*, const float*, std::int64_t, bool);
 template void cpu_copy<double>(double*, const double*, std::int64_t, bool);
 template void cpu_fill<float>(float*, std::int64_t, float, bool);
+template void cpu_fill<double>(double*, std::int64_t, double, bool);
 template void cpu_add_rows<float>(float*, std::int64_t, const float*, std::int64_t, std::int64_t,
                                   std::int64_t, bool);
 template void cpu_add_rows<double>(double*, std::int64_t, const double*, std::int64_t, std::int64_t,
                                    std::int64_t, bool);
-template void cpu_fill<double>(double*, std::int64_t, double, bool);
 
 int cpu_step_threads() { return cpu_float_loops_threaded() ? max_threads() : 1; }
 

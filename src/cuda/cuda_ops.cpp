@@ -469,11 +469,11 @@ class CudaOps final : public Ops<T> {
 }  // namespace
 
 CudaBatchedGemm cuda_batched_gemm() { return batched_gemm_choice().load(); }
+void set_cuda_batched_gemm(CudaBatchedGemm choice) { batched_gemm_choice().store(choice); }
 bool cuda_graphs() { return graphs_switch().load(); }
 void set_cuda_graphs(bool enabled) { graphs_switch().store(enabled); }
 std::int64_t cuda_graph_captures() { return graph_captures.load(); }
 std::int64_t cuda_graph_replays() { return graph_replays.load(); }
-void set_cuda_batched_gemm(CudaBatchedGemm choice) { batched_gemm_choice().store(choice); }
 
 template <typename T>
 std::unique_ptr<Ops<T>> make_cuda_ops(int index) {
