@@ -3,6 +3,7 @@
 // oneDNN's sgemm when libdnnl can be loaded, else OpenBLAS. CTest runs this binary twice,
 // the second time with RECUR_CPU_GEMM=openblas. Then GEMMs on held (packed) weights.
 #include "cpu/cpu_ops.h"
+#include "cpu/cpu_steps.h"
 #include "cpu/onednn_matmul.h"
 #include "test_util.h"
 
@@ -13,11 +14,13 @@ using detail::Gemm;
 using detail::Trans;
 
 // How check_gemm calls CpuOps: every leading dimension `pad` past the matrix's rows; with
-// `held`, A is held (packed) first and the GEMM must run on the packed copy.
+// `held`, A is held (packed) first and the GEMM must run on the packed copy; `split`: the
+// GEMM must run with its columns split among the threads (cpu_split_long_k).
 struct GemmSetup {
   float alpha = 1.25f;
   std::int64_t pad = 3;
   bool held = false;
+  bool split = false;
 };
 
 template <typename T>
@@ -60,11 +63,13 @@ void check_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t
   g.ldc = ldc;
   detail::CpuOps<T> ops;
   const std::int64_t packed_before = detail::PackedGemms::total_runs();
+  const std::int64_t splits_before = detail::cpu_column_split_gemms();
   if (setup.held) {
     ASSERT_TRUE(ops.hold_weights(a.data(), ta, m, k, lda, n));
   }
   ops.gemm(g);
   EXPECT_EQ(detail::PackedGemms::total_runs() - packed_before, setup.held ? 1 : 0);
+  EXPECT_EQ(detail::cpu_column_split_gemms() - splits_before, setup.split ? 1 : 0);
   EXPECT_TRUE(all_close(c, ref, tolerance_for_depth<T>(static_cast<double>(k))))
       << "trans " << int(ta) << int(tb) << " m " << m << " n " << n << " k " << k << " beta "
       << beta << " pad " << pad << (setup.held ? " held" : "");
@@ -82,6 +87,31 @@ TEST(CpuGemm, EveryTransposeAndShapeMatchesFloat64) {
       }
     }
   }
+}
+
+// A GEMM whose inner dimension is the longest (the weight gradients' shape) runs with each
+// thread on its own slab of C's columns, for every transpose pair, slabs of whole vectors
+// or not (n = 256, 300), overwriting or accumulating; switched off, it runs whole.
+TEST(CpuGemm, LongInnerDimensionSplitsColumnsAmongThreads) {
+  if (!detail::cpu_float_loops_threaded() || detail::cpu_step_threads() < 2) {
+    GTEST_SKIP() << "needs oneDNN's sgemm and two OpenMP threads";
+  }
+  for (bool split : {true, false}) {
+    detail::set_cpu_split_long_k(split);
+    for (Trans ta : {Trans::N, Trans::T}) {
+      for (Trans tb : {Trans::N, Trans::T}) {
+        for (std::int64_t n : {256, 300}) {
+          for (float beta : {0.0f, 1.0f}) {
+            check_gemm<float>(ta, tb, 40, n, 400, beta, GemmSetup{1.25f, 3, false, split});
+          }
+        }
+      }
+    }
+  }
+  detail::set_cpu_split_long_k(true);
+  // Too few columns for two slabs, or an inner dimension shorter than C's: whole.
+  check_gemm<float>(Trans::N, Trans::T, 40, 200, 400, 1.0f);
+  check_gemm<float>(Trans::N, Trans::T, 40, 300, 299, 1.0f);
 }
 
 // A held matrix: every GEMM on it runs on oneDNN's matmul with the packed copy, with dense

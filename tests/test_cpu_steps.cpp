@@ -207,24 +207,31 @@ TYPED_TEST(CpuSteps, CopyAndFillReachEveryElement) {
   }
 }
 
-// Strided blocks added in place (CpuOps::add_rows: a fused weight gradient's blocks), small
-// and past the threading threshold: every element of the block once, nothing beside it.
-TYPED_TEST(CpuSteps, AddRowsAddsTheBlockOnly) {
+// Strided blocks copied or added in place (CpuOps::copy_rows: x beside h_{t-1}; add_rows: a
+// fused weight gradient's blocks), small and past the threading threshold: every element of
+// the block once, nothing beside it.
+TYPED_TEST(CpuSteps, CopyRowsAndAddRowsTouchTheBlockOnly) {
   using T = TypeParam;
   const std::int64_t threshold = (std::int64_t{1} << 20) / static_cast<std::int64_t>(sizeof(T));
   Random rng(9);
-  for (std::int64_t rows : {std::int64_t{1}, std::int64_t{7}, threshold / 16 + 3}) {
-    for (bool threaded : {false, true}) {
-      const std::int64_t width = 24, ld_src = 40, ld_dst = 31;
-      const std::vector<T> src = rng.vector<T>(rows * ld_src);
-      const std::vector<T> before = rng.vector<T>(rows * ld_dst);
-      std::vector<T> dst = before;
-      detail::cpu_add_rows(dst.data(), ld_dst, src.data() + 5, ld_src, rows, width, threaded);
-      for (std::int64_t r = 0; r < rows; ++r) {
-        for (std::int64_t k = 0; k < ld_dst; ++k) {
-          const T want =
-              k < width ? before[r * ld_dst + k] + src[r * ld_src + 5 + k] : before[r * ld_dst + k];
-          ASSERT_EQ(dst[r * ld_dst + k], want) << rows << " " << r << " " << k;
+  for (bool add : {false, true}) {
+    for (std::int64_t rows : {std::int64_t{1}, std::int64_t{7}, threshold / 16 + 3}) {
+      for (bool threaded : {false, true}) {
+        const std::int64_t width = 24, ld_src = 40, ld_dst = 31;
+        const std::vector<T> src = rng.vector<T>(rows * ld_src);
+        const std::vector<T> before = rng.vector<T>(rows * ld_dst);
+        std::vector<T> dst = before;
+        if (add) {
+          detail::cpu_add_rows(dst.data(), ld_dst, src.data() + 5, ld_src, rows, width, threaded);
+        } else {
+          detail::cpu_copy_rows(dst.data(), ld_dst, src.data() + 5, ld_src, rows, width, threaded);
+        }
+        for (std::int64_t r = 0; r < rows; ++r) {
+          for (std::int64_t k = 0; k < ld_dst; ++k) {
+            const T s = src[r * ld_src + 5 + k], b = before[r * ld_dst + k];
+            const T want = k >= width ? b : add ? b + s : s;
+            ASSERT_EQ(dst[r * ld_dst + k], want) << add << " " << rows << " " << r << " " << k;
+          }
         }
       }
     }

@@ -78,6 +78,20 @@ std::atomic<bool>& wavefronts() {
 
 std::atomic<std::int64_t> row_runs_so_far{0};  // cpu_row_parallel_runs()
 
+// Column-split GEMMs are on unless RECUR_CPU_SPLIT_LONG_K=0 or a test turned them off.
+std::atomic<bool>& long_k_split() {
+  static std::atomic<bool> enabled{[] {
+    const char* choice = std::getenv("RECUR_CPU_SPLIT_LONG_K");
+    return choice == nullptr || std::string(choice) != "0";
+  }()};
+  return enabled;
+}
+std::atomic<std::int64_t> column_splits_so_far{0};  // cpu_column_split_gemms()
+
+// A thread of a column-split GEMM takes at least this many columns of C, a multiple of 16
+// (one AVX-512 register of floats) at each slab's start.
+constexpr std::int64_t kSlabColumns = 128;
+
 // A thread of a row-parallel run takes at least this many rows: its share of each GEMM is
 // then still a matrix product, not a matrix-vector one.
 constexpr std::int64_t kRowsPerThread = 8;
@@ -94,6 +108,48 @@ std::int64_t row_parallel_weight_limit() {
     return 4 * (l2 > 0 ? static_cast<std::int64_t>(l2) : std::int64_t{1} << 20);
   }();
   return limit;
+}
+
+// g with each of OpenMP's threads computing its own slab of C's columns on oneDNN's sgemm
+// alone, for a GEMM whose inner dimension is the longest (k >= m and k >= n): the weight
+// gradients, a sum over all T*B rows of the timeline. Handed the whole GEMM, oneDNN's
+// threading ran the LSTM's [I+H, 4H] product at H = 256 5-7% slower than the split (2 AMD
+// EPYC cores; alone and inside the training step), and level with it at H = 512 and 1024
+// (docs/design.md). false, having done nothing, when the split is off, oneDNN is not
+// loaded, the caller is already inside a parallel region, or C has too few columns for two
+// slabs.
+bool split_long_k(const Gemm<float>& g) {
+  if (!cpu_split_long_k() || g.k < g.m || g.k < g.n || onednn_sgemm() == nullptr) return false;
+  const int threads =
+      static_cast<int>(std::min<std::int64_t>(cpu_step_threads(), g.n / kSlabColumns));
+  if (threads < 2) return false;
+#if defined(_OPENMP)
+  if (omp_in_parallel()) return false;
+#endif
+  std::exception_ptr error;
+#pragma omp parallel num_threads(threads)
+  {
+    int slab = 0;
+#if defined(_OPENMP)
+    omp_set_num_threads(1);  // oneDNN, called from here: one thread
+    slab = omp_get_thread_num();
+#endif
+    auto start = [&](int s) { return s == threads ? g.n : g.n * s / threads / 16 * 16; };
+    Gemm<float> mine = g;
+    const std::int64_t j0 = start(slab);
+    mine.n = start(slab + 1) - j0;
+    mine.b = g.b + (g.trans_b == Trans::N ? j0 * g.ldb : j0);
+    mine.c = g.c + j0 * g.ldc;
+    try {
+      onednn_gemm(mine);
+    } catch (...) {
+#pragma omp critical(recur_split_long_k_error)
+      if (error == nullptr) error = std::current_exception();
+    }
+  }
+  if (error != nullptr) std::rethrow_exception(error);
+  ++column_splits_so_far;
+  return true;
 }
 
 template <typename Fn>
@@ -117,6 +173,7 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   const blasint ldc = to_blasint(g.ldc, "ldc");
   if constexpr (std::is_same_v<T, float>) {
     if (packed_ != nullptr && packed_->run(g)) return;
+    if (threaded_steps() && split_long_k(g)) return;
     if (onednn_gemm(g)) return;
     cblas_sgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a, lda,
                 g.b, ldb, g.beta, g.c, ldc);
@@ -323,10 +380,7 @@ void CpuOps<T>::copy(T* dst, const T* src, std::int64_t n) {
 template <typename T>
 void CpuOps<T>::copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
                           std::int64_t rows, std::int64_t width) {
-  if (width <= 0) return;
-  for (std::int64_t r = 0; r < rows; ++r) {
-    std::memcpy(dst + r * ld_dst, src + r * ld_src, static_cast<std::size_t>(width) * sizeof(T));
-  }
+  cpu_copy_rows(dst, ld_dst, src, ld_src, rows, width, threaded_steps());
 }
 
 template <typename T>
@@ -344,6 +398,9 @@ void set_cpu_wavefront(bool enabled) { wavefronts().store(enabled); }
 bool cpu_row_parallel() { return row_parallel().load(); }
 void set_cpu_row_parallel(bool enabled) { row_parallel().store(enabled); }
 std::int64_t cpu_row_parallel_runs() { return row_runs_so_far.load(); }
+bool cpu_split_long_k() { return long_k_split().load(); }
+void set_cpu_split_long_k(bool enabled) { long_k_split().store(enabled); }
+std::int64_t cpu_column_split_gemms() { return column_splits_so_far.load(); }
 
 template class CpuOps<float>;
 template class CpuOps<double>;

@@ -74,6 +74,14 @@ void set_cpu_row_parallel(bool enabled);
 // How many runs CpuOps has run row-parallel so far, for tests.
 std::int64_t cpu_row_parallel_runs();
 
+// Whether CpuOps<float> threads a GEMM with the longest inner dimension (k >= m, n: the
+// weight gradients) itself, each thread a slab of C's columns on oneDNN's sgemm alone (on
+// unless RECUR_CPU_SPLIT_LONG_K=0). Tests turn it off to compare both ways.
+bool cpu_split_long_k();
+void set_cpu_split_long_k(bool enabled);
+// How many GEMMs CpuOps has split so far, for tests.
+std::int64_t cpu_column_split_gemms();
+
 extern template class CpuOps<float>;
 extern template class CpuOps<double>;
 

@@ -190,18 +190,35 @@ void cpu_fill(T* dst, std::int64_t n, T value, bool threaded) {
                 [&](std::int64_t b, std::int64_t e) { std::fill(dst + b, dst + e, value); });
 }
 
+namespace {
+
+// fn(r) for r < rows, in slices of rows sized as for_slices sizes slices of elements.
+template <typename T, class Fn>
+void for_row_slices(std::int64_t rows, std::int64_t width, bool threaded, Fn&& fn) {
+  if (width <= 0) return;
+  for_slices<T>(rows * width, threaded, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t r = b / width; r < e / width; ++r) fn(r);
+  });
+}
+
+}  // namespace
+
+template <typename T>
+void cpu_copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
+                   std::int64_t rows, std::int64_t width, bool threaded) {
+  for_row_slices<T>(rows, width, threaded, [&](std::int64_t r) {
+    std::memcpy(dst + r * ld_dst, src + r * ld_src, static_cast<std::size_t>(width) * sizeof(T));
+  });
+}
+
 template <typename T>
 void cpu_add_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src, std::int64_t rows,
                   std::int64_t width, bool threaded) {
-  if (width <= 0) return;
-  // Slices of rows, sized as for_slices sizes slices of elements.
-  for_slices<T>(rows * width, threaded, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t r = b / width; r < e / width; ++r) {
-      T* d = dst + r * ld_dst;
-      const T* s = src + r * ld_src;
+  for_row_slices<T>(rows, width, threaded, [&](std::int64_t r) {
+    T* d = dst + r * ld_dst;
+    const T* s = src + r * ld_src;
 #pragma omp simd
-      for (std::int64_t k = 0; k < width; ++k) d[k] += s[k];
-    }
+    for (std::int64_t k = 0; k < width; ++k) d[k] += s[k];
   });
 }
 
@@ -258,6 +275,10 @@ template void cpu_copy<float>(float*, const float*, std::int64_t, bool);
 template void cpu_copy<double>(double*, const double*, std::int64_t, bool);
 template void cpu_fill<float>(float*, std::int64_t, float, bool);
 template void cpu_fill<double>(double*, std::int64_t, double, bool);
+template void cpu_copy_rows<float>(float*, std::int64_t, const float*, std::int64_t, std::int64_t,
+                                   std::int64_t, bool);
+template void cpu_copy_rows<double>(double*, std::int64_t, const double*, std::int64_t,
+                                    std::int64_t, std::int64_t, bool);
 template void cpu_add_rows<float>(float*, std::int64_t, const float*, std::int64_t, std::int64_t,
                                   std::int64_t, bool);
 template void cpu_add_rows<double>(double*, std::int64_t, const double*, std::int64_t, std::int64_t,

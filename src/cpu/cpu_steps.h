@@ -39,8 +39,12 @@ void cpu_copy(T* dst, const T* src, std::int64_t n, bool threaded);
 template <typename T>
 void cpu_fill(T* dst, std::int64_t n, T value, bool threaded);
 
-// dst[r * ld_dst + k] += src[r * ld_src + k] for r < rows, k < width; with `threaded` and
-// at least a megabyte, OpenMP's threads take a slice of rows each.
+// dst[r * ld_dst + k] = src[r * ld_src + k] for r < rows, k < width (copy_rows), or +=
+// (add_rows); with `threaded` and at least a megabyte, OpenMP's threads take a slice of
+// rows each.
+template <typename T>
+void cpu_copy_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
+                   std::int64_t rows, std::int64_t width, bool threaded);
 template <typename T>
 void cpu_add_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src, std::int64_t rows,
                   std::int64_t width, bool threaded);
