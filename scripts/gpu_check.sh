@@ -89,6 +89,13 @@ if [ -x "$build/bench/recur_bench" ] && stage bench "$bench_s"; then
     RECUR_CUDA_GRAPHS=1 limited 60 "$build/bench/recur_bench" --gpu --no-tf32 --no-ceiling \
       --max-seconds 1 --warmup 2 --filter "L=1 " --filter " bi"; } >> "$out/bench.txt" 2>&1
   echo "bench, graphs: exit $?" >> "$summary"
+  # The LSTM's training rows with layer 0's weight gradients as two GEMMs (no h_{t-1} beside
+  # x): against the rows above, whether that one-GEMM layout pays on the GPU too.
+  { echo "=== LSTM training, RECUR_X_HP_MIN_ROWS=1000000000 (two weight-gradient GEMMs)"
+    RECUR_X_HP_MIN_ROWS=1000000000 limited 45 "$build/bench/recur_bench" --gpu --no-tf32 \
+      --no-ceiling --max-seconds 1 --warmup 2 --mode training --filter "lstm T=100" \
+      --filter "lstm T=50"; } >> "$out/bench.txt" 2>&1
+  echo "bench, two dW GEMMs: exit $?" >> "$summary"
   # Clipping bandwidth (beside PyTorch's clip_grad_norm_ when torch with CUDA is there) and
   # what a variable-length batch costs.
   for run in "recur_bench_clip --torch-script bench/bench_clip_torch.py" "recur_bench_packed --gpu"; do

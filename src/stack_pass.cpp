@@ -70,8 +70,13 @@ bool fuses_input(const Plan& p, int layer) {
   return l.inputs.size() == 1 && l.input_size == H && p.activations[l.inputs[0].act].width == H;
 }
 
+// 2048 unless RECUR_X_HP_MIN_ROWS says otherwise (a larger number than any batch's rows
+// turns the layout off, for comparisons).
 std::atomic<std::int64_t>& x_hp_rows() {
-  static std::atomic<std::int64_t> rows{2048};
+  static std::atomic<std::int64_t> rows{[] {
+    const char* env = std::getenv("RECUR_X_HP_MIN_ROWS");
+    return env != nullptr ? std::atoll(env) : std::int64_t{2048};
+  }()};
   return rows;
 }
 std::int64_t x_hp_min_rows() { return x_hp_rows().load(); }

@@ -155,7 +155,8 @@ struct PassOp {
 // GEMMs, and the GRUs' dgh is not dgx. At least 2048 rows (T*B): at B=1 (100 rows) the
 // adds into the gradients made the whole step 9% slower.
 bool interleaves_x_hp(const Plan& plan, std::int64_t rows);
-// The least rows for that (2048); tests set 0 to run it on small problems.
+// The least rows for that (2048, or RECUR_X_HP_MIN_ROWS at start); tests set 0 to run it
+// on small problems.
 std::int64_t x_hp_min_rows();
 void set_x_hp_min_rows(std::int64_t rows);
 
