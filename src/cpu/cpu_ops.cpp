@@ -110,6 +110,31 @@ std::int64_t row_parallel_weight_limit() {
   return limit;
 }
 
+// fn(thread, failed) on `threads` of OpenMP's threads, oneDNN limited to one thread inside
+// each (so that each runs its own GEMMs alone). The first exception a thread throws is
+// rethrown once all have finished; `failed` tells the others to stop early.
+template <class Fn>
+void on_threads_each_with_onednn_alone(int threads, Fn&& fn) {
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+#pragma omp parallel num_threads(threads)
+  {
+    int thread = 0;
+#if defined(_OPENMP)
+    omp_set_num_threads(1);  // oneDNN, called from here: one thread
+    thread = omp_get_thread_num();
+#endif
+    try {
+      fn(thread, static_cast<const std::atomic<bool>&>(failed));
+    } catch (...) {
+#pragma omp critical(recur_cpu_threads_error)
+      if (error == nullptr) error = std::current_exception();
+      failed = true;
+    }
+  }
+  if (error != nullptr) std::rethrow_exception(error);
+}
+
 // g with each of OpenMP's threads computing its own slab of C's columns on oneDNN's sgemm
 // alone, for a GEMM whose inner dimension is the longest (k >= m and k >= n): the weight
 // gradients, a sum over all T*B rows of the timeline. Handed the whole GEMM, oneDNN's
@@ -126,28 +151,15 @@ bool split_long_k(const Gemm<float>& g) {
 #if defined(_OPENMP)
   if (omp_in_parallel()) return false;
 #endif
-  std::exception_ptr error;
-#pragma omp parallel num_threads(threads)
-  {
-    int slab = 0;
-#if defined(_OPENMP)
-    omp_set_num_threads(1);  // oneDNN, called from here: one thread
-    slab = omp_get_thread_num();
-#endif
-    auto start = [&](int s) { return s == threads ? g.n : g.n * s / threads / 16 * 16; };
+  auto start = [&](int s) { return s == threads ? g.n : g.n * s / threads / 16 * 16; };
+  on_threads_each_with_onednn_alone(threads, [&](int slab, const std::atomic<bool>&) {
     Gemm<float> mine = g;
     const std::int64_t j0 = start(slab);
     mine.n = start(slab + 1) - j0;
     mine.b = g.b + (g.trans_b == Trans::N ? j0 * g.ldb : j0);
     mine.c = g.c + j0 * g.ldc;
-    try {
-      onednn_gemm(mine);
-    } catch (...) {
-#pragma omp critical(recur_split_long_k_error)
-      if (error == nullptr) error = std::current_exception();
-    }
-  }
-  if (error != nullptr) std::rethrow_exception(error);
+    onednn_gemm(mine);
+  });
   ++column_splits_so_far;
   return true;
 }
@@ -241,57 +253,42 @@ bool CpuOps<T>::run_rows(const std::vector<RowCall<T>>& calls, std::int64_t rows
       }
     }
     packed_->prepare_lanes(threads);
-    std::exception_ptr error;
-    std::atomic<bool> failed{false};
-#pragma omp parallel num_threads(threads)
-    {
-      int lane = 0;
-#if defined(_OPENMP)
-      omp_set_num_threads(1);  // oneDNN, called from here: one thread
-      lane = omp_get_thread_num();
-#endif
+    on_threads_each_with_onednn_alone(threads, [&](int lane, const std::atomic<bool>& failed) {
       const std::int64_t b0 = rows * lane / threads, b1 = rows * (lane + 1) / threads;
-      try {
-        for (const RowCall<float>& c : calls) {
-          if (failed.load(std::memory_order_relaxed)) break;
-          switch (c.kind) {
-            case RowCall<float>::Kind::Gemms: {
-              const GemmBatch<float>& g = c.gemms;
-              const std::int64_t end = std::min(b1, g.n);
-              if (end <= b0) break;
-              for (int i = 0; i < g.count; ++i) {
-                // Rows are columns of B and C.
-                Gemm<float> mine =
-                    gemm_item(g, g.host_a[i], g.host_b[i] + b0 * g.ldb, g.host_c[i] + b0 * g.ldc);
-                mine.n = end - b0;
-                if (!packed_->run(mine, lane + 1) && !onednn_gemm(mine)) {
-                  throw Error("recur: CpuOps::run_rows: no single-threaded GEMM for m = " +
-                              std::to_string(mine.m) + ", n = " + std::to_string(mine.n));
-                }
+      for (const RowCall<float>& c : calls) {
+        if (failed.load(std::memory_order_relaxed)) break;
+        switch (c.kind) {
+          case RowCall<float>::Kind::Gemms: {
+            const GemmBatch<float>& g = c.gemms;
+            const std::int64_t end = std::min(b1, g.n);
+            if (end <= b0) break;
+            for (int i = 0; i < g.count; ++i) {
+              // Rows are columns of B and C.
+              Gemm<float> mine =
+                  gemm_item(g, g.host_a[i], g.host_b[i] + b0 * g.ldb, g.host_c[i] + b0 * g.ldc);
+              mine.n = end - b0;
+              if (!packed_->run(mine, lane + 1) && !onednn_gemm(mine)) {
+                throw Error("recur: CpuOps::run_rows: no single-threaded GEMM for m = " +
+                            std::to_string(mine.m) + ", n = " + std::to_string(mine.n));
               }
-              break;
             }
-            case RowCall<float>::Kind::Forward:
-              for (const StepForward<float>& a : c.forward) {
-                const std::int64_t end = std::min(b1, a.active);
-                if (end > b0) cpu_step_rows(c.step, a, b0, end);
-              }
-              break;
-            case RowCall<float>::Kind::Backward:
-              for (const StepBackward<float>& a : c.backward) {
-                const std::int64_t end = std::min(b1, a.active);
-                if (end > b0) cpu_step_rows(c.step, a, b0, end);
-              }
-              break;
+            break;
           }
+          case RowCall<float>::Kind::Forward:
+            for (const StepForward<float>& a : c.forward) {
+              const std::int64_t end = std::min(b1, a.active);
+              if (end > b0) cpu_step_rows(c.step, a, b0, end);
+            }
+            break;
+          case RowCall<float>::Kind::Backward:
+            for (const StepBackward<float>& a : c.backward) {
+              const std::int64_t end = std::min(b1, a.active);
+              if (end > b0) cpu_step_rows(c.step, a, b0, end);
+            }
+            break;
         }
-      } catch (...) {
-#pragma omp critical(recur_run_rows_error)
-        if (error == nullptr) error = std::current_exception();
-        failed = true;
       }
-    }
-    if (error != nullptr) std::rethrow_exception(error);
+    });
     ++row_runs_so_far;
     return true;
   }
