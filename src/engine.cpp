@@ -158,7 +158,7 @@ class EngineImpl final : public Engine {
         if (lstm) ub.cs = c.take((B + R + B) * H);
         ub.gx = c.take(R * GH);
         ub.gh = c.take(B * GH);
-        if (step_weights(plan_, tl, ops_->packs_weights()) == StepWeights::Transposed) {
+        if (step_weights(plan_, tl, *ops_, b.wavefront) == StepWeights::Transposed) {
           ub.w_t = c.take(GH * H);
           if (b.wavefront && plan_.units[u].layer > 0) {
             ub.w_ih_t = c.take(GH * plan_.layers[plan_.units[u].layer].input_size);

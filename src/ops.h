@@ -150,6 +150,12 @@ class Ops {
   // API is loaded (cpu/onednn_matmul.h); cuBLAS has no such form. A pass whose weights are
   // held needs no transposed copy of them (stack_pass.h).
   virtual bool packs_weights() const { return false; }
+  // Whether run_rows would take a layer-by-layer pass's steps on held weights of at most
+  // `weight_bytes` bytes a matrix, over `rows` batch rows: lets a caller hold weights whose
+  // GEMMs pay only when row-parallel (stack_pass.h).
+  virtual bool takes_row_runs(std::int64_t /*weight_bytes*/, std::int64_t /*rows*/) const {
+    return false;
+  }
   // Weights a pass multiplies by again and again (W_hh at every step). Until
   // release_weights(), a GEMM with alpha 1 whose op(A) is exactly this one (a, trans_a, m,
   // k, lda; see Gemm) may read a copy the backend laid out for its GEMM, made here once

@@ -93,9 +93,9 @@ bool wavefront(const Plan& p, bool backend_runs_wavefronts) {
   return backend_runs_wavefronts && p.directions == 1 && p.config.num_layers > 1;
 }
 
-StepWeights step_weights(const Plan& plan, const Timeline& timeline, bool backend_packs) {
+StepWeights step_weights(const Plan& plan, const Timeline& timeline, StepBackend backend) {
   if (timeline.steps < 4 || timeline.batch < 16) return StepWeights::AsStored;
-  const bool packs = backend_packs && !reset_before_product(plan);
+  const bool packs = backend.packs && (!reset_before_product(plan) || backend.row_runs);
   return packs ? StepWeights::Packed : StepWeights::Transposed;
 }
 
@@ -455,7 +455,7 @@ void StackPass<T>::transpose_weights() {
 
 template <typename T>
 void StackPass<T>::hold_step_weights(bool backward) {
-  if (step_weights(plan_, tl_, ops_.packs_weights()) != StepWeights::Packed) return;
+  if (step_weights(plan_, tl_, ops_, buf_.wavefront) != StepWeights::Packed) return;
   const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H;
   const bool rbp = reset_before_product(plan_);
   bool all = true;
@@ -589,7 +589,7 @@ void StackPass<T>::backward_calls(const PassOp& op, std::vector<RowCall<T>>& cal
 template <typename T>
 bool StackPass<T>::row_runs(bool backward) const {
   if (buf_.wavefront || (backward && buf_.flow != nullptr)) return false;
-  return step_weights(plan_, tl_, ops_.packs_weights()) == StepWeights::Packed ||
+  return step_weights(plan_, tl_, ops_, buf_.wavefront) == StepWeights::Packed ||
          ops_.replays_call_lists();
 }
 

@@ -33,10 +33,11 @@
 //     GEMMs with oneDNN): forward and backward hold every matrix their per-step GEMMs read
 //     (W_hh, backward's W_ih, and a wavefront's upper-layer W_ih) and the backend runs
 //     those GEMMs on copies laid out for its kernels (docs/benchmarks.md: 2-4% off an LSTM
-//     or GRU training step). Not for the reset-before-product GRU, whose per-step GEMMs
-//     read and write W_hh's gate blocks in strided rows that oneDNN's matmul takes only
-//     through copies (measured 7-10% slower than transposed);
-//   - Transposed, elsewhere (the GPU, float64, that GRU): the forward transposes each
+//     or GRU training step). The reset-before-product GRU's per-step GEMMs read and write
+//     W_hh's gate blocks in strided rows, which oneDNN's matmul takes only through copies:
+//     7-10% slower than transposed when the steps run one by one, but 1-6% faster where
+//     the pass runs row-parallel (Ops::takes_row_runs), so that GRU packs only there;
+//   - Transposed, elsewhere (the GPU, float64, that GRU otherwise): the forward transposes each
 //     unit's W_hh [G*H, H] into w_t [H, G*H], so every forward recurrent GEMM reads
 //     op(A) = A with unit stride along the gates, the layout cuBLAS and oneDNN's sgemm run
 //     1.2-9x faster at 16-64 columns, for one pass over the weights. A wavefront's upper layers
@@ -164,10 +165,25 @@ void set_x_hp_min_rows(std::int64_t rows);
 // a backend that runs wavefronts (Ops::runs_wavefronts).
 bool wavefront(const Plan& plan, bool backend_runs_wavefronts);
 // How a pass over `timeline` prepares its per-step weights (see above), given whether the
-// backend packs them. The engine gives every unit a w_t (and a wavefront's upper layers a
-// w_ih_t) when they are Transposed.
+// backend packs them and whether it would run the pass's steps row-parallel on them. The
+// engine gives every unit a w_t (and a wavefront's upper layers a w_ih_t) when they are
+// Transposed.
 enum class StepWeights { AsStored, Transposed, Packed };
-StepWeights step_weights(const Plan& plan, const Timeline& timeline, bool backend_packs);
+struct StepBackend {
+  bool packs = false;     // Ops::packs_weights
+  bool row_runs = false;  // Ops::takes_row_runs for W_hh, in a layer-by-layer pass
+};
+StepWeights step_weights(const Plan& plan, const Timeline& timeline, StepBackend backend);
+// The same, asking `ops`, for a pass that runs as a wavefront or layer by layer.
+template <typename T>
+StepWeights step_weights(const Plan& plan, const Timeline& timeline, const Ops<T>& ops,
+                         bool wavefront) {
+  const std::int64_t H = plan.config.hidden_size;
+  const std::int64_t w_hh_bytes = plan.gates * H * H * static_cast<std::int64_t>(sizeof(T));
+  return step_weights(
+      plan, timeline,
+      {ops.packs_weights(), !wavefront && ops.takes_row_runs(w_hh_bytes, timeline.batch)});
+}
 
 // How many forward and backward passes have run as a wavefront so far, for tests.
 std::int64_t wavefront_passes();

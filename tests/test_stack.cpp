@@ -315,8 +315,8 @@ TEST(StackTransposedWeights, BatchOf16MatchesTwoBatchesOf8) {
 }
 
 // A float pass of 16 rows and 6 steps holds its per-step weights, which the CPU packs for
-// oneDNN's matmul (stack_pass.h; the reset-before-product GRU excepted); with packing off
-// the same model reads them transposed.
+// oneDNN's matmul (stack_pass.h; the reset-before-product GRU only where its steps run
+// row-parallel); with packing off the same model reads them transposed.
 // Outputs, final states, dx and the parameter gradients must agree to rounding: every
 // cell, a wavefront with dense connections (whose upper layers also hold W_ih, by
 // segments) and a packed bidirectional stack (strided rows, fewer columns at later steps).
@@ -353,7 +353,10 @@ TEST(StackPackedWeights, MatchTheTransposedWeights) {
       };
       const Run transposed = run(false), packed = run(true);
       EXPECT_EQ(transposed.packed_gemms, 0) << what;
-      if (cell == CellKind::GruResetBeforeProduct) {  // never packed (stack_pass.h)
+      // The reset-before-product GRU packs only where its steps run row-parallel
+      // (stack_pass.h): layer by layer, with two threads.
+      const bool row_runs = !wave && detail::cpu_step_threads() >= 2;
+      if (cell == CellKind::GruResetBeforeProduct && !row_runs) {
         EXPECT_EQ(packed.packed_gemms, 0) << what;
       } else {
         EXPECT_GE(packed.packed_gemms, 2 * (T - 1) * s.layers * D) << what;  // forward, backward
@@ -437,10 +440,9 @@ TEST(StackRowParallel, MatchesStepByStep) {
       };
       const Run steps = run(false), rows = run(true);
       EXPECT_EQ(steps.row_runs, 0) << what;
-      // Per layer: an inference, a training forward and a backward run; none for the
-      // reset-before-product GRU, whose weights are not packed (stack_pass.h).
-      const bool packed = cell != CellKind::GruResetBeforeProduct;
-      EXPECT_EQ(rows.row_runs, threads && packed ? 3 * s.layers : 0) << what;
+      // Per layer: an inference, a training forward and a backward run (the
+      // reset-before-product GRU too: it packs its weights for these runs, stack_pass.h).
+      EXPECT_EQ(rows.row_runs, threads ? 3 * s.layers : 0) << what;
       const Tolerance tol = tolerance_for_depth<float>(T * B * 3 * H);
       EXPECT_TRUE(all_close(rows.y, steps.y, tol)) << what;
       EXPECT_TRUE(all_close(rows.inference_y, steps.inference_y, tol)) << what;

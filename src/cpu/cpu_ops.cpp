@@ -210,6 +210,22 @@ bool CpuOps<T>::packs_weights() const {
   return std::is_same_v<T, float> && cpu_weight_packing();
 }
 
+namespace {
+
+// The threads a row-parallel run over `rows` batch rows gets (run_rows): fewer than 2 and
+// it is declined.
+int row_run_threads(std::int64_t rows) {
+  return static_cast<int>(std::min<std::int64_t>(cpu_step_threads(), rows / kRowsPerThread));
+}
+
+}  // namespace
+
+template <typename T>
+bool CpuOps<T>::takes_row_runs(std::int64_t weight_bytes, std::int64_t rows) const {
+  return packs_weights() && cpu_row_parallel() && row_run_threads(rows) >= 2 &&
+         weight_bytes <= row_parallel_weight_limit();
+}
+
 template <typename T>
 bool CpuOps<T>::hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int64_t k,
                              std::int64_t lda, std::int64_t widest_n) {
@@ -238,8 +254,7 @@ bool CpuOps<T>::run_rows(const std::vector<RowCall<T>>& calls, std::int64_t rows
     return false;
   } else {
     if (packed_ == nullptr || !cpu_row_parallel()) return false;
-    const int threads =
-        static_cast<int>(std::min<std::int64_t>(cpu_step_threads(), rows / kRowsPerThread));
+    const int threads = row_run_threads(rows);
     if (threads < 2) return false;
     for (const RowCall<float>& c : calls) {
       if (c.kind != RowCall<float>::Kind::Gemms) continue;

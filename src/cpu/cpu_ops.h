@@ -19,6 +19,7 @@ class CpuOps final : public Ops<T> {
   void gemm_batched(const GemmBatch<T>& g) override;
   bool runs_wavefronts() const override;
   bool packs_weights() const override;
+  bool takes_row_runs(std::int64_t weight_bytes, std::int64_t rows) const override;
   bool hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
                     std::int64_t widest_n) override;
   void release_weights() override;
