@@ -185,7 +185,7 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   const blasint ldc = to_blasint(g.ldc, "ldc");
   if constexpr (std::is_same_v<T, float>) {
     if (packed_ != nullptr && packed_->run(g)) return;
-    if (threaded_steps() && split_long_k(g)) return;
+    if (split_long_k(g)) return;
     if (onednn_gemm(g)) return;
     cblas_sgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a, lda,
                 g.b, ldb, g.beta, g.c, ldc);
