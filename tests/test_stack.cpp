@@ -6,6 +6,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include "cpu/cpu_ops.h"
 #include "cpu/cpu_steps.h"
 #include "cpu/onednn_matmul.h"
@@ -451,6 +455,56 @@ TEST(StackRowParallel, MatchesStepByStep) {
       EXPECT_TRUE(all_close(rows.grads, steps.grads, tol)) << what;
     }
   }
+}
+
+// A caller may run models on its own OpenMP threads. Inside its parallel region, recur's
+// nested regions get one thread each: a row-parallel run (and a column-split GEMM) must
+// then run every slice of rows on that thread rather than only the first. Two models, one
+// per outer thread, must give what one model gives alone: LSTM and the reset-before-product
+// GRU (both packed and row-parallel at B = 32), training step and inference.
+TEST(StackRowParallel, InsideTheCallersParallelRegion) {
+#if !defined(_OPENMP)
+  GTEST_SKIP() << "the tests are built without OpenMP";
+#else
+  if (!detail::PackedGemms::available() || detail::cpu_step_threads() < 2) {
+    GTEST_SKIP() << "needs oneDNN's C API and two OpenMP threads";
+  }
+  const std::int64_t T = 6, B = 32, I = 5, H = 8;
+  for (CellKind cell : {CellKind::Lstm, CellKind::GruResetBeforeProduct}) {
+    const RnnConfig config = float_config_of({cell, 1, false, Connection::None}, I, H);
+    Random rng(51);
+    const Tensor x = rng.tensor<float>({T, B, I}), dy = rng.tensor<float>({T, B, H});
+    struct Run {
+      std::vector<double> inference_y, y, dx, grads;
+    };
+    auto run = [&] {
+      Rnn rnn(config, Device::cpu(), 52);
+      const ForwardResult inference = rnn.forward(x, {}, {}, Mode::Inference);
+      const ForwardResult f = rnn.forward(x);
+      const BackwardResult g = rnn.backward(dy);
+      return Run{widened(inference.y), widened(f.y), widened(g.dx), widened(rnn.gradients())};
+    };
+    const std::int64_t rows_before = detail::cpu_row_parallel_runs();
+    const Run alone = run();
+    ASSERT_EQ(detail::cpu_row_parallel_runs() - rows_before, 3) << to_string(cell);
+    Run nested[2];
+    int team = 0;
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp single
+      team = omp_get_num_threads();
+      nested[omp_get_thread_num()] = run();
+    }
+    ASSERT_EQ(team, 2);
+    const Tolerance tol = tolerance_for_depth<float>(T * 3 * H);
+    for (const Run& r : nested) {
+      EXPECT_TRUE(all_close(r.inference_y, alone.inference_y, tol)) << to_string(cell);
+      EXPECT_TRUE(all_close(r.y, alone.y, tol)) << to_string(cell);
+      EXPECT_TRUE(all_close(r.dx, alone.dx, tol)) << to_string(cell);
+      EXPECT_TRUE(all_close(r.grads, alone.grads, tol)) << to_string(cell);
+    }
+  }
+#endif
 }
 
 // Unidirectional stacks run as a wavefront on the GPU and layer by layer on the CPU

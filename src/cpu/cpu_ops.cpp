@@ -110,22 +110,29 @@ std::int64_t row_parallel_weight_limit() {
   return limit;
 }
 
-// fn(thread, failed) on `threads` of OpenMP's threads, oneDNN limited to one thread inside
-// each (so that each runs its own GEMMs alone). The first exception a thread throws is
-// rethrown once all have finished; `failed` tells the others to stop early.
+// fn(lane, failed) for every lane < lanes, on up to `lanes` of OpenMP's threads, oneDNN
+// limited to one thread inside each (so that each runs its own GEMMs alone). The team may
+// be smaller than asked for (inside a caller's own parallel region, whose nested regions
+// get one thread; OMP_DYNAMIC; a thread limit): then a thread runs several lanes, one
+// after the other, and every lane still runs once. The first exception thrown is rethrown
+// once all have finished; `failed` tells the others to stop early.
 template <class Fn>
-void on_threads_each_with_onednn_alone(int threads, Fn&& fn) {
+void on_threads_each_with_onednn_alone(int lanes, Fn&& fn) {
   std::exception_ptr error;
   std::atomic<bool> failed{false};
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(lanes)
   {
-    int thread = 0;
+    int first = 0, team = 1;
 #if defined(_OPENMP)
     omp_set_num_threads(1);  // oneDNN, called from here: one thread
-    thread = omp_get_thread_num();
+    first = omp_get_thread_num();
+    team = omp_get_num_threads();
 #endif
     try {
-      fn(thread, static_cast<const std::atomic<bool>&>(failed));
+      for (int lane = first; lane < lanes && !failed.load(std::memory_order_relaxed);
+           lane += team) {
+        fn(lane, static_cast<const std::atomic<bool>&>(failed));
+      }
     } catch (...) {
 #pragma omp critical(recur_cpu_threads_error)
       if (error == nullptr) error = std::current_exception();
