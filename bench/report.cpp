@@ -123,11 +123,17 @@ void print_gemms(std::ostream& out, const std::vector<GemmRate>& gemms) {
   out << "sgemm at the RNN's shapes (column-major, C[M,N] = op(A)[M,K] op(B)[K,N]):\n";
   char line[160];
   for (const GemmRate& g : gemms) {
-    std::snprintf(line, sizeof line, "  %s %c%c M=%-6lld N=%-6lld K=%-6lld %8.1f GFLOP/s\n",
-                  g.gpu ? "cublas  " : "openblas", g.trans_a ? 'T' : 'N', g.trans_b ? 'T' : 'N',
+    std::snprintf(line, sizeof line, "  %s %c%c M=%-6lld N=%-6lld K=%-6lld %8.1f GFLOP/s",
+                  g.gpu ? "cublas" : "cpu   ", g.trans_a ? 'T' : 'N', g.trans_b ? 'T' : 'N',
                   static_cast<long long>(g.m), static_cast<long long>(g.n),
                   static_cast<long long>(g.k), g.gflops);
     out << line;
+    if (!g.gpu) {
+      std::snprintf(line, sizeof line, "  (openblas %.1f, onednn %s)", g.openblas_gflops,
+                    g.onednn_gflops > 0 ? fmt("%.1f", g.onednn_gflops).c_str() : "-");
+      out << line;
+    }
+    out << "\n";
   }
 }
 
@@ -148,7 +154,8 @@ void write_json(const std::string& path, const MachineInfo& m, const std::vector
     << "  \"definitions\": {"
     << "\"gflop\": \"GEMM FLOPs: forward 2*G*H*(I_l+H)*T*B per layer and direction, "
        "training 3x forward\", "
-    << "\"ceiling_gflops\": \"sgemm GFLOP/s at the problem's GEMM shapes, FLOP-weighted\", "
+    << "\"ceiling_gflops\": \"sgemm GFLOP/s at the problem's GEMM shapes, FLOP-weighted (CPU: "
+       "the faster of OpenBLAS and oneDNN at each shape; GPU: cuBLAS)\", "
     << "\"vs_anchor\": \"median over the rounds of anchor time / recur time in the same round "
        "(side by side; p10 and p90 of the same ratios); > 1 means recur is faster\"},\n"
     << "  \"results\": [";
@@ -194,8 +201,12 @@ void write_json(const std::string& path, const MachineInfo& m, const std::vector
     j << (i ? ",\n    " : "\n    ") << "{\"device\": " << json_string(g.gpu ? "gpu" : "cpu")
       << ", \"trans_a\": " << (g.trans_a ? "true" : "false")
       << ", \"trans_b\": " << (g.trans_b ? "true" : "false") << ", \"M\": " << g.m
-      << ", \"N\": " << g.n << ", \"K\": " << g.k << ", \"gflops\": " << json_number(g.gflops)
-      << "}";
+      << ", \"N\": " << g.n << ", \"K\": " << g.k << ", \"gflops\": " << json_number(g.gflops);
+    if (!g.gpu) {
+      j << ", \"openblas_gflops\": " << json_number(g.openblas_gflops)
+        << ", \"onednn_gflops\": " << json_number(g.onednn_gflops > 0 ? g.onednn_gflops : NAN);
+    }
+    j << "}";
   }
   j << "\n  ]\n}\n";
   std::ofstream out(path);

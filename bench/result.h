@@ -58,15 +58,16 @@ Prepared prepare_cudnn(const Problem& p, bool tensor_ops, Mode mode);
 std::string cudnn_version();
 #endif
 
-// The sgemm ceiling: GFLOP/s that sgemm (OpenBLAS on the CPU, cuBLAS on the GPU) reaches
-// at the GEMM shapes this problem runs, weighted by their FLOPs (see sgemm_ceiling.cpp).
-// Each shape is measured once per process and cached.
+// The sgemm ceiling: GFLOP/s that sgemm (the faster of OpenBLAS's and oneDNN's on the CPU,
+// cuBLAS on the GPU) reaches at the GEMM shapes this problem runs, weighted by their FLOPs
+// (see sgemm_ceiling.cpp). Each shape is measured once per process and cached.
 double sgemm_ceiling_gflops(const Problem& p, Mode mode, bool gpu, const TimingOptions& opt);
-// Every shape measured so far: column-major C[m,n] = op(A) op(B), K = k.
+// Every shape measured so far: column-major C[m,n] = op(A) op(B), K = k. gflops is the
+// ceiling's rate; on the CPU each library's too (onednn 0 where it is not loaded).
 struct GemmRate {
   bool gpu, trans_a, trans_b;
   std::int64_t m, n, k;
-  double gflops;
+  double gflops, openblas_gflops, onednn_gflops;
 };
 std::vector<GemmRate> measured_gemm_rates();
 std::string openblas_info();
