@@ -14,13 +14,17 @@ using detail::Gemm;
 using detail::Trans;
 
 // How check_gemm calls CpuOps: every leading dimension `pad` past the matrix's rows; with
-// `held`, A is held (packed) first and the GEMM must run on the packed copy; `split`: the
-// GEMM must run with its columns split among the threads (cpu_split_long_k).
+// `held`, A is held (packed) first and the GEMM must run on the packed copy; `split`: a
+// float GEMM must run with its columns split among the threads (cpu_split_columns) where
+// it can be (oneDNN's sgemm and two threads), and no GEMM may without it. A and B are
+// uniform in [-range, range]: deep products (large k) keep C of order one with a smaller
+// range, the regime tolerance_for_depth's budget is derived for.
 struct GemmSetup {
   float alpha = 1.25f;
   std::int64_t pad = 3;
   bool held = false;
   bool split = false;
+  double range = 1.0;
 };
 
 template <typename T>
@@ -31,8 +35,9 @@ void check_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t
   const std::int64_t pad = setup.pad;
   const std::int64_t lda = (ta == Trans::N ? m : k) + pad, ldb = (tb == Trans::N ? k : n) + pad;
   const std::int64_t ldc = m + pad;
-  std::vector<T> a = rng.vector<T>(lda * (ta == Trans::N ? k : m));
-  std::vector<T> b = rng.vector<T>(ldb * (tb == Trans::N ? n : k));
+  const double lo = -setup.range, hi = setup.range;
+  std::vector<T> a = rng.vector<T>(lda * (ta == Trans::N ? k : m), lo, hi);
+  std::vector<T> b = rng.vector<T>(ldb * (tb == Trans::N ? n : k), lo, hi);
   std::vector<T> c = rng.vector<T>(ldc * n);
   std::vector<double> ref(c.begin(), c.end());
   const T alpha = T(setup.alpha);
@@ -69,7 +74,10 @@ void check_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t
   }
   ops.gemm(g);
   EXPECT_EQ(detail::PackedGemms::total_runs() - packed_before, setup.held ? 1 : 0);
-  EXPECT_EQ(detail::cpu_column_split_gemms() - splits_before, setup.split ? 1 : 0);
+  const bool can_split = std::is_same_v<T, float> && detail::cpu_float_loops_threaded() &&
+                         detail::cpu_step_threads() >= 2 && detail::cpu_split_columns();
+  EXPECT_EQ(detail::cpu_column_split_gemms() - splits_before, setup.split && can_split ? 1 : 0)
+      << "trans " << int(ta) << int(tb) << " m " << m << " n " << n << " k " << k;
   EXPECT_TRUE(all_close(c, ref, tolerance_for_depth<T>(static_cast<double>(k))))
       << "trans " << int(ta) << int(tb) << " m " << m << " n " << n << " k " << k << " beta "
       << beta << " pad " << pad << (setup.held ? " held" : "");
@@ -81,37 +89,44 @@ TEST(CpuGemm, EveryTransposeAndShapeMatchesFloat64) {
   for (Trans ta : {Trans::N, Trans::T}) {
     for (Trans tb : {Trans::N, Trans::T}) {
       for (std::int64_t n : {7, 300}) {  // the per-step and the all-steps column counts
-        check_gemm<float>(ta, tb, 37, n, 29, 0.0f);
-        check_gemm<float>(ta, tb, 37, n, 29, 1.0f);
+        // 37 rows of C: narrow, so 300 columns split among the threads (split_by_columns).
+        const GemmSetup setup{1.25f, 3, false, n == 300};
+        check_gemm<float>(ta, tb, 37, n, 29, 0.0f, setup);
+        check_gemm<float>(ta, tb, 37, n, 29, 1.0f, setup);
         check_gemm<double>(ta, tb, 37, n, 29, 0.5);
       }
     }
   }
 }
 
-// A GEMM whose inner dimension is the longest (the weight gradients' shape) runs with each
-// thread on its own slab of C's columns, for every transpose pair, slabs of whole vectors
-// or not (n = 256, 300), overwriting or accumulating; switched off, it runs whole.
-TEST(CpuGemm, LongInnerDimensionSplitsColumnsAmongThreads) {
+// A GEMM whose inner dimension is the longest (the weight gradients' shape) or whose C is
+// narrow (at most 768 rows) runs with each thread on its own slab of C's columns, for
+// every transpose pair, slabs of whole vectors or not (n = 256, 300), overwriting or
+// accumulating; switched off, it runs whole.
+TEST(CpuGemm, LongInnerDimensionOrNarrowCSplitsColumnsAmongThreads) {
   if (!detail::cpu_float_loops_threaded() || detail::cpu_step_threads() < 2) {
     GTEST_SKIP() << "needs oneDNN's sgemm and two OpenMP threads";
   }
   for (bool split : {true, false}) {
-    detail::set_cpu_split_long_k(split);
-    for (Trans ta : {Trans::N, Trans::T}) {
-      for (Trans tb : {Trans::N, Trans::T}) {
-        for (std::int64_t n : {256, 300}) {
-          for (float beta : {0.0f, 1.0f}) {
-            check_gemm<float>(ta, tb, 40, n, 400, beta, GemmSetup{1.25f, 3, false, split});
+    detail::set_cpu_split_columns(split);
+    for (Trans tb : {Trans::N, Trans::T}) {
+      for (float beta : {0.0f, 1.0f}) {
+        for (Trans ta : {Trans::N, Trans::T}) {
+          for (std::int64_t n : {256, 300}) {  // narrow C
+            check_gemm<float>(ta, tb, 40, n, 30, beta, GemmSetup{1.25f, 3, false, split});
           }
         }
+        // C of 770 rows, k = 770: split only for its long inner dimension.
+        check_gemm<float>(Trans::N, tb, 770, 300, 770, beta,
+                          GemmSetup{1.25f, 3, false, split, 0.25});
       }
     }
   }
-  detail::set_cpu_split_long_k(true);
-  // Too few columns for two slabs, or an inner dimension shorter than C's: whole.
+  detail::set_cpu_split_columns(true);
+  // Too few columns for two slabs, or C neither narrow nor of a long inner dimension: whole.
   check_gemm<float>(Trans::N, Trans::T, 40, 200, 400, 1.0f);
-  check_gemm<float>(Trans::N, Trans::T, 40, 300, 299, 1.0f);
+  check_gemm<float>(Trans::N, Trans::T, 770, 300, 299, 1.0f,
+                    GemmSetup{1.25f, 3, false, false, 0.25});
 }
 
 // A held matrix: every GEMM on it runs on oneDNN's matmul with the packed copy, with dense

@@ -78,10 +78,10 @@ std::atomic<bool>& wavefronts() {
 
 std::atomic<std::int64_t> row_runs_so_far{0};  // cpu_row_parallel_runs()
 
-// Column-split GEMMs are on unless RECUR_CPU_SPLIT_LONG_K=0 or a test turned them off.
-std::atomic<bool>& long_k_split() {
+// Column-split GEMMs are on unless RECUR_CPU_SPLIT_COLUMNS=0 or a test turned them off.
+std::atomic<bool>& column_split() {
   static std::atomic<bool> enabled{[] {
-    const char* choice = std::getenv("RECUR_CPU_SPLIT_LONG_K");
+    const char* choice = std::getenv("RECUR_CPU_SPLIT_COLUMNS");
     return choice == nullptr || std::string(choice) != "0";
   }()};
   return enabled;
@@ -91,6 +91,8 @@ std::atomic<std::int64_t> column_splits_so_far{0};  // cpu_column_split_gemms()
 // A thread of a column-split GEMM takes at least this many columns of C, a multiple of 16
 // (one AVX-512 register of floats) at each slab's start.
 constexpr std::int64_t kSlabColumns = 128;
+// C with at most this many rows counts as narrow for the column split (split_by_columns).
+constexpr std::int64_t kNarrowRows = 768;
 
 // A thread of a row-parallel run takes at least this many rows: its share of each GEMM is
 // then still a matrix product, not a matrix-vector one.
@@ -143,15 +145,20 @@ void on_threads_each_with_onednn_alone(int lanes, Fn&& fn) {
 }
 
 // g with each of OpenMP's threads computing its own slab of C's columns on oneDNN's sgemm
-// alone, for a GEMM whose inner dimension is the longest (k >= m and k >= n): the weight
-// gradients, a sum over all T*B rows of the timeline. Handed the whole GEMM, oneDNN's
-// threading ran the LSTM's [I+H, 4H] product at H = 256 5-7% slower than the split (2 AMD
-// EPYC cores; alone and inside the training step), and level with it at H = 512 and 1024
-// (docs/design.md). false, having done nothing, when the split is off, oneDNN is not
-// loaded, the caller is already inside a parallel region, or C has too few columns for two
-// slabs.
-bool split_long_k(const Gemm<float>& g) {
-  if (!cpu_split_long_k() || g.k < g.m || g.k < g.n || onednn_sgemm() == nullptr) return false;
+// alone, where oneDNN's own threading of the whole GEMM measured slower (2 AMD EPYC cores,
+// docs/design.md):
+//   - the inner dimension is the longest (k >= m and k >= n): the weight gradients, a sum
+//     over all T*B rows of the timeline. The LSTM's [I+H, 4H] product at H = 256 ran 5-7%
+//     faster split; level at H = 512 and 1024;
+//   - C is narrow (m <= kNarrowRows): an input projection of few gate rows over all T*B
+//     columns. The tanh RNN's at H = 512 (m = 512, n = 6400, k = 512) ran 176 GFLOP/s whole
+//     against 206-210 split, the GRU's at H = 256 (m = 768) 205 against 213; from m = 1024
+//     up whole and split ran level, or whole up to 3% faster.
+// false, having done nothing, when the split is off, oneDNN is not loaded, the caller is
+// already inside a parallel region, or C has too few columns for two slabs.
+bool split_by_columns(const Gemm<float>& g) {
+  const bool long_k = g.k >= g.m && g.k >= g.n, narrow = g.m <= kNarrowRows;
+  if (!cpu_split_columns() || !(long_k || narrow) || onednn_sgemm() == nullptr) return false;
   const int threads =
       static_cast<int>(std::min<std::int64_t>(cpu_step_threads(), g.n / kSlabColumns));
   if (threads < 2) return false;
@@ -192,7 +199,7 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   const blasint ldc = to_blasint(g.ldc, "ldc");
   if constexpr (std::is_same_v<T, float>) {
     if (packed_ != nullptr && packed_->run(g)) return;
-    if (split_long_k(g)) return;
+    if (split_by_columns(g)) return;
     if (onednn_gemm(g)) return;
     cblas_sgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a, lda,
                 g.b, ldb, g.beta, g.c, ldc);
@@ -417,8 +424,8 @@ void set_cpu_wavefront(bool enabled) { wavefronts().store(enabled); }
 bool cpu_row_parallel() { return row_parallel().load(); }
 void set_cpu_row_parallel(bool enabled) { row_parallel().store(enabled); }
 std::int64_t cpu_row_parallel_runs() { return row_runs_so_far.load(); }
-bool cpu_split_long_k() { return long_k_split().load(); }
-void set_cpu_split_long_k(bool enabled) { long_k_split().store(enabled); }
+bool cpu_split_columns() { return column_split().load(); }
+void set_cpu_split_columns(bool enabled) { column_split().store(enabled); }
 std::int64_t cpu_column_split_gemms() { return column_splits_so_far.load(); }
 
 template class CpuOps<float>;

@@ -76,10 +76,11 @@ void set_cpu_row_parallel(bool enabled);
 std::int64_t cpu_row_parallel_runs();
 
 // Whether CpuOps<float> threads a GEMM with the longest inner dimension (k >= m, n: the
-// weight gradients) itself, each thread a slab of C's columns on oneDNN's sgemm alone (on
-// unless RECUR_CPU_SPLIT_LONG_K=0). Tests turn it off to compare both ways.
-bool cpu_split_long_k();
-void set_cpu_split_long_k(bool enabled);
+// weight gradients) or a narrow C (at most 768 rows: small input projections) itself,
+// each thread a slab of C's columns on oneDNN's sgemm alone (on unless
+// RECUR_CPU_SPLIT_COLUMNS=0). Tests turn it off to compare both ways.
+bool cpu_split_columns();
+void set_cpu_split_columns(bool enabled);
 // How many GEMMs CpuOps has split so far, for tests.
 std::int64_t cpu_column_split_gemms();
 
