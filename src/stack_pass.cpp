@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "env_switch.h"
+
 namespace recur::detail {
 namespace {
 
@@ -49,10 +51,7 @@ std::atomic<std::int64_t> wavefront_passes_so_far{0};  // wavefront_passes()
 std::atomic<std::int64_t> fused_wave_gemms_so_far{0};  // fused_wave_gemms()
 
 std::atomic<bool>& wave_fusion_switch() {
-  static std::atomic<bool> on{[] {
-    const char* env = std::getenv("RECUR_WAVE_FUSION");
-    return env == nullptr || std::string(env) != "0";
-  }()};
+  static std::atomic<bool> on{env_switch("RECUR_WAVE_FUSION", true)};
   return on;
 }
 

@@ -13,6 +13,7 @@
 #include <exception>
 #include <string>
 
+#include "../env_switch.h"
 #include "cpu_steps.h"
 #include "onednn_api.h"
 #include "recur/error.h"
@@ -37,10 +38,7 @@ blasint to_blasint(std::int64_t v, const char* what) {
 // Packing is on unless RECUR_CPU_PACK_WEIGHTS=0 (for side-by-side measurements) or a test
 // turned it off.
 std::atomic<bool>& weight_packing() {
-  static std::atomic<bool> enabled{[] {
-    const char* choice = std::getenv("RECUR_CPU_PACK_WEIGHTS");
-    return choice == nullptr || std::string(choice) != "0";
-  }()};
+  static std::atomic<bool> enabled{env_switch("RECUR_CPU_PACK_WEIGHTS", true)};
   return enabled;
 }
 
@@ -60,19 +58,13 @@ bool onednn_gemm(const Gemm<float>& g) {
 
 // Row-parallel runs are on unless RECUR_CPU_ROW_PARALLEL=0 or a test turned them off.
 std::atomic<bool>& row_parallel() {
-  static std::atomic<bool> enabled{[] {
-    const char* choice = std::getenv("RECUR_CPU_ROW_PARALLEL");
-    return choice == nullptr || std::string(choice) != "0";
-  }()};
+  static std::atomic<bool> enabled{env_switch("RECUR_CPU_ROW_PARALLEL", true)};
   return enabled;
 }
 
 // Wavefronts are off unless RECUR_CPU_WAVEFRONT=1 or a test turned them on.
 std::atomic<bool>& wavefronts() {
-  static std::atomic<bool> enabled{[] {
-    const char* choice = std::getenv("RECUR_CPU_WAVEFRONT");
-    return choice != nullptr && std::string(choice) == "1";
-  }()};
+  static std::atomic<bool> enabled{env_switch("RECUR_CPU_WAVEFRONT", false)};
   return enabled;
 }
 
@@ -80,10 +72,7 @@ std::atomic<std::int64_t> row_runs_so_far{0};  // cpu_row_parallel_runs()
 
 // Column-split GEMMs are on unless RECUR_CPU_SPLIT_COLUMNS=0 or a test turned them off.
 std::atomic<bool>& column_split() {
-  static std::atomic<bool> enabled{[] {
-    const char* choice = std::getenv("RECUR_CPU_SPLIT_COLUMNS");
-    return choice == nullptr || std::string(choice) != "0";
-  }()};
+  static std::atomic<bool> enabled{env_switch("RECUR_CPU_SPLIT_COLUMNS", true)};
   return enabled;
 }
 std::atomic<std::int64_t> column_splits_so_far{0};  // cpu_column_split_gemms()

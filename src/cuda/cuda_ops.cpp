@@ -13,6 +13,7 @@
 
 #include "../../kernels/flow.h"
 #include "../../kernels/launch.h"
+#include "../env_switch.h"
 #include "check.h"
 
 namespace recur::detail {
@@ -33,10 +34,7 @@ std::atomic<CudaBatchedGemm>& batched_gemm_choice() {
 }
 
 std::atomic<bool>& graphs_switch() {
-  static std::atomic<bool> on{[] {
-    const char* env = std::getenv("RECUR_CUDA_GRAPHS");
-    return env != nullptr && std::string(env) == "1";
-  }()};
+  static std::atomic<bool> on{env_switch("RECUR_CUDA_GRAPHS", false)};
   return on;
 }
 std::atomic<std::int64_t> graph_captures{0}, graph_replays{0};
