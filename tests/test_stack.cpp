@@ -408,6 +408,7 @@ TEST(StackPackedWeights, FollowParameterChanges) {
 TEST(StackRowParallel, MatchesStepByStep) {
   if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
   const bool threads = detail::cpu_step_threads() >= 2;  // else nothing runs row-parallel
+  const CpuWavefront layer_by_layer(false);  // the default, whatever RECUR_CPU_WAVEFRONT says
   const std::int64_t T = 6, B = 24, I = 5, H = 8;
   for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
                         CellKind::GruResetBeforeProduct}) {
