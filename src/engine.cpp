@@ -156,7 +156,8 @@ class EngineImpl final : public Engine {
       for (int u = 0; u < L * D; ++u) {
         UnitBuffers<T> ub;
         if (lstm) ub.cs = c.take((B + R + B) * H);
-        ub.gx = c.take(R * GH);
+        ub.gx_in_steps = projects_in_steps(plan_, tl, *ops_, b.wavefront, plan_.units[u].layer);
+        ub.gx = c.take((ub.gx_in_steps ? B : R) * GH);
         ub.gh = c.take(B * GH);
         if (step_weights(plan_, tl, *ops_, b.wavefront) == StepWeights::Transposed) {
           ub.w_t = c.take(GH * H);

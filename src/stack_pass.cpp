@@ -47,16 +47,25 @@ PassOp steps_op(PassOpKind kind, std::vector<UnitStep> steps) {
   return op;
 }
 
-std::atomic<std::int64_t> wavefront_passes_so_far{0};  // wavefront_passes()
-std::atomic<std::int64_t> fused_wave_gemms_so_far{0};  // fused_wave_gemms()
+std::atomic<std::int64_t> wavefront_passes_so_far{0};        // wavefront_passes()
+std::atomic<std::int64_t> fused_wave_gemms_so_far{0};        // fused_wave_gemms()
+std::atomic<std::int64_t> step_projection_passes_so_far{0};  // step_projection_passes()
 
 std::atomic<bool>& wave_fusion_switch() {
   static std::atomic<bool> on{env_switch("RECUR_WAVE_FUSION", true)};
   return on;
 }
 
+std::atomic<bool>& step_projection_switch() {
+  static std::atomic<bool> on{env_switch("RECUR_STEP_PROJECTION", true)};
+  return on;
+}
+
 }  // namespace
 
+bool step_projection() { return step_projection_switch().load(); }
+void set_step_projection(bool enabled) { step_projection_switch().store(enabled); }
+std::int64_t step_projection_passes() { return step_projection_passes_so_far.load(); }
 std::int64_t wavefront_passes() { return wavefront_passes_so_far.load(); }
 std::int64_t fused_wave_gemms() { return fused_wave_gemms_so_far.load(); }
 bool wave_fusion() { return wave_fusion_switch().load(); }
@@ -212,7 +221,7 @@ StepForward<T> StackPass<T>::step_forward_args(const UnitStep& s) const {
   a.ldh = plan_.output_size();
   a.active = tl_.active[t];
   a.carried = carried(s.unit, t);
-  a.gx = ub.gx + r * plan_.gates * H;
+  a.gx = ub.gx + (ub.gx_in_steps ? 0 : r * plan_.gates * H);
   a.gh = ub.gh;
   a.g0 = ub.g0;
   a.b_ih = param(u.b_ih);
@@ -263,9 +272,10 @@ StepBackward<T> StackPass<T>::step_backward_args(const UnitStep& s) const {
   return a;
 }
 
-// Operand 0 (A), 1 (B) or 2 (C) of unit s's input GEMM when a wave fuses it: forward
-// gx_t = W_ih u_t, with A as the step's recurrent GEMMs read W_hh (w_ih_t where they read
-// w_t); backward du_t += W_ih^T dgx_t.
+// Operand 0 (A), 1 (B) or 2 (C) of unit s's per-step input GEMM, where a wave fuses it or
+// the step projects its own input (projects_in_steps()): forward gx_t = W_ih u_t, with A
+// as the step's recurrent GEMMs read W_hh (w_ih_t where they read w_t); backward du_t +=
+// W_ih^T dgx_t.
 template <typename T>
 const void* StackPass<T>::input_gemm_operand(const UnitStep& s, bool backward, int operand) const {
   const UnitOffsets& u = plan_.units[s.unit];
@@ -279,7 +289,8 @@ const void* StackPass<T>::input_gemm_operand(const UnitStep& s, bool backward, i
   if (backward) {
     return operand == 1 ? static_cast<const void*>(ub.dgx + r * GH) : in.grad + r * in.grad_ld();
   }
-  return operand == 1 ? static_cast<const void*>(in.data + r * in.ld) : ub.gx + r * GH;
+  return operand == 1 ? static_cast<const void*>(in.data + r * in.ld)
+                      : ub.gx + (ub.gx_in_steps ? 0 : r * GH);
 }
 
 // Builds the pointer tables of every batched GEMM in the program and stages them once.
@@ -343,6 +354,13 @@ void StackPass<T>::stage(std::vector<PassOp>& program, bool backward) {
         };
       };
       push(0, w_hh(0), h_prev, gh(0));
+      // A Steps op of a layer-by-layer pass holds one layer's units.
+      if (!op.steps.empty() && projects_in_steps(plan_.units[op.steps[0].unit].layer)) {
+        auto operand = [&](int i) {  // gx_t = W_ih u_t of each unit
+          return [this, i](const UnitStep& s) { return input_gemm_operand(s, false, i); };
+        };
+        push(2, operand(0), operand(1), operand(2));
+      }
       if (rbp) {
         auto rh = [&](const UnitStep& s) -> const void* { return step_forward_args(s).rh; };
         push(1, w_hh(2 * H), rh, gh(2 * H));
@@ -473,10 +491,11 @@ void StackPass<T>::hold_step_weights(bool backward) {
       hold(u, 0, GH);
     }
     // W_ih by segments: backward's input gradients (W_ih^T dgx, all steps or, in a
-    // wavefront, one at a time), and a wavefront's per-step input projections above layer 0.
-    // (The other input projections cover all steps in one GEMM that packing does not speed.)
+    // wavefront, one at a time), a wavefront's per-step input projections above layer 0,
+    // and the projections inside steps (projects_in_steps()). (The other input projections
+    // cover all steps in one GEMM that packing does not speed.)
     const LayerPlan& layer = plan_.layers[u.layer];
-    if (!backward && (!buf_.wavefront || u.layer == 0)) continue;
+    if (!backward && (!buf_.wavefront || u.layer == 0) && !projects_in_steps(u.layer)) continue;
     for (const Segment& seg : layer.inputs) {
       const std::int64_t width = plan_.activations[seg.act].width;
       const T* w = params_ + u.w_ih + seg.col;
@@ -537,6 +556,14 @@ void StackPass<T>::forward_calls(const PassOp& op, std::vector<RowCall<T>>& call
     c.forward = std::move(units);
     calls.push_back(std::move(c));
   };
+  if (!op.groups[2].empty()) {  // gx_t = W_ih u_t (projects_in_steps())
+    const LayerPlan& layer = plan_.layers[plan_.units[op.steps[0].unit].layer];
+    const std::int64_t ld = buf_.acts[layer.inputs[0].act].ld;
+    for (const GemmGroup& group : op.groups[2]) {
+      calls.push_back(gemm_call<T>(staged_, table_.data(), group, Trans::T, GH, layer.input_size,
+                                   layer.input_size, ld, GH, false));
+    }
+  }
   if (reset_before_product(plan_)) {
     recurrent(0, 2 * H, DH);  // gh[r, z] = W_h[r, z] h_prev
     kernel(StepKind::GruRbpGates, args);
@@ -590,6 +617,11 @@ bool StackPass<T>::row_runs(bool backward) const {
   if (buf_.wavefront || (backward && buf_.flow != nullptr)) return false;
   return step_weights(plan_, tl_, ops_, buf_.wavefront) == StepWeights::Packed ||
          ops_.replays_call_lists();
+}
+
+template <typename T>
+bool StackPass<T>::projects_in_steps(int layer) const {
+  return buf_.units[layer * plan_.directions].gx_in_steps;  // the engine's projects_in_steps()
 }
 
 template <typename T>
@@ -786,6 +818,12 @@ void StackPass<T>::weight_gradients(T* grads) {
 template <typename T>
 void StackPass<T>::forward() {
   if (buf_.wavefront) ++wavefront_passes_so_far;
+  for (const UnitBuffers<T>& ub : buf_.units) {
+    if (ub.gx_in_steps) {
+      ++step_projection_passes_so_far;
+      break;
+    }
+  }
   std::vector<PassOp> program = schedule_forward(plan_, tl_, buf_.wavefront);
   const WeightsRelease<T> release(ops_);
   hold_step_weights(false);
@@ -802,7 +840,9 @@ void StackPass<T>::forward() {
     run_steps(steps);
     switch (op.kind) {
       case PassOpKind::InitialProjection: initial_projection(op); break;
-      case PassOpKind::InputProjection: input_projection(op); break;
+      case PassOpKind::InputProjection:
+        if (!projects_in_steps(op.layer)) input_projection(op);
+        break;
       case PassOpKind::Connection: connection_forward(op); break;
       default: break;
     }

@@ -50,7 +50,9 @@
 //
 // On packed weights, a layer-by-layer pass hands each layer's steps to the backend at
 // once (Ops::run_rows), which may run them row-parallel: row b of a step depends only on
-// row b of the steps before it (row_runs()).
+// row b of the steps before it (row_runs()). Where it would, and a layer's W_ih and W_hh
+// together are small enough, each step also projects its own input just before its
+// recurrent GEMM (projects_in_steps()), instead of the layer's InputProjection.
 #pragma once
 
 #include <cstdint>
@@ -77,13 +79,14 @@ struct ActivationBuffers {
 // One layer-direction's buffers (R = timeline rows).
 template <typename T>
 struct UnitBuffers {
-  T* cs = nullptr;      // [B + R + B, H] cell states (LSTM), laid out like Y_l
-  T* gx = nullptr;      // [R, G*H] input projections
-  T* gh = nullptr;      // [B, G*H] this step's recurrent projection
-  T* w_t = nullptr;     // [H, G*H] W_hh^T for the forward's recurrent GEMMs, or null (above)
-  T* w_ih_t = nullptr;  // [I_l, G*H] W_ih^T for a wavefront's upper layers, or null
-  T* g0 = nullptr;      // [B, G*H] W_hh h0 for rows that start mid-pass (packed reverse)
-  T* hp = nullptr;      // [R, ldhp] the h_{t-1} each step used (training)
+  T* cs = nullptr;           // [B + R + B, H] cell states (LSTM), laid out like Y_l
+  T* gx = nullptr;           // [R, G*H] input projections, or [B, G*H] when gx_in_steps
+  bool gx_in_steps = false;  // each step projects its own input (projects_in_steps())
+  T* gh = nullptr;           // [B, G*H] this step's recurrent projection
+  T* w_t = nullptr;          // [H, G*H] W_hh^T for the forward's recurrent GEMMs, or null (above)
+  T* w_ih_t = nullptr;       // [I_l, G*H] W_ih^T for a wavefront's upper layers, or null
+  T* g0 = nullptr;           // [B, G*H] W_hh h0 for rows that start mid-pass (packed reverse)
+  T* hp = nullptr;           // [R, ldhp] the h_{t-1} each step used (training)
   std::int64_t ldhp = 0;
   bool hp_beside_x = false;  // hp is columns [I, I+H) of x's copy (interleaves_x_hp())
   T* saved = nullptr;        // [R, S*H] training; [B, S*H] reset-before-product inference
@@ -143,8 +146,10 @@ struct PassOp {
   PassOpKind kind = PassOpKind::Steps;
   int layer = 0, dir = 0;
   std::int64_t t0 = 0, t1 = 0;
-  std::vector<UnitStep> steps;       // Steps / StepsBackward
-  std::vector<GemmGroup> groups[2];  // per GEMM of the step (two for reset-before-product)
+  std::vector<UnitStep> steps;  // Steps / StepsBackward
+  // Per GEMM of the step: [0] and [1] the recurrent ones (two for reset-before-product),
+  // [2] the input projections when they run inside the steps (projects_in_steps()).
+  std::vector<GemmGroup> groups[3];
 };
 
 // Whether training keeps layer 0's forward unit's h_{t-1} in the rows of x's copy, beside
@@ -184,6 +189,36 @@ StepWeights step_weights(const Plan& plan, const Timeline& timeline, const Ops<T
       plan, timeline,
       {ops.packs_weights(), !wavefront && ops.takes_row_runs(w_hh_bytes, timeline.batch)});
 }
+
+bool step_projection();
+void set_step_projection(bool enabled);
+
+// Whether a pass projects layer `layer`'s input inside its steps (the CPU's row-parallel
+// runs): gx_t = W_ih u_t for each step's rows just before its recurrent GEMM, into one
+// step's gx [B, G*H] that stays in cache for the step's gate math, instead of one GEMM over
+// all steps into gx [R, G*H] that the loop then reads back from memory. Each thread then
+// reads W_ih as well as W_hh at every step, so both together must fit what a row-parallel
+// run takes for one matrix (Ops::takes_row_runs); and the input must be one segment
+// (dense connections' layers keep one GEMM per segment). Measured on the CPU (2 cores,
+// in-process A/B, docs/benchmarks.md): LSTM T=100 B=32 H=256 inference 5-7% faster,
+// training 0-4%; at H=512, where the two matrices are 8 MiB, 2.7% slower, hence the limit.
+// On unless step_projection() is off (RECUR_STEP_PROJECTION=0 at start, or
+// set_step_projection(false), for comparisons and tests).
+template <typename T>
+bool projects_in_steps(const Plan& plan, const Timeline& timeline, const Ops<T>& ops,
+                       bool wavefront, int layer) {
+  const LayerPlan& l = plan.layers[layer];
+  if (!step_projection() || wavefront || ops.replays_call_lists() || l.inputs.size() != 1 ||
+      step_weights(plan, timeline, ops, wavefront) != StepWeights::Packed) {
+    return false;
+  }
+  const std::int64_t gate_rows = plan.gates * plan.config.hidden_size;
+  const std::int64_t both =
+      static_cast<std::int64_t>(sizeof(T)) * gate_rows * (l.input_size + plan.config.hidden_size);
+  return ops.takes_row_runs(both, timeline.batch);
+}
+// How many forward passes have projected some layer's input inside its steps, for tests.
+std::int64_t step_projection_passes();
 
 // How many forward and backward passes have run as a wavefront so far, for tests.
 std::int64_t wavefront_passes();
@@ -240,6 +275,7 @@ class StackPass {
   // replays call lists (Ops::replays_call_lists: CUDA graphs), and not while recording
   // the gradient flow (a reduction over all rows at every step).
   bool row_runs(bool backward) const;
+  bool projects_in_steps(int layer) const;
   // Runs `calls` (Ops::run_rows, else one by one) and empties it.
   void run_steps(std::vector<RowCall<T>>& calls);
   void connection_forward(const PassOp& op);

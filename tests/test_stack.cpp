@@ -508,6 +508,98 @@ TEST(StackRowParallel, InsideTheCallersParallelRegion) {
 #endif
 }
 
+// Where a layer's steps run row-parallel and both its matrices are small, each step
+// projects its own input into one step's gx (projects_in_steps()); with that off, one GEMM
+// projects all steps first. Outputs, final states, dx and the parameter gradients must
+// agree to rounding, in training and inference: every cell, one layer with I != H, a
+// packed bidirectional stack with residual connections (rows finishing at different steps:
+// fewer columns in later steps' projections) and a unidirectional stack with dense
+// connections (layer 1 reads two segments: one GEMM each, as before). The counter shows
+// where the steps projected.
+TEST(StackStepProjection, MatchesOneProjectionOfAllSteps) {
+  if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
+  const bool threads = detail::cpu_step_threads() >= 2;  // else no row-parallel runs
+  const CpuWavefront layer_by_layer(false);
+  const std::int64_t T = 6, B = 24, I = 5, H = 8;
+  for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
+                        CellKind::GruResetBeforeProduct}) {
+    for (const StackCase& s : {StackCase{cell, 1, false, Connection::None},
+                               StackCase{cell, 2, true, Connection::Residual},
+                               StackCase{cell, 2, false, Connection::Dense}}) {
+      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " L2 bi"
+                                                               : s.layers == 2 ? " L2 dense"
+                                                                               : " L1");
+      Rnn rnn(float_config_of(s, I, H), Device::cpu(), 61);
+      const std::int64_t D = s.bidirectional ? 2 : 1;
+      std::vector<std::int64_t> lengths;
+      if (s.bidirectional) {
+        for (std::int64_t b = 0; b < B; ++b) lengths.push_back(T - (b * 5) % T);
+      }
+      Random rng(62);
+      const Tensor x = rng.tensor<float>({T, B, I});
+      const Tensor dy = rng.tensor<float>({T, B, D * H});
+      struct Run {
+        std::vector<double> y, inference_y, h_n, dx, grads;
+        std::int64_t passes;
+      };
+      auto run = [&](bool in_steps) {
+        detail::set_step_projection(in_steps);
+        const std::int64_t before = detail::step_projection_passes();
+        rnn.zero_grad();
+        const ForwardResult inference = rnn.forward(x, {}, {}, Mode::Inference, lengths);
+        const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
+        const BackwardResult g = rnn.backward(dy);
+        detail::set_step_projection(true);
+        return Run{
+            widened(f.y),  widened(inference.y),     widened(f.h_n),
+            widened(g.dx), widened(rnn.gradients()), detail::step_projection_passes() - before};
+      };
+      const Run whole = run(false), in_steps = run(true);
+      EXPECT_EQ(whole.passes, 0) << what;
+      EXPECT_EQ(in_steps.passes, threads ? 2 : 0) << what;  // the inference and the training
+      const Tolerance tol = tolerance_for_depth<float>(T * B * 3 * H);
+      EXPECT_TRUE(all_close(in_steps.y, whole.y, tol)) << what;
+      EXPECT_TRUE(all_close(in_steps.inference_y, whole.inference_y, tol)) << what;
+      EXPECT_TRUE(all_close(in_steps.h_n, whole.h_n, tol)) << what;
+      EXPECT_TRUE(all_close(in_steps.dx, whole.dx, tol)) << what;
+      EXPECT_TRUE(all_close(in_steps.grads, whole.grads, tol)) << what;
+    }
+  }
+}
+
+// The rule: a layer-by-layer float pass on packed weights whose row-parallel runs would
+// take W_ih and W_hh together (Ops::takes_row_runs on their total bytes), of one input
+// segment; not a wavefront, not float64, not with the switch off, not with too few rows.
+TEST(StackStepProjection, OnlyWhereARowRunTakesBothMatrices) {
+  if (!detail::PackedGemms::available() || detail::cpu_step_threads() < 2) {
+    GTEST_SKIP() << "needs oneDNN's C API and two OpenMP threads";
+  }
+  const std::int64_t H = 8, GH = 4 * H, limit = detail::cpu_row_parallel_weight_limit();
+  const std::int64_t fits = limit / (GH * static_cast<std::int64_t>(sizeof(float))) - H;
+  const detail::CpuOps<float> ops;
+  auto projects = [&](std::int64_t input, const StackCase& s, std::int64_t batch, int layer,
+                      bool wavefront) {
+    const detail::Plan plan = detail::Plan::make(float_config_of(s, input, H));
+    return detail::projects_in_steps(plan, detail::Timeline::full(10, batch), ops, wavefront,
+                                     layer);
+  };
+  const StackCase lstm{CellKind::Lstm, 1, false, Connection::None};
+  EXPECT_TRUE(projects(fits, lstm, 32, 0, false));
+  EXPECT_FALSE(projects(fits + 1, lstm, 32, 0, false));  // one input column too many
+  EXPECT_FALSE(projects(fits, lstm, 8, 0, false));       // 8 rows: one thread's share at most
+  EXPECT_FALSE(projects(fits, lstm, 32, 0, true));
+  const StackCase dense{CellKind::Lstm, 2, false, Connection::Dense};
+  EXPECT_TRUE(projects(5, dense, 32, 0, false));
+  EXPECT_FALSE(projects(5, dense, 32, 1, false));  // [x | y_0]: two segments
+  detail::set_step_projection(false);
+  EXPECT_FALSE(projects(fits, lstm, 32, 0, false));
+  detail::set_step_projection(true);
+  RnnConfig f64 = float_config_of(lstm, 5, H);
+  f64.dtype = DType::Float64;
+  EXPECT_FALSE(detail::projects_in_steps(detail::Plan::make(f64), detail::Timeline::full(10, 32),
+                                         detail::CpuOps<double>(), false, 0));
+}
+
 // Unidirectional stacks run as a wavefront on the GPU and layer by layer on the CPU
 // (Ops::runs_wavefronts); forced on the CPU, the wavefront must give the same outputs,
 // final states and gradients (float64): every cell, 2 and 3 layers, every connection, full

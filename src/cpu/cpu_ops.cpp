@@ -413,6 +413,7 @@ void set_cpu_wavefront(bool enabled) { wavefronts().store(enabled); }
 bool cpu_row_parallel() { return row_parallel().load(); }
 void set_cpu_row_parallel(bool enabled) { row_parallel().store(enabled); }
 std::int64_t cpu_row_parallel_runs() { return row_runs_so_far.load(); }
+std::int64_t cpu_row_parallel_weight_limit() { return row_parallel_weight_limit(); }
 bool cpu_split_columns() { return column_split().load(); }
 void set_cpu_split_columns(bool enabled) { column_split().store(enabled); }
 std::int64_t cpu_column_split_gemms() { return column_splits_so_far.load(); }

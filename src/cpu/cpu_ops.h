@@ -74,6 +74,9 @@ bool cpu_row_parallel();
 void set_cpu_row_parallel(bool enabled);
 // How many runs CpuOps has run row-parallel so far, for tests.
 std::int64_t cpu_row_parallel_runs();
+// The largest per-step weight matrix (bytes) a row-parallel run takes (takes_row_runs):
+// four times one core's L2.
+std::int64_t cpu_row_parallel_weight_limit();
 
 // Whether CpuOps<float> threads a GEMM with the longest inner dimension (k >= m, n: the
 // weight gradients) or a narrow C (at most 768 rows: small input projections) itself,
