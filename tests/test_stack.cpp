@@ -543,13 +543,14 @@ TEST(StackStepProjection, MatchesOneProjectionOfAllSteps) {
         std::int64_t passes;
       };
       auto run = [&](bool in_steps) {
+        const bool was = detail::step_projection();
         detail::set_step_projection(in_steps);
         const std::int64_t before = detail::step_projection_passes();
         rnn.zero_grad();
         const ForwardResult inference = rnn.forward(x, {}, {}, Mode::Inference, lengths);
         const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
         const BackwardResult g = rnn.backward(dy);
-        detail::set_step_projection(true);
+        detail::set_step_projection(was);
         return Run{
             widened(f.y),  widened(inference.y),     widened(f.h_n),
             widened(g.dx), widened(rnn.gradients()), detail::step_projection_passes() - before};
@@ -577,6 +578,8 @@ TEST(StackStepProjection, OnlyWhereARowRunTakesBothMatrices) {
   const std::int64_t H = 8, GH = 4 * H, limit = detail::cpu_row_parallel_weight_limit();
   const std::int64_t fits = limit / (GH * static_cast<std::int64_t>(sizeof(float))) - H;
   const detail::CpuOps<float> ops;
+  const bool was = detail::step_projection();  // RECUR_STEP_PROJECTION may have turned it off
+  detail::set_step_projection(true);
   auto projects = [&](std::int64_t input, const StackCase& s, std::int64_t batch, int layer,
                       bool wavefront) {
     const detail::Plan plan = detail::Plan::make(float_config_of(s, input, H));
@@ -598,6 +601,7 @@ TEST(StackStepProjection, OnlyWhereARowRunTakesBothMatrices) {
   f64.dtype = DType::Float64;
   EXPECT_FALSE(detail::projects_in_steps(detail::Plan::make(f64), detail::Timeline::full(10, 32),
                                          detail::CpuOps<double>(), false, 0));
+  detail::set_step_projection(was);
 }
 
 // Unidirectional stacks run as a wavefront on the GPU and layer by layer on the CPU
