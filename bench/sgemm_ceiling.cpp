@@ -79,7 +79,11 @@ CpuRates cpu_gflops(const Shape& s, const TimingOptions& opt) {
   std::vector<float> a(static_cast<std::size_t>(s.m * s.k), 0.5f);
   std::vector<float> b(static_cast<std::size_t>(s.k * s.n), 0.25f);
   std::vector<float> c(static_cast<std::size_t>(s.m * s.n), 0.0f);
-  const int inner = inner_calls(s, 2e8);
+  // About 5 ms a sample (1 GFLOP at 200 GFLOP/s): with 0.2 GFLOP, the per-step shapes'
+  // seven samples took about a millisecond together, and one burst of a neighbour's work
+  // could spoil them all (one grid's NN M=512 N=64 K=512 read 114 GFLOP/s for both libraries,
+  // where recur's whole step ran at 209).
+  const int inner = inner_calls(s, 1e9);
   auto rate = [&](const std::function<void()>& one) {
     const Stats st = time_host(
         [&] {
