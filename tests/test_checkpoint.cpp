@@ -1,10 +1,14 @@
 // tests/test_checkpoint.cpp: checkpoints (round trip; every corrupt or mismatching file
 // is rejected with a clear message and changes nothing; a save killed at any moment leaves
 // the previous checkpoint loadable) and PyTorch state dicts written by Python.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -408,6 +412,43 @@ bool holds_pattern(const Rnn& rnn, const Adam& adam, std::int64_t k) {
   return true;
 }
 
+// One int shared with the children forked after it (an anonymous shared mapping).
+class SharedFlag {
+ public:
+  SharedFlag()
+      : flag_(static_cast<std::atomic<int>*>(::mmap(nullptr, sizeof(std::atomic<int>),
+                                                    PROT_READ | PROT_WRITE,
+                                                    MAP_SHARED | MAP_ANONYMOUS, -1, 0))) {
+    if (flag_ == MAP_FAILED) throw std::runtime_error("mmap failed");
+    new (flag_) std::atomic<int>(0);
+  }
+  ~SharedFlag() { ::munmap(flag_, sizeof(std::atomic<int>)); }
+  SharedFlag(const SharedFlag&) = delete;
+  SharedFlag& operator=(const SharedFlag&) = delete;
+  std::atomic<int>& operator*() const { return *flag_; }
+
+ private:
+  std::atomic<int>* flag_;
+};
+
+// Whether the file system under `dir` takes unnamed files that can be named later
+// (O_TMPFILE, then a link through /proc), which save_safetensors writes into where it can.
+bool takes_unnamed_files(const std::string& dir) {
+#ifdef O_TMPFILE
+  const int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  const std::string self = "/proc/self/fd/" + std::to_string(fd), probe = dir + "/probe";
+  const bool linked =
+      ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, probe.c_str(), AT_SYMLINK_FOLLOW) == 0;
+  ::close(fd);
+  if (linked) ::unlink(probe.c_str());
+  return linked;
+#else
+  (void)dir;
+  return false;
+#endif
+}
+
 // Kills and reaps a child process on scope exit, unless it was reaped already.
 struct ChildGuard {
   pid_t pid = -1;
@@ -434,8 +475,10 @@ TEST(CheckpointKill, AKilledSaveLeavesThePreviousCheckpointLoadable) {
 
   Rnn probe(c, Device::cpu(), 2);
   Adam probe_opt(probe.parameters());
+  const bool unnamed = takes_unnamed_files(dir.path());
+  const SharedFlag saving;  // 1 while the child is inside save_checkpoint
   std::int64_t last = 0;
-  int killed_mid_write = 0, loads_while_writing = 0;
+  int killed_mid_save = 0, left_behind = 0, loads_while_writing = 0;
   std::uint64_t seed = 12345;
   for (int round = 0; round < 8; ++round) {
     const std::int64_t first = 1000 * (round + 1);
@@ -448,7 +491,9 @@ TEST(CheckpointKill, AKilledSaveLeavesThePreviousCheckpointLoadable) {
       try {
         for (std::int64_t k = first;; ++k) {
           fill_pattern(rnn, adam, k);
+          *saving = 1;
           save_checkpoint(path, rnn, &adam, k);
+          *saving = 0;
         }
       } catch (...) {
         ::_exit(3);
@@ -468,10 +513,12 @@ TEST(CheckpointKill, AKilledSaveLeavesThePreviousCheckpointLoadable) {
     ASSERT_EQ(::waitpid(child, &status, 0), child);
     guard.pid = -1;
     ASSERT_TRUE(WIFSIGNALED(status)) << "the child stopped by itself, status " << status;
+    killed_mid_save += *saving;
+    *saving = 0;
 
     const std::string tmp = path + ".tmp." + std::to_string(child);
     if (std::filesystem::exists(tmp)) {
-      ++killed_mid_write;
+      ++left_behind;
       std::filesystem::remove(tmp);  // what a trainer's cleanup would do
     }
     const CheckpointInfo info = load_checkpoint(path, probe, &probe_opt);
@@ -480,13 +527,69 @@ TEST(CheckpointKill, AKilledSaveLeavesThePreviousCheckpointLoadable) {
     last = info.step;
   }
   RecordProperty("loads_while_writing", loads_while_writing);
-  RecordProperty("killed_mid_write", killed_mid_write);
+  RecordProperty("killed_mid_save", killed_mid_save);
+  RecordProperty("temporary_files_left", left_behind);
   RecordProperty("last_step", std::to_string(last));
   EXPECT_GT(loads_while_writing, 0);
   // The kills landed inside a save at least once (the child spends most of its time
-  // writing), so the test did exercise an interrupted write.
-  EXPECT_GT(killed_mid_write, 0);
+  // saving), so the test did exercise an interrupted save.
+  EXPECT_GT(killed_mid_save, 0);
+  // Writing into an unnamed file, a kill leaves a temporary file only in the microseconds
+  // between naming it and the rename (AWriteCutShortLeavesNoFile checks that exactly).
+  if (unnamed) {
+    EXPECT_LE(left_behind, 1);
+  }
   EXPECT_EQ(dir.list(), std::vector<std::string>{"ckpt.safetensors"});
+}
+
+// A save that dies while it writes (here: the child's file size limit, 1 MB, cuts the
+// 10 MB checkpoint short, and SIGXFSZ kills it inside write()) leaves the previous
+// checkpoint whole and nothing else: the bytes went to an unnamed file. Before
+// 2026-11-26 the temporary file stayed, 1 MB of it.
+TEST(CheckpointKill, AWriteCutShortLeavesNoFile) {
+  TempDir dir;
+  if (!takes_unnamed_files(dir.path())) {
+    GTEST_SKIP() << "the temporary folder's file system has no unnamed files (O_TMPFILE)";
+  }
+  const std::string path = dir.file("ckpt.safetensors");
+  RnnConfig c;
+  c.cell = CellKind::Lstm;
+  c.input_size = 64;
+  c.hidden_size = 256;
+  c.num_layers = 2;
+  Rnn rnn(c, Device::cpu(), 1);
+  Adam adam(rnn.parameters());
+  fill_pattern(rnn, adam, 0);
+  save_checkpoint(path, rnn, &adam, 0);
+  ASSERT_GT(std::filesystem::file_size(path), 2u << 20);
+
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  ChildGuard guard;
+  if (child == 0) {
+    const rlimit no_core{0, 0}, one_megabyte{1u << 20, 1u << 20};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    if (::setrlimit(RLIMIT_FSIZE, &one_megabyte) != 0) ::_exit(4);
+    try {
+      fill_pattern(rnn, adam, 1);
+      save_checkpoint(path, rnn, &adam, 1);
+    } catch (...) {
+      ::_exit(3);  // write() failed with EFBIG instead: SIGXFSZ was ignored
+    }
+    ::_exit(0);
+  }
+  guard.pid = child;
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  guard.pid = -1;
+  ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status;
+  EXPECT_EQ(WTERMSIG(status), SIGXFSZ);
+  EXPECT_EQ(dir.list(), std::vector<std::string>{"ckpt.safetensors"});
+  Rnn probe(c, Device::cpu(), 2);
+  Adam probe_opt(probe.parameters());
+  const CheckpointInfo info = load_checkpoint(path, probe, &probe_opt);
+  EXPECT_EQ(info.step, 0);
+  EXPECT_TRUE(holds_pattern(probe, probe_opt, 0));
 }
 
 // ---- PyTorch state dicts (tests/golden/gen_safetensors.py) ----

@@ -12,10 +12,13 @@
 // contiguous, row-major, little-endian. The tensors tile the buffer exactly: no gaps,
 // no overlaps, the last one ends where the file ends.
 //
-// Writing is atomic: the file is written to "<path>.tmp.<pid>", flushed to the disk
-// (fsync), renamed to `path`, and the directory is flushed; so a crash (or a kill) at any
-// moment leaves either the previous file or the new one at `path`, never a part of one.
-// A temporary file of a killed process may remain beside it.
+// Writing is atomic: the file is written, flushed to the disk (fsync), named
+// "<path>.tmp.<pid>", renamed to `path`, and the directory is flushed; so a crash (or a
+// kill) at any moment leaves either the previous file or the new one at `path`, never a
+// part of one. Where the file system has unnamed files (Linux's O_TMPFILE: ext4, XFS,
+// btrfs, tmpfs), the bytes go to one that gets its temporary name only when whole, so a
+// process killed while writing leaves nothing behind; elsewhere the temporary name is
+// written directly, and a killed process's temporary file may remain beside `path`.
 //
 // Reading validates the whole header when the file is opened, and throws recur::Error
 // naming the file and what is wrong with it (truncated, bad JSON, unknown dtype, offsets

@@ -93,6 +93,24 @@ void write_exact(int fd, const void* src, std::size_t bytes, const std::string& 
   }
 }
 
+// A file with no name in directory `dir`, open for writing (Linux's O_TMPFILE), or -1
+// where the kernel or the file system has no such files.
+int open_unnamed(const std::string& dir) {
+#ifdef O_TMPFILE
+  return ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+#else
+  (void)dir;
+  return -1;
+#endif
+}
+
+// Gives the unnamed file `fd` the name `path` (through /proc, which needs no privilege,
+// where linkat's AT_EMPTY_PATH does); false where that fails.
+bool link_unnamed(int fd, const std::string& path) {
+  const std::string self = "/proc/self/fd/" + std::to_string(fd);
+  return ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) == 0;
+}
+
 std::string directory_of(const std::string& path) {
   const std::size_t slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";
@@ -140,13 +158,16 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   unsigned char length[8];
   for (int b = 0; b < 8; ++b) length[b] = static_cast<unsigned char>(text.size() >> (8 * b));
 
+  // The bytes go into an unnamed file in path's directory where the file system has them
+  // (O_TMPFILE), which a killed process leaves nothing of; it gets the temporary name only
+  // once it is whole and flushed, just before the rename. Elsewhere the temporary name is
+  // written directly.
+  const std::string dir = directory_of(path);
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const std::string where = "recur: save_safetensors: " + tmp;
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (fd.get() < 0) throw Error(where + ": cannot create: " + system_reason());
-  try {
-    write_exact(fd.get(), length, sizeof(length), where);
-    write_exact(fd.get(), text.data(), text.size(), where);
+  auto write_all = [&](int fd) {
+    write_exact(fd, length, sizeof(length), where);
+    write_exact(fd, text.data(), text.size(), where);
     std::vector<unsigned char> staging;
     for (const auto& [name, view] : tensors) {
       if (view.numel() == 0) continue;
@@ -156,20 +177,42 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
         view.copy_to_host(staging.data());
         src = staging.data();
       }
-      write_exact(fd.get(), src, view.nbytes(), where);
+      write_exact(fd, src, view.nbytes(), where);
     }
-    if (::fsync(fd.get()) != 0) throw Error(where + ": fsync failed: " + system_reason());
-    if (::close(fd.release()) != 0) throw Error(where + ": close failed: " + system_reason());
+    if (::fsync(fd) != 0) throw Error(where + ": fsync failed: " + system_reason());
+  };
+  bool named = false;  // whether `tmp` exists and must go if anything fails
+  try {
+    bool written = false;
+    Fd unnamed(open_unnamed(dir));
+    if (unnamed.get() >= 0) {
+      write_all(unnamed.get());
+      // A stale file of an earlier process with this pid would block the link.
+      if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) {
+        throw Error(where + ": cannot remove a stale file: " + system_reason());
+      }
+      written = link_unnamed(unnamed.get(), tmp);
+      named = written;
+      if (::close(unnamed.release()) != 0 && written) {
+        throw Error(where + ": close failed: " + system_reason());
+      }
+    }
+    if (!written) {  // no unnamed files here, or no /proc to link one by
+      Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+      if (fd.get() < 0) throw Error(where + ": cannot create: " + system_reason());
+      named = true;
+      write_all(fd.get());
+      if (::close(fd.release()) != 0) throw Error(where + ": close failed: " + system_reason());
+    }
     if (::rename(tmp.c_str(), path.c_str()) != 0) {
       throw Error("recur: save_safetensors: cannot rename " + tmp + " to " + path + ": " +
                   system_reason());
     }
   } catch (...) {
-    ::unlink(tmp.c_str());
+    if (named) ::unlink(tmp.c_str());
     throw;
   }
   // Make the rename itself durable.
-  const std::string dir = directory_of(path);
   Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dfd.get() < 0 || ::fsync(dfd.get()) != 0) {
     throw Error("recur: save_safetensors: " + path + " was written, but syncing its directory " +
