@@ -2,6 +2,7 @@
 // float64 gradient checks over the grid cell x {1, 2, 3} layers x {uni, bi} x
 // {none, residual, highway, dense}; identities the connections must satisfy; the
 // parameter layout of deep stacks.
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -358,8 +359,8 @@ TEST(StackPackedWeights, MatchTheTransposedWeights) {
       const Run transposed = run(false), packed = run(true);
       EXPECT_EQ(transposed.packed_gemms, 0) << what;
       // The reset-before-product GRU packs only where its steps run row-parallel
-      // (stack_pass.h): layer by layer, with two threads.
-      const bool row_runs = !wave && detail::cpu_step_threads() >= 2;
+      // (stack_pass.h): layer by layer, with two threads, unless RECUR_CPU_ROW_PARALLEL=0.
+      const bool row_runs = !wave && detail::cpu_step_threads() >= 2 && detail::cpu_row_parallel();
       if (cell == CellKind::GruResetBeforeProduct && !row_runs) {
         EXPECT_EQ(packed.packed_gemms, 0) << what;
       } else {
@@ -399,15 +400,17 @@ TEST(StackPackedWeights, FollowParameterChanges) {
   EXPECT_TRUE(all_close(packed, transposed, tolerance_for_depth<float>(T * 3 * H)));
 }
 
-// A layer-by-layer float pass on packed weights runs each layer's steps row-parallel
-// (CpuOps::run_rows: every thread all steps of its own rows); with that off, step by step.
-// Outputs, final states, dx and the parameter gradients must agree to rounding, in
-// training and inference: every cell, one layer, a packed bidirectional stack (rows
-// finishing at different steps, so the threads' shares of a step shrink unevenly) and a
-// unidirectional stack with dense connections (layer by layer on the CPU).
-TEST(StackRowParallel, MatchesStepByStep) {
-  if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
-  const bool threads = detail::cpu_step_threads() >= 2;  // else nothing runs row-parallel
+// The CPU's two ways of running a layer-by-layer float pass that a switch chooses between
+// must agree to rounding: outputs (training and inference), final states, dx and the
+// parameter gradients. The models: every cell, one layer, a packed bidirectional stack
+// with residual connections (rows finishing at different steps, so the threads' shares of
+// a step shrink unevenly and later steps have fewer columns) and a unidirectional stack
+// with dense connections (layer by layer on the CPU; its layer 1 reads two segments).
+// `set(on)` picks a way (and the previous one comes back after each run); `counter` must
+// rise by `counted(case)` with it on and not at all with it off.
+void expect_both_ways_agree(std::uint64_t seed, const std::function<void(bool)>& set,
+                            const std::function<std::int64_t()>& counter,
+                            const std::function<std::int64_t(const StackCase&)>& counted) {
   const CpuWavefront layer_by_layer(false);  // the default, whatever RECUR_CPU_WAVEFRONT says
   const std::int64_t T = 6, B = 24, I = 5, H = 8;
   for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
@@ -416,46 +419,54 @@ TEST(StackRowParallel, MatchesStepByStep) {
                                StackCase{cell, 2, true, Connection::Residual},
                                StackCase{cell, 2, false, Connection::Dense}}) {
       const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " L2 bi"
-                                                               : s.layers == 2 ? " L2 uni"
+                                                               : s.layers == 2 ? " L2 dense"
                                                                                : " L1");
-      Rnn rnn(float_config_of(s, I, H), Device::cpu(), 41);
+      Rnn rnn(float_config_of(s, I, H), Device::cpu(), seed);
       const std::int64_t D = s.bidirectional ? 2 : 1;
       std::vector<std::int64_t> lengths;
       if (s.bidirectional) {
         for (std::int64_t b = 0; b < B; ++b) lengths.push_back(T - (b * 5) % T);
       }
-      Random rng(42);
+      Random rng(seed + 1);
       const Tensor x = rng.tensor<float>({T, B, I});
       const Tensor dy = rng.tensor<float>({T, B, D * H});
       struct Run {
         std::vector<double> y, inference_y, h_n, dx, grads;
-        std::int64_t row_runs;
+        std::int64_t counted;
       };
-      auto run = [&](bool rows) {
-        detail::set_cpu_row_parallel(rows);
-        const std::int64_t before = detail::cpu_row_parallel_runs();
+      auto run = [&](bool on) {
+        set(on);
+        const std::int64_t before = counter();
         rnn.zero_grad();
         const ForwardResult inference = rnn.forward(x, {}, {}, Mode::Inference, lengths);
         const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
         const BackwardResult g = rnn.backward(dy);
-        detail::set_cpu_row_parallel(true);
-        return Run{
-            widened(f.y),  widened(inference.y),     widened(f.h_n),
-            widened(g.dx), widened(rnn.gradients()), detail::cpu_row_parallel_runs() - before};
+        return Run{widened(f.y),  widened(inference.y),     widened(f.h_n),
+                   widened(g.dx), widened(rnn.gradients()), counter() - before};
       };
-      const Run steps = run(false), rows = run(true);
-      EXPECT_EQ(steps.row_runs, 0) << what;
-      // Per layer: an inference, a training forward and a backward run (the
-      // reset-before-product GRU too: it packs its weights for these runs, stack_pass.h).
-      EXPECT_EQ(rows.row_runs, threads ? 3 * s.layers : 0) << what;
+      const Run off = run(false), on = run(true);
+      EXPECT_EQ(off.counted, 0) << what;
+      EXPECT_EQ(on.counted, counted(s)) << what;
       const Tolerance tol = tolerance_for_depth<float>(T * B * 3 * H);
-      EXPECT_TRUE(all_close(rows.y, steps.y, tol)) << what;
-      EXPECT_TRUE(all_close(rows.inference_y, steps.inference_y, tol)) << what;
-      EXPECT_TRUE(all_close(rows.h_n, steps.h_n, tol)) << what;
-      EXPECT_TRUE(all_close(rows.dx, steps.dx, tol)) << what;
-      EXPECT_TRUE(all_close(rows.grads, steps.grads, tol)) << what;
+      EXPECT_TRUE(all_close(on.y, off.y, tol)) << what;
+      EXPECT_TRUE(all_close(on.inference_y, off.inference_y, tol)) << what;
+      EXPECT_TRUE(all_close(on.h_n, off.h_n, tol)) << what;
+      EXPECT_TRUE(all_close(on.dx, off.dx, tol)) << what;
+      EXPECT_TRUE(all_close(on.grads, off.grads, tol)) << what;
     }
   }
+}
+
+// A layer-by-layer float pass on packed weights runs each layer's steps row-parallel
+// (CpuOps::run_rows: every thread all steps of its own rows); with that off, step by step.
+TEST(StackRowParallel, MatchesStepByStep) {
+  if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
+  const bool threads = detail::cpu_step_threads() >= 2;  // else nothing runs row-parallel
+  const ScopedSetting<bool> restore(detail::cpu_row_parallel, detail::set_cpu_row_parallel, true);
+  // Per layer: an inference, a training forward and a backward run (the
+  // reset-before-product GRU too: it packs its weights for these runs, stack_pass.h).
+  expect_both_ways_agree(41, detail::set_cpu_row_parallel, detail::cpu_row_parallel_runs,
+                         [&](const StackCase& s) { return threads ? 3 * s.layers : 0; });
 }
 
 // A caller may run models on its own OpenMP threads. Inside its parallel region, recur's
@@ -470,6 +481,7 @@ TEST(StackRowParallel, InsideTheCallersParallelRegion) {
   if (!detail::PackedGemms::available() || detail::cpu_step_threads() < 2) {
     GTEST_SKIP() << "needs oneDNN's C API and two OpenMP threads";
   }
+  const ScopedSetting<bool> rows(detail::cpu_row_parallel, detail::set_cpu_row_parallel, true);
   const std::int64_t T = 6, B = 32, I = 5, H = 8;
   for (CellKind cell : {CellKind::Lstm, CellKind::GruResetBeforeProduct}) {
     const RnnConfig config = float_config_of({cell, 1, false, Connection::None}, I, H);
@@ -510,62 +522,15 @@ TEST(StackRowParallel, InsideTheCallersParallelRegion) {
 
 // Where a layer's steps run row-parallel and both its matrices are small, each step
 // projects its own input into one step's gx (projects_in_steps()); with that off, one GEMM
-// projects all steps first. Outputs, final states, dx and the parameter gradients must
-// agree to rounding, in training and inference: every cell, one layer with I != H, a
-// packed bidirectional stack with residual connections (rows finishing at different steps:
-// fewer columns in later steps' projections) and a unidirectional stack with dense
-// connections (layer 1 reads two segments: one GEMM each, as before). The counter shows
-// where the steps projected.
+// projects all steps first (and a dense stack's layer 1, of two segments, one GEMM each
+// either way). The counter shows the passes that projected inside their steps.
 TEST(StackStepProjection, MatchesOneProjectionOfAllSteps) {
   if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
   const bool threads = detail::cpu_step_threads() >= 2;  // else no row-parallel runs
-  const CpuWavefront layer_by_layer(false);
-  const std::int64_t T = 6, B = 24, I = 5, H = 8;
-  for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
-                        CellKind::GruResetBeforeProduct}) {
-    for (const StackCase& s : {StackCase{cell, 1, false, Connection::None},
-                               StackCase{cell, 2, true, Connection::Residual},
-                               StackCase{cell, 2, false, Connection::Dense}}) {
-      const std::string what = std::string(to_string(cell)) + (s.bidirectional ? " L2 bi"
-                                                               : s.layers == 2 ? " L2 dense"
-                                                                               : " L1");
-      Rnn rnn(float_config_of(s, I, H), Device::cpu(), 61);
-      const std::int64_t D = s.bidirectional ? 2 : 1;
-      std::vector<std::int64_t> lengths;
-      if (s.bidirectional) {
-        for (std::int64_t b = 0; b < B; ++b) lengths.push_back(T - (b * 5) % T);
-      }
-      Random rng(62);
-      const Tensor x = rng.tensor<float>({T, B, I});
-      const Tensor dy = rng.tensor<float>({T, B, D * H});
-      struct Run {
-        std::vector<double> y, inference_y, h_n, dx, grads;
-        std::int64_t passes;
-      };
-      auto run = [&](bool in_steps) {
-        const bool was = detail::step_projection();
-        detail::set_step_projection(in_steps);
-        const std::int64_t before = detail::step_projection_passes();
-        rnn.zero_grad();
-        const ForwardResult inference = rnn.forward(x, {}, {}, Mode::Inference, lengths);
-        const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
-        const BackwardResult g = rnn.backward(dy);
-        detail::set_step_projection(was);
-        return Run{
-            widened(f.y),  widened(inference.y),     widened(f.h_n),
-            widened(g.dx), widened(rnn.gradients()), detail::step_projection_passes() - before};
-      };
-      const Run whole = run(false), in_steps = run(true);
-      EXPECT_EQ(whole.passes, 0) << what;
-      EXPECT_EQ(in_steps.passes, threads ? 2 : 0) << what;  // the inference and the training
-      const Tolerance tol = tolerance_for_depth<float>(T * B * 3 * H);
-      EXPECT_TRUE(all_close(in_steps.y, whole.y, tol)) << what;
-      EXPECT_TRUE(all_close(in_steps.inference_y, whole.inference_y, tol)) << what;
-      EXPECT_TRUE(all_close(in_steps.h_n, whole.h_n, tol)) << what;
-      EXPECT_TRUE(all_close(in_steps.dx, whole.dx, tol)) << what;
-      EXPECT_TRUE(all_close(in_steps.grads, whole.grads, tol)) << what;
-    }
-  }
+  const ScopedSetting<bool> rows(detail::cpu_row_parallel, detail::set_cpu_row_parallel, true);
+  const ScopedSetting<bool> restore(detail::step_projection, detail::set_step_projection, true);
+  expect_both_ways_agree(61, detail::set_step_projection, detail::step_projection_passes,
+                         [&](const StackCase&) -> std::int64_t { return threads ? 2 : 0; });
 }
 
 // The rule: a layer-by-layer float pass on packed weights whose row-parallel runs would
@@ -578,8 +543,9 @@ TEST(StackStepProjection, OnlyWhereARowRunTakesBothMatrices) {
   const std::int64_t H = 8, GH = 4 * H, limit = detail::cpu_row_parallel_weight_limit();
   const std::int64_t fits = limit / (GH * static_cast<std::int64_t>(sizeof(float))) - H;
   const detail::CpuOps<float> ops;
-  const bool was = detail::step_projection();  // RECUR_STEP_PROJECTION may have turned it off
-  detail::set_step_projection(true);
+  // On, whatever RECUR_STEP_PROJECTION and RECUR_CPU_ROW_PARALLEL say, until the test ends.
+  const ScopedSetting<bool> on(detail::step_projection, detail::set_step_projection, true);
+  const ScopedSetting<bool> rows(detail::cpu_row_parallel, detail::set_cpu_row_parallel, true);
   auto projects = [&](std::int64_t input, const StackCase& s, std::int64_t batch, int layer,
                       bool wavefront) {
     const detail::Plan plan = detail::Plan::make(float_config_of(s, input, H));
@@ -601,7 +567,6 @@ TEST(StackStepProjection, OnlyWhereARowRunTakesBothMatrices) {
   f64.dtype = DType::Float64;
   EXPECT_FALSE(detail::projects_in_steps(detail::Plan::make(f64), detail::Timeline::full(10, 32),
                                          detail::CpuOps<double>(), false, 0));
-  detail::set_step_projection(was);
 }
 
 // Unidirectional stacks run as a wavefront on the GPU and layer by layer on the CPU
