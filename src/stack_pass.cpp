@@ -107,7 +107,8 @@ StepWeights step_weights(const Plan& plan, const Timeline& timeline, StepBackend
   return packs ? StepWeights::Packed : StepWeights::Transposed;
 }
 
-std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl, bool wavefront) {
+std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl, bool wavefront,
+                                     const std::vector<bool>& projected_in_steps) {
   const int L = static_cast<int>(plan.config.num_layers), D = plan.directions;
   const std::int64_t T = tl.steps;
   std::vector<PassOp> program;
@@ -131,7 +132,8 @@ std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& tl, bool 
   }
   for (int l = 0; l < L; ++l) {
     for (int d = 0; d < D; ++d) {
-      program.push_back(range_op(PassOpKind::InputProjection, l, d, 0, T));
+      if (!projected_in_steps[l])
+        program.push_back(range_op(PassOpKind::InputProjection, l, d, 0, T));
       // Packed reverse passes start sequences mid-way: their first W_hh h0, ahead.
       if (d == 1 && !tl.uniform)
         program.push_back(range_op(PassOpKind::InitialProjection, l, d, 0, T));
@@ -818,13 +820,13 @@ void StackPass<T>::weight_gradients(T* grads) {
 template <typename T>
 void StackPass<T>::forward() {
   if (buf_.wavefront) ++wavefront_passes_so_far;
-  for (const UnitBuffers<T>& ub : buf_.units) {
-    if (ub.gx_in_steps) {
-      ++step_projection_passes_so_far;
-      break;
-    }
+  std::vector<bool> in_steps(plan_.layers.size());
+  for (std::size_t l = 0; l < in_steps.size(); ++l)
+    in_steps[l] = projects_in_steps(static_cast<int>(l));
+  if (std::find(in_steps.begin(), in_steps.end(), true) != in_steps.end()) {
+    ++step_projection_passes_so_far;
   }
-  std::vector<PassOp> program = schedule_forward(plan_, tl_, buf_.wavefront);
+  std::vector<PassOp> program = schedule_forward(plan_, tl_, buf_.wavefront, in_steps);
   const WeightsRelease<T> release(ops_);
   hold_step_weights(false);
   stage(program, false);
@@ -840,9 +842,7 @@ void StackPass<T>::forward() {
     run_steps(steps);
     switch (op.kind) {
       case PassOpKind::InitialProjection: initial_projection(op); break;
-      case PassOpKind::InputProjection:
-        if (!projects_in_steps(op.layer)) input_projection(op);
-        break;
+      case PassOpKind::InputProjection: input_projection(op); break;
       case PassOpKind::Connection: connection_forward(op); break;
       default: break;
     }

@@ -238,8 +238,10 @@ void set_wave_fusion(bool enabled);
 std::int64_t fused_wave_gemms();
 
 // The forward and backward programs for a plan and a timeline, as a wavefront or layer by
-// layer.
-std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& timeline, bool wavefront);
+// layer; forward, layer by layer, without the InputProjection of the layers whose steps
+// project their own input (projected_in_steps[layer], projects_in_steps()).
+std::vector<PassOp> schedule_forward(const Plan& plan, const Timeline& timeline, bool wavefront,
+                                     const std::vector<bool>& projected_in_steps);
 std::vector<PassOp> schedule_backward(const Plan& plan, const Timeline& timeline, bool wavefront);
 
 template <typename T>
