@@ -60,8 +60,13 @@ std::string cudnn_version();
 
 // The sgemm ceiling: GFLOP/s that sgemm (the faster of OpenBLAS's and oneDNN's on the CPU,
 // cuBLAS on the GPU) reaches at the GEMM shapes this problem runs, weighted by their FLOPs
-// (see sgemm_ceiling.cpp). Each shape is measured once per process and cached.
+// (see sgemm_ceiling.cpp). Each shape is measured when first asked for and cached.
 double sgemm_ceiling_gflops(const Problem& p, Mode mode, bool gpu, const TimingOptions& opt);
+// Measures every shape asked for so far once more and keeps the faster rate, so that a
+// neighbour's burst of work during one measurement does not set a shape's rate (and a
+// problem's ceiling below what recur or an anchor reached). The driver calls it once all
+// problems have run, minutes after the first measurements, then asks for the ceilings again.
+void remeasure_sgemm_shapes(const TimingOptions& opt);
 // Every shape measured so far: column-major C[m,n] = op(A) op(B), K = k. gflops is the
 // ceiling's rate; on the CPU each library's too (onednn 0 where it is not loaded).
 struct GemmRate {
