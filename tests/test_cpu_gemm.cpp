@@ -16,15 +16,17 @@ using detail::Trans;
 // How check_gemm calls CpuOps: every leading dimension `pad` past the matrix's rows; with
 // `held`, A is held (packed) first and the GEMM must run on the packed copy; `split`: a
 // float GEMM must run with its columns split among the threads (cpu_split_columns) where
-// it can be (oneDNN's sgemm and two threads), and no GEMM may without it. A and B are
-// uniform in [-range, range]: deep products (large k) keep C of order one with a smaller
-// range, the regime tolerance_for_depth's budget is derived for.
+// it can be (oneDNN's sgemm and two threads), and no GEMM may without it; `split_rows`
+// likewise with its rows split (cpu_split_rows). A and B are uniform in [-range, range]:
+// deep products (large k) keep C of order one with a smaller range, the regime
+// tolerance_for_depth's budget is derived for.
 struct GemmSetup {
   float alpha = 1.25f;
   std::int64_t pad = 3;
   bool held = false;
   bool split = false;
   double range = 1.0;
+  bool split_rows = false;
 };
 
 template <typename T>
@@ -69,14 +71,19 @@ void check_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t
   detail::CpuOps<T> ops;
   const std::int64_t packed_before = detail::PackedGemms::total_runs();
   const std::int64_t splits_before = detail::cpu_column_split_gemms();
+  const std::int64_t row_splits_before = detail::cpu_row_split_gemms();
   if (setup.held) {
     ASSERT_TRUE(ops.hold_weights(a.data(), ta, m, k, lda, n));
   }
   ops.gemm(g);
   EXPECT_EQ(detail::PackedGemms::total_runs() - packed_before, setup.held ? 1 : 0);
   const bool can_split = std::is_same_v<T, float> && detail::cpu_float_loops_threaded() &&
-                         detail::cpu_step_threads() >= 2 && detail::cpu_split_columns();
-  EXPECT_EQ(detail::cpu_column_split_gemms() - splits_before, setup.split && can_split ? 1 : 0)
+                         detail::cpu_step_threads() >= 2;
+  EXPECT_EQ(detail::cpu_column_split_gemms() - splits_before,
+            setup.split && can_split && detail::cpu_split_columns() ? 1 : 0)
+      << "trans " << int(ta) << int(tb) << " m " << m << " n " << n << " k " << k;
+  EXPECT_EQ(detail::cpu_row_split_gemms() - row_splits_before,
+            setup.split_rows && can_split && detail::cpu_split_rows() ? 1 : 0)
       << "trans " << int(ta) << int(tb) << " m " << m << " n " << n << " k " << k;
   EXPECT_TRUE(all_close(c, ref, tolerance_for_depth<T>(static_cast<double>(k))))
       << "trans " << int(ta) << int(tb) << " m " << m << " n " << n << " k " << k << " beta "
@@ -89,7 +96,7 @@ TEST(CpuGemm, EveryTransposeAndShapeMatchesFloat64) {
   for (Trans ta : {Trans::N, Trans::T}) {
     for (Trans tb : {Trans::N, Trans::T}) {
       for (std::int64_t n : {7, 300}) {  // the per-step and the all-steps column counts
-        // 37 rows of C: narrow, so 300 columns split among the threads (split_by_columns).
+        // 37 rows of C: narrow, so 300 columns split among the threads (split_of in cpu_ops.cpp).
         const GemmSetup setup{1.25f, 3, false, n == 300};
         check_gemm<float>(ta, tb, 37, n, 29, 0.0f, setup);
         check_gemm<float>(ta, tb, 37, n, 29, 1.0f, setup);
@@ -123,10 +130,45 @@ TEST(CpuGemm, LongInnerDimensionOrNarrowCSplitsColumnsAmongThreads) {
     }
   }
   detail::set_cpu_split_columns(true);
-  // Too few columns for two slabs, or C neither narrow nor of a long inner dimension: whole.
+  // Too few columns for two slabs (and too few rows for two row slabs), or C neither
+  // narrow nor of a long inner dimension, nor short (row split, below): whole.
   check_gemm<float>(Trans::N, Trans::T, 40, 200, 400, 1.0f);
-  check_gemm<float>(Trans::N, Trans::T, 770, 300, 299, 1.0f,
+  check_gemm<float>(Trans::N, Trans::T, 770, 1100, 299, 1.0f,
                     GemmSetup{1.25f, 3, false, false, 0.25});
+}
+
+// A GEMM with a short C (16 to 1023 columns: an input projection over few timeline rows)
+// that the column split does not take runs with each thread on its own slab of C's rows,
+// for every transpose pair, slabs on a 16-row boundary or not (m = 256, 300, 770), few or
+// some columns, overwriting or accumulating; switched off, it runs whole. A short C the
+// column split takes (narrow, 300 columns) is not split twice.
+TEST(CpuGemm, ShortCSplitsRowsAmongThreads) {
+  if (!detail::cpu_float_loops_threaded() || detail::cpu_step_threads() < 2) {
+    GTEST_SKIP() << "needs oneDNN's sgemm and two OpenMP threads";
+  }
+  for (bool split : {true, false}) {
+    detail::set_cpu_split_rows(split);
+    for (Trans ta : {Trans::N, Trans::T}) {
+      for (Trans tb : {Trans::N, Trans::T}) {
+        for (float beta : {0.0f, 1.0f}) {
+          for (std::int64_t m : {256, 300, 770}) {
+            for (std::int64_t n : {16, 100}) {
+              GemmSetup setup{1.25f, 3, false, false, 1.0, split};
+              check_gemm<float>(ta, tb, m, n, 24, beta, setup);
+            }
+          }
+          // 15 columns (a per-step product of a small batch) or 1024: whole.
+          check_gemm<float>(ta, tb, 300, 15, 24, beta);
+          check_gemm<float>(ta, tb, 770, 1024, 24, beta);
+          // 127 rows: too few for two slabs of 128.
+          check_gemm<float>(ta, tb, 127, 100, 24, beta);
+          // Narrow and 300 columns: the column split's.
+          check_gemm<float>(ta, tb, 300, 300, 24, beta, GemmSetup{1.25f, 3, false, true});
+        }
+      }
+    }
+  }
+  detail::set_cpu_split_rows(true);
 }
 
 // A held matrix: every GEMM on it runs on oneDNN's matmul with the packed copy, with dense

@@ -77,11 +77,21 @@ std::atomic<bool>& column_split() {
 }
 std::atomic<std::int64_t> column_splits_so_far{0};  // cpu_column_split_gemms()
 
-// A thread of a column-split GEMM takes at least this many columns of C, a multiple of 16
-// (one AVX-512 register of floats) at each slab's start.
+// Row-split GEMMs are on unless RECUR_CPU_SPLIT_ROWS=0 or a test turned them off.
+std::atomic<bool>& row_split() {
+  static std::atomic<bool> enabled{env_switch("RECUR_CPU_SPLIT_ROWS", true)};
+  return enabled;
+}
+std::atomic<std::int64_t> row_splits_so_far{0};  // cpu_row_split_gemms()
+
+// A thread of a split GEMM (split_of) takes at least this many columns or rows of C.
 constexpr std::int64_t kSlabColumns = 128;
-// C with at most this many rows counts as narrow for the column split (split_by_columns).
+constexpr std::int64_t kSlabRows = 128;
+// C with at most this many rows counts as narrow for the column split, and with
+// [kFewestShortColumns, kShortColumns) columns as short for the row split (split_of).
 constexpr std::int64_t kNarrowRows = 768;
+constexpr std::int64_t kFewestShortColumns = 16;
+constexpr std::int64_t kShortColumns = 1024;
 
 // A thread of a row-parallel run takes at least this many rows: its share of each GEMM is
 // then still a matrix product, not a matrix-vector one.
@@ -133,37 +143,74 @@ void on_threads_each_with_onednn_alone(int lanes, Fn&& fn) {
   if (error != nullptr) std::rethrow_exception(error);
 }
 
-// g with each of OpenMP's threads computing its own slab of C's columns on oneDNN's sgemm
-// alone, where oneDNN's own threading of the whole GEMM measured slower (2 AMD EPYC cores,
-// docs/design.md):
-//   - the inner dimension is the longest (k >= m and k >= n): the weight gradients, a sum
-//     over all T*B rows of the timeline. The LSTM's [I+H, 4H] product at H = 256 ran 5-7%
-//     faster split; level at H = 512 and 1024;
-//   - C is narrow (m <= kNarrowRows): an input projection of few gate rows over all T*B
-//     columns. The tanh RNN's at H = 512 (m = 512, n = 6400, k = 512) ran 176 GFLOP/s whole
-//     against 206-210 split, the GRU's at H = 256 (m = 768) 205 against 213; from m = 1024
-//     up whole and split ran level, or whole up to 3% faster.
-// false, having done nothing, when the split is off, oneDNN is not loaded, the caller is
-// already inside a parallel region, or C has too few columns for two slabs.
-bool split_by_columns(const Gemm<float>& g) {
+// How a float GEMM is shared among OpenMP's threads when oneDNN's own threading of the
+// whole GEMM measured slower (2 AMD EPYC cores, docs/benchmarks.md): each thread computes
+// its own slab of C, by columns or by rows, on oneDNN's sgemm alone.
+//   - By columns (cpu_split_columns), where there are columns for two slabs and
+//       - the inner dimension is the longest (k >= m and k >= n): the weight gradients, a
+//         sum over all T*B rows of the timeline. The LSTM's [I+H, 4H] product at H = 256
+//         ran 5-7% faster split; level at H = 512 and 1024;
+//       - or C is narrow (m <= kNarrowRows): an input projection of few gate rows over all
+//         T*B columns. The tanh RNN's at H = 512 (m = 512, n = 6400, k = 512) ran 176
+//         GFLOP/s whole against 206-210 split, the GRU's at H = 256 (m = 768) 205 against
+//         213; from m = 1024 up whole and split ran level, or whole up to 3% faster.
+//   - Else by rows (cpu_split_rows), where C is short (16 <= n < 1024: an input
+//     projection or input gradient over few timeline rows, at small batches or short
+//     sequences) and has rows for two slabs; each thread then reads only its rows of
+//     op(A). C [2048, n] = W_ih^T x with K = 512 ran, whole against split by rows, at 48
+//     against 127 GFLOP/s (n = 25), 117 against 191 (n = 100), and C [1024, 600] (K = 256)
+//     at 204 against 221; from n = 1500 up level, at n = 6400 whole 2% faster. The
+//     per-step products of batches under 16 rows stay whole: level at n = 2 to 8, and
+//     dh = W_hh^T dg at n = 1 ran 15-25% slower split.
+// A switched-off split leaves its GEMMs whole (not to the other split), so each switch
+// compares its split with the whole GEMM.
+struct Split {
+  bool rows = false;
+  int threads = 0;  // fewer than 2: not split
+};
+
+Split split_of(const Gemm<float>& g) {
+  const std::int64_t threads = cpu_step_threads();
   const bool long_k = g.k >= g.m && g.k >= g.n, narrow = g.m <= kNarrowRows;
-  if (!cpu_split_columns() || !(long_k || narrow) || onednn_sgemm() == nullptr) return false;
-  const int threads =
-      static_cast<int>(std::min<std::int64_t>(cpu_step_threads(), g.n / kSlabColumns));
-  if (threads < 2) return false;
+  const int by_columns = static_cast<int>(std::min(threads, g.n / kSlabColumns));
+  if ((long_k || narrow) && by_columns >= 2) {
+    return cpu_split_columns() ? Split{false, by_columns} : Split{};
+  }
+  const int by_rows = static_cast<int>(std::min(threads, g.m / kSlabRows));
+  const bool is_short = g.n >= kFewestShortColumns && g.n < kShortColumns;
+  if (is_short && by_rows >= 2) return cpu_split_rows() ? Split{true, by_rows} : Split{};
+  return {};
+}
+
+// Runs g split among the threads (split_of); false, having done nothing, where it is not
+// split, oneDNN is not loaded, or the caller is already inside a parallel region. Slabs
+// start on multiples of 16 columns or rows (one AVX-512 register of floats).
+bool split_among_threads(const Gemm<float>& g) {
+  if (onednn_sgemm() == nullptr) return false;
+  const Split split = split_of(g);
+  if (split.threads < 2) return false;
 #if defined(_OPENMP)
   if (omp_in_parallel()) return false;
 #endif
-  auto start = [&](int s) { return s == threads ? g.n : g.n * s / threads / 16 * 16; };
-  on_threads_each_with_onednn_alone(threads, [&](int slab, const std::atomic<bool>&) {
+  const std::int64_t extent = split.rows ? g.m : g.n;
+  auto start = [&](int s) {
+    return s == split.threads ? extent : extent * s / split.threads / 16 * 16;
+  };
+  on_threads_each_with_onednn_alone(split.threads, [&](int slab, const std::atomic<bool>&) {
     Gemm<float> mine = g;
-    const std::int64_t j0 = start(slab);
-    mine.n = start(slab + 1) - j0;
-    mine.b = g.b + (g.trans_b == Trans::N ? j0 * g.ldb : j0);
-    mine.c = g.c + j0 * g.ldc;
+    const std::int64_t first = start(slab), count = start(slab + 1) - first;
+    if (split.rows) {
+      mine.m = count;
+      mine.a = g.a + (g.trans_a == Trans::N ? first : first * g.lda);
+      mine.c = g.c + first;
+    } else {
+      mine.n = count;
+      mine.b = g.b + (g.trans_b == Trans::N ? first * g.ldb : first);
+      mine.c = g.c + first * g.ldc;
+    }
     onednn_gemm(mine);
   });
-  ++column_splits_so_far;
+  ++(split.rows ? row_splits_so_far : column_splits_so_far);
   return true;
 }
 
@@ -188,7 +235,7 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   const blasint ldc = to_blasint(g.ldc, "ldc");
   if constexpr (std::is_same_v<T, float>) {
     if (packed_ != nullptr && packed_->run(g)) return;
-    if (split_by_columns(g)) return;
+    if (split_among_threads(g)) return;
     if (onednn_gemm(g)) return;
     cblas_sgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a, lda,
                 g.b, ldb, g.beta, g.c, ldc);
@@ -417,6 +464,9 @@ std::int64_t cpu_row_parallel_weight_limit() { return row_parallel_weight_limit(
 bool cpu_split_columns() { return column_split().load(); }
 void set_cpu_split_columns(bool enabled) { column_split().store(enabled); }
 std::int64_t cpu_column_split_gemms() { return column_splits_so_far.load(); }
+bool cpu_split_rows() { return row_split().load(); }
+void set_cpu_split_rows(bool enabled) { row_split().store(enabled); }
+std::int64_t cpu_row_split_gemms() { return row_splits_so_far.load(); }
 
 template class CpuOps<float>;
 template class CpuOps<double>;

@@ -87,6 +87,15 @@ void set_cpu_split_columns(bool enabled);
 // How many GEMMs CpuOps has split so far, for tests.
 std::int64_t cpu_column_split_gemms();
 
+// Whether CpuOps<float> threads a GEMM with a short C (16 to 1023 columns: input
+// projections and input gradients over few timeline rows) itself, each thread a slab of
+// C's rows on oneDNN's sgemm alone, where the column split does not apply (on unless
+// RECUR_CPU_SPLIT_ROWS=0). Tests turn it off to compare both ways.
+bool cpu_split_rows();
+void set_cpu_split_rows(bool enabled);
+// How many GEMMs CpuOps has split by rows so far, for tests.
+std::int64_t cpu_row_split_gemms();
+
 extern template class CpuOps<float>;
 extern template class CpuOps<double>;
 
