@@ -14,8 +14,8 @@
 // it and again once every problem has run (remeasure_sgemm_shapes), the faster of the two
 // counting. The ceiling is the FLOP-weighted harmonic mean: total FLOPs /
 // sum(FLOPs_shape / GFLOP/s_shape), i.e. the rate of a training step whose every GEMM ran
-// as fast as sgemm does at that shape, and whose element-wise work took no time. Inference uses the
-// forward rows only.
+// as fast as sgemm does at that shape, and whose element-wise work took no time. Inference
+// uses the forward rows only.
 //
 // On the CPU a shape's rate is the faster of OpenBLAS's sgemm and, where libdnnl.so.2
 // loads, oneDNN's (dnnl_sgemm, on OpenMP's threads): recur's float GEMMs run on oneDNN's,

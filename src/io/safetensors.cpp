@@ -94,9 +94,11 @@ void write_exact(int fd, const void* src, std::size_t bytes, const std::string& 
 }
 
 // A file with no name in directory `dir`, open for writing (Linux's O_TMPFILE), or -1
-// where the kernel or the file system has no such files.
+// where the kernel or the file system has no such files, or there is no /proc to name one
+// by later (link_unnamed): the bytes would then have to be written a second time.
 int open_unnamed(const std::string& dir) {
 #ifdef O_TMPFILE
+  if (::access("/proc/self/fd", F_OK) != 0) return -1;
   return ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
 #else
   (void)dir;
@@ -197,7 +199,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
         throw Error(where + ": close failed: " + system_reason());
       }
     }
-    if (!written) {  // no unnamed files here, or no /proc to link one by
+    if (!written) {  // no unnamed files here, or the link failed
       Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
       if (fd.get() < 0) throw Error(where + ": cannot create: " + system_reason());
       named = true;
