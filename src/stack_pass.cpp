@@ -615,10 +615,36 @@ void StackPass<T>::backward_calls(const PassOp& op, std::vector<RowCall<T>>& cal
 }
 
 template <typename T>
-bool StackPass<T>::row_runs(bool backward) const {
-  if (buf_.wavefront || (backward && buf_.flow != nullptr)) return false;
+bool StackPass<T>::row_runs(const std::vector<PassOp>& program, bool backward) const {
+  if (backward && buf_.flow != nullptr) return false;
+  if (buf_.wavefront) {
+    // One list of all the waves' steps, where nothing launches between them (no
+    // per-step projections, connections or dropout): a graph per pass, not per wave.
+    if (!ops_.replays_call_lists()) return false;
+    auto is_steps = [](const PassOp& op) {
+      return op.kind == PassOpKind::Steps || op.kind == PassOpKind::StepsBackward;
+    };
+    const auto first = std::find_if(program.begin(), program.end(), is_steps);
+    const auto last = std::find_if(program.rbegin(), program.rend(), is_steps).base();
+    return std::none_of(first, last, [this](const PassOp& op) { return breaks_step_list(op); });
+  }
   return step_weights(plan_, tl_, ops_, buf_.wavefront) == StepWeights::Packed ||
          ops_.replays_call_lists();
+}
+
+template <typename T>
+bool StackPass<T>::breaks_step_list(const PassOp& op) const {
+  switch (op.kind) {
+    case PassOpKind::Steps:
+    case PassOpKind::StepsBackward: return false;
+    case PassOpKind::Connection:
+    case PassOpKind::ConnectionBackward: {
+      const LayerPlan& layer = plan_.layers[op.layer];
+      const bool drops = layer.fed != layer.output && buf_.training;
+      return drops || layer.join.kind != Connection::None;
+    }
+    default: return true;
+  }
 }
 
 template <typename T>
@@ -627,9 +653,13 @@ bool StackPass<T>::projects_in_steps(int layer) const {
 }
 
 template <typename T>
-void StackPass<T>::run_steps(std::vector<RowCall<T>>& calls) {
+void StackPass<T>::run_steps(std::vector<RowCall<T>>& calls, bool by_rows) {
   if (calls.empty()) return;
-  if (!ops_.run_rows(calls, B_)) ops_.run_calls(calls);
+  // A backend that replays lists gets a pass's whole lists only: it would record the
+  // calls of one step (or wave) and never replay them. One that runs rows in parallel
+  // may take those too (the CPU's wavefront).
+  const bool offer = by_rows || !ops_.replays_call_lists();
+  if (!offer || !ops_.run_rows(calls, B_)) ops_.run_calls(calls);
   calls.clear();
 }
 
@@ -815,8 +845,10 @@ void StackPass<T>::weight_gradients(T* grads) {
 }
 
 // A layer-by-layer pass hands each layer's steps to the backend at once (Ops::run_rows),
-// which may run them row-parallel (row_runs()); otherwise each step's calls run as they
-// come, between the ops they depend on.
+// which may run them row-parallel or replay them as a graph (row_runs()), as does a
+// wavefront its steps where the backend replays lists; otherwise each step's calls run as
+// they come, between the ops they depend on. In a wavefront, ops that launch nothing (a
+// plain stack's connections) do not break the list.
 template <typename T>
 void StackPass<T>::forward() {
   if (buf_.wavefront) ++wavefront_passes_so_far;
@@ -831,15 +863,16 @@ void StackPass<T>::forward() {
   hold_step_weights(false);
   stage(program, false);
   if (transposed_weights()) transpose_weights();
-  const bool by_rows = row_runs(false);
+  const bool by_rows = row_runs(program, false);
   std::vector<RowCall<T>> steps;
   for (const PassOp& op : program) {
     if (op.kind == PassOpKind::Steps) {
       forward_calls(op, steps);
-      if (!by_rows) run_steps(steps);
+      if (!by_rows) run_steps(steps, by_rows);
       continue;
     }
-    run_steps(steps);
+    if (buf_.wavefront && !breaks_step_list(op)) continue;  // keeps the waves one list
+    run_steps(steps, by_rows);
     switch (op.kind) {
       case PassOpKind::InitialProjection: initial_projection(op); break;
       case PassOpKind::InputProjection: input_projection(op); break;
@@ -847,7 +880,7 @@ void StackPass<T>::forward() {
       default: break;
     }
   }
-  run_steps(steps);
+  run_steps(steps, by_rows);
 }
 
 template <typename T>
@@ -857,7 +890,7 @@ void StackPass<T>::backward(T* grads) {
   const WeightsRelease<T> release(ops_);
   hold_step_weights(true);
   stage(program, true);
-  const bool by_rows = row_runs(true);
+  const bool by_rows = row_runs(program, true);
   std::vector<RowCall<T>> steps;
   for (const PassOp& op : program) {
     if (op.kind == PassOpKind::StepsBackward) {
@@ -865,17 +898,18 @@ void StackPass<T>::backward(T* grads) {
       backward_calls(op, steps);
       // Before the kernels overwrite dh. (Recording the flow rules out row_runs.)
       if (buf_.flow != nullptr) record_flow(steps[first].backward, op);
-      if (!by_rows) run_steps(steps);
+      if (!by_rows) run_steps(steps, by_rows);
       continue;
     }
-    run_steps(steps);
+    if (buf_.wavefront && !breaks_step_list(op)) continue;  // keeps the waves one list
+    run_steps(steps, by_rows);
     switch (op.kind) {
       case PassOpKind::InputGradient: input_gradient(op); break;
       case PassOpKind::ConnectionBackward: connection_backward(op); break;
       default: break;
     }
   }
-  run_steps(steps);
+  run_steps(steps, by_rows);
   weight_gradients(grads);
 }
 

@@ -271,15 +271,19 @@ class StackPass {
   // The calls of one Steps / StepsBackward op, appended to `calls`.
   void forward_calls(const PassOp& op, std::vector<RowCall<T>>& calls) const;
   void backward_calls(const PassOp& op, std::vector<RowCall<T>>& calls) const;
-  // Whether a pass hands a layer's steps to Ops::run_rows at once: layer by layer (not a
-  // wavefront, whose steps interleave with per-step projections and connections), on
+  // Whether a pass hands a layer's steps to Ops::run_rows at once: layer by layer on
   // Packed weights (the CPU runs row-parallel runs only on those) or where the backend
-  // replays call lists (Ops::replays_call_lists: CUDA graphs), and not while recording
-  // the gradient flow (a reduction over all rows at every step).
-  bool row_runs(bool backward) const;
+  // replays call lists (Ops::replays_call_lists: CUDA graphs); a wavefront, whose steps
+  // interleave with per-step projections and connections, only where it replays lists and
+  // none of those launches anything (then all its waves are one list); and not while
+  // recording the gradient flow (a reduction over all rows at every step).
+  bool row_runs(const std::vector<PassOp>& program, bool backward) const;
+  // Whether `op` launches work of its own between steps: every op but the steps
+  // themselves and the connection ops of a layer with no join and no dropout.
+  bool breaks_step_list(const PassOp& op) const;
   bool projects_in_steps(int layer) const;
-  // Runs `calls` (Ops::run_rows, else one by one) and empties it.
-  void run_steps(std::vector<RowCall<T>>& calls);
+  // Runs `calls` (Ops::run_rows, else one by one) and empties it; by_rows: row_runs().
+  void run_steps(std::vector<RowCall<T>>& calls, bool by_rows);
   void connection_forward(const PassOp& op);
   void record_flow(const std::vector<StepBackward<T>>& args, const PassOp& op);
   void input_gradient(const PassOp& op);

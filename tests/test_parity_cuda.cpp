@@ -49,22 +49,21 @@ class BatchedGemmWay {
   }
 };
 
-// While alive, CudaOps runs layer-by-layer passes as CUDA graphs (on) or launch by launch.
+#if RECUR_HAS_CUDA
+// While alive, CudaOps records and replays its passes' steps as CUDA graphs in `mode`.
 class CudaGraphs {
  public:
-  explicit CudaGraphs([[maybe_unused]] bool on) {
-#if RECUR_HAS_CUDA
-    detail::set_cuda_graphs(on);
-#endif
+  explicit CudaGraphs(detail::CudaGraphMode mode) : before_(detail::cuda_graph_mode()) {
+    detail::set_cuda_graph_mode(mode);
   }
-  ~CudaGraphs() {
-#if RECUR_HAS_CUDA
-    detail::set_cuda_graphs(false);
-#endif
-  }
+  ~CudaGraphs() { detail::set_cuda_graph_mode(before_); }
   CudaGraphs(const CudaGraphs&) = delete;
   CudaGraphs& operator=(const CudaGraphs&) = delete;
+
+ private:
+  detail::CudaGraphMode before_;
 };
+#endif
 
 template <typename T>
 class OpsParity : public ::testing::Test {
@@ -519,19 +518,22 @@ TEST(CudaModel, TrainingStepIsBitwiseDeterministic) {
   expect_training_steps_bitwise_equal(false, 7);
 }
 
-// With CUDA graphs on, a layer-by-layer pass's steps run as one recorded graph: the model
-// must match the CPU (one layer, and both directions of a 2-layer stack, every cell
-// kind), and the same training step again, replayed from the graphs, the same bits.
+// With CUDA graphs recorded at once (Always), a pass's steps run as one recorded graph:
+// the model must match the CPU (one layer, both directions of a 2-layer stack, and a
+// 3-layer wavefront, every cell kind), and the same training step again, replayed from
+// the graphs, the same bits.
 TEST(CudaModel, GraphsMatchTheCpuAndReplayBitwise) {
   RECUR_REQUIRE_GPU();
 #if RECUR_HAS_CUDA
-  const CudaGraphs graphs(true);
+  const CudaGraphs graphs(detail::CudaGraphMode::Always);
   const std::int64_t recorded = detail::cuda_graph_captures();
   for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
                         CellKind::GruResetBeforeProduct}) {
-    for (bool bi : {false, true}) {
-      SCOPED_TRACE(std::string(to_string(cell)) + (bi ? " 2-layer bi" : " 1 layer"));
-      check_model<float>({cell, DType::Float32, bi ? 2 : 1, bi, Connection::None}, 6, 16);
+    for (int layers : {1, 2, 3}) {
+      const bool bi = layers == 2;
+      SCOPED_TRACE(std::string(to_string(cell)) + " " + std::to_string(layers) + " layers" +
+                   (bi ? " bi" : ""));
+      check_model<float>({cell, DType::Float32, layers, bi, Connection::None}, 6, 16);
     }
   }
   EXPECT_GT(detail::cuda_graph_captures(), recorded);
@@ -539,6 +541,68 @@ TEST(CudaModel, GraphsMatchTheCpuAndReplayBitwise) {
   expect_training_steps_bitwise_equal(true, 8);
   // Runs 2 and 3 replay both layers' forward and backward lists.
   EXPECT_GE(detail::cuda_graph_replays() - replayed, 8);
+#endif
+}
+
+#if RECUR_HAS_CUDA
+// The graphs (recorded, replayed) of `steps` training steps of one model, one after the
+// other on the same data.
+std::pair<std::int64_t, std::int64_t> graphs_of_training_steps(const RnnConfig& c, int steps) {
+  Rnn rnn(c, kGpu, 1);
+  const std::int64_t T_ = 7, B = 5, D = c.bidirectional ? 2 : 1;
+  Random rng(21);
+  Tensor x = rng.tensor<float>({T_, B, c.input_size}).to(kGpu);
+  Tensor dy = rng.tensor<float>({T_, B, D * c.hidden_size}).to(kGpu);
+  const std::int64_t recorded = detail::cuda_graph_captures();
+  const std::int64_t replayed = detail::cuda_graph_replays();
+  for (int i = 0; i < steps; ++i) {
+    rnn.forward(x);
+    rnn.backward(dy);
+  }
+  return {detail::cuda_graph_captures() - recorded, detail::cuda_graph_replays() - replayed};
+}
+#endif
+
+// Which lists become graphs: by default (Repeated) a list seen once runs launch by launch,
+// the second time it is recorded, the third replayed; a wavefront is one list per pass,
+// unless something launches between its waves (residual connections, dropout); Off
+// records nothing.
+TEST(CudaModel, GraphsRecordListsThatComeAgain) {
+  RECUR_REQUIRE_GPU();
+#if RECUR_HAS_CUDA
+  using detail::CudaGraphMode;
+  RnnConfig c;
+  c.cell = CellKind::Lstm;
+  c.input_size = 12;
+  c.hidden_size = 16;
+  const std::pair<std::int64_t, std::int64_t> none{0, 0};
+  {
+    const CudaGraphs graphs(CudaGraphMode::Repeated);
+    c.num_layers = 1;  // one list forward, one backward
+    EXPECT_EQ(graphs_of_training_steps(c, 1), none);
+    EXPECT_EQ(graphs_of_training_steps(c, 2), std::make_pair(std::int64_t{2}, std::int64_t{0}));
+    EXPECT_EQ(graphs_of_training_steps(c, 4), std::make_pair(std::int64_t{2}, std::int64_t{4}));
+    c.num_layers = 3;  // a wavefront: still one list each way
+    EXPECT_EQ(graphs_of_training_steps(c, 3), std::make_pair(std::int64_t{2}, std::int64_t{2}));
+    c.bidirectional = true;  // layer by layer: one list per layer each way
+    EXPECT_EQ(graphs_of_training_steps(c, 3), std::make_pair(std::int64_t{6}, std::int64_t{6}));
+  }
+  {
+    const CudaGraphs graphs(CudaGraphMode::Always);
+    c.bidirectional = false;
+    c.input_size = c.hidden_size;
+    c.connection = Connection::Residual;  // launches between waves
+    EXPECT_EQ(graphs_of_training_steps(c, 2), none);
+    c.connection = Connection::None;
+    c.dropout = 0.25;  // between waves in training
+    EXPECT_EQ(graphs_of_training_steps(c, 2), none);
+    c.dropout = 0;
+    EXPECT_EQ(graphs_of_training_steps(c, 2), std::make_pair(std::int64_t{2}, std::int64_t{2}));
+  }
+  {
+    const CudaGraphs graphs(CudaGraphMode::Off);
+    EXPECT_EQ(graphs_of_training_steps(c, 3), none);
+  }
 #endif
 }
 

@@ -5,15 +5,16 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "../../kernels/flow.h"
 #include "../../kernels/launch.h"
-#include "../env_switch.h"
 #include "check.h"
 
 namespace recur::detail {
@@ -33,9 +34,15 @@ std::atomic<CudaBatchedGemm>& batched_gemm_choice() {
   return choice;
 }
 
-std::atomic<bool>& graphs_switch() {
-  static std::atomic<bool> on{env_switch("RECUR_CUDA_GRAPHS", false)};
-  return on;
+std::atomic<CudaGraphMode>& graph_mode() {
+  static std::atomic<CudaGraphMode> mode{[] {
+    const char* env = std::getenv("RECUR_CUDA_GRAPHS");
+    const std::string text = env != nullptr ? env : "";
+    if (text == "0") return CudaGraphMode::Off;
+    if (text == "always") return CudaGraphMode::Always;
+    return CudaGraphMode::Repeated;
+  }()};
+  return mode;
 }
 std::atomic<std::int64_t> graph_captures{0}, graph_replays{0};
 
@@ -212,26 +219,37 @@ class CudaOps final : public Ops<T> {
     }
   }
 
-  bool replays_call_lists() const override { return cuda_graphs(); }
+  bool replays_call_lists() const override { return cuda_graph_mode() != CudaGraphMode::Off; }
 
-  // With CUDA graphs on: a layer-by-layer pass's steps run as one graph, recorded the first
-  // time a list with this signature comes and replayed after that, so the host no longer
-  // launches two to four kernels (and a cuBLAS call) per time step. The graph reads
-  // pointer tables and buffers where the list says, at replay time. Not with Streams,
-  // whose side streams the recording would have to fork and join too.
+  // With CUDA graphs on (the default): a pass's list of steps (a layer's, or a whole
+  // wavefront's) runs as one graph, recorded the second time a list with its signature
+  // comes (Always: the first) and replayed after that, so the host no longer launches two
+  // to four kernels (and a cuBLAS call) per time step. The graph reads pointer tables and
+  // buffers where the list says, at replay time. A list seen once runs launch by launch:
+  // batches whose lengths differ call after call never pay for a recording they would not
+  // replay. Not with Streams, whose side streams the recording would have to fork and
+  // join too, nor on a stream that is already capturing (the caller's own graph takes the
+  // launches) or that refused a capture (the legacy default stream).
   bool run_rows(const std::vector<RowCall<T>>& calls, std::int64_t /*rows*/) override {
-    if (!cuda_graphs() || calls.empty() || cuda_batched_gemm() == CudaBatchedGemm::Streams) {
+    const CudaGraphMode mode = cuda_graph_mode();
+    if (mode == CudaGraphMode::Off || calls.empty() || capture_refused_ ||
+        cuda_batched_gemm() == CudaBatchedGemm::Streams) {
       return false;
     }
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    RECUR_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
+    if (capturing != cudaStreamCaptureStatusNone) return false;
     std::string key = signature(calls);
     cudaGraphExec_t exec = nullptr;
     for (const RecordedGraph& g : graphs_) {
       if (g.key == key) exec = g.exec;
     }
-    if (exec == nullptr) {
-      exec = record(calls, std::move(key));
-    } else {
+    if (exec != nullptr) {
       ++graph_replays;
+    } else {
+      if (mode == CudaGraphMode::Repeated && !seen_before(key)) return false;
+      exec = record(calls, std::move(key));
+      if (exec == nullptr) return false;
     }
     RECUR_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
     return true;
@@ -329,14 +347,36 @@ class CudaOps final : public Ops<T> {
   // A training step of an L-layer bidirectional stack records 2L lists; keep the graphs of
   // a few models' shapes, dropping the oldest.
   static constexpr std::size_t kMaxGraphs = 16;
+  // Signatures seen once and not yet recorded (seen_before), oldest first.
+  static constexpr std::size_t kMaxSeen = 64;
 
+  // Whether a list with this signature came before without being recorded; remembers it
+  // if not. Hashes only: a collision at worst records a list one call early.
+  bool seen_before(const std::string& key) {
+    const std::size_t hash = std::hash<std::string>{}(key);
+    const auto at = std::find(seen_.begin(), seen_.end(), hash);
+    if (at != seen_.end()) {
+      seen_.erase(at);
+      return true;
+    }
+    if (seen_.size() == kMaxSeen) seen_.erase(seen_.begin());
+    seen_.push_back(hash);
+    return false;
+  }
+
+  // Records `calls` into a graph (they run when it is launched), or returns null, having
+  // run nothing, where the stream refuses to record.
   cudaGraphExec_t record(const std::vector<RowCall<T>>& calls, std::string key) {
     if (workspace_ == nullptr) {
       // cuBLAS must not allocate while a stream records: give it its workspace first.
       RECUR_CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
       RECUR_CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace_, kWorkspaceBytes));
     }
-    RECUR_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+      cudaGetLastError();  // not sticky: clear it, and launch as before from now on
+      capture_refused_ = true;
+      return nullptr;
+    }
     cudaGraph_t graph = nullptr;
     try {
       this->run_calls(calls);
@@ -459,6 +499,8 @@ class CudaOps final : public Ops<T> {
   std::size_t rows_capacity_ = 0;
   std::vector<SideStream> sides_;      // CudaBatchedGemm::Streams
   std::vector<RecordedGraph> graphs_;  // CUDA graphs, oldest first
+  std::vector<std::size_t> seen_;      // hashes of lists seen once (seen_before)
+  bool capture_refused_ = false;       // the stream refused to record once: launch as before
   static constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;
   void* workspace_ = nullptr;  // cuBLAS's, once graphs are recorded
   cudaEvent_t fork_ = nullptr;
@@ -468,8 +510,8 @@ class CudaOps final : public Ops<T> {
 
 CudaBatchedGemm cuda_batched_gemm() { return batched_gemm_choice().load(); }
 void set_cuda_batched_gemm(CudaBatchedGemm choice) { batched_gemm_choice().store(choice); }
-bool cuda_graphs() { return graphs_switch().load(); }
-void set_cuda_graphs(bool enabled) { graphs_switch().store(enabled); }
+CudaGraphMode cuda_graph_mode() { return graph_mode().load(); }
+void set_cuda_graph_mode(CudaGraphMode mode) { graph_mode().store(mode); }
 std::int64_t cuda_graph_captures() { return graph_captures.load(); }
 std::int64_t cuda_graph_replays() { return graph_replays.load(); }
 

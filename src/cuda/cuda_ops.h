@@ -24,13 +24,18 @@ enum class CudaBatchedGemm { Auto, PerItem, Batched, Streams };
 CudaBatchedGemm cuda_batched_gemm();
 void set_cuda_batched_gemm(CudaBatchedGemm choice);
 
-// CUDA graphs (opt-in: RECUR_CUDA_GRAPHS=1 at start, or set_cuda_graphs(true)): each
-// layer-by-layer pass's time steps run as one graph, recorded once per distinct call list
-// (shapes, pointers, arguments) and replayed after that, in place of the per-step launches
-// (CudaOps::run_rows). Wavefronts, flow recording and the Streams way launch as before.
-// The counters say how many graphs were recorded and replayed, for tests.
-bool cuda_graphs();
-void set_cuda_graphs(bool enabled);
+// CUDA graphs: a pass's time steps (each layer's in a layer-by-layer pass, all waves of a
+// wavefront whose waves launch nothing else) run as one graph, recorded once per distinct
+// call list (shapes, pointers, arguments) and replayed after that, in place of the per-step
+// launches (CudaOps::run_rows). Repeated (the default) records a list the second time it
+// comes, so that lists that never come again (batches of ever-new lengths) run launch by
+// launch at no recording cost; Always records it the first time (tests); Off launches
+// every step. RECUR_CUDA_GRAPHS=0 (off) or =always sets it at start. Flow recording, the
+// Streams way and streams that are already capturing launch as before. The counters say
+// how many graphs were recorded and replayed, for tests.
+enum class CudaGraphMode { Off, Repeated, Always };
+CudaGraphMode cuda_graph_mode();
+void set_cuda_graph_mode(CudaGraphMode mode);
 std::int64_t cuda_graph_captures();
 std::int64_t cuda_graph_replays();
 
