@@ -17,7 +17,7 @@ std::unique_ptr<Ops<T>> make_cuda_ops(int index);
 // steps'): Auto (the default) picks per batch, as CudaOps::gemm_batched explains; PerItem
 // always runs one GEMM per item, Batched always cuBLAS's pointer-array batched GEMM, and
 // Streams one GEMM per item with the items of a batch on streams of their own, side by side
-// (for a wavefront's layers; not yet measured, so not the default).
+// (for a wavefront's layers; measured slower than Auto, so only for comparisons).
 // RECUR_CUDA_BATCHED_GEMM=auto|per-item|batched|streams sets it at start; tests compare
 // every way.
 enum class CudaBatchedGemm { Auto, PerItem, Batched, Streams };
