@@ -544,6 +544,27 @@ TEST(CudaModel, GraphsMatchTheCpuAndReplayBitwise) {
 #endif
 }
 
+// With graph branches on, the per-item GEMMs of a recorded batch (a bidirectional step's
+// two backward GEMMs, a 3-layer wave's three) run as parallel branches of the graph: the
+// models must still match the CPU, and a replayed training step give the same bits.
+TEST(CudaModel, GraphBranchesMatchTheCpuAndReplayBitwise) {
+  RECUR_REQUIRE_GPU();
+#if RECUR_HAS_CUDA
+  const CudaGraphs graphs(detail::CudaGraphMode::Always);
+  const bool before = detail::cuda_graph_branches();
+  detail::set_cuda_graph_branches(true);
+  for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset}) {
+    for (int layers : {2, 3}) {
+      const bool bi = layers == 2;
+      SCOPED_TRACE(std::string(to_string(cell)) + " " + std::to_string(layers) + " layers");
+      check_model<float>({cell, DType::Float32, layers, bi, Connection::None}, 6, 16);
+    }
+  }
+  expect_training_steps_bitwise_equal(true, 9);
+  detail::set_cuda_graph_branches(before);
+#endif
+}
+
 #if RECUR_HAS_CUDA
 // The graphs (recorded, replayed) of `steps` training steps of one model, one after the
 // other on the same data.

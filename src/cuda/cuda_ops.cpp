@@ -44,6 +44,11 @@ std::atomic<CudaGraphMode>& graph_mode() {
   }()};
   return mode;
 }
+std::atomic<bool>& branches_switch() {
+  static std::atomic<bool> on{std::getenv("RECUR_CUDA_GRAPH_BRANCHES") != nullptr &&
+                              std::string(std::getenv("RECUR_CUDA_GRAPH_BRANCHES")) == "1"};
+  return on;
+}
 std::atomic<std::int64_t> graph_captures{0}, graph_replays{0};
 
 // The bytes of a call list that decide what its graph does: every kernel's arguments,
@@ -203,6 +208,11 @@ class CudaOps final : public Ops<T> {
          (g.count == 1 ||
           (g.k > g.m && (g.count < batched_from() || g.m > kBatchedBackwardMaxRows))));
     if (g.host_a != nullptr && per_item) {
+      // While recording with branches on, the items become parallel branches of the graph.
+      if (recording_ && g.count > 1 && cuda_graph_branches()) {
+        gemm_items_side_by_side(g);
+        return;
+      }
       for (int i = 0; i < g.count; ++i) gemm(gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]));
       return;
     }
@@ -372,19 +382,31 @@ class CudaOps final : public Ops<T> {
       RECUR_CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
       RECUR_CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace_, kWorkspaceBytes));
     }
+    if (cuda_graph_branches()) {
+      // Side streams, their cuBLAS handles and workspaces now: nothing may be made or
+      // allocated while the stream records.
+      int widest = 1;
+      for (const RowCall<T>& c : calls) {
+        if (c.kind == RowCall<T>::Kind::Gemms) widest = std::max(widest, c.gemms.count);
+      }
+      add_side_streams(widest - 1, true);
+    }
     if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
       cudaGetLastError();  // not sticky: clear it, and launch as before from now on
       capture_refused_ = true;
       return nullptr;
     }
     cudaGraph_t graph = nullptr;
+    recording_ = true;
     try {
       this->run_calls(calls);
     } catch (...) {
+      recording_ = false;
       cudaStreamEndCapture(stream_, &graph);
       if (graph != nullptr) cudaGraphDestroy(graph);
       throw;
     }
+    recording_ = false;
     RECUR_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
     cudaGraphExec_t exec = nullptr;
     const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
@@ -405,6 +427,7 @@ class CudaOps final : public Ops<T> {
     cudaStream_t stream = nullptr;
     cublasHandle_t blas = nullptr;
     cudaEvent_t done = nullptr;
+    void* workspace = nullptr;  // its cuBLAS's, once it records graph branches
   };
 
   void gemm_on(cublasHandle_t blas, const Gemm<T>& g) {
@@ -441,8 +464,9 @@ class CudaOps final : public Ops<T> {
   }
 
   // At least `count` side streams: made at the first batch that needs them (once per
-  // model), never inside a time loop after that.
-  void add_side_streams(int count) {
+  // model), never inside a time loop after that; for recording (`for_graphs`) each gets a
+  // cuBLAS workspace of its own first, so that nothing allocates while recording.
+  void add_side_streams(int count, bool for_graphs = false) {
     if (fork_ == nullptr) {
       RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
     }
@@ -461,12 +485,20 @@ class CudaOps final : public Ops<T> {
       }
       sides_.push_back(side);
     }
+    if (!for_graphs) return;
+    for (int i = 0; i < count; ++i) {
+      SideStream& side = sides_[static_cast<std::size_t>(i)];
+      if (side.workspace != nullptr) continue;
+      RECUR_CUDA_CHECK(cudaMalloc(&side.workspace, kSideWorkspaceBytes));
+      RECUR_CUBLAS_CHECK(cublasSetWorkspace(side.blas, side.workspace, kSideWorkspaceBytes));
+    }
   }
 
   static void destroy(SideStream& side) noexcept {
     if (side.blas != nullptr) cublasDestroy(side.blas);
     if (side.done != nullptr) cudaEventDestroy(side.done);
     if (side.stream != nullptr) cudaStreamDestroy(side.stream);
+    if (side.workspace != nullptr) cudaFree(side.workspace);
     side = SideStream();
   }
 
@@ -501,6 +533,10 @@ class CudaOps final : public Ops<T> {
   std::vector<RecordedGraph> graphs_;  // CUDA graphs, oldest first
   std::vector<std::size_t> seen_;      // hashes of lists seen once (seen_before)
   bool capture_refused_ = false;       // the stream refused to record once: launch as before
+  bool recording_ = false;             // inside record(): the stream is capturing
+  // A side stream's GEMM is one item of a step's batch: split-K's partial sums of
+  // [512, 64] x 8 splits take 1 MiB.
+  static constexpr std::size_t kSideWorkspaceBytes = std::size_t{8} << 20;
   static constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;
   void* workspace_ = nullptr;  // cuBLAS's, once graphs are recorded
   cudaEvent_t fork_ = nullptr;
@@ -510,6 +546,8 @@ class CudaOps final : public Ops<T> {
 
 CudaBatchedGemm cuda_batched_gemm() { return batched_gemm_choice().load(); }
 void set_cuda_batched_gemm(CudaBatchedGemm choice) { batched_gemm_choice().store(choice); }
+bool cuda_graph_branches() { return branches_switch().load(); }
+void set_cuda_graph_branches(bool enabled) { branches_switch().store(enabled); }
 CudaGraphMode cuda_graph_mode() { return graph_mode().load(); }
 void set_cuda_graph_mode(CudaGraphMode mode) { graph_mode().store(mode); }
 std::int64_t cuda_graph_captures() { return graph_captures.load(); }

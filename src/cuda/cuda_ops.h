@@ -36,6 +36,12 @@ void set_cuda_batched_gemm(CudaBatchedGemm choice);
 enum class CudaGraphMode { Off, Repeated, Always };
 CudaGraphMode cuda_graph_mode();
 void set_cuda_graph_mode(CudaGraphMode mode);
+// Graph branches (opt-in: RECUR_CUDA_GRAPH_BRANCHES=1 at start): while a list is
+// recorded, a batch that runs one GEMM per item (a wave's or a bidirectional step's
+// backward GEMMs) records its items on side streams, so the graph runs them as parallel
+// branches instead of one after the other.
+bool cuda_graph_branches();
+void set_cuda_graph_branches(bool enabled);
 std::int64_t cuda_graph_captures();
 std::int64_t cuda_graph_replays();
 
