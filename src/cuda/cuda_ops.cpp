@@ -15,6 +15,7 @@
 
 #include "../../kernels/flow.h"
 #include "../../kernels/launch.h"
+#include "../env_switch.h"
 #include "check.h"
 
 namespace recur::detail {
@@ -45,8 +46,7 @@ std::atomic<CudaGraphMode>& graph_mode() {
   return mode;
 }
 std::atomic<bool>& branches_switch() {
-  static std::atomic<bool> on{std::getenv("RECUR_CUDA_GRAPH_BRANCHES") != nullptr &&
-                              std::string(std::getenv("RECUR_CUDA_GRAPH_BRANCHES")) == "1"};
+  static std::atomic<bool> on{env_switch("RECUR_CUDA_GRAPH_BRANCHES", false)};
   return on;
 }
 std::atomic<std::int64_t> graph_captures{0}, graph_replays{0};
