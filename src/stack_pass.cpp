@@ -868,7 +868,7 @@ void StackPass<T>::forward() {
   for (const PassOp& op : program) {
     if (op.kind == PassOpKind::Steps) {
       forward_calls(op, steps);
-      if (!by_rows) run_steps(steps, by_rows);
+      if (!by_rows) run_steps(steps, false);
       continue;
     }
     if (buf_.wavefront && !breaks_step_list(op)) continue;  // keeps the waves one list
@@ -898,7 +898,7 @@ void StackPass<T>::backward(T* grads) {
       backward_calls(op, steps);
       // Before the kernels overwrite dh. (Recording the flow rules out row_runs.)
       if (buf_.flow != nullptr) record_flow(steps[first].backward, op);
-      if (!by_rows) run_steps(steps, by_rows);
+      if (!by_rows) run_steps(steps, false);
       continue;
     }
     if (buf_.wavefront && !breaks_step_list(op)) continue;  // keeps the waves one list

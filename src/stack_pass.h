@@ -50,7 +50,9 @@
 //
 // On packed weights, a layer-by-layer pass hands each layer's steps to the backend at
 // once (Ops::run_rows), which may run them row-parallel: row b of a step depends only on
-// row b of the steps before it (row_runs()). Where it would, and a layer's W_ih and W_hh
+// row b of the steps before it (row_runs()). A backend that replays call lists (the GPU's
+// CUDA graphs) gets them so too, and a wavefront's steps as one list where nothing
+// launches between its waves. Where it would, and a layer's W_ih and W_hh
 // together are small enough, each step also projects its own input just before its
 // recurrent GEMM (projects_in_steps()), instead of the layer's InputProjection.
 #pragma once
