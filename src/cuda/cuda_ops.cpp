@@ -354,9 +354,11 @@ class CudaOps final : public Ops<T> {
     std::string key;
     cudaGraphExec_t exec = nullptr;
   };
-  // A training step of an L-layer bidirectional stack records 2L lists; keep the graphs of
-  // a few models' shapes, dropping the oldest.
-  static constexpr std::size_t kMaxGraphs = 16;
+  // A training step of an L-layer bidirectional stack records 2L lists and its inference
+  // L more: keep the graphs of a training loop with evaluation between steps, for stacks up
+  // to 16 layers, or of a few shapes, dropping the oldest (a dropped list that comes again
+  // is recorded again, its second time).
+  static constexpr std::size_t kMaxGraphs = 48;
   // Signatures seen once and not yet recorded (seen_before), oldest first.
   static constexpr std::size_t kMaxSeen = 64;
 
