@@ -638,13 +638,16 @@ bool StackPass<T>::breaks_step_list(const PassOp& op) const {
     case PassOpKind::Steps:
     case PassOpKind::StepsBackward: return false;
     case PassOpKind::Connection:
-    case PassOpKind::ConnectionBackward: {
-      const LayerPlan& layer = plan_.layers[op.layer];
-      const bool drops = layer.fed != layer.output && buf_.training;
-      return drops || layer.join.kind != Connection::None;
-    }
+    case PassOpKind::ConnectionBackward:
+      return drops_out(op.layer) || plan_.layers[op.layer].join.kind != Connection::None;
     default: return true;
   }
+}
+
+template <typename T>
+bool StackPass<T>::drops_out(int layer) const {
+  const LayerPlan& l = plan_.layers[layer];
+  return l.fed != l.output && buf_.training;
 }
 
 template <typename T>
@@ -685,8 +688,8 @@ void StackPass<T>::record_flow(const std::vector<StepBackward<T>>& args, const P
 // Dropout of layer op.layer's output into the activation the next layers read.
 template <typename T>
 void StackPass<T>::dropout(const PassOp& op, bool backward) {
+  if (!drops_out(op.layer)) return;
   const LayerPlan& layer = plan_.layers[op.layer];
-  if (layer.fed == layer.output || !buf_.training) return;
   const std::int64_t DH = plan_.output_size(), r0 = tl_.offset[op.t0];
   const ActivationBuffers<T>& y = buf_.acts[layer.output];
   const ActivationBuffers<T>& fed = buf_.acts[layer.fed];

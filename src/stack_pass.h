@@ -283,6 +283,8 @@ class StackPass {
   // Whether `op` launches work of its own between steps: every op but the steps
   // themselves and the connection ops of a layer with no join and no dropout.
   bool breaks_step_list(const PassOp& op) const;
+  // Whether layer `layer`'s output goes through dropout in this pass (training, p > 0).
+  bool drops_out(int layer) const;
   bool projects_in_steps(int layer) const;
   // Runs `calls` (Ops::run_rows, else one by one) and empties it; by_rows: row_runs().
   void run_steps(std::vector<RowCall<T>>& calls, bool by_rows);
