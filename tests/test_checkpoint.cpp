@@ -318,7 +318,8 @@ TEST_F(BadCheckpoint, UnexpectedTensor) {
 }
 
 TEST_F(BadCheckpoint, ConfigMismatch) {
-  for (const auto& [field, value] :
+  // A pair, not a structured binding: C++17 lambdas cannot capture one (clang refuses).
+  for (const auto& change :
        std::vector<std::pair<std::string, ordered_json>>{{"hidden_size", 7},
                                                          {"cell", "GruLinearBeforeReset"},
                                                          {"num_layers", 2},
@@ -328,7 +329,7 @@ TEST_F(BadCheckpoint, ConfigMismatch) {
                                                          {"dtype", "F64"}}) {
     const auto bytes = rewritten([&](auto&, auto& meta) {
       ordered_json c = ordered_json::parse(meta.at("recur.config"));
-      c[field] = value;
+      c[change.first] = change.second;
       meta["recur.config"] = c.dump();
     });
     EXPECT_TRUE(rejects(
@@ -353,6 +354,44 @@ TEST_F(BadCheckpoint, MetadataProblems) {
                         meta["recur.optimizer"] = o.dump();
                       }),
                       {"the optimizer is Adam, but the checkpoint holds the state of Sgd"}));
+}
+
+TEST_F(BadCheckpoint, HostileMetadata) {
+  // Integer fields given as numbers no int64 holds: converting them would be undefined.
+  for (const char* value : {"1e+300", "-1e+300", "2.5", "18446744073709551615", "1e+19"}) {
+    SCOPED_TRACE(value);
+    for (const char* field : {"step_count", "skipped_steps"}) {
+      EXPECT_TRUE(rejects(
+          rewritten([&](auto&, auto& meta) {
+            std::string o = meta.at("recur.optimizer");
+            const std::string key = std::string("\"") + field + "\":";
+            const std::size_t at = o.find(key) + key.size();
+            o.replace(at, o.find_first_of(",}", at) - at, value);
+            meta["recur.optimizer"] = o;
+          }),
+          {std::string("field '") + field + "' must be an integer in int64's range", value}));
+    }
+  }
+  EXPECT_TRUE(rejects(rewritten([](auto&, auto& meta) {
+                        ordered_json o = ordered_json::parse(meta.at("recur.optimizer"));
+                        o["lr"] = "fast";
+                        meta["recur.optimizer"] = o.dump();
+                      }),
+                      {"field 'lr' must be a number, not \"fast\""}));
+  // The config and the optimizer's metadata nested 10^5 levels deep.
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_TRUE(rejects(rewritten([&](auto&, auto& meta) { meta["recur.config"] = deep; }),
+                      {"metadata 'recur.config' nests deeper than 64 levels"}));
+  EXPECT_TRUE(rejects(
+      rewritten([&](auto&, auto& meta) { meta["recur.optimizer"] = "{\"type\":" + deep + "}"; }),
+      {"metadata 'recur.optimizer' nests deeper than 64 levels"}));
+  // A config field with a huge value: named, and quoted only in part.
+  EXPECT_TRUE(rejects(rewritten([](auto&, auto& meta) {
+                        ordered_json c = ordered_json::parse(meta.at("recur.config"));
+                        c["hidden_size"] = std::vector<int>(100000, 1);
+                        meta["recur.config"] = c.dump();
+                      }),
+                      {"config mismatch: the checkpoint's hidden_size is [1,1,", "..."}));
 }
 
 TEST_F(BadCheckpoint, ArgumentErrors) {

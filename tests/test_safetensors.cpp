@@ -1,5 +1,9 @@
 // tests/test_safetensors.cpp: the safetensors reader and writer: round trips, files
 // written by Python's safetensors package, and every kind of corrupt file.
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <map>
 #include <string>
 #include <vector>
@@ -281,6 +285,115 @@ TEST_F(CorruptFile, OtherDtypesAreListedButNotReadAsFloats) {
   Tensor dst = Tensor::zeros({2, 3}, DType::Float32);
   EXPECT_TRUE(throws_error([&] { f.read_into("a", dst); }, {"F32 or F64", "'a' of dtype I32"}));
   EXPECT_TRUE(throws_error([&] { f.read("a"); }, {"F32 or F64"}));
+}
+
+// ---- hostile files ----
+
+// `depth` nested arrays: [[[...]]].
+std::string nested(std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+TEST_F(CorruptFile, DeepNestingIsRejectedWhileParsing) {
+  // The value of a tensor entry, of its shape, and of the metadata: each nested 10^3, 10^5
+  // and 10^6 levels (a 2 MB header). Dumping or comparing such a value would recurse once
+  // per level and overflow the stack.
+  for (const std::size_t depth : {std::size_t(1000), std::size_t(100000), std::size_t(1000000)}) {
+    SCOPED_TRACE(depth);
+    const std::string entry = "{\"a\":" + nested(depth) + "}";
+    const std::string shape =
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":" + nested(depth) + ",\"data_offsets\":[0,24]}}";
+    const std::string metadata = "{\"__metadata__\":{\"k\":" + nested(depth) + "}}";
+    for (const std::string& header : {entry, shape, metadata}) {
+      RawSafetensors r = raw_;
+      r.header = header;
+      EXPECT_TRUE(rejects(r.bytes(), {"the header nests deeper than 64 levels"}));
+    }
+  }
+}
+
+TEST_F(CorruptFile, MessagesQuoteAtMostAFewHundredCharacters) {
+  // A 1 MB shape, a 1 MB non-string metadata value and a 1 MB tensor name, each bad: the
+  // message names the problem and quotes a few hundred characters of it.
+  auto short_rejection = [&](const ordered_json& j, const std::string& part) {
+    RawSafetensors r = raw_;
+    r.set_json(j);
+    const ::testing::AssertionResult result = rejects(r.bytes(), {part, "..."});
+    if (result && std::string(result.message()).size() > 1000) {
+      return ::testing::AssertionFailure()
+             << "a message of " << std::string(result.message()).size() << " characters";
+    }
+    return result;
+  };
+  ordered_json j = raw_.json();
+  j["a"]["shape"] = ordered_json::array();
+  for (int i = 0; i < 100000; ++i) j["a"]["shape"].push_back("xxxxxxxxx");
+  EXPECT_TRUE(short_rejection(j, "is not a list of non-negative integers"));
+  j = raw_.json();
+  j["__metadata__"]["k"] = ordered_json::array();
+  for (int i = 0; i < 100000; ++i) j["__metadata__"]["k"].push_back(123456789);
+  EXPECT_TRUE(short_rejection(j, "metadata 'k' is not a string"));
+  j = raw_.json();
+  j[std::string(1000000, 'n')] = 7;
+  EXPECT_TRUE(short_rejection(j, "expected a JSON object, got 7"));
+}
+
+TEST_F(CorruptFile, ZeroElementTensorsReadAndConvert) {
+  // [4, 0] of F64 and [0] of F32: no bytes, data_offsets [n, n].
+  const std::string path = dir_.file("empty.safetensors");
+  Tensor f64 = Tensor::zeros({4, 0}, DType::Float64), f32 = Tensor::zeros({0}, DType::Float32);
+  save_safetensors(path, {{"e64", f64}, {"e32", f32}, {"b", Tensor::zeros({2}, DType::Float64)}});
+  const SafetensorsFile f = SafetensorsFile::open(path);
+  EXPECT_EQ(f.info("e64").shape, (Shape{4, 0}));
+  Tensor to32 = Tensor::zeros({4, 0}, DType::Float32), to64 = Tensor::zeros({0}, DType::Float64);
+  f.read_converted("e64", to32);  // F64 -> F32 of nothing
+  f.read_converted("e32", to64);  // F32 -> F64 of nothing
+  f.read_into("e64", f64);
+  EXPECT_EQ(f.read("e64").numel(), 0);
+  EXPECT_TRUE(f.read_bytes("e32").empty());
+}
+
+TEST_F(CorruptFile, AFifoIsRejectedAtOnce) {
+  // open() of a FIFO without O_NONBLOCK waits for a writer that never comes.
+  const std::string fifo = dir_.file("fifo.safetensors");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_TRUE(throws_error([&] { SafetensorsFile::open(fifo); }, {"not a regular file"}));
+  EXPECT_TRUE(throws_error([&] { SafetensorsFile::open("/dev/null"); }, {"not a regular file"}));
+}
+
+TEST_F(CorruptFile, AMovedFromFileThrows) {
+  SafetensorsFile f = SafetensorsFile::open(path_);
+  SafetensorsFile g = std::move(f);
+  EXPECT_EQ(g.names().size(), 2u);
+  const std::vector<std::string> parts = {"argument 'this'", "moved from"};
+  EXPECT_TRUE(throws_error([&] { (void)f.path(); }, parts));      // NOLINT: use after move
+  EXPECT_TRUE(throws_error([&] { (void)f.names(); }, parts));     // NOLINT
+  EXPECT_TRUE(throws_error([&] { (void)f.info("a"); }, parts));   // NOLINT
+  EXPECT_TRUE(throws_error([&] { (void)f.read("a"); }, parts));   // NOLINT
+  EXPECT_TRUE(throws_error([&] { (void)f.metadata(); }, parts));  // NOLINT
+}
+
+// The pid of a process that has just ended (and been reaped).
+pid_t a_dead_pid() {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return child;
+}
+
+TEST(SafetensorsTemporaries, ASaveRemovesTheTemporariesOfDeadWriters) {
+  // A writer killed where there are no unnamed files (O_TMPFILE) leaves path.tmp.<pid>.
+  TempDir dir;
+  const std::string path = dir.file("m.safetensors");
+  const std::string dead = path + ".tmp." + std::to_string(a_dead_pid());
+  const std::string running = path + ".tmp." + std::to_string(::getppid());  // alive
+  const std::string other = dir.file("n.safetensors.tmp.1");  // another file's: not ours
+  for (const std::string& f : {dead, running, other}) write_file(f, {1, 2, 3});
+  save_safetensors(path, {{"a", Tensor::zeros({3}, DType::Float32)}});
+  struct stat st;
+  EXPECT_NE(::stat(dead.c_str(), &st), 0) << "the dead writer's temporary is still there";
+  EXPECT_EQ(::stat(running.c_str(), &st), 0) << "a running writer's temporary was removed";
+  EXPECT_EQ(::stat(other.c_str(), &st), 0) << "another file's temporary was removed";
+  EXPECT_EQ(SafetensorsFile::open(path).names(), std::vector<std::string>{"a"});
 }
 
 }  // namespace

@@ -63,7 +63,7 @@ struct SafetensorsEntry {
 };
 
 // An open, validated safetensors file. Move-only; keeps the file open and reads tensor
-// data on demand.
+// data on demand. Every method of a moved-from file throws recur::Error.
 class RECUR_API SafetensorsFile {
  public:
   // Opens `path` and validates its header against the file's size. Throws recur::Error
@@ -99,6 +99,7 @@ class RECUR_API SafetensorsFile {
  private:
   struct Impl;
   explicit SafetensorsFile(std::unique_ptr<Impl> impl);
+  const Impl& impl(const char* where) const;  // throws for a moved-from file
   std::unique_ptr<Impl> impl_;
 };
 

@@ -4,10 +4,13 @@
 #include "recur/checkpoint.h"
 
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <type_traits>
 
+#include "json_bounds.h"
 #include "recur/error.h"
 #include "recur/version.h"
 
@@ -133,24 +136,40 @@ class Loader {
     const auto& meta = file_.metadata();
     const auto it = meta.find(key);
     if (it == meta.end()) fail("no metadata '" + key + "'");
-    try {
-      json j = json::parse(it->second);
-      if (!j.is_object()) fail("metadata '" + key + "' is not a JSON object");
-      return j;
-    } catch (const json::exception& e) {
-      fail("metadata '" + key + "' is not valid JSON (" + e.what() + ")");
+    json j;
+    std::string error;
+    if (!detail::parse_bounded_json(it->second, &j, &error)) {
+      fail("metadata '" + key + "' " + error);
     }
+    if (!j.is_object()) fail("metadata '" + key + "' is not a JSON object");
+    return j;
   }
 
+  // Field `name` of metadata `key`, of exactly type V: an integer field takes only
+  // integers that fit V (1e300 or 2.5 would be an undefined conversion), a double any
+  // number.
   template <typename V>
   V field(const json& j, const std::string& key, const std::string& name) const {
     const auto it = j.find(name);
-    try {
-      if (it == j.end()) throw std::out_of_range("missing");
-      return it->template get<V>();
-    } catch (const std::exception&) {
-      fail("metadata '" + key + "': field '" + name + "' is missing or has the wrong type");
+    const std::string what = "metadata '" + key + "': field '" + name + "'";
+    if (it == j.end()) fail(what + " is missing");
+    if constexpr (std::is_same_v<V, std::int64_t>) {
+      const bool fits = it->is_number_unsigned()
+                            ? it->template get<std::uint64_t>() <=
+                                  static_cast<std::uint64_t>(std::numeric_limits<V>::max())
+                            : it->is_number_integer();
+      if (!fits)
+        fail(what + " must be an integer in int64's range, not " + detail::quote_json(*it));
+    } else if constexpr (std::is_same_v<V, double>) {
+      if (!it->is_number()) fail(what + " must be a number, not " + detail::quote_json(*it));
+    } else if constexpr (std::is_same_v<V, bool>) {
+      if (!it->is_boolean()) fail(what + " must be true or false, not " + detail::quote_json(*it));
+    } else {
+      static_assert(std::is_same_v<V, std::string>,
+                    "a field is an integer, number, bool or string");
+      if (!it->is_string()) fail(what + " must be a string, not " + detail::quote_json(*it));
     }
+    return it->template get<V>();
   }
 
   // Reads tensor `name` into host memory after checking that it fits `dst` exactly.
@@ -179,7 +198,7 @@ class Loader {
     const auto type = field<std::string>(j, key, "type");
     if (type != optimizer_type(opt)) {
       fail(label + " is " + optimizer_type(opt) + ", but the checkpoint holds the state of " +
-           type);
+           detail::quote_name(type));
     }
     StagedOptimizer s;
     s.optimizer = &opt;
@@ -207,7 +226,8 @@ class Loader {
         const std::string owner = dot == std::string::npos ? "" : rest.substr(0, dot);
         if (requested_owners_.count(owner) == 0) continue;
       }
-      fail("unexpected tensor '" + name + "': " + what_takes_them + " has nothing of that name");
+      fail("unexpected tensor '" + detail::quote_name(name) + "': " + what_takes_them +
+           " has nothing of that name");
     }
   }
 
@@ -236,8 +256,8 @@ void check_config(Loader& loader, const json& saved, const RnnConfig& model) {
     if (it == saved.end())
       loader.fail(std::string("metadata 'recur.config' has no '") + name + "'");
     if (*it != mine.at(name)) {
-      loader.fail(std::string("config mismatch: the checkpoint's ") + name + " is " + it->dump() +
-                  ", the model's is " + mine.at(name).dump());
+      loader.fail(std::string("config mismatch: the checkpoint's ") + name + " is " +
+                  detail::quote_json(*it) + ", the model's is " + mine.at(name).dump());
     }
   }
 }
@@ -304,7 +324,8 @@ CheckpointInfo load_checkpoint(const std::string& path, Rnn& rnn, Optimizer* opt
     info.step = std::stoll(step->second, &used);
     if (used != step->second.size()) throw std::invalid_argument("trailing characters");
   } catch (const std::exception&) {
-    loader.fail("metadata 'recur.step' is not an integer: \"" + step->second + "\"");
+    loader.fail("metadata 'recur.step' is not an integer: \"" + detail::quote_name(step->second) +
+                "\"");
   }
 
   for (const ParamInfo& p : rnn.parameter_info()) {
@@ -325,8 +346,9 @@ void load_state_dict(Rnn& rnn, const SafetensorsFile& file, const StateDictOptio
   for (const std::string& name : file.names()) {
     if (name.rfind(options.prefix, 0) != 0) continue;
     if (params.count(name.substr(options.prefix.size())) == 0) {
-      loader.fail("unexpected tensor '" + name + "': the model has no parameter '" +
-                  name.substr(options.prefix.size()) + "'");
+      loader.fail("unexpected tensor '" + detail::quote_name(name) +
+                  "': the model has no parameter '" +
+                  detail::quote_name(name.substr(options.prefix.size())) + "'");
     }
   }
   const DType dtype = rnn.config().dtype;

@@ -2,7 +2,9 @@
 // nlohmann::json for the header).
 #include "recur/safetensors.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +17,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "../live.h"
+#include "json_bounds.h"
 #include "recur/error.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -120,6 +124,28 @@ std::string directory_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
+// Removes `<base>.tmp.<pid>` files in `dir` whose writer no longer runs: a save killed
+// where there are no unnamed files leaves its temporary behind, and nothing else would
+// ever remove it. A pid that runs again (reused) keeps its file; the next save after
+// that process ends removes it.
+void remove_stale_temporaries(const std::string& dir, const std::string& base) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;  // the save itself reports what is wrong with the folder
+  const std::string prefix = base + ".tmp.";
+  std::vector<std::string> stale;
+  while (const dirent* entry = ::readdir(d)) {
+    const std::string name = entry->d_name;
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto pid = static_cast<pid_t>(std::stol(digits));
+    if (pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(pid, 0) != 0 && errno == ESRCH) stale.push_back(dir + "/" + name);
+  }
+  ::closedir(d);
+  for (const std::string& file : stale) ::unlink(file.c_str());
+}
+
 }  // namespace
 
 const char* safetensors_dtype(DType dtype) { return dtype == DType::Float32 ? "F32" : "F64"; }
@@ -165,6 +191,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   // once it is whole and flushed, just before the rename. Elsewhere the temporary name is
   // written directly.
   const std::string dir = directory_of(path);
+  remove_stale_temporaries(dir, path.substr(path.find_last_of('/') + 1));
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const std::string where = "recur: save_safetensors: " + tmp;
   auto write_all = [&](int fd) {
@@ -246,15 +273,16 @@ struct SafetensorsFile::Impl {
 
 SafetensorsEntry SafetensorsFile::Impl::parse_entry(const std::string& name,
                                                     const nlohmann::json& value) const {
-  const std::string what = "tensor '" + name + "'";
-  if (!value.is_object()) fail(what + ": expected a JSON object, got " + value.dump());
+  using detail::quote_json;
+  const std::string what = "tensor '" + detail::quote_name(name) + "'";
+  if (!value.is_object()) fail(what + ": expected a JSON object, got " + quote_json(value));
   SafetensorsEntry e;
   e.name = name;
   const auto dtype = value.find("dtype");
   if (dtype == value.end() || !dtype->is_string()) fail(what + ": no \"dtype\" string");
   e.dtype = dtype->get<std::string>();
   const std::size_t size = element_size(e.dtype);
-  if (size == 0) fail(what + ": unknown dtype \"" + e.dtype + "\"");
+  if (size == 0) fail(what + ": unknown dtype " + quote_json(*dtype));
 
   const auto shape = value.find("shape");
   if (shape == value.end() || !shape->is_array()) fail(what + ": no \"shape\" array");
@@ -263,12 +291,12 @@ SafetensorsEntry SafetensorsFile::Impl::parse_entry(const std::string& name,
   std::uint64_t bytes = size;
   for (const nlohmann::json& d : *shape) {
     if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<std::int64_t>() >= 0)) {
-      fail(what + ": shape " + shape->dump() + " is not a list of non-negative integers");
+      fail(what + ": shape " + quote_json(*shape) + " is not a list of non-negative integers");
     }
     const std::uint64_t n = d.get<std::uint64_t>();
-    if (n > limit) fail(what + ": shape " + shape->dump() + " is too large");
+    if (n > limit) fail(what + ": shape " + quote_json(*shape) + " is too large");
     e.shape.push_back(static_cast<std::int64_t>(n));
-    if (n != 0 && bytes > limit / n) fail(what + ": shape " + shape->dump() + " is too large");
+    if (n != 0 && bytes > limit / n) fail(what + ": shape " + quote_json(*shape) + " is too large");
     bytes *= n;
   }
 
@@ -293,11 +321,8 @@ SafetensorsEntry SafetensorsFile::Impl::parse_entry(const std::string& name,
 
 void SafetensorsFile::Impl::parse(const std::string& text, std::uint64_t buffer_bytes) {
   nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(std::string("the header is not valid JSON (") + e.what() + ")");
-  }
+  std::string error;
+  if (!detail::parse_bounded_json(text, &header, &error)) fail("the header " + error);
   if (!header.is_object()) fail("the header is not a JSON object");
 
   for (auto it = header.begin(); it != header.end(); ++it) {
@@ -305,7 +330,8 @@ void SafetensorsFile::Impl::parse(const std::string& text, std::uint64_t buffer_
       if (!it.value().is_object()) fail("\"__metadata__\" is not a JSON object");
       for (auto m = it.value().begin(); m != it.value().end(); ++m) {
         if (!m.value().is_string()) {
-          fail("metadata '" + m.key() + "' is not a string: " + m.value().dump());
+          fail("metadata '" + detail::quote_name(m.key()) +
+               "' is not a string: " + detail::quote_json(m.value()));
         }
         metadata[m.key()] = m.value().get<std::string>();
       }
@@ -323,7 +349,8 @@ void SafetensorsFile::Impl::parse(const std::string& text, std::uint64_t buffer_
   std::uint64_t at = 0;
   const SafetensorsEntry* previous = nullptr;
   auto range = [](const SafetensorsEntry& e) {
-    return "'" + e.name + "' [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + ")";
+    return "'" + detail::quote_name(e.name) + "' [" + std::to_string(e.begin) + ", " +
+           std::to_string(e.end) + ")";
   };
   for (const SafetensorsEntry& e : entries) {
     if (e.end > buffer_bytes) {
@@ -355,11 +382,13 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&&) noexcept = defaul
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   auto impl = std::make_unique<Impl>();
   impl->path = path;
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer, before fstat could
+  // tell it is no regular file. Reads of a regular file do not block either way.
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (fd.get() < 0) impl->fail("cannot open: " + system_reason());
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) impl->fail("cannot stat: " + system_reason());
-  if (!S_ISREG(st.st_mode)) impl->fail("not a regular file");
+  if (!S_ISREG(st.st_mode)) impl->fail("not a regular file (a directory, FIFO, socket or device)");
   const auto file_bytes = static_cast<std::uint64_t>(st.st_size);
   if (file_bytes < 8) {
     impl->fail("truncated: " + std::to_string(file_bytes) +
@@ -389,38 +418,45 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   return SafetensorsFile(std::move(impl));
 }
 
-const std::string& SafetensorsFile::path() const { return impl_->path; }
+const SafetensorsFile::Impl& SafetensorsFile::impl(const char* where) const {
+  return detail::live(impl_, "SafetensorsFile", where);
+}
+
+const std::string& SafetensorsFile::path() const { return impl("SafetensorsFile::path").path; }
 
 std::vector<std::string> SafetensorsFile::names() const {
   std::vector<std::string> out;
-  out.reserve(impl_->entries.size());
-  for (const SafetensorsEntry& e : impl_->entries) out.push_back(e.name);
+  const Impl& self = impl("SafetensorsFile::names");
+  out.reserve(self.entries.size());
+  for (const SafetensorsEntry& e : self.entries) out.push_back(e.name);
   return out;
 }
 
 bool SafetensorsFile::contains(const std::string& name) const {
-  return impl_->index.count(name) != 0;
+  return impl("SafetensorsFile::contains").index.count(name) != 0;
 }
 
 const SafetensorsEntry& SafetensorsFile::info(const std::string& name) const {
-  const auto it = impl_->index.find(name);
-  if (it == impl_->index.end()) {
-    throw Error("SafetensorsFile(" + impl_->path + ")", "name", "a tensor in the file",
-                "\"" + name + "\", which it does not hold");
+  const Impl& self = impl("SafetensorsFile::info");
+  const auto it = self.index.find(name);
+  if (it == self.index.end()) {
+    throw Error("SafetensorsFile(" + self.path + ")", "name", "a tensor in the file",
+                "\"" + detail::quote_name(name) + "\", which it does not hold");
   }
-  return impl_->entries[it->second];
+  return self.entries[it->second];
 }
 
 const std::map<std::string, std::string>& SafetensorsFile::metadata() const {
-  return impl_->metadata;
+  return impl("SafetensorsFile::metadata").metadata;
 }
 
 std::vector<unsigned char> SafetensorsFile::read_bytes(const std::string& name) const {
   const SafetensorsEntry& e = info(name);
   std::vector<unsigned char> out(static_cast<std::size_t>(e.end - e.begin));
   std::string reason;
-  if (!read_exact(impl_->fd, out.data(), out.size(), impl_->data_start + e.begin, &reason)) {
-    throw Error("recur: SafetensorsFile::read: " + impl_->path + ": tensor '" + name +
+  const Impl& self = impl("SafetensorsFile::read_bytes");
+  if (!read_exact(self.fd, out.data(), out.size(), self.data_start + e.begin, &reason)) {
+    throw Error("recur: SafetensorsFile::read: " + self.path + ": tensor '" + name +
                 "': cannot read its data: " + reason);
   }
   return out;
@@ -450,7 +486,8 @@ void check_read_target(const std::string& where, const SafetensorsEntry& e, cons
 }  // namespace
 
 void SafetensorsFile::read_into(const std::string& name, const TensorView& dst) const {
-  const std::string where = "SafetensorsFile::read_into(" + impl_->path + ")";
+  const std::string where =
+      "SafetensorsFile::read_into(" + impl("SafetensorsFile::read_into").path + ")";
   const SafetensorsEntry& e = info(name);
   check_read_target(where, e, dst, false);
   const std::vector<unsigned char> bytes = read_bytes(name);
@@ -458,7 +495,8 @@ void SafetensorsFile::read_into(const std::string& name, const TensorView& dst) 
 }
 
 void SafetensorsFile::read_converted(const std::string& name, const TensorView& dst) const {
-  const std::string where = "SafetensorsFile::read_converted(" + impl_->path + ")";
+  const std::string where =
+      "SafetensorsFile::read_converted(" + impl("SafetensorsFile::read_converted").path + ")";
   const SafetensorsEntry& e = info(name);
   check_read_target(where, e, dst, true);
   const std::vector<unsigned char> bytes = read_bytes(name);
@@ -467,6 +505,7 @@ void SafetensorsFile::read_converted(const std::string& name, const TensorView& 
     return;
   }
   const std::size_t n = static_cast<std::size_t>(dst.numel());
+  if (n == 0) return;  // nothing to convert (and memcpy must not see the null pointers)
   if (e.dtype == "F32") {
     std::vector<float> in(n);
     std::memcpy(in.data(), bytes.data(), bytes.size());
@@ -484,8 +523,8 @@ void SafetensorsFile::read_converted(const std::string& name, const TensorView& 
 Tensor SafetensorsFile::read(const std::string& name, Device device) const {
   const SafetensorsEntry& e = info(name);
   if (e.dtype != "F32" && e.dtype != "F64") {
-    throw Error("SafetensorsFile::read(" + impl_->path + ")", "name",
-                "a tensor of dtype F32 or F64", "'" + name + "' of dtype " + e.dtype);
+    throw Error("SafetensorsFile::read(" + path() + ")", "name", "a tensor of dtype F32 or F64",
+                "'" + name + "' of dtype " + e.dtype);
   }
   Tensor t = Tensor::empty(e.shape, e.dtype == "F32" ? DType::Float32 : DType::Float64, device);
   read_into(name, t);
