@@ -1,6 +1,8 @@
 // src/memory.cpp: host memory here; device memory in cuda/cuda_runtime.cpp.
 #include "memory.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -26,9 +28,33 @@ constexpr std::size_t kAlignment = 256;
 
 }  // namespace
 
+std::uint64_t host_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return 0;
+  return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
+}
+
+void expect_fits(const char* where, const char* argument, Device device, std::uint64_t bytes,
+                 const std::string& what) {
+  if (!device.is_cpu()) return;  // a CUDA allocation that fails says so itself
+  const std::uint64_t have = host_memory_bytes();
+  if (have > 0 && bytes > have) {
+    throw Error(where, argument,
+                "sizes whose memory fits in the host's " + std::to_string(have) + " bytes",
+                what + ": " + std::to_string(bytes) + " bytes");
+  }
+}
+
 void* allocate(Device device, std::size_t bytes) {
   if (bytes == 0) return nullptr;
   if (device.is_cpu()) {
+    // More than the machine has is refused before malloc sees it: the kernel may grant
+    // such a request lazily and fail only when the memory is touched.
+    const std::uint64_t have = host_memory_bytes();
+    if (have > 0 && bytes > have) {
+      throw Error("recur: host allocation of " + std::to_string(bytes) +
+                  " bytes: more than the host's " + std::to_string(have) + " bytes of memory");
+    }
     const std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
     void* p = std::aligned_alloc(kAlignment, rounded);
     if (p == nullptr) {

@@ -3,10 +3,21 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
 
 #include "recur/device.h"
 
 namespace recur::detail {
+
+// The host's physical memory in bytes; 0 where it cannot be told.
+std::uint64_t host_memory_bytes();
+
+// Throws recur::Error naming `where` and `argument` when `bytes` (described by `what`)
+// exceed the host's memory, for a CPU device: so that sizes which could never fit fail
+// before anything is allocated, and not later, when lazily granted memory is touched.
+void expect_fits(const char* where, const char* argument, Device device, std::uint64_t bytes,
+                 const std::string& what);
 
 // Memory for `bytes` bytes on `device`, aligned to 256 bytes; nullptr when bytes == 0.
 void* allocate(Device device, std::size_t bytes);

@@ -13,6 +13,7 @@
 #include "../kernels/optim.cuh"
 #include "cpu/cpu_grad.h"
 #include "grad_internal.h"
+#include "live.h"
 #include "recur/error.h"
 #if RECUR_HAS_CUDA
 #include "../kernels/optim.h"
@@ -295,43 +296,68 @@ Optimizer::Optimizer(Optimizer&&) noexcept = default;
 Optimizer& Optimizer::operator=(Optimizer&&) noexcept = default;
 
 void Optimizer::step(const TensorView& gradients, const GradNorm* norm, void* stream) {
-  impl_->step(gradients, norm, stream);
+  detail::live(impl_, "Optimizer", "Optimizer::step").step(gradients, norm, stream);
 }
 
-std::int64_t Optimizer::step_count() const { return impl_->read_counters().step; }
-std::int64_t Optimizer::skipped_steps() const { return impl_->read_counters().skipped; }
+std::int64_t Optimizer::step_count() const {
+  return detail::live(impl_, "Optimizer", "Optimizer::step_count").read_counters().step;
+}
+std::int64_t Optimizer::skipped_steps() const {
+  return detail::live(impl_, "Optimizer", "Optimizer::skipped_steps").read_counters().skipped;
+}
 
 void Optimizer::set_step_count(std::int64_t steps, std::int64_t skipped) {
-  const std::string where = impl_->name() + "::set_step_count";
+  detail::OptimizerImpl& self = detail::live(impl_, "Optimizer", "Optimizer::set_step_count");
+  const std::string where = self.name() + "::set_step_count";
   if (steps < 0) throw Error(where, "steps", "a count >= 0", std::to_string(steps));
   if (skipped < 0) throw Error(where, "skipped", "a count >= 0", std::to_string(skipped));
-  impl_->write_counters(steps, skipped);
+  self.write_counters(steps, skipped);
 }
 
-double Optimizer::learning_rate() const { return impl_->lr(); }
-void Optimizer::set_learning_rate(double lr) { impl_->set_lr(lr); }
-TensorView Optimizer::parameters() const { return impl_->params(); }
-Device Optimizer::device() const { return impl_->params().device(); }
-DType Optimizer::dtype() const { return impl_->params().dtype(); }
-std::vector<OptimizerState> Optimizer::state() const { return impl_->state(); }
+double Optimizer::learning_rate() const {
+  return detail::live(impl_, "Optimizer", "Optimizer::learning_rate").lr();
+}
+void Optimizer::set_learning_rate(double lr) {
+  detail::live(impl_, "Optimizer", "Optimizer::set_learning_rate").set_lr(lr);
+}
+TensorView Optimizer::parameters() const {
+  return detail::live(impl_, "Optimizer", "Optimizer::parameters").params();
+}
+Device Optimizer::device() const {
+  return detail::live(impl_, "Optimizer", "Optimizer::device").params().device();
+}
+DType Optimizer::dtype() const {
+  return detail::live(impl_, "Optimizer", "Optimizer::dtype").params().dtype();
+}
+std::vector<OptimizerState> Optimizer::state() const {
+  return detail::live(impl_, "Optimizer", "Optimizer::state").state();
+}
 
 Sgd::Sgd(const TensorView& parameters, const SgdOptions& options)
     : Optimizer(std::make_unique<detail::SgdImpl>(parameters, options)) {}
 const SgdOptions& Sgd::options() const {
-  return static_cast<const detail::SgdImpl&>(*impl_).options();
+  return static_cast<const detail::SgdImpl&>(detail::live(impl_, "Optimizer", "Sgd::options"))
+      .options();
 }
 TensorView Sgd::momentum_buffer() const {
-  return static_cast<const detail::SgdImpl&>(*impl_).momentum_buffer();
+  return static_cast<const detail::SgdImpl&>(
+             detail::live(impl_, "Optimizer", "Sgd::momentum_buffer"))
+      .momentum_buffer();
 }
 
 Adam::Adam(const TensorView& parameters, const AdamOptions& options)
     : Optimizer(std::make_unique<detail::AdamImpl>(parameters, options)) {}
 const AdamOptions& Adam::options() const {
-  return static_cast<const detail::AdamImpl&>(*impl_).options();
+  return static_cast<const detail::AdamImpl&>(detail::live(impl_, "Optimizer", "Adam::options"))
+      .options();
 }
-TensorView Adam::exp_avg() const { return static_cast<const detail::AdamImpl&>(*impl_).exp_avg(); }
+TensorView Adam::exp_avg() const {
+  return static_cast<const detail::AdamImpl&>(detail::live(impl_, "Optimizer", "Adam::exp_avg"))
+      .exp_avg();
+}
 TensorView Adam::exp_avg_sq() const {
-  return static_cast<const detail::AdamImpl&>(*impl_).exp_avg_sq();
+  return static_cast<const detail::AdamImpl&>(detail::live(impl_, "Optimizer", "Adam::exp_avg_sq"))
+      .exp_avg_sq();
 }
 
 }  // namespace recur

@@ -45,6 +45,18 @@ const char* to_string(Connection connection) {
 namespace recur::detail {
 namespace {
 
+// a * b + c for the parameter layout; a recur::Error naming the config when it does not
+// fit in int64 (huge sizes would otherwise wrap into a small, wrong buffer).
+std::int64_t checked(const RnnConfig& c, std::int64_t a, std::int64_t b, std::int64_t add = 0) {
+  std::int64_t out = 0;
+  if (__builtin_mul_overflow(a, b, &out) || __builtin_add_overflow(out, add, &out)) {
+    throw Error("Rnn", "config", "sizes whose parameter count fits in int64",
+                "input_size " + std::to_string(c.input_size) + ", hidden_size " +
+                    std::to_string(c.hidden_size) + ", num_layers " + std::to_string(c.num_layers));
+  }
+  return out;
+}
+
 int saved_slots_of(CellKind cell) {
   switch (cell) {
     case CellKind::Lstm: return 4;                   // i, f, g, o
@@ -78,6 +90,10 @@ void validate_config(const RnnConfig& c) {
   if (c.num_layers < 1) {
     throw Error(where, "config.num_layers", ">= 1", std::to_string(c.num_layers));
   }
+  if (c.num_layers > kMaxLayers) {
+    throw Error(where, "config.num_layers", "<= " + std::to_string(kMaxLayers),
+                std::to_string(c.num_layers));
+  }
   const int conn = static_cast<int>(c.connection);
   if (conn < 0 || conn > static_cast<int>(Connection::Dense)) {
     throw Error(where, "config.connection", "a Connection", "value " + std::to_string(conn));
@@ -101,10 +117,13 @@ Plan Plan::make(const RnnConfig& config) {
   p.gates = gate_count(config.cell);
   p.saved_slots = saved_slots_of(config.cell);
   p.directions = config.bidirectional ? 2 : 1;
-  const std::int64_t H = config.hidden_size, GH = p.gates * H, DH = p.directions * H;
+  const std::int64_t H = config.hidden_size, GH = checked(config, p.gates, H),
+                     DH = checked(config, p.directions, H);
   auto add = [&](const std::string& name, Shape shape) {
     const std::int64_t offset = p.total;
-    p.total += numel(shape);
+    std::int64_t n = 1;
+    for (std::int64_t d : shape) n = checked(config, n, d);
+    p.total = checked(config, 1, n, p.total);
     p.params.push_back({name, std::move(shape), offset});
     return offset;
   };
@@ -140,7 +159,7 @@ Plan Plan::make(const RnnConfig& config) {
         break;
       case Connection::Dense:
         inputs.push_back({layer.fed, in_width});
-        in_width += DH;
+        in_width = checked(config, 1, in_width, DH);
         break;
       case Connection::None:
         inputs = {{layer.fed, 0}};

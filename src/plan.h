@@ -74,6 +74,10 @@ struct Plan {
   int unit_count() const { return static_cast<int>(units.size()); }
 };
 
+// The deepest stack a config may ask for: far beyond any that trains, and small enough
+// that the plan's per-layer bookkeeping never becomes the allocation that fails.
+constexpr std::int64_t kMaxLayers = 1 << 16;
+
 // Throws recur::Error for a config that cannot be built (sizes, unknown enums, a
 // connection that can apply nowhere).
 void validate_config(const RnnConfig& config);

@@ -3,9 +3,12 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine.h"
+#include "live.h"
+#include "memory.h"
 #include "plan.h"
 #include "recur/error.h"
 #include "rnn_access.h"
@@ -16,11 +19,11 @@ namespace recur {
 using detail::expect_tensor;
 
 struct Rnn::Impl {
-  Impl(const RnnConfig& config, Device d)
-      : plan(detail::Plan::make(config)),
+  Impl(detail::Plan p, Device d)
+      : plan(std::move(p)),
         device(d),
-        params(Tensor::empty({plan.total}, config.dtype, d)),
-        grads(Tensor::zeros({plan.total}, config.dtype, d)),
+        params(Tensor::empty({plan.total}, plan.config.dtype, d)),
+        grads(Tensor::zeros({plan.total}, plan.config.dtype, d)),
         engine(detail::make_engine(plan, d)) {}
 
   detail::Plan plan;
@@ -62,12 +65,26 @@ void check_device(const Device& device) {
   }
 }
 
+// Parameters and gradients that could never fit are an Error before anything is
+// allocated.
+void check_fits(const detail::Plan& plan, Device device) {
+  const auto bytes = static_cast<std::uint64_t>(plan.total) * dtype_size(plan.config.dtype);
+  detail::expect_fits("Rnn", "config", device, 2 * bytes,
+                      "parameters and gradients of " + std::to_string(plan.total) + " elements");
+}
+
+template <class P>
+auto& live(const P& impl, const char* where) {
+  return detail::live(impl, "Rnn", where);
+}
+
 }  // namespace
 
 Rnn::Rnn(const RnnConfig& config, Device device, std::uint64_t seed) {
-  detail::validate_config(config);
+  detail::Plan plan = detail::Plan::make(config);
   check_device(device);
-  impl_ = std::make_unique<Impl>(config, device);
+  check_fits(plan, device);
+  impl_ = std::make_unique<Impl>(std::move(plan), device);
   impl_->dropout_seed = seed;
   reset_parameters(seed);
 }
@@ -76,11 +93,13 @@ Rnn::~Rnn() = default;
 Rnn::Rnn(Rnn&&) noexcept = default;
 Rnn& Rnn::operator=(Rnn&&) noexcept = default;
 
-const RnnConfig& Rnn::config() const { return impl_->plan.config; }
-Device Rnn::device() const { return impl_->device; }
-TensorView Rnn::parameters() const { return impl_->params.view(); }
-TensorView Rnn::gradients() const { return impl_->grads.view(); }
-const std::vector<ParamInfo>& Rnn::parameter_info() const { return impl_->plan.params; }
+const RnnConfig& Rnn::config() const { return live(impl_, "Rnn::config").plan.config; }
+Device Rnn::device() const { return live(impl_, "Rnn::device").device; }
+TensorView Rnn::parameters() const { return live(impl_, "Rnn::parameters").params.view(); }
+TensorView Rnn::gradients() const { return live(impl_, "Rnn::gradients").grads.view(); }
+const std::vector<ParamInfo>& Rnn::parameter_info() const {
+  return live(impl_, "Rnn::parameter_info").plan.params;
+}
 
 namespace {
 
@@ -100,16 +119,19 @@ TensorView named_view(const detail::Plan& plan, const Tensor& buffer, const std:
 }  // namespace
 
 TensorView Rnn::parameter(const std::string& name) const {
-  return named_view(impl_->plan, impl_->params, name, "Rnn::parameter");
+  const Impl& self = live(impl_, "Rnn::parameter");
+  return named_view(self.plan, self.params, name, "Rnn::parameter");
 }
 
 TensorView Rnn::gradient(const std::string& name) const {
-  return named_view(impl_->plan, impl_->grads, name, "Rnn::gradient");
+  const Impl& self = live(impl_, "Rnn::gradient");
+  return named_view(self.plan, self.grads, name, "Rnn::gradient");
 }
 
-void* Rnn::cuda_stream() const { return impl_->engine->stream(); }
+void* Rnn::cuda_stream() const { return live(impl_, "Rnn::cuda_stream").engine->stream(); }
 
 void Rnn::set_cuda_stream(void* stream) {
+  live(impl_, "Rnn::set_cuda_stream");
   if (!impl_->device.is_cuda()) {
     throw Error("Rnn::set_cuda_stream", "stream", "a model on a CUDA device",
                 "a model on " + impl_->device.str());
@@ -117,16 +139,17 @@ void Rnn::set_cuda_stream(void* stream) {
   impl_->engine->set_stream(stream);
 }
 
-void Rnn::synchronize() { impl_->engine->synchronize(); }
+void Rnn::synchronize() { live(impl_, "Rnn::synchronize").engine->synchronize(); }
 
 void Rnn::set_dropout_seed(std::uint64_t seed) {
-  impl_->dropout_seed = seed;
+  live(impl_, "Rnn::set_dropout_seed").dropout_seed = seed;
   impl_->dropout_step = 0;
 }
 
-std::uint64_t Rnn::dropout_step() const { return impl_->dropout_step; }
+std::uint64_t Rnn::dropout_step() const { return live(impl_, "Rnn::dropout_step").dropout_step; }
 
 void Rnn::reset_parameters(std::uint64_t seed) {
+  live(impl_, "Rnn::reset_parameters");
   const double bound = 1.0 / std::sqrt(static_cast<double>(impl_->plan.config.hidden_size));
   if (impl_->plan.config.dtype == DType::Float32) {
     fill_uniform<float>(impl_->params.view(), bound, seed);
@@ -136,6 +159,7 @@ void Rnn::reset_parameters(std::uint64_t seed) {
 }
 
 void Rnn::zero_grad() {
+  live(impl_, "Rnn::zero_grad");
   Tensor zeros = Tensor::zeros(impl_->grads.shape(), impl_->grads.dtype(), impl_->device);
   impl_->grads.view().copy_from(zeros);
 }
@@ -143,7 +167,7 @@ void Rnn::zero_grad() {
 ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const TensorView& c0,
                            Mode mode, const std::vector<std::int64_t>& lengths) {
   const char* where = "Rnn::forward";
-  const RnnConfig& c = impl_->plan.config;
+  const RnnConfig& c = live(impl_, where).plan.config;
   const Device dev = impl_->device;
   expect_tensor(where, "x", x, {-1, -1, c.input_size},
                 c.batch_first ? "[B, T, input_size] (batch_first)" : "[T, B, input_size]", c.dtype,
@@ -188,7 +212,7 @@ ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const Tens
 
 BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n, const TensorView& dc_n) {
   const char* where = "Rnn::backward";
-  const RnnConfig& c = impl_->plan.config;
+  const RnnConfig& c = live(impl_, where).plan.config;
   const Device dev = impl_->device;
   const std::int64_t T = impl_->engine->saved_steps(), B = impl_->engine->saved_batch();
   const std::int64_t LD = c.num_layers * impl_->plan.directions;
@@ -221,9 +245,11 @@ BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n, const
 
 namespace detail {
 
-Engine& RnnAccess::engine(Rnn& rnn) { return *rnn.impl_->engine; }
-const Plan& RnnAccess::plan(const Rnn& rnn) { return rnn.impl_->plan; }
-std::uint64_t RnnAccess::dropout_seed(const Rnn& rnn) { return rnn.impl_->dropout_seed; }
+Engine& RnnAccess::engine(Rnn& rnn) { return *live(rnn.impl_, "Rnn", "diagnostics").engine; }
+const Plan& RnnAccess::plan(const Rnn& rnn) { return live(rnn.impl_, "Rnn", "diagnostics").plan; }
+std::uint64_t RnnAccess::dropout_seed(const Rnn& rnn) {
+  return live(rnn.impl_, "Rnn", "diagnostics").dropout_seed;
+}
 
 }  // namespace detail
 

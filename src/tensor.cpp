@@ -1,6 +1,8 @@
 // src/tensor.cpp: Tensor and TensorView.
 #include "recur/tensor.h"
 
+#include <algorithm>
+#include <limits>
 #include <string>
 
 #include "memory.h"
@@ -19,7 +21,18 @@ std::string to_string(const Shape& shape) {
 
 std::int64_t numel(const Shape& shape) {
   std::int64_t n = 1;
-  for (std::int64_t d : shape) n *= d;
+  bool overflow = false;
+  for (std::int64_t d : shape) {
+    if (d < 0) throw Error("numel", "shape", "non-negative sizes", to_string(shape));
+    overflow = overflow || __builtin_mul_overflow(n, d, &n);
+  }
+  // A zero anywhere makes the product 0, however large the rest.
+  for (std::int64_t d : shape) {
+    if (d == 0) return 0;
+  }
+  if (overflow) {
+    throw Error("numel", "shape", "sizes whose product fits in int64", to_string(shape));
+  }
   return n;
 }
 
@@ -33,9 +46,31 @@ void throw_size_mismatch(std::int64_t given, const Shape& shape) {
 
 namespace {
 
-void check_shape(const char* where, const Shape& shape) {
+// Every view's numel() and nbytes() are then exact: the shape's product fits in int64 and
+// its bytes in size_t, whatever the dtype.
+void check_shape(const char* where, const Shape& shape, DType dtype) {
+  if (dtype != DType::Float32 && dtype != DType::Float64) {
+    throw Error(where, "dtype", "DType::Float32 or DType::Float64",
+                "value " + std::to_string(static_cast<int>(dtype)));
+  }
   for (std::int64_t d : shape) {
     if (d < 0) throw Error(where, "shape", "non-negative sizes", to_string(shape));
+  }
+  std::int64_t n = 1;
+  bool zero = false, overflow = false;
+  for (std::int64_t d : shape) {
+    zero = zero || d == 0;
+    overflow = overflow || __builtin_mul_overflow(n, d, &n);
+  }
+  const auto most =
+      static_cast<std::int64_t>(std::min<std::uint64_t>(std::numeric_limits<std::int64_t>::max(),
+                                                        std::numeric_limits<std::size_t>::max()) /
+                                dtype_size(dtype));
+  if (!zero && (overflow || n > most)) {
+    throw Error(where, "shape",
+                "at most " + std::to_string(most) + " elements of " + to_string(dtype) +
+                    " (bytes that fit in int64)",
+                to_string(shape));
   }
 }
 
@@ -43,7 +78,7 @@ void check_shape(const char* where, const Shape& shape) {
 
 TensorView::TensorView(void* data, Shape shape, DType dtype, Device device)
     : data_(data), shape_(std::move(shape)), dtype_(dtype), device_(device) {
-  check_shape("TensorView", shape_);
+  check_shape("TensorView", shape_, dtype_);
 }
 
 void TensorView::check_dtype(DType want) const {
@@ -82,7 +117,7 @@ struct Tensor::Storage {
 Tensor::~Tensor() = default;
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  check_shape("Tensor::empty", shape);
+  check_shape("Tensor::empty", shape, dtype);
   Tensor t;
   const std::size_t bytes = static_cast<std::size_t>(recur::numel(shape)) * dtype_size(dtype);
   t.storage_ = std::make_shared<Storage>(device, bytes);

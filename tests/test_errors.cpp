@@ -55,6 +55,108 @@ TEST(Errors, ConfigSizes) {
   EXPECT_THROW(Rnn rnn(c), Error);
 }
 
+// The argument and message of the Error that `fn` throws; a failure if it throws
+// anything else or nothing.
+template <class Fn>
+std::pair<std::string, std::string> error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return {e.argument(), e.what()};
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not a recur::Error: " << e.what();
+    return {};
+  }
+  ADD_FAILURE() << "no error";
+  return {};
+}
+
+TEST(Errors, ImpossibleConfigSizes) {
+  // Sizes whose parameter count overflows int64 (they used to wrap into a small buffer,
+  // or none), sizes no host holds, and stacks too deep to plan.
+  const std::int64_t max = std::numeric_limits<std::int64_t>::max();
+  struct Case {
+    CellKind cell;
+    std::int64_t input, hidden, layers;
+    bool bias;
+    const char* argument;
+    const char* message;
+  };
+  const Case cases[] = {
+      {CellKind::RnnTanh, 1, max, 1, true, "config", "parameter count fits in int64"},
+      {CellKind::Lstm, std::int64_t(1) << 32, std::int64_t(1) << 31, 1, false, "config",
+       "parameter count fits in int64"},
+      {CellKind::Lstm, 8, 8, std::int64_t(1) << 40, true, "config.num_layers", "<= 65536"},
+      {CellKind::Lstm, 8, std::int64_t(1) << 20, 1, true, "config", "fits in the host's"},
+  };
+  for (const Case& k : cases) {
+    RnnConfig c = config(k.cell, DType::Float64);
+    c.input_size = k.input;
+    c.hidden_size = k.hidden;
+    c.num_layers = k.layers;
+    c.bias = k.bias;
+    const auto [argument, message] = error_of([&] { Rnn rnn(c); });
+    EXPECT_EQ(argument, k.argument) << message;
+    EXPECT_NE(message.find(k.message), std::string::npos) << message;
+  }
+  RnnConfig dense = config();
+  dense.connection = Connection::Dense;
+  dense.hidden_size = std::int64_t(1) << 40;
+  dense.num_layers = 4;
+  EXPECT_EQ(error_of([&] { Rnn rnn(dense); }).first, "config");
+  // The modules' sizes likewise.
+  EXPECT_EQ(error_of([&] { Embedding e(std::int64_t(1) << 40, std::int64_t(1) << 40); }).first,
+            "sizes");
+  EXPECT_EQ(error_of([&] { Linear l(std::int64_t(1) << 62, 4); }).first, "sizes");
+  EXPECT_EQ(error_of([&] { Linear l(std::int64_t(1) << 30, std::int64_t(1) << 30); }).first,
+            "sizes");
+}
+
+TEST(Errors, MovedFromObjectsThrow) {
+  // Every method of a moved-from Rnn, module or optimizer names 'this', not a segfault.
+  auto expect_moved = [](auto&& fn, const char* where) {
+    const auto [argument, message] = error_of(fn);
+    EXPECT_EQ(argument, "this") << where;
+    EXPECT_NE(message.find(std::string("recur: ") + where + ": argument 'this'"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("moved from"), std::string::npos) << message;
+  };
+  Rnn rnn(config());
+  Rnn other = std::move(rnn);
+  Random rng(3);
+  Tensor x = rng.tensor<float>({kT, kB, kI});
+  // NOLINTBEGIN(bugprone-use-after-move): the point of the test
+  expect_moved([&] { rnn.forward(x); }, "Rnn::forward");
+  expect_moved([&] { rnn.backward(x); }, "Rnn::backward");
+  expect_moved([&] { (void)rnn.parameters(); }, "Rnn::parameters");
+  expect_moved([&] { (void)rnn.gradients(); }, "Rnn::gradients");
+  expect_moved([&] { (void)rnn.config(); }, "Rnn::config");
+  expect_moved([&] { (void)rnn.parameter("weight_ih_l0"); }, "Rnn::parameter");
+  expect_moved([&] { rnn.zero_grad(); }, "Rnn::zero_grad");
+  expect_moved([&] { rnn.reset_parameters(1); }, "Rnn::reset_parameters");
+  expect_moved([&] { rnn.synchronize(); }, "Rnn::synchronize");
+  expect_moved([&] { save_checkpoint("never_written.safetensors", rnn, nullptr, 0, {}); },
+               "Rnn::parameter_info");
+  Embedding emb(5, 3), emb2 = std::move(emb);
+  expect_moved([&] { emb.forward({1}, {1}); }, "Embedding::forward");
+  expect_moved([&] { (void)emb.weight(); }, "Embedding::weight");
+  Linear lin(3, 2), lin2 = std::move(lin);
+  expect_moved([&] { lin.forward(x); }, "Linear::forward");
+  expect_moved([&] { (void)lin.bias(); }, "Linear::bias");
+  SoftmaxCrossEntropy loss, loss2 = std::move(loss);
+  expect_moved([&] { loss.forward(x, {0}); }, "SoftmaxCrossEntropy::forward");
+  Adam adam(other.parameters()), adam2 = std::move(adam);
+  expect_moved([&] { adam.step(other.gradients()); }, "Optimizer::step");
+  expect_moved([&] { (void)adam.exp_avg(); }, "Adam::exp_avg");
+  expect_moved([&] { (void)adam.step_count(); }, "Optimizer::step_count");
+  Sgd sgd(other.parameters()), sgd2 = std::move(sgd);
+  expect_moved([&] { (void)sgd.learning_rate(); }, "Optimizer::learning_rate");
+  // NOLINTEND(bugprone-use-after-move)
+  // The objects moved into work.
+  EXPECT_EQ(other.forward(x).y.size(2), kH);
+  EXPECT_EQ(emb2.num_embeddings(), 5);
+}
+
 TEST(Errors, UnusableCudaDevice) {
   if (cuda_device_count() > 7) GTEST_SKIP() << "this machine has a cuda:7";
   try {

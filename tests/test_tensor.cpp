@@ -1,5 +1,6 @@
 // tests/test_tensor.cpp: Tensor, TensorView, devices, version.
 #include "cpu/cpu_ops.h"
+#include "io_test_util.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -73,6 +74,39 @@ TEST(Tensor, FromVectorChecksSize) {
 
 TEST(Tensor, NegativeShapeIsAnError) {
   EXPECT_THROW(Tensor::empty({2, -1}, DType::Float32), Error);
+}
+
+TEST(Tensor, ImpossibleSizesAreErrors) {
+  // Products that overflow int64, or whose bytes do; never a small allocation that the
+  // shape then overruns.
+  const std::int64_t big = std::int64_t(1) << 62;
+  EXPECT_TRUE(throws_error([&] { numel({big, 4}); }, {"argument 'shape'", "fits in int64"}));
+  EXPECT_EQ(numel({big, 0, big}), 0);
+  EXPECT_TRUE(throws_error([&] { Tensor::zeros({big + 1}, DType::Float32); },
+                           {"Tensor::empty", "argument 'shape'", "[4611686018427387905]"}));
+  EXPECT_TRUE(throws_error(
+      [&] {
+        Tensor::empty({big, big}, DType::Float64);
+      },
+      {"Tensor::empty", "bytes that fit in int64"}));
+  float x = 0;
+  EXPECT_TRUE(throws_error(
+      [&] {
+        TensorView(&x, {big / 2, 2}, DType::Float32, Device::cpu());
+      },
+      {"TensorView", "argument 'shape'"}));
+  EXPECT_EQ(Tensor::empty({big, 0}, DType::Float32).numel(), 0);
+  // Memory the host cannot give.
+  EXPECT_TRUE(
+      throws_error([&] { Tensor::empty({big / 16}, DType::Float64); }, {"host allocation of"}));
+}
+
+TEST(Tensor, UnknownDtypeIsAnError) {
+  const auto bad = static_cast<DType>(7);
+  EXPECT_TRUE(throws_error([&] { Tensor::empty({2}, bad); },
+                           {"Tensor::empty", "argument 'dtype'", "value 7"}));
+  float x = 0;
+  EXPECT_TRUE(throws_error([&] { TensorView(&x, {1}, bad, Device::cpu()); }, {"argument 'dtype'"}));
 }
 
 TEST(Tensor, CopyFromChecksDtypeAndCount) {

@@ -39,13 +39,16 @@ enum class Connection {
 
 RECUR_API const char* to_string(Connection connection);
 
+// Sizes whose parameter count does not fit in int64, or whose parameters and gradients
+// could not fit in the host's memory (a CPU model), are a recur::Error in Rnn's
+// constructor, before anything is allocated.
 struct RnnConfig {
   CellKind cell = CellKind::Lstm;
   std::int64_t input_size = 0;   // I, features of x
   std::int64_t hidden_size = 0;  // H, features of h
   bool bias = true;              // b_ih and b_hh present
   DType dtype = DType::Float32;
-  std::int64_t num_layers = 1;  // L >= 1
+  std::int64_t num_layers = 1;  // L in [1, 65536]
   bool bidirectional = false;   // D = 2: a forward and a reverse pass per layer, outputs
                                 // concatenated [forward, reverse] along features
   Connection connection = Connection::None;

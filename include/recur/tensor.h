@@ -22,6 +22,8 @@ namespace recur {
 using Shape = std::vector<std::int64_t>;
 
 RECUR_API std::string to_string(const Shape& shape);  // "[2, 3, 4]"
+// The product of the sizes; throws recur::Error for a negative size or a product that
+// does not fit in int64.
 RECUR_API std::int64_t numel(const Shape& shape);
 
 namespace detail {
@@ -39,7 +41,8 @@ class RECUR_API TensorView {
  public:
   TensorView() = default;
   // `data` must hold numel(shape) contiguous elements of `dtype` on `device`, and outlive
-  // the view.
+  // the view. Throws recur::Error for a negative size, an unknown dtype, or a shape whose
+  // bytes do not fit in int64.
   TensorView(void* data, Shape shape, DType dtype, Device device);
 
   bool defined() const { return data_ != nullptr; }
@@ -89,7 +92,8 @@ class RECUR_API Tensor {
   Tensor& operator=(const Tensor&) = delete;
   ~Tensor();
 
-  // Uninitialised memory.
+  // Uninitialised memory. Throws recur::Error for a shape TensorView would refuse, and
+  // when the memory cannot be had.
   static Tensor empty(const Shape& shape, DType dtype, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype, Device device = Device::cpu());
   // Copies numel(shape) elements from host memory.

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "../kernels/nn.cuh"
+#include "live.h"
 #include "memory.h"
 #include "ops.h"
 #include "recur/error.h"
@@ -205,6 +206,17 @@ namespace detail {
 
 // Flat parameter and gradient buffers with named views, the backend of the module's
 // dtype (Ops<T>: GEMMs and the stream), and validation messages under `name`.
+// a * b + c elements of a module's parameters; a recur::Error when that overflows int64.
+inline std::int64_t size_product(const char* where, std::int64_t a, std::int64_t b,
+                                 std::int64_t c) {
+  std::int64_t n = 0;
+  if (__builtin_mul_overflow(a, b, &n) || __builtin_add_overflow(n, c, &n)) {
+    throw Error(where, "sizes", "sizes whose parameter count fits in int64",
+                std::to_string(a) + " x " + std::to_string(b));
+  }
+  return n;
+}
+
 class ModuleCore {
  public:
   ModuleCore(const char* name, std::vector<ParamInfo> infos, std::int64_t total, DType dtype,
@@ -215,6 +227,9 @@ class ModuleCore {
                   "value " + std::to_string(static_cast<int>(dtype)));
     }
     check_device(name, device);
+    detail::expect_fits(name, "sizes", device,
+                        2 * static_cast<std::uint64_t>(total) * dtype_size(dtype),
+                        "parameters and gradients of " + std::to_string(total) + " elements");
     params_ = Tensor::zeros({total}, dtype, device);
     grads_ = Tensor::zeros({total}, dtype, device);
     with_type(dtype, [&](auto zero) {
@@ -300,7 +315,8 @@ struct Embedding::Impl {
   Impl(std::int64_t v, std::int64_t e, DType dtype, Device device)
       : vocab(v),
         dim(e),
-        core("Embedding", {{"weight", {v, e}, 0}}, v * e, dtype, device),
+        core("Embedding", {{"weight", {v, e}, 0}}, detail::size_product("Embedding", v, e, 0),
+             dtype, device),
         ids(device),
         csr(device) {}
 
@@ -350,31 +366,62 @@ Embedding::~Embedding() = default;
 Embedding::Embedding(Embedding&&) noexcept = default;
 Embedding& Embedding::operator=(Embedding&&) noexcept = default;
 
-std::int64_t Embedding::num_embeddings() const { return impl_->vocab; }
-std::int64_t Embedding::embedding_dim() const { return impl_->dim; }
-DType Embedding::dtype() const { return impl_->core.dtype(); }
-Device Embedding::device() const { return impl_->core.device(); }
-TensorView Embedding::parameters() const { return impl_->core.params(); }
-TensorView Embedding::gradients() const { return impl_->core.grads(); }
-const std::vector<ParamInfo>& Embedding::parameter_info() const { return impl_->core.infos(); }
-TensorView Embedding::parameter(const std::string& name) const { return impl_->core.param(name); }
-TensorView Embedding::gradient(const std::string& name) const { return impl_->core.grad(name); }
-TensorView Embedding::weight() const { return impl_->core.param("weight"); }
-TensorView Embedding::weight_grad() const { return impl_->core.grad("weight"); }
-void* Embedding::cuda_stream() const { return impl_->core.user_stream(); }
-void Embedding::set_cuda_stream(void* stream) { impl_->core.set_stream(stream); }
-void Embedding::synchronize() { impl_->core.synchronize(); }
-void Embedding::zero_grad() { impl_->core.zero_grad(); }
+std::int64_t Embedding::num_embeddings() const {
+  return detail::live(impl_, "Embedding", "Embedding::num_embeddings").vocab;
+}
+std::int64_t Embedding::embedding_dim() const {
+  return detail::live(impl_, "Embedding", "Embedding::embedding_dim").dim;
+}
+DType Embedding::dtype() const {
+  return detail::live(impl_, "Embedding", "Embedding::dtype").core.dtype();
+}
+Device Embedding::device() const {
+  return detail::live(impl_, "Embedding", "Embedding::device").core.device();
+}
+TensorView Embedding::parameters() const {
+  return detail::live(impl_, "Embedding", "Embedding::parameters").core.params();
+}
+TensorView Embedding::gradients() const {
+  return detail::live(impl_, "Embedding", "Embedding::gradients").core.grads();
+}
+const std::vector<ParamInfo>& Embedding::parameter_info() const {
+  return detail::live(impl_, "Embedding", "Embedding::parameter_info").core.infos();
+}
+TensorView Embedding::parameter(const std::string& name) const {
+  return detail::live(impl_, "Embedding", "Embedding::parameter").core.param(name);
+}
+TensorView Embedding::gradient(const std::string& name) const {
+  return detail::live(impl_, "Embedding", "Embedding::gradient").core.grad(name);
+}
+TensorView Embedding::weight() const {
+  return detail::live(impl_, "Embedding", "Embedding::weight").core.param("weight");
+}
+TensorView Embedding::weight_grad() const {
+  return detail::live(impl_, "Embedding", "Embedding::weight_grad").core.grad("weight");
+}
+void* Embedding::cuda_stream() const {
+  return detail::live(impl_, "Embedding", "Embedding::cuda_stream").core.user_stream();
+}
+void Embedding::set_cuda_stream(void* stream) {
+  detail::live(impl_, "Embedding", "Embedding::set_cuda_stream").core.set_stream(stream);
+}
+void Embedding::synchronize() {
+  detail::live(impl_, "Embedding", "Embedding::synchronize").core.synchronize();
+}
+void Embedding::zero_grad() {
+  detail::live(impl_, "Embedding", "Embedding::zero_grad").core.zero_grad();
+}
 
 void Embedding::reset_parameters(std::uint64_t seed) {
   SplitMix rng(seed);
-  std::vector<double> w(static_cast<std::size_t>(impl_->vocab * impl_->dim));
+  const Impl& m = detail::live(impl_, "Embedding", "Embedding::reset_parameters");
+  std::vector<double> w(static_cast<std::size_t>(m.vocab * m.dim));
   for (double& x : w) x = rng.normal();
   fill_from(parameters(), w);
 }
 
 Tensor Embedding::forward(const std::vector<std::int32_t>& ids, const Shape& shape) {
-  Impl& m = *impl_;
+  Impl& m = detail::live(impl_, "Embedding", "Embedding::forward");
   const std::int64_t n = m.check_ids("forward", ids, shape);
   Shape out_shape = shape;
   out_shape.push_back(m.dim);
@@ -396,7 +443,7 @@ Tensor Embedding::forward(const std::vector<std::int32_t>& ids, const Shape& sha
 
 void Embedding::backward(const std::vector<std::int32_t>& ids, const Shape& shape,
                          const TensorView& dy) {
-  Impl& m = *impl_;
+  Impl& m = detail::live(impl_, "Embedding", "Embedding::backward");
   const char* where = "Embedding::backward";
   const std::int64_t n = m.check_ids("backward", ids, shape);
   check_tensor(where, "dy", dy, dtype(), device());
@@ -461,7 +508,8 @@ struct Linear::Impl {
       : in(i),
         out(o),
         has_bias(b),
-        core("Linear", linear_infos(i, o, b), o * i + (b ? o : 0), dtype, device) {}
+        core("Linear", linear_infos(i, o, b), detail::size_product("Linear", o, i, b ? o : 0),
+             dtype, device) {}
 
   // x [..., in]; returns the number of rows.
   std::int64_t check_input(const std::string& where, const TensorView& x) const {
@@ -492,39 +540,69 @@ Linear::~Linear() = default;
 Linear::Linear(Linear&&) noexcept = default;
 Linear& Linear::operator=(Linear&&) noexcept = default;
 
-std::int64_t Linear::in_features() const { return impl_->in; }
-std::int64_t Linear::out_features() const { return impl_->out; }
-bool Linear::has_bias() const { return impl_->has_bias; }
-DType Linear::dtype() const { return impl_->core.dtype(); }
-Device Linear::device() const { return impl_->core.device(); }
-TensorView Linear::parameters() const { return impl_->core.params(); }
-TensorView Linear::gradients() const { return impl_->core.grads(); }
-const std::vector<ParamInfo>& Linear::parameter_info() const { return impl_->core.infos(); }
-TensorView Linear::parameter(const std::string& name) const { return impl_->core.param(name); }
-TensorView Linear::gradient(const std::string& name) const { return impl_->core.grad(name); }
-TensorView Linear::weight() const { return impl_->core.param("weight"); }
+std::int64_t Linear::in_features() const {
+  return detail::live(impl_, "Linear", "Linear::in_features").in;
+}
+std::int64_t Linear::out_features() const {
+  return detail::live(impl_, "Linear", "Linear::out_features").out;
+}
+bool Linear::has_bias() const { return detail::live(impl_, "Linear", "Linear::has_bias").has_bias; }
+DType Linear::dtype() const { return detail::live(impl_, "Linear", "Linear::dtype").core.dtype(); }
+Device Linear::device() const {
+  return detail::live(impl_, "Linear", "Linear::device").core.device();
+}
+TensorView Linear::parameters() const {
+  return detail::live(impl_, "Linear", "Linear::parameters").core.params();
+}
+TensorView Linear::gradients() const {
+  return detail::live(impl_, "Linear", "Linear::gradients").core.grads();
+}
+const std::vector<ParamInfo>& Linear::parameter_info() const {
+  return detail::live(impl_, "Linear", "Linear::parameter_info").core.infos();
+}
+TensorView Linear::parameter(const std::string& name) const {
+  return detail::live(impl_, "Linear", "Linear::parameter").core.param(name);
+}
+TensorView Linear::gradient(const std::string& name) const {
+  return detail::live(impl_, "Linear", "Linear::gradient").core.grad(name);
+}
+TensorView Linear::weight() const {
+  return detail::live(impl_, "Linear", "Linear::weight").core.param("weight");
+}
 TensorView Linear::bias() const {
-  return impl_->has_bias ? impl_->core.param("bias") : TensorView();
+  const Impl& m = detail::live(impl_, "Linear", "Linear::bias");
+  return m.has_bias ? m.core.param("bias") : TensorView();
 }
-TensorView Linear::weight_grad() const { return impl_->core.grad("weight"); }
+TensorView Linear::weight_grad() const {
+  return detail::live(impl_, "Linear", "Linear::weight_grad").core.grad("weight");
+}
 TensorView Linear::bias_grad() const {
-  return impl_->has_bias ? impl_->core.grad("bias") : TensorView();
+  const Impl& m = detail::live(impl_, "Linear", "Linear::bias_grad");
+  return m.has_bias ? m.core.grad("bias") : TensorView();
 }
-void* Linear::cuda_stream() const { return impl_->core.user_stream(); }
-void Linear::set_cuda_stream(void* stream) { impl_->core.set_stream(stream); }
-void Linear::synchronize() { impl_->core.synchronize(); }
-void Linear::zero_grad() { impl_->core.zero_grad(); }
+void* Linear::cuda_stream() const {
+  return detail::live(impl_, "Linear", "Linear::cuda_stream").core.user_stream();
+}
+void Linear::set_cuda_stream(void* stream) {
+  detail::live(impl_, "Linear", "Linear::set_cuda_stream").core.set_stream(stream);
+}
+void Linear::synchronize() {
+  detail::live(impl_, "Linear", "Linear::synchronize").core.synchronize();
+}
+void Linear::zero_grad() { detail::live(impl_, "Linear", "Linear::zero_grad").core.zero_grad(); }
 
 void Linear::reset_parameters(std::uint64_t seed) {
   SplitMix rng(seed);
-  const double bound = 1.0 / std::sqrt(static_cast<double>(impl_->in));
+  const double bound =
+      1.0 /
+      std::sqrt(static_cast<double>(detail::live(impl_, "Linear", "Linear::reset_parameters").in));
   std::vector<double> p(static_cast<std::size_t>(parameters().numel()));
   for (double& x : p) x = bound * (2.0 * rng.uniform() - 1.0);
   fill_from(parameters(), p);
 }
 
 Tensor Linear::forward(const TensorView& x) {
-  Impl& m = *impl_;
+  Impl& m = detail::live(impl_, "Linear", "Linear::forward");
   const std::int64_t rows = m.check_input("Linear::forward", x);
   Shape shape = leading(x.shape());
   shape.push_back(m.out);
@@ -550,7 +628,7 @@ Tensor Linear::forward(const TensorView& x) {
 }
 
 Tensor Linear::backward(const TensorView& x, const TensorView& dy) {
-  Impl& m = *impl_;
+  Impl& m = detail::live(impl_, "Linear", "Linear::backward");
   const char* where = "Linear::backward";
   const std::int64_t rows = m.check_input(where, x);
   check_tensor(where, "dy", dy, dtype(), device());
@@ -607,18 +685,27 @@ SoftmaxCrossEntropy::~SoftmaxCrossEntropy() = default;
 SoftmaxCrossEntropy::SoftmaxCrossEntropy(SoftmaxCrossEntropy&&) noexcept = default;
 SoftmaxCrossEntropy& SoftmaxCrossEntropy::operator=(SoftmaxCrossEntropy&&) noexcept = default;
 
-const CrossEntropyOptions& SoftmaxCrossEntropy::options() const { return impl_->options; }
-void* SoftmaxCrossEntropy::cuda_stream() const { return impl_->stream; }
-void SoftmaxCrossEntropy::set_cuda_stream(void* stream) { impl_->stream = stream; }
+const CrossEntropyOptions& SoftmaxCrossEntropy::options() const {
+  return detail::live(impl_, "SoftmaxCrossEntropy", "SoftmaxCrossEntropy::options").options;
+}
+void* SoftmaxCrossEntropy::cuda_stream() const {
+  return detail::live(impl_, "SoftmaxCrossEntropy", "SoftmaxCrossEntropy::cuda_stream").stream;
+}
+void SoftmaxCrossEntropy::set_cuda_stream(void* stream) {
+  detail::live(impl_, "SoftmaxCrossEntropy", "SoftmaxCrossEntropy::set_cuda_stream").stream =
+      stream;
+}
 
 CrossEntropyResult SoftmaxCrossEntropy::forward_backward(const TensorView& logits,
                                                          const std::vector<std::int32_t>& targets) {
-  return impl_->run("SoftmaxCrossEntropy::forward_backward", logits, targets, true);
+  return detail::live(impl_, "SoftmaxCrossEntropy", "SoftmaxCrossEntropy::forward_backward")
+      .run("SoftmaxCrossEntropy::forward_backward", logits, targets, true);
 }
 
 CrossEntropyResult SoftmaxCrossEntropy::forward(const TensorView& logits,
                                                 const std::vector<std::int32_t>& targets) {
-  return impl_->run("SoftmaxCrossEntropy::forward", logits, targets, false);
+  return detail::live(impl_, "SoftmaxCrossEntropy", "SoftmaxCrossEntropy::forward")
+      .run("SoftmaxCrossEntropy::forward", logits, targets, false);
 }
 
 CrossEntropyResult SoftmaxCrossEntropy::Impl::run(const char* where, const TensorView& logits,
