@@ -2,6 +2,8 @@
 // (cpu/cpu_grad.cpp) or the GPU reduction (cuda/cuda_grad.cpp, kernels/reduce.cu).
 #include "recur/clip.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -73,6 +75,32 @@ std::string describe(Device device, DType dtype) {
   return std::string("device ") + device.str() + ", dtype " + to_string(dtype);
 }
 
+// A span given twice, or two that share memory, would count those elements twice in the
+// norm and scale them twice.
+void check_disjoint(const char* where, const std::vector<TensorView>& spans) {
+  struct Range {
+    std::uintptr_t begin, end;
+    std::size_t index;
+  };
+  std::vector<Range> ranges;
+  for (std::size_t i = 0; i < spans.size(); ++i) {
+    if (spans[i].numel() == 0) continue;
+    const auto begin = reinterpret_cast<std::uintptr_t>(spans[i].data());
+    ranges.push_back({begin, begin + spans[i].nbytes(), i});
+  }
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  for (std::size_t r = 1; r < ranges.size(); ++r) {
+    if (ranges[r].begin < ranges[r - 1].end) {
+      const std::size_t first = std::min(ranges[r].index, ranges[r - 1].index);
+      const std::size_t second = std::max(ranges[r].index, ranges[r - 1].index);
+      throw Error(where, "spans[" + std::to_string(second) + "]",
+                  "memory that no other span covers",
+                  "memory that overlaps spans[" + std::to_string(first) + "]");
+    }
+  }
+}
+
 SpanTable collect(const char* where, const std::vector<TensorView>& spans) {
   SpanTable t;
   for (std::size_t i = 0; i < spans.size(); ++i) {
@@ -91,6 +119,7 @@ SpanTable collect(const char* where, const std::vector<TensorView>& spans) {
       t.total += s.numel();
     }
   }
+  check_disjoint(where, spans);
   if (t.device.is_cuda() && !cuda_built()) {
     throw Error(where, "spans", "tensors on the CPU (recur was built without CUDA)",
                 "tensors on " + t.device.str());

@@ -252,6 +252,31 @@ TEST(ClipErrors, MixedDevices) {
   }
 }
 
+TEST(ClipErrors, OverlappingSpans) {
+  // The same span twice would count in the norm twice (sqrt(2) times too large) and be
+  // scaled twice; two views that share memory likewise.
+  Random rng(9);
+  Tensor a = rng.tensor<float>({100}, Device::cpu(), -5, 5), b = rng.tensor<float>({10});
+  const std::vector<float> before = a.to_vector<float>();
+  const TensorView tail(a.data_as<float>() + 50, {50}, DType::Float32, Device::cpu());
+  const TensorView empty(a.data_as<float>(), {0}, DType::Float32, Device::cpu());
+  GradNorm g;
+  for (const auto& spans : {std::vector<TensorView>{a, b, a}, std::vector<TensorView>{tail, a}}) {
+    try {
+      clip_grad_norm(spans, 1.0, g);
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.expected(), "memory that no other span covers") << e.what();
+      EXPECT_NE(e.got().find("overlaps spans["), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(global_norm(spans), Error);
+  }
+  EXPECT_FALSE(g.has_value());
+  EXPECT_EQ(a.to_vector<float>(), before);
+  // Zero-element views occupy no memory: they overlap nothing.
+  EXPECT_NO_THROW(global_norm({a, empty, b}, g));
+}
+
 TEST(ClipErrors, UndefinedSpan) {
   Tensor a = Tensor::zeros({3}, DType::Float64);
   try {
