@@ -22,7 +22,7 @@ fi
 export LD_LIBRARY_PATH="$PWD/$build/lib:${LD_LIBRARY_PATH:-}"
 # cuDNN often comes as a Python wheel (nvidia-cudnn) rather than in the toolkit; the cuDNN
 # anchor dlopens libcudnn.so.9, so put the first one found on the library path.
-cudnn=$(find /usr/lib /usr/local /opt -name 'libcudnn.so.9' 2> /dev/null | head -1)
+cudnn=$(find /usr/lib /usr/local /opt -name 'libcudnn.so.9' -print -quit 2> /dev/null)
 [ -n "$cudnn" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$cudnn")"
 export RECUR_TEST_DATA_DIR="$PWD/tests/golden/data"
 # On a GPU machine a CUDA test that finds no usable GPU fails instead of skipping.

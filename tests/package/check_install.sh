@@ -12,7 +12,10 @@ cmake -S "$here" -B "$build/package-test/build" -DCMAKE_PREFIX_PATH="$prefix" > 
 cmake --build "$build/package-test/build" > /dev/null
 "$build/package-test/build/consumer" "$version"
 # The installed library carries its SONAME and version.
-objdump -p "$prefix"/lib*/librecur.so | grep -q "SONAME.*librecur.so.${version%.*}"
+# Not `objdump | grep -q`: under pipefail, grep's early exit kills objdump with SIGPIPE and
+# fails the pipeline although the line was found.
+headers=$(objdump -p "$prefix"/lib*/librecur.so)
+grep -q "SONAME.*librecur.so.${version%.*}" <<< "$headers"
 test -f "$prefix/include/recur/recur.h"
 if grep -rl "cuda_runtime\|cublas" "$prefix/include/recur"; then
   echo "public headers must not need CUDA headers" >&2
