@@ -333,9 +333,9 @@ TEST_F(BadCheckpoint, ConfigMismatch) {
       meta["recur.config"] = c.dump();
     });
     EXPECT_TRUE(rejects(
-        bytes,
-        {"config mismatch: the checkpoint's " + field + " is " + value.dump(), "the model's is"}))
-        << field;
+        bytes, {"config mismatch: the checkpoint's " + change.first + " is " + change.second.dump(),
+                "the model's is"}))
+        << change.first;
   }
 }
 

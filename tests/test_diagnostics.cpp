@@ -117,7 +117,9 @@ std::vector<double> vanilla_reference(CellKind cell, const std::vector<double>& 
 class VanillaReference : public ::testing::TestWithParam<std::tuple<CellKind, DType>> {};
 
 TEST_P(VanillaReference, MatchesExplicitJacobianProducts) {
-  const auto [cell, dtype] = GetParam();
+  // Variables, not a structured binding: C++17 lambdas cannot capture one (clang refuses).
+  const auto cell = std::get<0>(GetParam());
+  const auto dtype = std::get<1>(GetParam());
   const std::int64_t T = 9, B = 3, I = 4, H = 5, i = 7;
   Rnn rnn(make_config(cell, I, H, 1, false, Connection::None, dtype));
   randomize(rnn, 11);
@@ -574,7 +576,10 @@ class DiagnosticsCudaModels : public ::testing::TestWithParam<std::tuple<CellKin
 
 TEST_P(DiagnosticsCudaModels, GradientFlowAndSingularValuesMatchTheCpu) {
   RECUR_REQUIRE_GPU();
-  const auto [cell, bidirectional, dtype] = GetParam();
+  // Variables, not a structured binding: the lambdas below capture dtype (see above).
+  const auto cell = std::get<0>(GetParam());
+  const auto bidirectional = std::get<1>(GetParam());
+  const auto dtype = std::get<2>(GetParam());
   const std::int64_t T = 12, B = 4, I = 5, H = 16, i = 8, D = bidirectional ? 2 : 1;
   const RnnConfig c = make_config(cell, I, H, 2, bidirectional, Connection::Residual, dtype);
   Rnn cpu(c), gpu(c, Device::cuda(0));
