@@ -66,7 +66,7 @@ double norm_tolerance(std::int64_t n) {
 template <typename T>
 class Clip : public ::testing::Test {};
 using Types = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(Clip, Types);
+TYPED_TEST_SUITE(Clip, Types, TypeIndexNames);
 
 TYPED_TEST(Clip, NormMatchesReference) {
   using T = TypeParam;
@@ -356,7 +356,7 @@ class ClipCuda : public ::testing::Test {
                           Tolerance{epsilon<T>(), 2.0}));
   }
 };
-TYPED_TEST_SUITE(ClipCuda, Types);
+TYPED_TEST_SUITE(ClipCuda, Types, TypeIndexNames);
 
 TYPED_TEST(ClipCuda, BelowAndAboveThreshold) {
   this->check({1000, 37, 4096, 4097, 1}, 1.0, 2.0, 11);

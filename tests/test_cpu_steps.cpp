@@ -116,7 +116,7 @@ std::vector<Variant> variants() {
 template <typename T>
 class CpuSteps : public ::testing::Test {};
 using Precisions = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(CpuSteps, Precisions);
+TYPED_TEST_SUITE(CpuSteps, Precisions, TypeIndexNames);
 
 TYPED_TEST(CpuSteps, LoopsMatchTheFunctorsElementByElement) {
   using T = TypeParam;

@@ -338,7 +338,7 @@ class ModulesCuda : public ::testing::Test {
   void SetUp() override { RECUR_REQUIRE_GPU(); }
 };
 using Types = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(ModulesCuda, Types);
+TYPED_TEST_SUITE(ModulesCuda, Types, TypeIndexNames);
 
 const Device kGpu = Device::cuda(0);
 

@@ -75,7 +75,7 @@ const std::vector<AdamOptions> kAdamCases = {
 template <typename T>
 class Optim : public ::testing::Test {};
 using Types = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(Optim, Types);
+TYPED_TEST_SUITE(Optim, Types, TypeIndexNames);
 
 // Runs kSteps steps of `opt` (parameters `params` on `device`) and of `ref` on the same
 // gradients, and checks parameters, state and counters after every step.
@@ -319,7 +319,7 @@ class OptimCuda : public ::testing::Test {
  protected:
   void SetUp() override { RECUR_REQUIRE_GPU(); }
 };
-TYPED_TEST_SUITE(OptimCuda, Types);
+TYPED_TEST_SUITE(OptimCuda, Types, TypeIndexNames);
 
 TYPED_TEST(OptimCuda, SgdMatchesFloat64Reference) { sgd_against_reference<TypeParam>(kGpu); }
 TYPED_TEST(OptimCuda, AdamMatchesFloat64Reference) { adam_against_reference<TypeParam>(kGpu); }

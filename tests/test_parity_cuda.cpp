@@ -77,7 +77,7 @@ class OpsParity : public ::testing::Test {
 };
 
 using Types = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(OpsParity, Types);
+TYPED_TEST_SUITE(OpsParity, Types, TypeIndexNames);
 
 // The same random host data on the CPU and on the GPU.
 template <typename T>
