@@ -15,9 +15,16 @@
 #include <string>
 #include <vector>
 
+#include "cpu/thread_governor.h"
 #include "recur/recur.h"
 
 namespace recur::test {
+
+// The CPU thread governor (src/cpu/thread_governor.h) takes threads away while other
+// processes crowd the cores, and ctest runs tests side by side: tests that count threaded
+// runs need the count they asked for, so the suite runs with the governor off
+// (test_thread_governor.cpp turns it on).
+inline const bool kThreadGovernorOff = (detail::set_cpu_thread_governor(false), true);
 
 // TYPED_TEST_SUITE's name generator, given explicitly: gtest's own names (the type's
 // index: Clip/0, Clip/1), and no variadic macro left without its optional argument, which

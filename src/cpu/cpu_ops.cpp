@@ -17,6 +17,7 @@
 #include "cpu_steps.h"
 #include "onednn_api.h"
 #include "recur/error.h"
+#include "thread_governor.h"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -383,6 +384,30 @@ void CpuOps<T>::transpose(const TransposeArgs<T>& args) {
 // The step loops share OpenMP's threads only when the GEMMs run on them too (oneDNN):
 // next to OpenBLAS's own threads they would compete for the same cores.
 bool cpu_float_loops_threaded() { return onednn_sgemm() != nullptr; }
+
+template <typename T>
+int CpuOps<T>::make_current() {
+#if defined(_OPENMP)
+  // Inside a caller's parallel region recur's regions get one thread anyway.
+  if (!threaded_steps() || omp_in_parallel()) return -1;
+  const int most = omp_get_max_threads();
+  const int use = governed_thread_count(most);
+  if (use == most) return -1;
+  omp_set_num_threads(use);  // oneDNN's sgemm and the step loops both read it
+  return most;
+#else
+  return -1;
+#endif
+}
+
+template <typename T>
+void CpuOps<T>::restore(int previous) {
+#if defined(_OPENMP)
+  if (previous > 0) omp_set_num_threads(previous);
+#else
+  (void)previous;
+#endif
+}
 
 template <typename T>
 bool CpuOps<T>::threaded_steps() const {

@@ -15,6 +15,10 @@ template <typename T>
 class CpuOps final : public Ops<T> {
  public:
   Device device() const override { return Device::cpu(); }
+  // For the pass that follows: as many of OpenMP's threads as the machine's load allows
+  // (thread_governor.h), the calling thread's own count restored afterwards.
+  int make_current() override;
+  void restore(int previous) override;
   void gemm(const Gemm<T>& g) override;
   void gemm_batched(const GemmBatch<T>& g) override;
   bool runs_wavefronts() const override;

@@ -1,0 +1,114 @@
+// src/cpu/thread_governor.cpp: the CPU pass's thread count under load (thread_governor.h).
+#include "thread_governor.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+#include "../env_switch.h"
+
+namespace recur::detail {
+namespace {
+
+// A share of run-queue waiting above this means the cores are oversubscribed: on a quiet
+// machine a thread waits well under 1% of the time.
+constexpr double kCrowded = 0.10;
+// How often the machine is looked at: two small /proc reads, about 10 us, per look.
+constexpr std::chrono::milliseconds kLookEvery{20};
+
+std::atomic<bool>& governor_on() {
+  static std::atomic<bool> on{env_switch("RECUR_CPU_THREAD_GOVERNOR", true)};
+  return on;
+}
+
+// The first number after skipping `skip` whitespace-separated fields of a small file;
+// -1 when it cannot be read.
+long long read_field(const char* path, int skip, char stop = ' ') {
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char text[256];
+  const ssize_t got = ::read(fd, text, sizeof(text) - 1);
+  ::close(fd);
+  if (got <= 0) return -1;
+  text[got] = '\0';
+  const char* p = text;
+  for (int i = 0; i < skip; ++i) {
+    while (*p != '\0' && *p != ' ') ++p;
+    while (*p == ' ') ++p;
+  }
+  char* end = nullptr;
+  const long long value = std::strtoll(p, &end, 10);
+  if (end == p || (*end != stop && *end != '\n' && *end != '\0')) return -1;
+  return value;
+}
+
+int cpus_of_this_process() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  return std::max(1, CPU_COUNT(&set));
+}
+
+// One calling thread's view: each thread that runs passes keeps its own, so no lock.
+struct ThreadView {
+  bool started = false, blind = false;  // blind: no schedstat here
+  int threads = 0;
+  std::chrono::steady_clock::time_point last_look;
+  long long last_wait_ns = 0;
+};
+
+}  // namespace
+
+int next_thread_count(int current, int most, const CpuLoadSample& s) {
+  current = std::clamp(current, 1, std::max(1, most));
+  if (s.waiting_share > kCrowded) return std::max(1, current - 1);
+  // Runnable threads that are not ours: our other threads may be runnable (spinning) too.
+  const int others = std::max(0, s.runnable - current);
+  if (current < most && others + current + 1 <= s.cpus) return current + 1;
+  return current;
+}
+
+int governed_thread_count(int most) {
+  if (most <= 1 || !governor_on().load(std::memory_order_relaxed)) return std::max(1, most);
+  thread_local ThreadView view;
+  const auto now = std::chrono::steady_clock::now();
+  if (view.blind) return most;
+  if (!view.started) {
+    view.last_wait_ns = read_field("/proc/thread-self/schedstat", 1);
+    view.blind = view.last_wait_ns < 0;
+    view.started = true;
+    view.threads = most;
+    view.last_look = now;
+    return most;
+  }
+  view.threads = std::min(view.threads, most);
+  const auto elapsed = now - view.last_look;
+  if (elapsed < kLookEvery) return view.threads;
+  const long long wait_ns = read_field("/proc/thread-self/schedstat", 1);
+  // /proc/loadavg: "0.50 0.40 0.30 3/250 12345": the runnable count ends at the '/'.
+  const long long runnable = read_field("/proc/loadavg", 3, '/');
+  if (wait_ns < 0 || runnable < 0) {
+    view.blind = true;
+    return most;
+  }
+  CpuLoadSample sample;
+  sample.waiting_share =
+      static_cast<double>(wait_ns - view.last_wait_ns) /
+      static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
+  sample.runnable = static_cast<int>(runnable);
+  sample.cpus = cpus_of_this_process();
+  view.threads = next_thread_count(view.threads, most, sample);
+  view.last_wait_ns = wait_ns;
+  view.last_look = now;
+  return view.threads;
+}
+
+bool cpu_thread_governor() { return governor_on().load(); }
+void set_cpu_thread_governor(bool enabled) { governor_on().store(enabled); }
+
+}  // namespace recur::detail
