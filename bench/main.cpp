@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config.h"
+#include "load.h"
 #include "machine.h"
 #include "report.h"
 #include "result.h"
@@ -35,6 +36,8 @@ const char* kUsage = R"(usage: recur_bench [options]
                        (default 10)
   --no-anchors         recur only;  --no-ceiling: skip the sgemm ceiling
   --no-tf32            no cuDNN TF32 tensor-op rows on the GPU
+  --beside-load N      time every problem twice: on the quiet machine, then beside N busy
+                       processes (a neighbour sharing the cores); prints both
   --json FILE          also write every result as JSON
 )";
 
@@ -46,6 +49,7 @@ struct Options {
   std::vector<std::string> filters;
   std::string deepbench_set, deepbench_csv = bench::default_deepbench_path(), json;
   long long deepbench_max_hidden = -1;
+  int load = 0;  // --beside-load
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -107,6 +111,9 @@ Options parse(int argc, char** argv) {
       o.ceiling = false;
     } else if (a == "--no-tf32") {
       o.tf32 = false;
+    } else if (a == "--beside-load") {
+      o.load = static_cast<int>(number(value()));
+      if (o.load < 1 || o.load > 256) usage_error("--beside-load: expected 1 to 256 processes");
     } else if (a == "--json") {
       o.json = value();
     } else {
@@ -216,11 +223,18 @@ std::vector<bench::Result> run_problem(const Options& o, const bench::Problem& p
   for (bench::Mode mode : o.modes) {
     std::vector<bench::Result> r = run_mode(o, p, gpu, mode);
     out.insert(out.end(), r.begin(), r.end());
+    if (o.load > 0) {
+      const bench::CompetingLoad load(o.load);
+      for (bench::Result& loaded : run_mode(o, p, gpu, mode)) {
+        loaded.load = o.load;
+        out.push_back(std::move(loaded));
+      }
+    }
   }
   for (bench::Result& r : out) {
     if (!r.ok) continue;
     r.gflops = bench::flops(p, r.mode) / (r.stats.median_ms * 1e6);
-    if (o.ceiling) set_ceiling(o, p, gpu, r);
+    if (o.ceiling && r.load == 0) set_ceiling(o, p, gpu, r);
   }
   return out;
 }
@@ -261,7 +275,8 @@ int main(int argc, char** argv) {
       std::cerr << "sgemm ceiling: measuring every shape again\n";
       bench::remeasure_sgemm_shapes(o.timing);
       for (std::size_t i = 0; i < results.size(); ++i) {
-        if (results[i].ok) set_ceiling(o, result_of[i].first, result_of[i].second, results[i]);
+        if (results[i].ok && results[i].load == 0)
+          set_ceiling(o, result_of[i].first, result_of[i].second, results[i]);
       }
     }
   } catch (const std::exception& e) {

@@ -57,7 +57,7 @@ const Result* anchor_for(const Result& r, const std::vector<Result>& all) {
   if (r.impl != "recur") return nullptr;
   const std::string anchor = r.device == "cpu" ? "onednn" : "cudnn";
   for (const Result& a : all) {
-    if (a.ok && a.impl == anchor && a.device == r.device && a.mode == r.mode &&
+    if (a.ok && a.impl == anchor && a.device == r.device && a.mode == r.mode && a.load == r.load &&
         same_problem(a.problem, r.problem)) {
       return &a;
     }
@@ -83,9 +83,10 @@ void print_table(std::ostream& out, const std::vector<Result>& results) {
                 "vs anchor (>1: recur faster)");
   out << line;
   for (const Result& r : results) {
+    const std::string impl = r.load > 0 ? r.impl + "@load" + std::to_string(r.load) : r.impl;
     if (!r.ok) {
       std::snprintf(line, sizeof line, "%-4s %-38s %-9s %-11s %s\n", r.device.c_str(),
-                    describe(r.problem).c_str(), mode_name(r.mode), r.impl.c_str(), r.note.c_str());
+                    describe(r.problem).c_str(), mode_name(r.mode), impl.c_str(), r.note.c_str());
       out << line;
       continue;
     }
@@ -101,16 +102,30 @@ void print_table(std::ostream& out, const std::vector<Result>& results) {
       }
     }
     std::snprintf(line, sizeof line, "%-4s %-38s %-9s %-11s %10.2f %21s %8.1f %7s  %s\n",
-                  r.device.c_str(), describe(r.problem).c_str(), mode_name(r.mode), r.impl.c_str(),
+                  r.device.c_str(), describe(r.problem).c_str(), mode_name(r.mode), impl.c_str(),
                   r.stats.median_ms, spread.c_str(), r.gflops, ceiling.c_str(), versus.c_str());
     out << line;
+  }
+  // Each implementation beside the competing load against itself on the quiet machine.
+  for (const Result& l : results) {
+    if (!l.ok || l.load == 0) continue;
+    for (const Result& q : results) {
+      if (q.ok && q.load == 0 && q.impl == l.impl && q.device == l.device && q.mode == l.mode &&
+          same_problem(q.problem, l.problem)) {
+        out << "beside " << l.load << " busy process" << (l.load > 1 ? "es" : "") << ": " << l.impl
+            << " " << describe(l.problem) << " " << mode_name(l.mode) << ": "
+            << fmt("%.2f", q.stats.median_ms) << " ms quiet, " << fmt("%.2f", l.stats.median_ms)
+            << " ms loaded (" << fmt("%.2fx", l.stats.median_ms / q.stats.median_ms)
+            << " the quiet time)\n";
+      }
+    }
   }
   // recur on the GPU against recur on the CPU, where both ran.
   for (const Result& g : results) {
     if (!g.ok || g.impl != "recur" || g.device != "gpu") continue;
     for (const Result& c : results) {
-      if (c.ok && c.impl == "recur" && c.device == "cpu" && c.mode == g.mode &&
-          same_problem(c.problem, g.problem)) {
+      if (c.ok && c.impl == "recur" && c.device == "cpu" && c.mode == g.mode && c.load == 0 &&
+          g.load == 0 && same_problem(c.problem, g.problem)) {
         out << "recur gpu vs cpu: " << describe(g.problem) << " " << mode_name(g.mode) << ": "
             << fmt("%.1fx", c.stats.median_ms / g.stats.median_ms) << "\n";
       }
@@ -180,7 +195,7 @@ void write_json(const std::string& path, const MachineInfo& m, const std::vector
         << ", \"min_ms\": " << json_number(r.stats.min_ms)
         << ", \"max_ms\": " << json_number(r.stats.max_ms)
         << ", \"mean_ms\": " << json_number(r.stats.mean_ms)
-        << ", \"gflops\": " << json_number(r.gflops)
+        << ", \"gflops\": " << json_number(r.gflops) << ", \"load\": " << r.load
         << ", \"ceiling_gflops\": " << json_number(r.ceiling_gflops) << ", \"of_ceiling\": "
         << json_number(r.ceiling_gflops > 0 ? r.gflops / r.ceiling_gflops : NAN);
       if (a != nullptr) {

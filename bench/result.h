@@ -24,6 +24,7 @@ struct Result {
   Stats vs_recur;
   double gflops = 0;          // flops(problem, mode) / median time
   double ceiling_gflops = 0;  // sgemm at this problem's GEMM shapes on this device; 0 unknown
+  int load = 0;               // busy processes competing for the cores while it ran (--beside-load)
 };
 
 // One implementation on one problem and mode, made ready to run: `call` owns what it needs
