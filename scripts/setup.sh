@@ -5,7 +5,10 @@
 # (faster at most of an RNN's GEMM shapes), and the benchmarks use it as the CPU anchor.
 set -euo pipefail
 
-packages=(cmake g++ make libopenblas-dev libgtest-dev nlohmann-json3-dev libdnnl-dev)
+# clang, its sanitizer and libFuzzer runtimes (libclang-rt-14-dev) and its OpenMP
+# (libomp-14-dev) build scripts/fuzz.sh's clang build.
+packages=(cmake g++ make libopenblas-dev libgtest-dev nlohmann-json3-dev libdnnl-dev
+  clang libclang-rt-14-dev libomp-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
