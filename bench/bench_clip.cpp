@@ -219,8 +219,8 @@ void run_gpu(const Options& o) {
   emit(o, json_line(prop.name, "clip_grad_norm", o, clip_ms, 12 * n, peak_gbs, copy_gbs));
   cudaStreamDestroy(stream);
 }
-#endif
 
+// PyTorch's clip_grad_norm_ on the GPU beside recur's: only a CUDA build times the GPU.
 void run_torch(const Options& o) {
   if (o.torch_script.empty() || !std::ifstream(o.torch_script)) {
     std::printf("torch: no script (pass --torch-script bench/bench_clip_torch.py)\n");
@@ -232,6 +232,7 @@ void run_torch(const Options& o) {
   std::fflush(stdout);
   if (std::system(command.c_str()) != 0) std::printf("torch: the script failed\n");
 }
+#endif
 
 }  // namespace
 
