@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Fuzzes the safetensors reader and the checkpoint loader (tests/fuzz/) for a bounded time.
-# Builds everything in build-fuzz/ with clang, -Werror (so this is also the check that clang
-# compiles the project without warnings), ASan + UBSan and libFuzzer's instrumentation;
-# runs each fuzz target on a copy of its seed corpus with the dictionary; then replays the
-# kept regression inputs (tests/test_fuzz_regressions.cpp) in that build.
+# Builds everything (library, tests, examples, benchmarks) in build-fuzz/ with clang and
+# -Werror (so this is also the check that clang compiles the project without warnings),
+# ASan + UBSan and libFuzzer's instrumentation; runs each fuzz target on a copy of its seed
+# corpus with the dictionary; then replays the kept regression inputs
+# (tests/test_fuzz_regressions.cpp) in that build.
 #   RECUR_FUZZ_SECONDS (30): seconds per target; RECUR_FUZZ_MAX_LEN (65536): input size cap.
 # Exits non-zero on a finding, printing the file libFuzzer kept; to keep it as a
 # regression, copy it into tests/fuzz/regressions/<target>/ (the test replays it for good).
@@ -16,7 +17,7 @@ max_len=${RECUR_FUZZ_MAX_LEN:-65536}
 
 mkdir -p "$build"
 CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRECUR_CUDA=OFF \
-  -DRECUR_FUZZ=ON -DRECUR_WERROR=ON -DRECUR_BUILD_BENCH=OFF > "$build/configure.log" ||
+  -DRECUR_FUZZ=ON -DRECUR_WERROR=ON -DRECUR_BUILD_BENCH=ON > "$build/configure.log" ||
   { cat "$build/configure.log"; exit 1; }
 cmake --build "$build" -j2
 
