@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu_steps.h"
 #include "onednn_api.h"
 #include "recur/error.h"
 
@@ -94,10 +95,12 @@ dnnl_primitive_t make_matmul(const OnednnApi& api, const dnnl_memory_desc_t& src
 }  // namespace
 
 struct PackedGemms::Impl {
-  // One shape of held matrix: op(A) as stored (plain) and as the matmul wants it (packed).
+  // One shape of held matrix: op(A) as stored (plain) and as the matmul wants it (packed),
+  // with the reorder that packs it on the thread count it was made for (as Kernel).
   struct Layout {
     Trans trans;
     std::int64_t m, k, lda, widest_n;
+    int threads;
     dnnl_memory_desc_t plain, packed;
     dnnl_primitive_t reorder = nullptr;
     dnnl_memory_t from = nullptr;  // plain view; its data handle is set per hold
@@ -108,12 +111,14 @@ struct PackedGemms::Impl {
     dnnl_memory_t packed = nullptr;
     const float* a = nullptr;
   };
-  // A matmul for one layout, column count and beta, on dense rows; prim null when oneDNN
-  // has none (run() then declines).
+  // A matmul for one layout, column count, beta and thread count, on dense rows; prim null
+  // when oneDNN has none (run() then declines). A primitive runs with the threads OpenMP
+  // gave when it was made, so a pass with fewer (the thread governor's) needs its own.
   struct Kernel {
     const Layout* layout;
     std::int64_t n;
     bool accumulate;
+    int threads;
     dnnl_primitive_t prim = nullptr;
     dnnl_memory_t src = nullptr, dst = nullptr;
   };
@@ -147,11 +152,14 @@ struct PackedGemms::Impl {
     }
 
     const Kernel& kernel(const Layout& l, std::int64_t n, bool accumulate) {
+      const int threads = cpu_step_threads();
       for (const Kernel& k : kernels) {
-        if (k.layout == &l && k.n == n && k.accumulate == accumulate) return k;
+        if (k.layout == &l && k.n == n && k.accumulate == accumulate && k.threads == threads) {
+          return k;
+        }
       }
       if (kernels.size() >= kMaxKernels) clear_kernels();
-      Kernel k{&l, n, accumulate};
+      Kernel k{&l, n, accumulate, threads};
       const dnnl_memory_desc_t src = row_major(api, n, l.k, l.k, 1);
       const dnnl_memory_desc_t dst = row_major(api, n, l.m, l.m, 1);
       k.prim = make_matmul(api, src, l.packed, dst, accumulate, nullptr);
@@ -190,13 +198,15 @@ struct PackedGemms::Impl {
   // The layout for this shape, made on first use; null when oneDNN has no matmul for it.
   const Layout* layout(Trans trans, std::int64_t m, std::int64_t k, std::int64_t lda,
                        std::int64_t widest_n) {
+    const int threads = cpu_step_threads();
     for (const auto& l : layouts) {
-      if (l->trans == trans && l->m == m && l->k == k && l->lda == lda && l->widest_n == widest_n) {
+      if (l->trans == trans && l->m == m && l->k == k && l->lda == lda && l->widest_n == widest_n &&
+          l->threads == threads) {
         return l->reorder != nullptr ? l.get() : nullptr;
       }
     }
     auto l = std::make_unique<Layout>();
-    *l = Layout{trans, m, k, lda, widest_n, {}, {}, nullptr, nullptr};
+    *l = Layout{trans, m, k, lda, widest_n, threads, {}, {}, nullptr, nullptr};
     l->plain = trans == Trans::N ? row_major(api, k, m, lda, 1) : row_major(api, k, m, 1, lda);
     dnnl_memory_desc_t any;
     const dnnl_dims_t dims = {k, m};
