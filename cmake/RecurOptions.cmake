@@ -19,16 +19,15 @@ function(recur_warnings target)
   endif()
 endfunction()
 
-# recur_sanitize(target): ASan + UBSan when RECUR_SANITIZE is on (RECUR_FUZZ turns it on).
+# recur_sanitize(target): ASan + UBSan when RECUR_SANITIZE is on (RECUR_FUZZ turns it on),
+# float-cast-overflow by name: a double from a file converted to an integer out of range is
+# exactly the bug a loader has, and GCC's -fsanitize=undefined leaves that check out.
 # RECUR_FUZZ adds libFuzzer's coverage instrumentation (fuzzer-no-link: only the fuzz
-# targets link libFuzzer's main) and float-cast-overflow by name: a double from a file
-# converted to an integer out of range is exactly the bug a loader has, and whether
-# -fsanitize=undefined includes that check has changed between compilers.
+# targets link libFuzzer's main).
 function(recur_sanitize target)
   if(RECUR_SANITIZE)
-    set(checks address,undefined)
+    set(checks address,undefined,float-cast-overflow)
     if(RECUR_FUZZ)
-      set(checks address,undefined,float-cast-overflow)
       target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fsanitize=fuzzer-no-link>)
     endif()
     target_compile_options(${target} PRIVATE
