@@ -3,10 +3,8 @@
 //
 // Each input runs in a child process, so that one that crashes, overflows the stack or
 // trips a sanitizer fails its own check, naming the file, instead of ending the test. The
-// accepted outcomes are those of the fuzzers: success, or recur::Error.
-// tests/fuzz/regressions/known_failures.txt lists inputs that still fail (until the reader
-// is fixed), by their path under tests/fuzz/; they are run and reported, but do not fail
-// the test.
+// accepted outcomes are those of the fuzzers: success, or recur::Error. There is no list of
+// inputs allowed to fail: a kept input that fails is a bug to fix before it lands.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,19 +51,6 @@ std::vector<fs::path> files_in(const fs::path& dir) {
   return out;
 }
 
-// "regressions/safetensors/name", ... for each line of known_failures.txt (text after '#'
-// is a comment).
-std::set<std::string> known_failures() {
-  std::set<std::string> out;
-  std::ifstream in(kFuzzDir / "regressions" / "known_failures.txt");
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream words(line.substr(0, line.find('#')));
-    std::string name;
-    if (words >> name) out.insert(name);
-  }
-  return out;
-}
-
 // Runs `input` over the file's bytes in a child process; "" when it ended in success or
 // recur::Error, else what happened.
 std::string replay(Input input, const fs::path& path) {
@@ -105,20 +90,7 @@ std::string replay(Input input, const fs::path& path) {
 void replay_folder(const std::string& folder, Input input) {
   const std::vector<fs::path> files = files_in(kFuzzDir / folder);
   ASSERT_FALSE(files.empty()) << "no inputs in " << (kFuzzDir / folder);
-  const std::set<std::string> known = known_failures();
-  for (const fs::path& file : files) {
-    const std::string name = folder + "/" + file.filename().string();
-    const std::string failure = replay(input, file);
-    if (known.count(name) != 0) {
-      // Undefined behaviour need not fail without the sanitizers: a pass here proves less
-      // than one in the sanitizer builds (scripts/sanitize.sh, scripts/fuzz.sh).
-      std::printf("%s: %s\n", name.c_str(),
-                  failure.empty() ? "passes in this build (listed in known_failures.txt)"
-                                  : ("known failure: " + failure).c_str());
-      continue;
-    }
-    EXPECT_EQ(failure, "") << file;
-  }
+  for (const fs::path& file : files) EXPECT_EQ(replay(input, file), "") << file;
 }
 
 TEST(FuzzRegressions, Safetensors) {
@@ -148,13 +120,6 @@ TEST(FuzzRegressions, CheckpointSeedLoads) {
   const recur::CheckpointInfo info =
       recur::load_checkpoint((kFuzzDir / "corpus/checkpoint/adam").string(), rnn, &adam);
   EXPECT_EQ(info.step, 7);
-}
-
-// Every name in known_failures.txt is a file that exists.
-TEST(FuzzRegressions, KnownFailuresExist) {
-  for (const std::string& name : known_failures()) {
-    EXPECT_TRUE(fs::is_regular_file(kFuzzDir / name)) << name;
-  }
 }
 
 }  // namespace
