@@ -32,7 +32,7 @@ summary="$out/summary.txt"
   echo "recur GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git rev-parse --short HEAD 2> /dev/null)"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1
   echo "cuDNN: ${cudnn:-not found}"
-  ldd "$build"/lib/librecur.so.*.*.* | grep -E 'cudart|cublas|not found' | awk '{print $1, $3}'
+  ldd "$build"/lib/librecur_cuda.so.*.*.* | grep -E 'cudart|cublas|not found' | awk '{print $1, $3}'
 } > "$summary"
 cat "$summary"
 

@@ -1,24 +1,23 @@
 // src/backend.cpp: picks the Ops implementation for a device.
 #include <memory>
+#include <type_traits>
 
 #include "cpu/cpu_ops.h"
+#include "cuda_backend.h"
 #include "ops.h"
 #include "recur/error.h"
-#if RECUR_HAS_CUDA
-#include "cuda/cuda_ops.h"
-#endif
 
 namespace recur::detail {
 
 template <typename T>
 std::unique_ptr<Ops<T>> make_ops(Device device) {
   if (device.is_cpu()) return std::make_unique<CpuOps<T>>();
-#if RECUR_HAS_CUDA
-  return make_cuda_ops<T>(device.index);
-#else
-  throw Error("recur: device " + device.str() +
-              " requested, but recur was built without CUDA (configure with -DRECUR_CUDA=ON)");
-#endif
+  CudaBackend& cuda = require_cuda_backend("device " + device.str());
+  if constexpr (std::is_same_v<T, float>) {
+    return cuda.make_ops_float(device.index);
+  } else {
+    return cuda.make_ops_double(device.index);
+  }
 }
 
 template std::unique_ptr<Ops<float>> make_ops<float>(Device);

@@ -1,5 +1,5 @@
 // src/clip.cpp: global_norm and clip_grad_norm: validation, then the CPU loops
-// (cpu/cpu_grad.cpp) or the GPU reduction (cuda/cuda_grad.cpp, kernels/reduce.cu).
+// (cpu/cpu_grad.cpp) or the GPU reduction (a NormWorkspace of the CUDA backend).
 #include "recur/clip.h"
 
 #include <algorithm>
@@ -10,26 +10,20 @@
 
 #include "../kernels/reduce.h"
 #include "cpu/cpu_grad.h"
+#include "cuda_backend.h"
 #include "grad_internal.h"
 #include "recur/error.h"
-#if RECUR_HAS_CUDA
-#include "cuda/cuda_grad.h"
-#endif
 
 namespace recur {
 
 struct GradNorm::Impl {
   bool has_value = false;
   Device device = Device::cpu();
-  kernels::NormState host;  // the result of a CPU call
-#if RECUR_HAS_CUDA
-  std::unique_ptr<detail::CudaNormWorkspace> cuda;  // kept across calls on one GPU
-#endif
+  kernels::NormState host;                      // the result of a CPU call
+  std::unique_ptr<detail::NormWorkspace> cuda;  // kept across calls on one GPU
 
   kernels::NormState result() const {
-#if RECUR_HAS_CUDA
     if (has_value && device.is_cuda()) return cuda->result();
-#endif
     return host;
   }
 };
@@ -49,13 +43,10 @@ namespace detail {
 
 const int* GradNormAccess::finite_flag(const GradNorm& norm, void* stream) {
   const GradNorm::Impl& impl = *norm.impl_;
-#if RECUR_HAS_CUDA
   if (impl.device.is_cuda()) {
     impl.cuda->order_after(stream);
     return impl.cuda->finite_flag();
   }
-#endif
-  (void)stream;
   return &impl.host.finite;
 }
 
@@ -156,18 +147,14 @@ void detail::GradNormAccess::compute(const char* where, const std::vector<Tensor
     impl.has_value = true;
     return;
   }
-#if RECUR_HAS_CUDA
   if (impl.cuda == nullptr || impl.cuda->device() != t.device.index) {
     // Allocate first: if that fails, `impl` is unchanged.
-    auto workspace = std::make_unique<detail::CudaNormWorkspace>(t.device.index);
+    auto workspace = detail::require_cuda_backend(where).make_norm_workspace(t.device.index);
     impl.cuda = std::move(workspace);
   }
   impl.cuda->run(t.entries, t.total, t.dtype, max_norm, stream);
   impl.device = t.device;
   impl.has_value = true;
-#else
-  (void)stream;
-#endif
 }
 
 void global_norm(const std::vector<TensorView>& spans, GradNorm& result, void* stream) {

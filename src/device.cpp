@@ -3,9 +3,7 @@
 
 #include <string>
 
-#if RECUR_HAS_CUDA
-#include "cuda/cuda_runtime.h"
-#endif
+#include "cuda_backend.h"
 
 namespace recur {
 
@@ -17,14 +15,11 @@ std::string Device::str() const {
   return type == DeviceType::Cpu ? std::string("cpu") : "cuda:" + std::to_string(index);
 }
 
-bool cuda_built() { return RECUR_HAS_CUDA != 0; }
+bool cuda_built() { return detail::cuda_backend_built(); }
 
 int cuda_device_count() {
-#if RECUR_HAS_CUDA
-  return detail::cuda_usable_device_count();
-#else
-  return 0;
-#endif
+  detail::CudaBackend* cuda = detail::cuda_backend();
+  return cuda != nullptr ? cuda->device_count() : 0;
 }
 
 }  // namespace recur

@@ -1,4 +1,4 @@
-// src/memory.cpp: host memory here; device memory in cuda/cuda_runtime.cpp.
+// src/memory.cpp: host memory here; device memory through the CUDA backend.
 #include "memory.h"
 
 #include <unistd.h>
@@ -8,23 +8,13 @@
 #include <new>
 #include <string>
 
+#include "cuda_backend.h"
 #include "recur/error.h"
-#if RECUR_HAS_CUDA
-#include "cuda/cuda_runtime.h"
-#endif
 
 namespace recur::detail {
 namespace {
 
 constexpr std::size_t kAlignment = 256;
-
-#if !RECUR_HAS_CUDA
-[[noreturn]] void no_cuda() {
-  throw Error(
-      "recur: CUDA device memory requested, but recur was built without CUDA "
-      "(configure with -DRECUR_CUDA=ON)");
-}
-#endif
 
 }  // namespace
 
@@ -62,11 +52,7 @@ void* allocate(Device device, std::size_t bytes) {
     }
     return p;
   }
-#if RECUR_HAS_CUDA
-  return cuda_allocate(device.index, bytes);
-#else
-  no_cuda();
-#endif
+  return require_cuda_backend("device memory").allocate(device.index, bytes);
 }
 
 void deallocate(Device device, void* ptr) noexcept {
@@ -75,9 +61,8 @@ void deallocate(Device device, void* ptr) noexcept {
     std::free(ptr);
     return;
   }
-#if RECUR_HAS_CUDA
-  cuda_free(device.index, ptr);
-#endif
+  // Only memory allocate() gave comes here, so the backend is loaded.
+  if (CudaBackend* cuda = cuda_backend()) cuda->free(device.index, ptr);
 }
 
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
@@ -87,11 +72,7 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     std::memcpy(dst, src, bytes);
     return;
   }
-#if RECUR_HAS_CUDA
-  cuda_copy(dst, dst_device, src, src_device, bytes);
-#else
-  no_cuda();
-#endif
+  require_cuda_backend("a copy").copy(dst, dst_device, src, src_device, bytes);
 }
 
 void zero_bytes(void* dst, Device device, std::size_t bytes) {
@@ -100,11 +81,7 @@ void zero_bytes(void* dst, Device device, std::size_t bytes) {
     std::memset(dst, 0, bytes);
     return;
   }
-#if RECUR_HAS_CUDA
-  cuda_zero(dst, device.index, bytes);
-#else
-  no_cuda();
-#endif
+  require_cuda_backend("a fill").zero(dst, device.index, bytes);
 }
 
 }  // namespace recur::detail

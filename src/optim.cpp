@@ -12,13 +12,10 @@
 
 #include "../kernels/optim.cuh"
 #include "cpu/cpu_grad.h"
+#include "cuda_backend.h"
 #include "grad_internal.h"
 #include "live.h"
 #include "recur/error.h"
-#if RECUR_HAS_CUDA
-#include "../kernels/optim.h"
-#include "cuda/cuda_grad.h"
-#endif
 
 namespace recur {
 namespace detail {
@@ -111,15 +108,12 @@ class OptimizerImpl {
       if (c.take) update_cpu(grad, c);
       return;
     }
-#if RECUR_HAS_CUDA
     CudaDeviceScope scope(params_.device().index);
+    CudaBackend& cuda = require_cuda_backend(where);
     const int* finite = norm != nullptr ? GradNormAccess::finite_flag(*norm, stream) : nullptr;
     auto* counters = static_cast<OptimCounters*>(counters_.data());
-    kernels::launch_step_begin(begin, counters, finite, stream);
-    update_cuda(grad, counters, stream);
-#else
-    (void)stream;
-#endif
+    cuda.optimizer_begin(begin, counters, finite, stream);
+    update_cuda(cuda, grad, counters, stream);
   }
 
   virtual std::vector<OptimizerState> state() const = 0;
@@ -127,9 +121,8 @@ class OptimizerImpl {
  protected:
   virtual kernels::StepBegin step_begin() const = 0;
   virtual void update_cpu(const TensorView& grad, const OptimCounters& counters) = 0;
-#if RECUR_HAS_CUDA
-  virtual void update_cuda(const TensorView& grad, const OptimCounters* counters, void* stream) = 0;
-#endif
+  virtual void update_cuda(CudaBackend& cuda, const TensorView& grad, const OptimCounters* counters,
+                           void* stream) = 0;
 
  private:
   void validate(const char* where, const TensorView& grad, const GradNorm* norm) const {
@@ -211,14 +204,13 @@ class SgdImpl final : public OptimizerImpl {
       cpu_sgd_update(args<T>(grad), counters);
     });
   }
-#if RECUR_HAS_CUDA
-  void update_cuda(const TensorView& grad, const OptimCounters* counters, void* stream) override {
+  void update_cuda(CudaBackend& cuda, const TensorView& grad, const OptimCounters* counters,
+                   void* stream) override {
     with_type(params().dtype(), [&](auto tag) {
       using T = decltype(tag);
-      kernels::launch_sgd_update(args<T>(grad), counters, stream);
+      cuda.sgd_update(args<T>(grad), counters, stream);
     });
   }
-#endif
 
  private:
   SgdOptions options_;
@@ -273,14 +265,13 @@ class AdamImpl final : public OptimizerImpl {
       cpu_adam_update(args<T>(grad), counters);
     });
   }
-#if RECUR_HAS_CUDA
-  void update_cuda(const TensorView& grad, const OptimCounters* counters, void* stream) override {
+  void update_cuda(CudaBackend& cuda, const TensorView& grad, const OptimCounters* counters,
+                   void* stream) override {
     with_type(params().dtype(), [&](auto tag) {
       using T = decltype(tag);
-      kernels::launch_adam_update(args<T>(grad), counters, stream);
+      cuda.adam_update(args<T>(grad), counters, stream);
     });
   }
-#endif
 
  private:
   AdamOptions options_;

@@ -1,5 +1,6 @@
 // tests/test_tensor.cpp: Tensor, TensorView, devices, version.
 #include "cpu/cpu_ops.h"
+#include "cuda_backend.h"
 #include "io_test_util.h"
 #include "test_util.h"
 
@@ -123,6 +124,22 @@ TEST(Device, NamesAndEquality) {
   EXPECT_EQ(Device::cpu(), Device::cpu());
   EXPECT_NE(Device::cuda(0), Device::cuda(1));
   EXPECT_NE(Device::cpu(), Device::cuda(0));
+}
+
+TEST(Device, TheCudaBackendIsThereWhereBuilt) {
+  // A CUDA build links its backend into every test binary; were it missing, every CUDA
+  // test would skip as if there were no GPU.
+  std::string why;
+  detail::CudaBackend* backend = detail::cuda_backend(&why);
+  if (!RECUR_HAS_CUDA) {
+    EXPECT_EQ(backend, nullptr);
+    EXPECT_NE(why.find("built without its CUDA backend"), std::string::npos) << why;
+    EXPECT_TRUE(throws_error([] { Tensor::zeros({2}, DType::Float32, Device::cuda(0)); },
+                             {"CUDA backend is unavailable", "built without"}));
+    return;
+  }
+  EXPECT_NE(backend, nullptr) << why;
+  EXPECT_TRUE(cuda_built());
 }
 
 TEST(Device, CudaCountNeverThrows) {

@@ -8,6 +8,7 @@
 #include <new>
 
 #include "check.h"
+#include "device_memory.h"
 
 namespace recur::detail {
 namespace {
@@ -30,17 +31,8 @@ bool same_table(const std::vector<kernels::SpanEntry>& a,
 
 }  // namespace
 
-CudaDeviceScope::CudaDeviceScope(int index) : index_(index) {
-  RECUR_CUDA_CHECK(cudaGetDevice(&previous_));
-  if (previous_ != index_) RECUR_CUDA_CHECK(cudaSetDevice(index_));
-}
-
-CudaDeviceScope::~CudaDeviceScope() {
-  if (previous_ != index_) cudaSetDevice(previous_);
-}
-
 CudaNormWorkspace::CudaNormWorkspace(int device) : device_(device) {
-  CudaDeviceScope scope(device_);
+  DeviceGuard scope(device_);
   try {
     RECUR_CUDA_CHECK(cudaMalloc(
         &buffer_, kernels::kNormMaxBlocks * sizeof(double) + sizeof(kernels::NormState)));
@@ -78,7 +70,7 @@ void CudaNormWorkspace::release() noexcept {
 
 void CudaNormWorkspace::run(const std::vector<kernels::SpanEntry>& table, std::int64_t total,
                             DType dtype, double max_norm, void* stream) {
-  CudaDeviceScope scope(device_);
+  DeviceGuard scope(device_);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   const cudaEvent_t done = static_cast<cudaEvent_t>(done_);
   // The buffers are reused: this run starts after the last one, whatever its stream.
@@ -124,7 +116,7 @@ void CudaNormWorkspace::run(const std::vector<kernels::SpanEntry>& table, std::i
 }
 
 kernels::NormState CudaNormWorkspace::result() const {
-  CudaDeviceScope scope(device_);
+  DeviceGuard scope(device_);
   RECUR_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(done_)));
   kernels::NormState out;
   std::memcpy(&out, host_state_, sizeof(out));
@@ -134,7 +126,7 @@ kernels::NormState CudaNormWorkspace::result() const {
 const int* CudaNormWorkspace::finite_flag() const { return &state_in(buffer_)->finite; }
 
 void CudaNormWorkspace::order_after(void* stream) const {
-  CudaDeviceScope scope(device_);
+  DeviceGuard scope(device_);
   RECUR_CUDA_CHECK(
       cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), static_cast<cudaEvent_t>(done_), 0));
 }

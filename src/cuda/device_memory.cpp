@@ -1,5 +1,5 @@
-// src/cuda/cuda_runtime.cpp: device memory, copies and discovery.
-#include "cuda_runtime.h"
+// src/cuda/device_memory.cpp: device memory, copies and discovery.
+#include "device_memory.h"
 
 #include <cuda_runtime.h>
 
@@ -23,25 +23,6 @@ void throw_cublas_error(const char* call, cublasStatus_t status, const char* fil
 
 namespace {
 
-// Makes `device` current for the scope and restores the caller's device afterwards, so
-// recur never changes which device the application's own code is using.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    RECUR_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (previous_ != device) RECUR_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceGuard() {
-    int now = previous_;
-    if (cudaGetDevice(&now) == cudaSuccess && now != previous_) cudaSetDevice(previous_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-};
-
 int count_usable_devices() noexcept {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) {
@@ -62,6 +43,16 @@ int count_usable_devices() noexcept {
 }
 
 }  // namespace
+
+DeviceGuard::DeviceGuard(int device) {
+  RECUR_CUDA_CHECK(cudaGetDevice(&previous_));
+  if (previous_ != device) RECUR_CUDA_CHECK(cudaSetDevice(device));
+}
+
+DeviceGuard::~DeviceGuard() {
+  int now = previous_;
+  if (cudaGetDevice(&now) == cudaSuccess && now != previous_) cudaSetDevice(previous_);
+}
 
 void* cuda_allocate(int device, std::size_t bytes) {
   DeviceGuard guard(device);

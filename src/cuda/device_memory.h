@@ -1,5 +1,5 @@
-// src/cuda/cuda_runtime.h: device memory and device discovery, for src/memory.cpp and
-// src/device.cpp. Plain C++: no CUDA header is needed to include it.
+// src/cuda/device_memory.h: device memory and device discovery, for the backend entry
+// (backend_entry.cpp). Plain C++: no CUDA header is needed to include it.
 #pragma once
 
 #include <cstddef>
@@ -7,6 +7,19 @@
 #include "recur/device.h"
 
 namespace recur::detail {
+
+// Makes `device` current for the scope and restores the caller's device afterwards, so
+// recur never changes which device the application's own code is using.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
 
 void* cuda_allocate(int device, std::size_t bytes);
 void cuda_free(int device, void* ptr) noexcept;

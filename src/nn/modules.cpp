@@ -10,14 +10,11 @@
 #include <utility>
 
 #include "../kernels/nn.cuh"
+#include "cuda_backend.h"
 #include "live.h"
 #include "memory.h"
 #include "ops.h"
 #include "recur/error.h"
-#if RECUR_HAS_CUDA
-#include "../kernels/nn.h"
-#include "cuda/cuda_grad.h"
-#endif
 
 namespace recur {
 namespace {
@@ -129,12 +126,6 @@ void cpu_loop(std::int64_t n, const Args& args) {
   for (std::int64_t i = 0; i < n; ++i) f(i, args);
 }
 
-#if !RECUR_HAS_CUDA
-[[noreturn]] void no_cuda() {
-  throw Error("recur: a CUDA module, but recur was built without CUDA");
-}
-#endif
-
 template <typename T>
 void run_embedding(Device device, bool backward, const kernels::EmbeddingArgs<T>& a, void* stream) {
   if (device.is_cpu()) {
@@ -145,12 +136,7 @@ void run_embedding(Device device, bool backward, const kernels::EmbeddingArgs<T>
     }
     return;
   }
-#if RECUR_HAS_CUDA
-  kernels::launch_embedding(backward, a, stream);
-#else
-  (void)stream;
-  no_cuda();
-#endif
+  detail::require_cuda_backend("Embedding").embedding(backward, a, stream);
 }
 
 template <typename T>
@@ -163,12 +149,7 @@ void run_bias(Device device, bool backward, const kernels::BiasArgs<T>& a, void*
     }
     return;
   }
-#if RECUR_HAS_CUDA
-  kernels::launch_bias(backward, a, stream);
-#else
-  (void)stream;
-  no_cuda();
-#endif
+  detail::require_cuda_backend("Linear").bias(backward, a, stream);
 }
 
 template <typename T>
@@ -178,13 +159,8 @@ void run_cross_entropy(Device device, const kernels::CrossEntropyArgs<T>& a, voi
     cpu_loop<kernels::CrossEntropyMean<T>>(1, a);
     return;
   }
-#if RECUR_HAS_CUDA
   detail::CudaDeviceScope scope(device.index);
-  kernels::launch_cross_entropy(a, stream);
-#else
-  (void)stream;
-  no_cuda();
-#endif
+  detail::require_cuda_backend("SoftmaxCrossEntropy").cross_entropy(a, stream);
 }
 
 // Waits for all work on a GPU (before freeing memory that kernels may still read): a
@@ -235,9 +211,9 @@ class ModuleCore {
     with_type(dtype, [&](auto zero) {
       using T = decltype(zero);
       auto ops = make_ops<T>(device);
-#if RECUR_HAS_CUDA
-      if (device.is_cuda()) ops->set_stream(kernels::legacy_default_stream());
-#endif
+      if (device.is_cuda()) {
+        ops->set_stream(require_cuda_backend(name).legacy_default_stream());
+      }
       if constexpr (std::is_same_v<T, float>) {
         ops_f_ = std::move(ops);
       } else {
@@ -285,10 +261,8 @@ class ModuleCore {
       throw Error(name_ + "::set_cuda_stream", "stream", "a module on a CUDA device",
                   "a module on " + device_.str());
     }
-#if RECUR_HAS_CUDA
-    void* s = stream != nullptr ? stream : kernels::legacy_default_stream();
+    void* s = stream != nullptr ? stream : require_cuda_backend(name_).legacy_default_stream();
     with_type(dtype_, [&](auto zero) { ops<decltype(zero)>().set_stream(s); });
-#endif
     user_stream_ = stream;
   }
   void synchronize() {

@@ -1,0 +1,98 @@
+// src/cuda/backend_entry.cpp: the CUDA backend behind src/cuda_backend.h, and the one
+// symbol librecur_cuda.so exports to the core that loads it.
+#include <cuda_runtime.h>
+
+#include "../../kernels/nn.h"
+#include "../../kernels/optim.h"
+#include "../cuda_backend.h"
+#include "check.h"
+#include "cuda_grad.h"
+#include "cuda_ops.h"
+#include "device_memory.h"
+
+namespace recur::detail {
+namespace {
+
+class Backend final : public CudaBackend {
+ public:
+  int device_count() noexcept override { return cuda_usable_device_count(); }
+  int set_device(int index) override {
+    int previous = 0;
+    RECUR_CUDA_CHECK(cudaGetDevice(&previous));
+    if (previous != index) RECUR_CUDA_CHECK(cudaSetDevice(index));
+    return previous;
+  }
+  void restore_device(int previous) noexcept override {
+    int now = previous;
+    if (cudaGetDevice(&now) == cudaSuccess && now != previous) cudaSetDevice(previous);
+  }
+
+  void* allocate(int device, std::size_t bytes) override { return cuda_allocate(device, bytes); }
+  void free(int device, void* ptr) noexcept override { cuda_free(device, ptr); }
+  void copy(void* dst, Device dst_device, const void* src, Device src_device,
+            std::size_t bytes) override {
+    cuda_copy(dst, dst_device, src, src_device, bytes);
+  }
+  void zero(void* dst, int device, std::size_t bytes) override { cuda_zero(dst, device, bytes); }
+
+  std::unique_ptr<Ops<float>> make_ops_float(int device) override {
+    return make_cuda_ops<float>(device);
+  }
+  std::unique_ptr<Ops<double>> make_ops_double(int device) override {
+    return make_cuda_ops<double>(device);
+  }
+  std::unique_ptr<NormWorkspace> make_norm_workspace(int device) override {
+    return std::make_unique<CudaNormWorkspace>(device);
+  }
+
+  void optimizer_begin(const kernels::StepBegin& begin, kernels::OptimCounters* counters,
+                       const int* finite, void* stream) override {
+    kernels::launch_step_begin(begin, counters, finite, stream);
+  }
+  void sgd_update(const kernels::SgdArgs<float>& a, const kernels::OptimCounters* c,
+                  void* stream) override {
+    kernels::launch_sgd_update(a, c, stream);
+  }
+  void sgd_update(const kernels::SgdArgs<double>& a, const kernels::OptimCounters* c,
+                  void* stream) override {
+    kernels::launch_sgd_update(a, c, stream);
+  }
+  void adam_update(const kernels::AdamArgs<float>& a, const kernels::OptimCounters* c,
+                   void* stream) override {
+    kernels::launch_adam_update(a, c, stream);
+  }
+  void adam_update(const kernels::AdamArgs<double>& a, const kernels::OptimCounters* c,
+                   void* stream) override {
+    kernels::launch_adam_update(a, c, stream);
+  }
+
+  void embedding(bool backward, const kernels::EmbeddingArgs<float>& a, void* stream) override {
+    kernels::launch_embedding(backward, a, stream);
+  }
+  void embedding(bool backward, const kernels::EmbeddingArgs<double>& a, void* stream) override {
+    kernels::launch_embedding(backward, a, stream);
+  }
+  void bias(bool backward, const kernels::BiasArgs<float>& a, void* stream) override {
+    kernels::launch_bias(backward, a, stream);
+  }
+  void bias(bool backward, const kernels::BiasArgs<double>& a, void* stream) override {
+    kernels::launch_bias(backward, a, stream);
+  }
+  void cross_entropy(const kernels::CrossEntropyArgs<float>& a, void* stream) override {
+    kernels::launch_cross_entropy(a, stream);
+  }
+  void cross_entropy(const kernels::CrossEntropyArgs<double>& a, void* stream) override {
+    kernels::launch_cross_entropy(a, stream);
+  }
+  void* legacy_default_stream() noexcept override { return kernels::legacy_default_stream(); }
+};
+
+}  // namespace
+}  // namespace recur::detail
+
+extern "C" __attribute__((visibility("default"))) recur::detail::CudaBackend* recur_cuda_backend(
+    int abi) {
+  if (abi != recur::detail::kCudaBackendAbi) return nullptr;
+  static recur::detail::Backend backend;
+  return &backend;
+}
