@@ -55,18 +55,11 @@ struct LstmBackward : PerElement<LstmBackward<T, Sig, Th>> {
     const T df = dc * prev_c(a, b, j) * Sig::df(f);
     const T dg = dc * i * Th::df(g);
     const T d_o = dh * tc * Sig::df(o);
-    T* dgx = a.dgx + b * 4 * H + j;
+    T* dgx = a.dgx + b * 4 * H + j;  // also dJ/d(W_hh h): dgh == dgx for the LSTM
     dgx[0 * H] = di;
     dgx[1 * H] = df;
     dgx[2 * H] = dg;
     dgx[3 * H] = d_o;
-    if (a.dgh != a.dgx) {  // the engine passes one buffer for both (dgh = dgx for the LSTM)
-      T* dgh = a.dgh + b * 4 * H + j;
-      dgh[0 * H] = di;
-      dgh[1 * H] = df;
-      dgh[2 * H] = dg;
-      dgh[3 * H] = d_o;
-    }
     a.dc[idx] = dc * f;
     a.dh[idx] = T(0);  // h_{t-1} reaches J only through W_hh
   }

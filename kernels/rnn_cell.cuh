@@ -27,9 +27,8 @@ struct RnnBackward : PerElement<RnnBackward<T, Act>> {
     const std::int64_t idx = b * a.hidden + j, row = b * a.ldh + j;
     const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[row] : T(0));
     const T dpre = dh * Act::df(a.h[row]);
-    a.dgx[idx] = dpre;
-    if (a.dgh != a.dgx) a.dgh[idx] = dpre;  // the engine passes one buffer for both
-    a.dh[idx] = T(0);                       // h_{t-1} reaches J only through W_hh
+    a.dgx[idx] = dpre;  // also dJ/d(W_hh h): the engine passes dgh == dgx for this cell
+    a.dh[idx] = T(0);   // h_{t-1} reaches J only through W_hh
   }
 };
 

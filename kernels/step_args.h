@@ -61,7 +61,9 @@ struct StepBackward {
   T* dh = nullptr;            // [B, H] in: dJ/dh_t through h_{t+1}; out: direct part of dJ/dh_{t-1}
   T* dc = nullptr;            // [B, H] in: dJ/dc_t through c_{t+1}; out: dJ/dc_{t-1} (LSTM)
   T* dgx = nullptr;           // [B, G*H] out: dJ/d(input pre-activation)
-  T* dgh = nullptr;           // [B, G*H] out: dJ/d(W_hh h_{t-1}); may alias dgx (see each cell)
+  T* dgh = nullptr;           // [B, G*H] out: dJ/d(W_hh h_{t-1}); the linear-before-reset
+                              // GRU's own buffer; every other cell needs dgh == dgx and
+                              // writes dgx only
 };
 
 // The two ways into a step functor. A CUDA thread holds a flat index idx = b*H + j in
