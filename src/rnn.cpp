@@ -159,9 +159,9 @@ void Rnn::reset_parameters(std::uint64_t seed) {
 }
 
 void Rnn::zero_grad() {
-  live(impl_, "Rnn::zero_grad");
-  Tensor zeros = Tensor::zeros(impl_->grads.shape(), impl_->grads.dtype(), impl_->device);
-  impl_->grads.view().copy_from(zeros);
+  Impl& self = live(impl_, "Rnn::zero_grad");
+  // In place: synchronous like a copy (it waits for the model's queued work first).
+  detail::zero_bytes(self.grads.data(), self.device, self.grads.nbytes());
 }
 
 ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const TensorView& c0,
