@@ -460,13 +460,15 @@ void expect_both_ways_agree(std::uint64_t seed, const std::function<void(bool)>&
 // A layer-by-layer float pass on packed weights runs each layer's steps row-parallel
 // (CpuOps::run_rows: every thread all steps of its own rows); with that off, step by step.
 TEST(StackRowParallel, MatchesStepByStep) {
-  if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
-  const bool threads = detail::cpu_step_threads() >= 2;  // else nothing runs row-parallel
+  // With one thread nothing runs row-parallel, and both ways would be the same path.
+  if (!detail::PackedGemms::available() || detail::cpu_step_threads() < 2) {
+    GTEST_SKIP() << "needs oneDNN's C API and two OpenMP threads";
+  }
   const ScopedSetting<bool> restore(detail::cpu_row_parallel, detail::set_cpu_row_parallel, true);
   // Per layer: an inference, a training forward and a backward run (the
   // reset-before-product GRU too: it packs its weights for these runs, stack_pass.h).
   expect_both_ways_agree(41, detail::set_cpu_row_parallel, detail::cpu_row_parallel_runs,
-                         [&](const StackCase& s) { return threads ? 3 * s.layers : 0; });
+                         [&](const StackCase& s) { return 3 * s.layers; });
 }
 
 // A caller may run models on its own OpenMP threads. Inside its parallel region, recur's
@@ -525,12 +527,15 @@ TEST(StackRowParallel, InsideTheCallersParallelRegion) {
 // projects all steps first (and a dense stack's layer 1, of two segments, one GEMM each
 // either way). The counter shows the passes that projected inside their steps.
 TEST(StackStepProjection, MatchesOneProjectionOfAllSteps) {
-  if (!detail::PackedGemms::available()) GTEST_SKIP() << "oneDNN's C API is not loaded";
-  const bool threads = detail::cpu_step_threads() >= 2;  // else no row-parallel runs
+  // With one thread there are no row-parallel runs, so no step projects its input, and
+  // both ways would be the same path.
+  if (!detail::PackedGemms::available() || detail::cpu_step_threads() < 2) {
+    GTEST_SKIP() << "needs oneDNN's C API and two OpenMP threads";
+  }
   const ScopedSetting<bool> rows(detail::cpu_row_parallel, detail::set_cpu_row_parallel, true);
   const ScopedSetting<bool> restore(detail::step_projection, detail::set_step_projection, true);
   expect_both_ways_agree(61, detail::set_step_projection, detail::step_projection_passes,
-                         [&](const StackCase&) -> std::int64_t { return threads ? 2 : 0; });
+                         [&](const StackCase&) -> std::int64_t { return 2; });
 }
 
 // The rule: a layer-by-layer float pass on packed weights whose row-parallel runs would
