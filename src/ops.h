@@ -1,6 +1,6 @@
 // src/ops.h: the backend interface the algorithm is written against.
 //
-// The algorithm (algorithm.cpp) drives every backend through these calls and never
+// The algorithm (stack_pass.cpp) drives every backend through these calls and never
 // knows which one it has. Both backends receive exactly the same arguments: GEMMs are
 // column-major BLAS calls with the same transposes, leading dimensions and offsets, so a
 // CPU test checks the GEMM bookkeeping that the GPU will execute. All pointers are
