@@ -33,18 +33,11 @@ bool same_table(const std::vector<kernels::SpanEntry>& a,
 
 CudaNormWorkspace::CudaNormWorkspace(int device) : device_(device) {
   DeviceGuard scope(device_);
-  try {
-    RECUR_CUDA_CHECK(cudaMalloc(
-        &buffer_, kernels::kNormMaxBlocks * sizeof(double) + sizeof(kernels::NormState)));
-    RECUR_CUDA_CHECK(cudaMallocHost(&host_state_, sizeof(kernels::NormState)));
-    new (host_state_) kernels::NormState();
-    cudaEvent_t done = nullptr;
-    RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
-    done_ = done;
-  } catch (...) {
-    release();
-    throw;
-  }
+  buffer_ =
+      make_device_memory(kernels::kNormMaxBlocks * sizeof(double) + sizeof(kernels::NormState));
+  host_state_ = make_pinned_memory(sizeof(kernels::NormState));
+  new (host_state_.get()) kernels::NormState();
+  done_ = make_event(cudaEventDisableTiming);
 }
 
 CudaNormWorkspace::~CudaNormWorkspace() {
@@ -52,27 +45,20 @@ CudaNormWorkspace::~CudaNormWorkspace() {
   if (cudaGetDevice(&previous) != cudaSuccess) return;
   cudaSetDevice(device_);
   // Work in flight may still read the buffers.
-  if (done_ != nullptr) cudaEventSynchronize(static_cast<cudaEvent_t>(done_));
-  release();
+  if (done_) cudaEventSynchronize(done_.get());
+  table_.reset();
+  staging_.reset();
+  buffer_.reset();
+  host_state_.reset();
+  done_.reset();
   cudaSetDevice(previous);
-}
-
-void CudaNormWorkspace::release() noexcept {
-  if (table_ != nullptr) cudaFree(table_);
-  if (staging_ != nullptr) cudaFreeHost(staging_);
-  if (buffer_ != nullptr) cudaFree(buffer_);
-  if (host_state_ != nullptr) cudaFreeHost(host_state_);
-  if (done_ != nullptr) cudaEventDestroy(static_cast<cudaEvent_t>(done_));
-  table_ = staging_ = buffer_ = host_state_ = done_ = nullptr;
-  capacity_ = 0;
-  uploaded_.clear();
 }
 
 void CudaNormWorkspace::run(const std::vector<kernels::SpanEntry>& table, std::int64_t total,
                             DType dtype, double max_norm, void* stream) {
   DeviceGuard scope(device_);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const cudaEvent_t done = static_cast<cudaEvent_t>(done_);
+  const cudaEvent_t done = done_.get();
   // The buffers are reused: this run starts after the last one, whatever its stream.
   RECUR_CUDA_CHECK(cudaStreamWaitEvent(s, done, 0));
   if (!table.empty() && !same_table(table, uploaded_)) {
@@ -81,54 +67,47 @@ void CudaNormWorkspace::run(const std::vector<kernels::SpanEntry>& table, std::i
     RECUR_CUDA_CHECK(cudaEventSynchronize(done));
     if (table.size() > capacity_) {
       const std::size_t capacity = table.size() > 2 * capacity_ ? table.size() : 2 * capacity_;
-      void *device_table = nullptr, *host_table = nullptr;
-      RECUR_CUDA_CHECK(cudaMalloc(&device_table, capacity * sizeof(kernels::SpanEntry)));
-      const cudaError_t status = cudaMallocHost(&host_table, capacity * sizeof(kernels::SpanEntry));
-      if (status != cudaSuccess) {
-        cudaFree(device_table);
-        RECUR_CUDA_CHECK(status);
-      }
-      if (table_ != nullptr) cudaFree(table_);
-      if (staging_ != nullptr) cudaFreeHost(staging_);
-      table_ = device_table;
-      staging_ = host_table;
+      DeviceMemory device_table = make_device_memory(capacity * sizeof(kernels::SpanEntry));
+      PinnedMemory host_table = make_pinned_memory(capacity * sizeof(kernels::SpanEntry));
+      table_ = std::move(device_table);
+      staging_ = std::move(host_table);
       capacity_ = capacity;
     }
     uploaded_.clear();
     const std::size_t bytes = table.size() * sizeof(kernels::SpanEntry);
-    std::memcpy(staging_, table.data(), bytes);
-    RECUR_CUDA_CHECK(cudaMemcpyAsync(table_, staging_, bytes, cudaMemcpyHostToDevice, s));
+    std::memcpy(staging_.get(), table.data(), bytes);
+    RECUR_CUDA_CHECK(
+        cudaMemcpyAsync(table_.get(), staging_.get(), bytes, cudaMemcpyHostToDevice, s));
     uploaded_ = table;
   }
-  const auto* device_table = static_cast<const kernels::SpanEntry*>(table_);
-  double* partials = static_cast<double*>(buffer_);
+  const auto* device_table = static_cast<const kernels::SpanEntry*>(table_.get());
+  double* partials = static_cast<double*>(buffer_.get());
   const int n = static_cast<int>(table.size());
   if (dtype == DType::Float32) {
-    kernels::launch_global_norm<float>(device_table, n, total, partials, state_in(buffer_),
+    kernels::launch_global_norm<float>(device_table, n, total, partials, state_in(buffer_.get()),
                                        max_norm, s);
   } else {
-    kernels::launch_global_norm<double>(device_table, n, total, partials, state_in(buffer_),
+    kernels::launch_global_norm<double>(device_table, n, total, partials, state_in(buffer_.get()),
                                         max_norm, s);
   }
-  RECUR_CUDA_CHECK(cudaMemcpyAsync(host_state_, state_in(buffer_), sizeof(kernels::NormState),
-                                   cudaMemcpyDeviceToHost, s));
+  RECUR_CUDA_CHECK(cudaMemcpyAsync(host_state_.get(), state_in(buffer_.get()),
+                                   sizeof(kernels::NormState), cudaMemcpyDeviceToHost, s));
   RECUR_CUDA_CHECK(cudaEventRecord(done, s));
 }
 
 kernels::NormState CudaNormWorkspace::result() const {
   DeviceGuard scope(device_);
-  RECUR_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(done_)));
+  RECUR_CUDA_CHECK(cudaEventSynchronize(done_.get()));
   kernels::NormState out;
-  std::memcpy(&out, host_state_, sizeof(out));
+  std::memcpy(&out, host_state_.get(), sizeof(out));
   return out;
 }
 
-const int* CudaNormWorkspace::finite_flag() const { return &state_in(buffer_)->finite; }
+const int* CudaNormWorkspace::finite_flag() const { return &state_in(buffer_.get())->finite; }
 
 void CudaNormWorkspace::order_after(void* stream) const {
   DeviceGuard scope(device_);
-  RECUR_CUDA_CHECK(
-      cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), static_cast<cudaEvent_t>(done_), 0));
+  RECUR_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), done_.get(), 0));
 }
 
 }  // namespace recur::detail

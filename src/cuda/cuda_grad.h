@@ -1,6 +1,5 @@
 // src/cuda/cuda_grad.h: the CUDA side of clipping (src/clip.cpp): a GradNorm's device
 // buffers and events.
-// Plain C++: no CUDA header is needed to include it.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +7,7 @@
 
 #include "../../kernels/reduce.h"
 #include "../cuda_backend.h"
+#include "handles.h"
 #include "recur/device.h"
 
 namespace recur::detail {
@@ -39,16 +39,14 @@ class CudaNormWorkspace final : public NormWorkspace {
   void order_after(void* stream) const override;
 
  private:
-  void release() noexcept;
-
   int device_ = 0;
-  void* buffer_ = nullptr;      // device: double partials[kNormMaxBlocks], then NormState
-  void* host_state_ = nullptr;  // pinned: NormState
-  void* table_ = nullptr;       // device: SpanEntry[capacity_]
-  void* staging_ = nullptr;     // pinned: SpanEntry[capacity_]
+  DeviceMemory buffer_;      // double partials[kNormMaxBlocks], then NormState
+  PinnedMemory host_state_;  // NormState
+  DeviceMemory table_;       // SpanEntry[capacity_]
+  PinnedMemory staging_;     // SpanEntry[capacity_]
   std::size_t capacity_ = 0;
   std::vector<kernels::SpanEntry> uploaded_;  // the table now in table_
-  void* done_ = nullptr;                      // cudaEvent_t
+  Event done_;
 };
 
 }  // namespace recur::detail

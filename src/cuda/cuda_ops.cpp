@@ -17,6 +17,9 @@
 #include "../../kernels/launch.h"
 #include "../env_switch.h"
 #include "check.h"
+#include "device_memory.h"
+#include "graph_cache.h"
+#include "handles.h"
 
 namespace recur::detail {
 namespace {
@@ -51,52 +54,6 @@ std::atomic<bool>& branches_switch() {
 }
 std::atomic<std::int64_t> graph_captures{0}, graph_replays{0};
 
-// The bytes of a call list that decide what its graph does: every kernel's arguments,
-// every GEMM's shape, scalars and pointers (the host tables' contents included). Two lists
-// with the same signature launch the same work on the same memory.
-template <typename T>
-std::string signature(const std::vector<RowCall<T>>& calls) {
-  std::string key;
-  auto put = [&key](const void* p, std::size_t n) { key.append(static_cast<const char*>(p), n); };
-  auto put_value = [&put](const auto& v) { put(&v, sizeof v); };
-  for (const RowCall<T>& c : calls) {
-    put_value(c.kind);
-    put_value(c.step);
-    switch (c.kind) {
-      case RowCall<T>::Kind::Forward:
-        put_value(c.forward.size());
-        put(c.forward.data(), c.forward.size() * sizeof(StepForward<T>));
-        break;
-      case RowCall<T>::Kind::Backward:
-        put_value(c.backward.size());
-        put(c.backward.data(), c.backward.size() * sizeof(StepBackward<T>));
-        break;
-      case RowCall<T>::Kind::Gemms: {
-        const GemmBatch<T>& g = c.gemms;
-        for (auto v : {static_cast<std::int64_t>(g.trans_a), static_cast<std::int64_t>(g.trans_b),
-                       g.m, g.n, g.k, g.lda, g.ldb, g.ldc, static_cast<std::int64_t>(g.count)}) {
-          put_value(v);
-        }
-        put_value(g.alpha);
-        put_value(g.beta);
-        for (const void* p : {static_cast<const void*>(g.a), static_cast<const void*>(g.b),
-                              static_cast<const void*>(g.c)}) {
-          put_value(p);
-        }
-        const std::size_t n = static_cast<std::size_t>(g.count) * sizeof(void*);
-        for (const void* table :
-             {static_cast<const void*>(g.host_a), static_cast<const void*>(g.host_b),
-              static_cast<const void*>(g.host_c)}) {
-          put_value(table != nullptr);
-          if (table != nullptr) put(table, n);
-        }
-        break;
-      }
-    }
-  }
-  return key;
-}
-
 // Auto runs a batch of backward's shape (k > m) as one batched GEMM from this many items
 // up (RECUR_CUDA_BATCHED_FROM=N at start, for comparisons), and for m up to this many
 // rows; see gemm_batched.
@@ -122,29 +79,28 @@ template <typename T>
 class CudaOps final : public Ops<T> {
  public:
   explicit CudaOps(int index) : index_(index) {
-    const int previous = make_current();
-    try {
-      // A blocking stream: legacy-default-stream copies order themselves after it.
-      RECUR_CUDA_CHECK(cudaStreamCreate(&own_stream_));
-      stream_ = own_stream_;
-      RECUR_CUBLAS_CHECK(cublasCreate(&blas_));
-      RECUR_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
-      // Full-precision FP32 GEMMs (no TF32), so CPU/GPU parity holds to float32 rounding.
-      RECUR_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));
-    } catch (...) {
-      release();
-      restore(previous);
-      throw;
-    }
-    restore(previous);
+    DeviceGuard guard(index_);
+    // A blocking stream: legacy-default-stream copies order themselves after it.
+    own_stream_ = make_stream(cudaStreamDefault);
+    stream_ = own_stream_.get();
+    blas_ = make_blas(stream_);
   }
 
+  // Releases everything on the model's device, once its queued work is done; the owners
+  // would release the same in any order, but not with the device current.
   ~CudaOps() override {
     int previous = 0;
     if (cudaGetDevice(&previous) != cudaSuccess) return;
     cudaSetDevice(index_);
     cudaStreamSynchronize(stream_);
-    release();
+    graphs_.clear();
+    sides_.clear();
+    fork_.reset();
+    workspace_.reset();
+    table_.reset();
+    rows_.reset();
+    blas_.reset();
+    own_stream_.reset();
     cudaSetDevice(previous);
   }
 
@@ -167,18 +123,18 @@ class CudaOps final : public Ops<T> {
   void* stream() const override { return stream_; }
 
   void set_stream(void* stream) override {
-    cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : own_stream_;
-    RECUR_CUBLAS_CHECK(cublasSetStream(blas_, s));
+    cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : own_stream_.get();
+    RECUR_CUBLAS_CHECK(cublasSetStream(blas_.get(), s));
     // cublasSetStream puts cuBLAS back on its default workspace; keep the graphs' one.
-    if (workspace_ != nullptr) {
-      RECUR_CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace_, kWorkspaceBytes));
+    if (workspace_) {
+      RECUR_CUBLAS_CHECK(cublasSetWorkspace(blas_.get(), workspace_.get(), kWorkspaceBytes));
     }
     stream_ = s;
   }
 
   void synchronize() override { RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
-  void gemm(const Gemm<T>& g) override { gemm_on(blas_, g); }
+  void gemm(const Gemm<T>& g) override { gemm_on(blas_.get(), g); }
 
   // Measured on an H200 with cuBLAS 13.1 (docs/benchmarks.md): for one item, the
   // pointer-array batched GEMM picks a 128x256-tile kernel whatever the shape (one block for
@@ -219,13 +175,13 @@ class CudaOps final : public Ops<T> {
     const int m = to_int(g.m, "m"), n = to_int(g.n, "n"), k = to_int(g.k, "k");
     const int lda = to_int(g.lda, "lda"), ldb = to_int(g.ldb, "ldb"), ldc = to_int(g.ldc, "ldc");
     if constexpr (std::is_same_v<T, float>) {
-      RECUR_CUBLAS_CHECK(cublasSgemmBatched(blas_, to_cublas(g.trans_a), to_cublas(g.trans_b), m, n,
-                                            k, &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c, ldc,
-                                            g.count));
+      RECUR_CUBLAS_CHECK(cublasSgemmBatched(blas_.get(), to_cublas(g.trans_a), to_cublas(g.trans_b),
+                                            m, n, k, &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c,
+                                            ldc, g.count));
     } else {
-      RECUR_CUBLAS_CHECK(cublasDgemmBatched(blas_, to_cublas(g.trans_a), to_cublas(g.trans_b), m, n,
-                                            k, &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c, ldc,
-                                            g.count));
+      RECUR_CUBLAS_CHECK(cublasDgemmBatched(blas_.get(), to_cublas(g.trans_a), to_cublas(g.trans_b),
+                                            m, n, k, &g.alpha, g.a, lda, g.b, ldb, &g.beta, g.c,
+                                            ldc, g.count));
     }
   }
 
@@ -249,15 +205,12 @@ class CudaOps final : public Ops<T> {
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     RECUR_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
     if (capturing != cudaStreamCaptureStatusNone) return false;
-    std::string key = signature(calls);
-    cudaGraphExec_t exec = nullptr;
-    for (const RecordedGraph& g : graphs_) {
-      if (g.key == key) exec = g.exec;
-    }
+    std::string key = graph_signature(calls);
+    cudaGraphExec_t exec = graphs_.find(key);
     if (exec != nullptr) {
       ++graph_replays;
     } else {
-      if (mode == CudaGraphMode::Repeated && !seen_before(key)) return false;
+      if (mode == CudaGraphMode::Repeated && !graphs_.seen_before(key)) return false;
       exec = record(calls, std::move(key));
       if (exec == nullptr) return false;
     }
@@ -269,27 +222,27 @@ class CudaOps final : public Ops<T> {
     if (count == 0) return nullptr;
     if (count > table_capacity_) {
       // Growing happens once per new shape, never inside a time loop.
-      if (table_ != nullptr) RECUR_CUDA_CHECK(cudaFree(table_));
-      table_ = nullptr;
-      RECUR_CUDA_CHECK(cudaMalloc(&table_, count * sizeof(void*)));
+      table_.reset();
+      table_capacity_ = 0;
+      table_ = make_device_memory(count * sizeof(void*));
       table_capacity_ = count;
     }
-    RECUR_CUDA_CHECK(
-        cudaMemcpyAsync(table_, host, count * sizeof(void*), cudaMemcpyHostToDevice, stream_));
-    return static_cast<const void* const*>(table_);
+    RECUR_CUDA_CHECK(cudaMemcpyAsync(table_.get(), host, count * sizeof(void*),
+                                     cudaMemcpyHostToDevice, stream_));
+    return static_cast<const void* const*>(table_.get());
   }
 
   const std::int64_t* stage_indices(const std::int64_t* host, std::size_t count) override {
     if (count == 0) return nullptr;
     if (count > rows_capacity_) {
-      if (rows_ != nullptr) RECUR_CUDA_CHECK(cudaFree(rows_));
-      rows_ = nullptr;
-      RECUR_CUDA_CHECK(cudaMalloc(&rows_, count * sizeof(std::int64_t)));
+      rows_.reset();
+      rows_capacity_ = 0;
+      rows_ = make_device_memory(count * sizeof(std::int64_t));
       rows_capacity_ = count;
     }
-    RECUR_CUDA_CHECK(cudaMemcpyAsync(rows_, host, count * sizeof(std::int64_t),
+    RECUR_CUDA_CHECK(cudaMemcpyAsync(rows_.get(), host, count * sizeof(std::int64_t),
                                      cudaMemcpyHostToDevice, stream_));
-    return static_cast<const std::int64_t*>(rows_);
+    return static_cast<const std::int64_t*>(rows_.get());
   }
 
   void gather(const GatherArgs<T>& args) override { kernels::launch_gather(args, stream_); }
@@ -331,11 +284,11 @@ class CudaOps final : public Ops<T> {
     const int ldc = to_int(ld_dst, "ld_dst"), ldb = to_int(ld_src, "ld_src");
     const T one = T(1);
     if constexpr (std::is_same_v<T, float>) {
-      RECUR_CUBLAS_CHECK(cublasSgeam(blas_, CUBLAS_OP_N, CUBLAS_OP_N, m, n, &one, dst, ldc, &one,
-                                     src, ldb, dst, ldc));
+      RECUR_CUBLAS_CHECK(cublasSgeam(blas_.get(), CUBLAS_OP_N, CUBLAS_OP_N, m, n, &one, dst, ldc,
+                                     &one, src, ldb, dst, ldc));
     } else {
-      RECUR_CUBLAS_CHECK(cublasDgeam(blas_, CUBLAS_OP_N, CUBLAS_OP_N, m, n, &one, dst, ldc, &one,
-                                     src, ldb, dst, ldc));
+      RECUR_CUBLAS_CHECK(cublasDgeam(blas_.get(), CUBLAS_OP_N, CUBLAS_OP_N, m, n, &one, dst, ldc,
+                                     &one, src, ldb, dst, ldc));
     }
   }
 
@@ -350,39 +303,14 @@ class CudaOps final : public Ops<T> {
   }
 
  private:
-  struct RecordedGraph {
-    std::string key;
-    cudaGraphExec_t exec = nullptr;
-  };
-  // A training step of an L-layer bidirectional stack records 2L lists and its inference
-  // L more: keep the graphs of a training loop with evaluation between steps, for stacks up
-  // to 16 layers, or of a few shapes, dropping the oldest (a dropped list that comes again
-  // is recorded again, its second time).
-  static constexpr std::size_t kMaxGraphs = 48;
-  // Signatures seen once and not yet recorded (seen_before), oldest first.
-  static constexpr std::size_t kMaxSeen = 64;
-
-  // Whether a list with this signature came before without being recorded; remembers it
-  // if not. Hashes only: a collision at worst records a list one call early.
-  bool seen_before(const std::string& key) {
-    const std::size_t hash = std::hash<std::string>{}(key);
-    const auto at = std::find(seen_.begin(), seen_.end(), hash);
-    if (at != seen_.end()) {
-      seen_.erase(at);
-      return true;
-    }
-    if (seen_.size() == kMaxSeen) seen_.erase(seen_.begin());
-    seen_.push_back(hash);
-    return false;
-  }
-
   // Records `calls` into a graph (they run when it is launched), or returns null, having
   // run nothing, where the stream refuses to record.
   cudaGraphExec_t record(const std::vector<RowCall<T>>& calls, std::string key) {
-    if (workspace_ == nullptr) {
+    if (!workspace_) {
       // cuBLAS must not allocate while a stream records: give it its workspace first.
-      RECUR_CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
-      RECUR_CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace_, kWorkspaceBytes));
+      DeviceMemory workspace = make_device_memory(kWorkspaceBytes);
+      RECUR_CUBLAS_CHECK(cublasSetWorkspace(blas_.get(), workspace.get(), kWorkspaceBytes));
+      workspace_ = std::move(workspace);
     }
     if (cuda_graph_branches()) {
       // Side streams, their cuBLAS handles and workspaces now: nothing may be made or
@@ -398,38 +326,33 @@ class CudaOps final : public Ops<T> {
       capture_refused_ = true;
       return nullptr;
     }
-    cudaGraph_t graph = nullptr;
     recording_ = true;
     try {
       this->run_calls(calls);
     } catch (...) {
       recording_ = false;
-      cudaStreamEndCapture(stream_, &graph);
-      if (graph != nullptr) cudaGraphDestroy(graph);
+      cudaGraph_t partial = nullptr;
+      cudaStreamEndCapture(stream_, &partial);
+      const Graph discarded(partial);
       throw;
     }
     recording_ = false;
-    RECUR_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
-    cudaGraphExec_t exec = nullptr;
-    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    RECUR_CUDA_CHECK(made);
-    if (graphs_.size() == kMaxGraphs) {
-      cudaGraphExecDestroy(graphs_.front().exec);
-      graphs_.erase(graphs_.begin());
-    }
-    graphs_.push_back({std::move(key), exec});
+    cudaGraph_t recorded = nullptr;
+    RECUR_CUDA_CHECK(cudaStreamEndCapture(stream_, &recorded));
+    const Graph graph(recorded);
+    cudaGraphExec_t instantiated = nullptr;
+    RECUR_CUDA_CHECK(cudaGraphInstantiate(&instantiated, graph.get(), 0));
     ++graph_captures;
-    return exec;
+    return graphs_.add(std::move(key), GraphExec(instantiated));
   }
 
   // A stream beside the model's, with its own cuBLAS handle (and so its own workspace) and
   // an event marking the end of the work queued on it.
   struct SideStream {
-    cudaStream_t stream = nullptr;
-    cublasHandle_t blas = nullptr;
-    cudaEvent_t done = nullptr;
-    void* workspace = nullptr;  // its cuBLAS's, once it records graph branches
+    Stream stream;
+    BlasHandle blas;
+    Event done;
+    DeviceMemory workspace;  // its cuBLAS's, once it records graph branches
   };
 
   void gemm_on(cublasHandle_t blas, const Gemm<T>& g) {
@@ -451,17 +374,17 @@ class CudaOps final : public Ops<T> {
   // ordered stream. The items write disjoint C matrices (a wave's units).
   void gemm_items_side_by_side(const GemmBatch<T>& g) {
     add_side_streams(g.count - 1);
-    RECUR_CUDA_CHECK(cudaEventRecord(fork_, stream_));
+    RECUR_CUDA_CHECK(cudaEventRecord(fork_.get(), stream_));
     for (int i = 1; i < g.count; ++i) {
       const SideStream& side = sides_[static_cast<std::size_t>(i - 1)];
-      RECUR_CUDA_CHECK(cudaStreamWaitEvent(side.stream, fork_, 0));
-      gemm_on(side.blas, gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]));
-      RECUR_CUDA_CHECK(cudaEventRecord(side.done, side.stream));
+      RECUR_CUDA_CHECK(cudaStreamWaitEvent(side.stream.get(), fork_.get(), 0));
+      gemm_on(side.blas.get(), gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]));
+      RECUR_CUDA_CHECK(cudaEventRecord(side.done.get(), side.stream.get()));
     }
-    gemm_on(blas_, gemm_item(g, g.host_a[0], g.host_b[0], g.host_c[0]));
+    gemm_on(blas_.get(), gemm_item(g, g.host_a[0], g.host_b[0], g.host_c[0]));
     for (int i = 1; i < g.count; ++i) {
       RECUR_CUDA_CHECK(
-          cudaStreamWaitEvent(stream_, sides_[static_cast<std::size_t>(i - 1)].done, 0));
+          cudaStreamWaitEvent(stream_, sides_[static_cast<std::size_t>(i - 1)].done.get(), 0));
     }
   }
 
@@ -469,79 +392,42 @@ class CudaOps final : public Ops<T> {
   // model), never inside a time loop after that; for recording (`for_graphs`) each gets a
   // cuBLAS workspace of its own first, so that nothing allocates while recording.
   void add_side_streams(int count, bool for_graphs = false) {
-    if (fork_ == nullptr) {
-      RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
-    }
-    sides_.reserve(static_cast<std::size_t>(count));  // push_back below cannot throw
+    if (!fork_) fork_ = make_event(cudaEventDisableTiming);
     while (static_cast<int>(sides_.size()) < count) {
       SideStream side;
-      try {
-        RECUR_CUDA_CHECK(cudaStreamCreateWithFlags(&side.stream, cudaStreamNonBlocking));
-        RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&side.done, cudaEventDisableTiming));
-        RECUR_CUBLAS_CHECK(cublasCreate(&side.blas));
-        RECUR_CUBLAS_CHECK(cublasSetStream(side.blas, side.stream));
-        RECUR_CUBLAS_CHECK(cublasSetMathMode(side.blas, CUBLAS_DEFAULT_MATH));
-      } catch (...) {
-        destroy(side);
-        throw;
-      }
-      sides_.push_back(side);
+      side.stream = make_stream(cudaStreamNonBlocking);
+      side.done = make_event(cudaEventDisableTiming);
+      side.blas = make_blas(side.stream.get());
+      sides_.push_back(std::move(side));
     }
     if (!for_graphs) return;
     for (int i = 0; i < count; ++i) {
       SideStream& side = sides_[static_cast<std::size_t>(i)];
-      if (side.workspace != nullptr) continue;
-      RECUR_CUDA_CHECK(cudaMalloc(&side.workspace, kSideWorkspaceBytes));
-      RECUR_CUBLAS_CHECK(cublasSetWorkspace(side.blas, side.workspace, kSideWorkspaceBytes));
+      if (side.workspace) continue;
+      DeviceMemory workspace = make_device_memory(kSideWorkspaceBytes);
+      RECUR_CUBLAS_CHECK(cublasSetWorkspace(side.blas.get(), workspace.get(), kSideWorkspaceBytes));
+      side.workspace = std::move(workspace);
     }
   }
 
-  static void destroy(SideStream& side) noexcept {
-    if (side.blas != nullptr) cublasDestroy(side.blas);
-    if (side.done != nullptr) cudaEventDestroy(side.done);
-    if (side.stream != nullptr) cudaStreamDestroy(side.stream);
-    if (side.workspace != nullptr) cudaFree(side.workspace);
-    side = SideStream();
-  }
-
-  void release() noexcept {
-    for (RecordedGraph& g : graphs_) cudaGraphExecDestroy(g.exec);
-    graphs_.clear();
-    if (workspace_ != nullptr) cudaFree(workspace_);
-    workspace_ = nullptr;
-    for (SideStream& side : sides_) destroy(side);
-    sides_.clear();
-    if (fork_ != nullptr) cudaEventDestroy(fork_);
-    fork_ = nullptr;
-    if (table_ != nullptr) cudaFree(table_);
-    table_ = nullptr;
-    if (rows_ != nullptr) cudaFree(rows_);
-    rows_ = nullptr;
-    if (blas_ != nullptr) cublasDestroy(blas_);
-    if (own_stream_ != nullptr) cudaStreamDestroy(own_stream_);
-    blas_ = nullptr;
-    own_stream_ = nullptr;
-  }
-
   int index_ = 0;
-  cudaStream_t own_stream_ = nullptr;
-  cudaStream_t stream_ = nullptr;
-  cublasHandle_t blas_ = nullptr;
-  void* table_ = nullptr;  // staged pointer tables for batched GEMMs
+  Stream own_stream_;
+  cudaStream_t stream_ = nullptr;  // own_stream_'s, or the caller's (set_stream)
+  BlasHandle blas_;
+  DeviceMemory table_;  // staged pointer tables for batched GEMMs
   std::size_t table_capacity_ = 0;
-  void* rows_ = nullptr;  // staged row indices for gathers
+  DeviceMemory rows_;  // staged row indices for gathers
   std::size_t rows_capacity_ = 0;
-  std::vector<SideStream> sides_;      // CudaBatchedGemm::Streams
-  std::vector<RecordedGraph> graphs_;  // CUDA graphs, oldest first
-  std::vector<std::size_t> seen_;      // hashes of lists seen once (seen_before)
-  bool capture_refused_ = false;       // the stream refused to record once: launch as before
-  bool recording_ = false;             // inside record(): the stream is capturing
+  std::vector<SideStream> sides_;  // CudaBatchedGemm::Streams, graph branches
+  GraphCache graphs_;
+  bool capture_refused_ = false;  // the stream refused to record once: launch as before
+  bool recording_ = false;        // inside record(): the stream is capturing
   // A side stream's GEMM is one item of a step's batch: split-K's partial sums of
   // [512, 64] x 8 splits take 1 MiB.
   static constexpr std::size_t kSideWorkspaceBytes = std::size_t{8} << 20;
   static constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;
-  void* workspace_ = nullptr;  // cuBLAS's, once graphs are recorded
-  cudaEvent_t fork_ = nullptr;
+  DeviceMemory workspace_;  // cuBLAS's, once graphs are recorded
+  Event fork_;
 };
 
 }  // namespace
