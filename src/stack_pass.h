@@ -32,21 +32,20 @@
 //   - Packed, where the backend keeps packed copies (Ops::packs_weights: the CPU's float
 //     GEMMs with oneDNN): forward and backward hold every matrix their per-step GEMMs read
 //     (W_hh, backward's W_ih, and a wavefront's upper-layer W_ih) and the backend runs
-//     those GEMMs on copies laid out for its kernels (docs/benchmarks.md: 2-4% off an LSTM
-//     or GRU training step). The reset-before-product GRU's per-step GEMMs read and write
-//     W_hh's gate blocks in strided rows, which oneDNN's matmul takes only through copies:
-//     7-10% slower than transposed when the steps run one by one, but 1-6% faster where
-//     the pass runs row-parallel (Ops::takes_row_runs), so that GRU packs only there;
+//     those GEMMs on copies laid out for its kernels. The reset-before-product GRU's
+//     per-step GEMMs read and write W_hh's gate blocks in strided rows, which oneDNN's
+//     matmul takes only through copies, so that GRU packs only where the pass runs
+//     row-parallel (Ops::takes_row_runs), where the copies pay;
 //   - Transposed, elsewhere (the GPU, float64, that GRU otherwise): the forward transposes each
 //     unit's W_hh [G*H, H] into w_t [H, G*H], so every forward recurrent GEMM reads
 //     op(A) = A with unit stride along the gates, the layout cuBLAS and oneDNN's sgemm run
-//     1.2-9x faster at 16-64 columns, for one pass over the weights. A wavefront's upper layers
+//     fastest at a step's few columns, for one pass over the weights. A wavefront's upper layers
 //     project their input one step (B columns) at a time, so they get the same treatment for W_ih
 //     (w_ih_t); other input projections cover all R columns at once, where the layout
 //     makes no difference. Backward reads W_hh itself (dh = W_hh^T dg is that layout).
-// With fewer rows the layouts run alike (packing measured 2-3% slower at B = 1), and with
-// few steps the preparation is not repaid, so the weights are read as stored (gemm(T, N)
-// forward).
+// With fewer rows the layouts run alike, and with few steps the preparation is not repaid
+// (the measurements: docs/benchmarks.md, "The measurements behind the code's choices"), so the
+// weights are read as stored (gemm(T, N) forward).
 //
 // On packed weights, a layer-by-layer pass hands each layer's steps to the backend at
 // once (Ops::run_rows), which may run them row-parallel: row b of a step depends only on
@@ -157,11 +156,10 @@ struct PassOp {
 // Whether training keeps layer 0's forward unit's h_{t-1} in the rows of x's copy, beside
 // x ([R, I+H]: row r = [x_r | h_{t-1} of row r]), so that dW_ih and dW_hh of that unit are
 // one GEMM on those rows, with dgx (which is dgh) as the other operand. For the LSTM, where
-// no join reads x as its u (layer 0's residual or highway). Measured on the CPU (2 cores,
-// in-process A/B of whole training steps): 3% faster at H=512, 1.5-3% at H=1024, level at
-// H=256; the tanh RNN (one gate: N = H) ran 10-14% slower, so vanilla cells keep two
-// GEMMs, and the GRUs' dgh is not dgx. At least 2048 rows (T*B): at B=1 (100 rows) the
-// adds into the gradients made the whole step 9% slower.
+// no join reads x as its u (layer 0's residual or highway); vanilla cells keep two GEMMs
+// (one gate: the joined GEMM ran slower), and the GRUs' dgh is not dgx. At least 2048 rows
+// (T*B): below, the adds into the gradients cost more than the GEMM saves
+// (docs/benchmarks.md, "The measurements behind the code's choices").
 bool interleaves_x_hp(const Plan& plan, std::int64_t rows);
 // The least rows for that (2048, or RECUR_X_HP_MIN_ROWS at start); tests set 0 to run it
 // on small problems.
@@ -201,11 +199,10 @@ void set_step_projection(bool enabled);
 // all steps into gx [R, G*H] that the loop then reads back from memory. Each thread then
 // reads W_ih as well as W_hh at every step, so both together must fit what a row-parallel
 // run takes for one matrix (Ops::takes_row_runs); and the input must be one segment
-// (dense connections' layers keep one GEMM per segment). Measured on the CPU (2 cores,
-// in-process A/B, docs/benchmarks.md): LSTM T=100 B=32 H=256 inference 5-7% faster,
-// training 0-4%; at H=512, where the two matrices are 8 MiB, 2.7% slower, hence the limit.
-// On unless step_projection() is off (RECUR_STEP_PROJECTION=0 at start, or
-// set_step_projection(false), for comparisons and tests).
+// (dense connections' layers keep one GEMM per segment). Both matrices within the limit,
+// because past it the extra reads cost more than the cache saves (docs/benchmarks.md, "The
+// measurements behind the code's choices"). On unless step_projection() is off
+// (RECUR_STEP_PROJECTION=0 at start, or set_step_projection(false), for comparisons and tests).
 template <typename T>
 bool projects_in_steps(const Plan& plan, const Timeline& timeline, const Ops<T>& ops,
                        bool wavefront, int layer) {

@@ -100,10 +100,8 @@ constexpr std::int64_t kRowsPerThread = 8;
 
 // The largest per-step weight matrix (bytes) a row-parallel run takes. Each thread reads
 // all of W at every step, where the threads of one GEMM call split it, so it pays while W
-// stays close to the core: LSTM and GRU training steps (2 AMD EPYC cores, 1 MiB L2 each)
-// measured 5-6% faster at H=256 (W_hh 1 MiB and 0.75 MiB), 0.4-1% faster at H=512 (4 and
-// 3 MiB) and 2-4% slower at H=1024 (16 MiB). Four times the L2 of one core (sysconf;
-// 1 MiB when it does not say).
+// stays close to the core (docs/benchmarks.md, "The measurements behind the code's choices"). Four
+// times the L2 of one core (sysconf; 1 MiB when it does not say).
 std::int64_t row_parallel_weight_limit() {
   static const std::int64_t limit = [] {
     const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
@@ -144,25 +142,18 @@ void on_threads_each_with_onednn_alone(int lanes, Fn&& fn) {
   if (error != nullptr) std::rethrow_exception(error);
 }
 
-// How a float GEMM is shared among OpenMP's threads when oneDNN's own threading of the
-// whole GEMM measured slower (2 AMD EPYC cores, docs/benchmarks.md): each thread computes
-// its own slab of C, by columns or by rows, on oneDNN's sgemm alone.
+// How a float GEMM is shared among OpenMP's threads where oneDNN's own threading of the
+// whole GEMM measured slower (docs/benchmarks.md, "The measurements behind the code's choices"):
+// each thread computes its own slab of C, by columns or by rows, on oneDNN's sgemm alone.
 //   - By columns (cpu_split_columns), where there are columns for two slabs and
 //       - the inner dimension is the longest (k >= m and k >= n): the weight gradients, a
-//         sum over all T*B rows of the timeline. The LSTM's [I+H, 4H] product at H = 256
-//         ran 5-7% faster split; level at H = 512 and 1024;
+//         sum over all T*B rows of the timeline;
 //       - or C is narrow (m <= kNarrowRows): an input projection of few gate rows over all
-//         T*B columns. The tanh RNN's at H = 512 (m = 512, n = 6400, k = 512) ran 176
-//         GFLOP/s whole against 206-210 split, the GRU's at H = 256 (m = 768) 205 against
-//         213; from m = 1024 up whole and split ran level, or whole up to 3% faster.
+//         T*B columns.
 //   - Else by rows (cpu_split_rows), where C is short (16 <= n < 1024: an input
 //     projection or input gradient over few timeline rows, at small batches or short
 //     sequences) and has rows for two slabs; each thread then reads only its rows of
-//     op(A). C [2048, n] = W_ih^T x with K = 512 ran, whole against split by rows, at 48
-//     against 127 GFLOP/s (n = 25), 117 against 191 (n = 100), and C [1024, 600] (K = 256)
-//     at 204 against 221; from n = 1500 up level, at n = 6400 whole 2% faster. The
-//     per-step products of batches under 16 rows stay whole: level at n = 2 to 8, and
-//     dh = W_hh^T dg at n = 1 ran 15-25% slower split.
+//     op(A). The per-step products of batches under 16 rows stay whole.
 // A switched-off split leaves its GEMMs whole (not to the other split), so each switch
 // compares its split with the whole GEMM.
 struct Split {

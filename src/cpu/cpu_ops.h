@@ -66,9 +66,9 @@ void set_cpu_weight_packing(bool enabled);
 
 // Whether CpuOps runs unidirectional stacks as a wavefront (Ops::runs_wavefronts). Off:
 // two cores are busy with one step's GEMM already, and layer by layer the upper layers
-// project their inputs in one GEMM and may run row-parallel (2-layer LSTM H=512 training,
-// in-process A/B: 9% faster; docs/benchmarks.md). RECUR_CPU_WAVEFRONT=1 or a test turns it
-// on, so the wavefront's schedule is checked without a GPU too.
+// project their inputs in one GEMM and may run row-parallel, which measured faster
+// (docs/benchmarks.md, "The measurements behind the code's choices"). RECUR_CPU_WAVEFRONT=1 or a
+// test turns it on, so the wavefront's schedule is checked without a GPU too.
 bool cpu_wavefront();
 void set_cpu_wavefront(bool enabled);
 

@@ -3,8 +3,8 @@
 // A recurrent pass multiplies by the same W_hh at every step. dnnl_sgemm takes plain
 // matrices and packs A's panels again at every call; oneDNN's matmul primitive instead
 // reads its weights in a layout of its own choosing, into which they are reordered once.
-// Measured alone, the per-step products then run 5-25% faster, and 2-3x faster than
-// dnnl_sgemm on W_hh as stored (docs/benchmarks.md). CpuOps<float> keeps one PackedGemms.
+// The per-step products run faster so (docs/benchmarks.md, "The measurements behind the code's
+// choices"). CpuOps<float> keeps one PackedGemms.
 #pragma once
 
 #include <cstdint>

@@ -4,8 +4,8 @@
 // OpenMP threads that wait at a barrier spin by default (libgomp's OMP_WAIT_POLICY is
 // read once, when the library loads, so recur cannot change it). With more runnable
 // threads than cores, a spinning waiter takes the core from the thread whose work it is
-// waiting for: with one busy neighbour on 2 cores a 2-thread pass ran 2.7x slower than
-// quiet, where one thread runs at single-core speed (docs/benchmarks.md). So each pass
+// waiting for, and two threads beside a busy neighbour run slower than one (docs/
+// benchmarks.md, "Beside a busy neighbour"). So each pass
 // asks the governor first: a thread that spent a large share of its recent time waiting
 // on a run queue (Linux's schedstat) drops one OpenMP thread; one that finds a core idle
 // again takes one back.

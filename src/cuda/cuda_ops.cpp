@@ -136,21 +136,15 @@ class CudaOps final : public Ops<T> {
 
   void gemm(const Gemm<T>& g) override { gemm_on(blas_.get(), g); }
 
-  // Measured on an H200 with cuBLAS 13.1 (docs/benchmarks.md): for one item, the
-  // pointer-array batched GEMM picks a 128x256-tile kernel whatever the shape (one block for
-  // the LSTM step at m = 1024, n = 32, k = 256; 4 blocks and 650 us at m = 1024, n = 64,
-  // k = 4096) where the plain GEMM's heuristic splits K and fills the GPU (23 us). With
-  // several items (a wavefront's layers, both directions) the batched kernel runs them side
-  // by side and wins for the forward step's shape (m = gates*H >= k = H). For the backward
-  // one (k = gates*H > m = H) it does not split K, so its time stays near that of one long
-  // item whatever the count while one GEMM per item costs the count times a split GEMM.
-  // Whole training steps with the backward waves batched against one GEMM per item: at
-  // H = 512, B = 64 two items (a bidirectional layer) 1.25x the time, three 1.10x, four
-  // alike, seven (a 4-layer wavefront's fused wave) 0.84x, fifteen (8 layers) 0.72x; at
-  // H = 256, B = 32 seven 0.5x; but at H = 1024 seven 1.07x, its longer K outweighing the
-  // count. So Auto runs one GEMM per item for one item, and for a batch of backward's shape
-  // with fewer than batched_from() items or m > kBatchedBackwardMaxRows. Streams (opt-in;
-  // measured slower) runs one GEMM per item, each on a stream of its own.
+  // For one item the pointer-array batched GEMM picks one large tile whatever the shape,
+  // where the plain GEMM splits K and fills the GPU; with several items it runs them side
+  // by side and wins at the forward step's shape (m = gates*H >= k = H), but at the
+  // backward one (k > m) it does not split K, and wins only from several items and small m
+  // (docs/benchmarks.md, "The measurements behind the code's choices",
+  // "Batched GEMMs on the GPU"). So Auto runs one GEMM per item for one item, and for a
+  // batch of backward's shape with fewer than batched_from() items or m >
+  // kBatchedBackwardMaxRows. Streams (opt-in; measured slower) runs one GEMM per item, each
+  // on a stream of its own.
   void gemm_batched(const GemmBatch<T>& g) override {
     if (g.m == 0 || g.n == 0 || g.count == 0) return;
     const CudaBatchedGemm choice = cuda_batched_gemm();
