@@ -150,6 +150,18 @@ std::size_t best(const std::vector<Run>& runs, std::size_t first, std::size_t la
   return k;
 }
 
+// The first step at which the mean train MSE of the last 50 steps is below `level`, -1 if
+// none: when the run left the plateau at the mean (1/6), where every run starts.
+int left_plateau(const std::vector<double>& loss, double level) {
+  double sum = 0;
+  for (std::size_t s = 0; s < loss.size(); ++s) {
+    sum += loss[s];
+    if (s >= 50) sum -= loss[s - 50];
+    if (s >= 49 && sum / 50 < level) return static_cast<int>(s);
+  }
+  return -1;
+}
+
 std::string setting(const Run& r) {
   std::string s = "lr " + fmt("%g", r.setup.lr);
   if (r.setup.connection == Connection::Highway) s += ", b_g " + fmt("%g", r.setup.gate_bias);
@@ -158,6 +170,13 @@ std::string setting(const Run& r) {
 
 // Layer 0's ||dJ/dh_j|| at step j (the gradient that crossed the depth and i - j steps).
 double first_layer(const recur::GradientFlow& f, std::int64_t j) { return f.norm(0, 0, j); }
+
+// The mean ||dJ/dh_j|| over layers 1..L-1: what the layers above the first receive.
+double upper_layers(const recur::GradientFlow& f, std::int64_t j) {
+  double sum = 0;
+  for (std::int64_t l = 1; l < f.layers; ++l) sum += f.norm(l, 0, j);
+  return f.layers > 1 ? sum / static_cast<double>(f.layers - 1) : std::nan("");
+}
 
 std::string run_key(const Run& r) {
   return std::string(cell_name(r.setup.cell)) + "\t" + recur::to_string(r.setup.connection) + "\t" +
@@ -271,7 +290,9 @@ int main(int argc, char** argv) {
     if (r.kept && !std::isfinite(r.test.mse)) ++failures;
   }
 
-  // Tables.
+  // Tables. A stack counts as trained when its MSE is below a tenth of the mean predictor's
+  // (1/60): it has left the plateau at the mean, where a failed run stays.
+  const double trained = 1.0 / 60.0;
   const std::string depth_list = [&] {
     std::string s;
     for (std::size_t d = 1; d < all_depths.size(); ++d) {
@@ -300,7 +321,9 @@ int main(int argc, char** argv) {
        "x and all outputs below it. The one-layer stack (its best lr) is the reference.");
   line("");
   for (std::size_t c = 0; c < cells.size(); ++c) {
-    line("#### " + std::string(cell_name(cells[c])) + ": test MSE (kept setting)");
+    line("#### " + std::string(cell_name(cells[c])) +
+         ": test MSE (in brackets: the step where the mean train MSE of 50 steps first fell "
+         "below 1/60; the kept setting)");
     line("");
     std::string header = "| connection | 1 layer |", rule = "| --- | --- |";
     for (std::size_t d = 1; d < all_depths.size(); ++d) {
@@ -313,7 +336,9 @@ int main(int argc, char** argv) {
       std::string row = std::string("| ") + recur::to_string(connections[k]) + " |";
       for (std::size_t d = 0; d < all_depths.size(); ++d) {
         const Run& r = runs[kept[c][k][d]];
-        row += " " + fmt("%.4f", r.test.mse) + " (" + setting(r) + ") |";
+        const int at = left_plateau(r.outcome.loss, trained);
+        row += " " + fmt("%.4f", r.test.mse) + " (" + (at < 0 ? "never" : std::to_string(at)) +
+               "; " + setting(r) + ") |";
       }
       line(row);
     }
@@ -358,8 +383,9 @@ int main(int argc, char** argv) {
         "Validation MSE at each start of b_g and lr; then, for each b_g at its best lr, the mean "
         "transform gate g over layers 1.." +
         std::to_string(at_depth - 1) +
-        " (probe batch) before → after training, and layer 0's ‖∂J/∂h⁽⁰⁾_{T−1}‖ after "
-        "training.");
+        " (probe batch) before → after training, its test MSE, and the gradient "
+        "‖∂J/∂h⁽ˡ⁾_{T−1}‖ (as above) that reaches layer 0 and, on average, layers 1.." +
+        std::to_string(at_depth - 1) + ", before → after training.");
     line("");
     for (std::size_t c = 0; c < cells.size(); ++c) {
       std::string header = "| " + std::string(cell_name(cells[c])) + ", b_g |", rule = "| --- |";
@@ -367,8 +393,8 @@ int main(int argc, char** argv) {
         header += " lr " + fmt("%g", lr) + " |";
         rule += " --- |";
       }
-      header += " mean g (best lr) | test MSE (best lr) | first-layer gradient |";
-      rule += " --- | --- | --- |";
+      header += " mean g (best lr) | test MSE (best lr) | gradient at layer 0 | at layers ≥ 1 |";
+      rule += " --- | --- | --- | --- |";
       line(header);
       line(rule);
       for (double b : biases) {
@@ -395,7 +421,10 @@ int main(int argc, char** argv) {
         };
         row += " " + fmt("%.3f", mean_gate(x.gates_init)) + " → " +
                fmt("%.3f", mean_gate(x.gates_trained)) + " | " + fmt("%.4f", x.test.mse) + " | " +
-               fmt("%.2g", first_layer(x.flow_trained, T - 1)) + " |";
+               fmt("%.2g", first_layer(x.flow_init, T - 1)) + " → " +
+               fmt("%.2g", first_layer(x.flow_trained, T - 1)) + " | " +
+               fmt("%.2g", upper_layers(x.flow_init, T - 1)) + " → " +
+               fmt("%.2g", upper_layers(x.flow_trained, T - 1)) + " |";
         line(row);
       }
       line("");
@@ -403,21 +432,31 @@ int main(int argc, char** argv) {
   }
 
   // What the tables say at the focus depth and the deepest, in numbers.
+  line("#### Which connections let " + std::to_string(focus) + " and " +
+       std::to_string(depths.back()) + " layers train");
+  line("");
+  line("Trained means a test MSE below a tenth of the mean predictor's (below " +
+       fmt("%.4f", trained) +
+       "); in brackets, the test MSE over the one-layer stack's (below 1: depth helped).");
+  line("");
   for (std::size_t d : {focus_index, all_depths.size() - 1}) {
     for (std::size_t c = 0; c < cells.size(); ++c) {
       const double ref = runs[kept[c][0][0]].test.mse;
-      const double none = runs[kept[c][0][d]].test.mse;
-      std::string s = std::to_string(all_depths[d]) + "-layer " + cell_name(cells[c]) +
-                      " stacks, test MSE: one layer " + fmt("%.4f", ref);
+      std::string yes, no;
       for (std::size_t k = 0; k < connections.size(); ++k) {
         const double v = runs[kept[c][k][d]].test.mse;
-        s += std::string(", ") + recur::to_string(connections[k]) + " " + fmt("%.4f", v);
-        if (k > 0) s += " (None's ÷ " + fmt("%.2g", none / v) + ")";
+        std::string& to = std::isfinite(v) && v < trained ? yes : no;
+        to += std::string(to.empty() ? "" : ", ") + recur::to_string(connections[k]) + " " +
+              fmt("%.4f", v) +
+              (std::isfinite(v) && v < trained ? " (" + fmt("%.2g", v / ref) + ")" : "");
       }
-      line(s + ".");
-      line("");
+      std::string verdict = yes.empty() ? "no connection trains it" : "trains with " + yes;
+      if (!no.empty()) verdict += "; fails with " + no;
+      line("- " + std::to_string(all_depths[d]) + " layers, " + cell_name(cells[c]) +
+           " (one layer: " + fmt("%.4f", ref) + "): " + verdict + ".");
     }
   }
+  line("");
   std::fclose(md);
 
   // Data for the plots.
