@@ -21,7 +21,7 @@
 namespace recur {
 namespace {
 
-using detail::make_gemm;
+using detail::Gemm;
 using detail::Ops;
 using detail::Trans;
 
@@ -100,11 +100,15 @@ double power_iteration(Ops<T>& ops, const T* w, std::int64_t GH, std::int64_t H,
   for (int it = 0; it < iterations; ++it) {
     v.view().copy_from_host(host.data());
     // u = W v: op(A) = A^T of the H x GH matrix.
-    ops.gemm(make_gemm<T>(Trans::T, Trans::N, GH, 1, H, w, H, v.template data_as<T>(), H,
-                          u.template data_as<T>(), GH, false));
+    ops.gemm(Gemm<T>::op(Trans::T, Trans::N)
+                 .shape(GH, 1, H)
+                 .from(w, H, v.template data_as<T>(), H)
+                 .into(u.template data_as<T>(), GH));
     // z = W^T u
-    ops.gemm(make_gemm<T>(Trans::N, Trans::N, H, 1, GH, w, H, u.template data_as<T>(), GH,
-                          z.template data_as<T>(), H, false));
+    ops.gemm(Gemm<T>::op(Trans::N, Trans::N)
+                 .shape(H, 1, GH)
+                 .from(w, H, u.template data_as<T>(), GH)
+                 .into(z.template data_as<T>(), H));
     ops.synchronize();
     z.view().copy_to_host(host.data());
     double zz = 0.0;

@@ -43,29 +43,44 @@ struct Gemm {
   T beta = T(0);
   T* c = nullptr;
   std::int64_t ldc = 0;
-};
 
-// C = op(A) op(B) (+ C when accumulate), column-major, alpha 1: the GEMM every caller
-// builds.
-template <typename T>
-Gemm<T> make_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
-                  std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc,
-                  bool accumulate) {
-  Gemm<T> g;
-  g.trans_a = ta;
-  g.trans_b = tb;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.a = a;
-  g.lda = lda;
-  g.b = b;
-  g.ldb = ldb;
-  g.c = c;
-  g.ldc = ldc;
-  g.beta = accumulate ? T(1) : T(0);
-  return g;
-}
+  // Built by parts, so that every argument is named where it is given:
+  //   Gemm<T>::op(Trans::T, Trans::N).shape(m, n, k).from(w, lda, x, ldb).into(y, ldc)
+  // is y = W^T x; .accumulate() adds into C instead (beta 1), .scale(alpha, beta) sets both.
+  static Gemm op(Trans ta, Trans tb) {
+    Gemm g;
+    g.trans_a = ta;
+    g.trans_b = tb;
+    return g;
+  }
+  Gemm& shape(std::int64_t rows, std::int64_t cols, std::int64_t inner) {
+    m = rows;
+    n = cols;
+    k = inner;
+    return *this;
+  }
+  Gemm& from(const T* a_, std::int64_t lda_, const T* b_, std::int64_t ldb_) {
+    a = a_;
+    lda = lda_;
+    b = b_;
+    ldb = ldb_;
+    return *this;
+  }
+  Gemm& into(T* c_, std::int64_t ldc_) {
+    c = c_;
+    ldc = ldc_;
+    return *this;
+  }
+  Gemm& accumulate(bool add = true) {
+    beta = add ? T(1) : T(0);
+    return *this;
+  }
+  Gemm& scale(T alpha_, T beta_) {
+    alpha = alpha_;
+    beta = beta_;
+    return *this;
+  }
+};
 
 // `count` GEMMs of one shape with their own A, B, C: a[i], b[i], c[i]. The three arrays
 // live in memory the backend reads (see Ops::stage_pointers).
@@ -231,12 +246,20 @@ class Ops {
   virtual void add_column_sums(const T* src, std::int64_t rows, std::int64_t cols, T* dst, T* dst2,
                                const T* ones) {
     if (dst2 != nullptr && dst2 == dst + cols) {
-      gemm(make_gemm<T>(Trans::N, Trans::N, cols, 2, rows, src, cols, ones, rows, dst, cols, true));
+      gemm(Gemm<T>::op(Trans::N, Trans::N)
+               .shape(cols, 2, rows)
+               .from(src, cols, ones, rows)
+               .into(dst, cols)
+               .accumulate());
       return;
     }
     for (T* d : {dst, dst2}) {
       if (d != nullptr) {
-        gemm(make_gemm<T>(Trans::N, Trans::N, cols, 1, rows, src, cols, ones, rows, d, cols, true));
+        gemm(Gemm<T>::op(Trans::N, Trans::N)
+                 .shape(cols, 1, rows)
+                 .from(src, cols, ones, rows)
+                 .into(d, cols)
+                 .accumulate());
       }
     }
   }

@@ -450,11 +450,15 @@ void StackPass<T>::initial_projection(const PassOp& op) {
   const T* h0 = y_at(unit, h0_row(unit));
   const std::int64_t DH = plan_.output_size();
   if (transposed_weights()) {
-    ops_.gemm(make_gemm<T>(Trans::N, Trans::N, m, B_, H, buf_.units[unit].w_t, GH, h0, DH,
-                           buf_.units[unit].g0, GH, false));
+    ops_.gemm(Gemm<T>::op(Trans::N, Trans::N)
+                  .shape(m, B_, H)
+                  .from(buf_.units[unit].w_t, GH, h0, DH)
+                  .into(buf_.units[unit].g0, GH));
   } else {
-    ops_.gemm(make_gemm<T>(Trans::T, Trans::N, m, B_, H, params_ + plan_.units[unit].w_hh, H, h0,
-                           DH, buf_.units[unit].g0, GH, false));
+    ops_.gemm(Gemm<T>::op(Trans::T, Trans::N)
+                  .shape(m, B_, H)
+                  .from(params_ + plan_.units[unit].w_hh, H, h0, DH)
+                  .into(buf_.units[unit].g0, GH));
   }
 }
 
@@ -521,11 +525,17 @@ void StackPass<T>::input_projection(const PassOp& op) {
     const std::int64_t k = plan_.activations[seg.act].width;
     const T* u_rows = act.data + r0 * act.ld;
     if (ub.w_ih_t != nullptr) {  // W_ih^T: the segment's columns of W_ih are rows here
-      ops_.gemm(make_gemm<T>(Trans::N, Trans::N, GH, n, k, ub.w_ih_t + seg.col * GH, GH, u_rows,
-                             act.ld, ub.gx + r0 * GH, GH, i > 0));
+      ops_.gemm(Gemm<T>::op(Trans::N, Trans::N)
+                    .shape(GH, n, k)
+                    .from(ub.w_ih_t + seg.col * GH, GH, u_rows, act.ld)
+                    .into(ub.gx + r0 * GH, GH)
+                    .accumulate(i > 0));
     } else {
-      ops_.gemm(make_gemm<T>(Trans::T, Trans::N, GH, n, k, params_ + u.w_ih + seg.col,
-                             layer.input_size, u_rows, act.ld, ub.gx + r0 * GH, GH, i > 0));
+      ops_.gemm(Gemm<T>::op(Trans::T, Trans::N)
+                    .shape(GH, n, k)
+                    .from(params_ + u.w_ih + seg.col, layer.input_size, u_rows, act.ld)
+                    .into(ub.gx + r0 * GH, GH)
+                    .accumulate(i > 0));
     }
   }
 }
@@ -747,9 +757,10 @@ void StackPass<T>::connection_forward(const PassOp& op) {
   }
   a.bias = params_ + j.b_g;
   const std::int64_t DH = a.width;
-  ops_.gemm(make_gemm<T>(Trans::T, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.u, a.ldu,
-                         a.gate, DH,
-                         false));  // z = W_g u
+  ops_.gemm(Gemm<T>::op(Trans::T, Trans::N)
+                .shape(DH, a.rows, DH)
+                .from(params_ + j.w_g, DH, a.u, a.ldu)
+                .into(a.gate, DH));  // z = W_g u
   ops_.connection(ConnectionKind::HighwayForward, a);
 }
 
@@ -769,8 +780,11 @@ void StackPass<T>::connection_backward(const PassOp& op) {
       a.dz = buf_.dgates[op.layer] + r0 * DH;
       ops_.connection(ConnectionKind::HighwayBackward, a);
       // du += W_g^T dz
-      ops_.gemm(make_gemm<T>(Trans::N, Trans::N, DH, a.rows, DH, params_ + j.w_g, DH, a.dz, DH,
-                             a.du, a.ldu, true));
+      ops_.gemm(Gemm<T>::op(Trans::N, Trans::N)
+                    .shape(DH, a.rows, DH)
+                    .from(params_ + j.w_g, DH, a.dz, DH)
+                    .into(a.du, a.ldu)
+                    .accumulate());
     }
   }
   dropout(op, true);  // dJ/dy_l complete: back through the dropout mask
@@ -786,9 +800,11 @@ void StackPass<T>::input_gradient(const PassOp& op) {
   for (const Segment& seg : layer.inputs) {
     const ActivationBuffers<T>& act = buf_.acts[seg.act];
     // d(segment) += W_ih[:, segment]^T dgx
-    ops_.gemm(make_gemm<T>(Trans::N, Trans::N, plan_.activations[seg.act].width, n, GH,
-                           params_ + u.w_ih + seg.col, layer.input_size, ub.dgx + r0 * GH, GH,
-                           act.grad + r0 * act.grad_ld(), act.grad_ld(), true));
+    ops_.gemm(Gemm<T>::op(Trans::N, Trans::N)
+                  .shape(plan_.activations[seg.act].width, n, GH)
+                  .from(params_ + u.w_ih + seg.col, layer.input_size, ub.dgx + r0 * GH, GH)
+                  .into(act.grad + r0 * act.grad_ld(), act.grad_ld())
+                  .accumulate());
   }
 }
 
@@ -805,27 +821,40 @@ void StackPass<T>::weight_gradients(T* grads) {
       // scratch ([I+H, G*H] column-major), then each block added into its gradient.
       const ActivationBuffers<T>& x = buf_.acts[0];
       const std::int64_t I = layer.input_size, IH = x.ld;
-      ops_.gemm(make_gemm<T>(Trans::N, Trans::T, IH, GH, R, x.data, IH, ub.dgx, GH, buf_.dw_scratch,
-                             IH, false));
+      ops_.gemm(Gemm<T>::op(Trans::N, Trans::T)
+                    .shape(IH, GH, R)
+                    .from(x.data, IH, ub.dgx, GH)
+                    .into(buf_.dw_scratch, IH));
       ops_.add_rows(grads + u.w_ih, I, buf_.dw_scratch, IH, GH, I);
       ops_.add_rows(grads + u.w_hh, H, buf_.dw_scratch + I, IH, GH, H);
     } else {
       // dW_ih^T[segment] += u_segment dgx^T
       for (const Segment& seg : layer.inputs) {
         const ActivationBuffers<T>& act = buf_.acts[seg.act];
-        ops_.gemm(make_gemm<T>(Trans::N, Trans::T, plan_.activations[seg.act].width, GH, R,
-                               act.data, act.ld, ub.dgx, GH, grads + u.w_ih + seg.col,
-                               layer.input_size, true));
+        ops_.gemm(Gemm<T>::op(Trans::N, Trans::T)
+                      .shape(plan_.activations[seg.act].width, GH, R)
+                      .from(act.data, act.ld, ub.dgx, GH)
+                      .into(grads + u.w_ih + seg.col, layer.input_size)
+                      .accumulate());
       }
       // dW_hh^T += hp dgh^T, over the h_{t-1} every step used
       if (reset_before_product(plan_)) {
-        ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, 2 * H, R, ub.hp, ub.ldhp, ub.dgx, GH,
-                               grads + u.w_hh, H, true));
-        ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, H, R, ub.rh, H, ub.dgx + 2 * H, GH,
-                               grads + u.w_hh + 2 * H * H, H, true));
+        ops_.gemm(Gemm<T>::op(Trans::N, Trans::T)
+                      .shape(H, 2 * H, R)
+                      .from(ub.hp, ub.ldhp, ub.dgx, GH)
+                      .into(grads + u.w_hh, H)
+                      .accumulate());
+        ops_.gemm(Gemm<T>::op(Trans::N, Trans::T)
+                      .shape(H, H, R)
+                      .from(ub.rh, H, ub.dgx + 2 * H, GH)
+                      .into(grads + u.w_hh + 2 * H * H, H)
+                      .accumulate());
       } else {
-        ops_.gemm(make_gemm<T>(Trans::N, Trans::T, H, GH, R, ub.hp, ub.ldhp, ub.dgh, GH,
-                               grads + u.w_hh, H, true));
+        ops_.gemm(Gemm<T>::op(Trans::N, Trans::T)
+                      .shape(H, GH, R)
+                      .from(ub.hp, ub.ldhp, ub.dgh, GH)
+                      .into(grads + u.w_hh, H)
+                      .accumulate());
       }
     }
     // Bias gradients: column sums. Where dgh is dgx (every cell but the linear-before-
@@ -841,8 +870,11 @@ void StackPass<T>::weight_gradients(T* grads) {
     const Join& j = plan_.layers[l].join;
     if (j.kind != Connection::Highway) continue;
     const ActivationBuffers<T>& u = buf_.acts[j.u];
-    ops_.gemm(make_gemm<T>(Trans::N, Trans::T, DH, DH, R, u.data, u.ld, buf_.dgates[l], DH,
-                           grads + j.w_g, DH, true));
+    ops_.gemm(Gemm<T>::op(Trans::N, Trans::T)
+                  .shape(DH, DH, R)
+                  .from(u.data, u.ld, buf_.dgates[l], DH)
+                  .into(grads + j.w_g, DH)
+                  .accumulate());
     ops_.add_column_sums(buf_.dgates[l], R, DH, grads + j.b_g, nullptr, buf_.ones);
   }
 }

@@ -54,20 +54,11 @@ void check_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t
       ref[i + j * ldc] = alpha * acc + beta * ref[i + j * ldc];
     }
   }
-  Gemm<T> g;
-  g.trans_a = ta;
-  g.trans_b = tb;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.alpha = alpha;
-  g.a = a.data();
-  g.lda = lda;
-  g.b = b.data();
-  g.ldb = ldb;
-  g.beta = beta;
-  g.c = c.data();
-  g.ldc = ldc;
+  const Gemm<T> g = Gemm<T>::op(ta, tb)
+                        .shape(m, n, k)
+                        .from(a.data(), lda, b.data(), ldb)
+                        .into(c.data(), ldc)
+                        .scale(alpha, beta);
   detail::CpuOps<T> ops;
   const std::int64_t packed_before = detail::PackedGemms::total_runs();
   const std::int64_t splits_before = detail::cpu_column_split_gemms();
@@ -200,8 +191,10 @@ TEST(CpuGemm, HeldWeightsServeOnlyTheirOwnGemms) {
   std::vector<float> c(m * n), expected(m * n);
   ASSERT_TRUE(ops.hold_weights(a.data(), Trans::N, m, k, m, n));
   auto gemm = [&](const float* a_ptr, float alpha, Trans tb, std::vector<float>& out) {
-    Gemm<float> g = detail::make_gemm<float>(Trans::N, tb, m, n, k, a_ptr, m, b.data(),
-                                             tb == Trans::N ? k : n, out.data(), m, false);
+    Gemm<float> g = Gemm<float>::op(Trans::N, tb)
+                        .shape(m, n, k)
+                        .from(a_ptr, m, b.data(), tb == Trans::N ? k : n)
+                        .into(out.data(), m);
     g.alpha = alpha;
     const std::int64_t before = detail::PackedGemms::total_runs();
     ops.gemm(g);

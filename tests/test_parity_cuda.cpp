@@ -103,21 +103,15 @@ TYPED_TEST(OpsParity, GemmEveryTransposeAndBeta) {
         const std::int64_t ldc = m + pad;
         Twin<T> a(rng, lda * (ta == Trans::N ? k : m)), b(rng, ldb * (tb == Trans::N ? n : k));
         Twin<T> c(rng, ldc * n);
-        Gemm<T> g;
-        g.trans_a = ta;
-        g.trans_b = tb;
-        g.m = m;
-        g.n = n;
-        g.k = k;
-        g.alpha = T(1.5);
-        g.beta = beta;
-        g.lda = lda;
-        g.ldb = ldb;
-        g.ldc = ldc;
-        g.a = a.c(), g.b = b.c(), g.c = c.c();
-        this->cpu_.gemm(g);
-        g.a = a.g(), g.b = b.g(), g.c = c.g();
-        this->gpu_->gemm(g);
+        auto g = [&](const T* pa, const T* pb, T* pc) {
+          return Gemm<T>::op(ta, tb)
+              .shape(m, n, k)
+              .from(pa, lda, pb, ldb)
+              .into(pc, ldc)
+              .scale(T(1.5), beta);
+        };
+        this->cpu_.gemm(g(a.c(), b.c(), c.c()));
+        this->gpu_->gemm(g(a.g(), b.g(), c.g()));
         EXPECT_TRUE(all_close(c.from_gpu(), c.from_cpu(), tolerance_for_depth<T>(k)))
             << "trans " << int(ta) << int(tb) << " beta " << beta;
       }

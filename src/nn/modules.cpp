@@ -19,7 +19,7 @@
 namespace recur {
 namespace {
 
-using detail::make_gemm;
+using detail::Gemm;
 using detail::Ops;
 using detail::Trans;
 
@@ -595,8 +595,11 @@ Tensor Linear::forward(const TensorView& x) {
       run_bias(device(), false, b, m.core.stream());
     }
     // Column-major: y (out x rows) = W^T (W stored in x out) * x (in x rows).
-    ops.gemm(make_gemm<T>(Trans::T, Trans::N, m.out, rows, m.in, weight().data_as<T>(), m.in,
-                          x.data_as<T>(), m.in, y.data_as<T>(), m.out, m.has_bias));
+    ops.gemm(Gemm<T>::op(Trans::T, Trans::N)
+                 .shape(m.out, rows, m.in)
+                 .from(weight().data_as<T>(), m.in, x.data_as<T>(), m.in)
+                 .into(y.data_as<T>(), m.out)
+                 .accumulate(m.has_bias));
   });
   return y;
 }
@@ -619,11 +622,16 @@ Tensor Linear::backward(const TensorView& x, const TensorView& dy) {
     Ops<T>& ops = m.core.ops<T>();
     detail::OpsScope<T> scope(ops);
     // dx (in x rows) = W (in x out) * dy (out x rows)
-    ops.gemm(make_gemm<T>(Trans::N, Trans::N, m.in, rows, m.out, weight().data_as<T>(), m.in,
-                          dy.data_as<T>(), m.out, dx.data_as<T>(), m.in, false));
+    ops.gemm(Gemm<T>::op(Trans::N, Trans::N)
+                 .shape(m.in, rows, m.out)
+                 .from(weight().data_as<T>(), m.in, dy.data_as<T>(), m.out)
+                 .into(dx.data_as<T>(), m.in));
     // dW (in x out) += x (in x rows) * dy^T (rows x out)
-    ops.gemm(make_gemm<T>(Trans::N, Trans::T, m.in, m.out, rows, x.data_as<T>(), m.in,
-                          dy.data_as<T>(), m.out, weight_grad().data_as<T>(), m.in, true));
+    ops.gemm(Gemm<T>::op(Trans::N, Trans::T)
+                 .shape(m.in, m.out, rows)
+                 .from(x.data_as<T>(), m.in, dy.data_as<T>(), m.out)
+                 .into(weight_grad().data_as<T>(), m.in)
+                 .accumulate());
     if (m.has_bias) {
       kernels::BiasArgs<T> b;
       b.rows = rows;
