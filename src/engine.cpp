@@ -113,7 +113,7 @@ class EngineImpl final : public Engine {
     const std::int64_t B = batch_first ? x.size(0) : x.size(1);
     timeline_ = lengths.empty() ? Timeline::full(caller_steps_, B) : Timeline::packed(lengths);
     const Timeline& tl = timeline_;
-    identity_ = lengths.empty() && !batch_first;
+    rows_as_given_ = lengths.empty() && !batch_first;
     const bool training = mode == Mode::Training;
     const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
     const std::int64_t I = plan_.config.input_size, R = tl.rows(), GH = plan_.gates * H;
@@ -129,22 +129,23 @@ class EngineImpl final : public Engine {
       b.dropout_seed = dropout_seed;
       b.dropout_stream = dropout_stream;
       b.acts.assign(plan_.activations.size(), {});
-      // Training keeps layer 0's h_{t-1} beside x in x's copy (interleaves_x_hp()).
-      const bool x_hp = training && interleaves_x_hp(plan_, R);
-      b.acts[0].ld = x_hp ? I + H : I;
+      // Training keeps layer 0's h_{t-1} beside x in x's copy (hp_beside_x()).
+      const bool beside_x = training && hp_beside_x(plan_, R);
+      b.acts[0].ld = beside_x ? I + H : I;
       b.acts[0].ld_grad = I;
       // backward needs x after the caller may have reused it; other layouts are gathered
       b.acts[0].data =
-          training || !identity_ ? c.take(R * b.acts[0].ld) : const_cast<T*>(x.data_as<T>());
+          training || !rows_as_given_ ? c.take(R * b.acts[0].ld) : const_cast<T*>(x.data_as<T>());
       for (int l = 0; l < L; ++l) {
         const LayerPlan& layer = plan_.layers[l];
         b.ys.push_back(c.take((B + R + B) * DH));
         ActivationBuffers<T>& y = b.acts[layer.output];
         y.data = b.ys.back() == nullptr ? nullptr : b.ys.back() + B * DH;
         y.ld = DH;
-        if (layer.fed != layer.output) {  // dropout: a dropped copy in training, else y itself
-          b.acts[layer.fed].data = training ? c.take(R * DH) : y.data;
-          b.acts[layer.fed].ld = DH;
+        if (layer.next_input !=
+            layer.output) {  // dropout: a dropped copy in training, else y itself
+          b.acts[layer.next_input].data = training ? c.take(R * DH) : y.data;
+          b.acts[layer.next_input].ld = DH;
         }
         const Join& j = layer.join;
         b.gates.push_back(j.kind == Connection::Highway ? c.take(R * DH) : nullptr);
@@ -166,7 +167,7 @@ class EngineImpl final : public Engine {
           }
         }
         if (plan_.units[u].dir == 1 && !tl.uniform) ub.g0 = c.take(B * GH);
-        if (training && u == 0 && x_hp) {
+        if (training && u == 0 && beside_x) {
           ub.hp = b.acts[0].data == nullptr ? nullptr : b.acts[0].data + I;
           ub.ldhp = I + H;
           ub.hp_beside_x = true;
@@ -188,7 +189,7 @@ class EngineImpl final : public Engine {
     maps_ = RowMaps(tl, caller_steps_, batch_first, L * D);
     const RowMaps& maps = maps_;
     const std::int64_t* rows = rows_ = ops_->stage_indices(maps.table.data(), maps.table.size());
-    if (identity_) {
+    if (rows_as_given_) {
       if (training && b.acts[0].ld == I) {
         ops_->copy(b.acts[0].data, x.data_as<T>(), R * I);
       } else if (training) {
@@ -214,7 +215,7 @@ class EngineImpl final : public Engine {
     const ActivationBuffers<T>& y = b.acts[plan_.output];
     out.y = Tensor::empty(batch_first ? Shape{B, caller_steps_, DH} : Shape{caller_steps_, B, DH},
                           dtype_of<T>(), device_);
-    if (identity_) {
+    if (rows_as_given_) {
       ops_->copy(out.y.data_as<T>(), y.data, R * DH);  // y.ld == DH: contiguous
     } else {
       gather(out.y.data_as<T>(), DH, y.data, DH, rows + maps.to_caller, caller_steps_ * B, DH);
@@ -255,7 +256,7 @@ class EngineImpl final : public Engine {
     T* dh = nullptr;
     T* dc = nullptr;
     backward_arena_.carve(device_, [&](Carver<T>& c) {
-      b.acts[0].grad = identity_ ? out.dx.data_as<T>() : c.take(R * I);
+      b.acts[0].grad = rows_as_given_ ? out.dx.data_as<T>() : c.take(R * I);
       for (std::size_t a = 1; a < b.acts.size(); ++a) {
         b.acts[a].grad = c.take(R * plan_.activations[a].width);
       }
@@ -286,7 +287,7 @@ class EngineImpl final : public Engine {
     for (std::size_t a = 0; a < b.acts.size(); ++a) {
       const std::int64_t width = plan_.activations[a].width;
       if (static_cast<int>(a) == plan_.output && dy.defined()) {
-        if (identity_) {
+        if (rows_as_given_) {
           ops_->copy(b.acts[a].grad, dy.data_as<T>(), R * width);
         } else {
           gather(b.acts[a].grad, width, dy.data_as<T>(), width, rows + maps.to_packed, R, width);
@@ -304,7 +305,7 @@ class EngineImpl final : public Engine {
     StackPass<T>(plan_, *ops_, tl, b, params.data_as<T>()).backward(grads.data_as<T>());
     b.flow = nullptr;
 
-    if (!identity_) {
+    if (!rows_as_given_) {
       gather(out.dx.data_as<T>(), I, b.acts[0].grad, I, rows + maps.to_caller, caller_steps_ * B,
              I);
     }
@@ -366,7 +367,9 @@ class EngineImpl final : public Engine {
   RowMaps maps_;                        // the last forward's row maps
   const std::int64_t* rows_ = nullptr;  // ... as staged for the backend
   std::int64_t caller_steps_ = 0;
-  bool identity_ = true;
+  // The caller's x and y rows are the timeline's rows as they are (time-major, no lengths):
+  // no gathers in or out.
+  bool rows_as_given_ = true;
   bool saved_ = false;
 };
 

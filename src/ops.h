@@ -124,10 +124,10 @@ Gemm<T> gemm_item(const GemmBatch<T>& g, const T* a, const T* b, T* c) {
   return one;
 }
 
-// One call of a run of steps (Ops::run_rows): a batch of GEMMs whose columns are batch rows
+// One call of a run of steps (Ops::run_step_list): a batch of GEMMs whose columns are batch rows
 // (host arrays set), or one step kernel over several units.
 template <typename T>
-struct RowCall {
+struct StepCall {
   enum class Kind { Gemms, Forward, Backward };
   Kind kind = Kind::Gemms;
   GemmBatch<T> gemms;
@@ -165,7 +165,7 @@ class Ops {
   // API is loaded (cpu/onednn_matmul.h); cuBLAS has no such form. A pass whose weights are
   // held needs no transposed copy of them (stack_pass.h).
   virtual bool packs_weights() const { return false; }
-  // Whether run_rows would take a layer-by-layer pass's steps on held weights of at most
+  // Whether run_step_list would take a layer-by-layer pass's steps on held weights of at most
   // `weight_bytes` bytes a matrix, over `rows` batch rows: lets a caller hold weights whose
   // GEMMs pay only when row-parallel (stack_pass.h).
   virtual bool takes_row_runs(std::int64_t /*weight_bytes*/, std::int64_t /*rows*/) const {
@@ -189,22 +189,22 @@ class Ops {
   // layer-by-layer pass. The backend may then give each thread every call on its own rows,
   // with no barrier between steps; it returns true when it did so, or false having done
   // nothing, and the caller makes the calls one by one. `rows`: the widest call's rows.
-  virtual bool run_rows(const std::vector<RowCall<T>>& /*calls*/, std::int64_t /*rows*/) {
+  virtual bool run_step_list(const std::vector<StepCall<T>>& /*calls*/, std::int64_t /*rows*/) {
     return false;
   }
-  // Whether run_rows wants every layer-by-layer pass's steps as one list, whatever the
+  // Whether run_step_list wants every layer-by-layer pass's steps as one list, whatever the
   // per-step weights (the GPU with CUDA graphs on, which replays a recorded list).
   virtual bool replays_call_lists() const { return false; }
 
-  // Makes `calls` one by one, in order: what run_rows does when it declines.
-  void run_calls(const std::vector<RowCall<T>>& calls) {
-    for (const RowCall<T>& c : calls) {
+  // Makes `calls` one by one, in order: what run_step_list does when it declines.
+  void run_calls(const std::vector<StepCall<T>>& calls) {
+    for (const StepCall<T>& c : calls) {
       switch (c.kind) {
-        case RowCall<T>::Kind::Gemms: gemm_batched(c.gemms); break;
-        case RowCall<T>::Kind::Forward:
+        case StepCall<T>::Kind::Gemms: gemm_batched(c.gemms); break;
+        case StepCall<T>::Kind::Forward:
           step_forward(c.step, c.forward.data(), static_cast<int>(c.forward.size()));
           break;
-        case RowCall<T>::Kind::Backward:
+        case StepCall<T>::Kind::Backward:
           step_backward(c.step, c.backward.data(), static_cast<int>(c.backward.size()));
           break;
       }

@@ -142,9 +142,9 @@ Plan Plan::make(const RnnConfig& config) {
     layer.inputs = inputs;
     layer.output = new_activation(DH);
     const bool dropped = config.dropout > 0.0 && l + 1 < config.num_layers;
-    layer.fed = dropped ? new_activation(DH) : layer.output;
+    layer.next_input = dropped ? new_activation(DH) : layer.output;
     Join& j = layer.join;
-    j.y = j.out = layer.fed;
+    j.y = j.out = layer.next_input;
     const bool widths_agree = inputs.size() == 1 && in_width == DH;
     switch (config.connection) {
       case Connection::Residual:
@@ -158,11 +158,11 @@ Plan Plan::make(const RnnConfig& config) {
         in_width = DH;
         break;
       case Connection::Dense:
-        inputs.push_back({layer.fed, in_width});
+        inputs.push_back({layer.next_input, in_width});
         in_width = checked(config, 1, in_width, DH);
         break;
       case Connection::None:
-        inputs = {{layer.fed, 0}};
+        inputs = {{layer.next_input, 0}};
         in_width = DH;
         break;
     }

@@ -51,7 +51,7 @@ struct LayerPlan {
   std::int64_t input_size = 0;  // in_l: columns of weight_ih_l{l}
   std::vector<Segment> inputs;  // u_l, as segments of activations
   int output = 0;               // activation of y_l
-  int fed = 0;                  // what later layers and the join read of y_l: y_l itself,
+  int next_input = 0;           // what later layers and the join read of y_l: y_l itself,
                                 // or with dropout its dropped copy
   Join join;
 };

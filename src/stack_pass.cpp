@@ -80,19 +80,19 @@ bool fuses_input(const Plan& p, int layer) {
 
 // 2048 unless RECUR_X_HP_MIN_ROWS says otherwise (a larger number than any batch's rows
 // turns the layout off, for comparisons).
-std::atomic<std::int64_t>& x_hp_rows() {
+std::atomic<std::int64_t>& hp_beside_x_rows() {
   static std::atomic<std::int64_t> rows{[] {
     const char* env = std::getenv("RECUR_X_HP_MIN_ROWS");
     return env != nullptr ? std::atoll(env) : std::int64_t{2048};
   }()};
   return rows;
 }
-std::int64_t x_hp_min_rows() { return x_hp_rows().load(); }
-void set_x_hp_min_rows(std::int64_t rows) { x_hp_rows().store(rows); }
+std::int64_t hp_beside_x_min_rows() { return hp_beside_x_rows().load(); }
+void set_hp_beside_x_min_rows(std::int64_t rows) { hp_beside_x_rows().store(rows); }
 
-bool interleaves_x_hp(const Plan& p, std::int64_t rows) {
+bool hp_beside_x(const Plan& p, std::int64_t rows) {
   // Below a few thousand rows adding the scratch in costs more than the GEMM saves.
-  if (p.config.cell != CellKind::Lstm || rows < x_hp_min_rows()) return false;
+  if (p.config.cell != CellKind::Lstm || rows < hp_beside_x_min_rows()) return false;
   const Join& j = p.layers[0].join;
   return j.kind == Connection::None || j.u != 0;
 }
@@ -410,10 +410,10 @@ GemmBatch<T> batch_of(const void* const* staged, const void* const* host, const 
 
 // The batched GEMM call of one group of a Steps op: C = op(A) B, or C += op(A) B.
 template <typename T>
-RowCall<T> gemm_call(const void* const* staged, const void* const* host, const GemmGroup& group,
-                     Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
-                     std::int64_t ldb, std::int64_t ldc, bool accumulate) {
-  RowCall<T> c;
+StepCall<T> gemm_call(const void* const* staged, const void* const* host, const GemmGroup& group,
+                      Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
+                      std::int64_t ldb, std::int64_t ldc, bool accumulate) {
+  StepCall<T> c;
   c.gemms = batch_of<T>(staged, host, group);
   c.gemms.trans_a = trans_a;
   c.gemms.m = m;
@@ -541,7 +541,7 @@ void StackPass<T>::input_projection(const PassOp& op) {
 }
 
 template <typename T>
-void StackPass<T>::forward_calls(const PassOp& op, std::vector<RowCall<T>>& calls) const {
+void StackPass<T>::forward_calls(const PassOp& op, std::vector<StepCall<T>>& calls) const {
   const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H;
   const std::int64_t DH = plan_.output_size();
   std::vector<StepForward<T>> args;
@@ -562,8 +562,8 @@ void StackPass<T>::forward_calls(const PassOp& op, std::vector<RowCall<T>>& call
   };
   // The last kernel call takes `args` over; the reset-before-product GRU's first copies it.
   auto kernel = [&](StepKind kind, std::vector<StepForward<T>> units) {
-    RowCall<T> c;
-    c.kind = RowCall<T>::Kind::Forward;
+    StepCall<T> c;
+    c.kind = StepCall<T>::Kind::Forward;
     c.step = kind;
     c.forward = std::move(units);
     calls.push_back(std::move(c));
@@ -588,7 +588,7 @@ void StackPass<T>::forward_calls(const PassOp& op, std::vector<RowCall<T>>& call
 }
 
 template <typename T>
-void StackPass<T>::backward_calls(const PassOp& op, std::vector<RowCall<T>>& calls) const {
+void StackPass<T>::backward_calls(const PassOp& op, std::vector<StepCall<T>>& calls) const {
   const std::int64_t H = plan_.config.hidden_size, GH = plan_.gates * H;
   std::vector<StepBackward<T>> args;
   args.reserve(op.steps.size());
@@ -607,8 +607,8 @@ void StackPass<T>::backward_calls(const PassOp& op, std::vector<RowCall<T>>& cal
   };
   // The last kernel call takes `args` over; the reset-before-product GRU's first copies it.
   auto kernel = [&](StepKind kind, std::vector<StepBackward<T>> units) {
-    RowCall<T> c;
-    c.kind = RowCall<T>::Kind::Backward;
+    StepCall<T> c;
+    c.kind = StepCall<T>::Kind::Backward;
     c.step = kind;
     c.backward = std::move(units);
     calls.push_back(std::move(c));
@@ -657,7 +657,7 @@ bool StackPass<T>::breaks_step_list(const PassOp& op) const {
 template <typename T>
 bool StackPass<T>::drops_out(int layer) const {
   const LayerPlan& l = plan_.layers[layer];
-  return l.fed != l.output && buf_.training;
+  return l.next_input != l.output && buf_.training;
 }
 
 template <typename T>
@@ -666,13 +666,13 @@ bool StackPass<T>::projects_in_steps(int layer) const {
 }
 
 template <typename T>
-void StackPass<T>::run_steps(std::vector<RowCall<T>>& calls, bool by_rows) {
+void StackPass<T>::run_steps(std::vector<StepCall<T>>& calls, bool by_rows) {
   if (calls.empty()) return;
   // A backend that replays lists gets a pass's whole lists only: it would record the
   // calls of one step (or wave) and never replay them. One that runs rows in parallel
   // may take those too (the CPU's wavefront).
   const bool offer = by_rows || !ops_.replays_call_lists();
-  if (!offer || !ops_.run_rows(calls, B_)) ops_.run_calls(calls);
+  if (!offer || !ops_.run_step_list(calls, B_)) ops_.run_calls(calls);
   calls.clear();
 }
 
@@ -702,7 +702,7 @@ void StackPass<T>::dropout(const PassOp& op, bool backward) {
   const LayerPlan& layer = plan_.layers[op.layer];
   const std::int64_t DH = plan_.output_size(), r0 = tl_.offset[op.t0];
   const ActivationBuffers<T>& y = buf_.acts[layer.output];
-  const ActivationBuffers<T>& fed = buf_.acts[layer.fed];
+  const ActivationBuffers<T>& next_input = buf_.acts[layer.next_input];
   ConnectionArgs<T> a = range_args(op, layer.output);
   a.p = static_cast<T>(plan_.config.dropout);
   a.seed = buf_.dropout_seed;
@@ -710,11 +710,11 @@ void StackPass<T>::dropout(const PassOp& op, bool backward) {
              static_cast<std::uint64_t>(op.layer);
   a.row0 = r0;
   if (backward) {
-    a.dout = fed.grad + r0 * DH;
+    a.dout = next_input.grad + r0 * DH;
     a.dy = y.grad + r0 * y.grad_ld();
     ops_.connection(ConnectionKind::DropoutBackward, a);
   } else {
-    a.out = fed.data + r0 * DH;
+    a.out = next_input.data + r0 * DH;
     ops_.connection(ConnectionKind::DropoutForward, a);
   }
 }
@@ -879,7 +879,7 @@ void StackPass<T>::weight_gradients(T* grads) {
   }
 }
 
-// A layer-by-layer pass hands each layer's steps to the backend at once (Ops::run_rows),
+// A layer-by-layer pass hands each layer's steps to the backend at once (Ops::run_step_list),
 // which may run them row-parallel or replay them as a graph (row_runs()), as does a
 // wavefront its steps where the backend replays lists; otherwise each step's calls run as
 // they come, between the ops they depend on. In a wavefront, ops that launch nothing (a
@@ -899,7 +899,7 @@ void StackPass<T>::forward() {
   stage(program, false);
   if (transposed_weights()) transpose_weights();
   const bool by_rows = row_runs(program, false);
-  std::vector<RowCall<T>> steps;
+  std::vector<StepCall<T>> steps;
   for (const PassOp& op : program) {
     if (op.kind == PassOpKind::Steps) {
       forward_calls(op, steps);
@@ -926,7 +926,7 @@ void StackPass<T>::backward(T* grads) {
   hold_step_weights(true);
   stage(program, true);
   const bool by_rows = row_runs(program, true);
-  std::vector<RowCall<T>> steps;
+  std::vector<StepCall<T>> steps;
   for (const PassOp& op : program) {
     if (op.kind == PassOpKind::StepsBackward) {
       const std::size_t first = steps.size();

@@ -48,7 +48,7 @@
 // weights are read as stored (gemm(T, N) forward).
 //
 // On packed weights, a layer-by-layer pass hands each layer's steps to the backend at
-// once (Ops::run_rows), which may run them row-parallel: row b of a step depends only on
+// once (Ops::run_step_list), which may run them row-parallel: row b of a step depends only on
 // row b of the steps before it (row_runs()). A backend that replays call lists (the GPU's
 // CUDA graphs) gets them so too, and a wavefront's steps as one list where nothing
 // launches between its waves. Where it would, and a layer's W_ih and W_hh
@@ -89,7 +89,7 @@ struct UnitBuffers {
   T* g0 = nullptr;           // [B, G*H] W_hh h0 for rows that start mid-pass (packed reverse)
   T* hp = nullptr;           // [R, ldhp] the h_{t-1} each step used (training)
   std::int64_t ldhp = 0;
-  bool hp_beside_x = false;  // hp is columns [I, I+H) of x's copy (interleaves_x_hp())
+  bool hp_beside_x = false;  // hp is columns [I, I+H) of x's copy (hp_beside_x())
   T* saved = nullptr;        // [R, S*H] training; [B, S*H] reset-before-product inference
   T* rh = nullptr;           // [R, H] training; [B, H] inference (reset-before-product)
   T* dgx = nullptr;          // [R, G*H]
@@ -160,11 +160,11 @@ struct PassOp {
 // (one gate: the joined GEMM ran slower), and the GRUs' dgh is not dgx. At least 2048 rows
 // (T*B): below, the adds into the gradients cost more than the GEMM saves
 // (docs/benchmarks.md, "The measurements behind the code's choices").
-bool interleaves_x_hp(const Plan& plan, std::int64_t rows);
+bool hp_beside_x(const Plan& plan, std::int64_t rows);
 // The least rows for that (2048, or RECUR_X_HP_MIN_ROWS at start); tests set 0 to run it
 // on small problems.
-std::int64_t x_hp_min_rows();
-void set_x_hp_min_rows(std::int64_t rows);
+std::int64_t hp_beside_x_min_rows();
+void set_hp_beside_x_min_rows(std::int64_t rows);
 
 // Whether the passes run as a wavefront: unidirectional stacks of more than one layer, on
 // a backend that runs wavefronts (Ops::runs_wavefronts).
@@ -268,9 +268,9 @@ class StackPass {
   void initial_projection(const PassOp& op);
   void input_projection(const PassOp& op);
   // The calls of one Steps / StepsBackward op, appended to `calls`.
-  void forward_calls(const PassOp& op, std::vector<RowCall<T>>& calls) const;
-  void backward_calls(const PassOp& op, std::vector<RowCall<T>>& calls) const;
-  // Whether a pass hands a layer's steps to Ops::run_rows at once: layer by layer on
+  void forward_calls(const PassOp& op, std::vector<StepCall<T>>& calls) const;
+  void backward_calls(const PassOp& op, std::vector<StepCall<T>>& calls) const;
+  // Whether a pass hands a layer's steps to Ops::run_step_list at once: layer by layer on
   // Packed weights (the CPU runs row-parallel runs only on those) or where the backend
   // replays call lists (Ops::replays_call_lists: CUDA graphs); a wavefront, whose steps
   // interleave with per-step projections and connections, only where it replays lists and
@@ -283,8 +283,8 @@ class StackPass {
   // Whether layer `layer`'s output goes through dropout in this pass (training, p > 0).
   bool drops_out(int layer) const;
   bool projects_in_steps(int layer) const;
-  // Runs `calls` (Ops::run_rows, else one by one) and empties it; by_rows: row_runs().
-  void run_steps(std::vector<RowCall<T>>& calls, bool by_rows);
+  // Runs `calls` (Ops::run_step_list, else one by one) and empties it; by_rows: row_runs().
+  void run_steps(std::vector<StepCall<T>>& calls, bool by_rows);
   void connection_forward(const PassOp& op);
   void record_flow(const std::vector<StepBackward<T>>& args, const PassOp& op);
   void input_gradient(const PassOp& op);

@@ -37,10 +37,10 @@ struct WaveFusion : ScopedSetting<bool> {
 };
 
 // LSTM training keeps layer 0's h_{t-1} beside x from `rows` timeline rows up
-// (stack_pass.h, interleaves_x_hp; 0: always, as on large problems).
+// (stack_pass.h, hp_beside_x; 0: always, as on large problems).
 struct XhRows : ScopedSetting<std::int64_t> {
   explicit XhRows(std::int64_t rows)
-      : ScopedSetting(detail::x_hp_min_rows, detail::set_x_hp_min_rows, rows) {}
+      : ScopedSetting(detail::hp_beside_x_min_rows, detail::set_hp_beside_x_min_rows, rows) {}
 };
 
 // Everything that J = sum(wy*y) + sum(wh*h_n) + sum(wc*c_n) depends on.

@@ -57,7 +57,7 @@ TEST_P(VariableLengthGradCheck, EveryGradientMatchesFiniteDifferences) {
     if (wave && GetParam().bidirectional) continue;
     SCOPED_TRACE(wave ? "wavefront" : "layer by layer");
     const CpuWavefront schedule(wave);
-    // Layer by layer, the LSTM also with layer 0's h_{t-1} beside x (interleaves_x_hp).
+    // Layer by layer, the LSTM also with layer 0's h_{t-1} beside x (hp_beside_x).
     const XhRows xh(!wave && GetParam().cell == CellKind::Lstm ? 0 : 2048);
     check_all_gradients(rnn, kT, kB, 200, {2, 3, 1});
   }

@@ -412,7 +412,7 @@ void check_model(const ModelCase& mc, std::int64_t T_, std::int64_t B) {
 // cuBLAS's geam adds), which only problems of 2048 rows or more take by default.
 TEST_P(ModelParity, ForwardAndBackwardMatchTheCpu) {
   RECUR_REQUIRE_GPU();
-  for (std::int64_t xh_rows : {detail::x_hp_min_rows(), std::int64_t{0}}) {
+  for (std::int64_t xh_rows : {detail::hp_beside_x_min_rows(), std::int64_t{0}}) {
     if (xh_rows == 0 && GetParam().cell != CellKind::Lstm) continue;
     const XhRows xh(xh_rows);
     for (auto [steps, batch] : {std::pair<std::int64_t, std::int64_t>{7, 5}, {5, 16}}) {

@@ -458,7 +458,7 @@ void expect_both_ways_agree(std::uint64_t seed, const std::function<void(bool)>&
 }
 
 // A layer-by-layer float pass on packed weights runs each layer's steps row-parallel
-// (CpuOps::run_rows: every thread all steps of its own rows); with that off, step by step.
+// (CpuOps::run_step_list: every thread all steps of its own rows); with that off, step by step.
 TEST(StackRowParallel, MatchesStepByStep) {
   // With one thread nothing runs row-parallel, and both ways would be the same path.
   if (!detail::PackedGemms::available() || detail::cpu_step_threads() < 2) {

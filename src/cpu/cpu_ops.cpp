@@ -254,7 +254,7 @@ bool CpuOps<T>::packs_weights() const {
 
 namespace {
 
-// The threads a row-parallel run over `rows` batch rows gets (run_rows): fewer than 2 and
+// The threads a row-parallel run over `rows` batch rows gets (run_step_list): fewer than 2 and
 // it is declined.
 int row_run_threads(std::int64_t rows) {
   return static_cast<int>(std::min<std::int64_t>(cpu_step_threads(), rows / kRowsPerThread));
@@ -291,15 +291,15 @@ void CpuOps<T>::release_weights() {
 // GEMM not on held weights would have nothing single-threaded to run on, so such a run is
 // declined before it starts.
 template <typename T>
-bool CpuOps<T>::run_rows(const std::vector<RowCall<T>>& calls, std::int64_t rows) {
+bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_t rows) {
   if constexpr (!std::is_same_v<T, float>) {
     return false;
   } else {
     if (packed_ == nullptr || !cpu_row_parallel()) return false;
     const int threads = row_run_threads(rows);
     if (threads < 2) return false;
-    for (const RowCall<float>& c : calls) {
-      if (c.kind != RowCall<float>::Kind::Gemms) continue;
+    for (const StepCall<float>& c : calls) {
+      if (c.kind != StepCall<float>::Kind::Gemms) continue;
       const GemmBatch<float>& g = c.gemms;
       if (g.host_a == nullptr) return false;
       if (g.m * g.k * static_cast<std::int64_t>(sizeof(float)) > row_parallel_weight_limit()) {
@@ -312,10 +312,10 @@ bool CpuOps<T>::run_rows(const std::vector<RowCall<T>>& calls, std::int64_t rows
     packed_->prepare_lanes(threads);
     on_threads_each_with_onednn_alone(threads, [&](int lane, const std::atomic<bool>& failed) {
       const std::int64_t b0 = rows * lane / threads, b1 = rows * (lane + 1) / threads;
-      for (const RowCall<float>& c : calls) {
+      for (const StepCall<float>& c : calls) {
         if (failed.load(std::memory_order_relaxed)) break;
         switch (c.kind) {
-          case RowCall<float>::Kind::Gemms: {
+          case StepCall<float>::Kind::Gemms: {
             const GemmBatch<float>& g = c.gemms;
             const std::int64_t end = std::min(b1, g.n);
             if (end <= b0) break;
@@ -325,19 +325,19 @@ bool CpuOps<T>::run_rows(const std::vector<RowCall<T>>& calls, std::int64_t rows
                   gemm_item(g, g.host_a[i], g.host_b[i] + b0 * g.ldb, g.host_c[i] + b0 * g.ldc);
               mine.n = end - b0;
               if (!packed_->run(mine, lane + 1) && !onednn_gemm(mine)) {
-                throw Error("recur: CpuOps::run_rows: no single-threaded GEMM for m = " +
+                throw Error("recur: CpuOps::run_step_list: no single-threaded GEMM for m = " +
                             std::to_string(mine.m) + ", n = " + std::to_string(mine.n));
               }
             }
             break;
           }
-          case RowCall<float>::Kind::Forward:
+          case StepCall<float>::Kind::Forward:
             for (const StepForward<float>& a : c.forward) {
               const std::int64_t end = std::min(b1, a.active);
               if (end > b0) cpu_step_rows(c.step, a, b0, end);
             }
             break;
-          case RowCall<float>::Kind::Backward:
+          case StepCall<float>::Kind::Backward:
             for (const StepBackward<float>& a : c.backward) {
               const std::int64_t end = std::min(b1, a.active);
               if (end > b0) cpu_step_rows(c.step, a, b0, end);

@@ -27,7 +27,7 @@ class CpuOps final : public Ops<T> {
   bool hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
                     std::int64_t widest_n) override;
   void release_weights() override;
-  bool run_rows(const std::vector<RowCall<T>>& calls, std::int64_t rows) override;
+  bool run_step_list(const std::vector<StepCall<T>>& calls, std::int64_t rows) override;
   const void* const* stage_pointers(const void* const* host, std::size_t count) override;
   const std::int64_t* stage_indices(const std::int64_t* host, std::size_t count) override;
   void gather(const GatherArgs<T>& args) override;
@@ -72,7 +72,7 @@ void set_cpu_weight_packing(bool enabled);
 bool cpu_wavefront();
 void set_cpu_wavefront(bool enabled);
 
-// Whether CpuOps<float> runs a layer-by-layer pass's steps row-parallel (run_rows; on
+// Whether CpuOps<float> runs a layer-by-layer pass's steps row-parallel (run_step_list; on
 // unless RECUR_CPU_ROW_PARALLEL=0). Tests turn it off to compare both ways.
 bool cpu_row_parallel();
 void set_cpu_row_parallel(bool enabled);

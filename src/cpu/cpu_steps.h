@@ -19,7 +19,7 @@ void cpu_step_backward(kernels::StepKind kind, const kernels::StepBackward<doubl
                        int count, bool threaded);
 
 // Rows [b0, b1) of one unit's step (b1 at most its active rows), on the calling thread: a
-// row-parallel run's share (CpuOps::run_rows).
+// row-parallel run's share (CpuOps::run_step_list).
 // (float only: float64 runs step by step.)
 void cpu_step_rows(kernels::StepKind kind, const kernels::StepForward<float>& unit, std::int64_t b0,
                    std::int64_t b1);

@@ -125,7 +125,7 @@ struct PackedGemms::Impl {
   // What one thread's GEMMs change: a stream, matmuls with their memory objects (their
   // data handles are set per call), and scratch rows. Lane 0 serves ordinary calls, whose
   // matmuls use all of OpenMP's threads; lane 1 + i serves thread i of a row-parallel run
-  // (CpuOps::run_rows), whose matmuls are made inside that run and so use one thread.
+  // (CpuOps::run_step_list), whose matmuls are made inside that run and so use one thread.
   struct Lane {
     const OnednnApi& api;
     dnnl_stream_t stream = nullptr;

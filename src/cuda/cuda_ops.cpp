@@ -190,7 +190,7 @@ class CudaOps final : public Ops<T> {
   // replay. Not with Streams, whose side streams the recording would have to fork and
   // join too, nor on a stream that is already capturing (the caller's own graph takes the
   // launches) or that refused a capture (the legacy default stream).
-  bool run_rows(const std::vector<RowCall<T>>& calls, std::int64_t /*rows*/) override {
+  bool run_step_list(const std::vector<StepCall<T>>& calls, std::int64_t /*rows*/) override {
     const CudaGraphMode mode = cuda_graph_mode();
     if (mode == CudaGraphMode::Off || calls.empty() || capture_refused_ ||
         cuda_batched_gemm() == CudaBatchedGemm::Streams) {
@@ -299,7 +299,7 @@ class CudaOps final : public Ops<T> {
  private:
   // Records `calls` into a graph (they run when it is launched), or returns null, having
   // run nothing, where the stream refuses to record.
-  cudaGraphExec_t record(const std::vector<RowCall<T>>& calls, std::string key) {
+  cudaGraphExec_t record(const std::vector<StepCall<T>>& calls, std::string key) {
     if (!workspace_) {
       // cuBLAS must not allocate while a stream records: give it its workspace first.
       DeviceMemory workspace = make_device_memory(kWorkspaceBytes);
@@ -310,8 +310,8 @@ class CudaOps final : public Ops<T> {
       // Side streams, their cuBLAS handles and workspaces now: nothing may be made or
       // allocated while the stream records.
       int widest = 1;
-      for (const RowCall<T>& c : calls) {
-        if (c.kind == RowCall<T>::Kind::Gemms) widest = std::max(widest, c.gemms.count);
+      for (const StepCall<T>& c : calls) {
+        if (c.kind == StepCall<T>::Kind::Gemms) widest = std::max(widest, c.gemms.count);
       }
       add_side_streams(widest - 1, true);
     }

@@ -27,7 +27,7 @@ void set_cuda_batched_gemm(CudaBatchedGemm choice);
 // CUDA graphs: a pass's time steps (each layer's in a layer-by-layer pass, all waves of a
 // wavefront whose waves launch nothing else) run as one graph, recorded once per distinct
 // call list (shapes, pointers, arguments) and replayed after that, in place of the per-step
-// launches (CudaOps::run_rows). Repeated (the default) records a list the second time it
+// launches (CudaOps::run_step_list). Repeated (the default) records a list the second time it
 // comes, so that lists that never come again (batches of ever-new lengths) run launch by
 // launch at no recording cost; Always records it the first time (tests); Off launches
 // every step. RECUR_CUDA_GRAPHS=0 (off) or =always sets it at start. Flow recording, the

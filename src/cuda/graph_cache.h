@@ -17,23 +17,23 @@ namespace recur::detail {
 // every GEMM's shape, scalars and pointers (the host tables' contents included). Two lists
 // with the same signature launch the same work on the same memory.
 template <typename T>
-std::string graph_signature(const std::vector<RowCall<T>>& calls) {
+std::string graph_signature(const std::vector<StepCall<T>>& calls) {
   std::string key;
   auto put = [&key](const void* p, std::size_t n) { key.append(static_cast<const char*>(p), n); };
   auto put_value = [&put](const auto& v) { put(&v, sizeof v); };
-  for (const RowCall<T>& c : calls) {
+  for (const StepCall<T>& c : calls) {
     put_value(c.kind);
     put_value(c.step);
     switch (c.kind) {
-      case RowCall<T>::Kind::Forward:
+      case StepCall<T>::Kind::Forward:
         put_value(c.forward.size());
         put(c.forward.data(), c.forward.size() * sizeof(StepForward<T>));
         break;
-      case RowCall<T>::Kind::Backward:
+      case StepCall<T>::Kind::Backward:
         put_value(c.backward.size());
         put(c.backward.data(), c.backward.size() * sizeof(StepBackward<T>));
         break;
-      case RowCall<T>::Kind::Gemms: {
+      case StepCall<T>::Kind::Gemms: {
         const GemmBatch<T>& g = c.gemms;
         for (auto v : {static_cast<std::int64_t>(g.trans_a), static_cast<std::int64_t>(g.trans_b),
                        g.m, g.n, g.k, g.lda, g.ldb, g.ldc, static_cast<std::int64_t>(g.count)}) {
