@@ -318,7 +318,7 @@ def depth(data, out):
         for ax in (ga, gi, gt):
             ax.grid(True, which="major", alpha=0.3)
         ga.legend(fontsize=7.5, loc="upper right")
-        gi.legend(fontsize=7.5, loc="lower right")  # the right panel has the same lines
+        gi.legend(fontsize=7.5, loc="best")  # the right panel has the same lines
     fig.tight_layout()
     fig.savefig(os.path.join(out, "depth_highway.png"), dpi=110)
     plt.close(fig)
