@@ -23,6 +23,7 @@ struct Loaded {
   std::string why;
 };
 
+#if RECUR_CUDA_BACKEND_BUILT
 // The directory of the library this function is in ("" if unknown): librecur_cuda.so is
 // installed beside librecur.so.
 std::string own_directory() {
@@ -34,6 +35,7 @@ std::string own_directory() {
   const std::size_t slash = path.find_last_of('/');
   return slash == std::string::npos ? "" : path.substr(0, slash + 1);
 }
+#endif
 
 Loaded load() {
   Loaded out;
