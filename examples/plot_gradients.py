@@ -318,7 +318,10 @@ def depth(data, out):
         for ax in (ga, gi, gt):
             ax.grid(True, which="major", alpha=0.3)
         ga.legend(fontsize=7.5, loc="upper right")
-        gi.legend(fontsize=7.5, loc="best")  # the right panel has the same lines
+        # The b_g colours are named in the gates panel; here only the two references.
+        handles, labels = gi.get_legend_handles_labels()
+        refs = [(h, t) for h, t in zip(handles, labels) if not t.startswith("b_g")]
+        gi.legend([h for h, _ in refs], [t for _, t in refs], fontsize=7.5, loc="best")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "depth_highway.png"), dpi=110)
     plt.close(fig)
