@@ -19,18 +19,31 @@ std::string to_string(const Shape& shape) {
   return s + "]";
 }
 
-std::int64_t numel(const Shape& shape) {
-  std::int64_t n = 1;
+namespace {
+
+// The product of non-negative sizes into *n; false when it does not fit in int64. A zero
+// anywhere makes the product 0, however large the rest.
+bool product_fits(const Shape& shape, std::int64_t* n) {
   bool overflow = false;
+  *n = 1;
+  for (std::int64_t d : shape) {
+    if (d == 0) {
+      *n = 0;
+      return true;
+    }
+    overflow = overflow || __builtin_mul_overflow(*n, d, n);
+  }
+  return !overflow;
+}
+
+}  // namespace
+
+std::int64_t numel(const Shape& shape) {
   for (std::int64_t d : shape) {
     if (d < 0) throw Error("numel", "shape", "non-negative sizes", to_string(shape));
-    overflow = overflow || __builtin_mul_overflow(n, d, &n);
   }
-  // A zero anywhere makes the product 0, however large the rest.
-  for (std::int64_t d : shape) {
-    if (d == 0) return 0;
-  }
-  if (overflow) {
+  std::int64_t n = 0;
+  if (!product_fits(shape, &n)) {
     throw Error("numel", "shape", "sizes whose product fits in int64", to_string(shape));
   }
   return n;
@@ -56,17 +69,13 @@ void check_shape(const char* where, const Shape& shape, DType dtype) {
   for (std::int64_t d : shape) {
     if (d < 0) throw Error(where, "shape", "non-negative sizes", to_string(shape));
   }
-  std::int64_t n = 1;
-  bool zero = false, overflow = false;
-  for (std::int64_t d : shape) {
-    zero = zero || d == 0;
-    overflow = overflow || __builtin_mul_overflow(n, d, &n);
-  }
+  std::int64_t n = 0;
+  const bool fits = product_fits(shape, &n);
   const auto most =
       static_cast<std::int64_t>(std::min<std::uint64_t>(std::numeric_limits<std::int64_t>::max(),
                                                         std::numeric_limits<std::size_t>::max()) /
                                 dtype_size(dtype));
-  if (!zero && (overflow || n > most)) {
+  if (!fits || n > most) {
     throw Error(where, "shape",
                 "at most " + std::to_string(most) + " elements of " + to_string(dtype) +
                     " (bytes that fit in int64)",
