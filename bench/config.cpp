@@ -7,16 +7,18 @@
 
 namespace bench {
 
-int gate_count(Cell cell) {
+recur::CellKind cell_kind(Cell cell) {
   switch (cell) {
-    case Cell::RnnTanh:
-    case Cell::RnnRelu: return 1;
-    case Cell::Lstm: return 4;
-    case Cell::Gru:
-    case Cell::GruRbp: return 3;
+    case Cell::RnnTanh: return recur::CellKind::RnnTanh;
+    case Cell::RnnRelu: return recur::CellKind::RnnRelu;
+    case Cell::Lstm: return recur::CellKind::Lstm;
+    case Cell::Gru: return recur::CellKind::GruLinearBeforeReset;
+    case Cell::GruRbp: return recur::CellKind::GruResetBeforeProduct;
   }
-  return 0;
+  return recur::CellKind::Lstm;
 }
+
+int gate_count(Cell cell) { return recur::gate_count(cell_kind(cell)); }
 
 const char* cell_name(Cell cell) {
   switch (cell) {

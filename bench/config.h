@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "recur/config.h"
+
 namespace bench {
 
 enum class Cell {
@@ -36,7 +38,8 @@ struct Problem {
   std::int64_t layer_input(int layer) const { return layer == 0 ? I : directions() * H; }
 };
 
-int gate_count(Cell cell);
+recur::CellKind cell_kind(Cell cell);
+int gate_count(Cell cell);         // recur::gate_count, the one definition
 const char* cell_name(Cell cell);  // "lstm", "gru", "gru_rbp", "rnn_tanh", "rnn_relu"
 bool parse_cell(const std::string& text, Cell* cell);
 const char* mode_name(Mode mode);  // "inference", "training"

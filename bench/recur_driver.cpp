@@ -13,17 +13,6 @@
 namespace bench {
 namespace {
 
-recur::CellKind to_recur_cell(Cell cell) {
-  switch (cell) {
-    case Cell::RnnTanh: return recur::CellKind::RnnTanh;
-    case Cell::RnnRelu: return recur::CellKind::RnnRelu;
-    case Cell::Lstm: return recur::CellKind::Lstm;
-    case Cell::Gru: return recur::CellKind::GruLinearBeforeReset;
-    case Cell::GruRbp: return recur::CellKind::GruResetBeforeProduct;
-  }
-  return recur::CellKind::Lstm;
-}
-
 // The one place a benchmark Problem becomes a recur::RnnConfig: stacks without connections
 // between layers (y_l feeds layer l+1), as PyTorch and the anchors run them.
 std::optional<recur::RnnConfig> to_recur_config(const Problem& p, std::string* /*why*/) {
@@ -31,7 +20,7 @@ std::optional<recur::RnnConfig> to_recur_config(const Problem& p, std::string* /
   config.num_layers = p.layers;
   config.bidirectional = p.bidirectional;
   config.connection = recur::Connection::None;
-  config.cell = to_recur_cell(p.cell);
+  config.cell = cell_kind(p.cell);
   config.input_size = p.I;
   config.hidden_size = p.H;
   config.bias = true;

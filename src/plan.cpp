@@ -19,15 +19,6 @@ const char* to_string(CellKind cell) {
   return "unknown";
 }
 
-int gate_count(CellKind cell) {
-  switch (cell) {
-    case CellKind::Lstm: return 4;
-    case CellKind::GruLinearBeforeReset:
-    case CellKind::GruResetBeforeProduct: return 3;
-    default: return 1;
-  }
-}
-
 bool has_cell_state(CellKind cell) { return cell == CellKind::Lstm; }
 
 const char* to_string(Connection connection) {

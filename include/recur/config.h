@@ -20,8 +20,16 @@ enum class CellKind {
 };
 
 RECUR_API const char* to_string(CellKind cell);
-// Gates per cell: 1 (vanilla), 4 (LSTM) or 3 (GRU).
-RECUR_API int gate_count(CellKind cell);
+// Gates per cell: 1 (vanilla), 4 (LSTM) or 3 (GRU). Inline, so that code that does not link
+// recur (the benchmarks' oneDNN plugin) counts them the same way.
+constexpr int gate_count(CellKind cell) {
+  switch (cell) {
+    case CellKind::Lstm: return 4;
+    case CellKind::GruLinearBeforeReset:
+    case CellKind::GruResetBeforeProduct: return 3;
+    default: return 1;
+  }
+}
 // True for cells with a cell state c (LSTM).
 RECUR_API bool has_cell_state(CellKind cell);
 
