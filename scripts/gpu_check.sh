@@ -89,6 +89,14 @@ if [ -x "$build/bench/recur_bench" ] && stage bench "$bench_s"; then
     RECUR_CUDA_GRAPHS=0 limited 60 "$build/bench/recur_bench" --gpu --no-tf32 --no-ceiling \
       --max-seconds 1 --warmup 2; } >> "$out/bench.txt" 2>&1
   echo "bench, no graphs: exit $?" >> "$summary"
+  # The unidirectional stacks with graph branches off, against the rows above (the pass
+  # plan's rule, branches_pay()): whether the branches it takes still pay (the 2-layer and
+  # the 4-layer H=256 wavefronts gained 3-7% and 2-3% on an H100).
+  { echo "=== unidirectional stacks, RECUR_CUDA_GRAPH_BRANCHES=0"
+    RECUR_CUDA_GRAPH_BRANCHES=0 limited 45 "$build/bench/recur_bench" --gpu --no-tf32 \
+      --no-ceiling --max-seconds 1 --warmup 2 --mode training --filter "L=2 uni" \
+      --filter "L=4 uni"; } >> "$out/bench.txt" 2>&1
+  echo "bench, no graph branches: exit $?" >> "$summary"
   # The LSTM's training rows with layer 0's weight gradients as two GEMMs (no h_{t-1} beside
   # x): against the rows above, whether that one-GEMM layout pays on the GPU too.
   { echo "=== LSTM training, RECUR_X_HP_MIN_ROWS=1000000000 (two weight-gradient GEMMs)"

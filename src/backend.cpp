@@ -9,8 +9,10 @@
 
 namespace recur::detail {
 
+namespace {
+
 template <typename T>
-std::unique_ptr<Ops<T>> make_ops(Device device) {
+std::unique_ptr<Ops<T>> make_untuned_ops(Device device) {
   if (device.is_cpu()) return std::make_unique<CpuOps<T>>();
   CudaBackend& cuda = require_cuda_backend("device " + device.str());
   if constexpr (std::is_same_v<T, float>) {
@@ -18,6 +20,15 @@ std::unique_ptr<Ops<T>> make_ops(Device device) {
   } else {
     return cuda.make_ops_double(device.index);
   }
+}
+
+}  // namespace
+
+template <typename T>
+std::unique_ptr<Ops<T>> make_ops(Device device) {
+  std::unique_ptr<Ops<T>> ops = make_untuned_ops<T>(device);
+  ops->set_tuning(environment_tuning());
+  return ops;
 }
 
 template std::unique_ptr<Ops<float>> make_ops<float>(Device);

@@ -117,5 +117,5 @@ extern "C" __attribute__((visibility("default"))) recur::detail::CudaBackend* re
 namespace recur::detail {
 // Raised whenever CudaBackend changes, so that a core and a CUDA library of different
 // builds never call each other.
-constexpr int kCudaBackendAbi = 1;
+constexpr int kCudaBackendAbi = 2;
 }  // namespace recur::detail

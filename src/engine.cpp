@@ -1,11 +1,13 @@
-// src/engine.cpp: workspace management around StackPass: buffers sized once per shape,
+// src/engine.cpp: workspace management around StackPass: buffers laid out as the pass
+// plan says (src/pass/pass_plan.h) and sized once per shape,
 // the caller's layout in and out (batch-first, unsorted and padded variable-length
 // batches become recur's sorted, packed time-major rows by one gather each way), initial
 // and final states, and what a training forward keeps for backward.
 #include "engine.h"
 
 #include "ops.h"
-#include "stack_pass.h"
+#include "pass/pass_plan.h"
+#include "pass/stack_pass.h"
 #include "timeline.h"
 
 namespace recur::detail {
@@ -103,6 +105,11 @@ class EngineImpl final : public Engine {
   EngineImpl(const Plan& plan, Device device)
       : plan_(plan), device_(device), ops_(make_ops<T>(device)) {}
 
+  const Tuning& tuning() const override { return ops_->tuning(); }
+  void set_tuning(const Tuning& tuning) override { ops_->set_tuning(tuning); }
+  const PassStatistics& forward_statistics() const override { return forward_statistics_; }
+  const PassStatistics& backward_statistics() const override { return backward_statistics_; }
+
   ForwardResult forward(const TensorView& x, const TensorView& h0, const TensorView& c0, Mode mode,
                         const std::vector<std::int64_t>& lengths, std::uint64_t dropout_seed,
                         std::uint64_t dropout_stream, const TensorView& params) override {
@@ -120,17 +127,17 @@ class EngineImpl final : public Engine {
     const bool lstm = plan_.config.cell == CellKind::Lstm;
     const bool rbp = plan_.config.cell == CellKind::GruResetBeforeProduct;
     const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
+    pass_ = make_pass_plan(plan_, tl, training, capabilities_of(*ops_, plan_, tl), ops_->tuning());
+    const PassPlan& pass = pass_;
 
     StackBuffers<T>& b = buffers_;
     forward_arena_.carve(device_, [&](Carver<T>& c) {
       b = StackBuffers<T>();
-      b.training = training;
-      b.wavefront = wavefront(plan_, ops_->runs_wavefronts());
       b.dropout_seed = dropout_seed;
       b.dropout_stream = dropout_stream;
       b.acts.assign(plan_.activations.size(), {});
-      // Training keeps layer 0's h_{t-1} beside x in x's copy (hp_beside_x()).
-      const bool beside_x = training && hp_beside_x(plan_, R);
+      // Training keeps layer 0's h_{t-1} beside x in x's copy.
+      const bool beside_x = pass.hp_beside_x;
       b.acts[0].ld = beside_x ? I + H : I;
       b.acts[0].ld_grad = I;
       // backward needs x after the caller may have reused it; other layouts are gathered
@@ -157,12 +164,12 @@ class EngineImpl final : public Engine {
       for (int u = 0; u < L * D; ++u) {
         UnitBuffers<T> ub;
         if (lstm) ub.cs = c.take((B + R + B) * H);
-        ub.gx_in_steps = projects_in_steps(plan_, tl, *ops_, b.wavefront, plan_.units[u].layer);
+        ub.gx_in_steps = pass.projects_in_steps[plan_.units[u].layer];
         ub.gx = c.take((ub.gx_in_steps ? B : R) * GH);
         ub.gh = c.take(B * GH);
-        if (step_weights(plan_, tl, *ops_, b.wavefront) == StepWeights::Transposed) {
+        if (pass.weights == StepWeights::Transposed) {
           ub.w_t = c.take(GH * H);
-          if (b.wavefront && plan_.units[u].layer > 0) {
+          if (pass.wavefront && plan_.units[u].layer > 0) {
             ub.w_ih_t = c.take(GH * plan_.layers[plan_.units[u].layer].input_size);
           }
         }
@@ -209,7 +216,9 @@ class EngineImpl final : public Engine {
       if (lstm) set_state(b.units[u].cs + block * H, H, c0, order, B);
     }
 
-    StackPass<T>(plan_, *ops_, tl, b, params.data_as<T>()).forward();
+    ops_->statistics() = PassStatistics();
+    StackPass<T>(plan_, pass, *ops_, tl, b, params.data_as<T>()).forward();
+    forward_statistics_ = with_plan(ops_->statistics(), pass, false);
 
     ForwardResult out;
     const ActivationBuffers<T>& y = b.acts[plan_.output];
@@ -302,7 +311,9 @@ class EngineImpl final : public Engine {
 
     b.flow = flow;
     b.flow_steps = caller_steps_;
-    StackPass<T>(plan_, *ops_, tl, b, params.data_as<T>()).backward(grads.data_as<T>());
+    ops_->statistics() = PassStatistics();
+    StackPass<T>(plan_, pass_, *ops_, tl, b, params.data_as<T>()).backward(grads.data_as<T>());
+    backward_statistics_ = with_plan(ops_->statistics(), pass_, true);
     b.flow = nullptr;
 
     if (!rows_as_given_) {
@@ -357,9 +368,25 @@ class EngineImpl final : public Engine {
     return zeros_.template data_as<T>();
   }
 
+  // The backend's counts of a pass, with what the pass plan chose for it.
+  static PassStatistics with_plan(PassStatistics counted, const PassPlan& pass, bool backward) {
+    counted.wavefront = pass.wavefront;
+    if (!backward) {
+      for (bool in_steps : pass.projects_in_steps) counted.layers_projecting_in_steps += in_steps;
+    }
+    for (const PassOp& op : backward ? pass.backward : pass.forward) {
+      for (const GemmGroup& g : op.groups[0]) {
+        counted.fused_wave_gemms += static_cast<std::int64_t>(g.inputs);
+      }
+    }
+    return counted;
+  }
+
   const Plan& plan_;
   Device device_;
   std::unique_ptr<Ops<T>> ops_;
+  PassPlan pass_;  // the last forward's, which its backward follows
+  PassStatistics forward_statistics_, backward_statistics_;
   Arena<T> forward_arena_, backward_arena_;
   Tensor zeros_;
   StackBuffers<T> buffers_;

@@ -6,8 +6,10 @@
 #include <memory>
 #include <vector>
 
+#include "pass_statistics.h"
 #include "plan.h"
 #include "recur/rnn.h"
+#include "tuning.h"
 
 namespace recur::detail {
 
@@ -27,6 +29,13 @@ class Engine {
   virtual BackwardResult backward(const TensorView& dy, const TensorView& dh_n,
                                   const TensorView& dc_n, const TensorView& params,
                                   const TensorView& grads, double* flow) = 0;
+
+  // The model's tuning choices (tuning.h); set_tuning applies from the next forward.
+  virtual const Tuning& tuning() const = 0;
+  virtual void set_tuning(const Tuning& tuning) = 0;
+  // What the last forward and the last backward did (pass_statistics.h), for tests.
+  virtual const PassStatistics& forward_statistics() const = 0;
+  virtual const PassStatistics& backward_statistics() const = 0;
 
   virtual void* stream() const = 0;
   virtual void set_stream(void* stream) = 0;

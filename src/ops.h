@@ -1,6 +1,6 @@
 // src/ops.h: the backend interface the algorithm is written against.
 //
-// The algorithm (stack_pass.cpp) drives every backend through these calls and never
+// The algorithm (src/pass/) drives every backend through these calls and never
 // knows which one it has. Both backends receive exactly the same arguments: GEMMs are
 // column-major BLAS calls with the same transposes, leading dimensions and offsets, so a
 // CPU test checks the GEMM bookkeeping that the GPU will execute. All pointers are
@@ -15,7 +15,9 @@
 #include "../kernels/dispatch.h"
 #include "../kernels/flow.cuh"
 #include "../kernels/step_args.h"
+#include "pass_statistics.h"
 #include "recur/device.h"
+#include "tuning.h"
 
 namespace recur::detail {
 
@@ -102,6 +104,9 @@ struct GemmBatch {
   const T* const* host_a = nullptr;
   const T* const* host_b = nullptr;
   T* const* host_c = nullptr;
+  // Whether the items may run as parallel branches of a recorded graph, where the backend
+  // runs them one GEMM each (the pass plan's branches_pay()).
+  bool branches = false;
 };
 
 // The GEMM of a batch's shape on one item's matrices.
@@ -143,6 +148,12 @@ class Ops {
 
   virtual Device device() const = 0;
 
+  // The model's tuning choices (tuning.h); the backend reads its own from here.
+  const Tuning& tuning() const { return tuning_; }
+  virtual void set_tuning(const Tuning& tuning) { tuning_ = tuning; }
+  // What the backend counted since the engine last cleared it (one pass), for tests.
+  PassStatistics& statistics() { return statistics_; }
+
   // The queue the backend's work goes to (a cudaStream_t), or nullptr on the CPU.
   virtual void* stream() const { return nullptr; }
   virtual void set_stream(void* /*stream*/) {}
@@ -156,18 +167,18 @@ class Ops {
   virtual void gemm(const Gemm<T>& g) = 0;
   virtual void gemm_batched(const GemmBatch<T>& g) = 0;
 
-  // Whether unidirectional stacks run as a wavefront (stack_pass.h): its T+L-1 waves pay
+  // Whether unidirectional stacks run as a wavefront (src/pass/pass_plan.h): its T+L-1 waves pay
   // where one step's GEMMs cannot fill the device (the GPU). The CPU's cores are already
   // busy with one step, so it runs them layer by layer (cpu_ops.h).
   virtual bool runs_wavefronts() const { return true; }
 
   // Whether hold_weights() keeps packed copies: the CPU's float GEMMs do when oneDNN's C
   // API is loaded (cpu/onednn_matmul.h); cuBLAS has no such form. A pass whose weights are
-  // held needs no transposed copy of them (stack_pass.h).
+  // held needs no transposed copy of them (src/pass/pass_plan.h).
   virtual bool packs_weights() const { return false; }
   // Whether run_step_list would take a layer-by-layer pass's steps on held weights of at most
   // `weight_bytes` bytes a matrix, over `rows` batch rows: lets a caller hold weights whose
-  // GEMMs pay only when row-parallel (stack_pass.h).
+  // GEMMs pay only when row-parallel (src/pass/pass_plan.h).
   virtual bool takes_row_runs(std::int64_t /*weight_bytes*/, std::int64_t /*rows*/) const {
     return false;
   }
@@ -274,6 +285,10 @@ class Ops {
   // The same, adding: dst[r*ld_dst + k] += src[r*ld_src + k]
   virtual void add_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
                         std::int64_t rows, std::int64_t width) = 0;
+
+ private:
+  Tuning tuning_;
+  PassStatistics statistics_;
 };
 
 // Keeps the backend's device current for a scope, then restores the caller's.
@@ -290,7 +305,8 @@ class OpsScope {
   int previous_;
 };
 
-// The backend for `device`: CpuOps for the CPU, CudaOps for a GPU.
+// The backend for `device`: CpuOps for the CPU, CudaOps for a GPU, tuned as the
+// environment says (environment_tuning()).
 template <typename T>
 std::unique_ptr<Ops<T>> make_ops(Device device);
 

@@ -11,8 +11,10 @@ const char* version() { return RECUR_VERSION_STRING; }
 
 std::string cpu_backend_info() {
   const int threads = detail::cpu_step_threads();
+  const bool packs =
+      detail::environment_tuning().cpu_pack_weights && detail::PackedGemms::available();
   return std::string("float GEMMs: ") + detail::cpu_sgemm_library() + " sgemm" +
-         (detail::cpu_weight_packing() ? ", oneDNN matmul on packed per-step weights" : "") +
+         (packs ? ", oneDNN matmul on packed per-step weights" : "") +
          "; step loops: " + detail::cpu_step_isa() + ", " + std::to_string(threads) +
          (threads == 1 ? " thread" : " OpenMP threads");
 }

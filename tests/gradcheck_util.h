@@ -3,45 +3,27 @@
 #pragma once
 
 #include "cpu/cpu_ops.h"
-#include "stack_pass.h"
 #include "test_util.h"
 
 namespace recur::test {
 
-// While alive, a process-wide setting (its getter and setter) holds `value`; then the
-// value it had.
-template <typename V>
-class ScopedSetting {
- public:
-  ScopedSetting(V (*get)(), void (*set)(V), V value) : set_(set), before_(get()) { set(value); }
-  ~ScopedSetting() { set_(before_); }
-  ScopedSetting(const ScopedSetting&) = delete;
-  ScopedSetting& operator=(const ScopedSetting&) = delete;
-
- private:
-  void (*set_)(V);
-  V before_;
-};
-
-// The CPU runs unidirectional stacks as a wavefront (on) or layer by layer (off, its
-// default; cpu_ops.h): the GPU's schedule, checked without one.
-struct CpuWavefront : ScopedSetting<bool> {
-  explicit CpuWavefront(bool on)
-      : ScopedSetting(detail::cpu_wavefront, detail::set_cpu_wavefront, on) {}
-};
+// The CPU runs `rnn`'s unidirectional stacks as a wavefront (on) or layer by layer (off,
+// its default; src/cpu/cpu_ops.h): the GPU's schedule, checked without one.
+inline void run_as_wavefront(Rnn& rnn, bool on) {
+  tune(rnn, [on](detail::Tuning& t) { t.cpu_wavefront = on; });
+}
 
 // Wavefronts fuse their upper layers' input GEMMs into the waves' batches (on, the
-// default; stack_pass.h) or run them as GEMMs of their own (off).
-struct WaveFusion : ScopedSetting<bool> {
-  explicit WaveFusion(bool on) : ScopedSetting(detail::wave_fusion, detail::set_wave_fusion, on) {}
-};
+// default; src/pass/pass_plan.h) or run them as GEMMs of their own (off).
+inline void fuse_wave_inputs(Rnn& rnn, bool on) {
+  tune(rnn, [on](detail::Tuning& t) { t.wave_fusion = on; });
+}
 
 // LSTM training keeps layer 0's h_{t-1} beside x from `rows` timeline rows up
-// (stack_pass.h, hp_beside_x; 0: always, as on large problems).
-struct XhRows : ScopedSetting<std::int64_t> {
-  explicit XhRows(std::int64_t rows)
-      : ScopedSetting(detail::hp_beside_x_min_rows, detail::set_hp_beside_x_min_rows, rows) {}
-};
+// (src/pass/pass_plan.h, hp_beside_x; 0: always, as on large problems).
+inline void keep_hp_beside_x_from(Rnn& rnn, std::int64_t rows) {
+  tune(rnn, [rows](detail::Tuning& t) { t.hp_beside_x_min_rows = rows; });
+}
 
 // Everything that J = sum(wy*y) + sum(wh*h_n) + sum(wc*c_n) depends on.
 struct Problem {

@@ -56,9 +56,9 @@ TEST_P(VariableLengthGradCheck, EveryGradientMatchesFiniteDifferences) {
   for (bool wave : {false, true}) {
     if (wave && GetParam().bidirectional) continue;
     SCOPED_TRACE(wave ? "wavefront" : "layer by layer");
-    const CpuWavefront schedule(wave);
+    run_as_wavefront(rnn, wave);
     // Layer by layer, the LSTM also with layer 0's h_{t-1} beside x (hp_beside_x).
-    const XhRows xh(!wave && GetParam().cell == CellKind::Lstm ? 0 : 2048);
+    keep_hp_beside_x_from(rnn, !wave && GetParam().cell == CellKind::Lstm ? 0 : 2048);
     check_all_gradients(rnn, kT, kB, 200, {2, 3, 1});
   }
 }

@@ -15,11 +15,11 @@ using detail::Trans;
 
 // How check_gemm calls CpuOps: every leading dimension `pad` past the matrix's rows; with
 // `held`, A is held (packed) first and the GEMM must run on the packed copy; `split`: a
-// float GEMM must run with its columns split among the threads (cpu_split_columns) where
-// it can be (oneDNN's sgemm and two threads), and no GEMM may without it; `split_rows`
-// likewise with its rows split (cpu_split_rows). A and B are uniform in [-range, range]:
-// deep products (large k) keep C of order one with a smaller range, the regime
-// tolerance_for_depth's budget is derived for.
+// float GEMM must run with its columns split among the threads (Tuning::cpu_split_columns
+// in `tuning`, the CpuOps' tuning) where it can be (oneDNN's sgemm and two threads), and no
+// GEMM may without it; `split_rows` likewise with its rows split (Tuning::cpu_split_rows). A and B
+// are uniform in [-range, range]: deep products (large k) keep C of order one with a smaller range,
+// the regime tolerance_for_depth's budget is derived for.
 struct GemmSetup {
   float alpha = 1.25f;
   std::int64_t pad = 3;
@@ -27,7 +27,20 @@ struct GemmSetup {
   bool split = false;
   double range = 1.0;
   bool split_rows = false;
+  detail::Tuning tuning = {};
 };
+
+// The setup with the column or the row split on or off (`split` expects it where on).
+GemmSetup column_split(bool split, double range = 1.0) {
+  GemmSetup s{1.25f, 3, false, split, range};
+  s.tuning.cpu_split_columns = split;
+  return s;
+}
+GemmSetup row_split(bool split) {
+  GemmSetup s{1.25f, 3, false, false, 1.0, split};
+  s.tuning.cpu_split_rows = split;
+  return s;
+}
 
 template <typename T>
 void check_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T beta,
@@ -60,9 +73,8 @@ void check_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t
                         .into(c.data(), ldc)
                         .scale(alpha, beta);
   detail::CpuOps<T> ops;
+  ops.set_tuning(setup.tuning);
   const std::int64_t packed_before = detail::PackedGemms::total_runs();
-  const std::int64_t splits_before = detail::cpu_column_split_gemms();
-  const std::int64_t row_splits_before = detail::cpu_row_split_gemms();
   if (setup.held) {
     ASSERT_TRUE(ops.hold_weights(a.data(), ta, m, k, lda, n));
   }
@@ -70,11 +82,11 @@ void check_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t
   EXPECT_EQ(detail::PackedGemms::total_runs() - packed_before, setup.held ? 1 : 0);
   const bool can_split = std::is_same_v<T, float> && detail::cpu_float_loops_threaded() &&
                          detail::cpu_step_threads() >= 2;
-  EXPECT_EQ(detail::cpu_column_split_gemms() - splits_before,
-            setup.split && can_split && detail::cpu_split_columns() ? 1 : 0)
+  EXPECT_EQ(ops.statistics().column_split_gemms,
+            setup.split && can_split && setup.tuning.cpu_split_columns ? 1 : 0)
       << "trans " << int(ta) << int(tb) << " m " << m << " n " << n << " k " << k;
-  EXPECT_EQ(detail::cpu_row_split_gemms() - row_splits_before,
-            setup.split_rows && can_split && detail::cpu_split_rows() ? 1 : 0)
+  EXPECT_EQ(ops.statistics().row_split_gemms,
+            setup.split_rows && can_split && setup.tuning.cpu_split_rows ? 1 : 0)
       << "trans " << int(ta) << int(tb) << " m " << m << " n " << n << " k " << k;
   EXPECT_TRUE(all_close(c, ref, tolerance_for_depth<T>(static_cast<double>(k))))
       << "trans " << int(ta) << int(tb) << " m " << m << " n " << n << " k " << k << " beta "
@@ -106,21 +118,18 @@ TEST(CpuGemm, LongInnerDimensionOrNarrowCSplitsColumnsAmongThreads) {
     GTEST_SKIP() << "needs oneDNN's sgemm and two OpenMP threads";
   }
   for (bool split : {true, false}) {
-    detail::set_cpu_split_columns(split);
     for (Trans tb : {Trans::N, Trans::T}) {
       for (float beta : {0.0f, 1.0f}) {
         for (Trans ta : {Trans::N, Trans::T}) {
           for (std::int64_t n : {256, 300}) {  // narrow C
-            check_gemm<float>(ta, tb, 40, n, 30, beta, GemmSetup{1.25f, 3, false, split});
+            check_gemm<float>(ta, tb, 40, n, 30, beta, column_split(split));
           }
         }
         // C of 770 rows, k = 770: split only for its long inner dimension.
-        check_gemm<float>(Trans::N, tb, 770, 300, 770, beta,
-                          GemmSetup{1.25f, 3, false, split, 0.25});
+        check_gemm<float>(Trans::N, tb, 770, 300, 770, beta, column_split(split, 0.25));
       }
     }
   }
-  detail::set_cpu_split_columns(true);
   // Too few columns for two slabs (and too few rows for two row slabs), or C neither
   // narrow nor of a long inner dimension, nor short (row split, below): whole.
   check_gemm<float>(Trans::N, Trans::T, 40, 200, 400, 1.0f);
@@ -138,14 +147,12 @@ TEST(CpuGemm, ShortCSplitsRowsAmongThreads) {
     GTEST_SKIP() << "needs oneDNN's sgemm and two OpenMP threads";
   }
   for (bool split : {true, false}) {
-    detail::set_cpu_split_rows(split);
     for (Trans ta : {Trans::N, Trans::T}) {
       for (Trans tb : {Trans::N, Trans::T}) {
         for (float beta : {0.0f, 1.0f}) {
           for (std::int64_t m : {256, 300, 770}) {
             for (std::int64_t n : {16, 100}) {
-              GemmSetup setup{1.25f, 3, false, false, 1.0, split};
-              check_gemm<float>(ta, tb, m, n, 24, beta, setup);
+              check_gemm<float>(ta, tb, m, n, 24, beta, row_split(split));
             }
           }
           // 15 columns (a per-step product of a small batch) or 1024: whole.
@@ -159,7 +166,6 @@ TEST(CpuGemm, ShortCSplitsRowsAmongThreads) {
       }
     }
   }
-  detail::set_cpu_split_rows(true);
 }
 
 // A held matrix: every GEMM on it runs on oneDNN's matmul with the packed copy, with dense

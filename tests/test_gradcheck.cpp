@@ -32,7 +32,7 @@ TEST_P(GradCheck, EveryGradientMatchesFiniteDifferences) {
   for (std::int64_t rows : {std::int64_t{2048}, std::int64_t{0}}) {
     if (rows == 0 && c.cell != CellKind::Lstm) continue;
     SCOPED_TRACE(rows == 0 ? "h_{t-1} beside x" : "default");
-    const XhRows xh(rows);
+    keep_hp_beside_x_from(rnn, rows);
     check_all_gradients(rnn, kT, kB, 11 + static_cast<std::uint64_t>(c.cell));
   }
 }

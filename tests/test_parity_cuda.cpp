@@ -6,9 +6,6 @@
 #include <utility>
 
 #include "cpu/cpu_ops.h"
-#if RECUR_HAS_CUDA
-#include "cuda/cuda_ops.h"
-#endif
 #include "gradcheck_util.h"
 #include "ops.h"
 #include "test_util.h"
@@ -24,46 +21,29 @@ using kernels::StepKind;
 
 const Device kGpu = Device::cuda(0);
 
-// While alive, CudaOps runs batches of GEMMs (the recurrent steps') one way, whatever the
-// shapes; then back to the default, which picks per batch (CudaOps::gemm_batched).
-class BatchedGemmWay {
- public:
-  enum Way { Auto, PerItem, Batched, Streams };
-  explicit BatchedGemmWay(Way way) { set(way); }
-  ~BatchedGemmWay() { set(Auto); }
-  BatchedGemmWay(const BatchedGemmWay&) = delete;
-  BatchedGemmWay& operator=(const BatchedGemmWay&) = delete;
-  static const char* name(Way way) {
-    const char* names[] = {"auto", "per item", "batched", "streams"};
-    return names[way];
-  }
+// A tuning (src/tuning.h) with one choice changed from the environment's.
+template <class Change>
+detail::Tuning tuned(Change&& change) {
+  detail::Tuning t = detail::environment_tuning();
+  change(t);
+  return t;
+}
 
- private:
-  static void set([[maybe_unused]] Way way) {
-#if RECUR_HAS_CUDA
-    using detail::CudaBatchedGemm;
-    const CudaBatchedGemm choices[] = {CudaBatchedGemm::Auto, CudaBatchedGemm::PerItem,
-                                       CudaBatchedGemm::Batched, CudaBatchedGemm::Streams};
-    detail::set_cuda_batched_gemm(choices[way]);
-#endif
-  }
-};
+// The sum of two passes' statistics.
+detail::PassStatistics& operator+=(detail::PassStatistics& sum, const detail::PassStatistics& p) {
+  sum.graph_captures += p.graph_captures;
+  sum.graph_replays += p.graph_replays;
+  sum.branched_batches += p.branched_batches;
+  sum.fused_wave_gemms += p.fused_wave_gemms;
+  return sum;
+}
 
-#if RECUR_HAS_CUDA
-// While alive, CudaOps records and replays its passes' steps as CUDA graphs in `mode`.
-class CudaGraphs {
- public:
-  explicit CudaGraphs(detail::CudaGraphMode mode) : before_(detail::cuda_graph_mode()) {
-    detail::set_cuda_graph_mode(mode);
-  }
-  ~CudaGraphs() { detail::set_cuda_graph_mode(before_); }
-  CudaGraphs(const CudaGraphs&) = delete;
-  CudaGraphs& operator=(const CudaGraphs&) = delete;
-
- private:
-  detail::CudaGraphMode before_;
-};
-#endif
+// What a model's last forward and backward did, together.
+detail::PassStatistics last_pass_statistics(Rnn& rnn) {
+  detail::PassStatistics s = forward_statistics(rnn);
+  s += backward_statistics(rnn);
+  return s;
+}
 
 template <typename T>
 class OpsParity : public ::testing::Test {
@@ -175,28 +155,22 @@ TYPED_TEST(OpsParity, GemmBatchedWithStagedPointers) {
   };
   // Every GPU run starts from c's values; the CPU's c changes last.
   Tensor chosen = c.cpu.to(kGpu), per_item = c.cpu.to(kGpu), batched = c.cpu.to(kGpu);
-  Tensor streams = c.cpu.to(kGpu);
+  auto way = [&](detail::CudaBatchedGemm w) {
+    this->gpu_->set_tuning(tuned([w](detail::Tuning& t) { t.cuda_batched_gemm = w; }));
+  };
   run(*this->gpu_, c.g(), false);
   run(*this->gpu_, chosen.data_as<T>(), true);
-  {
-    BatchedGemmWay way(BatchedGemmWay::PerItem);
-    run(*this->gpu_, per_item.data_as<T>(), true);
-  }
-  {
-    BatchedGemmWay way(BatchedGemmWay::Batched);
-    run(*this->gpu_, batched.data_as<T>(), true);
-  }
-  {
-    BatchedGemmWay way(BatchedGemmWay::Streams);
-    run(*this->gpu_, streams.data_as<T>(), true);
-  }
+  way(detail::CudaBatchedGemm::PerItem);
+  run(*this->gpu_, per_item.data_as<T>(), true);
+  way(detail::CudaBatchedGemm::Batched);
+  run(*this->gpu_, batched.data_as<T>(), true);
+  way(detail::CudaBatchedGemm::Auto);
   run(this->cpu_, c.c(), true);
   const Tolerance tol = tolerance_for_depth<T>(k);
   EXPECT_TRUE(all_close(c.from_gpu(), c.from_cpu(), tol)) << "staged arrays alone";
   EXPECT_TRUE(all_close(chosen.to_vector<T>(), c.from_cpu(), tol)) << "default choice";
   EXPECT_TRUE(all_close(per_item.to_vector<T>(), c.from_cpu(), tol)) << "one GEMM per item";
   EXPECT_TRUE(all_close(batched.to_vector<T>(), c.from_cpu(), tol)) << "batched kernels asked for";
-  EXPECT_TRUE(all_close(streams.to_vector<T>(), c.from_cpu(), tol)) << "items on side streams";
 }
 
 // Strided rows copied, then added in place (a fused weight gradient's blocks): one
@@ -351,9 +325,11 @@ struct ModelCase {
 class ModelParity : public ::testing::TestWithParam<ModelCase> {};
 
 // B = 5 runs the forward recurrent GEMMs on W_hh as stored, B = 16 on its transpose
-// (src/stack_pass.h), so both layouts are checked on the GPU.
+// (src/pass/pass_plan.h), so both layouts are checked on the GPU. Both models take
+// `tuning`; returns what the GPU model's passes did.
 template <typename T>
-void check_model(const ModelCase& mc, std::int64_t T_, std::int64_t B) {
+detail::PassStatistics check_model(const ModelCase& mc, std::int64_t T_, std::int64_t B,
+                                   const detail::Tuning& tuning = detail::environment_tuning()) {
   const CellKind cell = mc.cell;
   const std::int64_t H = 33, D = mc.bidirectional ? 2 : 1;
   // x as wide as y for residual and highway, so they apply at layer 0 as well.
@@ -370,6 +346,8 @@ void check_model(const ModelCase& mc, std::int64_t T_, std::int64_t B) {
   c.connection = mc.connection;
   Rnn cpu(c, Device::cpu(), 3);
   Rnn gpu(c, kGpu, 3);
+  detail::RnnAccess::engine(cpu).set_tuning(tuning);
+  detail::RnnAccess::engine(gpu).set_tuning(tuning);
   EXPECT_EQ(gpu.parameters().to_vector<T>(), cpu.parameters().to_vector<T>());
   Random rng(100 + static_cast<std::uint64_t>(cell));
   Tensor x = rng.tensor<T>({T_, B, I}), h0 = rng.tensor<T>({LD, B, H});
@@ -384,6 +362,7 @@ void check_model(const ModelCase& mc, std::int64_t T_, std::int64_t B) {
 
   ForwardResult inf_c = cpu.forward(x, h0, c0, Mode::Inference);
   ForwardResult inf_g = gpu.forward(x_g, h0_g, c0_g, Mode::Inference);
+  detail::PassStatistics done = forward_statistics(gpu);
   EXPECT_TRUE(all_close(inf_g.y.to_vector<T>(), inf_c.y.to_vector<T>(), fwd)) << "inference y";
 
   ForwardResult fc = cpu.forward(x, h0, c0);
@@ -396,6 +375,7 @@ void check_model(const ModelCase& mc, std::int64_t T_, std::int64_t B) {
   }
   BackwardResult bc = cpu.backward(dy, dh, dc);
   BackwardResult bg = gpu.backward(dy_g, dh_g, dc_g);
+  done += last_pass_statistics(gpu);
   EXPECT_TRUE(all_close(bg.dx.to_vector<T>(), bc.dx.to_vector<T>(), bwd)) << "dx";
   EXPECT_TRUE(all_close(bg.dh0.to_vector<T>(), bc.dh0.to_vector<T>(), bwd)) << "dh0";
   if (has_cell_state(cell)) {
@@ -406,22 +386,25 @@ void check_model(const ModelCase& mc, std::int64_t T_, std::int64_t B) {
                           cpu.gradient(info.name).to_vector<T>(), bwd))
         << info.name;
   }
+  return done;
 }
 
 // The LSTM again with layer 0's h_{t-1} beside x (its two weight gradients as one GEMM and
 // cuBLAS's geam adds), which only problems of 2048 rows or more take by default.
 TEST_P(ModelParity, ForwardAndBackwardMatchTheCpu) {
   RECUR_REQUIRE_GPU();
-  for (std::int64_t xh_rows : {detail::hp_beside_x_min_rows(), std::int64_t{0}}) {
+  const std::int64_t by_default = detail::environment_tuning().hp_beside_x_min_rows;
+  for (std::int64_t xh_rows : {by_default, std::int64_t{0}}) {
     if (xh_rows == 0 && GetParam().cell != CellKind::Lstm) continue;
-    const XhRows xh(xh_rows);
+    const detail::Tuning tuning =
+        tuned([xh_rows](detail::Tuning& t) { t.hp_beside_x_min_rows = xh_rows; });
     for (auto [steps, batch] : {std::pair<std::int64_t, std::int64_t>{7, 5}, {5, 16}}) {
       SCOPED_TRACE("T=" + std::to_string(steps) + " B=" + std::to_string(batch) +
                    (xh_rows == 0 ? " h_{t-1} beside x" : ""));
       if (GetParam().dtype == DType::Float32) {
-        check_model<float>(GetParam(), steps, batch);
+        check_model<float>(GetParam(), steps, batch, tuning);
       } else {
-        check_model<double>(GetParam(), steps, batch);
+        check_model<double>(GetParam(), steps, batch, tuning);
       }
     }
   }
@@ -433,18 +416,23 @@ TEST_P(ModelParity, ForwardAndBackwardMatchTheCpu) {
 // hold the upper layers' input GEMMs too, except with wave fusion off).
 TEST(CudaModel, EveryBatchedGemmWayMatchesTheCpu) {
   RECUR_REQUIRE_GPU();
-  for (BatchedGemmWay::Way w : {BatchedGemmWay::Auto, BatchedGemmWay::PerItem,
-                                BatchedGemmWay::Batched, BatchedGemmWay::Streams}) {
-    BatchedGemmWay way(w);
+  using detail::CudaBatchedGemm;
+  const char* names[] = {"auto", "per item", "batched"};
+  for (CudaBatchedGemm w :
+       {CudaBatchedGemm::Auto, CudaBatchedGemm::PerItem, CudaBatchedGemm::Batched}) {
     for (CellKind cell :
          {CellKind::Lstm, CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
       for (bool bi : {true, false}) {
         for (bool fusion : {true, false}) {
           if (bi && !fusion) continue;  // layer by layer: nothing to fuse
-          const WaveFusion fusing(fusion);
+          const detail::Tuning tuning = tuned([&](detail::Tuning& t) {
+            t.cuda_batched_gemm = w;
+            t.wave_fusion = fusion;
+          });
           SCOPED_TRACE(std::string(to_string(cell)) + (bi ? " 2-layer bi " : " 3-layer uni ") +
-                       BatchedGemmWay::name(w) + (fusion ? "" : ", wave fusion off"));
-          check_model<float>({cell, DType::Float32, bi ? 2 : 3, bi, Connection::None}, 5, 16);
+                       names[static_cast<int>(w)] + (fusion ? "" : ", wave fusion off"));
+          check_model<float>({cell, DType::Float32, bi ? 2 : 3, bi, Connection::None}, 5, 16,
+                             tuning);
         }
       }
     }
@@ -479,7 +467,9 @@ INSTANTIATE_TEST_SUITE_P(AllCells, ModelParity, ::testing::ValuesIn(model_cases(
 
 // Three training steps of a 2-layer bidirectional LSTM, on three fresh models or on one
 // (its gradients zeroed in between): each step's gradients and dx must be the same bits.
-void expect_training_steps_bitwise_equal(bool one_model, std::uint64_t seed) {
+void expect_training_steps_bitwise_equal(
+    bool one_model, std::uint64_t seed,
+    const detail::Tuning& tuning = detail::environment_tuning()) {
   RnnConfig c;
   c.cell = CellKind::Lstm;
   c.input_size = 16;
@@ -493,6 +483,7 @@ void expect_training_steps_bitwise_equal(bool one_model, std::uint64_t seed) {
   for (int run = 0; run < 3; ++run) {
     std::unique_ptr<Rnn> fresh = one_model ? nullptr : std::make_unique<Rnn>(c, kGpu, 1);
     Rnn& rnn = one_model ? *kept : *fresh;
+    detail::RnnAccess::engine(rnn).set_tuning(tuning);
     rnn.zero_grad();
     rnn.forward(x);
     BackwardResult b = rnn.backward(dy);
@@ -518,65 +509,76 @@ TEST(CudaModel, TrainingStepIsBitwiseDeterministic) {
 // the graphs, the same bits.
 TEST(CudaModel, GraphsMatchTheCpuAndReplayBitwise) {
   RECUR_REQUIRE_GPU();
-#if RECUR_HAS_CUDA
-  const CudaGraphs graphs(detail::CudaGraphMode::Always);
-  const std::int64_t recorded = detail::cuda_graph_captures();
+  const detail::Tuning always =
+      tuned([](detail::Tuning& t) { t.cuda_graphs = detail::CudaGraphs::Always; });
+  std::int64_t recorded = 0;
   for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
                         CellKind::GruResetBeforeProduct}) {
     for (int layers : {1, 2, 3}) {
       const bool bi = layers == 2;
       SCOPED_TRACE(std::string(to_string(cell)) + " " + std::to_string(layers) + " layers" +
                    (bi ? " bi" : ""));
-      check_model<float>({cell, DType::Float32, layers, bi, Connection::None}, 6, 16);
+      recorded +=
+          check_model<float>({cell, DType::Float32, layers, bi, Connection::None}, 6, 16, always)
+              .graph_captures;
     }
   }
-  EXPECT_GT(detail::cuda_graph_captures(), recorded);
-  const std::int64_t replayed = detail::cuda_graph_replays();
-  expect_training_steps_bitwise_equal(true, 8);
-  // Runs 2 and 3 replay both layers' forward and backward lists.
-  EXPECT_GE(detail::cuda_graph_replays() - replayed, 8);
-#endif
+  EXPECT_GT(recorded, 0);
+  expect_training_steps_bitwise_equal(true, 8, always);
 }
 
-// With graph branches on, the per-item GEMMs of a recorded batch (a bidirectional step's
-// two backward GEMMs, a 3-layer wave's three) run as parallel branches of the graph: the
-// models must still match the CPU, and a replayed training step give the same bits.
+// With graph branches (always, or by the pass plan's rule: a wavefront's small batches),
+// the per-item GEMMs of a recorded batch (a bidirectional step's two backward GEMMs, a
+// 3-layer wave's three) run as parallel branches of the graph: the models must still
+// match the CPU, and a replayed training step give the same bits.
 TEST(CudaModel, GraphBranchesMatchTheCpuAndReplayBitwise) {
   RECUR_REQUIRE_GPU();
-#if RECUR_HAS_CUDA
-  const CudaGraphs graphs(detail::CudaGraphMode::Always);
-  const bool before = detail::cuda_graph_branches();
-  detail::set_cuda_graph_branches(true);
-  for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset}) {
-    for (int layers : {2, 3}) {
-      const bool bi = layers == 2;
-      SCOPED_TRACE(std::string(to_string(cell)) + " " + std::to_string(layers) + " layers");
-      check_model<float>({cell, DType::Float32, layers, bi, Connection::None}, 6, 16);
+  for (detail::GraphBranches branches :
+       {detail::GraphBranches::Always, detail::GraphBranches::ByRule}) {
+    const detail::Tuning tuning = tuned([branches](detail::Tuning& t) {
+      t.cuda_graphs = detail::CudaGraphs::Always;
+      t.cuda_graph_branches = branches;
+    });
+    const bool always = branches == detail::GraphBranches::Always;
+    for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset}) {
+      for (int layers : {2, 3}) {
+        const bool bi = layers == 2;
+        SCOPED_TRACE(std::string(to_string(cell)) + " " + std::to_string(layers) + " layers" +
+                     (always ? ", always" : ", by rule"));
+        const detail::PassStatistics done =
+            check_model<float>({cell, DType::Float32, layers, bi, Connection::None}, 6, 16, tuning);
+        // By rule only the wavefront's backward waves (3 per-item GEMMs of m = 33) branch.
+        if (always || !bi) {
+          EXPECT_GT(done.branched_batches, 0);
+        } else {
+          EXPECT_EQ(done.branched_batches, 0);
+        }
+      }
     }
+    expect_training_steps_bitwise_equal(true, 9, tuning);
   }
-  expect_training_steps_bitwise_equal(true, 9);
-  detail::set_cuda_graph_branches(before);
-#endif
 }
 
-#if RECUR_HAS_CUDA
 // The graphs (recorded, replayed) of `steps` training steps of one model, one after the
 // other on the same data.
-std::pair<std::int64_t, std::int64_t> graphs_of_training_steps(const RnnConfig& c, int steps) {
+std::pair<std::int64_t, std::int64_t> graphs_of_training_steps(const RnnConfig& c, int steps,
+                                                               detail::CudaGraphs mode) {
   Rnn rnn(c, kGpu, 1);
+  tune(rnn, [mode](detail::Tuning& t) { t.cuda_graphs = mode; });
   const std::int64_t T_ = 7, B = 5, D = c.bidirectional ? 2 : 1;
   Random rng(21);
   Tensor x = rng.tensor<float>({T_, B, c.input_size}).to(kGpu);
   Tensor dy = rng.tensor<float>({T_, B, D * c.hidden_size}).to(kGpu);
-  const std::int64_t recorded = detail::cuda_graph_captures();
-  const std::int64_t replayed = detail::cuda_graph_replays();
+  std::int64_t recorded = 0, replayed = 0;
   for (int i = 0; i < steps; ++i) {
     rnn.forward(x);
     rnn.backward(dy);
+    const detail::PassStatistics done = last_pass_statistics(rnn);
+    recorded += done.graph_captures;
+    replayed += done.graph_replays;
   }
-  return {detail::cuda_graph_captures() - recorded, detail::cuda_graph_replays() - replayed};
+  return {recorded, replayed};
 }
-#endif
 
 // Which lists become graphs: by default (Repeated) a list seen once runs launch by launch,
 // the second time it is recorded, the third replayed; a wavefront is one list per pass,
@@ -584,41 +586,39 @@ std::pair<std::int64_t, std::int64_t> graphs_of_training_steps(const RnnConfig& 
 // records nothing.
 TEST(CudaModel, GraphsRecordListsThatComeAgain) {
   RECUR_REQUIRE_GPU();
-#if RECUR_HAS_CUDA
-  using detail::CudaGraphMode;
+  using detail::CudaGraphs;
   RnnConfig c;
   c.cell = CellKind::Lstm;
   c.input_size = 12;
   c.hidden_size = 16;
   const std::pair<std::int64_t, std::int64_t> none{0, 0};
   {
-    const CudaGraphs graphs(CudaGraphMode::Repeated);
     c.num_layers = 1;  // one list forward, one backward
-    EXPECT_EQ(graphs_of_training_steps(c, 1), none);
-    EXPECT_EQ(graphs_of_training_steps(c, 2), std::make_pair(std::int64_t{2}, std::int64_t{0}));
-    EXPECT_EQ(graphs_of_training_steps(c, 4), std::make_pair(std::int64_t{2}, std::int64_t{4}));
+    EXPECT_EQ(graphs_of_training_steps(c, 1, CudaGraphs::Repeated), none);
+    EXPECT_EQ(graphs_of_training_steps(c, 2, CudaGraphs::Repeated),
+              std::make_pair(std::int64_t{2}, std::int64_t{0}));
+    EXPECT_EQ(graphs_of_training_steps(c, 4, CudaGraphs::Repeated),
+              std::make_pair(std::int64_t{2}, std::int64_t{4}));
     c.num_layers = 3;  // a wavefront: still one list each way
-    EXPECT_EQ(graphs_of_training_steps(c, 3), std::make_pair(std::int64_t{2}, std::int64_t{2}));
+    EXPECT_EQ(graphs_of_training_steps(c, 3, CudaGraphs::Repeated),
+              std::make_pair(std::int64_t{2}, std::int64_t{2}));
     c.bidirectional = true;  // layer by layer: one list per layer each way
-    EXPECT_EQ(graphs_of_training_steps(c, 3), std::make_pair(std::int64_t{6}, std::int64_t{6}));
+    EXPECT_EQ(graphs_of_training_steps(c, 3, CudaGraphs::Repeated),
+              std::make_pair(std::int64_t{6}, std::int64_t{6}));
   }
   {
-    const CudaGraphs graphs(CudaGraphMode::Always);
     c.bidirectional = false;
     c.input_size = c.hidden_size;
     c.connection = Connection::Residual;  // launches between waves
-    EXPECT_EQ(graphs_of_training_steps(c, 2), none);
+    EXPECT_EQ(graphs_of_training_steps(c, 2, CudaGraphs::Always), none);
     c.connection = Connection::None;
     c.dropout = 0.25;  // between waves in training
-    EXPECT_EQ(graphs_of_training_steps(c, 2), none);
+    EXPECT_EQ(graphs_of_training_steps(c, 2, CudaGraphs::Always), none);
     c.dropout = 0;
-    EXPECT_EQ(graphs_of_training_steps(c, 2), std::make_pair(std::int64_t{2}, std::int64_t{2}));
+    EXPECT_EQ(graphs_of_training_steps(c, 2, CudaGraphs::Always),
+              std::make_pair(std::int64_t{2}, std::int64_t{2}));
   }
-  {
-    const CudaGraphs graphs(CudaGraphMode::Off);
-    EXPECT_EQ(graphs_of_training_steps(c, 3), none);
-  }
-#endif
+  { EXPECT_EQ(graphs_of_training_steps(c, 3, CudaGraphs::Off), none); }
 }
 
 // Variable lengths, dropout and batch-first on the GPU against the CPU: the same masks

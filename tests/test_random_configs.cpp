@@ -38,9 +38,9 @@ TEST(RandomConfigs, EveryGradientMatchesFiniteDifferences) {
                  << " batch_first=" << c.batch_first << " dropout=" << c.dropout << " T=" << steps
                  << " B=" << batch << " lengths=" << lengths.size() << " cpu_wavefront=" << (it % 2)
                  << " x_hp=" << (it % 4 < 2));
-    const CpuWavefront schedule(it % 2 == 1);  // unidirectional stacks: both schedules
-    const XhRows xh(it % 4 < 2 ? 0 : 2048);    // LSTM: h_{t-1} beside x, or not (small sizes)
     Rnn rnn(c, Device::cpu(), static_cast<std::uint64_t>(it));
+    run_as_wavefront(rnn, it % 2 == 1);                 // unidirectional stacks: both schedules
+    keep_hp_beside_x_from(rnn, it % 4 < 2 ? 0 : 2048);  // LSTM: beside x, or not (small sizes)
     check_all_gradients(rnn, steps, batch, 1000 + static_cast<std::uint64_t>(it), lengths,
                         c.dropout > 0);
     if (::testing::Test::HasFailure()) return;  // the first failing config is enough

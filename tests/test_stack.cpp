@@ -15,7 +15,7 @@
 #include "cpu/cpu_steps.h"
 #include "cpu/onednn_matmul.h"
 #include "gradcheck_util.h"
-#include "stack_pass.h"
+#include "pass/pass_plan.h"
 
 namespace recur::test {
 namespace {
@@ -223,7 +223,7 @@ TEST(StackErrors, StatesMustBeLayersTimesDirections) {
   EXPECT_NO_THROW(rnn.backward(rng.tensor<double>({kT, kB, 2 * kH})));
 }
 
-// ---- the transposed-weights forward (src/stack_pass.h) ----
+// ---- the transposed-weights forward (src/pass/pass_plan.h) ----
 
 // Columns [b0, b1) of a [T, B, W] time-major host tensor.
 std::vector<double> batch_slice(const std::vector<double>& v, std::int64_t T, std::int64_t B,
@@ -278,9 +278,9 @@ TEST(StackTransposedWeights, BatchOf16MatchesTwoBatchesOf8) {
   const std::int64_t T = 5, B = 16, I = 4, half = 8;
   for (const StackCase& s : per_step_weight_cases()) {
     for (bool wave : schedules(s)) {
-      const CpuWavefront schedule(wave);
       const std::string what = case_name(s, wave);
       Rnn rnn(config_of(s, I), Device::cpu(), 11);
+      run_as_wavefront(rnn, wave);
       const std::int64_t D = s.bidirectional ? 2 : 1;
       std::vector<std::int64_t> lengths;
       if (s.bidirectional) {
@@ -320,7 +320,7 @@ TEST(StackTransposedWeights, BatchOf16MatchesTwoBatchesOf8) {
 }
 
 // A float pass of 16 rows and 6 steps holds its per-step weights, which the CPU packs for
-// oneDNN's matmul (stack_pass.h; the reset-before-product GRU only where its steps run
+// oneDNN's matmul (src/pass/pass_plan.h; the reset-before-product GRU only where its steps run
 // row-parallel); with packing off the same model reads them transposed.
 // Outputs, final states, dx and the parameter gradients must agree to rounding: every
 // cell, a wavefront with dense connections (whose upper layers also hold W_ih, by
@@ -330,10 +330,10 @@ TEST(StackPackedWeights, MatchTheTransposedWeights) {
   const std::int64_t T = 6, B = 16, I = 5, H = 8;
   for (const StackCase& s : per_step_weight_cases()) {
     for (bool wave : schedules(s)) {
-      const CpuWavefront schedule(wave);
       const CellKind cell = s.cell;
       const std::string what = case_name(s, wave);
       Rnn rnn(float_config_of(s, I, H), Device::cpu(), 21);
+      run_as_wavefront(rnn, wave);
       const std::int64_t D = s.bidirectional ? 2 : 1;
       std::vector<std::int64_t> lengths;
       if (s.bidirectional) {
@@ -347,20 +347,21 @@ TEST(StackPackedWeights, MatchTheTransposedWeights) {
         std::int64_t packed_gemms;
       };
       auto run = [&](bool packing) {
-        detail::set_cpu_weight_packing(packing);
+        tune(rnn, [packing](detail::Tuning& t) { t.cpu_pack_weights = packing; });
         const std::int64_t before = detail::PackedGemms::total_runs();
         rnn.zero_grad();
         const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
         const BackwardResult g = rnn.backward(dy);
-        detail::set_cpu_weight_packing(true);
         return Run{widened(f.y), widened(f.h_n), widened(g.dx), widened(rnn.gradients()),
                    detail::PackedGemms::total_runs() - before};
       };
       const Run transposed = run(false), packed = run(true);
       EXPECT_EQ(transposed.packed_gemms, 0) << what;
       // The reset-before-product GRU packs only where its steps run row-parallel
-      // (stack_pass.h): layer by layer, with two threads, unless RECUR_CPU_ROW_PARALLEL=0.
-      const bool row_runs = !wave && detail::cpu_step_threads() >= 2 && detail::cpu_row_parallel();
+      // (src/pass/pass_plan.h): layer by layer, with two threads, unless the model's tuning
+      // turns row-parallel runs off (RECUR_CPU_ROW_PARALLEL=0).
+      const bool row_runs = !wave && detail::cpu_step_threads() >= 2 &&
+                            detail::RnnAccess::engine(rnn).tuning().cpu_row_parallel;
       if (cell == CellKind::GruResetBeforeProduct && !row_runs) {
         EXPECT_EQ(packed.packed_gemms, 0) << what;
       } else {
@@ -386,13 +387,12 @@ TEST(StackPackedWeights, FollowParameterChanges) {
   const Tensor x = rng.tensor<float>({T, B, I});
   const Tensor changed = rng.tensor<float>({Rnn(config).parameters().numel()});
   auto run = [&](bool packing) {
-    detail::set_cpu_weight_packing(packing);
     Rnn rnn(config, Device::cpu(), 32);
+    tune(rnn, [packing](detail::Tuning& t) { t.cpu_pack_weights = packing; });
     const std::int64_t before = detail::PackedGemms::total_runs();
     rnn.forward(x);  // packs the first weights
     rnn.parameters().copy_from(changed.view());
     const std::vector<float> y = rnn.forward(x).y.to_vector<float>();
-    detail::set_cpu_weight_packing(true);
     EXPECT_EQ(detail::PackedGemms::total_runs() > before, packing);
     return std::vector<double>(y.begin(), y.end());
   };
@@ -400,18 +400,19 @@ TEST(StackPackedWeights, FollowParameterChanges) {
   EXPECT_TRUE(all_close(packed, transposed, tolerance_for_depth<float>(T * 3 * H)));
 }
 
-// The CPU's two ways of running a layer-by-layer float pass that a switch chooses between
-// must agree to rounding: outputs (training and inference), final states, dx and the
-// parameter gradients. The models: every cell, one layer, a packed bidirectional stack
+// The CPU's two ways of running a layer-by-layer float pass that a tuning choice picks
+// between must agree to rounding: outputs (training and inference), final states, dx and
+// the parameter gradients. The models: every cell, one layer, a packed bidirectional stack
 // with residual connections (rows finishing at different steps, so the threads' shares of
 // a step shrink unevenly and later steps have fewer columns) and a unidirectional stack
 // with dense connections (layer by layer on the CPU; its layer 1 reads two segments).
-// `set(on)` picks a way (and the previous one comes back after each run); `counter` must
-// rise by `counted(case)` with it on and not at all with it off.
-void expect_both_ways_agree(std::uint64_t seed, const std::function<void(bool)>& set,
-                            const std::function<std::int64_t()>& counter,
+// `set(tuning, on)` picks a way; `count(statistics)`, summed over a run's three passes
+// (inference, training forward, backward), must come to `counted(case)` with it on and to
+// 0 with it off.
+void expect_both_ways_agree(std::uint64_t seed,
+                            const std::function<void(detail::Tuning&, bool)>& set,
+                            const std::function<std::int64_t(const detail::PassStatistics&)>& count,
                             const std::function<std::int64_t(const StackCase&)>& counted) {
-  const CpuWavefront layer_by_layer(false);  // the default, whatever RECUR_CPU_WAVEFRONT says
   const std::int64_t T = 6, B = 24, I = 5, H = 8;
   for (CellKind cell : {CellKind::RnnTanh, CellKind::Lstm, CellKind::GruLinearBeforeReset,
                         CellKind::GruResetBeforeProduct}) {
@@ -422,6 +423,7 @@ void expect_both_ways_agree(std::uint64_t seed, const std::function<void(bool)>&
                                                                : s.layers == 2 ? " L2 dense"
                                                                                : " L1");
       Rnn rnn(float_config_of(s, I, H), Device::cpu(), seed);
+      run_as_wavefront(rnn, false);  // the default, whatever RECUR_CPU_WAVEFRONT says
       const std::int64_t D = s.bidirectional ? 2 : 1;
       std::vector<std::int64_t> lengths;
       if (s.bidirectional) {
@@ -435,14 +437,16 @@ void expect_both_ways_agree(std::uint64_t seed, const std::function<void(bool)>&
         std::int64_t counted;
       };
       auto run = [&](bool on) {
-        set(on);
-        const std::int64_t before = counter();
+        tune(rnn, [&](detail::Tuning& t) { set(t, on); });
         rnn.zero_grad();
         const ForwardResult inference = rnn.forward(x, {}, {}, Mode::Inference, lengths);
+        std::int64_t counts = count(forward_statistics(rnn));
         const ForwardResult f = rnn.forward(x, {}, {}, Mode::Training, lengths);
+        counts += count(forward_statistics(rnn));
         const BackwardResult g = rnn.backward(dy);
+        counts += count(backward_statistics(rnn));
         return Run{widened(f.y),  widened(inference.y),     widened(f.h_n),
-                   widened(g.dx), widened(rnn.gradients()), counter() - before};
+                   widened(g.dx), widened(rnn.gradients()), counts};
       };
       const Run off = run(false), on = run(true);
       EXPECT_EQ(off.counted, 0) << what;
@@ -464,11 +468,12 @@ TEST(StackRowParallel, MatchesStepByStep) {
   if (!detail::PackedGemms::available() || detail::cpu_step_threads() < 2) {
     GTEST_SKIP() << "needs oneDNN's C API and two OpenMP threads";
   }
-  const ScopedSetting<bool> restore(detail::cpu_row_parallel, detail::set_cpu_row_parallel, true);
   // Per layer: an inference, a training forward and a backward run (the
-  // reset-before-product GRU too: it packs its weights for these runs, stack_pass.h).
-  expect_both_ways_agree(41, detail::set_cpu_row_parallel, detail::cpu_row_parallel_runs,
-                         [&](const StackCase& s) { return 3 * s.layers; });
+  // reset-before-product GRU too: it packs its weights for these runs, pass_plan.h).
+  expect_both_ways_agree(
+      41, [](detail::Tuning& t, bool on) { t.cpu_row_parallel = on; },
+      [](const detail::PassStatistics& p) { return p.row_parallel_runs; },
+      [&](const StackCase& s) { return 3 * s.layers; });
 }
 
 // A caller may run models on its own OpenMP threads. Inside its parallel region, recur's
@@ -483,7 +488,6 @@ TEST(StackRowParallel, InsideTheCallersParallelRegion) {
   if (!detail::PackedGemms::available() || detail::cpu_step_threads() < 2) {
     GTEST_SKIP() << "needs oneDNN's C API and two OpenMP threads";
   }
-  const ScopedSetting<bool> rows(detail::cpu_row_parallel, detail::set_cpu_row_parallel, true);
   const std::int64_t T = 6, B = 32, I = 5, H = 8;
   for (CellKind cell : {CellKind::Lstm, CellKind::GruResetBeforeProduct}) {
     const RnnConfig config = float_config_of({cell, 1, false, Connection::None}, I, H);
@@ -492,16 +496,22 @@ TEST(StackRowParallel, InsideTheCallersParallelRegion) {
     struct Run {
       std::vector<double> inference_y, y, dx, grads;
     };
+    std::int64_t row_runs = 0;  // of the run alone
     auto run = [&] {
       Rnn rnn(config, Device::cpu(), 52);
+      tune(rnn, [](detail::Tuning& t) { t.cpu_row_parallel = true; });
       const ForwardResult inference = rnn.forward(x, {}, {}, Mode::Inference);
+      const std::int64_t inference_runs = forward_statistics(rnn).row_parallel_runs;
       const ForwardResult f = rnn.forward(x);
       const BackwardResult g = rnn.backward(dy);
+      if (omp_get_thread_num() == 0 && !omp_in_parallel()) {
+        row_runs = inference_runs + forward_statistics(rnn).row_parallel_runs +
+                   backward_statistics(rnn).row_parallel_runs;
+      }
       return Run{widened(inference.y), widened(f.y), widened(g.dx), widened(rnn.gradients())};
     };
-    const std::int64_t rows_before = detail::cpu_row_parallel_runs();
     const Run alone = run();
-    ASSERT_EQ(detail::cpu_row_parallel_runs() - rows_before, 3) << to_string(cell);
+    ASSERT_EQ(row_runs, 3) << to_string(cell);
     Run nested[2];
     int team = 0;
 #pragma omp parallel num_threads(2)
@@ -523,19 +533,25 @@ TEST(StackRowParallel, InsideTheCallersParallelRegion) {
 }
 
 // Where a layer's steps run row-parallel and both its matrices are small, each step
-// projects its own input into one step's gx (projects_in_steps()); with that off, one GEMM
-// projects all steps first (and a dense stack's layer 1, of two segments, one GEMM each
-// either way). The counter shows the passes that projected inside their steps.
+// projects its own input into one step's gx (PassPlan::projects_in_steps); with that off,
+// one GEMM projects all steps first (and a dense stack's layer 1, of two segments, one GEMM
+// each either way). The statistics show the forwards that projected inside their steps.
 TEST(StackStepProjection, MatchesOneProjectionOfAllSteps) {
   // With one thread there are no row-parallel runs, so no step projects its input, and
   // both ways would be the same path.
   if (!detail::PackedGemms::available() || detail::cpu_step_threads() < 2) {
     GTEST_SKIP() << "needs oneDNN's C API and two OpenMP threads";
   }
-  const ScopedSetting<bool> rows(detail::cpu_row_parallel, detail::set_cpu_row_parallel, true);
-  const ScopedSetting<bool> restore(detail::step_projection, detail::set_step_projection, true);
-  expect_both_ways_agree(61, detail::set_step_projection, detail::step_projection_passes,
-                         [&](const StackCase&) -> std::int64_t { return 2; });
+  expect_both_ways_agree(
+      61,
+      [](detail::Tuning& t, bool on) {
+        t.cpu_row_parallel = true;
+        t.step_projection = on;
+      },
+      [](const detail::PassStatistics& p) -> std::int64_t {
+        return p.layers_projecting_in_steps > 0;
+      },
+      [&](const StackCase&) -> std::int64_t { return 2; });
 }
 
 // The rule: a layer-by-layer float pass on packed weights whose row-parallel runs would
@@ -547,37 +563,50 @@ TEST(StackStepProjection, OnlyWhereARowRunTakesBothMatrices) {
   }
   const std::int64_t H = 8, GH = 4 * H, limit = detail::cpu_row_parallel_weight_limit();
   const std::int64_t fits = limit / (GH * static_cast<std::int64_t>(sizeof(float))) - H;
-  const detail::CpuOps<float> ops;
-  // On, whatever RECUR_STEP_PROJECTION and RECUR_CPU_ROW_PARALLEL say, until the test ends.
-  const ScopedSetting<bool> on(detail::step_projection, detail::set_step_projection, true);
-  const ScopedSetting<bool> rows(detail::cpu_row_parallel, detail::set_cpu_row_parallel, true);
+  // On, whatever RECUR_STEP_PROJECTION and RECUR_CPU_ROW_PARALLEL say.
+  detail::Tuning tuning;
+  tuning.step_projection = true;
+  tuning.cpu_row_parallel = true;
+  detail::CpuOps<float> ops;
+  ops.set_tuning(tuning);
+  auto projects_with = [&](const auto& backend_ops, const RnnConfig& config, std::int64_t batch,
+                           int layer, bool wavefront) -> bool {
+    const detail::Plan plan = detail::Plan::make(config);
+    const detail::Timeline tl = detail::Timeline::full(10, batch);
+    detail::BackendCapabilities backend = detail::capabilities_of(backend_ops, plan, tl);
+    backend.runs_wavefronts = wavefront;
+    return detail::make_pass_plan(plan, tl, false, backend, backend_ops.tuning())
+        .projects_in_steps[layer];
+  };
   auto projects = [&](std::int64_t input, const StackCase& s, std::int64_t batch, int layer,
-                      bool wavefront) {
-    const detail::Plan plan = detail::Plan::make(float_config_of(s, input, H));
-    return detail::projects_in_steps(plan, detail::Timeline::full(10, batch), ops, wavefront,
-                                     layer);
+                      bool wavefront) -> bool {
+    return projects_with(ops, float_config_of(s, input, H), batch, layer, wavefront);
   };
   const StackCase lstm{CellKind::Lstm, 1, false, Connection::None};
   EXPECT_TRUE(projects(fits, lstm, 32, 0, false));
   EXPECT_FALSE(projects(fits + 1, lstm, 32, 0, false));  // one input column too many
   EXPECT_FALSE(projects(fits, lstm, 8, 0, false));       // 8 rows: one thread's share at most
-  EXPECT_FALSE(projects(fits, lstm, 32, 0, true));
+  const StackCase two_layers{CellKind::Lstm, 2, false, Connection::None};
+  EXPECT_TRUE(projects(fits, two_layers, 32, 0, false));
+  EXPECT_FALSE(projects(fits, two_layers, 32, 0, true));  // as a wavefront
   const StackCase dense{CellKind::Lstm, 2, false, Connection::Dense};
   EXPECT_TRUE(projects(5, dense, 32, 0, false));
   EXPECT_FALSE(projects(5, dense, 32, 1, false));  // [x | y_0]: two segments
-  detail::set_step_projection(false);
+  tuning.step_projection = false;
+  ops.set_tuning(tuning);
   EXPECT_FALSE(projects(fits, lstm, 32, 0, false));
-  detail::set_step_projection(true);
   RnnConfig f64 = float_config_of(lstm, 5, H);
   f64.dtype = DType::Float64;
-  EXPECT_FALSE(detail::projects_in_steps(detail::Plan::make(f64), detail::Timeline::full(10, 32),
-                                         detail::CpuOps<double>(), false, 0));
+  detail::CpuOps<double> f64_ops;
+  tuning.step_projection = true;
+  f64_ops.set_tuning(tuning);
+  EXPECT_FALSE(projects_with(f64_ops, f64, 32, 0, false));
 }
 
 // Unidirectional stacks run as a wavefront on the GPU and layer by layer on the CPU
 // (Ops::runs_wavefronts); forced on the CPU, the wavefront must give the same outputs,
 // final states and gradients (float64): every cell, 2 and 3 layers, every connection, full
-// and packed batches, dropout in some. The wavefront counter shows which schedule ran.
+// and packed batches, dropout in some. The pass statistics show which schedule ran.
 TEST(StackWavefront, MatchesLayerByLayer) {
   const std::int64_t T = 5, B = 4, I = 3;
   for (CellKind cell : {CellKind::RnnTanh, CellKind::RnnRelu, CellKind::RnnSigmoid, CellKind::Lstm,
@@ -606,15 +635,15 @@ TEST(StackWavefront, MatchesLayerByLayer) {
           std::int64_t wavefront_passes, fused_gemms;
         };
         auto run = [&](bool wave, bool fusion) {
-          const CpuWavefront schedule(wave);
-          const WaveFusion fusing(fusion);
-          const std::int64_t before = detail::wavefront_passes();
-          const std::int64_t fused_before = detail::fused_wave_gemms();
+          run_as_wavefront(rnn, wave);
+          fuse_wave_inputs(rnn, fusion);
           rnn.zero_grad();
           rnn.set_dropout_seed(7);
           const ForwardResult f =
               rnn.forward(x, h0, lstm ? c0.view() : TensorView(), Mode::Training, lengths);
+          const detail::PassStatistics forward = forward_statistics(rnn);
           const BackwardResult g = rnn.backward(dy, dh_n);
+          const detail::PassStatistics& backward = backward_statistics(rnn);
           return Run{f.y.to_vector<double>(),
                      f.h_n.to_vector<double>(),
                      lstm ? f.c_n.to_vector<double>() : std::vector<double>{},
@@ -622,8 +651,8 @@ TEST(StackWavefront, MatchesLayerByLayer) {
                      g.dh0.to_vector<double>(),
                      lstm ? g.dc0.to_vector<double>() : std::vector<double>{},
                      rnn.gradients().to_vector<double>(),
-                     detail::wavefront_passes() - before,
-                     detail::fused_wave_gemms() - fused_before};
+                     std::int64_t{forward.wavefront} + backward.wavefront,
+                     forward.fused_wave_gemms + backward.fused_wave_gemms};
         };
         const Run layered = run(false, true);
         EXPECT_EQ(layered.wavefront_passes, 0) << what;

@@ -14,7 +14,8 @@ TEST(Version, CpuBackendInfoNamesTheGemmLibraryAndTheLoops) {
   EXPECT_TRUE(info.find("oneDNN sgemm") != std::string::npos ||
               info.find("OpenBLAS sgemm") != std::string::npos)
       << info;
-  EXPECT_EQ(info.find("matmul on packed") != std::string::npos, detail::cpu_weight_packing())
+  EXPECT_EQ(info.find("matmul on packed") != std::string::npos,
+            detail::environment_tuning().cpu_pack_weights && detail::PackedGemms::available())
       << info;
   EXPECT_NE(info.find("step loops: "), std::string::npos) << info;
   EXPECT_NE(info.find("thread"), std::string::npos) << info;

@@ -47,14 +47,17 @@ TEST(ThreadGovernor, PolicyDropsAThreadWhenCrowdedAndTakesItBackWhenACoreIsFree)
 }
 
 TEST(ThreadGovernor, OffOrOneThreadMeansTheCallersCount) {
-  const bool was = detail::cpu_thread_governor();
-  detail::set_cpu_thread_governor(false);
-  EXPECT_EQ(detail::governed_thread_count(7), 7);
-  detail::set_cpu_thread_governor(true);
   EXPECT_EQ(detail::governed_thread_count(1), 1);
   EXPECT_GE(detail::governed_thread_count(4), 1);
   EXPECT_LE(detail::governed_thread_count(4), 4);
-  detail::set_cpu_thread_governor(was);
+  // With the governor off, a pass leaves the caller's count as it is.
+  detail::CpuOps<float> ops;
+  detail::Tuning off;
+  off.cpu_thread_governor = false;
+  ops.set_tuning(off);
+  omp_set_num_threads(2);
+  EXPECT_EQ(ops.make_current(), -1);
+  EXPECT_EQ(omp_get_max_threads(), 2);
 }
 
 // Processes that keep every core busy until they are killed.
@@ -86,13 +89,12 @@ TEST(ThreadGovernor, CrowdedCoresTakeThreadsAwayAndThePassRestoresTheCallersCoun
   if (::access("/proc/thread-self/schedstat", R_OK) != 0) GTEST_SKIP() << "no schedstat here";
   const int cpus = static_cast<int>(std::thread::hardware_concurrency());
   omp_set_num_threads(2);
-  const bool was = detail::cpu_thread_governor();
-  detail::set_cpu_thread_governor(true);
   RnnConfig c;
   c.cell = CellKind::Lstm;
   c.input_size = 16;
   c.hidden_size = 64;
   Rnn rnn(c);
+  tune(rnn, [](detail::Tuning& t) { t.cpu_thread_governor = true; });
   Random rng(5);
   Tensor x = rng.tensor<float>({20, 8, 16});
   int fewest = 2;
@@ -108,7 +110,6 @@ TEST(ThreadGovernor, CrowdedCoresTakeThreadsAwayAndThePassRestoresTheCallersCoun
     }
   }
   EXPECT_EQ(fewest, 1) << "the governor kept 2 threads on crowded cores";
-  detail::set_cpu_thread_governor(was);
 }
 
 }  // namespace

@@ -15,16 +15,34 @@
 #include <string>
 #include <vector>
 
-#include "cpu/thread_governor.h"
 #include "recur/recur.h"
+#include "rnn_access.h"
 
 namespace recur::test {
 
 // The CPU thread governor (src/cpu/thread_governor.h) takes threads away while other
 // processes crowd the cores, and ctest runs tests side by side: tests that count threaded
-// runs need the count they asked for, so the suite runs with the governor off
-// (test_thread_governor.cpp turns it on).
-inline const bool kThreadGovernorOff = (detail::set_cpu_thread_governor(false), true);
+// runs need the count they asked for, so the suite's models start with the governor off
+// (its diagnostic switch, set before any model reads the environment's tuning;
+// test_thread_governor.cpp turns it on for its model). A value the caller set stays.
+inline const bool kThreadGovernorOff = (::setenv("RECUR_CPU_THREAD_GOVERNOR", "0", 0), true);
+
+// Changes `rnn`'s tuning (src/tuning.h) from its next forward on: change(tuning).
+template <class Change>
+void tune(Rnn& rnn, Change&& change) {
+  detail::Engine& engine = detail::RnnAccess::engine(rnn);
+  detail::Tuning tuning = engine.tuning();
+  change(tuning);
+  engine.set_tuning(tuning);
+}
+
+// What `rnn`'s last forward and backward did (src/pass_statistics.h).
+inline const detail::PassStatistics& forward_statistics(Rnn& rnn) {
+  return detail::RnnAccess::engine(rnn).forward_statistics();
+}
+inline const detail::PassStatistics& backward_statistics(Rnn& rnn) {
+  return detail::RnnAccess::engine(rnn).backward_statistics();
+}
 
 // TYPED_TEST_SUITE's name generator, given explicitly: gtest's own names (the type's
 // index: Clip/0, Clip/1), and no variadic macro left without its optional argument, which

@@ -13,7 +13,6 @@
 #include <exception>
 #include <string>
 
-#include "../env_switch.h"
 #include "cpu_steps.h"
 #include "onednn_api.h"
 #include "recur/error.h"
@@ -36,13 +35,6 @@ blasint to_blasint(std::int64_t v, const char* what) {
   return static_cast<blasint>(v);
 }
 
-// Packing is on unless RECUR_CPU_PACK_WEIGHTS=0 (for side-by-side measurements) or a test
-// turned it off.
-std::atomic<bool>& weight_packing() {
-  static std::atomic<bool> enabled{env_switch("RECUR_CPU_PACK_WEIGHTS", true)};
-  return enabled;
-}
-
 // g on oneDNN's sgemm, with as many threads as OpenMP would give a parallel region here;
 // false (nothing done) when oneDNN is not loaded.
 bool onednn_gemm(const Gemm<float>& g) {
@@ -56,34 +48,6 @@ bool onednn_gemm(const Gemm<float>& g) {
   }
   return true;
 }
-
-// Row-parallel runs are on unless RECUR_CPU_ROW_PARALLEL=0 or a test turned them off.
-std::atomic<bool>& row_parallel() {
-  static std::atomic<bool> enabled{env_switch("RECUR_CPU_ROW_PARALLEL", true)};
-  return enabled;
-}
-
-// Wavefronts are off unless RECUR_CPU_WAVEFRONT=1 or a test turned them on.
-std::atomic<bool>& wavefronts() {
-  static std::atomic<bool> enabled{env_switch("RECUR_CPU_WAVEFRONT", false)};
-  return enabled;
-}
-
-std::atomic<std::int64_t> row_runs_so_far{0};  // cpu_row_parallel_runs()
-
-// Column-split GEMMs are on unless RECUR_CPU_SPLIT_COLUMNS=0 or a test turned them off.
-std::atomic<bool>& column_split() {
-  static std::atomic<bool> enabled{env_switch("RECUR_CPU_SPLIT_COLUMNS", true)};
-  return enabled;
-}
-std::atomic<std::int64_t> column_splits_so_far{0};  // cpu_column_split_gemms()
-
-// Row-split GEMMs are on unless RECUR_CPU_SPLIT_ROWS=0 or a test turned them off.
-std::atomic<bool>& row_split() {
-  static std::atomic<bool> enabled{env_switch("RECUR_CPU_SPLIT_ROWS", true)};
-  return enabled;
-}
-std::atomic<std::int64_t> row_splits_so_far{0};  // cpu_row_split_gemms()
 
 // A thread of a split GEMM (split_of) takes at least this many columns or rows of C.
 constexpr std::int64_t kSlabColumns = 128;
@@ -145,41 +109,41 @@ void on_threads_each_with_onednn_alone(int lanes, Fn&& fn) {
 // How a float GEMM is shared among OpenMP's threads where oneDNN's own threading of the
 // whole GEMM measured slower (docs/benchmarks.md, "The measurements behind the code's choices"):
 // each thread computes its own slab of C, by columns or by rows, on oneDNN's sgemm alone.
-//   - By columns (cpu_split_columns), where there are columns for two slabs and
+//   - By columns (Tuning::cpu_split_columns), where there are columns for two slabs and
 //       - the inner dimension is the longest (k >= m and k >= n): the weight gradients, a
 //         sum over all T*B rows of the timeline;
 //       - or C is narrow (m <= kNarrowRows): an input projection of few gate rows over all
 //         T*B columns.
-//   - Else by rows (cpu_split_rows), where C is short (16 <= n < 1024: an input
+//   - Else by rows (Tuning::cpu_split_rows), where C is short (16 <= n < 1024: an input
 //     projection or input gradient over few timeline rows, at small batches or short
 //     sequences) and has rows for two slabs; each thread then reads only its rows of
 //     op(A). The per-step products of batches under 16 rows stay whole.
-// A switched-off split leaves its GEMMs whole (not to the other split), so each switch
+// A split turned off leaves its GEMMs whole (not to the other split), so each choice
 // compares its split with the whole GEMM.
 struct Split {
   bool rows = false;
   int threads = 0;  // fewer than 2: not split
 };
 
-Split split_of(const Gemm<float>& g) {
+Split split_of(const Gemm<float>& g, const Tuning& tuning) {
   const std::int64_t threads = cpu_step_threads();
   const bool long_k = g.k >= g.m && g.k >= g.n, narrow = g.m <= kNarrowRows;
   const int by_columns = static_cast<int>(std::min(threads, g.n / kSlabColumns));
   if ((long_k || narrow) && by_columns >= 2) {
-    return cpu_split_columns() ? Split{false, by_columns} : Split{};
+    return tuning.cpu_split_columns ? Split{false, by_columns} : Split{};
   }
   const int by_rows = static_cast<int>(std::min(threads, g.m / kSlabRows));
   const bool is_short = g.n >= kFewestShortColumns && g.n < kShortColumns;
-  if (is_short && by_rows >= 2) return cpu_split_rows() ? Split{true, by_rows} : Split{};
+  if (is_short && by_rows >= 2) return tuning.cpu_split_rows ? Split{true, by_rows} : Split{};
   return {};
 }
 
 // Runs g split among the threads (split_of); false, having done nothing, where it is not
 // split, oneDNN is not loaded, or the caller is already inside a parallel region. Slabs
 // start on multiples of 16 columns or rows (one AVX-512 register of floats).
-bool split_among_threads(const Gemm<float>& g) {
+bool split_among_threads(const Gemm<float>& g, const Tuning& tuning, PassStatistics& statistics) {
   if (onednn_sgemm() == nullptr) return false;
-  const Split split = split_of(g);
+  const Split split = split_of(g, tuning);
   if (split.threads < 2) return false;
 #if defined(_OPENMP)
   if (omp_in_parallel()) return false;
@@ -202,7 +166,7 @@ bool split_among_threads(const Gemm<float>& g) {
     }
     onednn_gemm(mine);
   });
-  ++(split.rows ? row_splits_so_far : column_splits_so_far);
+  ++(split.rows ? statistics.row_split_gemms : statistics.column_split_gemms);
   return true;
 }
 
@@ -218,7 +182,8 @@ void for_each_element(std::int64_t n, Fn&& fn) {
 // now that it reads a transposed or packed W_hh; see docs/benchmarks.md), and it runs on
 // the OpenMP threads the step loops use: mixing in OpenBLAS's own threads made the two
 // pools fight over the cores (a 2-layer LSTM ran 10x slower). RECUR_CPU_GEMM=openblas
-// turns it off. GEMMs on held weights run on oneDNN's matmul instead (onednn_matmul.h).
+// (Tuning::cpu_openblas_only) leaves oneDNN unloaded. GEMMs on held weights run on oneDNN's matmul
+// instead (onednn_matmul.h).
 template <typename T>
 void CpuOps<T>::gemm(const Gemm<T>& g) {
   if (g.m == 0 || g.n == 0) return;
@@ -227,7 +192,7 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   const blasint ldc = to_blasint(g.ldc, "ldc");
   if constexpr (std::is_same_v<T, float>) {
     if (packed_ != nullptr && packed_->run(g)) return;
-    if (split_among_threads(g)) return;
+    if (split_among_threads(g, this->tuning(), this->statistics())) return;
     if (onednn_gemm(g)) return;
     cblas_sgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a, lda,
                 g.b, ldb, g.beta, g.c, ldc);
@@ -244,12 +209,12 @@ void CpuOps<T>::gemm_batched(const GemmBatch<T>& g) {
 
 template <typename T>
 bool CpuOps<T>::runs_wavefronts() const {
-  return cpu_wavefront();
+  return this->tuning().cpu_wavefront;
 }
 
 template <typename T>
 bool CpuOps<T>::packs_weights() const {
-  return std::is_same_v<T, float> && cpu_weight_packing();
+  return std::is_same_v<T, float> && this->tuning().cpu_pack_weights && PackedGemms::available();
 }
 
 namespace {
@@ -264,7 +229,7 @@ int row_run_threads(std::int64_t rows) {
 
 template <typename T>
 bool CpuOps<T>::takes_row_runs(std::int64_t weight_bytes, std::int64_t rows) const {
-  return packs_weights() && cpu_row_parallel() && row_run_threads(rows) >= 2 &&
+  return packs_weights() && this->tuning().cpu_row_parallel && row_run_threads(rows) >= 2 &&
          weight_bytes <= row_parallel_weight_limit();
 }
 
@@ -295,7 +260,7 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
   if constexpr (!std::is_same_v<T, float>) {
     return false;
   } else {
-    if (packed_ == nullptr || !cpu_row_parallel()) return false;
+    if (packed_ == nullptr || !this->tuning().cpu_row_parallel) return false;
     const int threads = row_run_threads(rows);
     if (threads < 2) return false;
     for (const StepCall<float>& c : calls) {
@@ -346,7 +311,7 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
         }
       }
     });
-    ++row_runs_so_far;
+    ++this->statistics().row_parallel_runs;
     return true;
   }
 }
@@ -382,7 +347,7 @@ int CpuOps<T>::make_current() {
   // Inside a caller's parallel region recur's regions get one thread anyway.
   if (!threaded_steps() || omp_in_parallel()) return -1;
   const int most = omp_get_max_threads();
-  const int use = governed_thread_count(most);
+  const int use = this->tuning().cpu_thread_governor ? governed_thread_count(most) : most;
   if (use == most) return -1;
   omp_set_num_threads(use);  // oneDNN's sgemm and the step loops both read it
   return most;
@@ -469,20 +434,7 @@ void CpuOps<T>::add_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t
 
 const char* cpu_sgemm_library() { return onednn_sgemm() != nullptr ? "oneDNN" : "OpenBLAS"; }
 
-bool cpu_weight_packing() { return weight_packing().load() && PackedGemms::available(); }
-void set_cpu_weight_packing(bool enabled) { weight_packing().store(enabled); }
-bool cpu_wavefront() { return wavefronts().load(); }
-void set_cpu_wavefront(bool enabled) { wavefronts().store(enabled); }
-bool cpu_row_parallel() { return row_parallel().load(); }
-void set_cpu_row_parallel(bool enabled) { row_parallel().store(enabled); }
-std::int64_t cpu_row_parallel_runs() { return row_runs_so_far.load(); }
 std::int64_t cpu_row_parallel_weight_limit() { return row_parallel_weight_limit(); }
-bool cpu_split_columns() { return column_split().load(); }
-void set_cpu_split_columns(bool enabled) { column_split().store(enabled); }
-std::int64_t cpu_column_split_gemms() { return column_splits_so_far.load(); }
-bool cpu_split_rows() { return row_split().load(); }
-void set_cpu_split_rows(bool enabled) { row_split().store(enabled); }
-std::int64_t cpu_row_split_gemms() { return row_splits_so_far.load(); }
 
 template class CpuOps<float>;
 template class CpuOps<double>;

@@ -59,46 +59,26 @@ const char* cpu_sgemm_library();
 // GEMMs run on them (oneDNN). float64 loops never do (its GEMMs are OpenBLAS's).
 bool cpu_float_loops_threaded();
 
-// Whether CpuOps<float> packs held weights (on when PackedGemms::available()); tests turn it
-// off to compare both paths. Affects the Ops made afterwards and the passes they run next.
-bool cpu_weight_packing();
-void set_cpu_weight_packing(bool enabled);
+// The tuning choices CpuOps reads (tuning.h):
+//   - cpu_pack_weights: CpuOps<float> packs held weights where PackedGemms::available();
+//   - cpu_wavefront: unidirectional stacks run as a wavefront (Ops::runs_wavefronts). Off by
+//     default: two cores are busy with one step's GEMM already, and layer by layer the upper
+//     layers project their inputs in one GEMM and may run row-parallel, which measured
+//     faster (docs/benchmarks.md, "The measurements behind the code's choices"). Tests turn
+//     it on, so that the GPU's schedule is checked without a GPU too;
+//   - cpu_row_parallel: a layer-by-layer pass's steps run row-parallel (run_step_list);
+//   - cpu_split_columns: CpuOps<float> threads a GEMM with the longest inner dimension
+//     (k >= m, n: the weight gradients) or a narrow C (at most 768 rows: small input
+//     projections) itself, each thread a slab of C's columns on oneDNN's sgemm alone;
+//   - cpu_split_rows: it threads a GEMM with a short C (16 to 1023 columns: input
+//     projections and input gradients over few timeline rows) by slabs of C's rows, where
+//     the column split does not apply;
+//   - cpu_thread_governor: each pass takes as many threads as the machine's load allows.
+// What they did is counted in Ops::statistics().
 
-// Whether CpuOps runs unidirectional stacks as a wavefront (Ops::runs_wavefronts). Off:
-// two cores are busy with one step's GEMM already, and layer by layer the upper layers
-// project their inputs in one GEMM and may run row-parallel, which measured faster
-// (docs/benchmarks.md, "The measurements behind the code's choices"). RECUR_CPU_WAVEFRONT=1 or a
-// test turns it on, so the wavefront's schedule is checked without a GPU too.
-bool cpu_wavefront();
-void set_cpu_wavefront(bool enabled);
-
-// Whether CpuOps<float> runs a layer-by-layer pass's steps row-parallel (run_step_list; on
-// unless RECUR_CPU_ROW_PARALLEL=0). Tests turn it off to compare both ways.
-bool cpu_row_parallel();
-void set_cpu_row_parallel(bool enabled);
-// How many runs CpuOps has run row-parallel so far, for tests.
-std::int64_t cpu_row_parallel_runs();
 // The largest per-step weight matrix (bytes) a row-parallel run takes (takes_row_runs):
 // four times one core's L2.
 std::int64_t cpu_row_parallel_weight_limit();
-
-// Whether CpuOps<float> threads a GEMM with the longest inner dimension (k >= m, n: the
-// weight gradients) or a narrow C (at most 768 rows: small input projections) itself,
-// each thread a slab of C's columns on oneDNN's sgemm alone (on unless
-// RECUR_CPU_SPLIT_COLUMNS=0). Tests turn it off to compare both ways.
-bool cpu_split_columns();
-void set_cpu_split_columns(bool enabled);
-// How many GEMMs CpuOps has split so far, for tests.
-std::int64_t cpu_column_split_gemms();
-
-// Whether CpuOps<float> threads a GEMM with a short C (16 to 1023 columns: input
-// projections and input gradients over few timeline rows) itself, each thread a slab of
-// C's rows on oneDNN's sgemm alone, where the column split does not apply (on unless
-// RECUR_CPU_SPLIT_ROWS=0). Tests turn it off to compare both ways.
-bool cpu_split_rows();
-void set_cpu_split_rows(bool enabled);
-// How many GEMMs CpuOps has split by rows so far, for tests.
-std::int64_t cpu_row_split_gemms();
 
 extern template class CpuOps<float>;
 extern template class CpuOps<double>;

@@ -3,8 +3,7 @@
 
 #include <dlfcn.h>
 
-#include <cstdlib>
-#include <string>
+#include "../tuning.h"
 
 namespace recur::detail {
 namespace {
@@ -12,8 +11,7 @@ namespace {
 // The loaded library (never closed), or null when absent or turned off.
 void* onednn_library() {
   static void* const lib = []() -> void* {
-    const char* choice = std::getenv("RECUR_CPU_GEMM");
-    if (choice != nullptr && std::string(choice) == "openblas") return nullptr;
+    if (environment_tuning().cpu_openblas_only) return nullptr;
     return dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
   }();
   return lib;

@@ -6,12 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-
-#include "../env_switch.h"
 
 namespace recur::detail {
 namespace {
@@ -21,11 +18,6 @@ namespace {
 constexpr double kCrowded = 0.10;
 // How often the machine is looked at: two small /proc reads, about 10 us, per look.
 constexpr std::chrono::milliseconds kLookEvery{20};
-
-std::atomic<bool>& governor_on() {
-  static std::atomic<bool> on{env_switch("RECUR_CPU_THREAD_GOVERNOR", true)};
-  return on;
-}
 
 // The first number after skipping `skip` whitespace-separated fields of a small file;
 // -1 when it cannot be read.
@@ -74,7 +66,7 @@ int next_thread_count(int current, int most, const CpuLoadSample& s) {
 }
 
 int governed_thread_count(int most) {
-  if (most <= 1 || !governor_on().load(std::memory_order_relaxed)) return std::max(1, most);
+  if (most <= 1) return std::max(1, most);
   thread_local ThreadView view;
   const auto now = std::chrono::steady_clock::now();
   if (view.blind) return most;
@@ -107,8 +99,5 @@ int governed_thread_count(int most) {
   view.last_look = now;
   return view.threads;
 }
-
-bool cpu_thread_governor() { return governor_on().load(); }
-void set_cpu_thread_governor(bool enabled) { governor_on().store(enabled); }
 
 }  // namespace recur::detail

@@ -29,12 +29,8 @@ int next_thread_count(int current, int most, const CpuLoadSample& sample);
 
 // The OpenMP thread count the calling thread's next CPU pass should use, at most `most`
 // (the caller's omp_get_max_threads()). Looks at the machine at most every 20 ms; `most`
-// itself when the governor is off (RECUR_CPU_THREAD_GOVERNOR=0, a diagnostic) or the
-// kernel offers no schedstat.
+// itself when the kernel offers no schedstat. CpuOps asks only where its tuning has the
+// governor on (Tuning::cpu_thread_governor).
 int governed_thread_count(int most);
-
-// Whether the governor is on; tests turn it off and on.
-bool cpu_thread_governor();
-void set_cpu_thread_governor(bool enabled);
 
 }  // namespace recur::detail

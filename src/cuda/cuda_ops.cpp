@@ -6,16 +6,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <climits>
-#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "../../kernels/flow.h"
 #include "../../kernels/launch.h"
-#include "../env_switch.h"
 #include "check.h"
 #include "device_memory.h"
 #include "graph_cache.h"
@@ -26,46 +23,9 @@ namespace {
 
 cublasOperation_t to_cublas(Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T; }
 
-std::atomic<CudaBatchedGemm>& batched_gemm_choice() {
-  static std::atomic<CudaBatchedGemm> choice{[] {
-    const char* env = std::getenv("RECUR_CUDA_BATCHED_GEMM");
-    const std::string text = env != nullptr ? env : "";
-    if (text == "per-item") return CudaBatchedGemm::PerItem;
-    if (text == "batched") return CudaBatchedGemm::Batched;
-    if (text == "streams") return CudaBatchedGemm::Streams;
-    return CudaBatchedGemm::Auto;
-  }()};
-  return choice;
-}
-
-std::atomic<CudaGraphMode>& graph_mode() {
-  static std::atomic<CudaGraphMode> mode{[] {
-    const char* env = std::getenv("RECUR_CUDA_GRAPHS");
-    const std::string text = env != nullptr ? env : "";
-    if (text == "0") return CudaGraphMode::Off;
-    if (text == "always") return CudaGraphMode::Always;
-    return CudaGraphMode::Repeated;
-  }()};
-  return mode;
-}
-std::atomic<bool>& branches_switch() {
-  static std::atomic<bool> on{env_switch("RECUR_CUDA_GRAPH_BRANCHES", false)};
-  return on;
-}
-std::atomic<std::int64_t> graph_captures{0}, graph_replays{0};
-
-// Auto runs a batch of backward's shape (k > m) as one batched GEMM from this many items
-// up (RECUR_CUDA_BATCHED_FROM=N at start, for comparisons), and for m up to this many
-// rows; see gemm_batched.
+// Auto runs a batch of backward's shape (k > m) as one batched GEMM from
+// Tuning::cuda_batched_from items up, and for m up to this many rows; see gemm_batched.
 constexpr std::int64_t kBatchedBackwardMaxRows = 512;
-int batched_from() {
-  static const int from = [] {
-    const char* env = std::getenv("RECUR_CUDA_BATCHED_FROM");
-    const int n = env != nullptr ? std::atoi(env) : 0;
-    return n > 0 ? n : 5;
-  }();
-  return from;
-}
 
 int to_int(std::int64_t v, const char* what) {
   if (v < 0 || v > INT_MAX) {
@@ -142,25 +102,22 @@ class CudaOps final : public Ops<T> {
   // backward one (k > m) it does not split K, and wins only from several items and small m
   // (docs/benchmarks.md, "The measurements behind the code's choices",
   // "Batched GEMMs on the GPU"). So Auto runs one GEMM per item for one item, and for a
-  // batch of backward's shape with fewer than batched_from() items or m >
-  // kBatchedBackwardMaxRows. Streams (opt-in; measured slower) runs one GEMM per item, each
-  // on a stream of its own.
+  // batch of backward's shape with fewer than Tuning::cuda_batched_from items or m >
+  // kBatchedBackwardMaxRows.
   void gemm_batched(const GemmBatch<T>& g) override {
     if (g.m == 0 || g.n == 0 || g.count == 0) return;
-    const CudaBatchedGemm choice = cuda_batched_gemm();
-    if (g.host_a != nullptr && choice == CudaBatchedGemm::Streams && g.count > 1) {
-      gemm_items_side_by_side(g);
-      return;
-    }
+    const Tuning& tuning = this->tuning();
+    const CudaBatchedGemm choice = tuning.cuda_batched_gemm;
     const bool per_item =
-        choice == CudaBatchedGemm::PerItem || choice == CudaBatchedGemm::Streams ||
+        choice == CudaBatchedGemm::PerItem ||
         (choice == CudaBatchedGemm::Auto &&
          (g.count == 1 ||
-          (g.k > g.m && (g.count < batched_from() || g.m > kBatchedBackwardMaxRows))));
+          (g.k > g.m && (g.count < tuning.cuda_batched_from || g.m > kBatchedBackwardMaxRows))));
     if (g.host_a != nullptr && per_item) {
-      // While recording with branches on, the items become parallel branches of the graph.
-      if (recording_ && g.count > 1 && cuda_graph_branches()) {
+      // While recording, the items may become parallel branches of the graph.
+      if (recording_ && g.count > 1 && branches(g)) {
         gemm_items_side_by_side(g);
+        ++this->statistics().branched_batches;
         return;
       }
       for (int i = 0; i < g.count; ++i) gemm(gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]));
@@ -179,7 +136,7 @@ class CudaOps final : public Ops<T> {
     }
   }
 
-  bool replays_call_lists() const override { return cuda_graph_mode() != CudaGraphMode::Off; }
+  bool replays_call_lists() const override { return this->tuning().cuda_graphs != CudaGraphs::Off; }
 
   // With CUDA graphs on (the default): a pass's list of steps (a layer's, or a whole
   // wavefront's) runs as one graph, recorded the second time a list with its signature
@@ -187,24 +144,20 @@ class CudaOps final : public Ops<T> {
   // to four kernels (and a cuBLAS call) per time step. The graph reads pointer tables and
   // buffers where the list says, at replay time. A list seen once runs launch by launch:
   // batches whose lengths differ call after call never pay for a recording they would not
-  // replay. Not with Streams, whose side streams the recording would have to fork and
-  // join too, nor on a stream that is already capturing (the caller's own graph takes the
+  // replay. Not on a stream that is already capturing (the caller's own graph takes the
   // launches) or that refused a capture (the legacy default stream).
   bool run_step_list(const std::vector<StepCall<T>>& calls, std::int64_t /*rows*/) override {
-    const CudaGraphMode mode = cuda_graph_mode();
-    if (mode == CudaGraphMode::Off || calls.empty() || capture_refused_ ||
-        cuda_batched_gemm() == CudaBatchedGemm::Streams) {
-      return false;
-    }
+    const CudaGraphs mode = this->tuning().cuda_graphs;
+    if (mode == CudaGraphs::Off || calls.empty() || capture_refused_) return false;
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     RECUR_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
     if (capturing != cudaStreamCaptureStatusNone) return false;
     std::string key = graph_signature(calls);
     cudaGraphExec_t exec = graphs_.find(key);
     if (exec != nullptr) {
-      ++graph_replays;
+      ++this->statistics().graph_replays;
     } else {
-      if (mode == CudaGraphMode::Repeated && !graphs_.seen_before(key)) return false;
+      if (mode == CudaGraphs::Repeated && !graphs_.seen_before(key)) return false;
       exec = record(calls, std::move(key));
       if (exec == nullptr) return false;
     }
@@ -306,15 +259,15 @@ class CudaOps final : public Ops<T> {
       RECUR_CUBLAS_CHECK(cublasSetWorkspace(blas_.get(), workspace.get(), kWorkspaceBytes));
       workspace_ = std::move(workspace);
     }
-    if (cuda_graph_branches()) {
-      // Side streams, their cuBLAS handles and workspaces now: nothing may be made or
-      // allocated while the stream records.
-      int widest = 1;
-      for (const StepCall<T>& c : calls) {
-        if (c.kind == StepCall<T>::Kind::Gemms) widest = std::max(widest, c.gemms.count);
+    // Side streams, their cuBLAS handles and workspaces now, for the batches that will
+    // branch: nothing may be made or allocated while the stream records.
+    int widest = 1;
+    for (const StepCall<T>& c : calls) {
+      if (c.kind == StepCall<T>::Kind::Gemms && branches(c.gemms)) {
+        widest = std::max(widest, c.gemms.count);
       }
-      add_side_streams(widest - 1, true);
     }
+    if (widest > 1) add_side_streams(widest - 1);
     if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
       cudaGetLastError();  // not sticky: clear it, and launch as before from now on
       capture_refused_ = true;
@@ -336,7 +289,7 @@ class CudaOps final : public Ops<T> {
     const Graph graph(recorded);
     cudaGraphExec_t instantiated = nullptr;
     RECUR_CUDA_CHECK(cudaGraphInstantiate(&instantiated, graph.get(), 0));
-    ++graph_captures;
+    ++this->statistics().graph_captures;
     return graphs_.add(std::move(key), GraphExec(instantiated));
   }
 
@@ -348,6 +301,16 @@ class CudaOps final : public Ops<T> {
     Event done;
     DeviceMemory workspace;  // its cuBLAS's, once it records graph branches
   };
+
+  // Whether a batch's items, run one GEMM each while recording, become parallel branches.
+  bool branches(const GemmBatch<T>& g) const {
+    switch (this->tuning().cuda_graph_branches) {
+      case GraphBranches::Off: return false;
+      case GraphBranches::ByRule: return g.branches;
+      case GraphBranches::Always: return true;
+    }
+    return false;
+  }
 
   void gemm_on(cublasHandle_t blas, const Gemm<T>& g) {
     if (g.m == 0 || g.n == 0) return;
@@ -365,7 +328,8 @@ class CudaOps final : public Ops<T> {
   // Item 0 on the model's stream, item i on side stream i-1. The side streams start after
   // everything queued before (fork_), and the model's stream goes on only once each has
   // finished (its `done` event), so to every other call this is one more step of one
-  // ordered stream. The items write disjoint C matrices (a wave's units).
+  // ordered stream. The items write disjoint C matrices (a wave's units). Only while
+  // recording, after add_side_streams.
   void gemm_items_side_by_side(const GemmBatch<T>& g) {
     add_side_streams(g.count - 1);
     RECUR_CUDA_CHECK(cudaEventRecord(fork_.get(), stream_));
@@ -382,10 +346,10 @@ class CudaOps final : public Ops<T> {
     }
   }
 
-  // At least `count` side streams: made at the first batch that needs them (once per
-  // model), never inside a time loop after that; for recording (`for_graphs`) each gets a
-  // cuBLAS workspace of its own first, so that nothing allocates while recording.
-  void add_side_streams(int count, bool for_graphs = false) {
+  // At least `count` side streams, each with a cuBLAS workspace of its own: made before
+  // the first recording that needs them (once per model), so that nothing allocates while
+  // recording.
+  void add_side_streams(int count) {
     if (!fork_) fork_ = make_event(cudaEventDisableTiming);
     while (static_cast<int>(sides_.size()) < count) {
       SideStream side;
@@ -394,7 +358,6 @@ class CudaOps final : public Ops<T> {
       side.blas = make_blas(side.stream.get());
       sides_.push_back(std::move(side));
     }
-    if (!for_graphs) return;
     for (int i = 0; i < count; ++i) {
       SideStream& side = sides_[static_cast<std::size_t>(i)];
       if (side.workspace) continue;
@@ -412,7 +375,7 @@ class CudaOps final : public Ops<T> {
   std::size_t table_capacity_ = 0;
   DeviceMemory rows_;  // staged row indices for gathers
   std::size_t rows_capacity_ = 0;
-  std::vector<SideStream> sides_;  // CudaBatchedGemm::Streams, graph branches
+  std::vector<SideStream> sides_;  // graph branches
   GraphCache graphs_;
   bool capture_refused_ = false;  // the stream refused to record once: launch as before
   bool recording_ = false;        // inside record(): the stream is capturing
@@ -425,15 +388,6 @@ class CudaOps final : public Ops<T> {
 };
 
 }  // namespace
-
-CudaBatchedGemm cuda_batched_gemm() { return batched_gemm_choice().load(); }
-void set_cuda_batched_gemm(CudaBatchedGemm choice) { batched_gemm_choice().store(choice); }
-bool cuda_graph_branches() { return branches_switch().load(); }
-void set_cuda_graph_branches(bool enabled) { branches_switch().store(enabled); }
-CudaGraphMode cuda_graph_mode() { return graph_mode().load(); }
-void set_cuda_graph_mode(CudaGraphMode mode) { graph_mode().store(mode); }
-std::int64_t cuda_graph_captures() { return graph_captures.load(); }
-std::int64_t cuda_graph_replays() { return graph_replays.load(); }
 
 template <typename T>
 std::unique_ptr<Ops<T>> make_cuda_ops(int index) {

@@ -1,0 +1,155 @@
+// src/pass/step_calls.cpp: a step's batched GEMMs and fused kernels.
+#include "step_calls.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "step_args.h"
+
+namespace recur::detail {
+namespace {
+
+StepKind step_kind(CellKind cell) {
+  switch (cell) {
+    case CellKind::RnnTanh: return StepKind::RnnTanh;
+    case CellKind::RnnRelu: return StepKind::RnnRelu;
+    case CellKind::RnnSigmoid: return StepKind::RnnSigmoid;
+    case CellKind::Lstm: return StepKind::Lstm;
+    case CellKind::GruLinearBeforeReset: return StepKind::GruLinearBeforeReset;
+    case CellKind::GruResetBeforeProduct: return StepKind::GruRbpOutput;
+  }
+  return StepKind::Lstm;
+}
+
+// The batched GEMM call of one group: C = op(A) B, or C += op(A) B, its pointer arrays
+// (staged, and the host table they were staged from) from the group's place in the table.
+template <typename T>
+StepCall<T> gemm_call(const PassContext<T>& ctx, const PointerTables& tables,
+                      const GemmGroup& group, Trans trans_a, std::int64_t m, std::int64_t k,
+                      std::int64_t lda, std::int64_t ldb, std::int64_t ldc, bool accumulate) {
+  StepCall<T> c;
+  GemmBatch<T>& b = c.gemms;
+  const std::size_t count = group.items();
+  const void* const* base = tables.staged + group.table;
+  b.a = reinterpret_cast<const T* const*>(base);
+  b.b = reinterpret_cast<const T* const*>(base + count);
+  b.c = reinterpret_cast<T* const*>(const_cast<void* const*>(base + 2 * count));
+  const void* const* host_base = tables.host.data() + group.table;
+  b.host_a = reinterpret_cast<const T* const*>(host_base);
+  b.host_b = reinterpret_cast<const T* const*>(host_base + count);
+  b.host_c = reinterpret_cast<T* const*>(const_cast<void* const*>(host_base + 2 * count));
+  b.count = static_cast<int>(count);
+  b.n = group.n;
+  b.trans_a = trans_a;
+  b.m = m;
+  b.k = k;
+  b.lda = lda;
+  b.ldb = ldb;
+  b.ldc = ldc;
+  b.beta = accumulate ? T(1) : T(0);
+  b.branches = branches_pay(ctx.pass, b.count, m, b.n, k);
+  return c;
+}
+
+// The widest of the op's steps: one kernel launch covers every unit's rows.
+std::int64_t widest_rows(const Timeline& tl, const PassOp& op) {
+  std::int64_t widest = 0;
+  for (const UnitStep& s : op.steps) widest = std::max(widest, tl.active[s.t]);
+  return widest;
+}
+
+}  // namespace
+
+template <typename T>
+void forward_calls(const PassContext<T>& ctx, const PointerTables& tables, const PassOp& op,
+                   std::vector<StepCall<T>>& calls) {
+  const std::int64_t H = ctx.hidden(), GH = ctx.gate_rows();
+  const std::int64_t DH = ctx.plan.output_size();
+  std::vector<StepForward<T>> args;
+  args.reserve(op.steps.size());
+  const std::int64_t widest = widest_rows(ctx.tl, op);
+  for (const UnitStep& s : op.steps) {
+    args.push_back(step_forward_args(ctx, s));
+    args.back().batch = widest;  // each unit masks its own rows
+  }
+  // gh = W h for every group of units (C pointers, e.g. gh's n slot, come from the table).
+  auto recurrent = [&](int gemm_index, std::int64_t m, std::int64_t ldb) {
+    const bool t = ctx.transposed_weights();  // w_t, or W_hh
+    for (const GemmGroup& group : op.groups[gemm_index]) {
+      calls.push_back(
+          gemm_call(ctx, tables, group, t ? Trans::N : Trans::T, m, H, t ? GH : H, ldb, GH, false));
+    }
+  };
+  // The last kernel call takes `args` over; the reset-before-product GRU's first copies it.
+  auto kernel = [&](StepKind kind, std::vector<StepForward<T>> units) {
+    StepCall<T> c;
+    c.kind = StepCall<T>::Kind::Forward;
+    c.step = kind;
+    c.forward = std::move(units);
+    calls.push_back(std::move(c));
+  };
+  if (!op.groups[2].empty()) {  // gx_t = W_ih u_t (PassPlan::projects_in_steps)
+    const LayerPlan& layer = ctx.plan.layers[ctx.plan.units[op.steps[0].unit].layer];
+    const std::int64_t ld = ctx.buf.acts[layer.inputs[0].act].ld;
+    for (const GemmGroup& group : op.groups[2]) {
+      calls.push_back(gemm_call(ctx, tables, group, Trans::T, GH, layer.input_size,
+                                layer.input_size, ld, GH, false));
+    }
+  }
+  if (ctx.reset_before_product()) {
+    recurrent(0, 2 * H, DH);  // gh[r, z] = W_h[r, z] h_prev
+    kernel(StepKind::GruRbpGates, args);
+    recurrent(1, H, H);  // gh[n] = W_hn (r*h_prev)
+    kernel(StepKind::GruRbpOutput, std::move(args));
+  } else {
+    recurrent(0, GH, DH);
+    kernel(step_kind(ctx.plan.config.cell), std::move(args));
+  }
+}
+
+template <typename T>
+void backward_calls(const PassContext<T>& ctx, const PointerTables& tables, const PassOp& op,
+                    std::vector<StepCall<T>>& calls) {
+  const std::int64_t H = ctx.hidden(), GH = ctx.gate_rows();
+  std::vector<StepBackward<T>> args;
+  args.reserve(op.steps.size());
+  const std::int64_t widest = widest_rows(ctx.tl, op);
+  for (const UnitStep& s : op.steps) {
+    args.push_back(step_backward_args(ctx, s));
+    args.back().batch = widest;
+  }
+  // dh (+)= W^T d: m = H, ldb = G*H, ldc = H.
+  auto recurrent = [&](int gemm_index, std::int64_t k, bool accumulate) {
+    for (const GemmGroup& group : op.groups[gemm_index]) {
+      calls.push_back(gemm_call(ctx, tables, group, Trans::N, H, k, H, GH, H, accumulate));
+    }
+  };
+  // The last kernel call takes `args` over; the reset-before-product GRU's first copies it.
+  auto kernel = [&](StepKind kind, std::vector<StepBackward<T>> units) {
+    StepCall<T> c;
+    c.kind = StepCall<T>::Kind::Backward;
+    c.step = kind;
+    c.backward = std::move(units);
+    calls.push_back(std::move(c));
+  };
+  if (ctx.reset_before_product()) {
+    kernel(StepKind::GruRbpOutput, args);
+    recurrent(0, H, false);  // drh = W_hn^T dgx[n]
+    kernel(StepKind::GruRbpGates, std::move(args));
+    recurrent(1, 2 * H, true);  // dh += W_h[r,z]^T dgx[r,z]
+  } else {
+    kernel(step_kind(ctx.plan.config.cell), std::move(args));
+    recurrent(0, GH, true);  // dh += W_hh^T dgh
+  }
+}
+
+#define RECUR_PASS_STEP_CALLS(T)                                                           \
+  template void forward_calls(const PassContext<T>&, const PointerTables&, const PassOp&,  \
+                              std::vector<StepCall<T>>&);                                  \
+  template void backward_calls(const PassContext<T>&, const PointerTables&, const PassOp&, \
+                               std::vector<StepCall<T>>&);
+RECUR_PASS_STEP_CALLS(float)
+RECUR_PASS_STEP_CALLS(double)
+#undef RECUR_PASS_STEP_CALLS
+
+}  // namespace recur::detail
