@@ -74,12 +74,11 @@ void check_gemm(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t
                         .scale(alpha, beta);
   detail::CpuOps<T> ops;
   ops.set_tuning(setup.tuning);
-  const std::int64_t packed_before = detail::PackedGemms::total_runs();
   if (setup.held) {
     ASSERT_TRUE(ops.hold_weights(a.data(), ta, m, k, lda, n));
   }
   ops.gemm(g);
-  EXPECT_EQ(detail::PackedGemms::total_runs() - packed_before, setup.held ? 1 : 0);
+  EXPECT_EQ(ops.statistics().packed_gemms, setup.held ? 1 : 0);
   const bool can_split = std::is_same_v<T, float> && detail::cpu_float_loops_threaded() &&
                          detail::cpu_step_threads() >= 2;
   EXPECT_EQ(ops.statistics().column_split_gemms,
@@ -202,9 +201,9 @@ TEST(CpuGemm, HeldWeightsServeOnlyTheirOwnGemms) {
                         .from(a_ptr, m, b.data(), tb == Trans::N ? k : n)
                         .into(out.data(), m);
     g.alpha = alpha;
-    const std::int64_t before = detail::PackedGemms::total_runs();
+    const std::int64_t before = ops.statistics().packed_gemms;
     ops.gemm(g);
-    return detail::PackedGemms::total_runs() - before;
+    return ops.statistics().packed_gemms - before;
   };
   EXPECT_EQ(gemm(a.data(), 1.0f, Trans::N, c), 1);
   EXPECT_EQ(gemm(other.data(), 1.0f, Trans::N, expected), 0);

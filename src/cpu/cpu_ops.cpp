@@ -191,7 +191,10 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   const blasint lda = to_blasint(g.lda, "lda"), ldb = to_blasint(g.ldb, "ldb");
   const blasint ldc = to_blasint(g.ldc, "ldc");
   if constexpr (std::is_same_v<T, float>) {
-    if (packed_ != nullptr && packed_->run(g)) return;
+    if (packed_ != nullptr && packed_->run(g)) {
+      ++this->statistics().packed_gemms;
+      return;
+    }
     if (split_among_threads(g, this->tuning(), this->statistics())) return;
     if (onednn_gemm(g)) return;
     cblas_sgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a, lda,
@@ -275,6 +278,7 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
       }
     }
     packed_->prepare_lanes(threads);
+    std::atomic<std::int64_t> packed_runs{0};
     on_threads_each_with_onednn_alone(threads, [&](int lane, const std::atomic<bool>& failed) {
       const std::int64_t b0 = rows * lane / threads, b1 = rows * (lane + 1) / threads;
       for (const StepCall<float>& c : calls) {
@@ -289,7 +293,9 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
               Gemm<float> mine =
                   gemm_item(g, g.host_a[i], g.host_b[i] + b0 * g.ldb, g.host_c[i] + b0 * g.ldc);
               mine.n = end - b0;
-              if (!packed_->run(mine, lane + 1) && !onednn_gemm(mine)) {
+              if (packed_->run(mine, lane + 1)) {
+                ++packed_runs;
+              } else if (!onednn_gemm(mine)) {
                 throw Error("recur: CpuOps::run_step_list: no single-threaded GEMM for m = " +
                             std::to_string(mine.m) + ", n = " + std::to_string(mine.n));
               }
@@ -312,6 +318,7 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
       }
     });
     ++this->statistics().row_parallel_runs;
+    this->statistics().packed_gemms += packed_runs.load();
     return true;
   }
 }

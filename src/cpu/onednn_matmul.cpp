@@ -11,7 +11,6 @@
 #include "onednn_matmul.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -30,8 +29,6 @@ namespace {
 // packed batch has at most one per distinct batch width, so this bounds only callers that
 // change shapes without end.
 constexpr std::size_t kMaxKernels = 256;
-
-std::atomic<std::int64_t> runs_so_far{0};  // PackedGemms::total_runs()
 
 void check(dnnl_status_t status, const char* what) {
   if (status != dnnl_success) {
@@ -312,13 +309,10 @@ bool PackedGemms::run(const Gemm<float>& g, int lane) {
         {DNNL_ARG_SRC, k.src}, {DNNL_ARG_WEIGHTS, s.packed}, {DNNL_ARG_DST, k.dst}};
     ln.execute(k.prim, 3, args);
     if (dst != g.c) copy_rows(g.c, g.ldc, dst, g.m, g.n, g.m);
-    ++runs_so_far;
     return true;
   }
   return false;
 }
-
-std::int64_t PackedGemms::total_runs() { return runs_so_far.load(); }
 
 #else  // built without oneDNN's header: nothing can be packed
 
@@ -336,7 +330,6 @@ void PackedGemms::release() {}
 void PackedGemms::prepare_lanes(int) {}
 bool PackedGemms::holds(const Gemm<float>&) const { return false; }
 bool PackedGemms::run(const Gemm<float>&, int) { return false; }
-std::int64_t PackedGemms::total_runs() { return 0; }
 
 #endif
 

@@ -43,9 +43,6 @@ class PackedGemms {
   bool run(const Gemm<float>& g, int lane = 0);
   void prepare_lanes(int count);
 
-  // How many GEMMs every PackedGemms has run on packed copies, for tests.
-  static std::int64_t total_runs();
-
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
