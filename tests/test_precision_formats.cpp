@@ -3,7 +3,7 @@
 // F16C instructions and float32 -> BF16 against AVX512_BF16's, over about 125 million
 // floats (all 2^32 with RECUR_TEST_EXHAUSTIVE=1); both against PyTorch's roundings
 // (tests/golden/gen_precision.py); TF32 on hand-derived edge cases; float64 -> BF16 / FP16
-// rounded once.
+// rounded once; and the public recur::bfloat16 / recur::float16 types.
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/precision.h"
@@ -398,6 +399,41 @@ TEST(PrecisionFormats, Float64RoundsOnceToBf16AndFp16) {
   EXPECT_TRUE(fp16_nan(float64_to_fp16(-std::nan(""))));
   EXPECT_EQ(float64_to_fp16(-std::nan("")) & 0x8000u, 0x8000u);
   EXPECT_EQ(float64_to_bf16(-0.0), 0x8000u);
+}
+
+// ---- the public types ----
+
+static_assert(sizeof(bfloat16) == 2 && sizeof(float16) == 2, "16 bits each");
+static_assert(std::is_trivially_copyable_v<bfloat16> && std::is_standard_layout_v<bfloat16>,
+              "a vector of bfloat16 is the tensor's memory");
+static_assert(std::is_trivially_copyable_v<float16> && std::is_standard_layout_v<float16>,
+              "a vector of float16 is the tensor's memory");
+static_assert(std::is_trivially_default_constructible_v<bfloat16>, "uninitialised like float");
+static_assert(!std::is_convertible_v<float, bfloat16> && !std::is_convertible_v<float, float16>,
+              "narrowing rounds, so it is explicit");
+static_assert(std::is_convertible_v<bfloat16, float> && std::is_convertible_v<float16, float>,
+              "widening is exact, so it is implicit");
+
+TEST(PrecisionFormats, PublicTypesRoundWithTheSameRules) {
+  EXPECT_EQ(bfloat16(0.1f).bits, 0x3dcdu);
+  EXPECT_EQ(static_cast<float>(bfloat16(0.1f)), 0.10009765625f);
+  EXPECT_EQ(float16(0.1f).bits, 0x2e66u);
+  EXPECT_EQ(float16(65520.0f).bits, 0x7c00u);
+  EXPECT_EQ(float16(-65519.0f).bits, 0xfbffu);
+  EXPECT_EQ(bfloat16{}.bits, 0u);
+  EXPECT_EQ(float16{}.bits, 0u);
+  EXPECT_EQ(static_cast<float>(float16::from_bits(0x3c00)), 1.0f);
+  EXPECT_EQ(static_cast<float>(bfloat16::from_bits(0xc040)), -3.0f);
+  EXPECT_TRUE(std::isnan(static_cast<float>(bfloat16(NAN))));
+  EXPECT_TRUE(std::isinf(static_cast<float>(float16(1e6f))));
+  Random rng(5);
+  for (int i = 0; i < 10000; ++i) {
+    const float x = static_cast<float>(rng.uniform(-1e5, 1e5));
+    EXPECT_EQ(bfloat16(x).bits, float_to_bf16(x));
+    EXPECT_EQ(float16(x).bits, float_to_fp16(x));
+    EXPECT_EQ(float_bits(round_to_bf16(x)), float_bits(bfloat16(x)));
+    EXPECT_EQ(float_bits(round_to_fp16(x)), float_bits(float16(x)));
+  }
 }
 
 }  // namespace
