@@ -219,7 +219,7 @@ TEST(PrecisionFormats, Fp16WideningMatchesF16cForEveryEncoding) {
 
 // VCVTNEPS2BF16 treats float32 subnormal inputs as zero (denormals-are-zero, whatever
 // MXCSR says) and gives a zero of their sign; recur rounds them (BF16 has float32's
-// subnormals, and PyTorch and CUDA's __float2bfloat16_rn keep them). So the instruction is
+// subnormals, and PyTorch keeps them). So the instruction is
 // the reference for every other input, and its zeros are checked for what they are.
 // No normal input can round to a BF16 subnormal, so its flush-to-zero of results never
 // shows. NaNs agree bit for bit (quiet, sign and top payload bits kept).
