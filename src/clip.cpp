@@ -99,6 +99,10 @@ SpanTable collect(const char* where, const std::vector<TensorView>& spans) {
     const std::string name = "spans[" + std::to_string(i) + "]";
     if (!s.defined()) throw Error(where, name, "a defined tensor", "an undefined TensorView");
     if (i == 0) {
+      if (s.dtype() != DType::Float32 && s.dtype() != DType::Float64) {
+        throw Error(where, name, "dtype float32 or float64",
+                    std::string("dtype ") + to_string(s.dtype()));
+      }
       t.device = s.device();
       t.dtype = s.dtype();
     } else if (s.device() != t.device || s.dtype() != t.dtype) {

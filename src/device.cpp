@@ -7,9 +7,25 @@
 
 namespace recur {
 
-std::size_t dtype_size(DType dtype) { return dtype == DType::Float32 ? 4 : 8; }
+std::size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return 4;
+    case DType::Float64: return 8;
+    case DType::BFloat16:
+    case DType::Float16: return 2;
+  }
+  return 0;
+}
 
-const char* to_string(DType dtype) { return dtype == DType::Float32 ? "float32" : "float64"; }
+const char* to_string(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+    case DType::BFloat16: return "bfloat16";
+    case DType::Float16: return "float16";
+  }
+  return "unknown";
+}
 
 std::string Device::str() const {
   return type == DeviceType::Cpu ? std::string("cpu") : "cuda:" + std::to_string(index);

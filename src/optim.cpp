@@ -58,6 +58,10 @@ class OptimizerImpl {
     if (!parameters.defined()) {
       throw Error(name, "parameters", "a defined tensor", "an undefined TensorView");
     }
+    if (parameters.dtype() != DType::Float32 && parameters.dtype() != DType::Float64) {
+      throw Error(name, "parameters", "dtype float32 or float64",
+                  std::string("dtype ") + to_string(parameters.dtype()));
+    }
     if (parameters.device().is_cuda() && !cuda_built()) {
       throw Error(name, "parameters", "a tensor on the CPU (recur was built without CUDA)",
                   "a tensor on " + parameters.device().str());

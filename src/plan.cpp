@@ -4,6 +4,7 @@
 #include <string>
 
 #include "recur/error.h"
+#include "validate.h"
 
 namespace recur {
 
@@ -71,10 +72,7 @@ void validate_config(const RnnConfig& c) {
   if (c.hidden_size <= 0) {
     throw Error(where, "config.hidden_size", "> 0", std::to_string(c.hidden_size));
   }
-  if (c.dtype != DType::Float32 && c.dtype != DType::Float64) {
-    throw Error(where, "config.dtype", "Float32 or Float64",
-                "value " + std::to_string(static_cast<int>(c.dtype)));
-  }
+  detail::expect_compute_dtype(where, "config.dtype", c.dtype);
   if (!(c.dropout >= 0.0 && c.dropout < 1.0)) {
     throw Error(where, "config.dropout", "a probability in [0, 1)", std::to_string(c.dropout));
   }

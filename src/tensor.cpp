@@ -5,8 +5,10 @@
 #include <limits>
 #include <string>
 
+#include "convert.h"
 #include "memory.h"
 #include "recur/error.h"
+#include "validate.h"
 
 namespace recur {
 
@@ -59,13 +61,15 @@ void throw_size_mismatch(std::int64_t given, const Shape& shape) {
 
 namespace {
 
+[[noreturn]] void throw_unknown_dtype(const char* where, DType dtype) {
+  throw Error(where, "dtype", "DType::Float32, Float64, BFloat16 or Float16",
+              detail::dtype_name(dtype));
+}
+
 // Every view's numel() and nbytes() are then exact: the shape's product fits in int64 and
 // its bytes in size_t, whatever the dtype.
 void check_shape(const char* where, const Shape& shape, DType dtype) {
-  if (dtype != DType::Float32 && dtype != DType::Float64) {
-    throw Error(where, "dtype", "DType::Float32 or DType::Float64",
-                "value " + std::to_string(static_cast<int>(dtype)));
-  }
+  if (!detail::known_dtype(dtype)) throw_unknown_dtype(where, dtype);
   for (std::int64_t d : shape) {
     if (d < 0) throw Error(where, "shape", "non-negative sizes", to_string(shape));
   }
@@ -149,6 +153,25 @@ Tensor Tensor::to(Device device) const {
   Tensor t = empty(shape(), dtype(), device);
   t.view_.copy_from(view_);
   return t;
+}
+
+Tensor Tensor::to(DType dtype) const {
+  if (!detail::known_dtype(dtype)) throw_unknown_dtype("Tensor::to", dtype);
+  if (!defined()) return Tensor();
+  if (dtype == this->dtype()) return clone();
+  Tensor out = empty(shape(), dtype, device());
+  const auto n = static_cast<std::size_t>(numel());
+  if (device().is_cpu()) {
+    detail::convert_host(data(), this->dtype(), out.data(), dtype, n);
+    return out;
+  }
+  // recur has no conversion kernel: a CUDA tensor converts in host memory, synchronously
+  // like a copy.
+  const Tensor from = to(Device::cpu());
+  const Tensor converted = empty(shape(), dtype, Device::cpu());
+  detail::convert_host(from.data(), this->dtype(), converted.data(), dtype, n);
+  out.view_.copy_from(converted.view_);
+  return out;
 }
 
 }  // namespace recur

@@ -5,6 +5,28 @@
 
 namespace recur::detail {
 
+bool known_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::Float32:
+    case DType::Float64:
+    case DType::BFloat16:
+    case DType::Float16: return true;
+  }
+  return false;
+}
+
+std::string dtype_name(DType dtype) {
+  return known_dtype(dtype) ? std::string(to_string(dtype))
+                            : "value " + std::to_string(static_cast<int>(dtype));
+}
+
+void expect_compute_dtype(const char* where, const char* name, DType dtype) {
+  if (dtype != DType::Float32 && dtype != DType::Float64) {
+    throw Error(where, name, "Float32 or Float64 (the dtypes recur computes in)",
+                dtype_name(dtype));
+  }
+}
+
 void expect_defined(const char* where, const char* name, const TensorView& t) {
   if (!t.defined()) throw Error(where, name, "a defined tensor", "an undefined (empty) view");
 }

@@ -8,6 +8,13 @@
 
 namespace recur::detail {
 
+// True for the DType values (a DType cast from a number may be none).
+bool known_dtype(DType dtype);
+// to_string(dtype) for a DType value, "value N" for a number that is none: for messages.
+std::string dtype_name(DType dtype);
+// A model's or a module's dtype (the one it computes in) must be Float32 or Float64.
+void expect_compute_dtype(const char* where, const char* name, DType dtype);
+
 // A required tensor argument must be defined.
 void expect_defined(const char* where, const char* name, const TensorView& t);
 // `t` has `expected` shape; a -1 in `expected` accepts any size >= 1 there. `symbolic`

@@ -682,6 +682,39 @@ void lstm_state_dict(bool convert) {
 TEST(StateDict, PyTorchLstmFloat32) { lstm_state_dict<float>(false); }
 TEST(StateDict, PyTorchLstmIntoFloat64Converted) { lstm_state_dict<double>(true); }
 
+TEST(StateDict, PyTorchBf16AndF16LstmsIntoFloat32Converted) {
+  // tests/golden/gen_safetensors.py lstm_half: lstm_l2_bi's model in bfloat16 and
+  // float16. Converted, the weights are the float32 ones rounded by recur's rules (which
+  // are PyTorch's), then widened exactly.
+  RnnConfig c;
+  c.cell = CellKind::Lstm;
+  c.input_size = 5;
+  c.hidden_size = 4;
+  c.num_layers = 2;
+  c.bidirectional = true;
+  const SafetensorsFile f32 = SafetensorsFile::open(golden_dir() + "/lstm_l2_bi.safetensors");
+  for (const auto& [suffix, reduced] :
+       {std::pair<const char*, DType>{"bf16", DType::BFloat16}, {"f16", DType::Float16}}) {
+    SCOPED_TRACE(suffix);
+    const SafetensorsFile f =
+        SafetensorsFile::open(golden_dir() + "/lstm_l2_bi." + suffix + ".safetensors");
+    Rnn rnn(c);
+    const std::vector<unsigned char> before = bytes_of(rnn.parameters());
+    EXPECT_TRUE(throws_error([&] { load_state_dict(rnn, f); },
+                             {"has dtype " + std::string(safetensors_dtype(reduced)), "is F32",
+                              "convert_dtype converts F32, F64, BF16 and F16"}));
+    EXPECT_EQ(bytes_of(rnn.parameters()), before);
+    StateDictOptions convert;
+    convert.convert_dtype = true;
+    load_state_dict(rnn, f, convert);
+    for (const ParamInfo& p : rnn.parameter_info()) {
+      EXPECT_EQ(bytes_of(rnn.parameter(p.name)),
+                bytes_of(f32.read(p.name).to(reduced).to(DType::Float32)))
+          << p.name;
+    }
+  }
+}
+
 TEST(StateDict, PyTorchGruWithPrefixAndLinearHead) {
   RnnConfig c;
   c.cell = CellKind::GruLinearBeforeReset;

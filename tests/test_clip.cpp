@@ -235,6 +235,28 @@ TEST(ClipErrors, MixedDtypes) {
   EXPECT_FALSE(g.has_value());
 }
 
+TEST(ClipErrors, ReducedDtypes) {
+  Tensor a = Tensor::zeros({3}, DType::BFloat16), b = Tensor::zeros({3}, DType::Float32);
+  GradNorm g;
+  try {
+    clip_grad_norm({a, b}, 1.0, g);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "recur: clip_grad_norm: argument 'spans[0]': expected dtype float32 or float64, "
+              "got dtype bfloat16");
+  }
+  try {
+    global_norm({b, Tensor::zeros({2}, DType::Float16)});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "spans[1]");
+    EXPECT_NE(std::string(e.what()).find("got device cpu, dtype float16"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(g.has_value());
+}
+
 TEST(ClipErrors, MixedDevices) {
   // A view that claims to be on a GPU is rejected before anything reads it.
   float fake = 0.0f;

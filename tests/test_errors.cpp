@@ -208,6 +208,47 @@ TEST(Errors, ForwardDtype) {
       "x", "dtype float32 (the model's)", "dtype float64");
 }
 
+TEST(Errors, ReducedPrecisionTensorsForAFloat32Model) {
+  // A BF16 or FP16 x is refused by name until the model computes in that precision; the
+  // states stay float32 in every precision.
+  Rnn rnn(config());
+  Random rng(2);
+  Tensor x = rng.tensor<float>({kT, kB, kI});
+  expect_error(
+      rnn, [&] { rnn.forward(x.to(DType::BFloat16)); }, "x", "dtype float32 (the model's)",
+      "dtype bfloat16");
+  expect_error(
+      rnn, [&] { rnn.forward(x.to(DType::Float16)); }, "x", "dtype float32 (the model's)",
+      "dtype float16");
+  expect_error(
+      rnn,
+      [&] {
+        rnn.forward(x, rng.tensor<float>({1, kB, kH}).to(DType::BFloat16));
+      },
+      "h0", "dtype float32", "dtype bfloat16");
+  rnn.forward(x, {}, {}, Mode::Training);
+  expect_error(
+      rnn,
+      [&] {
+        rnn.backward(rng.tensor<float>({kT, kB, kH}).to(DType::Float16));
+      },
+      "dy", "dtype float32", "dtype float16");
+}
+
+TEST(Errors, ConfigDtypeIsFloat32OrFloat64) {
+  for (DType reduced : {DType::BFloat16, DType::Float16}) {
+    const auto [argument, what] = error_of([&] { Rnn rnn(config(CellKind::Lstm, reduced)); });
+    EXPECT_EQ(argument, "config.dtype");
+    EXPECT_EQ(what, std::string("recur: Rnn: argument 'config.dtype': expected Float32 or "
+                                "Float64 (the dtypes recur computes in), got ") +
+                        to_string(reduced));
+  }
+  const auto [argument, what] =
+      error_of([&] { Rnn rnn(config(CellKind::Lstm, static_cast<DType>(9))); });
+  EXPECT_EQ(argument, "config.dtype");
+  EXPECT_NE(what.find("got value 9"), std::string::npos) << what;
+}
+
 TEST(Errors, ForwardStates) {
   Rnn rnn(config());
   Random rng(3);

@@ -281,6 +281,27 @@ TEST(ModuleErrors, EmbeddingArguments) {
   EXPECT_EQ(bytes_of(embed.gradients()), grads);
 }
 
+TEST(ModuleErrors, ReducedDtypes) {
+  EXPECT_TRUE(
+      throws_error([] { Embedding(7, 3, DType::BFloat16); },
+                   {"Embedding", "argument 'dtype'", "Float32 or Float64", "got bfloat16"}));
+  EXPECT_TRUE(throws_error([] { Linear(5, 4, true, DType::Float16); },
+                           {"Linear", "argument 'dtype'", "got float16"}));
+  Linear lin(5, 4);
+  EXPECT_TRUE(throws_error(
+      [&] {
+        lin.forward(Tensor::zeros({3, 5}, DType::BFloat16));
+      },
+      {"'x'", "dtype float32 (the module's)", "got dtype bfloat16"}));
+  SoftmaxCrossEntropy loss;
+  EXPECT_TRUE(throws_error(
+      [&] {
+        loss.forward(Tensor::zeros({2, 3}, DType::BFloat16), {0, 1});
+      },
+      {"SoftmaxCrossEntropy::forward", "'logits'", "dtype float32 or float64",
+       "got dtype bfloat16"}));
+}
+
 TEST(ModuleErrors, LinearArguments) {
   Linear lin(5, 4);
   Tensor x = Tensor::zeros({3, 5}, DType::Float32);

@@ -269,6 +269,21 @@ TEST(OptimErrors, GradientsMustMatchTheParameters) {
   EXPECT_EQ(sgd.skipped_steps(), 0);
 }
 
+TEST(OptimErrors, ParametersAreFloat32OrFloat64) {
+  Tensor reduced = Tensor::zeros({4}, DType::BFloat16);
+  EXPECT_EQ(error_of([&] { Sgd sgd(reduced); }),
+            "recur: Sgd: argument 'parameters': expected dtype float32 or float64, got dtype "
+            "bfloat16");
+  EXPECT_EQ(error_of([&] { Adam adam(Tensor::zeros({4}, DType::Float16)); }),
+            "recur: Adam: argument 'parameters': expected dtype float32 or float64, got dtype "
+            "float16");
+  Tensor params = Tensor::zeros({4}, DType::Float32);
+  Sgd sgd(params);
+  EXPECT_EQ(error_of([&] { sgd.step(reduced); }),
+            "recur: Sgd::step: argument 'gradients': expected dtype float32 (that of the "
+            "parameters), got dtype bfloat16");
+}
+
 TEST(OptimErrors, Options) {
   Tensor params = Tensor::zeros({4}, DType::Float64);
   EXPECT_EQ(

@@ -78,6 +78,92 @@ TEST(Safetensors, ConversionOnlyWhenAskedFor) {
   }
 }
 
+// BF16 and F16 values with every special case: ties, overflow to infinity, subnormals,
+// -0, infinity and NaN.
+std::vector<float> half_values() {
+  std::vector<float> x = Random(4).vector<float>(40, -70000.0, 70000.0);
+  for (float v : {1.0f + 0x1p-8f, 65520.0f, 3 * 0x1p-25f, 1e-40f, -0.0f, INFINITY, -NAN, 0.1f}) {
+    x.push_back(v);
+  }
+  return x;
+}
+
+TEST(Safetensors, RoundTripBf16AndF16) {
+  TempDir dir;
+  Tensor x = Tensor::from_vector(half_values(), {6, 8});
+  Tensor b = x.to(DType::BFloat16), h = x.to(DType::Float16);
+  Tensor b_scalar = Tensor::from_vector(std::vector<bfloat16>{bfloat16(2.0f)}, {});
+  Tensor h_empty = Tensor::empty({0, 3}, DType::Float16);
+  const std::string path = dir.file("half.safetensors");
+  save_safetensors(path,
+                   {{"b", b}, {"x", x}, {"h", h}, {"b_scalar", b_scalar}, {"h_empty", h_empty}});
+  // The header says what the safetensors format calls them.
+  const ordered_json header = RawSafetensors::parse(read_file(path)).json();
+  EXPECT_EQ(header["b"]["dtype"], "BF16");
+  EXPECT_EQ(header["h"]["dtype"], "F16");
+  EXPECT_EQ(header["b"]["data_offsets"], (ordered_json{0, 96}));
+
+  const SafetensorsFile f = SafetensorsFile::open(path);
+  EXPECT_EQ(f.info("b").dtype, "BF16");
+  EXPECT_EQ(f.info("h").dtype, "F16");
+  for (const auto& [name, t] : std::vector<std::pair<std::string, const Tensor*>>{
+           {"b", &b}, {"h", &h}, {"b_scalar", &b_scalar}, {"h_empty", &h_empty}}) {
+    Tensor back = f.read(name);
+    EXPECT_EQ(back.dtype(), t->dtype()) << name;
+    EXPECT_EQ(back.shape(), t->shape()) << name;
+    EXPECT_EQ(bytes_of(back), bytes_of(*t)) << name;  // bit for bit
+  }
+  Tensor into = Tensor::zeros({6, 8}, DType::BFloat16);
+  f.read_into("b", into);
+  EXPECT_EQ(bytes_of(into), bytes_of(b));
+
+  // Conversions, only when asked for: as Tensor::to does them.
+  Tensor wide = Tensor::zeros({6, 8}, DType::Float32);
+  EXPECT_TRUE(throws_error(
+      [&] { f.read_into("b", wide); },
+      {"read_into", "'dst'", "dtype BFloat16 (tensor 'b' is BF16)", "got dtype float32"}));
+  EXPECT_EQ(bytes_of(wide), bytes_of(Tensor::zeros({6, 8}, DType::Float32)));  // untouched
+  f.read_converted("b", wide);
+  EXPECT_EQ(bytes_of(wide), bytes_of(b.to(DType::Float32)));
+  Tensor wider = Tensor::zeros({6, 8}, DType::Float64);
+  f.read_converted("h", wider);
+  EXPECT_EQ(bytes_of(wider), bytes_of(h.to(DType::Float64)));
+  Tensor narrow = Tensor::zeros({6, 8}, DType::Float16);
+  f.read_converted("x", narrow);
+  EXPECT_EQ(bytes_of(narrow), bytes_of(h));
+  f.read_converted("b", narrow);  // BF16 -> F16: exact through float32, then one rounding
+  EXPECT_EQ(bytes_of(narrow), bytes_of(b.to(DType::Float16)));
+  Tensor none = Tensor::zeros({0, 3}, DType::BFloat16);
+  f.read_converted("h_empty", none);
+}
+
+TEST(Safetensors, ReadsBf16AndF16WrittenByPythonSafetensors) {
+  // tests/golden/gen_safetensors.py: x (F32) and torch's x.to(torch.bfloat16) and
+  // x.to(torch.float16), saved by safetensors.torch.save_file.
+  const SafetensorsFile f = SafetensorsFile::open(golden_dir() + "/half.safetensors");
+  EXPECT_EQ(f.info("x_bf16").dtype, "BF16");
+  EXPECT_EQ(f.info("x_f16").dtype, "F16");
+  EXPECT_EQ(f.info("x_bf16").shape, (Shape{3, 5}));
+  Tensor x = f.read("x");
+  // PyTorch's roundings are recur's, bit for bit (the file holds no NaN).
+  Tensor b = f.read("x_bf16"), h = f.read("x_f16");
+  EXPECT_EQ(b.dtype(), DType::BFloat16);
+  EXPECT_EQ(h.dtype(), DType::Float16);
+  EXPECT_EQ(bytes_of(b), bytes_of(x.to(DType::BFloat16)));
+  EXPECT_EQ(bytes_of(h), bytes_of(x.to(DType::Float16)));
+  // The special values at the end: 65520, 3 * 2^-25, 1 + 2^-8, -0, infinity.
+  const std::vector<float16> hv = h.to_vector<float16>();
+  const std::vector<bfloat16> bv = b.to_vector<bfloat16>();
+  EXPECT_EQ(hv[10].bits, 0x7c00u);  // FP16 infinity
+  EXPECT_EQ(hv[11].bits, 0x0002u);  // the tie between 1 and 2 units of 2^-24: even
+  EXPECT_EQ(bv[12].bits, 0x3f80u);  // the tie 1 + 2^-8: the even 1
+  EXPECT_EQ(bv[13].bits, 0x8000u);
+  EXPECT_EQ(hv[14].bits, 0x7c00u);
+  Tensor wide = Tensor::zeros({3, 5}, DType::Float32);
+  f.read_converted("x_f16", wide);
+  EXPECT_EQ(bytes_of(wide), bytes_of(h.to(DType::Float32)));
+}
+
 TEST(Safetensors, ReadErrorsNameTheProblemAndLeaveTheTargetAlone) {
   TempDir dir;
   const std::string path = dir.file("t.safetensors");
@@ -283,8 +369,10 @@ TEST_F(CorruptFile, OtherDtypesAreListedButNotReadAsFloats) {
   EXPECT_EQ(f.info("a").dtype, "I32");
   EXPECT_EQ(f.read_bytes("a").size(), 24u);
   Tensor dst = Tensor::zeros({2, 3}, DType::Float32);
-  EXPECT_TRUE(throws_error([&] { f.read_into("a", dst); }, {"F32 or F64", "'a' of dtype I32"}));
-  EXPECT_TRUE(throws_error([&] { f.read("a"); }, {"F32 or F64"}));
+  EXPECT_TRUE(
+      throws_error([&] { f.read_into("a", dst); }, {"F32, F64, BF16 or F16", "'a' of dtype I32"}));
+  EXPECT_TRUE(throws_error([&] { f.read("a"); }, {"F32, F64, BF16 or F16"}));
+  EXPECT_TRUE(throws_error([&] { f.read_converted("a", dst); }, {"'a' of dtype I32"}));
 }
 
 // ---- hostile files ----

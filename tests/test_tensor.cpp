@@ -1,4 +1,6 @@
 // tests/test_tensor.cpp: Tensor, TensorView, devices, version.
+#include <cstring>
+
 #include "cpu/cpu_ops.h"
 #include "cuda_backend.h"
 #include "io_test_util.h"
@@ -117,6 +119,125 @@ TEST(Tensor, CopyFromChecksDtypeAndCount) {
   Tensor c = Tensor::zeros({4}, DType::Float32);
   EXPECT_THROW(a.view().copy_from(b), Error);
   EXPECT_THROW(a.view().copy_from(c), Error);
+}
+
+// ---- reduced-precision dtypes (recur/half.h) ----
+
+TEST(Tensor, DtypesHaveSizesAndNames) {
+  EXPECT_EQ(dtype_size(DType::Float32), 4u);
+  EXPECT_EQ(dtype_size(DType::Float64), 8u);
+  EXPECT_EQ(dtype_size(DType::BFloat16), 2u);
+  EXPECT_EQ(dtype_size(DType::Float16), 2u);
+  EXPECT_STREQ(to_string(DType::BFloat16), "bfloat16");
+  EXPECT_STREQ(to_string(DType::Float16), "float16");
+  EXPECT_STREQ(to_string(static_cast<DType>(7)), "unknown");
+  EXPECT_EQ(dtype_size(static_cast<DType>(7)), 0u);
+  static_assert(dtype_of<bfloat16>() == DType::BFloat16);
+  static_assert(dtype_of<float16>() == DType::Float16);
+  static_assert(dtype_of<float>() == DType::Float32 && dtype_of<double>() == DType::Float64);
+}
+
+TEST(Tensor, HoldsBf16AndFp16HostData) {
+  const std::vector<bfloat16> b = {bfloat16(1.0f), bfloat16(0.1f), bfloat16(-3.0f)};
+  Tensor t = Tensor::from_vector(b, {3});
+  EXPECT_EQ(t.dtype(), DType::BFloat16);
+  EXPECT_EQ(t.nbytes(), 6u);
+  const std::vector<bfloat16> back = t.to_vector<bfloat16>();
+  ASSERT_EQ(back.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(back[i].bits, b[i].bits);
+  EXPECT_EQ(t.data_as<bfloat16>()[1].bits, 0x3dcdu);
+  Tensor h = Tensor::zeros({2, 2}, DType::Float16);
+  h.data_as<float16>()[3] = float16(2.5f);
+  EXPECT_EQ(static_cast<float>(h.to_vector<float16>()[3]), 2.5f);
+  EXPECT_EQ(h.to_vector<float16>()[0].bits, 0u);
+  // The element type must match: a bfloat16 tensor is no float16 one.
+  EXPECT_TRUE(throws_error([&] { t.data_as<float16>(); },
+                           {"TensorView::data_as", "argument 'T'", "bfloat16", "float16"}));
+  EXPECT_TRUE(throws_error([&] { h.to_vector<float>(); }, {"argument 'T'", "float16"}));
+}
+
+// Widens each float through the format and back to float32: what a conversion to `dtype`
+// must give for each element, by the rules of kernels/precision.h.
+std::vector<float> rounded(const std::vector<float>& x, DType dtype) {
+  std::vector<float> out;
+  for (float v : x) {
+    out.push_back(dtype == DType::BFloat16 ? static_cast<float>(bfloat16(v))
+                                           : static_cast<float>(float16(v)));
+  }
+  return out;
+}
+
+// The bits of each float, so that NaNs and -0 compare too.
+std::vector<std::uint32_t> bits_of(const std::vector<float>& x) {
+  std::vector<std::uint32_t> out(x.size());
+  std::memcpy(out.data(), x.data(), x.size() * sizeof(float));
+  return out;
+}
+
+TEST(Tensor, ToDtypeConvertsEveryPair) {
+  std::vector<float> x = Random(3).vector<float>(64, -70000.0, 70000.0);
+  for (float special : {0.1f, -0.0f, 65520.0f, 1e-7f, 1.0f + 0x1p-8f, INFINITY, -NAN, 1e-40f}) {
+    x.push_back(special);
+  }
+  const Shape shape{2, 36};
+  Tensor f32 = Tensor::from_vector(x, shape);
+  for (DType reduced : {DType::BFloat16, DType::Float16}) {
+    SCOPED_TRACE(to_string(reduced));
+    Tensor r = f32.to(reduced);
+    EXPECT_EQ(r.dtype(), reduced);
+    EXPECT_EQ(r.shape(), shape);
+    EXPECT_EQ(bits_of(r.to(DType::Float32).to_vector<float>()), bits_of(rounded(x, reduced)));
+    // Widening to float64 is exact: the same values as through float32.
+    const std::vector<double> wide = r.to(DType::Float64).to_vector<double>();
+    const std::vector<float> narrow = r.to(DType::Float32).to_vector<float>();
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (std::isnan(narrow[i])) {
+        EXPECT_TRUE(std::isnan(wide[i]));
+      } else {
+        EXPECT_EQ(wide[i], static_cast<double>(narrow[i])) << i;
+      }
+    }
+  }
+  // BF16 <-> FP16 widens exactly, then rounds once.
+  Tensor b = f32.to(DType::BFloat16);
+  EXPECT_EQ(bits_of(b.to(DType::Float16).to(DType::Float32).to_vector<float>()),
+            bits_of(rounded(b.to(DType::Float32).to_vector<float>(), DType::Float16)));
+  // Float64 -> Float32 rounds to nearest; the same dtype is a deep copy.
+  Tensor f64 = Tensor::from_vector(std::vector<double>{0.1, -1e300, 1.0 + 0x1p-30}, {3});
+  EXPECT_EQ(f64.to(DType::Float32).to_vector<float>(), (std::vector<float>{0.1f, -INFINITY, 1.0f}));
+  Tensor copy = f32.to(DType::Float32);
+  EXPECT_NE(copy.data(), f32.data());
+  EXPECT_EQ(bits_of(copy.to_vector<float>()), bits_of(x));
+  // Float64 -> BFloat16 rounds once: 1 + 2^-8 + 2^-40 is above BF16's tie 1 + 2^-8, which
+  // rounding to float32 first would land on (and then round to the even 1).
+  Tensor above_tie = Tensor::from_vector(std::vector<double>{1.0 + 0x1p-8 + 0x1p-40}, {1});
+  EXPECT_EQ(above_tie.to(DType::BFloat16).to_vector<bfloat16>()[0].bits, 0x3f81u);
+  EXPECT_EQ(above_tie.to(DType::Float32).to(DType::BFloat16).to_vector<bfloat16>()[0].bits,
+            0x3f80u);
+}
+
+TEST(Tensor, ToDtypeOfNothing) {
+  EXPECT_FALSE(Tensor().to(DType::BFloat16).defined());
+  Tensor empty = Tensor::empty({0, 3}, DType::Float32).to(DType::Float16);
+  EXPECT_TRUE(empty.defined());
+  EXPECT_EQ(empty.dtype(), DType::Float16);
+  EXPECT_EQ(empty.shape(), (Shape{0, 3}));
+  EXPECT_TRUE(throws_error([] { Tensor::zeros({2}, DType::Float32).to(static_cast<DType>(9)); },
+                           {"Tensor::to", "argument 'dtype'", "BFloat16 or Float16", "value 9"}));
+}
+
+TEST(Tensor, ToDtypeOnTheGpu) {
+  RECUR_REQUIRE_GPU();
+  const std::vector<float> x = Random(4).vector<float>(1000, -70000.0, 70000.0);
+  Tensor gpu = Tensor::from_vector(x, {1000}, Device::cuda(0));
+  for (DType reduced : {DType::BFloat16, DType::Float16}) {
+    Tensor r = gpu.to(reduced);
+    EXPECT_TRUE(r.device().is_cuda());
+    EXPECT_EQ(r.dtype(), reduced);
+    Tensor back = r.to(DType::Float32);
+    EXPECT_TRUE(back.device().is_cuda());
+    EXPECT_EQ(bits_of(back.to_vector<float>()), bits_of(rounded(x, reduced)));
+  }
 }
 
 TEST(Device, NamesAndEquality) {

@@ -88,8 +88,9 @@ struct StateDictOptions {
   // Only tensors whose names start with `prefix` are considered, with the prefix removed
   // (e.g. "rnn." for a state dict of a model that holds the LSTM as `self.rnn`).
   std::string prefix;
-  // false: every tensor must have the model's dtype. true: F32 and F64 tensors are
-  // converted to the model's dtype (a float32 PyTorch model into a float64 Rnn).
+  // false: every tensor must have the model's dtype. true: F32, F64, BF16 and F16 tensors
+  // are converted to the model's dtype as Tensor::to does (a float32 PyTorch model into
+  // a float64 Rnn, a bfloat16 or float16 one into a float32 Rnn's weights).
   bool convert_dtype = false;
 };
 

@@ -7,6 +7,7 @@
 #include "recur/device.h"
 #include "recur/diagnostics.h"
 #include "recur/error.h"
+#include "recur/half.h"
 #include "recur/modules.h"
 #include "recur/optim.h"
 #include "recur/rnn.h"

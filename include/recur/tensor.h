@@ -2,6 +2,7 @@
 //
 // Tensor owns its memory (host memory for Device::cpu(), device memory allocated with
 // cudaMalloc for Device::cuda(i)). It is move-only; clone() and to() make deep copies.
+// Elements are float, double, recur::bfloat16 or recur::float16 (recur/half.h).
 // TensorView is a (pointer, shape, dtype, device) tuple that owns nothing; every public
 // function that reads a tensor takes a TensorView, so callers can pass a Tensor or
 // memory of their own. A default-constructed view is "undefined" and stands for a
@@ -16,6 +17,7 @@
 
 #include "recur/device.h"
 #include "recur/export.h"
+#include "recur/half.h"
 
 namespace recur {
 
@@ -30,11 +32,16 @@ namespace detail {
 [[noreturn]] RECUR_API void throw_size_mismatch(std::int64_t given, const Shape& shape);
 }  // namespace detail
 
+// The DType of host element type T.
 template <typename T>
 constexpr DType dtype_of() {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                "recur tensors hold float or double");
-  return std::is_same_v<T, float> ? DType::Float32 : DType::Float64;
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> ||
+                    std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>,
+                "recur tensors hold float, double, recur::bfloat16 or recur::float16");
+  if constexpr (std::is_same_v<T, float>) return DType::Float32;
+  if constexpr (std::is_same_v<T, double>) return DType::Float64;
+  if constexpr (std::is_same_v<T, bfloat16>) return DType::BFloat16;
+  return DType::Float16;
 }
 
 class RECUR_API TensorView {
@@ -110,6 +117,14 @@ class RECUR_API Tensor {
   // Deep copies.
   Tensor clone() const;
   Tensor to(Device device) const;
+  // A copy converted to `dtype`, on the same device; the same dtype is a clone. Any pair
+  // of Float32, Float64, BFloat16 and Float16 converts. Widening is exact; narrowing
+  // rounds to nearest, ties to even, once (Float64 to BFloat16 or Float16 too, without
+  // a second rounding through Float32), with the rules of recur/half.h for subnormals,
+  // overflow, infinities and NaN. A CUDA tensor is converted through host memory, and
+  // like copy_from the call is synchronous. An undefined tensor gives an undefined one.
+  // Throws recur::Error for a `dtype` that is no DType.
+  Tensor to(DType dtype) const;
 
   bool defined() const { return view_.defined(); }
   // The view of a const Tensor must only be read through.

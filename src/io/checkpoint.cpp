@@ -10,6 +10,7 @@
 #include <string>
 #include <type_traits>
 
+#include "../convert.h"
 #include "json_bounds.h"
 #include "recur/error.h"
 #include "recur/version.h"
@@ -357,11 +358,19 @@ void load_state_dict(Rnn& rnn, const SafetensorsFile& file, const StateDictOptio
     const std::string name = options.prefix + p.name;
     if (!file.contains(name)) loader.fail("missing tensor '" + name + "' (the model's parameter)");
     const SafetensorsEntry& e = file.info(name);
-    const bool float_type = e.dtype == "F32" || e.dtype == "F64";
-    if (!float_type || (!options.convert_dtype && e.dtype != safetensors_dtype(dtype))) {
-      loader.fail("tensor '" + name + "' has dtype " + e.dtype + ", but the model's parameter is " +
-                  safetensors_dtype(dtype) +
-                  (float_type ? " (StateDictOptions::convert_dtype converts F32 and F64)" : ""));
+    DType stored = dtype;
+    bool float_type = false;
+    for (DType d : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16}) {
+      if (e.dtype == safetensors_dtype(d)) {
+        stored = d;
+        float_type = true;
+      }
+    }
+    if (!float_type || (!options.convert_dtype && stored != dtype)) {
+      loader.fail(
+          "tensor '" + name + "' has dtype " + e.dtype + ", but the model's parameter is " +
+          safetensors_dtype(dtype) +
+          (float_type ? " (StateDictOptions::convert_dtype converts F32, F64, BF16 and F16)" : ""));
     }
     if (e.shape != p.shape) {
       // A gate count that differs is the usual cause: name the cells, not just the sizes.
@@ -384,24 +393,10 @@ void load_state_dict(Rnn& rnn, const SafetensorsFile& file, const StateDictOptio
                   ", but the model's parameter has shape " + to_string(p.shape) + hint);
     }
     std::vector<unsigned char> bytes = file.read_bytes(name);
-    if (e.dtype != safetensors_dtype(dtype)) {
-      const std::size_t n = static_cast<std::size_t>(numel(p.shape));
+    if (stored != dtype) {
+      const auto n = static_cast<std::size_t>(numel(p.shape));
       std::vector<unsigned char> out(n * dtype_size(dtype));
-      if (dtype == DType::Float64) {
-        for (std::size_t i = 0; i < n; ++i) {
-          float f;
-          std::memcpy(&f, bytes.data() + 4 * i, 4);
-          const double d = f;
-          std::memcpy(out.data() + 8 * i, &d, 8);
-        }
-      } else {
-        for (std::size_t i = 0; i < n; ++i) {
-          double d;
-          std::memcpy(&d, bytes.data() + 8 * i, 8);
-          const float f = static_cast<float>(d);
-          std::memcpy(out.data() + 4 * i, &f, 4);
-        }
-      }
+      detail::convert_host(bytes.data(), stored, out.data(), dtype, n);
       bytes.swap(out);
     }
     staged.emplace_back(rnn.parameter(p.name), std::move(bytes));

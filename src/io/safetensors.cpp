@@ -17,6 +17,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "../convert.h"
 #include "../live.h"
 #include "json_bounds.h"
 #include "recur/error.h"
@@ -148,7 +149,15 @@ void remove_stale_temporaries(const std::string& dir, const std::string& base) {
 
 }  // namespace
 
-const char* safetensors_dtype(DType dtype) { return dtype == DType::Float32 ? "F32" : "F64"; }
+const char* safetensors_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return "F32";
+    case DType::Float64: return "F64";
+    case DType::BFloat16: return "BF16";
+    case DType::Float16: return "F16";
+  }
+  return "unknown";
+}
 
 // ---- writing ----
 
@@ -464,23 +473,49 @@ std::vector<unsigned char> SafetensorsFile::read_bytes(const std::string& name) 
 
 namespace {
 
-void check_read_target(const std::string& where, const SafetensorsEntry& e, const TensorView& dst,
-                       bool any_float) {
-  if (!dst.defined()) throw Error(where, "dst", "a defined tensor", "an undefined view");
-  if (e.dtype != "F32" && e.dtype != "F64") {
-    throw Error(where, "name", "a tensor of dtype F32 or F64",
-                "'" + e.name + "' of dtype " + e.dtype);
+constexpr const char* kReadable = "a tensor of dtype F32, F64, BF16 or F16";
+
+// The recur dtype of safetensors dtype `name`; false for one recur tensors cannot hold.
+bool recur_dtype(const std::string& name, DType* dtype) {
+  for (DType d : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16}) {
+    if (name == safetensors_dtype(d)) {
+      *dtype = d;
+      return true;
+    }
   }
-  if (!any_float && e.dtype != safetensors_dtype(dst.dtype())) {
+  return false;
+}
+
+// "Float32" for DType::Float32, and so on: the name a caller writes.
+const char* enumerator(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return "Float32";
+    case DType::Float64: return "Float64";
+    case DType::BFloat16: return "BFloat16";
+    case DType::Float16: return "Float16";
+  }
+  return "unknown";
+}
+
+// The file's dtype of tensor `e`, checked against `dst`.
+DType check_read_target(const std::string& where, const SafetensorsEntry& e, const TensorView& dst,
+                        bool any_float) {
+  if (!dst.defined()) throw Error(where, "dst", "a defined tensor", "an undefined view");
+  DType stored = DType::Float32;
+  if (!recur_dtype(e.dtype, &stored)) {
+    throw Error(where, "name", kReadable, "'" + e.name + "' of dtype " + e.dtype);
+  }
+  if (!any_float && stored != dst.dtype()) {
     throw Error(where, "dst",
-                std::string("dtype ") + (e.dtype == "F32" ? "Float32" : "Float64") + " (tensor '" +
-                    e.name + "' is " + e.dtype + ")",
+                std::string("dtype ") + enumerator(stored) + " (tensor '" + e.name + "' is " +
+                    e.dtype + ")",
                 std::string("dtype ") + to_string(dst.dtype()));
   }
   if (dst.shape() != e.shape) {
     throw Error(where, "dst", "shape " + to_string(e.shape) + " (tensor '" + e.name + "')",
                 "shape " + to_string(dst.shape()));
   }
+  return stored;
 }
 
 }  // namespace
@@ -498,35 +533,26 @@ void SafetensorsFile::read_converted(const std::string& name, const TensorView& 
   const std::string where =
       "SafetensorsFile::read_converted(" + impl("SafetensorsFile::read_converted").path + ")";
   const SafetensorsEntry& e = info(name);
-  check_read_target(where, e, dst, true);
+  const DType stored = check_read_target(where, e, dst, true);
   const std::vector<unsigned char> bytes = read_bytes(name);
-  if (e.dtype == safetensors_dtype(dst.dtype())) {
+  if (stored == dst.dtype()) {
     dst.copy_from_host(bytes.data());
     return;
   }
-  const std::size_t n = static_cast<std::size_t>(dst.numel());
-  if (n == 0) return;  // nothing to convert (and memcpy must not see the null pointers)
-  if (e.dtype == "F32") {
-    std::vector<float> in(n);
-    std::memcpy(in.data(), bytes.data(), bytes.size());
-    const std::vector<double> out(in.begin(), in.end());
-    dst.copy_from_host(out.data());
-  } else {
-    std::vector<double> in(n);
-    std::memcpy(in.data(), bytes.data(), bytes.size());
-    std::vector<float> out(n);
-    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<float>(in[i]);
-    dst.copy_from_host(out.data());
-  }
+  const auto n = static_cast<std::size_t>(dst.numel());
+  std::vector<unsigned char> converted(n * dtype_size(dst.dtype()));
+  detail::convert_host(bytes.data(), stored, converted.data(), dst.dtype(), n);
+  dst.copy_from_host(converted.data());
 }
 
 Tensor SafetensorsFile::read(const std::string& name, Device device) const {
   const SafetensorsEntry& e = info(name);
-  if (e.dtype != "F32" && e.dtype != "F64") {
-    throw Error("SafetensorsFile::read(" + path() + ")", "name", "a tensor of dtype F32 or F64",
+  DType stored = DType::Float32;
+  if (!recur_dtype(e.dtype, &stored)) {
+    throw Error("SafetensorsFile::read(" + path() + ")", "name", kReadable,
                 "'" + name + "' of dtype " + e.dtype);
   }
-  Tensor t = Tensor::empty(e.shape, e.dtype == "F32" ? DType::Float32 : DType::Float64, device);
+  Tensor t = Tensor::empty(e.shape, stored, device);
   read_into(name, t);
   return t;
 }

@@ -15,6 +15,7 @@
 #include "memory.h"
 #include "ops.h"
 #include "recur/error.h"
+#include "validate.h"
 
 namespace recur {
 namespace {
@@ -198,10 +199,7 @@ class ModuleCore {
   ModuleCore(const char* name, std::vector<ParamInfo> infos, std::int64_t total, DType dtype,
              Device device)
       : name_(name), dtype_(dtype), device_(device), infos_(std::move(infos)) {
-    if (dtype != DType::Float32 && dtype != DType::Float64) {
-      throw Error(name, "dtype", "Float32 or Float64",
-                  "value " + std::to_string(static_cast<int>(dtype)));
-    }
+    detail::expect_compute_dtype(name, "dtype", dtype);
     check_device(name, device);
     detail::expect_fits(name, "sizes", device,
                         2 * static_cast<std::uint64_t>(total) * dtype_size(dtype),
@@ -694,6 +692,10 @@ CrossEntropyResult SoftmaxCrossEntropy::Impl::run(const char* where, const Tenso
                                                   const std::vector<std::int32_t>& targets,
                                                   bool gradient) {
   if (!logits.defined()) throw Error(where, "logits", "a defined tensor", "an undefined view");
+  if (logits.dtype() != DType::Float32 && logits.dtype() != DType::Float64) {
+    throw Error(where, "logits", "dtype float32 or float64",
+                std::string("dtype ") + to_string(logits.dtype()));
+  }
   if (logits.dim() < 1 || logits.shape().back() < 1) {
     throw Error(where, "logits", "shape [..., V] with V >= 1 classes",
                 "shape " + to_string(logits.shape()));

@@ -80,9 +80,17 @@ void accept_error(F&& f) {
   }
 }
 
+constexpr DType kDtypes[] = {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16};
+
 DType dtype_of_name(const std::string& name, bool* known) {
-  *known = name == "F32" || name == "F64";
-  return name == "F64" ? DType::Float64 : DType::Float32;
+  for (DType d : kDtypes) {
+    if (name == safetensors_dtype(d)) {
+      *known = true;
+      return d;
+    }
+  }
+  *known = false;
+  return DType::Float32;
 }
 
 }  // namespace
@@ -110,12 +118,16 @@ int fuzz_safetensors(const std::uint8_t* data, std::size_t size) {
       accept_error([&] { file.read(name); });
       if (!known) continue;
       accept_error([&] {
-        const DType other = dtype == DType::Float32 ? DType::Float64 : DType::Float32;
         Tensor same = Tensor::empty(entry.shape, dtype);
         file.read_into(name, same.view());
-        Tensor converted = Tensor::empty(entry.shape, other);
-        file.read_converted(name, converted.view());
       });
+      for (DType other : kDtypes) {  // every conversion, arbitrary bits included
+        if (other == dtype) continue;
+        accept_error([&] {
+          Tensor converted = Tensor::empty(entry.shape, other);
+          file.read_converted(name, converted.view());
+        });
+      }
     }
   });
   return 0;

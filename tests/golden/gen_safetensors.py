@@ -17,7 +17,18 @@ Cases:
   gru_head    a module holding nn.GRU(5, 4) as `rnn` and nn.Linear(4, 7) as `head`;
               keys "rnn.weight_ih_l0", ..., "head.weight", "head.bias" (loaded with the
               prefix "rnn.", the head by name)
+  half        reduced-precision tensors, read by tests/test_safetensors.cpp: "x" (float32
+              [3, 5]: random values, then 65520, 2^-25 * 3, 1 + 2^-8, -0, inf), and
+              "x_bf16" and "x_f16", x converted by torch's .to(torch.bfloat16) and
+              .to(torch.float16) (BF16 and F16 in the file)
+  lstm_half   lstm_l2_bi's model (the same seed) in bfloat16 and in float16:
+              model.to(torch.bfloat16).state_dict() in lstm_l2_bi.bf16.safetensors, and
+              float16 in lstm_l2_bi.f16.safetensors (loaded into float32 Rnns with
+              convert_dtype)
+
+`gen_safetensors.py half` writes only the named cases.
 """
+import sys
 import os
 
 import torch
@@ -69,8 +80,29 @@ def gru_case():
               metadata={"torch": torch.__version__, "reference": "float64"})
 
 
+def half_case():
+    torch.manual_seed(23)
+    x = torch.empty(3, 5).uniform_(-4, 4)
+    x.view(-1)[-5:] = torch.tensor([65520.0, 3 * 2.0 ** -25, 1 + 2.0 ** -8, -0.0, float("inf")])
+    save_file({"x": x, "x_bf16": x.to(torch.bfloat16), "x_f16": x.to(torch.float16)},
+              os.path.join(DATA, "half.safetensors"), metadata={"torch": torch.__version__})
+
+
+def lstm_half_case():
+    torch.manual_seed(20)
+    model = torch.nn.LSTM(5, 4, num_layers=2, bidirectional=True)
+    for dtype, suffix in ((torch.bfloat16, "bf16"), (torch.float16, "f16")):
+        # What model.to(dtype).state_dict() holds, without changing the model.
+        state = {k: v.to(dtype) for k, v in model.state_dict().items()}
+        save_file(state, os.path.join(DATA, "lstm_l2_bi.%s.safetensors" % suffix))
+
+
+CASES = {"lstm_l2_bi": lstm_case, "gru_head": gru_case, "half": half_case,
+         "lstm_half": lstm_half_case}
+
 if __name__ == "__main__":
     os.makedirs(DATA, exist_ok=True)
-    lstm_case()
-    gru_case()
-    print("wrote lstm_l2_bi and gru_head")
+    names = sys.argv[1:] or list(CASES)
+    for name in names:
+        CASES[name]()
+    print("wrote " + ", ".join(names))

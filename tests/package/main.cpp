@@ -20,6 +20,12 @@ int main(int argc, char** argv) {
   recur::Tensor x = recur::Tensor::zeros({2, 1, 3}, recur::DType::Float32);
   recur::ForwardResult out = rnn.forward(x);
   if (out.y.shape() != recur::Shape{2, 1, 4}) return 1;
+  // The reduced-precision types are exported: rounding 0.1f to bfloat16 and widening.
+  const recur::Tensor b = out.y.to(recur::DType::BFloat16);
+  if (b.dtype() != recur::DType::BFloat16 || recur::bfloat16(0.1f).bits != 0x3dcd ||
+      static_cast<float>(recur::float16::from_bits(0x3c00)) != 1.0f) {
+    return 1;
+  }
   if (argc < 3 || recur::cuda_device_count() > 0) return 0;
   const std::string want = argv[2];
   try {

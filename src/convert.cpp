@@ -1,0 +1,90 @@
+// src/convert.cpp: the loops of convert_host, one per pair of dtypes.
+#include "convert.h"
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/precision.h"
+
+namespace recur::detail {
+namespace {
+
+// `load(i)` gives source element i as an exact float: write it to `dst` as `to`, rounding
+// at most once.
+template <class Load>
+void store_from_float(Load load, void* dst, DType to, std::size_t n) {
+  switch (to) {
+    case DType::Float32: {
+      auto* d = static_cast<float*>(dst);
+      for (std::size_t i = 0; i < n; ++i) d[i] = load(i);
+      return;
+    }
+    case DType::Float64: {
+      auto* d = static_cast<double*>(dst);
+      for (std::size_t i = 0; i < n; ++i) d[i] = load(i);
+      return;
+    }
+    case DType::BFloat16: {
+      auto* d = static_cast<std::uint16_t*>(dst);
+      for (std::size_t i = 0; i < n; ++i) d[i] = kernels::float_to_bf16(load(i));
+      return;
+    }
+    case DType::Float16: {
+      auto* d = static_cast<std::uint16_t*>(dst);
+      for (std::size_t i = 0; i < n; ++i) d[i] = kernels::float_to_fp16(load(i));
+      return;
+    }
+  }
+}
+
+// From float64 every narrowing is one rounding: BF16 and FP16 go through float32 by
+// round-to-odd, which does not round a second time (kernels/precision.h).
+void store_from_double(const double* s, void* dst, DType to, std::size_t n) {
+  switch (to) {
+    case DType::Float32: {
+      auto* d = static_cast<float*>(dst);
+      for (std::size_t i = 0; i < n; ++i) d[i] = static_cast<float>(s[i]);
+      return;
+    }
+    case DType::Float64: std::memcpy(dst, s, n * sizeof(double)); return;
+    case DType::BFloat16: {
+      auto* d = static_cast<std::uint16_t*>(dst);
+      for (std::size_t i = 0; i < n; ++i) d[i] = kernels::float64_to_bf16(s[i]);
+      return;
+    }
+    case DType::Float16: {
+      auto* d = static_cast<std::uint16_t*>(dst);
+      for (std::size_t i = 0; i < n; ++i) d[i] = kernels::float64_to_fp16(s[i]);
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+void convert_host(const void* src, DType from, void* dst, DType to, std::size_t n) {
+  if (n == 0) return;
+  if (from == to) {
+    std::memcpy(dst, src, n * dtype_size(from));
+    return;
+  }
+  const auto* half = static_cast<const std::uint16_t*>(src);
+  switch (from) {
+    case DType::Float32: {
+      const auto* s = static_cast<const float*>(src);
+      store_from_float([s](std::size_t i) { return s[i]; }, dst, to, n);
+      return;
+    }
+    case DType::Float64: store_from_double(static_cast<const double*>(src), dst, to, n); return;
+    case DType::BFloat16:
+      store_from_float([half](std::size_t i) { return kernels::bf16_to_float(half[i]); }, dst, to,
+                       n);
+      return;
+    case DType::Float16:
+      store_from_float([half](std::size_t i) { return kernels::fp16_to_float(half[i]); }, dst, to,
+                       n);
+      return;
+  }
+}
+
+}  // namespace recur::detail

@@ -1,0 +1,16 @@
+// src/convert.h: element-wise conversion between dtypes, in host memory.
+#pragma once
+
+#include <cstddef>
+
+#include "recur/device.h"
+
+namespace recur::detail {
+
+// Writes the `n` elements of `src` (of dtype `from`) to `dst` as dtype `to`, both in host
+// memory and not overlapping, with the rounding of Tensor::to (recur/tensor.h): exact
+// when widening, one rounding to nearest even when narrowing (kernels/precision.h). Both
+// dtypes must be DType values.
+void convert_host(const void* src, DType from, void* dst, DType to, std::size_t n);
+
+}  // namespace recur::detail
