@@ -103,7 +103,9 @@ template <typename T>
 class EngineImpl final : public Engine {
  public:
   EngineImpl(const Plan& plan, Device device)
-      : plan_(plan), device_(device), ops_(make_ops<T>(device)) {}
+      : plan_(plan), device_(device), ops_(make_ops<T>(device)) {
+    ops_->set_math(plan.config.math);
+  }
 
   const Tuning& tuning() const override { return ops_->tuning(); }
   void set_tuning(const Tuning& tuning) override { ops_->set_tuning(tuning); }

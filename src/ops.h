@@ -16,6 +16,7 @@
 #include "../kernels/flow.cuh"
 #include "../kernels/step_args.h"
 #include "pass_statistics.h"
+#include "recur/config.h"
 #include "recur/device.h"
 #include "tuning.h"
 
@@ -151,6 +152,10 @@ class Ops {
   // The model's tuning choices (tuning.h); the backend reads its own from here.
   const Tuning& tuning() const { return tuning_; }
   virtual void set_tuning(const Tuning& tuning) { tuning_ = tuning; }
+  // The arithmetic of the model's products (recur/config.h's Math): every gemm and
+  // gemm_batched takes its operands rounded to the format; column sums stay float32.
+  Math math() const { return math_; }
+  virtual void set_math(Math math) { math_ = math; }
   // What the backend counted since the engine last cleared it (one pass), for tests.
   PassStatistics& statistics() { return statistics_; }
 
@@ -288,6 +293,7 @@ class Ops {
 
  private:
   Tuning tuning_;
+  Math math_ = Math::Fp32;
   PassStatistics statistics_;
 };
 

@@ -22,6 +22,16 @@ const char* to_string(CellKind cell) {
 
 bool has_cell_state(CellKind cell) { return cell == CellKind::Lstm; }
 
+const char* to_string(Math math) {
+  switch (math) {
+    case Math::Fp32: return "Fp32";
+    case Math::Tf32: return "Tf32";
+    case Math::Bf16: return "Bf16";
+    case Math::Fp16: return "Fp16";
+  }
+  return "unknown";
+}
+
 const char* to_string(Connection connection) {
   switch (connection) {
     case Connection::None: return "None";
@@ -73,6 +83,14 @@ void validate_config(const RnnConfig& c) {
     throw Error(where, "config.hidden_size", "> 0", std::to_string(c.hidden_size));
   }
   detail::expect_compute_dtype(where, "config.dtype", c.dtype);
+  const int math = static_cast<int>(c.math);
+  if (math < 0 || math > static_cast<int>(Math::Fp16)) {
+    throw Error(where, "config.math", "a Math", "value " + std::to_string(math));
+  }
+  if (c.math != Math::Fp32 && c.dtype != DType::Float32) {
+    throw Error(where, "config.math", "Fp32 for a Float64 model (reduced math is for Float32)",
+                std::string(to_string(c.math)) + " with dtype " + to_string(c.dtype));
+  }
   if (!(c.dropout >= 0.0 && c.dropout < 1.0)) {
     throw Error(where, "config.dropout", "a probability in [0, 1)", std::to_string(c.dropout));
   }

@@ -47,6 +47,20 @@ enum class Connection {
 
 RECUR_API const char* to_string(Connection connection);
 
+// The arithmetic of a float32 model's matrix products (docs/design.md, "Reduced
+// precision"). Parameters, gradients, states and everything element-wise stay float32;
+// every GEMM of the stack takes its two operands rounded to the format (round to nearest
+// even) and accumulates in float32.
+//   Fp32  exact float32 products (the default; float64 models have only this)
+//   Tf32  operands rounded to TF32 (10 mantissa bits), as tensor cores take float32
+//   Bf16  operands rounded to bfloat16 (7 mantissa bits)
+//   Fp16  operands rounded to IEEE half (10 mantissa bits, 5 exponent bits)
+// On the CPU TF32 and FP16 are emulated (the operands are rounded, then multiplied in
+// float32): references, not fast paths.
+enum class Math { Fp32, Tf32, Bf16, Fp16 };
+
+RECUR_API const char* to_string(Math math);
+
 // Sizes whose parameter count does not fit in int64, or whose parameters and gradients
 // could not fit in the host's memory (a CPU model), are a recur::Error in Rnn's
 // constructor, before anything is allocated.
@@ -67,6 +81,7 @@ struct RnnConfig {
                              // (PyTorch's `dropout`); masks come from Philox-4x32-10
   bool batch_first = false;  // x and y as [B, T, features] (PyTorch's flag); states stay
                              // [L*D, B, H]
+  Math math = Math::Fp32;    // the products' arithmetic; anything but Fp32 needs Float32
 };
 
 }  // namespace recur

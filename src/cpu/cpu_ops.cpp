@@ -13,6 +13,7 @@
 #include <exception>
 #include <string>
 
+#include "../../kernels/precision.h"
 #include "cpu_steps.h"
 #include "onednn_api.h"
 #include "recur/error.h"
@@ -170,6 +171,26 @@ bool split_among_threads(const Gemm<float>& g, const Tuning& tuning, PassStatist
   return true;
 }
 
+float rounded(Math math, float v) {
+  switch (math) {
+    case Math::Tf32: return kernels::round_to_tf32(v);
+    case Math::Bf16: return kernels::round_to_bf16(v);
+    case Math::Fp16: return kernels::round_to_fp16(v);
+    case Math::Fp32: break;
+  }
+  return v;
+}
+
+// A product's operand as stored (rows x cols, column-major, leading dimension ld), rounded
+// to `math`'s format into `out`, packed (leading dimension rows).
+void round_operand(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld,
+                   Math math, std::vector<float>& out) {
+  out.resize(static_cast<std::size_t>(rows * cols));
+  for (std::int64_t j = 0; j < cols; ++j) {
+    for (std::int64_t i = 0; i < rows; ++i) out[j * rows + i] = rounded(math, src[j * ld + i]);
+  }
+}
+
 template <typename Fn>
 void for_each_element(std::int64_t n, Fn&& fn) {
   for (std::int64_t i = 0; i < n; ++i) fn(i);
@@ -191,6 +212,10 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   const blasint lda = to_blasint(g.lda, "lda"), ldb = to_blasint(g.ldb, "ldb");
   const blasint ldc = to_blasint(g.ldc, "ldc");
   if constexpr (std::is_same_v<T, float>) {
+    if (this->math() != Math::Fp32) {
+      gemm_rounded(g);
+      return;
+    }
     if (packed_ != nullptr && packed_->run(g)) {
       ++this->statistics().packed_gemms;
       return;
@@ -205,6 +230,29 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   }
 }
 
+// Reduced math, emulated: both operands rounded to the format, then an exact float32 product
+// of the rounded values (the products of two such values are exact in float32; only the
+// accumulation order differs from a tensor core's). No packed weights here (packs_weights).
+template <typename T>
+void CpuOps<T>::gemm_rounded(const Gemm<float>& g) {
+  const Math math = this->math();
+  const bool a_n = g.trans_a == Trans::N, b_n = g.trans_b == Trans::N;
+  const std::int64_t a_rows = a_n ? g.m : g.k, a_cols = a_n ? g.k : g.m;
+  const std::int64_t b_rows = b_n ? g.k : g.n, b_cols = b_n ? g.n : g.k;
+  round_operand(g.a, a_rows, a_cols, g.lda, math, rounded_a_);
+  round_operand(g.b, b_rows, b_cols, g.ldb, math, rounded_b_);
+  Gemm<float> r = g;
+  r.a = rounded_a_.data();
+  r.lda = std::max<std::int64_t>(a_rows, 1);
+  r.b = rounded_b_.data();
+  r.ldb = std::max<std::int64_t>(b_rows, 1);
+  if (split_among_threads(r, this->tuning(), this->statistics())) return;
+  if (onednn_gemm(r)) return;
+  cblas_sgemm(CblasColMajor, to_cblas(r.trans_a), to_cblas(r.trans_b), to_blasint(r.m, "m"),
+              to_blasint(r.n, "n"), to_blasint(r.k, "k"), r.alpha, r.a, to_blasint(r.lda, "lda"),
+              r.b, to_blasint(r.ldb, "ldb"), r.beta, r.c, to_blasint(r.ldc, "ldc"));
+}
+
 template <typename T>
 void CpuOps<T>::gemm_batched(const GemmBatch<T>& g) {
   for (int i = 0; i < g.count; ++i) gemm(gemm_item(g, g.a[i], g.b[i], g.c[i]));
@@ -217,7 +265,8 @@ bool CpuOps<T>::runs_wavefronts() const {
 
 template <typename T>
 bool CpuOps<T>::packs_weights() const {
-  return std::is_same_v<T, float> && this->tuning().cpu_pack_weights && PackedGemms::available();
+  return std::is_same_v<T, float> && this->tuning().cpu_pack_weights &&
+         this->math() == Math::Fp32 && PackedGemms::available();
 }
 
 namespace {

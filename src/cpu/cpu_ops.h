@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "../ops.h"
 #include "onednn_matmul.h"
@@ -47,8 +48,10 @@ class CpuOps final : public Ops<T> {
 
  private:
   bool threaded_steps() const;
+  void gemm_rounded(const Gemm<float>& g);
 
-  std::unique_ptr<PackedGemms> packed_;  // float only, made at the first hold_weights()
+  std::unique_ptr<PackedGemms> packed_;       // float only, made at the first hold_weights()
+  std::vector<float> rounded_a_, rounded_b_;  // gemm_rounded's operands
 };
 
 // Which library CpuOps<float> uses for most GEMMs: "oneDNN" when libdnnl.so.2 can be

@@ -94,6 +94,36 @@ class CudaOps final : public Ops<T> {
 
   void synchronize() override { RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
+  // TF32: cuBLAS's float GEMMs on tensor cores, its operands rounded to TF32 as they are
+  // read. BF16 and FP16 would need the reduced working copies of docs/design.md, "Reduced
+  // precision", which this backend does not make yet: a clear Error, not a silent Fp32.
+  void set_math(Math math) override {
+    if (math == Math::Bf16 || math == Math::Fp16) {
+      throw Error("Rnn", "config.math",
+                  "Fp32 or Tf32 on a CUDA device (Bf16 and Fp16 run on the CPU only, for now)",
+                  to_string(math));
+    }
+    RECUR_CUBLAS_CHECK(cublasSetMathMode(
+        blas_.get(), math == Math::Tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    for (SideStream& side : sides_) {
+      RECUR_CUBLAS_CHECK(cublasSetMathMode(
+          side.blas.get(), math == Math::Tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    }
+    Ops<T>::set_math(math);
+  }
+
+  // Column sums (bias gradients) stay float32 whatever the math, as on the CPU.
+  void add_column_sums(const T* src, std::int64_t rows, std::int64_t cols, T* dst, T* dst2,
+                       const T* ones) override {
+    if (this->math() == Math::Fp32) {
+      Ops<T>::add_column_sums(src, rows, cols, dst, dst2, ones);
+      return;
+    }
+    RECUR_CUBLAS_CHECK(cublasSetMathMode(blas_.get(), CUBLAS_DEFAULT_MATH));
+    Ops<T>::add_column_sums(src, rows, cols, dst, dst2, ones);
+    RECUR_CUBLAS_CHECK(cublasSetMathMode(blas_.get(), CUBLAS_TF32_TENSOR_OP_MATH));
+  }
+
   void gemm(const Gemm<T>& g) override { gemm_on(blas_.get(), g); }
 
   // For one item the pointer-array batched GEMM picks one large tile whatever the shape,
@@ -356,6 +386,9 @@ class CudaOps final : public Ops<T> {
       side.stream = make_stream(cudaStreamNonBlocking);
       side.done = make_event(cudaEventDisableTiming);
       side.blas = make_blas(side.stream.get());
+      if (this->math() == Math::Tf32) {
+        RECUR_CUBLAS_CHECK(cublasSetMathMode(side.blas.get(), CUBLAS_TF32_TENSOR_OP_MATH));
+      }
       sides_.push_back(std::move(side));
     }
     for (int i = 0; i < count; ++i) {

@@ -34,7 +34,8 @@ json config_to_json(const RnnConfig& c) {
           {"dtype", safetensors_dtype(c.dtype)},
           // Informational: they do not change the parameters, and are not checked.
           {"dropout", c.dropout},
-          {"batch_first", c.batch_first}};
+          {"batch_first", c.batch_first},
+          {"math", to_string(c.math)}};
 }
 
 json optimizer_to_json(const Optimizer& opt) {

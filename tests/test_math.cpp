@@ -1,0 +1,133 @@
+// tests/test_math.cpp: reduced-precision products on the CPU (recur/config.h's Math): the
+// rounding points (every GEMM's two operands rounded to the format, float32 accumulation),
+// closeness to float32 within the format's unit roundoff, and the bad combinations.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "../kernels/precision.h"
+#include "test_util.h"
+
+namespace recur::test {
+namespace {
+
+// The unit roundoff of each format: 2^-(mantissa bits + 1).
+double unit_roundoff(Math math) {
+  switch (math) {
+    case Math::Tf32:
+    case Math::Fp16: return std::ldexp(1.0, -11);
+    case Math::Bf16: return std::ldexp(1.0, -8);
+    case Math::Fp32: break;
+  }
+  return std::ldexp(1.0, -24);
+}
+
+float rounded(Math math, float v) {
+  switch (math) {
+    case Math::Tf32: return kernels::round_to_tf32(v);
+    case Math::Bf16: return kernels::round_to_bf16(v);
+    case Math::Fp16: return kernels::round_to_fp16(v);
+    case Math::Fp32: break;
+  }
+  return v;
+}
+
+std::vector<float> rounded(Math math, std::vector<float> v) {
+  for (float& x : v) x = rounded(math, x);
+  return v;
+}
+
+RnnConfig lstm(std::int64_t input, std::int64_t hidden, Math math) {
+  RnnConfig c;
+  c.cell = CellKind::Lstm;
+  c.input_size = input;
+  c.hidden_size = hidden;
+  c.math = math;
+  return c;
+}
+
+const Math kReduced[] = {Math::Tf32, Math::Bf16, Math::Fp16};
+
+// One step from h0 = 0: y is the gate math of W_ih x + b, so a reduced-math model must give
+// exactly what a float32 model gives with W_ih and x rounded to the format beforehand (the
+// biases are not a product's operands and stay as they are).
+TEST(Math, OneStepIsTheFloat32StepOfRoundedOperands) {
+  const std::int64_t I = 24, H = 16, B = 5;
+  for (Math math : kReduced) {
+    SCOPED_TRACE(to_string(math));
+    Rnn reduced(lstm(I, H, math), Device::cpu(), 3);
+    Rnn exact(lstm(I, H, Math::Fp32), Device::cpu(), 3);
+    const TensorView w_ih = reduced.parameter("weight_ih_l0");
+    exact.parameter("weight_ih_l0")
+        .copy_from(
+            Tensor::from_vector(rounded(math, w_ih.to_vector<float>()), w_ih.shape()).view());
+    Random rng(4);
+    const std::vector<float> x = rng.vector<float>(B * I);
+    const std::vector<float> y_reduced =
+        reduced.forward(Tensor::from_vector(x, {1, B, I}), {}, {}, Mode::Inference)
+            .y.to_vector<float>();
+    const std::vector<float> y_exact =
+        exact.forward(Tensor::from_vector(rounded(math, x), {1, B, I}), {}, {}, Mode::Inference)
+            .y.to_vector<float>();
+    EXPECT_EQ(y_reduced, y_exact);
+  }
+}
+
+// A stack trained in reduced math stays within the format's roundoff of float32 (times the
+// accumulation depth's log, as every tolerance here), and is not float32 in disguise.
+TEST(Math, TrainingStaysWithinTheFormatsRoundoffOfFloat32) {
+  const std::int64_t T = 12, B = 20, I = 24, H = 32, L = 2;
+  for (Math math : kReduced) {
+    for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset,
+                          CellKind::GruResetBeforeProduct, CellKind::RnnTanh}) {
+      SCOPED_TRACE(std::string(to_string(math)) + " " + to_string(cell));
+      RnnConfig c = lstm(I, H, math);
+      c.cell = cell;
+      c.num_layers = L;
+      c.bidirectional = cell == CellKind::Lstm;
+      RnnConfig f32 = c;
+      f32.math = Math::Fp32;
+      Rnn reduced(c, Device::cpu(), 7), exact(f32, Device::cpu(), 7);
+      const std::int64_t DH = (c.bidirectional ? 2 : 1) * H;
+      Random rng(8);
+      const Tensor x = rng.tensor<float>({T, B, I}), dy = rng.tensor<float>({T, B, DH});
+      const ForwardResult fr = reduced.forward(x), fe = exact.forward(x);
+      const BackwardResult br = reduced.backward(dy), be = exact.backward(dy);
+      const double depth = static_cast<double>(T * (I + 2 * H) * L);
+      const Tolerance tol{unit_roundoff(math), 8.0 * std::log2(2.0 + depth)};
+      EXPECT_TRUE(all_close(fr.y.to_vector<float>(), fe.y.to_vector<float>(), tol)) << "y";
+      EXPECT_TRUE(all_close(fr.h_n.to_vector<float>(), fe.h_n.to_vector<float>(), tol)) << "h_n";
+      EXPECT_TRUE(all_close(br.dx.to_vector<float>(), be.dx.to_vector<float>(), tol)) << "dx";
+      EXPECT_TRUE(all_close(reduced.gradients().to_vector<float>(),
+                            exact.gradients().to_vector<float>(), tol))
+          << "gradients";
+      EXPECT_NE(fr.y.to_vector<float>(), fe.y.to_vector<float>())
+          << "the products were not rounded";
+    }
+  }
+}
+
+TEST(Math, BadCombinationsAreNamed) {
+  RnnConfig c = lstm(4, 4, Math::Tf32);
+  c.dtype = DType::Float64;
+  try {
+    Rnn rnn(c);
+    ADD_FAILURE() << "a Float64 model took Tf32";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "recur: Rnn: argument 'config.math': expected Fp32 for a Float64 model (reduced "
+                 "math is for Float32), got Tf32 with dtype float64");
+  }
+  c.dtype = DType::Float32;
+  c.math = static_cast<Math>(9);
+  try {
+    Rnn rnn(c);
+    ADD_FAILURE() << "an unknown Math was taken";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "recur: Rnn: argument 'config.math': expected a Math, got value 9");
+  }
+  EXPECT_STREQ(to_string(Math::Bf16), "Bf16");
+}
+
+}  // namespace
+}  // namespace recur::test
