@@ -5,35 +5,16 @@
 #include <string>
 #include <vector>
 
-#include "../kernels/precision.h"
+#include "math_format.h"
 #include "test_util.h"
 
 namespace recur::test {
 namespace {
 
-// The unit roundoff of each format: 2^-(mantissa bits + 1).
-double unit_roundoff(Math math) {
-  switch (math) {
-    case Math::Tf32:
-    case Math::Fp16: return std::ldexp(1.0, -11);
-    case Math::Bf16: return std::ldexp(1.0, -8);
-    case Math::Fp32: break;
-  }
-  return std::ldexp(1.0, -24);
-}
-
-float rounded(Math math, float v) {
-  switch (math) {
-    case Math::Tf32: return kernels::round_to_tf32(v);
-    case Math::Bf16: return kernels::round_to_bf16(v);
-    case Math::Fp16: return kernels::round_to_fp16(v);
-    case Math::Fp32: break;
-  }
-  return v;
-}
+using detail::unit_roundoff;
 
 std::vector<float> rounded(Math math, std::vector<float> v) {
-  for (float& x : v) x = rounded(math, x);
+  for (float& x : v) x = detail::rounded_to(math, x);
   return v;
 }
 

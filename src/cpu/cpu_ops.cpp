@@ -13,7 +13,7 @@
 #include <exception>
 #include <string>
 
-#include "../../kernels/precision.h"
+#include "../math_format.h"
 #include "cpu_steps.h"
 #include "onednn_api.h"
 #include "recur/error.h"
@@ -171,23 +171,13 @@ bool split_among_threads(const Gemm<float>& g, const Tuning& tuning, PassStatist
   return true;
 }
 
-float rounded(Math math, float v) {
-  switch (math) {
-    case Math::Tf32: return kernels::round_to_tf32(v);
-    case Math::Bf16: return kernels::round_to_bf16(v);
-    case Math::Fp16: return kernels::round_to_fp16(v);
-    case Math::Fp32: break;
-  }
-  return v;
-}
-
 // A product's operand as stored (rows x cols, column-major, leading dimension ld), rounded
 // to `math`'s format into `out`, packed (leading dimension rows).
 void round_operand(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld,
                    Math math, std::vector<float>& out) {
   out.resize(static_cast<std::size_t>(rows * cols));
   for (std::int64_t j = 0; j < cols; ++j) {
-    for (std::int64_t i = 0; i < rows; ++i) out[j * rows + i] = rounded(math, src[j * ld + i]);
+    for (std::int64_t i = 0; i < rows; ++i) out[j * rows + i] = rounded_to(math, src[j * ld + i]);
   }
 }
 

@@ -2,6 +2,25 @@
 #include "projections.h"
 
 namespace recur::detail {
+namespace {
+
+// The unit a range op works on, and its rows: from r0, n of them.
+template <typename T>
+struct RangeUnit {
+  const LayerPlan& layer;
+  const UnitOffsets& u;
+  const UnitBuffers<T>& ub;
+  std::int64_t r0, n;
+};
+
+template <typename T>
+RangeUnit<T> range_unit(const PassContext<T>& ctx, const PassOp& op) {
+  const int unit = op.layer * ctx.plan.directions + op.dir;
+  return {ctx.plan.layers[op.layer], ctx.plan.units[unit], ctx.buf.units[unit],
+          ctx.tl.offset[op.t0], ctx.rows(op.t0, op.t1)};
+}
+
+}  // namespace
 
 template <typename T>
 void initial_projection(const PassContext<T>& ctx, const PassOp& op) {
@@ -26,12 +45,8 @@ void initial_projection(const PassContext<T>& ctx, const PassOp& op) {
 
 template <typename T>
 void input_projection(const PassContext<T>& ctx, const PassOp& op) {
-  const LayerPlan& layer = ctx.plan.layers[op.layer];
-  const int unit = op.layer * ctx.plan.directions + op.dir;
-  const UnitOffsets& u = ctx.plan.units[unit];
-  const UnitBuffers<T>& ub = ctx.buf.units[unit];
-  const std::int64_t GH = ctx.gate_rows(), r0 = ctx.tl.offset[op.t0];
-  const std::int64_t n = ctx.rows(op.t0, op.t1);
+  const auto [layer, u, ub, r0, n] = range_unit(ctx, op);
+  const std::int64_t GH = ctx.gate_rows();
   for (std::size_t i = 0; i < layer.inputs.size(); ++i) {
     const Segment& seg = layer.inputs[i];
     const ActivationBuffers<T>& act = ctx.buf.acts[seg.act];
@@ -55,12 +70,8 @@ void input_projection(const PassContext<T>& ctx, const PassOp& op) {
 
 template <typename T>
 void input_gradient(const PassContext<T>& ctx, const PassOp& op) {
-  const LayerPlan& layer = ctx.plan.layers[op.layer];
-  const int unit = op.layer * ctx.plan.directions + op.dir;
-  const UnitOffsets& u = ctx.plan.units[unit];
-  const UnitBuffers<T>& ub = ctx.buf.units[unit];
-  const std::int64_t GH = ctx.gate_rows(), r0 = ctx.tl.offset[op.t0];
-  const std::int64_t n = ctx.rows(op.t0, op.t1);
+  const auto [layer, u, ub, r0, n] = range_unit(ctx, op);
+  const std::int64_t GH = ctx.gate_rows();
   for (const Segment& seg : layer.inputs) {
     const ActivationBuffers<T>& act = ctx.buf.acts[seg.act];
     // d(segment) += W_ih[:, segment]^T dgx

@@ -1,0 +1,34 @@
+// src/math_format.h: a Math (recur/config.h) as a rounding rule (kernels/precision.h) and
+// its unit roundoff, for the backends' reduced-precision products and their tests.
+#pragma once
+
+#include <cmath>
+
+#include "../kernels/precision.h"
+#include "recur/config.h"
+
+namespace recur::detail {
+
+// v rounded to math's format (round to nearest even); v itself for Fp32.
+inline float rounded_to(Math math, float v) {
+  switch (math) {
+    case Math::Tf32: return kernels::round_to_tf32(v);
+    case Math::Bf16: return kernels::round_to_bf16(v);
+    case Math::Fp16: return kernels::round_to_fp16(v);
+    case Math::Fp32: break;
+  }
+  return v;
+}
+
+// 2^-(mantissa bits + 1): 2^-11 for TF32 and FP16, 2^-8 for BF16, 2^-24 for float32.
+inline double unit_roundoff(Math math) {
+  switch (math) {
+    case Math::Tf32:
+    case Math::Fp16: return std::ldexp(1.0, -11);
+    case Math::Bf16: return std::ldexp(1.0, -8);
+    case Math::Fp32: break;
+  }
+  return std::ldexp(1.0, -24);
+}
+
+}  // namespace recur::detail
