@@ -171,6 +171,8 @@ std::vector<bench::Result> run_mode(const Options& o, const bench::Problem& p, b
                                     bench::Mode mode) {
   std::vector<bench::Prepared> prepared;
   prepared.push_back(bench::prepare_recur(p, gpu, mode));
+  // TF32 against TF32: recur's TF32 products beside cuDNN's TF32 tensor ops.
+  if (gpu && o.tf32) prepared.push_back(bench::prepare_recur(p, gpu, mode, recur::Math::Tf32));
   if (o.anchors) {
 #ifdef RECUR_BENCH_ONEDNN
     if (!gpu) prepared.push_back(bench::prepare_onednn(p, mode));
@@ -198,8 +200,14 @@ std::vector<bench::Result> run_mode(const Options& o, const bench::Problem& p, b
     }
     r.ok = true;
     r.stats = bench::summarize(times.ms[c]);
-    if (timed[0] == 0 && c > 0 && times.errors[0].empty()) {
-      r.vs_recur = bench::paired_ratio(times.ms[c], times.ms[0]);
+    // Each anchor against recur at its own precision, where that ran.
+    const bool tf32 = r.impl == "cudnn_tf32";
+    for (std::size_t mine = 0; mine < timed.size(); ++mine) {
+      const std::string& impl = prepared[timed[mine]].result.impl;
+      if (mine != c && times.errors[mine].empty() && impl == (tf32 ? "recur_tf32" : "recur") &&
+          r.impl.rfind("recur", 0) != 0) {
+        r.vs_recur = bench::paired_ratio(times.ms[c], times.ms[mine]);
+      }
     }
   }
   std::vector<bench::Result> out;

@@ -38,15 +38,20 @@ recur::Tensor random_tensor(const recur::Shape& shape, std::uint32_t seed, recur
 
 }  // namespace
 
-Prepared prepare_recur(const Problem& p, bool gpu, Mode mode) {
+Prepared prepare_recur(const Problem& p, bool gpu, Mode mode, recur::Math math) {
   Prepared out;
-  out.result = note_result("recur", gpu ? "gpu" : "cpu", p, mode, "");
+  const char* impl = math == recur::Math::Tf32   ? "recur_tf32"
+                     : math == recur::Math::Bf16 ? "recur_bf16"
+                     : math == recur::Math::Fp16 ? "recur_fp16"
+                                                 : "recur";
+  out.result = note_result(impl, gpu ? "gpu" : "cpu", p, mode, "");
   std::string why;
-  const std::optional<recur::RnnConfig> config = to_recur_config(p, &why);
+  std::optional<recur::RnnConfig> config = to_recur_config(p, &why);
   if (!config) {
     out.result.note = why;
     return out;
   }
+  config->math = math;
   // What one call needs, kept alive by the call.
   struct State {
     recur::Rnn rnn;

@@ -54,8 +54,10 @@ double vs_anchor(const Result& a, const Result& r) {
 }  // namespace
 
 const Result* anchor_for(const Result& r, const std::vector<Result>& all) {
-  if (r.impl != "recur") return nullptr;
-  const std::string anchor = r.device == "cpu" ? "onednn" : "cudnn";
+  if (r.impl != "recur" && r.impl != "recur_tf32") return nullptr;
+  const std::string anchor = r.impl == "recur_tf32" ? "cudnn_tf32"
+                             : r.device == "cpu"    ? "onednn"
+                                                    : "cudnn";
   for (const Result& a : all) {
     if (a.ok && a.impl == anchor && a.device == r.device && a.mode == r.mode && a.load == r.load &&
         same_problem(a.problem, r.problem)) {

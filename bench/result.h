@@ -39,8 +39,10 @@ struct Prepared {
 Result note_result(const char* impl, const char* device, const Problem& p, Mode mode,
                    const std::string& note);
 
-// recur through its public API, on Device::cpu() or Device::cuda(0).
-Prepared prepare_recur(const Problem& p, bool gpu, Mode mode);
+// recur through its public API, on Device::cpu() or Device::cuda(0), its products in
+// `math` ("recur", or "recur_tf32" etc. for reduced math, paired with the anchor of the
+// same precision).
+Prepared prepare_recur(const Problem& p, bool gpu, Mode mode, recur::Math math = recur::Math::Fp32);
 
 #ifdef RECUR_BENCH_ONEDNN
 // oneDNN's RNN primitives (f32, CPU), one primitive per layer so that stacks concatenate

@@ -7,6 +7,7 @@
 
 #include "cpu/cpu_ops.h"
 #include "gradcheck_util.h"
+#include "math_format.h"
 #include "ops.h"
 #include "test_util.h"
 
@@ -658,6 +659,57 @@ TEST(CudaModel, PackedBatchesWithDropoutMatchTheCpu) {
         EXPECT_TRUE(
             all_close(gpu.gradients().to_vector<float>(), cpu.gradients().to_vector<float>(), bwd));
       }
+    }
+  }
+}
+
+// TF32 on the GPU (cuBLAS's TF32 tensor-op math) against the CPU's emulation (operands
+// rounded to nearest even, src/math_format.h). cuBLAS's conversion is not documented to
+// round so, so the budget is TF32's unit roundoff with the usual depth factor, as between
+// TF32 and float32 (test_math), not float32's.
+TEST(CudaModel, Tf32MatchesTheCpusEmulation) {
+  RECUR_REQUIRE_GPU();
+  for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset}) {
+    SCOPED_TRACE(to_string(cell));
+    RnnConfig c;
+    c.cell = cell;
+    c.input_size = 19;
+    c.hidden_size = 33;
+    c.num_layers = 2;
+    c.math = Math::Tf32;
+    Rnn cpu(c, Device::cpu(), 3), gpu(c, kGpu, 3);
+    const std::int64_t T_ = 9, B = 16;
+    Random rng(77);
+    Tensor x = rng.tensor<float>({T_, B, 19}), dy = rng.tensor<float>({T_, B, 33});
+    const ForwardResult fc = cpu.forward(x), fg = gpu.forward(x.to(kGpu));
+    const BackwardResult bc = cpu.backward(dy), bg = gpu.backward(dy.to(kGpu));
+    const double depth = static_cast<double>(T_ * (19 + 2 * 33) * 2);
+    const Tolerance tol{detail::unit_roundoff(Math::Tf32), 8.0 * std::log2(2.0 + depth)};
+    EXPECT_TRUE(all_close(fg.y.to_vector<float>(), fc.y.to_vector<float>(), tol)) << "y";
+    EXPECT_TRUE(all_close(bg.dx.to_vector<float>(), bc.dx.to_vector<float>(), tol)) << "dx";
+    EXPECT_TRUE(
+        all_close(gpu.gradients().to_vector<float>(), cpu.gradients().to_vector<float>(), tol))
+        << "gradients";
+  }
+}
+
+// BF16 and FP16 products are not built on the GPU yet: a GPU model that asks for them is
+// an Error naming config.math, not a float32 model in disguise.
+TEST(CudaModel, Bf16AndFp16AreNamedErrorsOnTheGpu) {
+  RECUR_REQUIRE_GPU();
+  for (Math math : {Math::Bf16, Math::Fp16}) {
+    RnnConfig c;
+    c.input_size = 4;
+    c.hidden_size = 4;
+    c.math = math;
+    try {
+      Rnn rnn(c, kGpu);
+      ADD_FAILURE() << to_string(math) << " was taken on the GPU";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()),
+                std::string("recur: Rnn: argument 'config.math': expected Fp32 or Tf32 on a CUDA "
+                            "device (Bf16 and Fp16 run on the CPU only, for now), got ") +
+                    to_string(math));
     }
   }
 }
