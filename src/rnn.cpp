@@ -31,7 +31,33 @@ struct Rnn::Impl {
   Tensor params, grads;
   std::unique_ptr<detail::Engine> engine;
   std::uint64_t dropout_seed = 0, dropout_step = 0;
+  DType saved_x_dtype = DType::Float32;  // the last training forward's x: dx comes back so
 };
+
+namespace {
+
+// The storage type of a model's reduced math (BF16 or FP16 products), in which x, y, dy and
+// dx may come and go; the model's own dtype for every other math.
+DType io_dtype(const RnnConfig& c) {
+  if (c.math == Math::Bf16) return DType::BFloat16;
+  if (c.math == Math::Fp16) return DType::Float16;
+  return c.dtype;
+}
+
+// The dtype a caller's x or dy must have: the model's, or its math's storage type.
+DType accepted_dtype(const RnnConfig& c, const TensorView& t) {
+  return t.defined() && t.dtype() == io_dtype(c) ? io_dtype(c) : c.dtype;
+}
+
+// `t` as a float32 tensor (a conversion; synchronous like a copy, through host memory
+// on a GPU).
+Tensor widened(const TensorView& t) {
+  Tensor copy = Tensor::empty(t.shape(), t.dtype(), t.device());
+  copy.view().copy_from(t);
+  return copy.to(DType::Float32);
+}
+
+}  // namespace
 
 namespace {
 
@@ -169,8 +195,9 @@ ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const Tens
   const char* where = "Rnn::forward";
   const RnnConfig& c = live(impl_, where).plan.config;
   const Device dev = impl_->device;
+  const DType x_dtype = accepted_dtype(c, x);
   expect_tensor(where, "x", x, {-1, -1, c.input_size},
-                c.batch_first ? "[B, T, input_size] (batch_first)" : "[T, B, input_size]", c.dtype,
+                c.batch_first ? "[B, T, input_size] (batch_first)" : "[T, B, input_size]", x_dtype,
                 dev);
   const std::int64_t T = c.batch_first ? x.size(1) : x.size(0);
   const std::int64_t B = c.batch_first ? x.size(0) : x.size(1);
@@ -204,9 +231,24 @@ ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const Tens
                 "value " + std::to_string(static_cast<int>(mode)));
   }
   const std::uint64_t stream = impl_->dropout_step;
-  ForwardResult out =
-      impl_->engine->forward(x, h0, c0, mode, lengths, impl_->dropout_seed, stream, impl_->params);
-  if (mode == Mode::Training) ++impl_->dropout_step;
+  if (x_dtype == c.dtype) {
+    ForwardResult out = impl_->engine->forward(x, h0, c0, mode, lengths, impl_->dropout_seed,
+                                               stream, impl_->params);
+    if (mode == Mode::Training) {
+      ++impl_->dropout_step;
+      impl_->saved_x_dtype = x_dtype;
+    }
+    return out;
+  }
+  // x in the math's storage type: y comes back so; the states stay float32.
+  const Tensor x32 = widened(x);
+  ForwardResult out = impl_->engine->forward(x32, h0, c0, mode, lengths, impl_->dropout_seed,
+                                             stream, impl_->params);
+  out.y = out.y.to(x_dtype);
+  if (mode == Mode::Training) {
+    ++impl_->dropout_step;
+    impl_->saved_x_dtype = x_dtype;
+  }
   return out;
 }
 
@@ -226,7 +268,7 @@ BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n, const
     expect_tensor(where, "dy", dy, want,
                   c.batch_first ? "[B, T, D*hidden_size] of the forward"
                                 : "[T, B, D*hidden_size] of the forward",
-                  c.dtype, dev);
+                  accepted_dtype(c, dy), dev);
   }
   if (dh_n.defined()) {
     expect_tensor(where, "dh_n", dh_n, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",
@@ -240,7 +282,13 @@ BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n, const
     expect_tensor(where, "dc_n", dc_n, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",
                   c.dtype, dev);
   }
-  return impl_->engine->backward(dy, dh_n, dc_n, impl_->params, impl_->grads, nullptr);
+  const bool reduced_dy = dy.defined() && dy.dtype() != c.dtype;
+  const Tensor dy32 = reduced_dy ? widened(dy) : Tensor();
+  BackwardResult out = impl_->engine->backward(reduced_dy ? dy32.view() : dy, dh_n, dc_n,
+                                               impl_->params, impl_->grads, nullptr);
+  // dx in the dtype x came in; dh0 and dc0 stay float32, as the states.
+  if (impl_->saved_x_dtype != c.dtype) out.dx = out.dx.to(impl_->saved_x_dtype);
+  return out;
 }
 
 namespace detail {

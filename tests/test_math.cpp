@@ -88,6 +88,32 @@ TEST(Math, TrainingStaysWithinTheFormatsRoundoffOfFloat32) {
   }
 }
 
+// A BF16 or FP16 model takes x and dy in its storage type too: y and dx come back in it,
+// exactly the float32 results rounded once (x widens exactly), and the states stay float32.
+TEST(Math, ReducedInputsComeBackReduced) {
+  const std::int64_t T = 4, B = 3, I = 8, H = 8;
+  for (Math math : {Math::Bf16, Math::Fp16}) {
+    SCOPED_TRACE(to_string(math));
+    const DType io = math == Math::Bf16 ? DType::BFloat16 : DType::Float16;
+    Rnn rnn(lstm(I, H, math), Device::cpu(), 5);
+    Random rng(6);
+    const Tensor x = rng.tensor<float>({T, B, I}).to(io), dy = rng.tensor<float>({T, B, H}).to(io);
+    const ForwardResult reduced = rnn.forward(x);
+    EXPECT_EQ(reduced.y.dtype(), io);
+    EXPECT_EQ(reduced.h_n.dtype(), DType::Float32);
+    const BackwardResult g = rnn.backward(dy);
+    EXPECT_EQ(g.dx.dtype(), io);
+    EXPECT_EQ(g.dh0.dtype(), DType::Float32);
+    const ForwardResult wide = rnn.forward(x.to(DType::Float32));
+    const BackwardResult gw = rnn.backward(dy.to(DType::Float32));
+    EXPECT_EQ(reduced.y.to(DType::Float32).to_vector<float>(),
+              wide.y.to(io).to(DType::Float32).to_vector<float>());
+    EXPECT_EQ(g.dx.to(DType::Float32).to_vector<float>(),
+              gw.dx.to(io).to(DType::Float32).to_vector<float>());
+    EXPECT_EQ(reduced.h_n.to_vector<float>(), wide.h_n.to_vector<float>());
+  }
+}
+
 TEST(Math, BadCombinationsAreNamed) {
   RnnConfig c = lstm(4, 4, Math::Tf32);
   c.dtype = DType::Float64;
@@ -108,6 +134,25 @@ TEST(Math, BadCombinationsAreNamed) {
     EXPECT_STREQ(e.what(), "recur: Rnn: argument 'config.math': expected a Math, got value 9");
   }
   EXPECT_STREQ(to_string(Math::Bf16), "Bf16");
+  // A reduced x for a model whose math has no such storage type.
+  Rnn fp32(lstm(4, 4, Math::Fp32));
+  try {
+    fp32.forward(Tensor::zeros({2, 1, 4}, DType::BFloat16));
+    ADD_FAILURE() << "an Fp32 model took a bfloat16 x";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "recur: Rnn::forward: argument 'x': expected dtype float32 (the model's), got "
+                 "dtype bfloat16");
+  }
+  Rnn bf16(lstm(4, 4, Math::Bf16));
+  try {
+    bf16.forward(Tensor::zeros({2, 1, 4}, DType::Float16));
+    ADD_FAILURE() << "a Bf16 model took a float16 x";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "recur: Rnn::forward: argument 'x': expected dtype float32 (the model's), got "
+                 "dtype float16");
+  }
 }
 
 }  // namespace

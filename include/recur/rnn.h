@@ -107,7 +107,9 @@ class RECUR_API Rnn {
   void zero_grad();
 
   // x [T, B, I] ([B, T, I] when config.batch_first); h0, c0 [L*D, B, H] or undefined
-  // (zeros). c0 only for LSTM. Every tensor must have the model's dtype and device. In
+  // (zeros). c0 only for LSTM. Every tensor must have the model's dtype and device; a model
+  // whose config.math is Bf16 or Fp16 also takes x in that storage type (BFloat16,
+  // Float16), and then returns y in it too (h_n, c_n stay the model's dtype). In
   // Mode::Training the input and the activations are kept for one backward().
   //
   // lengths: empty, or B lengths, each in 1..T, in any order: sequence b is x[0..len_b)
@@ -119,10 +121,11 @@ class RECUR_API Rnn {
   ForwardResult forward(const TensorView& x, const TensorView& h0 = {}, const TensorView& c0 = {},
                         Mode mode = Mode::Training, const std::vector<std::int64_t>& lengths = {});
 
-  // dy [T, B, D*H] ([B, T, D*H] batch-first), dh_n, dc_n [L*D, B, H], each optional
-  // (undefined = zeros; dy's padding is ignored), matching the
-  // last Mode::Training forward(). Adds dJ/dθ into gradients() and returns dx, dh0 and
-  // dc0. Consumes the saved forward state: a second backward() needs a new forward().
+  // dy [T, B, D*H] ([B, T, D*H] batch-first; in the math's storage type too, as x), dh_n,
+  // dc_n [L*D, B, H], each optional (undefined = zeros; dy's padding is ignored), matching
+  // the last Mode::Training forward(). Adds dJ/dθ into gradients() and returns dx (in the
+  // dtype that forward's x had), dh0 and dc0. Consumes the saved forward state: a second
+  // backward() needs a new forward().
   BackwardResult backward(const TensorView& dy, const TensorView& dh_n = {},
                           const TensorView& dc_n = {});
 
