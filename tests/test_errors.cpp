@@ -209,8 +209,8 @@ TEST(Errors, ForwardDtype) {
 }
 
 TEST(Errors, ReducedPrecisionTensorsForAFloat32Model) {
-  // A BF16 or FP16 x is refused by name until the model computes in that precision; the
-  // states stay float32 in every precision.
+  // A BF16 or FP16 x is refused by name unless the model's math is that format
+  // (test_math); the states stay float32 in every precision.
   Rnn rnn(config());
   Random rng(2);
   Tensor x = rng.tensor<float>({kT, kB, kI});
