@@ -22,7 +22,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"recur": "#1f77b4", "onednn": "#ff7f0e", "cudnn": "#2ca02c", "cudnn_tf32": "#98df8a"}
+COLORS = {"recur": "#1f77b4", "recur_tf32": "#aec7e8", "onednn": "#ff7f0e", "cudnn": "#2ca02c",
+          "cudnn_tf32": "#98df8a"}
 
 
 def shape_label(r):
