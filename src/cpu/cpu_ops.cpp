@@ -220,19 +220,22 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   }
 }
 
-// Reduced math, emulated: both operands rounded to the format, then an exact float32 product
-// of the rounded values (the products of two such values are exact in float32; only the
-// accumulation order differs from a tensor core's). No packed weights here (packs_weights).
+// Reduced math, emulated: both operands rounded to the format (a held matrix once per
+// pass, hold_weights), then an exact float32 product of the rounded values (the products
+// of two such values are exact in float32; only the accumulation order differs from a
+// tensor core's). oneDNN's bf16 matmul measured slower than this on the CPU
+// (docs/benchmarks.md, "The measurements behind the code's choices").
 template <typename T>
 void CpuOps<T>::gemm_rounded(const Gemm<float>& g) {
   const Math math = this->math();
+  const RoundedHold* held = rounded_hold_of(g);
   const bool a_n = g.trans_a == Trans::N, b_n = g.trans_b == Trans::N;
   const std::int64_t a_rows = a_n ? g.m : g.k, a_cols = a_n ? g.k : g.m;
   const std::int64_t b_rows = b_n ? g.k : g.n, b_cols = b_n ? g.n : g.k;
-  round_operand(g.a, a_rows, a_cols, g.lda, math, rounded_a_);
+  if (held == nullptr) round_operand(g.a, a_rows, a_cols, g.lda, math, rounded_a_);
   round_operand(g.b, b_rows, b_cols, g.ldb, math, rounded_b_);
   Gemm<float> r = g;
-  r.a = rounded_a_.data();
+  r.a = held != nullptr ? held->values.data() : rounded_a_.data();
   r.lda = std::max<std::int64_t>(a_rows, 1);
   r.b = rounded_b_.data();
   r.ldb = std::max<std::int64_t>(b_rows, 1);
@@ -241,6 +244,17 @@ void CpuOps<T>::gemm_rounded(const Gemm<float>& g) {
   cblas_sgemm(CblasColMajor, to_cblas(r.trans_a), to_cblas(r.trans_b), to_blasint(r.m, "m"),
               to_blasint(r.n, "n"), to_blasint(r.k, "k"), r.alpha, r.a, to_blasint(r.lda, "lda"),
               r.b, to_blasint(r.ldb, "ldb"), r.beta, r.c, to_blasint(r.ldc, "ldc"));
+}
+
+// The rounded copy of g's op(A) where it is a held matrix (same a, trans_a, m, k, lda).
+template <typename T>
+const typename CpuOps<T>::RoundedHold* CpuOps<T>::rounded_hold_of(const Gemm<float>& g) const {
+  for (const RoundedHold& h : rounded_holds_) {
+    if (h.a == g.a && h.trans == g.trans_a && h.m == g.m && h.k == g.k && h.lda == g.lda) {
+      return &h;
+    }
+  }
+  return nullptr;
 }
 
 template <typename T>
@@ -255,8 +269,9 @@ bool CpuOps<T>::runs_wavefronts() const {
 
 template <typename T>
 bool CpuOps<T>::packs_weights() const {
+  // Under reduced math "packed" is "rounded once per pass" (hold_weights).
   return std::is_same_v<T, float> && this->tuning().cpu_pack_weights &&
-         this->math() == Math::Fp32 && PackedGemms::available();
+         (this->math() != Math::Fp32 || PackedGemms::available());
 }
 
 namespace {
@@ -271,8 +286,8 @@ int row_run_threads(std::int64_t rows) {
 
 template <typename T>
 bool CpuOps<T>::takes_row_runs(std::int64_t weight_bytes, std::int64_t rows) const {
-  return packs_weights() && this->tuning().cpu_row_parallel && row_run_threads(rows) >= 2 &&
-         weight_bytes <= row_parallel_weight_limit();
+  return packs_weights() && this->math() == Math::Fp32 && this->tuning().cpu_row_parallel &&
+         row_run_threads(rows) >= 2 && weight_bytes <= row_parallel_weight_limit();
 }
 
 template <typename T>
@@ -280,6 +295,14 @@ bool CpuOps<T>::hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int
                              std::int64_t lda, std::int64_t widest_n) {
   if constexpr (std::is_same_v<T, float>) {
     if (!packs_weights()) return false;
+    if (this->math() != Math::Fp32) {
+      // Reduced math: the matrix rounded once for the pass, as stored.
+      RoundedHold h{a, trans_a, m, k, lda, {}};
+      const bool n = trans_a == Trans::N;
+      round_operand(a, n ? m : k, n ? k : m, lda, this->math(), h.values);
+      rounded_holds_.push_back(std::move(h));
+      return true;
+    }
     if (packed_ == nullptr) packed_ = std::make_unique<PackedGemms>();
     return packed_->hold(a, trans_a, m, k, lda, widest_n);
   }
@@ -289,6 +312,7 @@ bool CpuOps<T>::hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int
 template <typename T>
 void CpuOps<T>::release_weights() {
   if (packed_ != nullptr) packed_->release();
+  rounded_holds_.clear();
 }
 
 // Each of OpenMP's threads runs every call on its own slice of the rows; no barrier

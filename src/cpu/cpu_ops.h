@@ -49,9 +49,18 @@ class CpuOps final : public Ops<T> {
  private:
   bool threaded_steps() const;
   void gemm_rounded(const Gemm<float>& g);
+  // Reduced math: a held matrix rounded once for the pass.
+  struct RoundedHold {
+    const float* a;
+    Trans trans;
+    std::int64_t m, k, lda;
+    std::vector<float> values;  // op(A) as stored, rounded, leading dimension its rows
+  };
+  const RoundedHold* rounded_hold_of(const Gemm<float>& g) const;
 
   std::unique_ptr<PackedGemms> packed_;       // float only, made at the first hold_weights()
   std::vector<float> rounded_a_, rounded_b_;  // gemm_rounded's operands
+  std::vector<RoundedHold> rounded_holds_;    // until release_weights()
 };
 
 // Which library CpuOps<float> uses for most GEMMs: "oneDNN" when libdnnl.so.2 can be
