@@ -171,6 +171,28 @@ bool split_among_threads(const Gemm<float>& g, const Tuning& tuning, PassStatist
   return true;
 }
 
+// Throws unless every size and leading dimension of g fits the BLAS integer type.
+template <typename T>
+void check_blas_sizes(const Gemm<T>& g) {
+  to_blasint(g.m, "m");
+  to_blasint(g.n, "n");
+  to_blasint(g.k, "k");
+  to_blasint(g.lda, "lda");
+  to_blasint(g.ldb, "ldb");
+  to_blasint(g.ldc, "ldc");
+}
+
+// A float GEMM not on held weights, its sizes checked (check_blas_sizes): split among the
+// threads, else on oneDNN's sgemm, else on OpenBLAS's.
+void float_gemm(const Gemm<float>& g, const Tuning& tuning, PassStatistics& statistics) {
+  if (split_among_threads(g, tuning, statistics)) return;
+  if (onednn_gemm(g)) return;
+  cblas_sgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), static_cast<blasint>(g.m),
+              static_cast<blasint>(g.n), static_cast<blasint>(g.k), g.alpha, g.a,
+              static_cast<blasint>(g.lda), g.b, static_cast<blasint>(g.ldb), g.beta, g.c,
+              static_cast<blasint>(g.ldc));
+}
+
 // A product's operand as stored (rows x cols, column-major, leading dimension ld), rounded
 // to `math`'s format into `out`, packed (leading dimension rows).
 void round_operand(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld,
@@ -198,9 +220,7 @@ void for_each_element(std::int64_t n, Fn&& fn) {
 template <typename T>
 void CpuOps<T>::gemm(const Gemm<T>& g) {
   if (g.m == 0 || g.n == 0) return;
-  const blasint m = to_blasint(g.m, "m"), n = to_blasint(g.n, "n"), k = to_blasint(g.k, "k");
-  const blasint lda = to_blasint(g.lda, "lda"), ldb = to_blasint(g.ldb, "ldb");
-  const blasint ldc = to_blasint(g.ldc, "ldc");
+  check_blas_sizes(g);
   if constexpr (std::is_same_v<T, float>) {
     if (this->math() != Math::Fp32) {
       gemm_rounded(g);
@@ -210,13 +230,12 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
       ++this->statistics().packed_gemms;
       return;
     }
-    if (split_among_threads(g, this->tuning(), this->statistics())) return;
-    if (onednn_gemm(g)) return;
-    cblas_sgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a, lda,
-                g.b, ldb, g.beta, g.c, ldc);
+    float_gemm(g, this->tuning(), this->statistics());
   } else {
-    cblas_dgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), m, n, k, g.alpha, g.a, lda,
-                g.b, ldb, g.beta, g.c, ldc);
+    cblas_dgemm(CblasColMajor, to_cblas(g.trans_a), to_cblas(g.trans_b), static_cast<blasint>(g.m),
+                static_cast<blasint>(g.n), static_cast<blasint>(g.k), g.alpha, g.a,
+                static_cast<blasint>(g.lda), g.b, static_cast<blasint>(g.ldb), g.beta, g.c,
+                static_cast<blasint>(g.ldc));
   }
 }
 
@@ -239,11 +258,7 @@ void CpuOps<T>::gemm_rounded(const Gemm<float>& g) {
   r.lda = std::max<std::int64_t>(a_rows, 1);
   r.b = rounded_b_.data();
   r.ldb = std::max<std::int64_t>(b_rows, 1);
-  if (split_among_threads(r, this->tuning(), this->statistics())) return;
-  if (onednn_gemm(r)) return;
-  cblas_sgemm(CblasColMajor, to_cblas(r.trans_a), to_cblas(r.trans_b), to_blasint(r.m, "m"),
-              to_blasint(r.n, "n"), to_blasint(r.k, "k"), r.alpha, r.a, to_blasint(r.lda, "lda"),
-              r.b, to_blasint(r.ldb, "ldb"), r.beta, r.c, to_blasint(r.ldc, "ldc"));
+  float_gemm(r, this->tuning(), this->statistics());
 }
 
 // The rounded copy of g's op(A) where it is a held matrix (same a, trans_a, m, k, lda).
