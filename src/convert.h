@@ -4,6 +4,7 @@
 #include <cstddef>
 
 #include "recur/device.h"
+#include "recur/tensor.h"
 
 namespace recur::detail {
 
@@ -12,5 +13,9 @@ namespace recur::detail {
 // when widening, one rounding to nearest even when narrowing (kernels/precision.h). Both
 // dtypes must be DType values.
 void convert_host(const void* src, DType from, void* dst, DType to, std::size_t n);
+
+// A copy of `view` converted to `dtype`, on the same device: Tensor::to(DType) on a view
+// (`dtype` a DType value; a CUDA view converts through host memory, synchronously).
+Tensor converted(const TensorView& view, DType dtype);
 
 }  // namespace recur::detail

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "convert.h"
 #include "engine.h"
 #include "live.h"
 #include "memory.h"
@@ -49,17 +50,8 @@ DType accepted_dtype(const RnnConfig& c, const TensorView& t) {
   return t.defined() && t.dtype() == io_dtype(c) ? io_dtype(c) : c.dtype;
 }
 
-// `t` as a float32 tensor (a conversion; synchronous like a copy, through host memory
-// on a GPU).
-Tensor widened(const TensorView& t) {
-  Tensor copy = Tensor::empty(t.shape(), t.dtype(), t.device());
-  copy.view().copy_from(t);
-  return copy.to(DType::Float32);
-}
-
-}  // namespace
-
-namespace {
+// `t` as a float32 tensor (Tensor::to's conversion, on the view).
+Tensor widened(const TensorView& t) { return detail::converted(t, DType::Float32); }
 
 // splitmix64: a tiny, portable generator, so the same seed gives the same weights on
 // every platform (std:: distributions are implementation-defined).
@@ -231,20 +223,13 @@ ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const Tens
                 "value " + std::to_string(static_cast<int>(mode)));
   }
   const std::uint64_t stream = impl_->dropout_step;
-  if (x_dtype == c.dtype) {
-    ForwardResult out = impl_->engine->forward(x, h0, c0, mode, lengths, impl_->dropout_seed,
-                                               stream, impl_->params);
-    if (mode == Mode::Training) {
-      ++impl_->dropout_step;
-      impl_->saved_x_dtype = x_dtype;
-    }
-    return out;
-  }
-  // x in the math's storage type: y comes back so; the states stay float32.
-  const Tensor x32 = widened(x);
-  ForwardResult out = impl_->engine->forward(x32, h0, c0, mode, lengths, impl_->dropout_seed,
-                                             stream, impl_->params);
-  out.y = out.y.to(x_dtype);
+  // x in the math's storage type: widened for the pass, and y comes back so; the states
+  // stay float32.
+  const bool reduced_x = x_dtype != c.dtype;
+  const Tensor x32 = reduced_x ? widened(x) : Tensor();
+  ForwardResult out = impl_->engine->forward(reduced_x ? x32.view() : x, h0, c0, mode, lengths,
+                                             impl_->dropout_seed, stream, impl_->params);
+  if (reduced_x) out.y = out.y.to(x_dtype);
   if (mode == Mode::Training) {
     ++impl_->dropout_step;
     impl_->saved_x_dtype = x_dtype;

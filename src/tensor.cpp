@@ -159,19 +159,28 @@ Tensor Tensor::to(DType dtype) const {
   if (!detail::known_dtype(dtype)) throw_unknown_dtype("Tensor::to", dtype);
   if (!defined()) return Tensor();
   if (dtype == this->dtype()) return clone();
-  Tensor out = empty(shape(), dtype, device());
-  const auto n = static_cast<std::size_t>(numel());
-  if (device().is_cpu()) {
-    detail::convert_host(data(), this->dtype(), out.data(), dtype, n);
+  return detail::converted(view_, dtype);
+}
+
+namespace detail {
+
+Tensor converted(const TensorView& view, DType dtype) {
+  Tensor out = Tensor::empty(view.shape(), dtype, view.device());
+  const auto n = static_cast<std::size_t>(view.numel());
+  if (view.device().is_cpu()) {
+    convert_host(view.data(), view.dtype(), out.data(), dtype, n);
     return out;
   }
-  // recur has no conversion kernel: a CUDA tensor converts in host memory, synchronously
+  // recur has no conversion kernel: a CUDA view converts in host memory, synchronously
   // like a copy.
-  const Tensor from = to(Device::cpu());
-  const Tensor converted = empty(shape(), dtype, Device::cpu());
-  detail::convert_host(from.data(), this->dtype(), converted.data(), dtype, n);
-  out.view_.copy_from(converted.view_);
+  const Tensor from = Tensor::empty(view.shape(), view.dtype(), Device::cpu());
+  from.view().copy_from(view);
+  const Tensor host = Tensor::empty(view.shape(), dtype, Device::cpu());
+  convert_host(from.data(), view.dtype(), host.data(), dtype, n);
+  out.view().copy_from(host.view());
   return out;
 }
+
+}  // namespace detail
 
 }  // namespace recur
