@@ -19,4 +19,19 @@ struct PassStatistics {
   std::int64_t branched_batches = 0;    // CUDA: batches recorded as parallel branches
 };
 
+// Two passes' statistics together: ran as a wavefront if either did, every count summed.
+inline PassStatistics& operator+=(PassStatistics& sum, const PassStatistics& p) {
+  sum.wavefront = sum.wavefront || p.wavefront;
+  sum.layers_projecting_in_steps += p.layers_projecting_in_steps;
+  sum.fused_wave_gemms += p.fused_wave_gemms;
+  sum.packed_gemms += p.packed_gemms;
+  sum.row_parallel_runs += p.row_parallel_runs;
+  sum.column_split_gemms += p.column_split_gemms;
+  sum.row_split_gemms += p.row_split_gemms;
+  sum.graph_captures += p.graph_captures;
+  sum.graph_replays += p.graph_replays;
+  sum.branched_batches += p.branched_batches;
+  return sum;
+}
+
 }  // namespace recur::detail

@@ -30,15 +30,6 @@ detail::Tuning tuned(Change&& change) {
   return t;
 }
 
-// The sum of two passes' statistics.
-detail::PassStatistics& operator+=(detail::PassStatistics& sum, const detail::PassStatistics& p) {
-  sum.graph_captures += p.graph_captures;
-  sum.graph_replays += p.graph_replays;
-  sum.branched_batches += p.branched_batches;
-  sum.fused_wave_gemms += p.fused_wave_gemms;
-  return sum;
-}
-
 // What a model's last forward and backward did, together.
 detail::PassStatistics last_pass_statistics(Rnn& rnn) {
   detail::PassStatistics s = forward_statistics(rnn);

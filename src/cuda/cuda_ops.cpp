@@ -27,6 +27,11 @@ cublasOperation_t to_cublas(Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBL
 // Tuning::cuda_batched_from items up, and for m up to this many rows; see gemm_batched.
 constexpr std::int64_t kBatchedBackwardMaxRows = 512;
 
+// cuBLAS's math mode for a model's Math: TF32 tensor ops for Tf32, exact float32 else.
+cublasMath_t blas_math(Math math) {
+  return math == Math::Tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+}
+
 int to_int(std::int64_t v, const char* what) {
   if (v < 0 || v > INT_MAX) {
     throw Error("recur: CudaOps::gemm: " + std::string(what) + " = " + std::to_string(v) +
@@ -103,11 +108,9 @@ class CudaOps final : public Ops<T> {
                   "Fp32 or Tf32 on a CUDA device (Bf16 and Fp16 run on the CPU only, for now)",
                   to_string(math));
     }
-    RECUR_CUBLAS_CHECK(cublasSetMathMode(
-        blas_.get(), math == Math::Tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    RECUR_CUBLAS_CHECK(cublasSetMathMode(blas_.get(), blas_math(math)));
     for (SideStream& side : sides_) {
-      RECUR_CUBLAS_CHECK(cublasSetMathMode(
-          side.blas.get(), math == Math::Tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+      RECUR_CUBLAS_CHECK(cublasSetMathMode(side.blas.get(), blas_math(math)));
     }
     Ops<T>::set_math(math);
   }
@@ -121,7 +124,7 @@ class CudaOps final : public Ops<T> {
     }
     RECUR_CUBLAS_CHECK(cublasSetMathMode(blas_.get(), CUBLAS_DEFAULT_MATH));
     Ops<T>::add_column_sums(src, rows, cols, dst, dst2, ones);
-    RECUR_CUBLAS_CHECK(cublasSetMathMode(blas_.get(), CUBLAS_TF32_TENSOR_OP_MATH));
+    RECUR_CUBLAS_CHECK(cublasSetMathMode(blas_.get(), blas_math(this->math())));
   }
 
   void gemm(const Gemm<T>& g) override { gemm_on(blas_.get(), g); }
@@ -386,9 +389,7 @@ class CudaOps final : public Ops<T> {
       side.stream = make_stream(cudaStreamNonBlocking);
       side.done = make_event(cudaEventDisableTiming);
       side.blas = make_blas(side.stream.get());
-      if (this->math() == Math::Tf32) {
-        RECUR_CUBLAS_CHECK(cublasSetMathMode(side.blas.get(), CUBLAS_TF32_TENSOR_OP_MATH));
-      }
+      RECUR_CUBLAS_CHECK(cublasSetMathMode(side.blas.get(), blas_math(this->math())));
       sides_.push_back(std::move(side));
     }
     for (int i = 0; i < count; ++i) {
