@@ -214,9 +214,9 @@ void for_each_element(std::int64_t n, Fn&& fn) {
 // measures faster than OpenBLAS at an RNN's GEMM shapes (the forward recurrent product too,
 // now that it reads a transposed or packed W_hh; see docs/benchmarks.md), and it runs on
 // the OpenMP threads the step loops use: mixing in OpenBLAS's own threads made the two
-// pools fight over the cores (a 2-layer LSTM ran 10x slower). RECUR_CPU_GEMM=openblas
-// (Tuning::cpu_openblas_only) leaves oneDNN unloaded. GEMMs on held weights run on oneDNN's matmul
-// instead (onednn_matmul.h).
+// pools fight over the cores (docs/benchmarks.md, "Every float GEMM on one library").
+// RECUR_CPU_GEMM=openblas (Tuning::cpu_openblas_only) leaves oneDNN unloaded. GEMMs on held weights
+// run on oneDNN's matmul instead (onednn_matmul.h).
 template <typename T>
 void CpuOps<T>::gemm(const Gemm<T>& g) {
   if (g.m == 0 || g.n == 0) return;
@@ -486,9 +486,8 @@ void CpuOps<T>::flow(const FlowArgs<T>* units, int count) {
 }
 
 // The default's GEMM against columns of ones is a matrix-vector product, which oneDNN's
-// sgemm reads at about 8 GB/s; summing the rows directly reads at about 22 GB/s. Inside
-// the LSTM's training step (dgx [T*B, 4H]): 7.9 -> 3.4 ms at H=1024, 3.0 -> 2.5 ms at
-// H=512 (docs/benchmarks.md). The sums are kept in double.
+// sgemm reads at a fraction of the bandwidth that summing the rows directly reaches
+// (docs/benchmarks.md, the column sums). The sums are kept in double.
 template <typename T>
 void CpuOps<T>::add_column_sums(const T* src, std::int64_t rows, std::int64_t cols, T* dst, T* dst2,
                                 const T* /*ones*/) {

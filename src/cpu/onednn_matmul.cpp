@@ -5,9 +5,9 @@
 // with src = B^T (row stride ldb), dst = C^T (row stride ldc) and weights = op(A)^T, whose
 // element (l, i) is a[i + l*lda] (trans_a N: strides {lda, 1}) or a[l + i*lda] (T: {1, lda}).
 // oneDNN 2.6's fast matmul (brgemm) takes packed weights only with dense src and dst; with
-// a row stride it falls back to a reference loop 100x slower. So strided rows (a
-// bidirectional layer's h, the reset-before-product GRU's gate blocks) go through dense
-// scratch rows: a copy of n*k or n*m floats beside a GEMM of 2*n*m*k flops.
+// a row stride it falls back to a reference loop, far slower (docs/benchmarks.md). So strided rows
+// (a bidirectional layer's h, the reset-before-product GRU's gate blocks) go through dense scratch
+// rows: a copy of n*k or n*m floats beside a GEMM of 2*n*m*k flops.
 #include "onednn_matmul.h"
 
 #include <algorithm>
