@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "dispatch.h"
+#include "round_operand.cuh"
 #include "step_args.h"
 
 namespace recur::kernels {
@@ -36,6 +37,11 @@ void launch_transpose(const TransposeArgs<T>& args, void* stream);
 // dst[0..n) = value
 template <typename T>
 void launch_fill(T* dst, std::int64_t n, T value, void* stream);
+
+// The packed, rounded copy of a product's operand (kernels/round_operand.cuh); Out is float
+// (TF32) or std::uint16_t (BF16, FP16).
+template <typename Out>
+void launch_round_operand(const RoundOperandArgs<Out>& args, void* stream);
 
 // True when this build carries kernel code the current CUDA device can run.
 bool kernels_runnable_on_current_device() noexcept;

@@ -4,20 +4,25 @@
 
 #include <cmath>
 
-#include "../kernels/precision.h"
+#include "../kernels/round_operand.cuh"
 #include "recur/config.h"
 
 namespace recur::detail {
 
-// v rounded to math's format (round to nearest even); v itself for Fp32.
-inline float rounded_to(Math math, float v) {
+// The rounding format of a reduced Math (not Fp32).
+inline kernels::Format format_of(Math math) {
   switch (math) {
-    case Math::Tf32: return kernels::round_to_tf32(v);
-    case Math::Bf16: return kernels::round_to_bf16(v);
-    case Math::Fp16: return kernels::round_to_fp16(v);
+    case Math::Tf32: return kernels::Format::Tf32;
+    case Math::Fp16: return kernels::Format::Fp16;
+    case Math::Bf16:
     case Math::Fp32: break;
   }
-  return v;
+  return kernels::Format::Bf16;
+}
+
+// v rounded to math's format (round to nearest even); v itself for Fp32.
+inline float rounded_to(Math math, float v) {
+  return math == Math::Fp32 ? v : kernels::rounded(format_of(math), v);
 }
 
 // 2^-(mantissa bits + 1): 2^-11 for TF32 and FP16, 2^-8 for BF16, 2^-24 for float32.

@@ -654,53 +654,64 @@ TEST(CudaModel, PackedBatchesWithDropoutMatchTheCpu) {
   }
 }
 
-// TF32 on the GPU (cuBLAS's TF32 tensor-op math) against the CPU's emulation (operands
-// rounded to nearest even, src/math_format.h). cuBLAS's conversion is not documented to
-// round so, so the budget is TF32's unit roundoff with the usual depth factor, as between
-// TF32 and float32 (test_math), not float32's.
-TEST(CudaModel, Tf32MatchesTheCpusEmulation) {
+// Reduced math on the GPU (src/cuda/reduced_gemms.h) against the CPU's emulation: both
+// round every GEMM's operands to nearest even with the same functor and accumulate in
+// float32, so they differ only in the order of accumulation, and through it in the rare
+// operand (an h, a dgh) that lands on the other side of a rounding boundary. The budget is
+// the format's unit roundoff with the usual depth factor, as between reduced math and
+// float32 (test_math); the run also checks that the GPU really rounded (its result is not
+// the GPU's float32 one). Graphs recorded on the first pass, with branches, and a
+// wavefront, so that the scratch reserved before recording and the side streams' own are
+// exercised; BF16 and FP16 models take x and dy in their storage type.
+TEST(CudaModel, ReducedMathMatchesTheCpusEmulation) {
   RECUR_REQUIRE_GPU();
-  for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset}) {
-    SCOPED_TRACE(to_string(cell));
-    RnnConfig c;
-    c.cell = cell;
-    c.input_size = 19;
-    c.hidden_size = 33;
-    c.num_layers = 2;
-    c.math = Math::Tf32;
-    Rnn cpu(c, Device::cpu(), 3), gpu(c, kGpu, 3);
-    const std::int64_t T_ = 9, B = 16;
-    Random rng(77);
-    Tensor x = rng.tensor<float>({T_, B, 19}), dy = rng.tensor<float>({T_, B, 33});
-    const ForwardResult fc = cpu.forward(x), fg = gpu.forward(x.to(kGpu));
-    const BackwardResult bc = cpu.backward(dy), bg = gpu.backward(dy.to(kGpu));
-    const double depth = static_cast<double>(T_ * (19 + 2 * 33) * 2);
-    const Tolerance tol{detail::unit_roundoff(Math::Tf32), 8.0 * std::log2(2.0 + depth)};
-    EXPECT_TRUE(all_close(fg.y.to_vector<float>(), fc.y.to_vector<float>(), tol)) << "y";
-    EXPECT_TRUE(all_close(bg.dx.to_vector<float>(), bc.dx.to_vector<float>(), tol)) << "dx";
-    EXPECT_TRUE(
-        all_close(gpu.gradients().to_vector<float>(), cpu.gradients().to_vector<float>(), tol))
-        << "gradients";
-  }
-}
-
-// BF16 and FP16 products are not built on the GPU yet: a GPU model that asks for them is
-// an Error naming config.math, not a float32 model in disguise.
-TEST(CudaModel, Bf16AndFp16AreNamedErrorsOnTheGpu) {
-  RECUR_REQUIRE_GPU();
-  for (Math math : {Math::Bf16, Math::Fp16}) {
-    RnnConfig c;
-    c.input_size = 4;
-    c.hidden_size = 4;
-    c.math = math;
-    try {
-      Rnn rnn(c, kGpu);
-      ADD_FAILURE() << to_string(math) << " was taken on the GPU";
-    } catch (const Error& e) {
-      EXPECT_EQ(std::string(e.what()),
-                std::string("recur: Rnn: argument 'config.math': expected Fp32 or Tf32 on a CUDA "
-                            "device (Bf16 and Fp16 run on the CPU only, for now), got ") +
-                    to_string(math));
+  for (Math math : {Math::Tf32, Math::Bf16, Math::Fp16}) {
+    for (CellKind cell :
+         {CellKind::Lstm, CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
+      SCOPED_TRACE(std::string(to_string(math)) + " " + to_string(cell));
+      RnnConfig c;
+      c.cell = cell;
+      c.input_size = 19;
+      c.hidden_size = 33;
+      c.num_layers = 2;
+      c.math = math;
+      RnnConfig f32 = c;
+      f32.math = Math::Fp32;
+      Rnn cpu(c, Device::cpu(), 3), gpu(c, kGpu, 3), exact(f32, kGpu, 3);
+      tune(gpu, [](detail::Tuning& t) {
+        t.cuda_graphs = detail::CudaGraphs::Always;
+        t.cuda_graph_branches = detail::GraphBranches::Always;
+      });
+      const std::int64_t T_ = 9, B = 16;
+      Random rng(77);
+      const DType io = math == Math::Bf16   ? DType::BFloat16
+                       : math == Math::Fp16 ? DType::Float16
+                                            : DType::Float32;
+      const Tensor x = rng.tensor<float>({T_, B, 19}).to(io);
+      const Tensor dy = rng.tensor<float>({T_, B, 33}).to(io);
+      const double depth = static_cast<double>(T_ * (19 + 2 * 33) * 2);
+      const Tolerance tol{detail::unit_roundoff(math), 8.0 * std::log2(2.0 + depth)};
+      for (int pass = 0; pass < 2; ++pass) {  // recorded, then replayed
+        SCOPED_TRACE(pass == 0 ? "recorded" : "replayed");
+        cpu.zero_grad();
+        gpu.zero_grad();
+        const ForwardResult fc = cpu.forward(x), fg = gpu.forward(x.to(kGpu));
+        const BackwardResult bc = cpu.backward(dy), bg = gpu.backward(dy.to(kGpu));
+        EXPECT_EQ(fg.y.dtype(), io);
+        const std::vector<float> yg = fg.y.to(Device::cpu()).to(DType::Float32).to_vector<float>();
+        EXPECT_TRUE(all_close(yg, fc.y.to(DType::Float32).to_vector<float>(), tol)) << "y";
+        EXPECT_TRUE(all_close(fg.h_n.to_vector<float>(), fc.h_n.to_vector<float>(), tol)) << "h_n";
+        EXPECT_TRUE(all_close(bg.dx.to(Device::cpu()).to(DType::Float32).to_vector<float>(),
+                              bc.dx.to(DType::Float32).to_vector<float>(), tol))
+            << "dx";
+        EXPECT_TRUE(
+            all_close(gpu.gradients().to_vector<float>(), cpu.gradients().to_vector<float>(), tol))
+            << "gradients";
+        const std::vector<float> ye =
+            exact.forward(x.to(kGpu).to(DType::Float32)).y.to_vector<float>();
+        EXPECT_NE(yg, ye) << "the GPU's products were not rounded";
+      }
+      EXPECT_GT(forward_statistics(gpu).graph_replays, 0);
     }
   }
 }

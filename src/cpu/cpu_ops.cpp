@@ -198,9 +198,9 @@ void float_gemm(const Gemm<float>& g, const Tuning& tuning, PassStatistics& stat
 void round_operand(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld,
                    Math math, std::vector<float>& out) {
   out.resize(static_cast<std::size_t>(rows * cols));
-  for (std::int64_t j = 0; j < cols; ++j) {
-    for (std::int64_t i = 0; i < rows; ++i) out[j * rows + i] = rounded_to(math, src[j * ld + i]);
-  }
+  const kernels::RoundOperandArgs<float> args{src, rows, cols, ld, format_of(math), out.data()};
+  const kernels::RoundOperand<float> round;
+  for (std::int64_t i = 0; i < rows * cols; ++i) round(i, args);
 }
 
 template <typename Fn>

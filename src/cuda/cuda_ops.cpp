@@ -17,6 +17,7 @@
 #include "device_memory.h"
 #include "graph_cache.h"
 #include "handles.h"
+#include "reduced_gemms.h"
 
 namespace recur::detail {
 namespace {
@@ -26,11 +27,6 @@ cublasOperation_t to_cublas(Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBL
 // Auto runs a batch of backward's shape (k > m) as one batched GEMM from
 // Tuning::cuda_batched_from items up, and for m up to this many rows; see gemm_batched.
 constexpr std::int64_t kBatchedBackwardMaxRows = 512;
-
-// cuBLAS's math mode for a model's Math: TF32 tensor ops for Tf32, exact float32 else.
-cublasMath_t blas_math(Math math) {
-  return math == Math::Tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
-}
 
 int to_int(std::int64_t v, const char* what) {
   if (v < 0 || v > INT_MAX) {
@@ -62,6 +58,8 @@ class CudaOps final : public Ops<T> {
     sides_.clear();
     fork_.reset();
     workspace_.reset();
+    scratch_ = OperandScratch();
+    reduced_ = ReducedGemms();
     table_.reset();
     rows_.reset();
     blas_.reset();
@@ -99,35 +97,45 @@ class CudaOps final : public Ops<T> {
 
   void synchronize() override { RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
-  // TF32: cuBLAS's float GEMMs on tensor cores, its operands rounded to TF32 as they are
-  // read. BF16 and FP16 would need the reduced working copies of docs/design.md, "Reduced
-  // precision", which this backend does not make yet: a clear Error, not a silent Fp32.
+  // Tf32, Bf16 and Fp16: every GEMM rounds its operands as the CPU does (ReducedGemms).
+  // (The validation in plan.cpp keeps float64 models at Fp32.)
   void set_math(Math math) override {
-    if (math == Math::Bf16 || math == Math::Fp16) {
-      throw Error("Rnn", "config.math",
-                  "Fp32 or Tf32 on a CUDA device (Bf16 and Fp16 run on the CPU only, for now)",
-                  to_string(math));
-    }
-    RECUR_CUBLAS_CHECK(cublasSetMathMode(blas_.get(), blas_math(math)));
-    for (SideStream& side : sides_) {
-      RECUR_CUBLAS_CHECK(cublasSetMathMode(side.blas.get(), blas_math(math)));
-    }
+    if (math != this->math()) graphs_.clear();
+    reduced_.set_math(math);
     Ops<T>::set_math(math);
   }
 
   // Column sums (bias gradients) stay float32 whatever the math, as on the CPU.
   void add_column_sums(const T* src, std::int64_t rows, std::int64_t cols, T* dst, T* dst2,
                        const T* ones) override {
-    if (this->math() == Math::Fp32) {
+    exact_sums_ = true;
+    try {
       Ops<T>::add_column_sums(src, rows, cols, dst, dst2, ones);
-      return;
+    } catch (...) {
+      exact_sums_ = false;
+      throw;
     }
-    RECUR_CUBLAS_CHECK(cublasSetMathMode(blas_.get(), CUBLAS_DEFAULT_MATH));
-    Ops<T>::add_column_sums(src, rows, cols, dst, dst2, ones);
-    RECUR_CUBLAS_CHECK(cublasSetMathMode(blas_.get(), blas_math(this->math())));
+    exact_sums_ = false;
   }
 
-  void gemm(const Gemm<T>& g) override { gemm_on(blas_.get(), g); }
+  void gemm(const Gemm<T>& g) override { gemm_on(blas_.get(), scratch_, stream_, g); }
+
+  // Under reduced math the per-step weights get a rounded working copy, made here once per
+  // pass (ReducedGemms::hold); that is what "packed" means on the GPU.
+  bool packs_weights() const override { return rounds_operands(); }
+
+  bool hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
+                    std::int64_t /*widest_n*/) override {
+    if constexpr (std::is_same_v<T, float>) {
+      if (!rounds_operands()) return false;
+      if (reduced_.hold(a, trans_a, m, k, lda, stream_)) graphs_.clear();
+      return true;
+    } else {
+      return false;
+    }
+  }
+
+  void release_weights() override { reduced_.release(); }
 
   // For one item the pointer-array batched GEMM picks one large tile whatever the shape,
   // where the plain GEMM splits K and fills the GPU; with several items it runs them side
@@ -141,8 +149,9 @@ class CudaOps final : public Ops<T> {
     if (g.m == 0 || g.n == 0 || g.count == 0) return;
     const Tuning& tuning = this->tuning();
     const CudaBatchedGemm choice = tuning.cuda_batched_gemm;
+    // Rounded operands are per item: the pointer-array GEMM would read the float32 ones.
     const bool per_item =
-        choice == CudaBatchedGemm::PerItem ||
+        rounds_operands() || choice == CudaBatchedGemm::PerItem ||
         (choice == CudaBatchedGemm::Auto &&
          (g.count == 1 ||
           (g.k > g.m && (g.count < tuning.cuda_batched_from || g.m > kBatchedBackwardMaxRows))));
@@ -186,6 +195,7 @@ class CudaOps final : public Ops<T> {
     RECUR_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
     if (capturing != cudaStreamCaptureStatusNone) return false;
     std::string key = graph_signature(calls);
+    if (rounds_operands()) key += reduced_signature();
     cudaGraphExec_t exec = graphs_.find(key);
     if (exec != nullptr) {
       ++this->statistics().graph_replays;
@@ -301,6 +311,11 @@ class CudaOps final : public Ops<T> {
       }
     }
     if (widest > 1) add_side_streams(widest - 1);
+    if (rounds_operands()) {
+      // Scratch may move as it grows here: the graph is kept under where it now is.
+      reserve_scratch(calls);
+      key = graph_signature(calls) + reduced_signature();
+    }
     if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
       cudaGetLastError();  // not sticky: clear it, and launch as before from now on
       capture_refused_ = true;
@@ -333,7 +348,43 @@ class CudaOps final : public Ops<T> {
     BlasHandle blas;
     Event done;
     DeviceMemory workspace;  // its cuBLAS's, once it records graph branches
+    OperandScratch scratch;  // its GEMMs' rounded operands (reduced math)
   };
+
+  // Whether GEMMs round their operands (a float32 model under Tf32, Bf16 or Fp16), except
+  // for the bias column sums.
+  bool rounds_operands() const {
+    return std::is_same_v<T, float> && this->math() != Math::Fp32 && !exact_sums_;
+  }
+
+  // What graphs recorded under reduced math read besides the calls' own pointers: the
+  // working copies held, and the scratch (which moves when it grows).
+  std::string reduced_signature() const {
+    std::string key = reduced_.held_signature();
+    key += ":scratch:" + std::to_string(reinterpret_cast<std::uintptr_t>(scratch_.data()));
+    for (const SideStream& side : sides_) {
+      key += ":" + std::to_string(reinterpret_cast<std::uintptr_t>(side.scratch.data()));
+    }
+    return key;
+  }
+
+  // Scratch for every GEMM of `calls` on each stream that may run it, before a recording,
+  // inside which nothing may allocate.
+  void reserve_scratch(const std::vector<StepCall<T>>& calls) {
+    if constexpr (std::is_same_v<T, float>) {
+      std::size_t widest = 0;
+      for (const StepCall<T>& c : calls) {
+        if (c.kind != StepCall<T>::Kind::Gemms) continue;
+        for (int i = 0; i < c.gemms.count; ++i) {
+          const GemmBatch<T>& g = c.gemms;
+          widest = std::max(
+              widest, reduced_.scratch_bytes(gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i])));
+        }
+      }
+      scratch_.reserve(widest, stream_);
+      for (SideStream& side : sides_) side.scratch.reserve(widest, side.stream.get());
+    }
+  }
 
   // Whether a batch's items, run one GEMM each while recording, become parallel branches.
   bool branches(const GemmBatch<T>& g) const {
@@ -345,8 +396,15 @@ class CudaOps final : public Ops<T> {
     return false;
   }
 
-  void gemm_on(cublasHandle_t blas, const Gemm<T>& g) {
+  void gemm_on(cublasHandle_t blas, OperandScratch& scratch, cudaStream_t stream,
+               const Gemm<T>& g) {
     if (g.m == 0 || g.n == 0) return;
+    if constexpr (std::is_same_v<T, float>) {
+      if (rounds_operands()) {
+        reduced_.gemm(blas, scratch, g, stream);
+        return;
+      }
+    }
     const int m = to_int(g.m, "m"), n = to_int(g.n, "n"), k = to_int(g.k, "k");
     const int lda = to_int(g.lda, "lda"), ldb = to_int(g.ldb, "ldb"), ldc = to_int(g.ldc, "ldc");
     if constexpr (std::is_same_v<T, float>) {
@@ -367,12 +425,13 @@ class CudaOps final : public Ops<T> {
     add_side_streams(g.count - 1);
     RECUR_CUDA_CHECK(cudaEventRecord(fork_.get(), stream_));
     for (int i = 1; i < g.count; ++i) {
-      const SideStream& side = sides_[static_cast<std::size_t>(i - 1)];
+      SideStream& side = sides_[static_cast<std::size_t>(i - 1)];
       RECUR_CUDA_CHECK(cudaStreamWaitEvent(side.stream.get(), fork_.get(), 0));
-      gemm_on(side.blas.get(), gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]));
+      gemm_on(side.blas.get(), side.scratch, side.stream.get(),
+              gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]));
       RECUR_CUDA_CHECK(cudaEventRecord(side.done.get(), side.stream.get()));
     }
-    gemm_on(blas_.get(), gemm_item(g, g.host_a[0], g.host_b[0], g.host_c[0]));
+    gemm_on(blas_.get(), scratch_, stream_, gemm_item(g, g.host_a[0], g.host_b[0], g.host_c[0]));
     for (int i = 1; i < g.count; ++i) {
       RECUR_CUDA_CHECK(
           cudaStreamWaitEvent(stream_, sides_[static_cast<std::size_t>(i - 1)].done.get(), 0));
@@ -389,7 +448,6 @@ class CudaOps final : public Ops<T> {
       side.stream = make_stream(cudaStreamNonBlocking);
       side.done = make_event(cudaEventDisableTiming);
       side.blas = make_blas(side.stream.get());
-      RECUR_CUBLAS_CHECK(cublasSetMathMode(side.blas.get(), blas_math(this->math())));
       sides_.push_back(std::move(side));
     }
     for (int i = 0; i < count; ++i) {
@@ -413,6 +471,9 @@ class CudaOps final : public Ops<T> {
   GraphCache graphs_;
   bool capture_refused_ = false;  // the stream refused to record once: launch as before
   bool recording_ = false;        // inside record(): the stream is capturing
+  bool exact_sums_ = false;       // inside add_column_sums: float32 products whatever the math
+  ReducedGemms reduced_;          // reduced math: rounding points and working copies
+  OperandScratch scratch_;        // the model stream's rounded operands
   // A side stream's GEMM is one item of a step's batch: split-K's partial sums of
   // [512, 64] x 8 splits take 1 MiB.
   static constexpr std::size_t kSideWorkspaceBytes = std::size_t{8} << 20;
