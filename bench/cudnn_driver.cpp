@@ -5,10 +5,12 @@
 // library is looked for under $RECUR_CUDNN_LIBRARY, the loader's path, and the pip
 // wheel's folder (nvidia/cudnn/lib) of the usual Python installs.
 //
-// Setup (outside the timing): one RNN descriptor (CUDNN_RNN_ALGO_STANDARD, FP32 data; FP32
-// math, CUDNN_FMA_MATH, as recur's GEMMs, or TF32 tensor ops for the "cudnn_tf32" rows:
-// CUDNN_DEFAULT_MATH is not FP32 on Hopper, where it ran the LSTM T=50 B=64 H=1024 training
-// step in 2.6 ms, and in 6.4 ms with NVIDIA_TF32_OVERRIDE=0; double bias as
+// Setup (outside the timing): one RNN descriptor (CUDNN_RNN_ALGO_STANDARD) at one of four
+// precisions (Precision below): FP32 data with FP32 math, CUDNN_FMA_MATH, as recur's GEMMs
+// ("cudnn"; CUDNN_DEFAULT_MATH is not FP32 on Hopper, where it ran the LSTM T=50 B=64
+// H=1024 training step in 2.6 ms, and in 6.4 ms with NVIDIA_TF32_OVERRIDE=0), FP32 data
+// with TF32 tensor ops ("cudnn_tf32"), or BF16 / FP16 data, weights and states with
+// tensor ops and FP32 math precision ("cudnn_bf16", "cudnn_fp16"); double bias as
 // PyTorch; linear input; L layers, uni- or bidirectional, which cuDNN concatenates between
 // layers as PyTorch does), packed sequence-major data [T, B, C] with every length T,
 // random weights, zero initial states.
@@ -22,17 +24,52 @@
 #include <glob.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "recur/half.h"
 #include "result.h"
 
 namespace bench {
 namespace {
+
+// One precision's cuDNN settings: the type of the data, weights and states, the math type
+// and the math precision (cudnnSetRNNDescriptor_v8's dataType, mathType, mathPrec).
+struct Precision {
+  cudnnDataType_t data, math_prec;
+  cudnnMathType_t math;
+  std::size_t bytes;  // of one data element
+};
+
+Precision precision_for(recur::Math math) {
+  switch (math) {
+    case recur::Math::Fp32: return {CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT, CUDNN_FMA_MATH, 4};
+    case recur::Math::Tf32:
+      return {CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT, CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, 4};
+    case recur::Math::Bf16: return {CUDNN_DATA_BFLOAT16, CUDNN_DATA_FLOAT, CUDNN_TENSOR_OP_MATH, 2};
+    case recur::Math::Fp16: return {CUDNN_DATA_HALF, CUDNN_DATA_FLOAT, CUDNN_TENSOR_OP_MATH, 2};
+  }
+  throw std::runtime_error("unknown math");
+}
+
+// `value` encoded in `type` (FLOAT, BFLOAT16 or HALF) at `out`.
+void encode(float value, cudnnDataType_t type, unsigned char* out) {
+  if (type == CUDNN_DATA_BFLOAT16) {
+    const std::uint16_t bits = recur::bfloat16(value).bits;
+    std::memcpy(out, &bits, sizeof bits);
+  } else if (type == CUDNN_DATA_HALF) {
+    const std::uint16_t bits = recur::float16(value).bits;
+    std::memcpy(out, &bits, sizeof bits);
+  } else {
+    std::memcpy(out, &value, sizeof value);
+  }
+}
 
 // The cuDNN entry points used here; each becomes a member of CudnnApi.
 // clang-format off
@@ -147,13 +184,14 @@ class DeviceMemory {
     CUDA_CHECK(cudaMemset(p, 0, bytes));
     return p;
   }
-  void* random_floats(std::size_t count, std::uint32_t seed) {
-    void* p = zeros(count * sizeof(float));
+  // `count` random values in [-0.1, 0.1] of precision `pr`'s data type.
+  void* random_values(std::size_t count, const Precision& pr, std::uint32_t seed) {
+    void* p = zeros(count * pr.bytes);
     std::mt19937 gen(seed);
     std::uniform_real_distribution<float> dist(-0.1f, 0.1f);
-    std::vector<float> host(count);
-    for (float& v : host) v = dist(gen);
-    CUDA_CHECK(cudaMemcpy(p, host.data(), count * sizeof(float), cudaMemcpyHostToDevice));
+    std::vector<unsigned char> host(count * pr.bytes);
+    for (std::size_t i = 0; i < count; ++i) encode(dist(gen), pr.data, &host[i * pr.bytes]);
+    CUDA_CHECK(cudaMemcpy(p, host.data(), host.size(), cudaMemcpyHostToDevice));
     return p;
   }
 
@@ -164,7 +202,7 @@ class DeviceMemory {
 // Everything one problem needs; destroyed in reverse order of creation.
 class Session {
  public:
-  Session(const Problem& p, bool tensor_ops) {
+  Session(const Problem& p, const Precision& pr) {
     const CudnnApi& a = api();
     CUDA_CHECK(cudaStreamCreate(&stream_));
     CUDNN_CHECK(a.cudnnCreate(&handle_));
@@ -188,29 +226,27 @@ class Session {
     CUDNN_CHECK(a.cudnnCreateRNNDescriptor(&rnn_));
     CUDNN_CHECK(a.cudnnSetRNNDescriptor_v8(
         rnn_, CUDNN_RNN_ALGO_STANDARD, mode, CUDNN_RNN_DOUBLE_BIAS,
-        p.bidirectional ? CUDNN_BIDIRECTIONAL : CUDNN_UNIDIRECTIONAL, CUDNN_LINEAR_INPUT,
-        CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT,
-        tensor_ops ? CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION : CUDNN_FMA_MATH, I, H, H, p.layers,
-        dropout_, CUDNN_RNN_PADDED_IO_DISABLED));
+        p.bidirectional ? CUDNN_BIDIRECTIONAL : CUDNN_UNIDIRECTIONAL, CUDNN_LINEAR_INPUT, pr.data,
+        pr.math_prec, pr.math, I, H, H, p.layers, dropout_, CUDNN_RNN_PADDED_IO_DISABLED));
 
     const std::vector<int> lengths(static_cast<std::size_t>(B), T);
     CUDNN_CHECK(a.cudnnCreateRNNDataDescriptor(&x_desc_));
-    CUDNN_CHECK(a.cudnnSetRNNDataDescriptor(x_desc_, CUDNN_DATA_FLOAT,
+    CUDNN_CHECK(a.cudnnSetRNNDataDescriptor(x_desc_, pr.data,
                                             CUDNN_RNN_DATA_LAYOUT_SEQ_MAJOR_PACKED, T, B, I,
                                             lengths.data(), nullptr));
     CUDNN_CHECK(a.cudnnCreateRNNDataDescriptor(&y_desc_));
-    CUDNN_CHECK(a.cudnnSetRNNDataDescriptor(y_desc_, CUDNN_DATA_FLOAT,
+    CUDNN_CHECK(a.cudnnSetRNNDataDescriptor(y_desc_, pr.data,
                                             CUDNN_RNN_DATA_LAYOUT_SEQ_MAJOR_PACKED, T, B, D * H,
                                             lengths.data(), nullptr));
     const int dims[3] = {p.layers * D, B, H}, strides[3] = {B * H, H, 1};
     CUDNN_CHECK(a.cudnnCreateTensorDescriptor(&h_desc_));
-    CUDNN_CHECK(a.cudnnSetTensorNdDescriptor(h_desc_, CUDNN_DATA_FLOAT, 3, dims, strides));
+    CUDNN_CHECK(a.cudnnSetTensorNdDescriptor(h_desc_, pr.data, 3, dims, strides));
 
     seq_lengths_ = static_cast<int*>(mem_.zeros(lengths.size() * sizeof(int)));
     CUDA_CHECK(cudaMemcpy(seq_lengths_, lengths.data(), lengths.size() * sizeof(int),
                           cudaMemcpyHostToDevice));
     CUDNN_CHECK(a.cudnnGetRNNWeightSpaceSize(handle_, rnn_, &weight_bytes_));
-    weights_ = mem_.random_floats(weight_bytes_ / sizeof(float), 1);
+    weights_ = mem_.random_values(weight_bytes_ / pr.bytes, pr, 1);
     dweights_ = mem_.zeros(weight_bytes_);
     CUDNN_CHECK(a.cudnnGetRNNTempSpaceSizes(handle_, rnn_, CUDNN_FWD_MODE_TRAINING, x_desc_,
                                             &work_bytes_, &reserve_bytes_));
@@ -222,11 +258,11 @@ class Session {
     reserve_ = mem_.zeros(reserve_bytes_);
 
     const std::size_t x_count = std::size_t(T) * B * I, y_count = std::size_t(T) * B * D * H;
-    const std::size_t h_bytes = std::size_t(p.layers) * D * B * H * sizeof(float);
-    x_ = mem_.random_floats(x_count, 2);
-    dy_ = mem_.random_floats(y_count, 3);
-    y_ = mem_.zeros(y_count * sizeof(float));
-    dx_ = mem_.zeros(x_count * sizeof(float));
+    const std::size_t h_bytes = std::size_t(p.layers) * D * B * H * pr.bytes;
+    x_ = mem_.random_values(x_count, pr, 2);
+    dy_ = mem_.random_values(y_count, pr, 3);
+    y_ = mem_.zeros(y_count * pr.bytes);
+    dx_ = mem_.zeros(x_count * pr.bytes);
     for (void** state : {&hx_, &cx_, &hy_, &cy_, &dhy_, &dcy_, &dhx_, &dcx_}) {
       *state = mem_.zeros(h_bytes);
     }
@@ -281,12 +317,12 @@ class Session {
 
 }  // namespace
 
-Prepared prepare_cudnn(const Problem& p, bool tensor_ops, Mode mode) {
+Prepared prepare_cudnn(const Problem& p, recur::Math math, Mode mode) {
   Prepared out;
-  out.result = note_result(tensor_ops ? "cudnn_tf32" : "cudnn", "gpu", p, mode, "");
+  out.result = note_result("cudnn", math, "gpu", p, mode, "");
   try {
     if (!api().error.empty()) throw std::runtime_error(api().error);
-    auto session = std::make_shared<Session>(p, tensor_ops);
+    auto session = std::make_shared<Session>(p, precision_for(math));
     const bool training = mode == Mode::Training;
     out.call = cuda_timed(
         [session, training] {

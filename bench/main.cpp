@@ -35,7 +35,12 @@ const char* kUsage = R"(usage: recur_bench [options]
   --max-seconds S      stop after S seconds per implementation once 3 rounds are done
                        (default 10)
   --no-anchors         recur only;  --no-ceiling: skip the sgemm ceiling
-  --no-tf32            no cuDNN TF32 tensor-op rows on the GPU
+  --math LIST          the precisions to time, comma-separated from fp32, tf32, bf16,
+                       fp16: recur at each ("recur", "recur_bf16", ...) beside the anchors
+                       of that precision (oneDNN f32/bf16/f16 on the CPU, cuDNN FP32, TF32,
+                       BF16, FP16 on the GPU), each anchor paired with recur at its own
+                       (default: fp32,bf16 on the CPU; fp32,tf32,bf16,fp16 on the GPU)
+  --no-tf32            leave tf32 out of the precisions
   --beside-load N      time every problem twice: on the quiet machine, then beside N busy
                        processes (a neighbour sharing the cores); prints both
   --json FILE          also write every result as JSON
@@ -45,6 +50,7 @@ struct Options {
   bench::TimingOptions timing;
   std::vector<bench::Mode> modes;
   bool quick = false, cpu = false, gpu = false, anchors = true, ceiling = true, tf32 = true;
+  std::vector<recur::Math> maths;  // --math; empty: the device's default
   bool only_deepbench = false;
   std::vector<std::string> filters;
   std::string deepbench_set, deepbench_csv = bench::default_deepbench_path(), json;
@@ -109,6 +115,18 @@ Options parse(int argc, char** argv) {
       o.anchors = false;
     } else if (a == "--no-ceiling") {
       o.ceiling = false;
+    } else if (a == "--math") {
+      const std::string list = value() + ",";
+      o.maths.clear();
+      for (std::size_t at = 0, comma; (comma = list.find(',', at)) != std::string::npos;
+           at = comma + 1) {
+        recur::Math m{};
+        if (!bench::parse_math(list.substr(at, comma - at), &m)) {
+          usage_error("--math: expected fp32, tf32, bf16 or fp16, got '" +
+                      list.substr(at, comma - at) + "'");
+        }
+        if (std::find(o.maths.begin(), o.maths.end(), m) == o.maths.end()) o.maths.push_back(m);
+      }
     } else if (a == "--no-tf32") {
       o.tf32 = false;
     } else if (a == "--beside-load") {
@@ -166,23 +184,39 @@ std::vector<bench::Problem> problems_for(const Options& o, bool gpu) {
   return kept;
 }
 
-// One mode of one problem on one device: recur and the anchors, measured side by side.
+// The precisions timed on the device: --math's, or the default (the GPU runs all four; the
+// CPU FP32 and BF16, the one reduced format its anchor has), less TF32 under --no-tf32.
+std::vector<recur::Math> maths_for(const Options& o, bool gpu) {
+  using recur::Math;
+  std::vector<Math> all = !o.maths.empty() ? o.maths
+                          : gpu ? std::vector<Math>{Math::Fp32, Math::Tf32, Math::Bf16, Math::Fp16}
+                                : std::vector<Math>{Math::Fp32, Math::Bf16};
+  if (!o.tf32) all.erase(std::remove(all.begin(), all.end(), Math::Tf32), all.end());
+  return all;
+}
+
+// The anchor of precision `math` on the device, if it has one: oneDNN on the CPU (which has
+// no TF32), cuDNN on the GPU.
+void add_anchor(const bench::Problem& p, bool gpu, bench::Mode mode, recur::Math math,
+                std::vector<bench::Prepared>& prepared) {
+#ifdef RECUR_BENCH_ONEDNN
+  if (!gpu && math != recur::Math::Tf32) prepared.push_back(bench::prepare_onednn(p, mode, math));
+#endif
+#ifdef RECUR_BENCH_CUDNN
+  if (gpu) prepared.push_back(bench::prepare_cudnn(p, math, mode));
+#endif
+  (void)p, (void)gpu, (void)mode, (void)math, (void)prepared;
+}
+
+// One mode of one problem on one device: recur at each precision and the anchors, measured
+// side by side.
 std::vector<bench::Result> run_mode(const Options& o, const bench::Problem& p, bool gpu,
                                     bench::Mode mode) {
   std::vector<bench::Prepared> prepared;
-  prepared.push_back(bench::prepare_recur(p, gpu, mode));
-  // TF32 against TF32: recur's TF32 products beside cuDNN's TF32 tensor ops.
-  if (gpu && o.tf32) prepared.push_back(bench::prepare_recur(p, gpu, mode, recur::Math::Tf32));
+  const std::vector<recur::Math> maths = maths_for(o, gpu);
+  for (recur::Math m : maths) prepared.push_back(bench::prepare_recur(p, gpu, mode, m));
   if (o.anchors) {
-#ifdef RECUR_BENCH_ONEDNN
-    if (!gpu) prepared.push_back(bench::prepare_onednn(p, mode));
-#endif
-#ifdef RECUR_BENCH_CUDNN
-    if (gpu) {
-      prepared.push_back(bench::prepare_cudnn(p, false, mode));
-      if (o.tf32) prepared.push_back(bench::prepare_cudnn(p, true, mode));
-    }
-#endif
+    for (recur::Math m : maths) add_anchor(p, gpu, mode, m, prepared);
   }
   std::vector<bench::TimedCall> calls;
   std::vector<std::size_t> timed;  // index in `prepared` of each call
@@ -201,11 +235,8 @@ std::vector<bench::Result> run_mode(const Options& o, const bench::Problem& p, b
     r.ok = true;
     r.stats = bench::summarize(times.ms[c]);
     // Each anchor against recur at its own precision, where that ran.
-    const bool tf32 = r.impl == "cudnn_tf32";
     for (std::size_t mine = 0; mine < timed.size(); ++mine) {
-      const std::string& impl = prepared[timed[mine]].result.impl;
-      if (mine != c && times.errors[mine].empty() && impl == (tf32 ? "recur_tf32" : "recur") &&
-          r.impl.rfind("recur", 0) != 0) {
+      if (times.errors[mine].empty() && bench::pairs_with(r, prepared[timed[mine]].result)) {
         r.vs_recur = bench::paired_ratio(times.ms[c], times.ms[mine]);
       }
     }

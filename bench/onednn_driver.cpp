@@ -1,4 +1,5 @@
-// bench/onednn_driver.cpp: the CPU anchor, oneDNN's RNN primitives (f32).
+// bench/onednn_driver.cpp: the CPU anchor, oneDNN's RNN primitives, in f32 ("onednn") and
+// bf16 ("onednn_bf16", beside recur's Math::Bf16).
 //
 // Built as a plugin (libbench_onednn.so beside recur_bench, loaded by onednn_loader.cpp),
 // so that recur_bench itself does not depend on libdnnl (40 MB): the GPU bundle stays
@@ -14,10 +15,19 @@
 //   training step  forward_training (keeps the workspace), then backward, last layer first
 // Cells: lstm -> lstm_*, gru -> lbr_gru_* (linear-before-reset, 4 bias rows),
 // gru_rbp -> gru_*, rnn_tanh / rnn_relu -> vanilla_rnn_* with eltwise_tanh / eltwise_relu.
+// One code path for both precisions, the data types a parameter (Types): bf16 has bf16
+// layers, hidden states and weights, f32 bias and LSTM cell state, as oneDNN's bf16 RNN
+// configuration asks; its backward pass takes and gives every diff in f32 (oneDNN 2.6
+// refuses bf16 diff_src/diff_dst: "could not create a descriptor for an LSTM backward
+// propagation primitive"). f16 is passed on as f16 throughout, for oneDNN to accept or
+// refuse in the row's note. Inputs are made in f32 and reordered (rounded) into each
+// memory's type outside the timing.
 #include <cstring>
 #include <dnnl.hpp>
 #include <memory>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <unordered_map>
 
 #include "result.h"
@@ -36,6 +46,26 @@ dnnl::engine& cpu_engine() {
   return engine;
 }
 
+// The data types of one precision's memories.
+struct Types {
+  dt data;          // src/dst layer and iter (hidden states), weights
+  dt bias;          // bias
+  dt cell;          // LSTM cell state: src_iter_c, dst_iter_c and their diffs
+  dt diff_data;     // diff_src/diff_dst layer and iter
+  dt diff_weights;  // diff_weights_layer/iter and diff_bias
+};
+
+Types types_for(recur::Math math) {
+  switch (math) {
+    case recur::Math::Fp32: return {dt::f32, dt::f32, dt::f32, dt::f32, dt::f32};
+    case recur::Math::Bf16: return {dt::bf16, dt::f32, dt::f32, dt::f32, dt::f32};
+    case recur::Math::Fp16: return {dt::f16, dt::f16, dt::f16, dt::f16, dt::f16};
+    case recur::Math::Tf32: break;
+  }
+  throw std::runtime_error(std::string("oneDNN's CPU RNN has no ") + math_name(math) +
+                           " configuration here");
+}
+
 void fill_random(const memory& m, std::uint32_t seed) {
   std::mt19937 gen(seed);
   std::uniform_real_distribution<float> dist(-0.1f, 0.1f);
@@ -50,7 +80,7 @@ memory zeros(const memory::desc& md) {
   return m;
 }
 
-// A memory in `md`'s layout holding `user` (reordered when the layouts differ).
+// A memory in `md`'s layout and type holding `user` (reordered when they differ).
 memory reordered(memory user, const memory::desc& md, dnnl::stream& s) {
   if (user.get_desc() == md) return user;
   memory m(md, cpu_engine());
@@ -59,32 +89,60 @@ memory reordered(memory user, const memory::desc& md, dnnl::stream& s) {
   return m;
 }
 
+// A memory of `type` in plain layout `layout`, holding random values (fill_random's, made
+// in f32 and rounded into `type`).
+memory random_memory(const memory::dims& dims, dt type, tag layout, std::uint32_t seed,
+                     dnnl::stream& s) {
+  memory f(memory::desc(dims, dt::f32, layout), cpu_engine());
+  fill_random(f, seed);
+  return reordered(f, memory::desc(dims, type, layout), s);
+}
+
 // The memory descriptors of one layer; weights_* are format_tag::any.
 struct LayerDescs {
   memory::desc src_layer, src_iter, src_iter_c, weights_layer, weights_iter, bias, dst_layer,
       dst_iter, dst_iter_c;
 };
 
-LayerDescs layer_descs(const Problem& p, int layer) {
+LayerDescs layer_descs(const Problem& p, int layer, const Types& ty) {
   const memory::dim T = p.T, B = p.B, H = p.H, D = p.directions(), C = p.layer_input(layer);
   const memory::dim G = gate_count(p.cell), Gb = p.cell == Cell::Gru ? G + 1 : G;
   LayerDescs d;
-  d.src_layer = memory::desc({T, B, C}, dt::f32, tag::tnc);
-  d.src_iter = memory::desc({1, D, B, H}, dt::f32, tag::ldnc);
-  d.weights_layer = memory::desc({1, D, C, G, H}, dt::f32, tag::any);
-  d.weights_iter = memory::desc({1, D, H, G, H}, dt::f32, tag::any);
-  d.bias = memory::desc({1, D, Gb, H}, dt::f32, tag::ldgo);
-  d.dst_layer = memory::desc({T, B, D * H}, dt::f32, tag::tnc);
-  d.dst_iter = memory::desc({1, D, B, H}, dt::f32, tag::ldnc);
+  d.src_layer = memory::desc({T, B, C}, ty.data, tag::tnc);
+  d.src_iter = memory::desc({1, D, B, H}, ty.data, tag::ldnc);
+  d.weights_layer = memory::desc({1, D, C, G, H}, ty.data, tag::any);
+  d.weights_iter = memory::desc({1, D, H, G, H}, ty.data, tag::any);
+  d.bias = memory::desc({1, D, Gb, H}, ty.bias, tag::ldgo);
+  d.dst_layer = memory::desc({T, B, D * H}, ty.data, tag::tnc);
+  d.dst_iter = memory::desc({1, D, B, H}, ty.data, tag::ldnc);
   if (p.cell == Cell::Lstm) {
-    d.src_iter_c = d.src_iter;
-    d.dst_iter_c = d.dst_iter;
+    d.src_iter_c = memory::desc({1, D, B, H}, ty.cell, tag::ldnc);
+    d.dst_iter_c = d.src_iter_c;
   }
   return d;
 }
 
+// The descriptors of the backward pass's diffs: diff_data for the layers and states (the
+// cell type for the LSTM cell state), diff_weights for the weights and the bias.
+LayerDescs diff_descs(const LayerDescs& d, const Types& ty) {
+  auto as = [](const memory::desc& md, dt type, tag layout) {
+    return md.dims().empty() ? md : memory::desc(md.dims(), type, layout);
+  };
+  LayerDescs g;
+  g.src_layer = as(d.src_layer, ty.diff_data, tag::tnc);
+  g.src_iter = as(d.src_iter, ty.diff_data, tag::ldnc);
+  g.src_iter_c = as(d.src_iter_c, ty.cell, tag::ldnc);
+  g.weights_layer = as(d.weights_layer, ty.diff_weights, tag::any);
+  g.weights_iter = as(d.weights_iter, ty.diff_weights, tag::any);
+  g.bias = as(d.bias, ty.diff_weights, tag::ldgo);
+  g.dst_layer = as(d.dst_layer, ty.diff_data, tag::tnc);
+  g.dst_iter = as(d.dst_iter, ty.diff_data, tag::ldnc);
+  g.dst_iter_c = as(d.dst_iter_c, ty.cell, tag::ldnc);
+  return g;
+}
+
 // The forward primitive descriptor for `prop`, and for training the backward one.
-void make_pds(const Problem& p, const LayerDescs& d, bool training,
+void make_pds(const Problem& p, const LayerDescs& d, const LayerDescs& g, bool training,
               dnnl::rnn_primitive_desc_base* fwd, dnnl::rnn_primitive_desc_base* bwd) {
   const prop_kind prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
   const prop_kind back = prop_kind::backward;
@@ -102,10 +160,10 @@ void make_pds(const Problem& p, const LayerDescs& d, bool training,
         *bwd = dnnl::lstm_backward::primitive_desc({back,           dir,          d.src_layer,
                                                     d.src_iter,     d.src_iter_c, d.weights_layer,
                                                     d.weights_iter, d.bias,       d.dst_layer,
-                                                    d.dst_iter,     d.dst_iter_c, d.src_layer,
-                                                    d.src_iter,     d.src_iter_c, d.weights_layer,
-                                                    d.weights_iter, d.bias,       d.dst_layer,
-                                                    d.dst_iter,     d.dst_iter_c},
+                                                    d.dst_iter,     d.dst_iter_c, g.src_layer,
+                                                    g.src_iter,     g.src_iter_c, g.weights_layer,
+                                                    g.weights_iter, g.bias,       g.dst_layer,
+                                                    g.dst_iter,     g.dst_iter_c},
                                                    e, f);
       }
       return;
@@ -118,8 +176,8 @@ void make_pds(const Problem& p, const LayerDescs& d, bool training,
       if (training) {
         *bwd = dnnl::lbr_gru_backward::primitive_desc(
             {back, dir, d.src_layer, d.src_iter, d.weights_layer, d.weights_iter, d.bias,
-             d.dst_layer, d.dst_iter, d.src_layer, d.src_iter, d.weights_layer, d.weights_iter,
-             d.bias, d.dst_layer, d.dst_iter},
+             d.dst_layer, d.dst_iter, g.src_layer, g.src_iter, g.weights_layer, g.weights_iter,
+             g.bias, g.dst_layer, g.dst_iter},
             e, f);
       }
       return;
@@ -132,8 +190,8 @@ void make_pds(const Problem& p, const LayerDescs& d, bool training,
       if (training) {
         *bwd = dnnl::gru_backward::primitive_desc(
             {back, dir, d.src_layer, d.src_iter, d.weights_layer, d.weights_iter, d.bias,
-             d.dst_layer, d.dst_iter, d.src_layer, d.src_iter, d.weights_layer, d.weights_iter,
-             d.bias, d.dst_layer, d.dst_iter},
+             d.dst_layer, d.dst_iter, g.src_layer, g.src_iter, g.weights_layer, g.weights_iter,
+             g.bias, g.dst_layer, g.dst_iter},
             e, f);
       }
       return;
@@ -150,8 +208,8 @@ void make_pds(const Problem& p, const LayerDescs& d, bool training,
       if (training) {
         *bwd = dnnl::vanilla_rnn_backward::primitive_desc(
             {back, act, dir, d.src_layer, d.src_iter, d.weights_layer, d.weights_iter, d.bias,
-             d.dst_layer, d.dst_iter, d.src_layer, d.src_iter, d.weights_layer, d.weights_iter,
-             d.bias, d.dst_layer, d.dst_iter},
+             d.dst_layer, d.dst_iter, g.src_layer, g.src_iter, g.weights_layer, g.weights_iter,
+             g.bias, g.dst_layer, g.dst_iter},
             e, f);
       }
       return;
@@ -167,16 +225,14 @@ struct Layer {
 // A whole stack, ready to execute: primitives created, memories allocated and filled.
 class Net {
  public:
-  Net(const Problem& p, bool training) {
+  Net(const Problem& p, bool training, const Types& ty) {
     dnnl::stream s(cpu_engine());
     const bool lstm = p.cell == Cell::Lstm;
-    memory x(memory::desc({p.T, p.B, p.I}, dt::f32, tag::tnc), cpu_engine());
-    fill_random(x, 11);
-    memory input = x;
+    memory input = random_memory({p.T, p.B, p.I}, ty.data, tag::tnc, 11, s);
     for (int l = 0; l < p.layers; ++l) {
-      const LayerDescs d = layer_descs(p, l);
+      const LayerDescs d = layer_descs(p, l, ty);
       dnnl::rnn_primitive_desc_base fpd, bpd;
-      make_pds(p, d, training, &fpd, &bpd);
+      make_pds(p, d, diff_descs(d, ty), training, &fpd, &bpd);
       Layer layer;
       layer.fwd = dnnl::primitive(fpd);
       // Weights in PyTorch-like ldigo, reordered to what the primitive chose.
@@ -185,8 +241,7 @@ class Net {
       memory user_wi(memory::desc(wi, dt::f32, tag::ldigo), cpu_engine());
       fill_random(user_wl, 100 + l);
       fill_random(user_wi, 200 + l);
-      memory bias(d.bias, cpu_engine());
-      fill_random(bias, 300 + l);
+      const memory bias = random_memory(d.bias.dims(), ty.bias, tag::ldgo, 300 + l, s);
       Args& fa = layer.fwd_args;
       fa[DNNL_ARG_SRC_LAYER] = input;
       fa[DNNL_ARG_SRC_ITER] = zeros(fpd.src_iter_desc());
@@ -227,9 +282,8 @@ class Net {
     }
     if (training) {
       // dy for the last layer; each lower layer gets the diff_src_layer of the one above.
-      memory dy(layers_.back().bwd_args[DNNL_ARG_DST_LAYER].get_desc(), cpu_engine());
-      fill_random(dy, 12);
-      layers_.back().bwd_args[DNNL_ARG_DIFF_DST_LAYER] = dy;
+      layers_.back().bwd_args[DNNL_ARG_DIFF_DST_LAYER] =
+          random_memory({p.T, p.B, p.directions() * p.H}, ty.diff_data, tag::tnc, 12, s);
       for (int l = p.layers - 2; l >= 0; --l) {
         layers_[l].bwd_args[DNNL_ARG_DIFF_DST_LAYER] =
             layers_[l + 1].bwd_args[DNNL_ARG_DIFF_SRC_LAYER];
@@ -251,8 +305,9 @@ class Net {
 }  // namespace
 
 // The plugin's entry points (C linkage, so the loader finds them by name with dlsym).
-extern "C" void recur_bench_onednn_prepare(const Problem& p, Mode mode, Prepared& out) {
-  out.result = note_result("onednn", "cpu", p, mode, "");
+extern "C" void recur_bench_onednn_prepare(const Problem& p, Mode mode, recur::Math math,
+                                           Prepared& out) {
+  out.result = note_result("onednn", math, "cpu", p, mode, "");
   // What one call needs, kept alive by the call.
   struct State {
     Net net;
@@ -260,7 +315,8 @@ extern "C" void recur_bench_onednn_prepare(const Problem& p, Mode mode, Prepared
   };
   try {
     const bool training = mode == Mode::Training;
-    auto s = std::make_shared<State>(State{Net(p, training), dnnl::stream(cpu_engine())});
+    auto s = std::make_shared<State>(
+        State{Net(p, training, types_for(math)), dnnl::stream(cpu_engine())});
     out.call = host_timed([s, training] {
       s->net.forward(s->stream);
       if (training) s->net.backward(s->stream);

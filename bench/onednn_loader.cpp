@@ -11,7 +11,7 @@
 namespace bench {
 namespace {
 
-using PrepareFn = void (*)(const Problem&, Mode, Prepared&);
+using PrepareFn = void (*)(const Problem&, Mode, recur::Math, Prepared&);
 using VersionFn = void (*)(std::string&);
 
 struct Plugin {
@@ -48,13 +48,13 @@ const Plugin& plugin() {
 
 }  // namespace
 
-Prepared prepare_onednn(const Problem& p, Mode mode) {
+Prepared prepare_onednn(const Problem& p, Mode mode, recur::Math math) {
   Prepared out;
   if (!plugin().error.empty()) {
-    out.result = note_result("onednn", "cpu", p, mode, plugin().error);
+    out.result = note_result("onednn", math, "cpu", p, mode, plugin().error);
     return out;
   }
-  plugin().prepare(p, mode, out);
+  plugin().prepare(p, mode, math, out);
   return out;
 }
 

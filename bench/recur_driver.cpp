@@ -40,11 +40,7 @@ recur::Tensor random_tensor(const recur::Shape& shape, std::uint32_t seed, recur
 
 Prepared prepare_recur(const Problem& p, bool gpu, Mode mode, recur::Math math) {
   Prepared out;
-  const char* impl = math == recur::Math::Tf32   ? "recur_tf32"
-                     : math == recur::Math::Bf16 ? "recur_bf16"
-                     : math == recur::Math::Fp16 ? "recur_fp16"
-                                                 : "recur";
-  out.result = note_result(impl, gpu ? "gpu" : "cpu", p, mode, "");
+  out.result = note_result("recur", math, gpu ? "gpu" : "cpu", p, mode, "");
   std::string why;
   std::optional<recur::RnnConfig> config = to_recur_config(p, &why);
   if (!config) {
@@ -59,9 +55,14 @@ Prepared prepare_recur(const Problem& p, bool gpu, Mode mode, recur::Math math) 
   };
   try {
     const recur::Device device = gpu ? recur::Device::cuda(0) : recur::Device::cpu();
-    auto s = std::make_shared<State>(
-        State{recur::Rnn(*config, device, /*seed=*/1), random_tensor({p.T, p.B, p.I}, 2, device),
-              random_tensor({p.T, p.B, (p.bidirectional ? 2 : 1) * p.H}, 3, device)});
+    // Reduced math takes x and dy in its storage type and gives y and dx back in it, as the
+    // anchors of that precision do (oneDNN's and cuDNN's bf16 and fp16 data).
+    const recur::DType io = math == recur::Math::Bf16   ? recur::DType::BFloat16
+                            : math == recur::Math::Fp16 ? recur::DType::Float16
+                                                        : recur::DType::Float32;
+    auto s = std::make_shared<State>(State{
+        recur::Rnn(*config, device, /*seed=*/1), random_tensor({p.T, p.B, p.I}, 2, device).to(io),
+        random_tensor({p.T, p.B, (p.bidirectional ? 2 : 1) * p.H}, 3, device).to(io)});
     std::function<void()> fn;
     if (mode == Mode::Inference) {
       fn = [s] { s->rnn.forward(s->x, {}, {}, recur::Mode::Inference); };

@@ -10,11 +10,6 @@
 namespace bench {
 namespace {
 
-bool same_problem(const Problem& a, const Problem& b) {
-  return a.cell == b.cell && a.T == b.T && a.B == b.B && a.I == b.I && a.H == b.H &&
-         a.layers == b.layers && a.bidirectional == b.bidirectional;
-}
-
 std::string fmt(const char* format, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, format, v);
@@ -54,15 +49,8 @@ double vs_anchor(const Result& a, const Result& r) {
 }  // namespace
 
 const Result* anchor_for(const Result& r, const std::vector<Result>& all) {
-  if (r.impl != "recur" && r.impl != "recur_tf32") return nullptr;
-  const std::string anchor = r.impl == "recur_tf32" ? "cudnn_tf32"
-                             : r.device == "cpu"    ? "onednn"
-                                                    : "cudnn";
   for (const Result& a : all) {
-    if (a.ok && a.impl == anchor && a.device == r.device && a.mode == r.mode && a.load == r.load &&
-        same_problem(a.problem, r.problem)) {
-      return &a;
-    }
+    if (a.ok && pairs_with(a, r)) return &a;
   }
   return nullptr;
 }
@@ -182,6 +170,7 @@ void write_json(const std::string& path, const MachineInfo& m, const std::vector
     const Result* a = anchor_for(r, results);
     j << (i ? ",\n    " : "\n    ") << "{\"impl\": " << json_string(r.impl)
       << ", \"device\": " << json_string(r.device)
+      << ", \"math\": " << json_string(math_name(r.math))
       << ", \"cell\": " << json_string(cell_name(p.cell)) << ", \"T\": " << p.T
       << ", \"B\": " << p.B << ", \"I\": " << p.I << ", \"H\": " << p.H
       << ", \"layers\": " << p.layers

@@ -5,8 +5,10 @@
 //   ceiling_gflops   sgemm at the problem's GEMM shapes (sgemm_ceiling.cpp)
 //   of_ceiling       gflops / ceiling_gflops
 //   vs_anchor        (recur rows) anchor median time / recur median time, the anchor being
-//                    oneDNN on the CPU and cuDNN (FP32) on the GPU: > 1 means recur is
-//                    faster, 0.5 means recur takes twice as long
+//                    the one of the same precision (pairs_with(), result.h): oneDNN on the
+//                    CPU, cuDNN on the GPU, onednn_bf16 for recur_bf16, cudnn_tf32 for
+//                    recur_tf32 and so on: > 1 means recur is faster, 0.5 means recur takes
+//                    twice as long
 #pragma once
 
 #include <ostream>
@@ -18,7 +20,7 @@
 
 namespace bench {
 
-// The anchor result for recur's row r (same problem, mode and device), or nullptr.
+// The anchor result for recur's row r (pairs_with(a, r)), or nullptr.
 const Result* anchor_for(const Result& r, const std::vector<Result>& all);
 
 void print_header(std::ostream& out, const MachineInfo& m);

@@ -11,10 +11,11 @@
 namespace bench {
 
 struct Result {
-  std::string impl;    // "recur", "onednn", "cudnn", "cudnn_tensor_op"
+  std::string impl;    // impl_name(): "recur", "recur_bf16", "onednn", "onednn_bf16", "cudnn_tf32"
   std::string device;  // "cpu" or "gpu"
   Problem problem;
   Mode mode = Mode::Training;
+  recur::Math math = recur::Math::Fp32;  // the precision it computes in (pairs_with())
   bool ok = false;
   std::string note;  // why it was skipped or failed; empty when ok
   Stats stats;
@@ -38,6 +39,21 @@ struct Prepared {
 // A skipped or failed result.
 Result note_result(const char* impl, const char* device, const Problem& p, Mode mode,
                    const std::string& note);
+// The same, for `base` ("recur", "onednn", "cudnn") at `math`: impl is impl_name(base, math).
+Result note_result(const char* base, recur::Math math, const char* device, const Problem& p,
+                   Mode mode, const std::string& note);
+
+// "recur" at Fp32, else base + "_tf32", "_bf16" or "_fp16".
+std::string impl_name(const char* base, recur::Math math);
+const char* math_name(recur::Math math);  // "fp32", "tf32", "bf16", "fp16"
+bool parse_math(const std::string& text, recur::Math* math);
+bool is_recur(const Result& r);  // one of recur's own rows, at any math
+bool same_problem(const Problem& a, const Problem& b);
+// The pairing rule, its one definition: anchor row `a` is compared with recur's row `r`
+// when both ran the same problem, mode and device under the same load, at the same
+// precision (onednn_bf16 with recur_bf16, cudnn_tf32 with recur_tf32, onednn and cudnn
+// with recur).
+bool pairs_with(const Result& a, const Result& r);
 
 // recur through its public API, on Device::cpu() or Device::cuda(0), its products in
 // `math` ("recur", or "recur_tf32" etc. for reduced math, paired with the anchor of the
@@ -45,18 +61,21 @@ Result note_result(const char* impl, const char* device, const Problem& p, Mode 
 Prepared prepare_recur(const Problem& p, bool gpu, Mode mode, recur::Math math = recur::Math::Fp32);
 
 #ifdef RECUR_BENCH_ONEDNN
-// oneDNN's RNN primitives (f32, CPU), one primitive per layer so that stacks concatenate
-// directions between layers as PyTorch (and recur) do. Made in the plugin
-// libbench_onednn.so (onednn_driver.cpp); without it the result says why.
-Prepared prepare_onednn(const Problem& p, Mode mode);
+// oneDNN's RNN primitives (CPU), one primitive per layer so that stacks concatenate
+// directions between layers as PyTorch (and recur) do. math Fp32: f32 throughout ("onednn");
+// Bf16: bf16 data and weights, f32 bias and cell state ("onednn_bf16"); others are refused
+// in the row's note. Made in the plugin libbench_onednn.so (onednn_driver.cpp); without it
+// the result says why.
+Prepared prepare_onednn(const Problem& p, Mode mode, recur::Math math = recur::Math::Fp32);
 std::string onednn_version();  // "2.6.3 (hash)", or "unavailable (why)"
 #endif
 
 #ifdef RECUR_BENCH_CUDNN
-// cuDNN's RNN API (CUDNN_RNN_ALGO_STANDARD, FP32 data). tensor_ops: allow TF32 tensor-core
-// math (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION), reported as its own implementation;
-// otherwise CUDNN_FMA_MATH, true FP32 as recur computes.
-Prepared prepare_cudnn(const Problem& p, bool tensor_ops, Mode mode);
+// cuDNN's RNN API (CUDNN_RNN_ALGO_STANDARD) at `math`: Fp32 "cudnn" (FP32 data,
+// CUDNN_FMA_MATH, true FP32 as recur computes); Tf32 "cudnn_tf32" (FP32 data, TF32 tensor
+// ops, CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION); Bf16 "cudnn_bf16" and Fp16 "cudnn_fp16"
+// (BF16 or FP16 data and weights, CUDNN_TENSOR_OP_MATH, FP32 math precision).
+Prepared prepare_cudnn(const Problem& p, recur::Math math, Mode mode);
 // "9.19.0", or "unavailable: <why>" when libcudnn cannot be loaded.
 std::string cudnn_version();
 #endif
