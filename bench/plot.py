@@ -22,8 +22,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"recur": "#1f77b4", "recur_tf32": "#aec7e8", "onednn": "#ff7f0e", "cudnn": "#2ca02c",
-          "cudnn_tf32": "#98df8a"}
+# Keyed by impl; the order is the bars' order. Each reduced precision in a lighter shade of
+# its family (recur blue, oneDNN orange, cuDNN green; TF32 lightest, then BF16, then FP16).
+COLORS = {"recur": "#1f77b4", "recur_tf32": "#aec7e8", "recur_bf16": "#6baed6",
+          "recur_fp16": "#c6dbef", "onednn": "#ff7f0e", "onednn_bf16": "#fdae6b",
+          "onednn_fp16": "#fdd0a2", "cudnn": "#2ca02c", "cudnn_tf32": "#98df8a",
+          "cudnn_bf16": "#74c476", "cudnn_fp16": "#c7e9c0"}
 
 
 def shape_label(r):
@@ -169,10 +173,13 @@ def markdown_tables(rows):
     for device, mode in sorted({(r["device"], r["mode"]) for r in rows}, key=lambda x: (x[0], x[1] != "training")):
         sel = [r for r in rows if r["device"] == device and r["mode"] == mode]
         impls = [i for i in COLORS if any(r["impl"] == i for r in sel)]
-        anchor = "onednn" if device == "cpu" else "cudnn"
+        # recur's rows at each precision beside the anchor each is paired with (recur_bench's
+        # pairing: onednn_bf16 with recur_bf16, cudnn_tf32 with recur_tf32, ...).
+        pairs = sorted({(r["impl"], r["anchor"]) for r in sel if r.get("anchor")},
+                       key=lambda p: list(COLORS).index(p[0]) if p[0] in COLORS else len(COLORS))
         out.append(f"**{device}, {mode}** (median ms [p10, p90]; GFLOP/s; % of the sgemm ceiling)\n")
         head = ["problem"] + [f"{i} ms" for i in impls] + [f"{i} GFLOP/s (% ceiling)" for i in impls]
-        head += ["sgemm ceiling GFLOP/s", f"recur vs {anchor} (>1: recur faster)"]
+        head += ["sgemm ceiling GFLOP/s"] + [f"{m} vs {a} (>1: recur faster)" for m, a in pairs]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         problems = sorted({key(r) for r in sel}, key=lambda k: (k[0], k[4], k[1], k[2], k[5], k[6]))
@@ -192,13 +199,14 @@ def markdown_tables(rows):
                     cells.append(f"{r['gflops']:.1f}" if r else "—")
             ceil = any_r.get("ceiling_gflops")
             cells.append(f"{ceil:.1f}" if ceil else "—")
-            rr = by.get("recur")
-            if rr and rr.get("vs_anchor"):
-                spread = (f" [{rr['vs_anchor_p10']:.2f}, {rr['vs_anchor_p90']:.2f}]"
-                          if rr.get("vs_anchor_p10") is not None else "")
-                cells.append(f"{rr['vs_anchor']:.2f}{spread}")
-            else:
-                cells.append("—")
+            for mine, _ in pairs:
+                rr = by.get(mine)
+                if rr and rr.get("vs_anchor"):
+                    spread = (f" [{rr['vs_anchor_p10']:.2f}, {rr['vs_anchor_p90']:.2f}]"
+                              if rr.get("vs_anchor_p10") is not None else "")
+                    cells.append(f"{rr['vs_anchor']:.2f}{spread}")
+                else:
+                    cells.append("—")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
