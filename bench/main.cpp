@@ -40,7 +40,8 @@ const char* kUsage = R"(usage: recur_bench [options]
                        of that precision (oneDNN f32/bf16/f16 on the CPU, cuDNN FP32, TF32,
                        BF16, FP16 on the GPU), each anchor paired with recur at its own
                        (default: fp32,bf16 on the CPU; fp32,tf32,bf16,fp16 on the GPU)
-  --no-tf32            leave tf32 out of the precisions
+  --no-tf32            FP32 rows only, the same as --math fp32 (its meaning from before
+                       the reduced-precision rows, when it dropped the TF32 ones)
   --beside-load N      time every problem twice: on the quiet machine, then beside N busy
                        processes (a neighbour sharing the cores); prints both
   --json FILE          also write every result as JSON
@@ -49,8 +50,8 @@ const char* kUsage = R"(usage: recur_bench [options]
 struct Options {
   bench::TimingOptions timing;
   std::vector<bench::Mode> modes;
-  bool quick = false, cpu = false, gpu = false, anchors = true, ceiling = true, tf32 = true;
-  std::vector<recur::Math> maths;  // --math; empty: the device's default
+  bool quick = false, cpu = false, gpu = false, anchors = true, ceiling = true;
+  std::vector<recur::Math> maths;  // --math (--no-tf32: fp32); empty: the device's default
   bool only_deepbench = false;
   std::vector<std::string> filters;
   std::string deepbench_set, deepbench_csv = bench::default_deepbench_path(), json;
@@ -128,7 +129,7 @@ Options parse(int argc, char** argv) {
         if (std::find(o.maths.begin(), o.maths.end(), m) == o.maths.end()) o.maths.push_back(m);
       }
     } else if (a == "--no-tf32") {
-      o.tf32 = false;
+      o.maths = {recur::Math::Fp32};
     } else if (a == "--beside-load") {
       o.load = static_cast<int>(number(value()));
       if (o.load < 1 || o.load > 256) usage_error("--beside-load: expected 1 to 256 processes");
@@ -185,14 +186,12 @@ std::vector<bench::Problem> problems_for(const Options& o, bool gpu) {
 }
 
 // The precisions timed on the device: --math's, or the default (the GPU runs all four; the
-// CPU FP32 and BF16, the one reduced format its anchor has), less TF32 under --no-tf32.
+// CPU FP32 and BF16, the one reduced format its anchor has).
 std::vector<recur::Math> maths_for(const Options& o, bool gpu) {
   using recur::Math;
-  std::vector<Math> all = !o.maths.empty() ? o.maths
-                          : gpu ? std::vector<Math>{Math::Fp32, Math::Tf32, Math::Bf16, Math::Fp16}
-                                : std::vector<Math>{Math::Fp32, Math::Bf16};
-  if (!o.tf32) all.erase(std::remove(all.begin(), all.end(), Math::Tf32), all.end());
-  return all;
+  if (!o.maths.empty()) return o.maths;
+  return gpu ? std::vector<Math>{Math::Fp32, Math::Tf32, Math::Bf16, Math::Fp16}
+             : std::vector<Math>{Math::Fp32, Math::Bf16};
 }
 
 // The anchor of precision `math` on the device, if it has one: oneDNN on the CPU (which has
