@@ -55,6 +55,52 @@ std::string describe(const Problem& p) {
   return s.str();
 }
 
+bool parse_problem(const std::string& text, Problem* p, std::string* why) {
+  std::string spaced = text;
+  for (char& c : spaced) c = c == ',' ? ' ' : c;
+  std::istringstream in(spaced);
+  std::string word;
+  Problem q;
+  q.source = "cli";
+  if (!(in >> word) || !parse_cell(word, &q.cell)) {
+    *why = "expected a cell name first (lstm, gru, gru_rbp, rnn_tanh, rnn_relu)";
+    return false;
+  }
+  while (in >> word) {
+    if (word == "bi" || word == "uni") {
+      q.bidirectional = word == "bi";
+      continue;
+    }
+    const std::size_t eq = word.find('=');
+    long long v = 0;
+    std::size_t used = 0;
+    try {
+      v = eq == std::string::npos ? 0 : std::stoll(word.substr(eq + 1), &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    const std::string key = word.substr(0, eq);
+    if (eq == std::string::npos || used == 0 || used != word.size() - eq - 1 || v < 1 ||
+        (key != "T" && key != "B" && key != "I" && key != "H" && key != "L")) {
+      *why = "'" + word + "': expected T=, B=, I=, H= or L= with a positive integer, bi or uni";
+      return false;
+    }
+    std::int64_t& field = key == "T" ? q.T : key == "B" ? q.B : key == "I" ? q.I : q.H;
+    if (key == "L") {
+      q.layers = static_cast<int>(v);
+    } else {
+      field = v;
+    }
+  }
+  if (q.T == 0 || q.B == 0 || q.H == 0) {
+    *why = "T=, B= and H= are needed";
+    return false;
+  }
+  if (q.I == 0) q.I = q.H;
+  *p = q;
+  return true;
+}
+
 double forward_flops(const Problem& p) {
   double total = 0;
   const double G = gate_count(p.cell);

@@ -46,6 +46,10 @@ const char* mode_name(Mode mode);  // "inference", "training"
 
 // "lstm T=100 B=32 I=256 H=256 L=1 uni"
 std::string describe(const Problem& p);
+// The inverse of describe(), for --problem: a cell name, then any of T=, B=, I=, H=, L= and
+// "bi" or "uni", separated by spaces or commas ("gru T=50 B=64 H=512"); I defaults to H,
+// L to 1. Source "cli". False, with `why`, when the text is not such a problem.
+bool parse_problem(const std::string& text, Problem* p, std::string* why);
 double forward_flops(const Problem& p);
 double flops(const Problem& p, Mode mode);
 

@@ -29,6 +29,8 @@ const char* kUsage = R"(usage: recur_bench [options]
   --deepbench-csv F    the DeepBench CSV (default: the source tree's ../shared/bench)
   --deepbench-max-hidden N   skip DeepBench rows with larger H (default 1024 on the CPU)
   --only-deepbench     run the DeepBench problems alone, not the built-in grid
+  --problem SPEC       run this problem instead of the built-in grid, e.g.
+                       "lstm T=50 B=64 H=512" (also I=, L=, bi; repeatable)
   --reps N             timed rounds: recur and each anchor run once a round, side by side
                        (default 10; --quick 5)
   --warmup N           untimed calls first (default 2; --quick 1)
@@ -54,6 +56,7 @@ struct Options {
   std::vector<recur::Math> maths;  // --math (--no-tf32: fp32); empty: the device's default
   bool only_deepbench = false;
   std::vector<std::string> filters;
+  std::vector<bench::Problem> problems;  // --problem
   std::string deepbench_set, deepbench_csv = bench::default_deepbench_path(), json;
   long long deepbench_max_hidden = -1;
   int load = 0;  // --beside-load
@@ -106,6 +109,11 @@ Options parse(int argc, char** argv) {
     } else if (a == "--only-deepbench") {
       o.only_deepbench = true;
       if (o.deepbench_set.empty()) o.deepbench_set = "training";
+    } else if (a == "--problem") {
+      bench::Problem p;
+      std::string why;
+      if (!bench::parse_problem(value(), &p, &why)) usage_error("--problem: " + why);
+      o.problems.push_back(p);
     } else if (a == "--reps") {
       reps = static_cast<int>(number(value()));
     } else if (a == "--warmup") {
@@ -166,7 +174,9 @@ bool keep(const Options& o, const bench::Problem& p) {
 
 std::vector<bench::Problem> problems_for(const Options& o, bool gpu) {
   std::vector<bench::Problem> all;
-  if (!o.only_deepbench) {
+  if (!o.problems.empty()) {
+    all = o.problems;
+  } else if (!o.only_deepbench) {
     all = o.quick ? bench::quick_grid() : (gpu ? bench::gpu_grid() : bench::cpu_grid());
   }
   if (!o.deepbench_set.empty() && o.deepbench_csv.empty()) {
