@@ -50,25 +50,10 @@ const int* GradNormAccess::finite_flag(const GradNorm& norm, void* stream) {
   return &impl.host.finite;
 }
 
-}  // namespace detail
-
-namespace {
-
-// The validated spans of one call.
-struct SpanTable {
-  std::vector<kernels::SpanEntry> entries;  // the non-empty spans, in order
-  std::int64_t total = 0;
-  DType dtype = DType::Float32;
-  Device device = Device::cpu();
-};
-
-std::string describe(Device device, DType dtype) {
-  return std::string("device ") + device.str() + ", dtype " + to_string(dtype);
-}
-
 // A span given twice, or two that share memory, would count those elements twice in the
 // norm and scale them twice.
-void check_disjoint(const char* where, const std::vector<TensorView>& spans) {
+void check_disjoint_spans(const char* where, const char* argument,
+                          const std::vector<TensorView>& spans) {
   struct Range {
     std::uintptr_t begin, end;
     std::size_t index;
@@ -85,11 +70,28 @@ void check_disjoint(const char* where, const std::vector<TensorView>& spans) {
     if (ranges[r].begin < ranges[r - 1].end) {
       const std::size_t first = std::min(ranges[r].index, ranges[r - 1].index);
       const std::size_t second = std::max(ranges[r].index, ranges[r - 1].index);
-      throw Error(where, "spans[" + std::to_string(second) + "]",
-                  "memory that no other span covers",
-                  "memory that overlaps spans[" + std::to_string(first) + "]");
+      throw Error(
+          where, std::string(argument) + "[" + std::to_string(second) + "]",
+          "memory that no other span covers",
+          "memory that overlaps " + std::string(argument) + "[" + std::to_string(first) + "]");
     }
   }
+}
+
+}  // namespace detail
+
+namespace {
+
+// The validated spans of one call.
+struct SpanTable {
+  std::vector<kernels::SpanEntry> entries;  // the non-empty spans, in order
+  std::int64_t total = 0;
+  DType dtype = DType::Float32;
+  Device device = Device::cpu();
+};
+
+std::string describe(Device device, DType dtype) {
+  return std::string("device ") + device.str() + ", dtype " + to_string(dtype);
 }
 
 SpanTable collect(const char* where, const std::vector<TensorView>& spans) {
@@ -114,7 +116,7 @@ SpanTable collect(const char* where, const std::vector<TensorView>& spans) {
       t.total += s.numel();
     }
   }
-  check_disjoint(where, spans);
+  detail::check_disjoint_spans(where, "spans", spans);
   if (t.device.is_cuda() && !cuda_built()) {
     throw Error(where, "spans", "tensors on the CPU (recur was built without CUDA)",
                 "tensors on " + t.device.str());

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../kernels/loss_scale.cuh"
 #include "../kernels/nn.cuh"
 #include "../kernels/optim.cuh"
 #include "../kernels/reduce.h"
@@ -75,6 +76,12 @@ class CudaBackend {
   virtual void adam_update(const kernels::AdamArgs<double>& a, const kernels::OptimCounters* c,
                            void* stream) = 0;
 
+  // Dynamic loss scaling (kernels/loss_scale.cuh): the update, and scaling in place.
+  virtual void loss_scale_update(const kernels::ScaleUpdate& update, kernels::LossScaleState* state,
+                                 const int* finite, void* stream) = 0;
+  virtual void scale_by(const kernels::ScaleArgs<float>& a, void* stream) = 0;
+  virtual void scale_by(const kernels::ScaleArgs<double>& a, void* stream) = 0;
+
   // The modules' kernels (kernels/nn.cuh).
   virtual void embedding(bool backward, const kernels::EmbeddingArgs<float>& a, void* stream) = 0;
   virtual void embedding(bool backward, const kernels::EmbeddingArgs<double>& a, void* stream) = 0;
@@ -117,5 +124,5 @@ extern "C" __attribute__((visibility("default"))) recur::detail::CudaBackend* re
 namespace recur::detail {
 // Raised whenever CudaBackend changes, so that a core and a CUDA library of different
 // builds never call each other.
-constexpr int kCudaBackendAbi = 2;
+constexpr int kCudaBackendAbi = 3;
 }  // namespace recur::detail

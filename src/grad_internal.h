@@ -1,5 +1,6 @@
 // src/grad_internal.h: what the optimizers (src/optim.cpp) need from a GradNorm
-// (src/clip.cpp): its finite flag, in the memory of its device.
+// (src/clip.cpp): its finite flag, in the memory of its device; and the spans' check that
+// clipping and loss scaling share.
 #pragma once
 
 #include <vector>
@@ -17,5 +18,10 @@ struct GradNormAccess {
   static void compute(const char* where, const std::vector<TensorView>& spans, double max_norm,
                       GradNorm& result, void* stream);
 };
+
+// Throws recur::Error from `where`, naming `argument`[i], when spans[i] shares memory with an
+// earlier span: a span given twice would be counted (and scaled) twice.
+void check_disjoint_spans(const char* where, const char* argument,
+                          const std::vector<TensorView>& spans);
 
 }  // namespace recur::detail

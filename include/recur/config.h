@@ -54,9 +54,11 @@ RECUR_API const char* to_string(Connection connection);
 //   Fp32  exact float32 products (the default; float64 models have only this)
 //   Tf32  operands rounded to TF32 (10 mantissa bits), as tensor cores take float32
 //   Bf16  operands rounded to bfloat16 (7 mantissa bits)
-//   Fp16  operands rounded to IEEE half (10 mantissa bits, 5 exponent bits)
-// On the CPU TF32 and FP16 are emulated (the operands are rounded, then multiplied in
-// float32): references, not fast paths.
+//   Fp16  operands rounded to IEEE half (10 mantissa bits, 5 exponent bits); train with a
+//         recur::LossScaler (recur/loss_scale.h), or small gradients round to zero
+// On a GPU the rounded operands are multiplied on tensor cores (cuBLAS, float32
+// accumulation). On the CPU every format is emulated (the operands are rounded, then
+// multiplied in float32): a reference with the same rounding points, not a fast path.
 enum class Math { Fp32, Tf32, Bf16, Fp16 };
 
 RECUR_API const char* to_string(Math math);

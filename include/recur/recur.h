@@ -8,6 +8,7 @@
 #include "recur/diagnostics.h"
 #include "recur/error.h"
 #include "recur/half.h"
+#include "recur/loss_scale.h"
 #include "recur/modules.h"
 #include "recur/optim.h"
 #include "recur/rnn.h"

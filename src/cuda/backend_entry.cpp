@@ -2,6 +2,7 @@
 // symbol librecur_cuda.so exports to the core that loads it.
 #include <cuda_runtime.h>
 
+#include "../../kernels/loss_scale.h"
 #include "../../kernels/nn.h"
 #include "../../kernels/optim.h"
 #include "../cuda_backend.h"
@@ -48,6 +49,16 @@ class Backend final : public CudaBackend {
   void optimizer_begin(const kernels::StepBegin& begin, kernels::OptimCounters* counters,
                        const int* finite, void* stream) override {
     kernels::launch_step_begin(begin, counters, finite, stream);
+  }
+  void loss_scale_update(const kernels::ScaleUpdate& update, kernels::LossScaleState* state,
+                         const int* finite, void* stream) override {
+    kernels::launch_scale_update(update, state, finite, stream);
+  }
+  void scale_by(const kernels::ScaleArgs<float>& a, void* stream) override {
+    kernels::launch_scale_by(a, stream);
+  }
+  void scale_by(const kernels::ScaleArgs<double>& a, void* stream) override {
+    kernels::launch_scale_by(a, stream);
   }
   void sgd_update(const kernels::SgdArgs<float>& a, const kernels::OptimCounters* c,
                   void* stream) override {
