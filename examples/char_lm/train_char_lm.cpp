@@ -2,9 +2,10 @@
 //
 //   embedding -> stacked LSTM (or GRU) with residual connections -> linear -> softmax CE
 //
-// with global-norm clipping and Adam on the device, a checkpoint every N steps, resuming
-// from a checkpoint, rollback to the last good checkpoint after K consecutive non-finite
-// steps, a progress line, and sampled text at the end. It links the installed recur
+// in float32 or reduced-precision math (--math tf32|bf16|fp16; FP16 with dynamic loss
+// scaling on the device), with global-norm clipping and Adam on the device, a checkpoint every N
+// steps, resuming from a checkpoint, rollback to the last good checkpoint after K consecutive
+// non-finite steps, a progress line, and sampled text at the end. It links the installed recur
 // package (find_package(recur)) like any user's program. Run with --help for the options.
 #include <recur/recur.h>
 
@@ -27,6 +28,7 @@ struct Options {
   std::string device = "auto";                      // auto, cpu, cuda
   std::string cell = "lstm";                        // lstm, gru
   std::string connection = "residual";              // none, residual, highway, dense
+  std::string math = "fp32";                        // fp32, tf32, bf16, fp16
   std::int64_t steps = 1500, layers = 2, hidden = 128, embed = 64, seq = 64, batch = 32;
   double lr = 3e-3, clip = 1.0, dropout = 0.2;
   std::int64_t checkpoint_every = 100, log_every = 25, sample = 400;
@@ -39,7 +41,8 @@ struct Options {
 
 const char* kUsage =
     "usage: train_char_lm [--text PATH] [--device auto|cpu|cuda] [--cell lstm|gru]\n"
-    "  [--connection none|residual|highway|dense] [--steps N] [--layers N] [--hidden N]\n"
+    "  [--connection none|residual|highway|dense] [--math fp32|tf32|bf16|fp16]\n"
+    "  [--steps N] [--layers N] [--hidden N]\n"
     "  [--embed N] [--seq N] [--batch N] [--lr X] [--clip X] [--dropout X]\n"
     "  [--checkpoint FILE] [--checkpoint-every N] [--resume FILE] [--rollback-after K]\n"
     "  [--inject-nan STEP:COUNT] [--log-every N] [--sample N] [--seed N] [--smoke]\n";
@@ -85,6 +88,8 @@ Options parse(int argc, char** argv, bool gpu) {
       o.cell = next();
     else if (a == "--connection")
       o.connection = next();
+    else if (a == "--math")
+      o.math = next();
     else if (a == "--steps")
       o.steps = integer();
     else if (a == "--layers")
@@ -137,13 +142,24 @@ recur::Connection connection_of(const std::string& name) {
   throw std::runtime_error("unknown connection " + name);
 }
 
-// Embedding -> Rnn -> Linear -> softmax cross-entropy, each with its own Adam.
+recur::Math math_of(const std::string& name) {
+  if (name == "fp32") return recur::Math::Fp32;
+  if (name == "tf32") return recur::Math::Tf32;
+  if (name == "bf16") return recur::Math::Bf16;
+  if (name == "fp16") return recur::Math::Fp16;
+  throw std::runtime_error("unknown math " + name);
+}
+
+// Embedding -> Rnn -> Linear -> softmax cross-entropy, each with its own Adam; under FP16
+// math, a loss scaler for all three.
 struct Model {
   recur::Embedding embed;
   recur::Rnn rnn;
   recur::Linear head;
   recur::SoftmaxCrossEntropy xent;
   recur::Adam opt_embed, opt_rnn, opt_head;
+  bool scaled;  // FP16: the loss gradient is scaled, and every gradient unscaled
+  recur::LossScaler scaler;
 
   static recur::RnnConfig config(const Options& o) {
     recur::RnnConfig c;
@@ -153,6 +169,7 @@ struct Model {
     c.num_layers = o.layers;
     c.connection = connection_of(o.connection);
     c.dropout = o.dropout;
+    c.math = math_of(o.math);
     return c;
   }
 
@@ -162,7 +179,9 @@ struct Model {
         head(o.hidden, vocab, true, recur::DType::Float32, device, o.seed + 2),
         opt_embed(embed.parameters(), adam(o)),
         opt_rnn(rnn.parameters(), adam(o)),
-        opt_head(head.parameters(), adam(o)) {}
+        opt_head(head.parameters(), adam(o)),
+        scaled(config(o).math == recur::Math::Fp16),
+        scaler(device) {}
 
   static recur::AdamOptions adam(const Options& o) {
     recur::AdamOptions a;
@@ -181,6 +200,7 @@ struct Model {
                  {"head.weight", head.weight()},
                  {"head.bias", head.bias()}};
     e.optimizers = {{"embedding", &opt_embed}, {"head", &opt_head}};
+    if (scaled) e.tensors.push_back({"loss_scale", scaler.state()});
     return e;
   }
 
@@ -201,7 +221,9 @@ struct Model {
     const recur::Tensor x = embed.forward(ids, {T, B});
     const recur::ForwardResult r = rnn.forward(x);
     const recur::Tensor logits = head.forward(r.y);
-    const recur::CrossEntropyResult ce = xent.forward_backward(logits, targets);
+    recur::CrossEntropyResult ce = xent.forward_backward(logits, targets);
+    void* stream = rnn.cuda_stream();
+    if (scaled) scaler.scale_loss_gradient(ce.dlogits, stream);
     const recur::Tensor dy = head.backward(r.y, ce.dlogits);
     const recur::BackwardResult g = rnn.backward(dy);
     embed.backward(ids, {T, B}, g.dx);
@@ -210,11 +232,14 @@ struct Model {
       recur::TensorView first(rnn.gradients().data(), {1}, recur::DType::Float32, rnn.device());
       first.copy_from_host(&nan);
     }
-    recur::clip_grad_norm(gradients(), clip, norm, rnn.cuda_stream());
-    // Each optimizer reads the finite flag on the device and skips a non-finite step.
-    opt_rnn.step(rnn.gradients(), &norm, rnn.cuda_stream());
-    opt_embed.step(embed.gradients(), &norm, rnn.cuda_stream());
-    opt_head.step(head.gradients(), &norm, rnn.cuda_stream());
+    if (scaled) scaler.unscale_gradients(gradients(), stream);
+    recur::clip_grad_norm(gradients(), clip, norm, stream);
+    // Each optimizer reads the finite flag on the device and skips a non-finite step; so
+    // does the scaler, which halves its scale then (an FP16 overflow).
+    opt_rnn.step(rnn.gradients(), &norm, stream);
+    opt_embed.step(embed.gradients(), &norm, stream);
+    opt_head.step(head.gradients(), &norm, stream);
+    if (scaled) scaler.update(norm, stream);
     return ce.loss.to_vector<float>()[0];
   }
 
@@ -277,11 +302,11 @@ int main(int argc, char** argv) try {
                                    : recur::Device::cuda(0);
   const Corpus corpus(o.text);
   std::printf(
-      "recur %s on %s: %s, %lld layers of %lld, %s connections; text %s: %zu + %zu chars, "
-      "%d symbols\n",
+      "recur %s on %s: %s, %lld layers of %lld, %s connections, %s math; text %s: %zu + %zu "
+      "chars, %d symbols\n",
       recur::version(), device.str().c_str(), o.cell.c_str(), static_cast<long long>(o.layers),
-      static_cast<long long>(o.hidden), o.connection.c_str(), o.text.c_str(), corpus.train_size(),
-      corpus.validation_size(), corpus.vocab_size());
+      static_cast<long long>(o.hidden), o.connection.c_str(), o.math.c_str(), o.text.c_str(),
+      corpus.train_size(), corpus.validation_size(), corpus.vocab_size());
   Model model(o, corpus.vocab_size(), device);
 
   std::int64_t step = 0;
@@ -313,8 +338,9 @@ int main(int argc, char** argv) try {
     ++step;
     if (!finite) {
       ++skipped;
-      std::printf("step %lld: non-finite gradient (norm %g), step skipped on the device\n",
-                  static_cast<long long>(step), norm.norm());
+      std::printf("step %lld: non-finite gradient (norm %g), step skipped on the device%s\n",
+                  static_cast<long long>(step), norm.norm(),
+                  model.scaled ? ", loss scale halved" : "");
       if (++bad_in_a_row >= o.rollback_after) {
         step = model.load(o.checkpoint);
         ++rollbacks;
@@ -356,6 +382,11 @@ int main(int argc, char** argv) try {
       "%lld skipped, %lld rollbacks\n",
       static_cast<long long>(step - start_step), duration(seconds).c_str(), first_loss, last_loss,
       val, val / std::log(2.0), static_cast<long long>(skipped), static_cast<long long>(rollbacks));
+  if (model.scaled) {
+    std::printf("loss scale %g after %lld overflows and %lld growths\n",
+                model.scaler.current_scale(), static_cast<long long>(model.scaler.overflows()),
+                static_cast<long long>(model.scaler.growths()));
+  }
   std::mt19937_64 rng(o.seed);
   std::printf("--- sample ---\n%s\n--------------\n",
               model.sample(corpus, "The ", o.sample, 0.8, rng).c_str());
