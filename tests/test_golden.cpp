@@ -1,6 +1,12 @@
 // tests/test_golden.cpp: recur against PyTorch (and, for the two cells PyTorch lacks, a
 // float64 reference written from the equations), on the data of tests/golden/gen_golden.py:
-// outputs, final states and every gradient, in float64 and in float32.
+// outputs, final states and every gradient, in float64, in float32, and in float32 with
+// each reduced math (recur/config.h's Math: TF32, BF16, FP16 products), whose budget is the
+// format's unit roundoff with the same depth factor; those runs print how much of their
+// budget each tensor used.
+#include <cstdio>
+
+#include "math_format.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -17,8 +23,26 @@ Tensor to_tensor(const GoldenTensor& g) {
   return Tensor::from_vector(v, g.shape);
 }
 
+// The largest share of its budget any tensor of a case used, and which.
+struct WorstShare {
+  double share = 0.0;
+  std::string what;
+};
+
+// EXPECT all_close, and keep the worst error's share of the budget.
+template <typename A, typename B>
+void expect_close(const std::vector<A>& got, const std::vector<B>& ref, const Tolerance& tol,
+                  const std::string& what, WorstShare& worst) {
+  EXPECT_TRUE(all_close(got, ref, tol)) << what;
+  for (std::size_t i = 0; i < got.size() && i < ref.size(); ++i) {
+    const double r = static_cast<double>(ref[i]);
+    const double share = std::fabs(static_cast<double>(got[i]) - r) / tol.of(r);
+    if (share > worst.share) worst = {share, what};
+  }
+}
+
 template <typename T>
-void check_case(const GoldenCase& gc) {
+void check_case(const GoldenCase& gc, Math math = Math::Fp32) {
   const Golden g = read_golden(std::string(gc.file) + ".txt");
   const GoldenTensor& w_ih = g.at("weight_ih_l0");
   const GoldenTensor& x = g.at("x");
@@ -28,6 +52,7 @@ void check_case(const GoldenCase& gc) {
   c.hidden_size = g.at("weight_hh_l0").shape[1];
   c.bias = g.count("bias_ih_l0") > 0;
   c.dtype = dtype_of<T>();
+  c.math = math;
   c.bidirectional = g.count("weight_ih_l0_reverse") > 0;
   while (g.count("weight_ih_l" + std::to_string(c.num_layers))) ++c.num_layers;
   Rnn rnn(c);
@@ -50,28 +75,30 @@ void check_case(const GoldenCase& gc) {
   // gradients.
   const std::int64_t widest = std::max(c.input_size, 2 * c.hidden_size) + c.hidden_size;
   const double depth = static_cast<double>(x.shape[0] * widest * c.num_layers);
-  const Tolerance fwd = tolerance_for_depth<T>(depth), bwd = tolerance_for_depth<T>(2 * depth);
-  EXPECT_TRUE(all_close(f.y.to_vector<T>(), g.at("y").values, fwd)) << "y";
-  EXPECT_TRUE(all_close(f.h_n.to_vector<T>(), g.at("h_n").values, fwd)) << "h_n";
-  if (lstm) {
-    EXPECT_TRUE(all_close(f.c_n.to_vector<T>(), g.at("c_n").values, fwd)) << "c_n";
-  }
-  EXPECT_TRUE(all_close(b.dx.to_vector<T>(), g.at("dx").values, bwd)) << "dx";
-  EXPECT_TRUE(all_close(b.dh0.to_vector<T>(), g.at("dh0").values, bwd)) << "dh0";
-  if (lstm) {
-    EXPECT_TRUE(all_close(b.dc0.to_vector<T>(), g.at("dc0").values, bwd)) << "dc0";
-  }
+  Tolerance fwd = tolerance_for_depth<T>(depth), bwd = tolerance_for_depth<T>(2 * depth);
+  if (math != Math::Fp32) fwd.eps = bwd.eps = detail::unit_roundoff(math);
+  WorstShare worst;
+  expect_close(f.y.to_vector<T>(), g.at("y").values, fwd, "y", worst);
+  expect_close(f.h_n.to_vector<T>(), g.at("h_n").values, fwd, "h_n", worst);
+  if (lstm) expect_close(f.c_n.to_vector<T>(), g.at("c_n").values, fwd, "c_n", worst);
+  expect_close(b.dx.to_vector<T>(), g.at("dx").values, bwd, "dx", worst);
+  expect_close(b.dh0.to_vector<T>(), g.at("dh0").values, bwd, "dh0", worst);
+  if (lstm) expect_close(b.dc0.to_vector<T>(), g.at("dc0").values, bwd, "dc0", worst);
   for (const ParamInfo& info : rnn.parameter_info()) {
-    EXPECT_TRUE(
-        all_close(rnn.gradient(info.name).to_vector<T>(), g.at("grad." + info.name).values, bwd))
-        << "grad." << info.name;
+    expect_close(rnn.gradient(info.name).to_vector<T>(), g.at("grad." + info.name).values, bwd,
+                 "grad." + info.name, worst);
   }
+  std::printf("  %s %s: worst error %.2f%% of the budget (%s)\n", to_string(math), gc.file,
+              100.0 * worst.share, worst.what.c_str());
 }
 
 class GoldenTest : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(GoldenTest, Float64MatchesReference) { check_case<double>(GetParam()); }
 TEST_P(GoldenTest, Float32MatchesReference) { check_case<float>(GetParam()); }
+TEST_P(GoldenTest, Tf32MatchesReference) { check_case<float>(GetParam(), Math::Tf32); }
+TEST_P(GoldenTest, Bf16MatchesReference) { check_case<float>(GetParam(), Math::Bf16); }
+TEST_P(GoldenTest, Fp16MatchesReference) { check_case<float>(GetParam(), Math::Fp16); }
 
 const GoldenCase kGolden[] = {
     {"rnn_tanh", CellKind::RnnTanh},
