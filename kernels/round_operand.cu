@@ -16,7 +16,7 @@ template <typename Out>
 __global__ void __launch_bounds__(kThreads)
     round_operand_kernel(std::int64_t n, RoundOperandArgs<Out> args) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  if (i < n) RoundOperand<Out>{}(i, args);
+  if (i < n) RoundOperand<Out>{}(i % args.rows, i / args.rows, args);
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 // format, round to nearest even (kernels/precision.h), and the product of the rounded values
 // accumulates in float32. This is the one place that says which element goes where: the
 // operand as stored (rows x cols, column-major, leading dimension ld) becomes a packed copy
-// (leading dimension rows), element i = (row i % rows, column i / rows). The copy holds
+// (leading dimension rows): element (r, c) at dst[c * rows + r]. The copy holds
 // floats (the CPU, and TF32 on the GPU: a TF32 value is a float32 whose low 13 mantissa bits
 // are zero) or 16-bit BF16/FP16 values (the GPU's tensor-core inputs); both hold the same
 // rounded numbers.
@@ -45,15 +45,16 @@ struct RoundOperandArgs {
   Out* dst = nullptr;  // rows * cols, packed
 };
 
+// Element (r, c): the CPU loops over rows inside columns (contiguous on both sides), the
+// GPU gives each thread one element.
 template <typename Out>
 struct RoundOperand {
-  RECUR_HD void operator()(std::int64_t i, const RoundOperandArgs<Out>& a) const {
-    const std::int64_t r = i % a.rows, c = i / a.rows;
+  RECUR_HD void operator()(std::int64_t r, std::int64_t c, const RoundOperandArgs<Out>& a) const {
     const float x = a.src[c * a.ld + r];
     if constexpr (sizeof(Out) == sizeof(float)) {
-      a.dst[i] = rounded(a.format, x);
+      a.dst[c * a.rows + r] = rounded(a.format, x);
     } else {
-      a.dst[i] = reduced_bits(a.format, x);
+      a.dst[c * a.rows + r] = reduced_bits(a.format, x);
     }
   }
 };

@@ -200,7 +200,9 @@ void round_operand(const float* src, std::int64_t rows, std::int64_t cols, std::
   out.resize(static_cast<std::size_t>(rows * cols));
   const kernels::RoundOperandArgs<float> args{src, rows, cols, ld, format_of(math), out.data()};
   const kernels::RoundOperand<float> round;
-  for (std::int64_t i = 0; i < rows * cols; ++i) round(i, args);
+  for (std::int64_t c = 0; c < cols; ++c) {
+    for (std::int64_t r = 0; r < rows; ++r) round(r, c, args);
+  }
 }
 
 template <typename Fn>
