@@ -58,6 +58,9 @@ Tuning tuning_from(Lookup lookup) {
   if (batched == "batched") t.cuda_batched_gemm = CudaBatchedGemm::Batched;
   const std::int64_t from = count(lookup, "RECUR_CUDA_BATCHED_FROM", t.cuda_batched_from);
   if (from > 0 && from < 1 << 20) t.cuda_batched_from = static_cast<int>(from);
+  const std::string bf16 = text(lookup, "RECUR_CPU_NATIVE_BF16");
+  if (bf16 == "0") t.cpu_native_bf16 = NativeBf16::Off;
+  if (bf16 == "1") t.cpu_native_bf16 = NativeBf16::Always;
   const std::string branches = text(lookup, "RECUR_CUDA_GRAPH_BRANCHES");
   if (branches == "0") t.cuda_graph_branches = GraphBranches::Off;
   if (branches == "1") t.cuda_graph_branches = GraphBranches::Always;

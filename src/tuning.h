@@ -25,6 +25,10 @@ enum class CudaBatchedGemm { Auto, PerItem, Batched };
 // branches of the graph: ByRule where the pass plan says they pay (branches_pay()).
 enum class GraphBranches { Off, ByRule, Always };
 
+// Whether the CPU runs Math::Bf16 products on AVX512_BF16 (cpu/bf16_gemm.h) or emulates
+// them: ByRule where its bf16 dot products outrun its float32 FMAs.
+enum class NativeBf16 { Off, ByRule, Always };
+
 struct Tuning {
   // The pass, on every backend (src/pass/pass_plan.h).
   bool wave_fusion = true;                   // RECUR_WAVE_FUSION=0: fuses_input()
@@ -32,8 +36,11 @@ struct Tuning {
   std::int64_t hp_beside_x_min_rows = 2048;  // RECUR_X_HP_MIN_ROWS=n: hp_beside_x()
 
   // The CPU backend (src/cpu/cpu_ops.h).
-  bool cpu_wavefront = false;       // RECUR_CPU_WAVEFRONT=1: the GPU's schedule on the CPU
-  bool cpu_pack_weights = true;     // RECUR_CPU_PACK_WEIGHTS=0
+  bool cpu_wavefront = false;    // RECUR_CPU_WAVEFRONT=1: the GPU's schedule on the CPU
+  bool cpu_pack_weights = true;  // RECUR_CPU_PACK_WEIGHTS=0
+  // RECUR_CPU_NATIVE_BF16=0|1: BF16 products emulated, or on AVX512_BF16 wherever the
+  // CPU has it; by default where bf16_gemm_pays() (cpu/bf16_gemm.h).
+  NativeBf16 cpu_native_bf16 = NativeBf16::ByRule;
   bool cpu_row_parallel = true;     // RECUR_CPU_ROW_PARALLEL=0
   bool cpu_split_columns = true;    // RECUR_CPU_SPLIT_COLUMNS=0
   bool cpu_split_rows = true;       // RECUR_CPU_SPLIT_ROWS=0

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "cpu/bf16_gemm.h"
+#include "cpu/cpu_ops.h"
 #include "math_format.h"
 #include "test_util.h"
 
@@ -31,12 +33,14 @@ const Math kReduced[] = {Math::Tf32, Math::Bf16, Math::Fp16};
 
 // One step from h0 = 0: y is the gate math of W_ih x + b, so a reduced-math model must give
 // exactly what a float32 model gives with W_ih and x rounded to the format beforehand (the
-// biases are not a product's operands and stay as they are).
+// biases are not a product's operands and stay as they are). BF16 emulated here: the
+// native products (NativeBf16...) sum in another order.
 TEST(Math, OneStepIsTheFloat32StepOfRoundedOperands) {
   const std::int64_t I = 24, H = 16, B = 5;
   for (Math math : kReduced) {
     SCOPED_TRACE(to_string(math));
     Rnn reduced(lstm(I, H, math), Device::cpu(), 3);
+    tune(reduced, [](detail::Tuning& t) { t.cpu_native_bf16 = detail::NativeBf16::Off; });
     Rnn exact(lstm(I, H, Math::Fp32), Device::cpu(), 3);
     const TensorView w_ih = reduced.parameter("weight_ih_l0");
     exact.parameter("weight_ih_l0")
@@ -85,6 +89,87 @@ TEST(Math, TrainingStaysWithinTheFormatsRoundoffOfFloat32) {
       EXPECT_NE(fr.y.to_vector<float>(), fe.y.to_vector<float>())
           << "the products were not rounded";
     }
+  }
+}
+
+// The AVX512_BF16 GEMM (cpu/bf16_gemm.h) against the emulation (the same rounded operands,
+// an exact float32 product on sgemm) for every transpose pair, odd and even sizes around the
+// 32 x 12 tiles, leading dimensions past the rows, alpha and beta, on one and two threads:
+// the two differ only in the order of float32 accumulation. Forced on (NativeBf16::Always)
+// where the rule would emulate: this CPU's bf16 dot products may not pay.
+TEST(Math, NativeBf16GemmMatchesTheEmulation) {
+  if (!detail::bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  using detail::Gemm;
+  using detail::Trans;
+  detail::CpuOps<float> native, emulated;
+  native.set_math(Math::Bf16);
+  emulated.set_math(Math::Bf16);
+  detail::Tuning off, always;
+  off.cpu_native_bf16 = detail::NativeBf16::Off;
+  always.cpu_native_bf16 = detail::NativeBf16::Always;
+  emulated.set_tuning(off);
+  native.set_tuning(always);
+  Random rng(21);
+  const std::int64_t shapes[][3] = {{1, 1, 1},     {31, 11, 7},    {33, 13, 64},
+                                    {64, 24, 511}, {100, 50, 300}, {2048, 64, 512}};
+  for (const auto& shape : shapes) {
+    for (Trans ta : {Trans::N, Trans::T}) {
+      for (Trans tb : {Trans::N, Trans::T}) {
+        const std::int64_t m = shape[0], n = shape[1], k = shape[2];
+        SCOPED_TRACE(std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
+                     (ta == Trans::N ? " N" : " T") + (tb == Trans::N ? "N" : "T"));
+        const std::int64_t lda = (ta == Trans::N ? m : k) + 3, ldb = (tb == Trans::N ? k : n) + 2;
+        const std::vector<float> a = rng.vector<float>(lda * (ta == Trans::N ? k : m));
+        const std::vector<float> b = rng.vector<float>(ldb * (tb == Trans::N ? n : k));
+        const std::vector<float> c0 = rng.vector<float>((m + 1) * n);
+        std::vector<float> cn = c0, ce = c0;
+        auto gemm = [&](std::vector<float>& c) {
+          return Gemm<float>::op(ta, tb)
+              .shape(m, n, k)
+              .from(a.data(), lda, b.data(), ldb)
+              .into(c.data(), m + 1)
+              .scale(0.75f, 0.5f);
+        };
+        native.gemm(gemm(cn));
+        emulated.gemm(gemm(ce));
+        const Tolerance tol = tolerance_for_depth<float>(static_cast<double>(k));
+        EXPECT_TRUE(all_close(cn, ce, tol));
+      }
+    }
+  }
+  EXPECT_GT(native.statistics().native_bf16_gemms, 0);
+  EXPECT_EQ(emulated.statistics().native_bf16_gemms, 0);
+}
+
+// A stack trained with native BF16 products against the emulation: the same rounding
+// points, so within BF16's budget (an operand such as h may round the other way once the
+// sums differ in their last bit), and the native GEMMs ran.
+TEST(Math, NativeBf16TrainingMatchesTheEmulation) {
+  if (!detail::bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  const std::int64_t T = 12, B = 20, I = 24, H = 32;
+  for (CellKind cell : {CellKind::Lstm, CellKind::GruResetBeforeProduct}) {
+    SCOPED_TRACE(to_string(cell));
+    RnnConfig c = lstm(I, H, Math::Bf16);
+    c.cell = cell;
+    c.num_layers = 2;
+    c.bidirectional = true;
+    Rnn native(c, Device::cpu(), 7), emulated(c, Device::cpu(), 7);
+    tune(native, [](detail::Tuning& t) { t.cpu_native_bf16 = detail::NativeBf16::Always; });
+    tune(emulated, [](detail::Tuning& t) { t.cpu_native_bf16 = detail::NativeBf16::Off; });
+    Random rng(8);
+    const Tensor x = rng.tensor<float>({T, B, I}), dy = rng.tensor<float>({T, B, 2 * H});
+    const ForwardResult fn = native.forward(x), fe = emulated.forward(x);
+    const BackwardResult bn = native.backward(dy), be = emulated.backward(dy);
+    EXPECT_GT(forward_statistics(native).native_bf16_gemms, 0);
+    EXPECT_GT(backward_statistics(native).native_bf16_gemms, 0);
+    EXPECT_EQ(forward_statistics(emulated).native_bf16_gemms, 0);
+    const double depth = static_cast<double>(T * (I + 2 * H) * 2);
+    const Tolerance tol{unit_roundoff(Math::Bf16), 8.0 * std::log2(2.0 + depth)};
+    EXPECT_TRUE(all_close(fn.y.to_vector<float>(), fe.y.to_vector<float>(), tol)) << "y";
+    EXPECT_TRUE(all_close(bn.dx.to_vector<float>(), be.dx.to_vector<float>(), tol)) << "dx";
+    EXPECT_TRUE(all_close(native.gradients().to_vector<float>(),
+                          emulated.gradients().to_vector<float>(), tol))
+        << "gradients";
   }
 }
 

@@ -241,15 +241,24 @@ void CpuOps<T>::gemm(const Gemm<T>& g) {
   }
 }
 
-// Reduced math, emulated: both operands rounded to the format (a held matrix once per
-// pass, hold_weights), then an exact float32 product of the rounded values (the products
-// of two such values are exact in float32; only the accumulation order differs from a
-// tensor core's). oneDNN's bf16 matmul measured slower than this on the CPU
-// (docs/benchmarks.md, "The measurements behind the code's choices").
+// Reduced math: both operands rounded to the format (a held matrix once per pass,
+// hold_weights), then the product of the rounded values accumulated in float32. BF16 runs
+// natively on AVX512_BF16 (bf16_gemm.h) where that pays; elsewhere, and for TF32 and FP16,
+// it is emulated:
+// an exact float32 product of the rounded values (the products of two such values are
+// exact in float32; only the accumulation order differs from a tensor core's). oneDNN's
+// bf16 matmul measured slower than either on this CPU (docs/benchmarks.md, "The
+// measurements behind the code's choices").
 template <typename T>
 void CpuOps<T>::gemm_rounded(const Gemm<float>& g) {
   const Math math = this->math();
   const RoundedHold* held = rounded_hold_of(g);
+  if (native_bf16()) {
+    if (held == nullptr) bf16_a_.pack(g.a, g.trans_a, g.m, g.k, g.lda);
+    bf16_gemm(held != nullptr ? held->packed : bf16_a_, g, bf16_b_);
+    ++this->statistics().native_bf16_gemms;
+    return;
+  }
   const bool a_n = g.trans_a == Trans::N, b_n = g.trans_b == Trans::N;
   const std::int64_t a_rows = a_n ? g.m : g.k, a_cols = a_n ? g.k : g.m;
   const std::int64_t b_rows = b_n ? g.k : g.n, b_cols = b_n ? g.n : g.k;
@@ -261,6 +270,17 @@ void CpuOps<T>::gemm_rounded(const Gemm<float>& g) {
   r.b = rounded_b_.data();
   r.ldb = std::max<std::int64_t>(b_rows, 1);
   float_gemm(r, this->tuning(), this->statistics());
+}
+
+template <typename T>
+bool CpuOps<T>::native_bf16() const {
+  if (this->math() != Math::Bf16 || !bf16_gemm_available()) return false;
+  switch (this->tuning().cpu_native_bf16) {
+    case NativeBf16::Off: return false;
+    case NativeBf16::ByRule: return bf16_gemm_pays();
+    case NativeBf16::Always: return true;
+  }
+  return false;
 }
 
 // The rounded copy of g's op(A) where it is a held matrix (same a, trans_a, m, k, lda).
@@ -314,9 +334,13 @@ bool CpuOps<T>::hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int
     if (!packs_weights()) return false;
     if (this->math() != Math::Fp32) {
       // Reduced math: the matrix rounded once for the pass, as stored.
-      RoundedHold h{a, trans_a, m, k, lda, {}};
+      RoundedHold h{a, trans_a, m, k, lda, {}, {}};
       const bool n = trans_a == Trans::N;
-      round_operand(a, n ? m : k, n ? k : m, lda, this->math(), h.values);
+      if (native_bf16()) {
+        h.packed.pack(a, trans_a, m, k, lda);
+      } else {
+        round_operand(a, n ? m : k, n ? k : m, lda, this->math(), h.values);
+      }
       rounded_holds_.push_back(std::move(h));
       return true;
     }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "bf16_gemm.h"
 #include "onednn_matmul.h"
 
 namespace recur::detail {
@@ -49,18 +50,23 @@ class CpuOps final : public Ops<T> {
  private:
   bool threaded_steps() const;
   void gemm_rounded(const Gemm<float>& g);
+  // Whether Bf16 products run on AVX512_BF16 (bf16_gemm.h) rather than emulated.
+  bool native_bf16() const;
   // Reduced math: a held matrix rounded once for the pass.
   struct RoundedHold {
     const float* a;
     Trans trans;
     std::int64_t m, k, lda;
     std::vector<float> values;  // op(A) as stored, rounded, leading dimension its rows
+    Bf16PackedA packed;         // instead, where native_bf16()
   };
   const RoundedHold* rounded_hold_of(const Gemm<float>& g) const;
 
   std::unique_ptr<PackedGemms> packed_;       // float only, made at the first hold_weights()
   std::vector<float> rounded_a_, rounded_b_;  // gemm_rounded's operands
-  std::vector<RoundedHold> rounded_holds_;    // until release_weights()
+  Bf16PackedA bf16_a_;                        // ... and native_bf16()'s
+  std::vector<std::uint32_t> bf16_b_;
+  std::vector<RoundedHold> rounded_holds_;  // until release_weights()
 };
 
 // Which library CpuOps<float> uses for most GEMMs: "oneDNN" when libdnnl.so.2 can be
@@ -73,6 +79,8 @@ bool cpu_float_loops_threaded();
 
 // The tuning choices CpuOps reads (tuning.h):
 //   - cpu_pack_weights: CpuOps<float> packs held weights where PackedGemms::available();
+//   - cpu_native_bf16: Math::Bf16 products run on AVX512_BF16 where the CPU has it
+//     (bf16_gemm.h), else they are emulated on float32 copies as the other formats are;
 //   - cpu_wavefront: unidirectional stacks run as a wavefront (Ops::runs_wavefronts). Off by
 //     default: two cores are busy with one step's GEMM already, and layer by layer the upper
 //     layers project their inputs in one GEMM and may run row-parallel, which measured

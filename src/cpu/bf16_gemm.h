@@ -1,0 +1,57 @@
+// src/cpu/bf16_gemm.h: BF16 products on the CPU for real, on AVX512_BF16's VDPBF16PS.
+//
+// Under Math::Bf16 every GEMM's operands are rounded to bfloat16 (round to nearest even,
+// kernels/round_operand.cuh's rule) and multiplied with float32 accumulation. Where the CPU
+// has AVX512_BF16, CpuOps does this here instead of emulating it on float32 copies: one
+// VDPBF16PS multiplies 16 lanes of bf16 pairs and adds both exact products into float32,
+// but whether that pays depends on the core: some run it at twice a float32 FMA's
+// multiply-adds, others (the Xeon of docs/benchmarks.md, "BF16 on the CPU") at half, where
+// the emulation, on float32's FMAs, is the faster way. bf16_gemm_pays() measures which. The
+// results differ from the emulation only in the order of accumulation and in what the
+// instruction flushes: bf16 subnormal operands (below 2^-126) count as zero, and subnormal
+// float32 sums are flushed (DAZ/FTZ).
+//
+// The layouts, for C (m x n, column-major) += op(A) (m x k) op(B) (k x n):
+//   A, packed once (Bf16PackedA): panels of 32 rows; in a panel, for each pair of k
+//     (k0, k0+1), the 32 rows' (A[r][k0], A[r][k0+1]) side by side: two zmm registers.
+//   B, packed per call: blocks of 12 columns; in a block, for each pair of k, the 12
+//     columns' (B[k0][j], B[k0+1][j]) as 32-bit words, each broadcast to all 16 lanes.
+// Rows, columns and an odd k are padded with zeros. A 32 x 12 tile of C is 24 zmm
+// accumulators over the whole k; the threads share the tiles.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../ops.h"
+
+namespace recur::detail {
+
+// Whether this CPU (and its OS) runs AVX512_BF16: checked once.
+bool bf16_gemm_available();
+// Whether it multiplies bf16 pairs faster than float32 FMAs by kNativeBf16Margin or more
+// (the margin covers the emulation's rounding passes and this GEMM's packing): timed once,
+// for about a millisecond, at the first call.
+constexpr double kNativeBf16Margin = 1.4;
+bool bf16_gemm_pays();
+
+// op(A), rounded to bfloat16 and packed as above.
+class Bf16PackedA {
+ public:
+  // `a` as a Gemm's A: op(A) is m x k, trans and lda as in Gemm.
+  void pack(const float* a, Trans trans, std::int64_t m, std::int64_t k, std::int64_t lda);
+  std::int64_t rows() const { return m_; }
+  std::int64_t depth() const { return k_; }
+  const std::uint16_t* panel(std::int64_t index) const;
+
+ private:
+  std::int64_t m_ = 0, k_ = 0;
+  std::vector<std::uint16_t> panels_;
+};
+
+// g with op(A) given packed (g.a, g.trans_a and g.lda are not read; a.rows() == g.m,
+// a.depth() == g.k): C = alpha op(A) op(B) + beta C, op(B) rounded to bfloat16 into
+// `b_scratch`. Only where bf16_gemm_available().
+void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, std::vector<std::uint32_t>& b_scratch);
+
+}  // namespace recur::detail
