@@ -49,7 +49,7 @@ limited() {  # limited SECONDS CMD...: runs CMD, killed after SECONDS; 124 means
 }
 
 # The test binaries that run CUDA code; the others run in CI on every commit.
-cuda_tests="test_parity_cuda test_clip test_optim test_modules test_diagnostics test_errors test_tensor"
+cuda_tests="test_parity_cuda test_loss_scale test_clip test_optim test_modules test_diagnostics test_errors test_tensor"
 if [ "${RECUR_GPU_ALL_TESTS:-0}" = 1 ]; then
   cuda_tests=$(cd "$build/tests" && ls test_*)
 fi
@@ -77,11 +77,26 @@ fi
 
 bench_s=${RECUR_GPU_BENCH_S:-180}
 if [ -x "$build/bench/recur_bench" ] && stage bench "$bench_s"; then
-  limited "$bench_s" "$build/bench/recur_bench" --gpu --max-seconds 1 --warmup 2 \
-    --json "$out/bench.json" > "$out/bench.txt" 2>&1
+  # The grid in FP32 and TF32 (beside cuDNN FP32 and TF32), then BF16 and FP16 at the sizes
+  # where tensor cores matter (beside cuDNN BF16 and FP16, and PyTorch's autocast when torch
+  # with CUDA is there): like against like, each in one run.
+  limited "$bench_s" "$build/bench/recur_bench" --gpu --math fp32,tf32 --max-seconds 1 \
+    --warmup 2 --json "$out/bench.json" > "$out/bench.txt" 2>&1
   rc=$?
   echo "bench: exit $rc" >> "$summary"
   [ $rc -eq 0 ] || status=1
+  { echo "=== BF16 and FP16, H >= 1024"
+    limited 60 "$build/bench/recur_bench" --gpu --math bf16,fp16 --no-ceiling --max-seconds 1 \
+      --warmup 2 --mode training --filter "H=1024" --filter "H=2048" \
+      --json "$out/bench_reduced.json"; } >> "$out/bench.txt" 2>&1
+  echo "bench, bf16/fp16: exit $?" >> "$summary"
+  if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
+    { echo "=== PyTorch nn.LSTM / nn.GRU under autocast (bench/torch_autocast.py)"
+      for shape in "--cell gru --T 100 --B 128 --H 2048" "--cell lstm --T 100 --B 64 --H 1024"; do
+        limited 30 python3 bench/torch_autocast.py $shape
+      done; } >> "$out/bench.txt" 2>&1
+    echo "torch autocast: exit $?" >> "$summary"
+  fi
   # The grid again with CUDA graphs off (RECUR_CUDA_GRAPHS=0), beside cuDNN in the same
   # run: against the rows above, what the graphs give (most at the launch-bound sizes:
   # H <= 512, B = 1, and the wavefronts).
