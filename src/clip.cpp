@@ -11,6 +11,7 @@
 #include "../kernels/reduce.h"
 #include "cpu/cpu_grad.h"
 #include "cuda_backend.h"
+#include "float_dispatch.h"
 #include "grad_internal.h"
 #include "recur/error.h"
 
@@ -124,12 +125,6 @@ SpanTable collect(const char* where, const std::vector<TensorView>& spans) {
   return t;
 }
 
-std::string number(double x) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof(buffer), "%.17g", x);
-  return buffer;
-}
-
 }  // namespace
 
 void detail::GradNormAccess::compute(const char* where, const std::vector<TensorView>& spans,
@@ -176,7 +171,8 @@ GradNorm global_norm(const std::vector<TensorView>& spans, void* stream) {
 void clip_grad_norm(const std::vector<TensorView>& spans, double max_norm, GradNorm& result,
                     void* stream) {
   if (!(max_norm >= 0.0)) {
-    throw Error("clip_grad_norm", "max_norm", "a number >= 0 (or +inf)", number(max_norm));
+    throw Error("clip_grad_norm", "max_norm", "a number >= 0 (or +inf)",
+                detail::exact_number(max_norm));
   }
   detail::GradNormAccess::compute("clip_grad_norm", spans, max_norm, result, stream);
 }

@@ -10,6 +10,7 @@
 
 #include "../kernels/loss_scale.cuh"
 #include "cuda_backend.h"
+#include "float_dispatch.h"
 #include "grad_internal.h"
 #include "live.h"
 #include "recur/error.h"
@@ -20,26 +21,10 @@ namespace {
 using kernels::LossScaleState;
 static_assert(sizeof(LossScaleState) == 6 * sizeof(double), "the state is 6 float64 slots");
 
-std::string number(double x) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof(buffer), "%.17g", x);
-  return buffer;
-}
-
 // A counter slot as a count: 0 where it holds no count (NaN, negative), capped at 2^53.
 std::int64_t count(double v) {
   if (!(v >= 0.0)) return 0;
   return static_cast<std::int64_t>(std::fmin(v, 9007199254740992.0));
-}
-
-// Calls fn(T{}) with the C++ type of a float32 or float64 view.
-template <class Fn>
-void with_type(DType dtype, Fn&& fn) {
-  if (dtype == DType::Float32) {
-    fn(float{});
-  } else {
-    fn(double{});
-  }
 }
 
 }  // namespace
@@ -70,7 +55,7 @@ struct LossScaler::Impl {
   }
 
   void scale(const TensorView& view, bool inverse, void* stream) const {
-    with_type(view.dtype(), [&](auto tag) {
+    detail::with_float_type(view.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const kernels::ScaleArgs<T> a{view.numel(), view.data_as<T>(), slots(), inverse};
       if (device.is_cpu()) {
@@ -89,15 +74,16 @@ LossScaler::LossScaler(Device device, const LossScaleOptions& options)
     : impl_(std::make_unique<Impl>()) {
   const double s = options.initial_scale;
   if (!(s >= kernels::kMinLossScale && s <= kernels::kMaxLossScale)) {
-    throw Error("LossScaler", "options.initial_scale", "a number in [2^-64, 2^64]", number(s));
+    throw Error("LossScaler", "options.initial_scale", "a number in [2^-64, 2^64]",
+                detail::exact_number(s));
   }
   if (!(options.growth_factor > 1.0) || std::isinf(options.growth_factor)) {
     throw Error("LossScaler", "options.growth_factor", "a finite number > 1",
-                number(options.growth_factor));
+                detail::exact_number(options.growth_factor));
   }
   if (!(options.backoff_factor > 0.0 && options.backoff_factor < 1.0)) {
     throw Error("LossScaler", "options.backoff_factor", "a number in (0, 1)",
-                number(options.backoff_factor));
+                detail::exact_number(options.backoff_factor));
   }
   if (options.growth_interval < 1) {
     throw Error("LossScaler", "options.growth_interval", "a count >= 1",

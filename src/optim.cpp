@@ -13,6 +13,7 @@
 #include "../kernels/optim.cuh"
 #include "cpu/cpu_grad.h"
 #include "cuda_backend.h"
+#include "float_dispatch.h"
 #include "grad_internal.h"
 #include "live.h"
 #include "recur/error.h"
@@ -24,30 +25,15 @@ namespace {
 using kernels::OptimCounters;
 static_assert(sizeof(OptimCounters) == 5 * sizeof(double), "counters live in 5 float64 slots");
 
-std::string number(double x) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof(buffer), "%.17g", x);
-  return buffer;
-}
-
 void expect_at_least(const char* where, const char* name, double value, double lo) {
   if (!(value >= lo) || std::isinf(value)) {
-    throw Error(where, name, "a finite number >= " + number(lo), number(value));
+    throw Error(where, name, "a finite number >= " + exact_number(lo), exact_number(value));
   }
 }
 
 void expect_fraction(const char* where, const char* name, double value) {
-  if (!(value >= 0.0 && value < 1.0)) throw Error(where, name, "a number in [0, 1)", number(value));
-}
-
-// Calls fn(T{}) with the C++ type of `dtype`.
-template <class Fn>
-void with_type(DType dtype, Fn&& fn) {
-  if (dtype == DType::Float32) {
-    fn(float{});
-  } else {
-    fn(double{});
-  }
+  if (!(value >= 0.0 && value < 1.0))
+    throw Error(where, name, "a number in [0, 1)", exact_number(value));
 }
 
 }  // namespace
@@ -203,14 +189,14 @@ class SgdImpl final : public OptimizerImpl {
   }
 
   void update_cpu(const TensorView& grad, const OptimCounters& counters) override {
-    with_type(params().dtype(), [&](auto tag) {
+    with_float_type(params().dtype(), [&](auto tag) {
       using T = decltype(tag);
       cpu_sgd_update(args<T>(grad), counters);
     });
   }
   void update_cuda(CudaBackend& cuda, const TensorView& grad, const OptimCounters* counters,
                    void* stream) override {
-    with_type(params().dtype(), [&](auto tag) {
+    with_float_type(params().dtype(), [&](auto tag) {
       using T = decltype(tag);
       cuda.sgd_update(args<T>(grad), counters, stream);
     });
@@ -228,7 +214,7 @@ class AdamImpl final : public OptimizerImpl {
     expect_fraction("Adam", "options.beta1", options.beta1);
     expect_fraction("Adam", "options.beta2", options.beta2);
     if (!(options.eps > 0.0) || std::isinf(options.eps)) {
-      throw Error("Adam", "options.eps", "a finite number > 0", number(options.eps));
+      throw Error("Adam", "options.eps", "a finite number > 0", exact_number(options.eps));
     }
     expect_at_least("Adam", "options.weight_decay", options.weight_decay, 0.0);
     exp_avg_ = zeros_like_params();
@@ -264,14 +250,14 @@ class AdamImpl final : public OptimizerImpl {
   }
 
   void update_cpu(const TensorView& grad, const OptimCounters& counters) override {
-    with_type(params().dtype(), [&](auto tag) {
+    with_float_type(params().dtype(), [&](auto tag) {
       using T = decltype(tag);
       cpu_adam_update(args<T>(grad), counters);
     });
   }
   void update_cuda(CudaBackend& cuda, const TensorView& grad, const OptimCounters* counters,
                    void* stream) override {
-    with_type(params().dtype(), [&](auto tag) {
+    with_float_type(params().dtype(), [&](auto tag) {
       using T = decltype(tag);
       cuda.adam_update(args<T>(grad), counters, stream);
     });

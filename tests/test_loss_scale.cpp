@@ -241,16 +241,6 @@ TEST(LossScale, AHostileStateCannotDoHarm) {
   EXPECT_EQ(scaler.current_scale(), std::ldexp(1.0, -64));
 }
 
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 TEST(LossScale, BadArgumentsAreNamed) {
   LossScaleOptions o;
   o.initial_scale = 0.0;

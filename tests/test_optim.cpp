@@ -228,16 +228,6 @@ TEST(Optim, EmptyParameters) {
 
 // ---- bad arguments: each names the argument, and changes nothing ----
 
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 TEST(OptimErrors, GradientsMustMatchTheParameters) {
   Random rng(11);
   Tensor params = rng.tensor<float>({10});

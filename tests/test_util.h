@@ -186,6 +186,17 @@ inline bool gpu_required() {
   const char* env = std::getenv("RECUR_TEST_REQUIRE_GPU");
   return env != nullptr && std::string(env) == "1";
 }
+// The message of the recur::Error that fn() throws, or "no error".
+template <class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
 }  // namespace recur::test
 
 // Skips (never passes) a test that needs a GPU when there is none; fails instead where

@@ -11,6 +11,7 @@
 
 #include "../kernels/nn.cuh"
 #include "cuda_backend.h"
+#include "float_dispatch.h"
 #include "live.h"
 #include "memory.h"
 #include "ops.h"
@@ -46,18 +47,9 @@ class SplitMix {
   std::uint64_t state_;
 };
 
-template <class Fn>
-void with_type(DType dtype, Fn&& fn) {
-  if (dtype == DType::Float32) {
-    fn(float{});
-  } else {
-    fn(double{});
-  }
-}
-
 // Writes `values` (doubles) into `dst` converted to its dtype.
 void fill_from(const TensorView& dst, const std::vector<double>& values) {
-  with_type(dst.dtype(), [&](auto zero) {
+  detail::with_float_type(dst.dtype(), [&](auto zero) {
     using T = decltype(zero);
     const std::vector<T> v(values.begin(), values.end());
     dst.copy_from_host(v.data());
@@ -206,7 +198,7 @@ class ModuleCore {
                         "parameters and gradients of " + std::to_string(total) + " elements");
     params_ = Tensor::zeros({total}, dtype, device);
     grads_ = Tensor::zeros({total}, dtype, device);
-    with_type(dtype, [&](auto zero) {
+    detail::with_float_type(dtype, [&](auto zero) {
       using T = decltype(zero);
       auto ops = make_ops<T>(device);
       if (device.is_cuda()) {
@@ -260,11 +252,11 @@ class ModuleCore {
                   "a module on " + device_.str());
     }
     void* s = stream != nullptr ? stream : require_cuda_backend(name_).legacy_default_stream();
-    with_type(dtype_, [&](auto zero) { ops<decltype(zero)>().set_stream(s); });
+    detail::with_float_type(dtype_, [&](auto zero) { ops<decltype(zero)>().set_stream(s); });
     user_stream_ = stream;
   }
   void synchronize() {
-    with_type(dtype_, [&](auto zero) { ops<decltype(zero)>().synchronize(); });
+    detail::with_float_type(dtype_, [&](auto zero) { ops<decltype(zero)>().synchronize(); });
   }
   void zero_grad() { zero_bytes(grads_.data(), device_, grads_.nbytes()); }
 
@@ -399,7 +391,7 @@ Tensor Embedding::forward(const std::vector<std::int32_t>& ids, const Shape& sha
   out_shape.push_back(m.dim);
   Tensor out = Tensor::empty(out_shape, dtype(), device());
   if (n == 0) return out;
-  with_type(dtype(), [&](auto zero) {
+  detail::with_float_type(dtype(), [&](auto zero) {
     using T = decltype(zero);
     detail::OpsScope<T> scope(m.core.ops<T>());
     kernels::EmbeddingArgs<T> a;
@@ -446,7 +438,7 @@ void Embedding::backward(const std::vector<std::int32_t>& ids, const Shape& shap
   table.insert(table.end(), start.begin(), start.end());
   for (const auto& entry : order) table.push_back(entry.second);
 
-  with_type(dtype(), [&](auto zero) {
+  detail::with_float_type(dtype(), [&](auto zero) {
     using T = decltype(zero);
     detail::OpsScope<T> scope(m.core.ops<T>());
     const std::int32_t* t = m.csr.upload(table);
@@ -580,7 +572,7 @@ Tensor Linear::forward(const TensorView& x) {
   shape.push_back(m.out);
   Tensor y = Tensor::empty(shape, dtype(), device());
   if (rows == 0) return y;
-  with_type(dtype(), [&](auto zero) {
+  detail::with_float_type(dtype(), [&](auto zero) {
     using T = decltype(zero);
     Ops<T>& ops = m.core.ops<T>();
     detail::OpsScope<T> scope(ops);
@@ -615,7 +607,7 @@ Tensor Linear::backward(const TensorView& x, const TensorView& dy) {
   }
   Tensor dx = Tensor::empty(x.shape(), dtype(), device());
   if (rows == 0) return dx;
-  with_type(dtype(), [&](auto zero) {
+  detail::with_float_type(dtype(), [&](auto zero) {
     using T = decltype(zero);
     Ops<T>& ops = m.core.ops<T>();
     detail::OpsScope<T> scope(ops);
@@ -741,7 +733,7 @@ CrossEntropyResult SoftmaxCrossEntropy::Impl::run(const char* where, const Tenso
     if (dev.is_cuda()) synchronize_device(dev);
     row_loss = Tensor::empty({std::max<std::int64_t>(rows, 1)}, logits.dtype(), dev);
   }
-  with_type(logits.dtype(), [&](auto zero) {
+  detail::with_float_type(logits.dtype(), [&](auto zero) {
     using T = decltype(zero);
     kernels::CrossEntropyArgs<T> a;
     a.rows = rows;
