@@ -5,7 +5,7 @@
 #include <string>
 
 #include "flow.h"
-#include "recur/error.h"
+#include "launch_check.h"
 
 namespace recur::kernels {
 namespace {
@@ -45,11 +45,7 @@ void launch_flow(const FlowArgs<T>* units, int count, void* stream) {
     for (int u = 0; u < here; ++u) args.unit[u] = units[first + u];
     flow_kernel<T>
         <<<static_cast<unsigned>(here), kFlowLanes, 0, static_cast<cudaStream_t>(stream)>>>(args);
-    const cudaError_t status = cudaGetLastError();
-    if (status != cudaSuccess) {
-      throw Error(std::string("recur: launch of flow_kernel failed with ") +
-                  cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
-    }
+    check_launch("flow_kernel");
   }
 }
 

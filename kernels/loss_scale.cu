@@ -5,8 +5,8 @@
 
 #include <string>
 
+#include "launch_check.h"
 #include "loss_scale.h"
-#include "recur/error.h"
 
 namespace recur::kernels {
 namespace {
@@ -24,14 +24,6 @@ __global__ void __launch_bounds__(kThreads) scale_by_kernel(ScaleArgs<T> a) {
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < a.n;
        i += stride) {
     ScaleBy<T>{}(i, a, factor);
-  }
-}
-
-void check_launch(const char* what) {
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) {
-    throw Error(std::string("recur: launch of ") + what + " failed with " +
-                cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
   }
 }
 

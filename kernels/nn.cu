@@ -4,8 +4,8 @@
 
 #include <string>
 
+#include "launch_check.h"
 #include "nn.h"
-#include "recur/error.h"
 
 namespace recur::kernels {
 namespace {
@@ -27,11 +27,7 @@ void apply(const char* what, std::int64_t n, const Args& args, void* stream) {
   if (n == 0) return;
   const auto blocks = static_cast<unsigned>((n + kThreads - 1) / kThreads);
   nn_apply_kernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(F{}, n, args);
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) {
-    throw Error(std::string("recur: launch of ") + what + " failed with " +
-                cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
-  }
+  check_launch(what);
 }
 
 }  // namespace

@@ -5,8 +5,8 @@
 
 #include <string>
 
+#include "launch_check.h"
 #include "optim.h"
-#include "recur/error.h"
 
 namespace recur::kernels {
 namespace {
@@ -32,14 +32,6 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---- kernel launchers ----
-
-void check_launch(const char* what) {
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) {
-    throw Error(std::string("recur: launch of ") + what + " failed with " +
-                cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
-  }
-}
 
 // Enough blocks to fill any current GPU; a grid-stride loop covers the rest.
 unsigned blocks_for(std::int64_t n) {

@@ -14,7 +14,7 @@
 #include <cub/block/block_reduce.cuh>
 #include <string>
 
-#include "recur/error.h"
+#include "launch_check.h"
 #include "reduce.h"
 
 namespace recur::kernels {
@@ -108,14 +108,6 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---- kernel launchers ----
-
-void check_launch(const char* what) {
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) {
-    throw Error(std::string("recur: launch of ") + what + " failed with " +
-                cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
-  }
-}
 
 // The chunk each block covers: a multiple of kThreads, at least kMinChunk, and such that
 // at most kNormMaxBlocks blocks cover `total`. Depends on `total` only.

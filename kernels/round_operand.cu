@@ -5,7 +5,7 @@
 #include <string>
 
 #include "launch.h"
-#include "recur/error.h"
+#include "launch_check.h"
 
 namespace recur::kernels {
 namespace {
@@ -27,11 +27,7 @@ void launch_round_operand(const RoundOperandArgs<Out>& args, void* stream) {
   if (n == 0) return;
   const auto blocks = static_cast<unsigned>((n + kThreads - 1) / kThreads);
   round_operand_kernel<Out><<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(n, args);
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) {
-    throw Error(std::string("recur: launch of RoundOperand failed with ") +
-                cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
-  }
+  check_launch("round_operand_kernel");
 }
 
 template void launch_round_operand<float>(const RoundOperandArgs<float>&, void*);

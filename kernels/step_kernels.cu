@@ -8,7 +8,7 @@
 #include <string>
 
 #include "launch.h"
-#include "recur/error.h"
+#include "launch_check.h"
 
 namespace recur::kernels {
 namespace {
@@ -47,14 +47,6 @@ __global__ void probe_kernel() {}
 // ---- kernel launchers ----
 
 unsigned blocks_for(std::int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
-
-void check_launch(const char* what) {
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) {
-    throw Error(std::string("recur: launch of ") + what + " failed with " +
-                cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
-  }
-}
 
 template <class Args, class Dispatch>
 void launch_step(StepKind kind, const Args* units, int count, void* stream, Dispatch dispatch) {
