@@ -9,6 +9,7 @@
 #include "recur/error.h"
 #include "recur/half.h"
 #include "recur/loss_scale.h"
+#include "recur/lr_schedule.h"
 #include "recur/modules.h"
 #include "recur/optim.h"
 #include "recur/rnn.h"
