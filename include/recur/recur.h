@@ -8,6 +8,7 @@
 #include "recur/diagnostics.h"
 #include "recur/error.h"
 #include "recur/half.h"
+#include "recur/init.h"
 #include "recur/loss_scale.h"
 #include "recur/lr_schedule.h"
 #include "recur/modules.h"
