@@ -16,6 +16,7 @@
 #include "float_dispatch.h"
 #include "grad_internal.h"
 #include "live.h"
+#include "memory.h"
 #include "recur/error.h"
 
 namespace recur {
@@ -38,41 +39,94 @@ void expect_fraction(const char* where, const char* name, double value) {
 
 }  // namespace
 
+// The groups an optimizer updates: one unnamed group whose gradients step() is given (the
+// single-buffer constructors), or named ParamGroups that hold their own.
+struct Group {
+  ParamGroup spec;
+  double weight_decay = 0.0;  // the group's, or the optimizer's
+};
+
 class OptimizerImpl {
  public:
-  OptimizerImpl(const char* name, const TensorView& parameters, double lr) : name_(name) {
-    if (!parameters.defined()) {
-      throw Error(name, "parameters", "a defined tensor", "an undefined TensorView");
-    }
-    if (parameters.dtype() != DType::Float32 && parameters.dtype() != DType::Float64) {
-      throw Error(name, "parameters", "dtype float32 or float64",
-                  std::string("dtype ") + to_string(parameters.dtype()));
-    }
-    if (parameters.device().is_cuda() && !cuda_built()) {
-      throw Error(name, "parameters", "a tensor on the CPU (recur was built without CUDA)",
-                  "a tensor on " + parameters.device().str());
-    }
+  // One buffer: a single unnamed group.
+  OptimizerImpl(const char* name, const TensorView& parameters, double lr, double weight_decay)
+      : name_(name) {
+    check_parameters(name, "parameters", parameters);
     expect_at_least(name, "options.lr", lr, 0.0);
-    params_ = parameters;
-    lr_ = lr;
-    counters_ = Tensor::empty({5}, DType::Float64, parameters.device());
-    write_counters(0, 0);
+    Group g;
+    g.spec.parameters = parameters;
+    g.weight_decay = weight_decay;
+    groups_.push_back(std::move(g));
+    init(lr);
+  }
+
+  OptimizerImpl(const char* name, const std::vector<ParamGroup>& groups, double lr,
+                double weight_decay)
+      : name_(name) {
+    if (groups.empty()) throw Error(name, "groups", "at least one ParamGroup", "none");
+    expect_at_least(name, "options.lr", lr, 0.0);
+    std::vector<TensorView> params, grads;
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+      const ParamGroup& spec = groups[i];
+      const std::string at = "groups[" + std::to_string(i) + "]";
+      if (spec.name.empty()) throw Error(name, at + ".name", "a non-empty name", "\"\"");
+      for (std::size_t j = 0; j < i; ++j) {
+        if (groups[j].name == spec.name) {
+          throw Error(name, at + ".name", "a name no other group has",
+                      "\"" + spec.name + "\", the name of groups[" + std::to_string(j) + "]");
+        }
+      }
+      check_parameters(name, at + ".parameters", spec.parameters);
+      const TensorView& first = groups[0].parameters;
+      if (i > 0 && (spec.parameters.dtype() != first.dtype() ||
+                    spec.parameters.device() != first.device())) {
+        throw Error(name, at + ".parameters",
+                    describe(first.dtype(), first.device()) + " (those of groups[0])",
+                    describe(spec.parameters.dtype(), spec.parameters.device()));
+      }
+      check_gradients(name, (at + ".gradients").c_str(), spec.parameters, spec.gradients);
+      if (!(spec.lr_scale >= 0.0) || std::isinf(spec.lr_scale)) {
+        throw Error(name, at + ".lr_scale", "a finite number >= 0", exact_number(spec.lr_scale));
+      }
+      if (spec.weight_decay) {
+        expect_at_least(name, (at + ".weight_decay").c_str(), *spec.weight_decay, 0.0);
+      }
+      params.push_back(spec.parameters);
+      grads.push_back(spec.gradients);
+      Group g;
+      g.spec = spec;
+      g.weight_decay = spec.weight_decay.value_or(weight_decay);
+      groups_.push_back(std::move(g));
+    }
+    // A buffer in two groups would be stepped twice; a gradient shared likewise.
+    std::vector<TensorView> all = params;
+    all.insert(all.end(), grads.begin(), grads.end());
+    check_disjoint_spans(name, "groups' parameters and gradients", all);
+    init(lr);
   }
   virtual ~OptimizerImpl() = default;
   OptimizerImpl(const OptimizerImpl&) = delete;
   OptimizerImpl& operator=(const OptimizerImpl&) = delete;
 
   const std::string& name() const { return name_; }
-  const TensorView& params() const { return params_; }
+  // The first group's parameters (the only group's, for one buffer).
+  const TensorView& params() const { return groups_[0].spec.parameters; }
+  const std::vector<Group>& groups() const { return groups_; }
+  bool holds_gradients() const { return groups_[0].spec.gradients.defined(); }
   double lr() const { return lr_; }
   void set_lr(double lr) {
     expect_at_least((name_ + "::set_learning_rate").c_str(), "lr", lr, 0.0);
     lr_ = lr;
   }
 
-  // A state buffer of the parameters' size, dtype and device, zeroed.
-  Tensor zeros_like_params() const {
-    return Tensor::zeros(params_.shape(), params_.dtype(), params_.device());
+  // A state buffer for each group: its parameters' size, dtype and device, zeroed.
+  std::vector<Tensor> zeros_like_params() const {
+    std::vector<Tensor> out;
+    for (const Group& g : groups_) {
+      const TensorView& p = g.spec.parameters;
+      out.push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
+    }
+    return out;
   }
 
   OptimCounters read_counters() const {
@@ -87,68 +141,116 @@ class OptimizerImpl {
     counters_.view().copy_from_host(&c);
   }
 
+  // One buffer: `grad` is its gradient. Groups: `grad` is undefined, each group's own are read.
   void step(const TensorView& grad, const GradNorm* norm, void* stream) {
     const std::string where = name_ + "::step";
-    validate(where.c_str(), grad, norm);
+    if (holds_gradients() && grad.defined()) {
+      throw Error(where, "gradients",
+                  "none: this optimizer's groups hold their own (step(norm, stream))",
+                  "a TensorView");
+    }
+    if (!holds_gradients()) check_gradients(where.c_str(), "gradients", params(), grad);
+    check_norm(where.c_str(), norm);
     const kernels::StepBegin begin = step_begin();
-    if (params_.device().is_cpu()) {
+    auto grad_of = [&](std::size_t i) {
+      return holds_gradients() ? groups_[i].spec.gradients : grad;
+    };
+    if (params().device().is_cpu()) {
       OptimCounters& c = *static_cast<OptimCounters*>(counters_.data());
       const int* finite = norm != nullptr ? GradNormAccess::finite_flag(*norm, nullptr) : nullptr;
       begin(c, finite);
-      if (c.take) update_cpu(grad, c);
+      if (!c.take) return;
+      for (std::size_t i = 0; i < groups_.size(); ++i) update_cpu(i, grad_of(i), c);
       return;
     }
-    CudaDeviceScope scope(params_.device().index);
+    CudaDeviceScope scope(params().device().index);
     CudaBackend& cuda = require_cuda_backend(where);
     const int* finite = norm != nullptr ? GradNormAccess::finite_flag(*norm, stream) : nullptr;
     auto* counters = static_cast<OptimCounters*>(counters_.data());
     cuda.optimizer_begin(begin, counters, finite, stream);
-    update_cuda(cuda, grad, counters, stream);
+    for (std::size_t i = 0; i < groups_.size(); ++i)
+      update_cuda(cuda, i, grad_of(i), counters, stream);
   }
 
   virtual std::vector<OptimizerState> state() const = 0;
 
  protected:
+  // The learning rate of group i: the optimizer's times the group's scale.
+  double lr_of(std::size_t i) const { return lr_ * groups_[i].spec.lr_scale; }
+  // A state buffer's name: PyTorch's, after "<group>." for a named group.
+  std::string state_name(std::size_t i, const char* name) const {
+    const std::string& group = groups_[i].spec.name;
+    return group.empty() ? name : group + "." + name;
+  }
   virtual kernels::StepBegin step_begin() const = 0;
-  virtual void update_cpu(const TensorView& grad, const OptimCounters& counters) = 0;
-  virtual void update_cuda(CudaBackend& cuda, const TensorView& grad, const OptimCounters* counters,
-                           void* stream) = 0;
+  virtual void update_cpu(std::size_t group, const TensorView& grad,
+                          const OptimCounters& counters) = 0;
+  virtual void update_cuda(CudaBackend& cuda, std::size_t group, const TensorView& grad,
+                           const OptimCounters* counters, void* stream) = 0;
 
  private:
-  void validate(const char* where, const TensorView& grad, const GradNorm* norm) const {
-    if (!grad.defined()) {
-      throw Error(where, "gradients", "a defined tensor", "an undefined TensorView");
+  void init(double lr) {
+    lr_ = lr;
+    counters_ = Tensor::empty({5}, DType::Float64, params().device());
+    write_counters(0, 0);
+  }
+
+  static std::string describe(DType dtype, Device device) {
+    return std::string("dtype ") + to_string(dtype) + " on " + device.str();
+  }
+
+  static void check_parameters(const std::string& where, const std::string& arg,
+                               const TensorView& parameters) {
+    if (!parameters.defined()) {
+      throw Error(where, arg, "a defined tensor", "an undefined TensorView");
     }
-    if (grad.numel() != params_.numel()) {
-      throw Error(where, "gradients",
-                  std::to_string(params_.numel()) + " elements (as the parameters, " +
-                      to_string(params_.shape()) + ")",
+    if (parameters.dtype() != DType::Float32 && parameters.dtype() != DType::Float64) {
+      throw Error(where, arg, "dtype float32 or float64",
+                  std::string("dtype ") + to_string(parameters.dtype()));
+    }
+    if (parameters.device().is_cuda() && !cuda_built()) {
+      throw Error(where, arg, "a tensor on the CPU (recur was built without CUDA)",
+                  "a tensor on " + parameters.device().str());
+    }
+  }
+
+  static void check_gradients(const std::string& where, const char* arg, const TensorView& params,
+                              const TensorView& grad) {
+    if (!grad.defined()) {
+      throw Error(where, arg, "a defined tensor", "an undefined TensorView");
+    }
+    if (grad.numel() != params.numel()) {
+      throw Error(where, arg,
+                  std::to_string(params.numel()) + " elements (as the parameters, " +
+                      to_string(params.shape()) + ")",
                   std::to_string(grad.numel()) + " elements " + to_string(grad.shape()));
     }
-    if (grad.dtype() != params_.dtype()) {
-      throw Error(where, "gradients",
-                  std::string("dtype ") + to_string(params_.dtype()) + " (that of the parameters)",
+    if (grad.dtype() != params.dtype()) {
+      throw Error(where, arg,
+                  std::string("dtype ") + to_string(params.dtype()) + " (that of the parameters)",
                   std::string("dtype ") + to_string(grad.dtype()));
     }
-    if (grad.device() != params_.device()) {
-      throw Error(where, "gradients",
-                  "device " + params_.device().str() + " (that of the parameters)",
+    if (grad.device() != params.device()) {
+      throw Error(where, arg, "device " + params.device().str() + " (that of the parameters)",
                   "device " + grad.device().str());
     }
+  }
+
+  void check_norm(const char* where, const GradNorm* norm) const {
     if (norm == nullptr) return;
     if (!norm->has_value()) {
       throw Error(where, "norm", "the result of global_norm or clip_grad_norm",
                   "a GradNorm that holds no result");
     }
-    if (norm->device() != params_.device()) {
+    if (norm->device() != params().device()) {
       throw Error(where, "norm",
-                  "a result on device " + params_.device().str() + " (that of the parameters)",
+                  "a result on device " + params().device().str() + " (that of the parameters)",
                   "a result on device " + norm->device().str());
     }
   }
 
   std::string name_;
-  TensorView params_;
+  std::vector<Group> groups_;
   double lr_ = 0.0;
   Tensor counters_;  // OptimCounters, in the memory of the parameters' device
 };
@@ -157,115 +259,142 @@ namespace {
 
 class SgdImpl final : public OptimizerImpl {
  public:
-  SgdImpl(const TensorView& parameters, const SgdOptions& options)
-      : OptimizerImpl("Sgd", parameters, options.lr), options_(options) {
-    expect_fraction("Sgd", "options.momentum", options.momentum);
-    expect_at_least("Sgd", "options.weight_decay", options.weight_decay, 0.0);
+  template <class Params>
+  SgdImpl(const Params& parameters, const SgdOptions& options)
+      : OptimizerImpl("Sgd", check(options, parameters), options.lr, options.weight_decay),
+        options_(options) {
     if (options.momentum > 0.0) momentum_ = zeros_like_params();
   }
 
   const SgdOptions& options() const { return options_; }
-  TensorView momentum_buffer() const { return momentum_.view(); }
+  TensorView momentum_buffer() const {
+    return momentum_.empty() ? TensorView() : momentum_[0].view();
+  }
 
   std::vector<OptimizerState> state() const override {
-    if (!momentum_.defined()) return {};
-    return {{"momentum_buffer", momentum_.view()}};
+    std::vector<OptimizerState> out;
+    for (std::size_t i = 0; i < momentum_.size(); ++i) {
+      out.push_back({state_name(i, "momentum_buffer"), momentum_[i].view()});
+    }
+    return out;
   }
 
  protected:
+  // The options, checked before the base class allocates anything.
+  template <class Params>
+  static const Params& check(const SgdOptions& options, const Params& parameters) {
+    expect_fraction("Sgd", "options.momentum", options.momentum);
+    expect_at_least("Sgd", "options.weight_decay", options.weight_decay, 0.0);
+    return parameters;
+  }
+
   kernels::StepBegin step_begin() const override { return {}; }
 
   template <typename T>
-  kernels::SgdArgs<T> args(const TensorView& grad) const {
+  kernels::SgdArgs<T> args(std::size_t i, const TensorView& grad) const {
+    const Group& g = groups()[i];
     kernels::SgdArgs<T> a;
-    a.n = params().numel();
-    a.param = params().data_as<T>();
+    a.n = g.spec.parameters.numel();
+    a.param = g.spec.parameters.data_as<T>();
     a.grad = grad.data_as<T>();
-    a.momentum = momentum_.defined() ? momentum_.data_as<T>() : nullptr;
-    a.lr = static_cast<T>(lr());
+    a.momentum = momentum_.empty() ? nullptr : momentum_[i].data_as<T>();
+    a.lr = static_cast<T>(lr_of(i));
     a.mu = static_cast<T>(options_.momentum);
-    a.weight_decay = static_cast<T>(options_.weight_decay);
+    a.weight_decay = static_cast<T>(g.weight_decay);
     return a;
   }
 
-  void update_cpu(const TensorView& grad, const OptimCounters& counters) override {
+  void update_cpu(std::size_t i, const TensorView& grad, const OptimCounters& counters) override {
     with_float_type(params().dtype(), [&](auto tag) {
       using T = decltype(tag);
-      cpu_sgd_update(args<T>(grad), counters);
+      cpu_sgd_update(args<T>(i, grad), counters);
     });
   }
-  void update_cuda(CudaBackend& cuda, const TensorView& grad, const OptimCounters* counters,
-                   void* stream) override {
+  void update_cuda(CudaBackend& cuda, std::size_t i, const TensorView& grad,
+                   const OptimCounters* counters, void* stream) override {
     with_float_type(params().dtype(), [&](auto tag) {
       using T = decltype(tag);
-      cuda.sgd_update(args<T>(grad), counters, stream);
+      cuda.sgd_update(args<T>(i, grad), counters, stream);
     });
   }
 
  private:
   SgdOptions options_;
-  Tensor momentum_;
+  std::vector<Tensor> momentum_;  // per group; empty when momentum == 0
 };
 
 class AdamImpl final : public OptimizerImpl {
  public:
-  AdamImpl(const TensorView& parameters, const AdamOptions& options)
-      : OptimizerImpl("Adam", parameters, options.lr), options_(options) {
+  template <class Params>
+  AdamImpl(const Params& parameters, const AdamOptions& options)
+      : OptimizerImpl("Adam", check(options, parameters), options.lr, options.weight_decay),
+        options_(options) {
+    exp_avg_ = zeros_like_params();
+    exp_avg_sq_ = zeros_like_params();
+  }
+
+  const AdamOptions& options() const { return options_; }
+  TensorView exp_avg() const { return exp_avg_[0].view(); }
+  TensorView exp_avg_sq() const { return exp_avg_sq_[0].view(); }
+
+  std::vector<OptimizerState> state() const override {
+    std::vector<OptimizerState> out;
+    for (std::size_t i = 0; i < exp_avg_.size(); ++i) {
+      out.push_back({state_name(i, "exp_avg"), exp_avg_[i].view()});
+      out.push_back({state_name(i, "exp_avg_sq"), exp_avg_sq_[i].view()});
+    }
+    return out;
+  }
+
+ protected:
+  template <class Params>
+  static const Params& check(const AdamOptions& options, const Params& parameters) {
     expect_fraction("Adam", "options.beta1", options.beta1);
     expect_fraction("Adam", "options.beta2", options.beta2);
     if (!(options.eps > 0.0) || std::isinf(options.eps)) {
       throw Error("Adam", "options.eps", "a finite number > 0", exact_number(options.eps));
     }
     expect_at_least("Adam", "options.weight_decay", options.weight_decay, 0.0);
-    exp_avg_ = zeros_like_params();
-    exp_avg_sq_ = zeros_like_params();
+    return parameters;
   }
 
-  const AdamOptions& options() const { return options_; }
-  TensorView exp_avg() const { return exp_avg_.view(); }
-  TensorView exp_avg_sq() const { return exp_avg_sq_.view(); }
-
-  std::vector<OptimizerState> state() const override {
-    return {{"exp_avg", exp_avg_.view()}, {"exp_avg_sq", exp_avg_sq_.view()}};
-  }
-
- protected:
   kernels::StepBegin step_begin() const override { return {options_.beta1, options_.beta2}; }
 
   template <typename T>
-  kernels::AdamArgs<T> args(const TensorView& grad) const {
+  kernels::AdamArgs<T> args(std::size_t i, const TensorView& grad) const {
+    const Group& g = groups()[i];
     kernels::AdamArgs<T> a;
-    a.n = params().numel();
-    a.param = params().data_as<T>();
+    a.n = g.spec.parameters.numel();
+    a.param = g.spec.parameters.data_as<T>();
     a.grad = grad.data_as<T>();
-    a.exp_avg = exp_avg_.data_as<T>();
-    a.exp_avg_sq = exp_avg_sq_.data_as<T>();
-    a.lr = lr();
+    a.exp_avg = exp_avg_[i].data_as<T>();
+    a.exp_avg_sq = exp_avg_sq_[i].data_as<T>();
+    a.lr = lr_of(i);
     a.beta1 = static_cast<T>(options_.beta1);
     a.beta2 = static_cast<T>(options_.beta2);
     a.eps = static_cast<T>(options_.eps);
-    a.weight_decay = static_cast<T>(options_.weight_decay);
+    a.weight_decay = static_cast<T>(g.weight_decay);
     a.decoupled = options_.decoupled_weight_decay;
     return a;
   }
 
-  void update_cpu(const TensorView& grad, const OptimCounters& counters) override {
+  void update_cpu(std::size_t i, const TensorView& grad, const OptimCounters& counters) override {
     with_float_type(params().dtype(), [&](auto tag) {
       using T = decltype(tag);
-      cpu_adam_update(args<T>(grad), counters);
+      cpu_adam_update(args<T>(i, grad), counters);
     });
   }
-  void update_cuda(CudaBackend& cuda, const TensorView& grad, const OptimCounters* counters,
-                   void* stream) override {
+  void update_cuda(CudaBackend& cuda, std::size_t i, const TensorView& grad,
+                   const OptimCounters* counters, void* stream) override {
     with_float_type(params().dtype(), [&](auto tag) {
       using T = decltype(tag);
-      cuda.adam_update(args<T>(grad), counters, stream);
+      cuda.adam_update(args<T>(i, grad), counters, stream);
     });
   }
 
  private:
   AdamOptions options_;
-  Tensor exp_avg_, exp_avg_sq_;
+  std::vector<Tensor> exp_avg_, exp_avg_sq_;  // per group
 };
 
 }  // namespace
@@ -277,7 +406,54 @@ Optimizer::Optimizer(Optimizer&&) noexcept = default;
 Optimizer& Optimizer::operator=(Optimizer&&) noexcept = default;
 
 void Optimizer::step(const TensorView& gradients, const GradNorm* norm, void* stream) {
-  detail::live(impl_, "Optimizer", "Optimizer::step").step(gradients, norm, stream);
+  detail::OptimizerImpl& self = detail::live(impl_, "Optimizer", "Optimizer::step");
+  if (!gradients.defined() && self.holds_gradients()) {
+    throw Error(self.name() + "::step", "gradients",
+                "none: this optimizer's groups hold their own (step(norm, stream))",
+                "an undefined TensorView");
+  }
+  self.step(gradients, norm, stream);
+}
+
+void Optimizer::step(const GradNorm* norm, void* stream) {
+  detail::OptimizerImpl& self = detail::live(impl_, "Optimizer", "Optimizer::step");
+  if (!self.holds_gradients()) {
+    throw Error(self.name() + "::step", "gradients",
+                "the gradients of the parameters (an optimizer of one buffer is given them)",
+                "none");
+  }
+  self.step(TensorView(), norm, stream);
+}
+
+void Optimizer::zero_grad() {
+  const detail::OptimizerImpl& self = detail::live(impl_, "Optimizer", "Optimizer::zero_grad");
+  if (!self.holds_gradients()) {
+    throw Error(self.name() + "::zero_grad", "this",
+                "an optimizer of ParamGroups (one of a single buffer holds no gradients)",
+                "an optimizer of one buffer");
+  }
+  for (const detail::Group& g : self.groups()) {
+    const TensorView& grad = g.spec.gradients;
+    detail::zero_bytes(grad.data(), grad.device(), grad.nbytes());
+  }
+}
+
+std::vector<TensorView> Optimizer::gradients() const {
+  const detail::OptimizerImpl& self = detail::live(impl_, "Optimizer", "Optimizer::gradients");
+  std::vector<TensorView> out;
+  if (!self.holds_gradients()) return out;
+  for (const detail::Group& g : self.groups()) out.push_back(g.spec.gradients);
+  return out;
+}
+
+std::vector<ParamGroup> Optimizer::groups() const {
+  std::vector<ParamGroup> out;
+  for (const detail::Group& g : detail::live(impl_, "Optimizer", "Optimizer::groups").groups()) {
+    ParamGroup p = g.spec;
+    p.weight_decay = g.weight_decay;
+    out.push_back(p);
+  }
+  return out;
 }
 
 std::int64_t Optimizer::step_count() const {
@@ -316,6 +492,8 @@ std::vector<OptimizerState> Optimizer::state() const {
 
 Sgd::Sgd(const TensorView& parameters, const SgdOptions& options)
     : Optimizer(std::make_unique<detail::SgdImpl>(parameters, options)) {}
+Sgd::Sgd(const std::vector<ParamGroup>& groups, const SgdOptions& options)
+    : Optimizer(std::make_unique<detail::SgdImpl>(groups, options)) {}
 const SgdOptions& Sgd::options() const {
   return static_cast<const detail::SgdImpl&>(detail::live(impl_, "Optimizer", "Sgd::options"))
       .options();
@@ -328,6 +506,8 @@ TensorView Sgd::momentum_buffer() const {
 
 Adam::Adam(const TensorView& parameters, const AdamOptions& options)
     : Optimizer(std::make_unique<detail::AdamImpl>(parameters, options)) {}
+Adam::Adam(const std::vector<ParamGroup>& groups, const AdamOptions& options)
+    : Optimizer(std::make_unique<detail::AdamImpl>(groups, options)) {}
 const AdamOptions& Adam::options() const {
   return static_cast<const detail::AdamImpl&>(detail::live(impl_, "Optimizer", "Adam::options"))
       .options();

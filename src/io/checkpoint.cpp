@@ -60,6 +60,15 @@ json optimizer_to_json(const Optimizer& opt) {
   }
   j["step_count"] = opt.step_count();
   j["skipped_steps"] = opt.skipped_steps();
+  if (!opt.gradients().empty()) {  // ParamGroups: each group's own settings
+    json groups = json::array();
+    for (const ParamGroup& g : opt.groups()) {
+      groups.push_back({{"name", g.name},
+                        {"lr_scale", g.lr_scale},
+                        {"weight_decay", g.weight_decay.value_or(0.0)}});
+    }
+    j["groups"] = groups;
+  }
   return j;
 }
 
