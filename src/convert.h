@@ -1,4 +1,5 @@
-// src/convert.h: element-wise conversion between dtypes, in host memory.
+// src/convert.h: element-wise conversion between dtypes, in host memory (and, through
+// converted(), on a GPU).
 #pragma once
 
 #include <cstddef>
@@ -15,7 +16,7 @@ namespace recur::detail {
 void convert_host(const void* src, DType from, void* dst, DType to, std::size_t n);
 
 // A copy of `view` converted to `dtype`, on the same device: Tensor::to(DType) on a view
-// (`dtype` a DType value; a CUDA view converts through host memory, synchronously).
+// (`dtype` a DType value; a CUDA view converts on its device, kernels/convert.cuh).
 Tensor converted(const TensorView& view, DType dtype);
 
 }  // namespace recur::detail

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../kernels/convert.cuh"
 #include "../kernels/loss_scale.cuh"
 #include "../kernels/nn.cuh"
 #include "../kernels/optim.cuh"
@@ -82,6 +83,9 @@ class CudaBackend {
   virtual void scale_by(const kernels::ScaleArgs<float>& a, void* stream) = 0;
   virtual void scale_by(const kernels::ScaleArgs<double>& a, void* stream) = 0;
 
+  // Tensor::to on a device (kernels/convert.cuh).
+  virtual void convert(const kernels::ConvertArgs& a, void* stream) = 0;
+
   // The modules' kernels (kernels/nn.cuh).
   virtual void embedding(bool backward, const kernels::EmbeddingArgs<float>& a, void* stream) = 0;
   virtual void embedding(bool backward, const kernels::EmbeddingArgs<double>& a, void* stream) = 0;
@@ -124,5 +128,5 @@ extern "C" __attribute__((visibility("default"))) recur::detail::CudaBackend* re
 namespace recur::detail {
 // Raised whenever CudaBackend changes, so that a core and a CUDA library of different
 // builds never call each other.
-constexpr int kCudaBackendAbi = 3;
+constexpr int kCudaBackendAbi = 4;
 }  // namespace recur::detail

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "convert.h"
+#include "cuda_backend.h"
 #include "memory.h"
 #include "recur/error.h"
 #include "validate.h"
@@ -171,13 +172,22 @@ Tensor converted(const TensorView& view, DType dtype) {
     convert_host(view.data(), view.dtype(), out.data(), dtype, n);
     return out;
   }
-  // recur has no conversion kernel: a CUDA view converts in host memory, synchronously
-  // like a copy.
-  const Tensor from = Tensor::empty(view.shape(), view.dtype(), Device::cpu());
-  from.view().copy_from(view);
-  const Tensor host = Tensor::empty(view.shape(), dtype, Device::cpu());
-  convert_host(from.data(), view.dtype(), host.data(), dtype, n);
-  out.view().copy_from(host.view());
+  // On the device, on the legacy default stream: after the work queued on every blocking
+  // stream (an Rnn's own included), and before what they queue next.
+  auto storage = [](DType d) {
+    switch (d) {
+      case DType::Float64: return kernels::Storage::Float64;
+      case DType::BFloat16: return kernels::Storage::BFloat16;
+      case DType::Float16: return kernels::Storage::Float16;
+      case DType::Float32: break;
+    }
+    return kernels::Storage::Float32;
+  };
+  CudaDeviceScope scope(view.device().index);
+  CudaBackend& cuda = require_cuda_backend("Tensor::to");
+  cuda.convert({view.data(), storage(view.dtype()), out.data(), storage(dtype),
+                static_cast<std::int64_t>(n)},
+               cuda.legacy_default_stream());
   return out;
 }
 

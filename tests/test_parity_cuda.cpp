@@ -1,6 +1,9 @@
 // tests/test_parity_cuda.cpp: CudaOps against CpuOps, op by op, and every cell's model on
 // the GPU against the same model on the CPU, in float32 and float64, forward and backward,
 // on fresh random data. Without a usable GPU every test here reports SKIPPED.
+#include <cstring>
+#include <iterator>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -717,6 +720,41 @@ TEST(CudaModel, ReducedMathMatchesTheCpusEmulation) {
 }
 
 // ---- tensors and devices ----
+
+// Tensor::to on the device (kernels/convert.cuh) gives the CPU's bits for every pair of
+// dtypes, on random values and the edge cases: ties, subnormals, overflow, infinities, NaN.
+TEST(CudaTensor, ConversionsOnTheDeviceMatchTheCpuBitwise) {
+  RECUR_REQUIRE_GPU();
+  Random rng(31);
+  std::vector<double> v = rng.vector<double>(4000);
+  for (double& x : v) x *= 1e3;
+  const double edges[] = {0.0,
+                          -0.0,
+                          1.0 + std::ldexp(1.0, -8),
+                          1.0 + 3 * std::ldexp(1.0, -9),
+                          65504.0,
+                          65520.0,
+                          1e-7,
+                          6e-8,
+                          std::ldexp(1.0, -130),
+                          1e39,
+                          -1e300,
+                          std::numeric_limits<double>::infinity(),
+                          std::numeric_limits<double>::quiet_NaN(),
+                          1.0 + std::ldexp(1.0, -40)};
+  v.insert(v.end(), std::begin(edges), std::end(edges));
+  const DType all[] = {DType::Float64, DType::Float32, DType::BFloat16, DType::Float16};
+  const Tensor base = Tensor::from_vector(v, {static_cast<std::int64_t>(v.size())});
+  for (DType from : all) {
+    const Tensor src = base.to(from);
+    for (DType to : all) {
+      SCOPED_TRACE(std::string(to_string(from)) + " -> " + to_string(to));
+      const Tensor on_cpu = src.to(to), on_gpu = src.to(kGpu).to(to).to(Device::cpu());
+      ASSERT_EQ(on_gpu.dtype(), to);
+      EXPECT_EQ(std::memcmp(on_gpu.data(), on_cpu.data(), on_cpu.view().nbytes()), 0);
+    }
+  }
+}
 
 TEST(CudaTensor, RoundTripsThroughTheGpu) {
   RECUR_REQUIRE_GPU();

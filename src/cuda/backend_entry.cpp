@@ -2,6 +2,7 @@
 // symbol librecur_cuda.so exports to the core that loads it.
 #include <cuda_runtime.h>
 
+#include "../../kernels/convert.h"
 #include "../../kernels/loss_scale.h"
 #include "../../kernels/nn.h"
 #include "../../kernels/optim.h"
@@ -49,6 +50,9 @@ class Backend final : public CudaBackend {
   void optimizer_begin(const kernels::StepBegin& begin, kernels::OptimCounters* counters,
                        const int* finite, void* stream) override {
     kernels::launch_step_begin(begin, counters, finite, stream);
+  }
+  void convert(const kernels::ConvertArgs& a, void* stream) override {
+    kernels::launch_convert(a, stream);
   }
   void loss_scale_update(const kernels::ScaleUpdate& update, kernels::LossScaleState* state,
                          const int* finite, void* stream) override {
