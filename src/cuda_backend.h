@@ -83,7 +83,8 @@ class CudaBackend {
   virtual void scale_by(const kernels::ScaleArgs<float>& a, void* stream) = 0;
   virtual void scale_by(const kernels::ScaleArgs<double>& a, void* stream) = 0;
 
-  // Tensor::to on a device (kernels/convert.cuh).
+  // Tensor::to on a device (kernels/convert.cuh); returns once it is done, so that it is
+  // ordered with every stream, non-blocking ones too.
   virtual void convert(const kernels::ConvertArgs& a, void* stream) = 0;
 
   // The modules' kernels (kernels/nn.cuh).

@@ -172,8 +172,9 @@ Tensor converted(const TensorView& view, DType dtype) {
     convert_host(view.data(), view.dtype(), out.data(), dtype, n);
     return out;
   }
-  // On the device, on the legacy default stream: after the work queued on every blocking
-  // stream (an Rnn's own included), and before what they queue next.
+  // On the device, on the legacy default stream (after the work queued on every blocking
+  // stream, an Rnn's own included), and waited for, like a copy: then it is ordered with
+  // non-blocking streams too.
   auto storage = [](DType d) {
     switch (d) {
       case DType::Float64: return kernels::Storage::Float64;

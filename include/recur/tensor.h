@@ -121,11 +121,9 @@ class RECUR_API Tensor {
   // of Float32, Float64, BFloat16 and Float16 converts. Widening is exact; narrowing
   // rounds to nearest, ties to even, once (Float64 to BFloat16 or Float16 too, without
   // a second rounding through Float32), with the rules of recur/half.h for subnormals,
-  // overflow, infinities and NaN. A CUDA tensor is converted on its device, on the legacy
-  // default stream: after the work queued on every blocking stream (an Rnn's own
-  // included) and before what they queue next; the call returns before it is done, and
-  // reading the result (copy_to_host, to_vector) waits for it. An undefined tensor gives
-  // an undefined one.
+  // overflow, infinities and NaN. A CUDA tensor is converted on its device (no copy
+  // through host memory), and like copy_from the call is synchronous. An undefined tensor
+  // gives an undefined one.
   // Throws recur::Error for a `dtype` that is no DType.
   Tensor to(DType dtype) const;
 

@@ -53,6 +53,7 @@ class Backend final : public CudaBackend {
   }
   void convert(const kernels::ConvertArgs& a, void* stream) override {
     kernels::launch_convert(a, stream);
+    RECUR_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
   }
   void loss_scale_update(const kernels::ScaleUpdate& update, kernels::LossScaleState* state,
                          const int* finite, void* stream) override {
