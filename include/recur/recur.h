@@ -11,6 +11,7 @@
 #include "recur/init.h"
 #include "recur/loss_scale.h"
 #include "recur/lr_schedule.h"
+#include "recur/model_checkpoint.h"
 #include "recur/modules.h"
 #include "recur/optim.h"
 #include "recur/rnn.h"
