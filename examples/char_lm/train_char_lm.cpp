@@ -3,12 +3,15 @@
 //   embedding -> stacked LSTM (or GRU) with residual connections -> linear -> softmax CE
 //
 // in float32 or reduced-precision math (--math tf32|bf16|fp16; FP16 with dynamic loss
-// scaling on the device), with global-norm clipping and Adam on the device, a checkpoint every N
-// steps, resuming from a checkpoint, rollback to the last good checkpoint after K consecutive
+// scaling on the device), with one Adam over the three modules (a parameter group each), a
+// learning-rate schedule (--warmup, --decay), global-norm clipping on the device, a
+// self-describing checkpoint every N steps (--resume rebuilds the model from the file, no
+// architecture flags needed), rollback to the last good checkpoint after K consecutive
 // non-finite steps, a progress line, and sampled text at the end. It links the installed recur
 // package (find_package(recur)) like any user's program. Run with --help for the options.
 #include <recur/recur.h>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -31,6 +34,8 @@ struct Options {
   std::string math = "fp32";                        // fp32, tf32, bf16, fp16
   std::int64_t steps = 1500, layers = 2, hidden = 128, embed = 64, seq = 64, batch = 32;
   double lr = 3e-3, clip = 1.0, dropout = 0.2;
+  std::int64_t warmup = 0;         // steps of linear learning-rate warmup
+  std::string decay = "constant";  // constant, cosine
   std::int64_t checkpoint_every = 100, log_every = 25, sample = 400;
   std::string checkpoint = "char_lm.safetensors";
   std::string resume;
@@ -43,7 +48,8 @@ const char* kUsage =
     "usage: train_char_lm [--text PATH] [--device auto|cpu|cuda] [--cell lstm|gru]\n"
     "  [--connection none|residual|highway|dense] [--math fp32|tf32|bf16|fp16]\n"
     "  [--steps N] [--layers N] [--hidden N]\n"
-    "  [--embed N] [--seq N] [--batch N] [--lr X] [--clip X] [--dropout X]\n"
+    "  [--embed N] [--seq N] [--batch N] [--lr X] [--warmup N] [--decay constant|cosine]\n"
+    "  [--clip X] [--dropout X]\n"
     "  [--checkpoint FILE] [--checkpoint-every N] [--resume FILE] [--rollback-after K]\n"
     "  [--inject-nan STEP:COUNT] [--log-every N] [--sample N] [--seed N] [--smoke]\n";
 
@@ -104,6 +110,10 @@ Options parse(int argc, char** argv, bool gpu) {
       o.batch = integer();
     else if (a == "--lr")
       o.lr = std::stod(next());
+    else if (a == "--warmup")
+      o.warmup = integer();
+    else if (a == "--decay")
+      o.decay = next();
     else if (a == "--clip")
       o.clip = std::stod(next());
     else if (a == "--dropout")
@@ -150,14 +160,15 @@ recur::Math math_of(const std::string& name) {
   throw std::runtime_error("unknown math " + name);
 }
 
-// Embedding -> Rnn -> Linear -> softmax cross-entropy, each with its own Adam; under FP16
-// math, a loss scaler for all three.
+// Embedding -> Rnn -> Linear -> softmax cross-entropy under one Adam (a parameter group per
+// module) and one learning-rate schedule; under FP16 math, a loss scaler for all three.
 struct Model {
   recur::Embedding embed;
   recur::Rnn rnn;
   recur::Linear head;
   recur::SoftmaxCrossEntropy xent;
-  recur::Adam opt_embed, opt_rnn, opt_head;
+  recur::Adam opt;
+  recur::LrSchedule schedule;
   bool scaled;  // FP16: the loss gradient is scaled, and every gradient unscaled
   recur::LossScaler scaler;
 
@@ -177,9 +188,11 @@ struct Model {
       : embed(vocab, o.embed, recur::DType::Float32, device, o.seed),
         rnn(config(o), device, o.seed + 1),
         head(o.hidden, vocab, true, recur::DType::Float32, device, o.seed + 2),
-        opt_embed(embed.parameters(), adam(o)),
-        opt_rnn(rnn.parameters(), adam(o)),
-        opt_head(head.parameters(), adam(o)),
+        opt({{"rnn", rnn.parameters(), rnn.gradients()},
+             {"embedding", embed.parameters(), embed.gradients()},
+             {"head", head.parameters(), head.gradients()}},
+            adam(o)),
+        schedule(schedule_options(o), {&opt}),
         scaled(config(o).math == recur::Math::Fp16),
         scaler(device) {}
 
@@ -189,35 +202,46 @@ struct Model {
     return a;
   }
 
-  std::vector<recur::TensorView> gradients() const {
-    return {rnn.gradients(), embed.gradients(), head.gradients()};
+  // --warmup steps of linear warmup, then --decay (constant or cosine down to lr / 10 at
+  // the last step).
+  static recur::LrScheduleOptions schedule_options(const Options& o) {
+    recur::LrScheduleOptions s;
+    s.base_lr = o.lr;
+    s.warmup_steps = o.warmup;
+    s.decay = o.decay == "cosine" ? recur::LrDecay::Cosine : recur::LrDecay::Constant;
+    s.total_steps = std::max(o.steps, o.warmup + 1);
+    s.min_lr = o.decay == "cosine" ? o.lr / 10 : 0.0;
+    return s;
   }
 
-  // What a checkpoint holds besides the Rnn and its optimizer.
-  recur::CheckpointExtras extras() {
-    recur::CheckpointExtras e;
-    e.tensors = {{"embedding.weight", embed.weight()},
-                 {"head.weight", head.weight()},
-                 {"head.bias", head.bias()}};
-    e.optimizers = {{"embedding", &opt_embed}, {"head", &opt_head}};
-    if (scaled) e.tensors.push_back({"loss_scale", scaler.state()});
-    return e;
+  std::vector<recur::TensorView> gradients() const { return opt.gradients(); }
+
+  recur::ModelParts parts() {
+    return {{{"rnn", &rnn}}, {{"embedding", &embed}}, {{"head", &head}}};
   }
 
-  void save(const std::string& path, std::int64_t step) {
-    recur::save_checkpoint(path, rnn, &opt_rnn, step, extras());
+  // The whole model and its training state: a resumed run rebuilds itself from the file.
+  void save(const std::string& path, std::int64_t step, std::int64_t skipped,
+            std::int64_t rollbacks) {
+    recur::TrainingParts t{&opt,
+                           &schedule,
+                           scaled ? &scaler : nullptr,
+                           step,
+                           {{"skipped", skipped}, {"rollbacks", rollbacks}}};
+    recur::save_model_checkpoint(path, parts(), t);
   }
-  std::int64_t load(const std::string& path) {
-    return recur::load_checkpoint(path, rnn, &opt_rnn, extras()).step;
+  // The step and the trainer's counters of the file, once everything is restored.
+  recur::TrainingParts load(const std::string& path) {
+    recur::TrainingParts t{&opt, &schedule, scaled ? &scaler : nullptr, 0, {}};
+    recur::load_model_checkpoint(path, parts(), t);
+    return t;
   }
 
   // One training step; returns the loss (the host waits for it).
   double train_step(const std::vector<std::int32_t>& ids, const std::vector<std::int32_t>& targets,
                     std::int64_t T, std::int64_t B, double clip, bool poison,
                     recur::GradNorm& norm) {
-    embed.zero_grad();
-    rnn.zero_grad();
-    head.zero_grad();
+    opt.zero_grad();
     const recur::Tensor x = embed.forward(ids, {T, B});
     const recur::ForwardResult r = rnn.forward(x);
     const recur::Tensor logits = head.forward(r.y);
@@ -234,12 +258,11 @@ struct Model {
     }
     if (scaled) scaler.unscale_gradients(gradients(), stream);
     recur::clip_grad_norm(gradients(), clip, norm, stream);
-    // Each optimizer reads the finite flag on the device and skips a non-finite step; so
+    // The optimizer reads the finite flag on the device and skips a non-finite step; so
     // does the scaler, which halves its scale then (an FP16 overflow).
-    opt_rnn.step(rnn.gradients(), &norm, stream);
-    opt_embed.step(embed.gradients(), &norm, stream);
-    opt_head.step(head.gradients(), &norm, stream);
+    opt.step(&norm, stream);
     if (scaled) scaler.update(norm, stream);
+    schedule.step();
     return ce.loss.to_vector<float>()[0];
   }
 
@@ -301,6 +324,26 @@ int main(int argc, char** argv) try {
                                    ? recur::Device::cpu()
                                    : recur::Device::cuda(0);
   const Corpus corpus(o.text);
+  if (!o.resume.empty()) {
+    // The architecture comes from the checkpoint, not from the flags.
+    const recur::ModelCheckpointInfo saved = recur::read_model_checkpoint(o.resume);
+    if (saved.rnns.size() != 1 || saved.embeddings.size() != 1) {
+      throw std::runtime_error(o.resume + " is not a char_lm checkpoint");
+    }
+    const recur::RnnConfig& c = saved.rnns[0].second;
+    o.cell = c.cell == recur::CellKind::Lstm ? "lstm" : "gru";
+    o.connection = recur::to_string(c.connection);
+    for (char& ch : o.connection) ch = static_cast<char>(std::tolower(ch));
+    o.layers = c.num_layers;
+    o.hidden = c.hidden_size;
+    o.embed = c.input_size;
+    o.dropout = c.dropout;
+    o.math = recur::to_string(c.math);
+    for (char& ch : o.math) ch = static_cast<char>(std::tolower(ch));
+    if (saved.embeddings[0].second.num_embeddings != corpus.vocab_size()) {
+      throw std::runtime_error(o.resume + " was trained on a text of another alphabet");
+    }
+  }
   std::printf(
       "recur %s on %s: %s, %lld layers of %lld, %s connections, %s math; text %s: %zu + %zu "
       "chars, %d symbols\n",
@@ -309,18 +352,22 @@ int main(int argc, char** argv) try {
       corpus.train_size(), corpus.validation_size(), corpus.vocab_size());
   Model model(o, corpus.vocab_size(), device);
 
-  std::int64_t step = 0;
+  std::int64_t step = 0, rollbacks = 0, skipped = 0;
   if (!o.resume.empty()) {
-    step = model.load(o.resume);
+    const recur::TrainingParts resumed = model.load(o.resume);
+    step = resumed.step;
+    skipped = resumed.counters.count("skipped") ? resumed.counters.at("skipped") : 0;
+    rollbacks = resumed.counters.count("rollbacks") ? resumed.counters.at("rollbacks") : 0;
     std::printf("resumed from %s at step %lld\n", o.resume.c_str(), static_cast<long long>(step));
   }
-  model.save(o.checkpoint, step);  // there is always a good checkpoint to roll back to
+  // There is always a good checkpoint to roll back to.
+  model.save(o.checkpoint, step, skipped, rollbacks);
   std::int64_t good_step = step;
 
   recur::GradNorm norm;
   std::vector<std::int32_t> ids, targets;
   double first_loss = -1, last_loss = 0, loss_sum = 0;
-  std::int64_t loss_count = 0, poisoned = 0, rollbacks = 0, skipped = 0;
+  std::int64_t loss_count = 0, poisoned = 0;
   int bad_in_a_row = 0;
   const std::int64_t start_step = step;
   const auto start = std::chrono::steady_clock::now();
@@ -342,7 +389,7 @@ int main(int argc, char** argv) try {
                   static_cast<long long>(step), norm.norm(),
                   model.scaled ? ", loss scale halved" : "");
       if (++bad_in_a_row >= o.rollback_after) {
-        step = model.load(o.checkpoint);
+        step = model.load(o.checkpoint).step;
         ++rollbacks;
         bad_in_a_row = 0;
         std::printf("%d non-finite steps in a row: rolled back to the checkpoint of step %lld\n",
@@ -356,7 +403,7 @@ int main(int argc, char** argv) try {
     loss_sum += loss;
     ++loss_count;
     if (step % o.checkpoint_every == 0 || step == o.steps) {
-      model.save(o.checkpoint, step);
+      model.save(o.checkpoint, step, skipped, rollbacks);
       good_step = step;
     }
     if (step % o.log_every == 0 || step == o.steps) {

@@ -5,7 +5,9 @@
 #   - forced NaN gradients are skipped on the device, and K of them in a row roll the
 #     model back to the last good checkpoint, after which training ends exactly where an
 #     undisturbed run ends (data depend only on the step);
-#   - a run resumed from a checkpoint ends exactly where an uninterrupted one ends;
+#   - a run resumed from a checkpoint ends exactly where an uninterrupted one ends, and a
+#     resumed run takes its architecture from the checkpoint (no flags) and its schedule's
+#     and optimizer's state;
 #   - in BF16 and in FP16 (with its loss scaler, whose state the checkpoint carries: an FP16
 #     run resumed ends where an uninterrupted one ends), 400 steps reach a validation loss
 #     within 2% of float32's on the same seed.
@@ -41,6 +43,17 @@ grep -q ' 3 skipped, 1 rollbacks' nan.log
 grep -q 'resumed from half.safetensors at step 30' rest.log
 [ "$(final rest.log | sed 's/.*-> //')" = "$(final clean.log | sed 's/.*-> //')" ] ||
   { echo "resumed run differs from the uninterrupted one"; exit 1; }
+# (resumed inside the warmup; a decay would differ between --steps 30 and 60)
+"$lm" --smoke --device cpu --cell gru --layers 1 --hidden 24 --connection none --warmup 40 \
+  --checkpoint arch.safetensors > arch.log
+"$lm" --smoke --device cpu --cell gru --layers 1 --hidden 24 --connection none --warmup 40 \
+  --checkpoint archh.safetensors --steps 30 > archh.log
+"$lm" --smoke --device cpu --warmup 40 --checkpoint archr.safetensors \
+  --resume archh.safetensors > archr.log || true
+grep -q 'gru, 1 layers of 24' archr.log || { echo "the resumed run did not take the checkpoint's architecture"; exit 1; }
+[ "$(final archr.log | sed 's/.*-> //')" = "$(final arch.log | sed 's/.*-> //')" ] ||
+  { echo "resumed GRU run differs from the uninterrupted one"; exit 1; }
+
 validation() { grep '^trained' "$1" | sed 's/.*validation \([0-9.]*\).*/\1/'; }
 for math in fp32 bf16 fp16; do
   "$lm" --smoke --device cpu --steps 400 --math "$math" --checkpoint "$math.safetensors" > "$math.log"
