@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -16,7 +17,16 @@ namespace {
 
 constexpr std::size_t kAlignment = 256;
 
+std::atomic<std::int64_t> live_host{0}, live_cuda{0};
+
 }  // namespace
+
+LiveAllocations live_allocations() {
+  LiveAllocations out;
+  out.host = live_host.load();
+  out.cuda = live_cuda.load();
+  return out;
+}
 
 std::uint64_t host_memory_bytes() {
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
@@ -50,18 +60,23 @@ void* allocate(Device device, std::size_t bytes) {
     if (p == nullptr) {
       throw Error("recur: host allocation of " + std::to_string(bytes) + " bytes failed");
     }
+    ++live_host;
     return p;
   }
-  return require_cuda_backend("device memory").allocate(device.index, bytes);
+  void* p = require_cuda_backend("device memory").allocate(device.index, bytes);
+  if (p != nullptr) ++live_cuda;
+  return p;
 }
 
 void deallocate(Device device, void* ptr) noexcept {
   if (ptr == nullptr) return;
   if (device.is_cpu()) {
+    --live_host;
     std::free(ptr);
     return;
   }
   // Only memory allocate() gave comes here, so the backend is loaded.
+  --live_cuda;
   if (CudaBackend* cuda = cuda_backend()) cuda->free(device.index, ptr);
 }
 

@@ -19,6 +19,14 @@ std::uint64_t host_memory_bytes();
 void expect_fits(const char* where, const char* argument, Device device, std::uint64_t bytes,
                  const std::string& what);
 
+// Blocks allocate() gave and deallocate() has not yet taken back: on the host, and on all
+// CUDA devices together (for tests: what a model holds, and when it lets go).
+struct LiveAllocations {
+  std::int64_t host = 0;
+  std::int64_t cuda = 0;
+};
+LiveAllocations live_allocations();
+
 // Memory for `bytes` bytes on `device`, aligned to 256 bytes; nullptr when bytes == 0.
 void* allocate(Device device, std::size_t bytes);
 void deallocate(Device device, void* ptr) noexcept;
