@@ -53,9 +53,10 @@ GradientFlow run_flow(Rnn& rnn, const TensorView& x, const TensorView& dy) {
   const std::int64_t T = steps_of(c, x), LD = c.num_layers * plan.directions;
   Tensor grads = Tensor::zeros({plan.total}, c.dtype, rnn.device());  // scratch dJ/dθ
   Tensor flow = Tensor::zeros({LD, T}, DType::Float64, rnn.device());
-  engine.forward(x, {}, {}, Mode::Training, {}, detail::RnnAccess::dropout_seed(rnn),
-                 rnn.dropout_step(), rnn.parameters());
-  engine.backward(dy, {}, {}, rnn.parameters(), grads, flow.data_as<double>());
+  std::unique_ptr<detail::SavedState> saved;  // its own: what the Rnn keeps stays
+  engine.forward(x, {}, {}, {}, detail::RnnAccess::dropout_seed(rnn), rnn.dropout_step(),
+                 rnn.parameters(), &saved);
+  engine.backward(*saved, dy, {}, {}, rnn.parameters(), grads, flow.data_as<double>());
   engine.synchronize();
   GradientFlow out;
   out.steps = T;

@@ -1,9 +1,14 @@
 // src/engine.cpp: workspace management around StackPass: buffers laid out as the pass
-// plan says (src/pass/pass_plan.h) and sized once per shape,
-// the caller's layout in and out (batch-first, unsorted and padded variable-length
-// batches become recur's sorted, packed time-major rows by one gather each way), initial
-// and final states, and what a training forward keeps for backward.
+// plan says (src/pass/pass_plan.h) in workspaces a pool reuses by size, the caller's
+// layout in and out (batch-first, unsorted and padded variable-length batches become
+// recur's sorted, packed time-major rows by one gather each way), initial and final
+// states, and each training forward's SavedState for its backward.
 #include "engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <utility>
 
 #include "ops.h"
 #include "pass/pass_plan.h"
@@ -55,6 +60,78 @@ class Arena {
   Tensor storage_;
 };
 
+// Forward workspaces, reused by size: a pass takes the smallest spare one that fits, or
+// allocates one; a workspace comes back when its SavedState is destroyed (or, for an
+// inference pass, at its end). Where none fits, the largest spare one is freed first, so
+// the pool never holds more workspaces than were ever in use at once, and a loop over
+// batches of one shape allocates nothing after its first round. Shared with the
+// SavedStates, which may outlive the engine; locked, since they may die on any thread.
+template <typename T>
+class WorkspacePool {
+ public:
+  explicit WorkspacePool(Device device) : device_(device) {}
+
+  Tensor take(std::int64_t n) {
+    if (n <= 0) return Tensor();
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto fits = spare_.end();
+    for (auto it = spare_.begin(); it != spare_.end(); ++it) {
+      if (it->numel() >= n && (fits == spare_.end() || it->numel() < fits->numel())) fits = it;
+    }
+    Tensor out;
+    if (fits != spare_.end()) {
+      out = std::move(*fits);
+      spare_.erase(fits);
+    } else {
+      if (!spare_.empty()) {  // free first: the old and new workspace need not coexist
+        spare_.erase(std::max_element(
+            spare_.begin(), spare_.end(),
+            [](const Tensor& a, const Tensor& b) { return a.numel() < b.numel(); }));
+      }
+      out = Tensor::empty({n}, dtype_of<T>(), device_);
+      ++allocations_;
+    }
+    ++held_;
+    return out;
+  }
+
+  void give(Tensor t) noexcept {
+    if (!t.defined()) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    --held_;
+    try {
+      spare_.push_back(std::move(t));
+    } catch (...) {  // no room to keep it: t frees it
+    }
+  }
+
+  WorkspaceCounts counts() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    WorkspaceCounts c;
+    c.held = held_;
+    c.spare = static_cast<std::int64_t>(spare_.size());
+    c.allocations = allocations_;
+    return c;
+  }
+
+ private:
+  Device device_;
+  mutable std::mutex mutex_;
+  std::vector<Tensor> spare_;
+  std::int64_t held_ = 0, allocations_ = 0;
+};
+
+// Lays a layout out in a workspace from `pool` (see Carver); returns the workspace.
+template <typename T, class Layout>
+Tensor carve(WorkspacePool<T>& pool, Layout&& layout) {
+  Carver<T> measure(nullptr);
+  layout(measure);
+  Tensor storage = pool.take(measure.used());
+  Carver<T> real(measure.used() > 0 ? storage.template data_as<T>() : nullptr);
+  layout(real);
+  return storage;
+}
+
 // Row maps between the caller's layout and the timeline's packed rows, in one table that
 // is staged once per pass.
 struct RowMaps {
@@ -99,41 +176,91 @@ struct RowMaps {
   }
 };
 
+// One forward's state, kept for its backward: the workspace its buffers point into, the
+// buffers, timeline, pass plan, row maps and its own copy of the staged row indices (a
+// later forward stages others into the backend's one staging buffer). An inference pass
+// builds one too, and drops it at its end.
+template <typename T>
+struct Saved final : SavedState {
+  std::shared_ptr<WorkspacePool<T>> pool;
+  Tensor storage;  // from pool, given back on destruction
+  StackBuffers<T> buffers;
+  Timeline timeline;
+  PassPlan pass;
+  RowMaps maps;
+  const std::int64_t* rows = nullptr;  // maps.table where the backend reads it
+  // The caller's x and y rows are the timeline's rows as they are (time-major, no
+  // lengths): no gathers in or out.
+  bool rows_as_given = true;
+
+  Saved() = default;
+  Saved(const Saved&) = delete;
+  Saved& operator=(const Saved&) = delete;
+  ~Saved() override {
+    if (pool != nullptr) pool->give(std::move(storage));
+  }
+};
+
+std::atomic<std::uint64_t> next_engine_id{1};
+
 template <typename T>
 class EngineImpl final : public Engine {
  public:
   EngineImpl(const Plan& plan, Device device)
-      : plan_(plan), device_(device), ops_(make_ops<T>(device)) {
+      : plan_(plan),
+        device_(device),
+        ops_(make_ops<T>(device)),
+        pool_(std::make_shared<WorkspacePool<T>>(device)),
+        id_(next_engine_id++) {
     ops_->set_math(plan.config.math);
   }
 
+  std::uint64_t id() const override { return id_; }
   const Tuning& tuning() const override { return ops_->tuning(); }
   void set_tuning(const Tuning& tuning) override { ops_->set_tuning(tuning); }
   const PassStatistics& forward_statistics() const override { return forward_statistics_; }
   const PassStatistics& backward_statistics() const override { return backward_statistics_; }
+  WorkspaceCounts workspaces() const override { return pool_->counts(); }
 
-  ForwardResult forward(const TensorView& x, const TensorView& h0, const TensorView& c0, Mode mode,
+  ForwardResult forward(const TensorView& x, const TensorView& h0, const TensorView& c0,
                         const std::vector<std::int64_t>& lengths, std::uint64_t dropout_seed,
-                        std::uint64_t dropout_stream, const TensorView& params) override {
+                        std::uint64_t dropout_stream, const TensorView& params,
+                        std::unique_ptr<SavedState>* saved) override {
     OpsScope<T> scope(*ops_);
-    saved_ = false;  // a new forward replaces whatever was kept
+    auto state = std::make_unique<Saved<T>>();
+    Saved<T>& s = *state;
+    s.pool = pool_;
     const bool batch_first = plan_.config.batch_first;
-    caller_steps_ = batch_first ? x.size(1) : x.size(0);
+    const std::int64_t caller_steps = batch_first ? x.size(1) : x.size(0);
     const std::int64_t B = batch_first ? x.size(0) : x.size(1);
-    timeline_ = lengths.empty() ? Timeline::full(caller_steps_, B) : Timeline::packed(lengths);
-    const Timeline& tl = timeline_;
-    rows_as_given_ = lengths.empty() && !batch_first;
-    const bool training = mode == Mode::Training;
+    s.engine = id_;
+    s.steps = caller_steps;
+    s.batch = B;
+    s.timeline = lengths.empty() ? Timeline::full(caller_steps, B) : Timeline::packed(lengths);
+    const Timeline& tl = s.timeline;
+    s.rows_as_given = lengths.empty() && !batch_first;
+    const bool rows_as_given = s.rows_as_given;
+    const bool training = saved != nullptr;
     const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
     const std::int64_t I = plan_.config.input_size, R = tl.rows(), GH = plan_.gates * H;
     const bool lstm = plan_.config.cell == CellKind::Lstm;
     const bool rbp = plan_.config.cell == CellKind::GruResetBeforeProduct;
     const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
-    pass_ = make_pass_plan(plan_, tl, training, capabilities_of(*ops_, plan_, tl), ops_->tuning());
-    const PassPlan& pass = pass_;
+    s.pass = make_pass_plan(plan_, tl, training, capabilities_of(*ops_, plan_, tl), ops_->tuning());
+    const PassPlan& pass = s.pass;
 
-    StackBuffers<T>& b = buffers_;
-    forward_arena_.carve(device_, [&](Carver<T>& c) {
+    // The row maps, staged for the backend. A training forward keeps a copy of its own
+    // where the staged table is the backend's shared buffer (not the host table itself).
+    s.maps = RowMaps(tl, caller_steps, batch_first, L * D);
+    const RowMaps& maps = s.maps;
+    const std::int64_t* staged = ops_->stage_indices(maps.table.data(), maps.table.size());
+    const bool own_rows = training && staged != maps.table.data();
+    const auto index_words =
+        static_cast<std::int64_t>(maps.table.size() * sizeof(std::int64_t) / sizeof(T));
+    T* own_rows_at = nullptr;
+
+    StackBuffers<T>& b = s.buffers;
+    s.storage = carve(*pool_, [&](Carver<T>& c) {
       b = StackBuffers<T>();
       b.dropout_seed = dropout_seed;
       b.dropout_stream = dropout_stream;
@@ -144,7 +271,7 @@ class EngineImpl final : public Engine {
       b.acts[0].ld_grad = I;
       // backward needs x after the caller may have reused it; other layouts are gathered
       b.acts[0].data =
-          training || !rows_as_given_ ? c.take(R * b.acts[0].ld) : const_cast<T*>(x.data_as<T>());
+          training || !rows_as_given ? c.take(R * b.acts[0].ld) : const_cast<T*>(x.data_as<T>());
       for (int l = 0; l < L; ++l) {
         const LayerPlan& layer = plan_.layers[l];
         b.ys.push_back(c.take((B + R + B) * DH));
@@ -192,13 +319,17 @@ class EngineImpl final : public Engine {
         if (rbp) ub.rh = c.take((training ? R : B) * H);
         b.units.push_back(ub);
       }
+      if (own_rows) own_rows_at = c.take(index_words);
     });
+    if (own_rows) {
+      // Bit for bit, queued after the staging copy (the words are T's size, not int64's).
+      ops_->copy(own_rows_at, reinterpret_cast<const T*>(staged), index_words);
+      staged = reinterpret_cast<const std::int64_t*>(own_rows_at);
+    }
+    s.rows = staged;
+    const std::int64_t* rows = s.rows;
 
-    // Kept, with their staged copy, for the backward of this forward.
-    maps_ = RowMaps(tl, caller_steps_, batch_first, L * D);
-    const RowMaps& maps = maps_;
-    const std::int64_t* rows = rows_ = ops_->stage_indices(maps.table.data(), maps.table.size());
-    if (rows_as_given_) {
+    if (rows_as_given) {
       if (training && b.acts[0].ld == I) {
         ops_->copy(b.acts[0].data, x.data_as<T>(), R * I);
       } else if (training) {
@@ -224,12 +355,12 @@ class EngineImpl final : public Engine {
 
     ForwardResult out;
     const ActivationBuffers<T>& y = b.acts[plan_.output];
-    out.y = Tensor::empty(batch_first ? Shape{B, caller_steps_, DH} : Shape{caller_steps_, B, DH},
+    out.y = Tensor::empty(batch_first ? Shape{B, caller_steps, DH} : Shape{caller_steps, B, DH},
                           dtype_of<T>(), device_);
-    if (rows_as_given_) {
+    if (rows_as_given) {
       ops_->copy(out.y.data_as<T>(), y.data, R * DH);  // y.ld == DH: contiguous
     } else {
-      gather(out.y.data_as<T>(), DH, y.data, DH, rows + maps.to_caller, caller_steps_ * B, DH);
+      gather(out.y.data_as<T>(), DH, y.data, DH, rows + maps.to_caller, caller_steps * B, DH);
     }
     out.h_n = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
     if (lstm) out.c_n = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
@@ -239,15 +370,17 @@ class EngineImpl final : public Engine {
       gather(out.h_n.data_as<T>() + u * BH, H, b.ys[uo.layer] + uo.dir * H, DH, last, B, H);
       if (lstm) gather(out.c_n.data_as<T>() + u * BH, H, b.units[u].cs, H, last, B, H);
     }
-    saved_ = training;
+    if (training) *saved = std::move(state);  // else the workspace goes back to the pool
     return out;
   }
 
-  BackwardResult backward(const TensorView& dy, const TensorView& dh_n, const TensorView& dc_n,
-                          const TensorView& params, const TensorView& grads,
+  BackwardResult backward(SavedState& saved, const TensorView& dy, const TensorView& dh_n,
+                          const TensorView& dc_n, const TensorView& params, const TensorView& grads,
                           double* flow) override {
     OpsScope<T> scope(*ops_);
-    const Timeline& tl = timeline_;
+    Saved<T>& s = static_cast<Saved<T>&>(saved);  // the caller checked it is this engine's
+    const Timeline& tl = s.timeline;
+    const std::int64_t caller_steps = s.steps;
     const std::int64_t B = tl.batch, R = tl.rows();
     const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
     const std::int64_t I = plan_.config.input_size, GRH = R * plan_.gates * H;
@@ -255,11 +388,12 @@ class EngineImpl final : public Engine {
     const bool rbp = plan_.config.cell == CellKind::GruResetBeforeProduct;
     const bool lbr = plan_.config.cell == CellKind::GruLinearBeforeReset;
     const bool batch_first = plan_.config.batch_first;
+    const bool rows_as_given = s.rows_as_given;
     const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
-    StackBuffers<T>& b = buffers_;
+    StackBuffers<T>& b = s.buffers;
 
     BackwardResult out;
-    out.dx = Tensor::empty(batch_first ? Shape{B, caller_steps_, I} : Shape{caller_steps_, B, I},
+    out.dx = Tensor::empty(batch_first ? Shape{B, caller_steps, I} : Shape{caller_steps, B, I},
                            dtype_of<T>(), device_);
     out.dh0 = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
     if (lstm) out.dc0 = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
@@ -267,7 +401,7 @@ class EngineImpl final : public Engine {
     T* dh = nullptr;
     T* dc = nullptr;
     backward_arena_.carve(device_, [&](Carver<T>& c) {
-      b.acts[0].grad = rows_as_given_ ? out.dx.data_as<T>() : c.take(R * I);
+      b.acts[0].grad = rows_as_given ? out.dx.data_as<T>() : c.take(R * I);
       for (std::size_t a = 1; a < b.acts.size(); ++a) {
         b.acts[a].grad = c.take(R * plan_.activations[a].width);
       }
@@ -289,16 +423,15 @@ class EngineImpl final : public Engine {
       b.ones = c.take(2 * R);
     });
 
-    // The forward's row maps: nothing since has staged other indices (any forward would
-    // have replaced what backward consumes).
-    const RowMaps& maps = maps_;
-    const std::int64_t* rows = rows_;
+    // The forward's own row maps and staged indices.
+    const RowMaps& maps = s.maps;
+    const std::int64_t* rows = s.rows;
     // Every activation gradient is accumulated (+=), so it starts at zero; the stack's
     // output starts at dy.
     for (std::size_t a = 0; a < b.acts.size(); ++a) {
       const std::int64_t width = plan_.activations[a].width;
       if (static_cast<int>(a) == plan_.output && dy.defined()) {
-        if (rows_as_given_) {
+        if (rows_as_given) {
           ops_->copy(b.acts[a].grad, dy.data_as<T>(), R * width);
         } else {
           gather(b.acts[a].grad, width, dy.data_as<T>(), width, rows + maps.to_packed, R, width);
@@ -312,19 +445,17 @@ class EngineImpl final : public Engine {
     if (lstm) set_state(dc, H, dc_n, rows + maps.state_in, L * D * B);
 
     b.flow = flow;
-    b.flow_steps = caller_steps_;
+    b.flow_steps = caller_steps;
     ops_->statistics() = PassStatistics();
-    StackPass<T>(plan_, pass_, *ops_, tl, b, params.data_as<T>()).backward(grads.data_as<T>());
-    backward_statistics_ = with_plan(ops_->statistics(), pass_, true);
+    StackPass<T>(plan_, s.pass, *ops_, tl, b, params.data_as<T>()).backward(grads.data_as<T>());
+    backward_statistics_ = with_plan(ops_->statistics(), s.pass, true);
     b.flow = nullptr;
 
-    if (!rows_as_given_) {
-      gather(out.dx.data_as<T>(), I, b.acts[0].grad, I, rows + maps.to_caller, caller_steps_ * B,
-             I);
+    if (!rows_as_given) {
+      gather(out.dx.data_as<T>(), I, b.acts[0].grad, I, rows + maps.to_caller, caller_steps * B, I);
     }
     gather(out.dh0.data_as<T>(), H, dh, H, rows + maps.state_out, L * D * B, H);
     if (lstm) gather(out.dc0.data_as<T>(), H, dc, H, rows + maps.state_out, L * D * B, H);
-    saved_ = false;  // consumed
     return out;
   }
 
@@ -334,9 +465,6 @@ class EngineImpl final : public Engine {
     OpsScope<T> scope(*ops_);
     ops_->synchronize();
   }
-
-  std::int64_t saved_steps() const override { return saved_ ? caller_steps_ : 0; }
-  std::int64_t saved_batch() const override { return saved_ ? timeline_.batch : 0; }
 
  private:
   void gather(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
@@ -387,19 +515,11 @@ class EngineImpl final : public Engine {
   const Plan& plan_;
   Device device_;
   std::unique_ptr<Ops<T>> ops_;
-  PassPlan pass_;  // the last forward's, which its backward follows
+  std::shared_ptr<WorkspacePool<T>> pool_;  // forward workspaces
+  std::uint64_t id_;
   PassStatistics forward_statistics_, backward_statistics_;
-  Arena<T> forward_arena_, backward_arena_;
+  Arena<T> backward_arena_;  // one backward at a time
   Tensor zeros_;
-  StackBuffers<T> buffers_;
-  Timeline timeline_;
-  RowMaps maps_;                        // the last forward's row maps
-  const std::int64_t* rows_ = nullptr;  // ... as staged for the backend
-  std::int64_t caller_steps_ = 0;
-  // The caller's x and y rows are the timeline's rows as they are (time-major, no lengths):
-  // no gathers in or out.
-  bool rows_as_given_ = true;
-  bool saved_ = false;
 };
 
 }  // namespace

@@ -32,7 +32,9 @@ struct Rnn::Impl {
   Tensor params, grads;
   std::unique_ptr<detail::Engine> engine;
   std::uint64_t dropout_seed = 0, dropout_step = 0;
-  DType saved_x_dtype = DType::Float32;  // the last training forward's x: dx comes back so
+  // The state of the last Mode::Training forward without return_saved, until a backward()
+  // without a SavedForward consumes it.
+  std::unique_ptr<detail::SavedState> kept;
 };
 
 namespace {
@@ -182,9 +184,68 @@ void Rnn::zero_grad() {
   detail::zero_bytes(self.grads.data(), self.device, self.grads.nbytes());
 }
 
+namespace detail {
+
+struct SavedAccess {
+  static std::unique_ptr<SavedState>& state(SavedForward& s) { return s.state_; }
+  static void set_consumed(SavedForward& s) { s.consumed_ = true; }
+  static SavedForward make(std::unique_ptr<SavedState> state) {
+    SavedForward s;
+    s.state_ = std::move(state);
+    return s;
+  }
+};
+
+}  // namespace detail
+
+SavedForward::SavedForward() noexcept = default;
+SavedForward::~SavedForward() = default;
+SavedForward::SavedForward(SavedForward&& other) noexcept
+    : state_(std::move(other.state_)), consumed_(other.consumed_) {
+  other.consumed_ = false;
+}
+SavedForward& SavedForward::operator=(SavedForward&& other) noexcept {
+  if (this != &other) {
+    state_ = std::move(other.state_);
+    consumed_ = other.consumed_;
+    other.consumed_ = false;
+  }
+  return *this;
+}
+bool SavedForward::defined() const noexcept { return state_ != nullptr; }
+bool SavedForward::consumed() const noexcept { return consumed_; }
+std::int64_t SavedForward::steps() const noexcept { return state_ ? state_->steps : 0; }
+std::int64_t SavedForward::batch() const noexcept { return state_ ? state_->batch : 0; }
+void SavedForward::reset() noexcept { state_.reset(); }
+
+namespace {
+
+// Names the arguments of a call with positional arguments ("h0") or with options
+// ("options.h0").
+struct ArgumentNames {
+  bool options;
+  std::string operator()(const char* name) const {
+    return options ? std::string("options.") + name : std::string(name);
+  }
+};
+
+}  // namespace
+
+ForwardResult Rnn::forward(const TensorView& x, const ForwardOptions& options) {
+  return forward_impl(x, options.h0, options.c0, options.mode, options.lengths,
+                      options.return_saved, true);
+}
+
 ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const TensorView& c0,
                            Mode mode, const std::vector<std::int64_t>& lengths) {
+  return forward_impl(x, h0, c0, mode, lengths, false, false);
+}
+
+ForwardResult Rnn::forward_impl(const TensorView& x, const TensorView& h0, const TensorView& c0,
+                                Mode mode, const std::vector<std::int64_t>& lengths,
+                                bool return_saved, bool with_options) {
   const char* where = "Rnn::forward";
+  const ArgumentNames name{with_options};
   const RnnConfig& c = live(impl_, where).plan.config;
   const Device dev = impl_->device;
   const DType x_dtype = accepted_dtype(c, x);
@@ -196,83 +257,144 @@ ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const Tens
   const std::int64_t LD = c.num_layers * impl_->plan.directions;
   if (!lengths.empty()) {
     if (static_cast<std::int64_t>(lengths.size()) != B) {
-      throw Error(where, "lengths", "one length per sequence: " + std::to_string(B),
+      throw Error(where, name("lengths"), "one length per sequence: " + std::to_string(B),
                   std::to_string(lengths.size()) + " lengths");
     }
     for (std::size_t i = 0; i < lengths.size(); ++i) {
       if (lengths[i] < 1 || lengths[i] > T) {
-        throw Error(where, "lengths", "every length in [1, T = " + std::to_string(T) + "]",
+        throw Error(where, name("lengths"), "every length in [1, T = " + std::to_string(T) + "]",
                     "lengths[" + std::to_string(i) + "] = " + std::to_string(lengths[i]));
       }
     }
   }
   if (h0.defined()) {
-    expect_tensor(where, "h0", h0, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",
-                  c.dtype, dev);
+    expect_tensor(where, name("h0").c_str(), h0, {LD, B, c.hidden_size},
+                  "[num_layers*D, B, hidden_size]", c.dtype, dev);
   }
   if (c0.defined()) {
     if (!has_cell_state(c.cell)) {
-      throw Error(where, "c0", "an undefined view (only Lstm has a cell state)",
+      throw Error(where, name("c0"), "an undefined view (only Lstm has a cell state)",
                   std::string("a tensor for cell ") + to_string(c.cell));
     }
-    expect_tensor(where, "c0", c0, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",
-                  c.dtype, dev);
+    expect_tensor(where, name("c0").c_str(), c0, {LD, B, c.hidden_size},
+                  "[num_layers*D, B, hidden_size]", c.dtype, dev);
   }
   if (mode != Mode::Training && mode != Mode::Inference) {
-    throw Error(where, "mode", "Mode::Training or Mode::Inference",
+    throw Error(where, name("mode"), "Mode::Training or Mode::Inference",
                 "value " + std::to_string(static_cast<int>(mode)));
+  }
+  const bool training = mode == Mode::Training;
+  if (return_saved && !training) {
+    throw Error(where, name("return_saved"), "false in Mode::Inference (it keeps nothing)", "true");
   }
   const std::uint64_t stream = impl_->dropout_step;
   // x in the math's storage type: widened for the pass, and y comes back so; the states
   // stay float32.
   const bool reduced_x = x_dtype != c.dtype;
   const Tensor x32 = reduced_x ? widened(x) : Tensor();
-  ForwardResult out = impl_->engine->forward(reduced_x ? x32.view() : x, h0, c0, mode, lengths,
-                                             impl_->dropout_seed, stream, impl_->params);
+  std::unique_ptr<detail::SavedState> state;
+  ForwardResult out =
+      impl_->engine->forward(reduced_x ? x32.view() : x, h0, c0, lengths, impl_->dropout_seed,
+                             stream, impl_->params, training ? &state : nullptr);
   if (reduced_x) out.y = out.y.to(x_dtype);
-  if (mode == Mode::Training) {
+  if (training) {
     ++impl_->dropout_step;
-    impl_->saved_x_dtype = x_dtype;
+    state->x_dtype = x_dtype;
+    if (return_saved) {
+      out.saved = detail::SavedAccess::make(std::move(state));
+    } else {
+      impl_->kept = std::move(state);  // the one kept before is released
+    }
   }
   return out;
 }
 
+BackwardResult Rnn::backward(const TensorView& dy, const BackwardOptions& options) {
+  return backward_kept(dy, options.dh_n, options.dc_n, true);
+}
+
 BackwardResult Rnn::backward(const TensorView& dy, const TensorView& dh_n, const TensorView& dc_n) {
+  return backward_kept(dy, dh_n, dc_n, false);
+}
+
+BackwardResult Rnn::backward_kept(const TensorView& dy, const TensorView& dh_n,
+                                  const TensorView& dc_n, bool with_options) {
   const char* where = "Rnn::backward";
-  const RnnConfig& c = live(impl_, where).plan.config;
-  const Device dev = impl_->device;
-  const std::int64_t T = impl_->engine->saved_steps(), B = impl_->engine->saved_batch();
-  const std::int64_t LD = c.num_layers * impl_->plan.directions;
-  if (T == 0) {
+  live(impl_, where);
+  if (impl_->kept == nullptr) {
     throw Error(where, "this", "a preceding forward() in Mode::Training, not yet consumed",
                 "none (never run, run in Mode::Inference, or consumed by a backward())");
   }
+  check_backward(*impl_->kept, dy, dh_n, dc_n, with_options, false);
+  std::unique_ptr<detail::SavedState> state = std::move(impl_->kept);
+  return run_backward(*state, dy, dh_n, dc_n);  // then its workspace goes back to the pool
+}
+
+BackwardResult Rnn::backward_saved(SavedForward& saved, const TensorView& dy,
+                                   const BackwardOptions& options) {
+  const char* where = "Rnn::backward";
+  live(impl_, where);
+  const std::string expected = "a SavedForward of a Mode::Training forward() of this Rnn";
+  std::unique_ptr<detail::SavedState>& held = detail::SavedAccess::state(saved);
+  if (held == nullptr) {
+    throw Error(where, "saved", expected,
+                saved.consumed() ? "one already consumed by a backward()"
+                                 : "an empty one (default-constructed, moved from or reset)");
+  }
+  if (held->engine != impl_->engine->id()) {
+    throw Error(where, "saved", expected, "one of another Rnn");
+  }
+  check_backward(*held, dy, options.dh_n, options.dc_n, true, true);
+  std::unique_ptr<detail::SavedState> state = std::move(held);
+  detail::SavedAccess::set_consumed(saved);
+  return run_backward(*state, dy, options.dh_n, options.dc_n);
+}
+
+void Rnn::check_backward(const detail::SavedState& saved, const TensorView& dy,
+                         const TensorView& dh_n, const TensorView& dc_n, bool with_options,
+                         bool returned) const {
+  const char* where = "Rnn::backward";
+  const ArgumentNames name{with_options};
+  const RnnConfig& c = impl_->plan.config;
+  const Device dev = impl_->device;
+  const std::int64_t T = saved.steps, B = saved.batch;
+  const std::int64_t LD = c.num_layers * impl_->plan.directions;
+  // A SavedForward's own T and B are named: the caller may hold several.
+  const std::string of_the_forward = !returned ? std::string(" of the forward")
+                                               : " of the saved forward (T = " + std::to_string(T) +
+                                                     ", B = " + std::to_string(B) + ")";
   if (dy.defined()) {
     const Shape want = c.batch_first ? Shape{B, T, impl_->plan.output_size()}
                                      : Shape{T, B, impl_->plan.output_size()};
-    expect_tensor(where, "dy", dy, want,
-                  c.batch_first ? "[B, T, D*hidden_size] of the forward"
-                                : "[T, B, D*hidden_size] of the forward",
-                  accepted_dtype(c, dy), dev);
+    expect_tensor(
+        where, "dy", dy, want,
+        ((c.batch_first ? "[B, T, D*hidden_size]" : "[T, B, D*hidden_size]") + of_the_forward)
+            .c_str(),
+        accepted_dtype(c, dy), dev);
   }
   if (dh_n.defined()) {
-    expect_tensor(where, "dh_n", dh_n, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",
-                  c.dtype, dev);
+    expect_tensor(where, name("dh_n").c_str(), dh_n, {LD, B, c.hidden_size},
+                  ("[num_layers*D, B, hidden_size]" + of_the_forward).c_str(), c.dtype, dev);
   }
   if (dc_n.defined()) {
     if (!has_cell_state(c.cell)) {
-      throw Error(where, "dc_n", "an undefined view (only Lstm has a cell state)",
+      throw Error(where, name("dc_n"), "an undefined view (only Lstm has a cell state)",
                   std::string("a tensor for cell ") + to_string(c.cell));
     }
-    expect_tensor(where, "dc_n", dc_n, {LD, B, c.hidden_size}, "[num_layers*D, B, hidden_size]",
-                  c.dtype, dev);
+    expect_tensor(where, name("dc_n").c_str(), dc_n, {LD, B, c.hidden_size},
+                  ("[num_layers*D, B, hidden_size]" + of_the_forward).c_str(), c.dtype, dev);
   }
+}
+
+BackwardResult Rnn::run_backward(detail::SavedState& saved, const TensorView& dy,
+                                 const TensorView& dh_n, const TensorView& dc_n) {
+  const RnnConfig& c = impl_->plan.config;
   const bool reduced_dy = dy.defined() && dy.dtype() != c.dtype;
   const Tensor dy32 = reduced_dy ? widened(dy) : Tensor();
-  BackwardResult out = impl_->engine->backward(reduced_dy ? dy32.view() : dy, dh_n, dc_n,
+  BackwardResult out = impl_->engine->backward(saved, reduced_dy ? dy32.view() : dy, dh_n, dc_n,
                                                impl_->params, impl_->grads, nullptr);
   // dx in the dtype x came in; dh0 and dc0 stay float32, as the states.
-  if (impl_->saved_x_dtype != c.dtype) out.dx = out.dx.to(impl_->saved_x_dtype);
+  if (saved.x_dtype != c.dtype) out.dx = out.dx.to(saved.x_dtype);
   return out;
 }
 

@@ -24,9 +24,8 @@
 //   - The pass is the model's own: with dropout > 0 it draws the masks of the next
 //     Mode::Training forward (the dropout step is not advanced).
 //   - Neither parameters() nor gradients() change (the weight gradients go to scratch
-//     memory). What a previous Mode::Training forward() kept for backward() is replaced
-//     and then consumed: call gradient_flow() between training steps, not between a
-//     forward() and its backward().
+//     memory). What a Mode::Training forward() kept for backward() stays as it was (the
+//     recording pass has a saved state of its own).
 //   - Bad arguments throw recur::Error naming them; the model is left as it was.
 #pragma once
 

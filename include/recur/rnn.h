@@ -5,6 +5,19 @@
 //   auto out = rnn.forward(x);          // x [T, B, 32]  ->  out.y [T, B, 64]
 //   auto grads = rnn.backward(dy);      // adds dJ/dθ into rnn.gradients(); returns dx
 //
+//   recur::ForwardOptions options;      // named arguments instead of positional {}s
+//   options.h0 = h0;                    // [L*D, B, 64]
+//   options.lengths = {5, 2, 7};        // one per sequence
+//   auto packed = rnn.forward(x, options);
+//   recur::BackwardOptions grad_of_state;
+//   grad_of_state.dh_n = dh_n;          // dJ/dh_n [L*D, B, 64]
+//   rnn.backward(dy, grad_of_state);
+//
+//   options.return_saved = true;        // forwards in flight: each returns its SavedForward
+//   auto a = rnn.forward(x1, options), b = rnn.forward(x2, options);
+//   rnn.backward(std::move(b.saved), dy2);   // in any order; each consumed once
+//   rnn.backward(std::move(a.saved), dy1);
+//
 // Shapes are time-major and row-major: x [T, B, I], y [T, B, D*H], states [L*D, B, H]
 // (L = num_layers, D = 2 when bidirectional, else 1; state l*D + d is layer l, direction
 // d, as in PyTorch). Parameters live in one flat buffer (parameters()) and their
@@ -16,13 +29,19 @@
 // (Dense: I + l*D*H); then, for Highway, highway_weight_l{l} [D*H, D*H] and
 // highway_bias_l{l} [D*H] for each layer where the highway applies.
 //
+// Ownership: every TensorView argument is read during the call only (a training forward
+// copies what its backward needs), and every result is a Tensor of its own. A training
+// forward's saved state (recur::SavedForward) holds that copy and the activations, in a
+// workspace of the model's device memory.
+//
 // Every argument is validated before any state changes; a bad one throws recur::Error
-// naming it, and leaves parameters, gradients and the saved forward state as they were.
+// naming it, and leaves parameters, gradients and the saved forward states as they were.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "recur/config.h"
@@ -34,11 +53,67 @@ namespace recur {
 
 namespace detail {
 struct RnnAccess;
-}
+struct SavedAccess;
+struct SavedState;
+}  // namespace detail
 
 enum class Mode {
   Inference,  // keeps nothing for backward
   Training,   // keeps what backward() needs
+};
+
+// What one Mode::Training forward keeps for its backward: a copy of its input, the
+// activations, its batch's timeline and row maps, in a workspace of the model's device
+// memory. Move-only; Rnn::backward(std::move(saved), ...) consumes it. Any number may be
+// outstanding, consumed in any order. Destroying one that was not consumed drops it; in
+// both cases its workspace goes back to its Rnn's pool, which later forwards reuse (or is
+// freed, when the Rnn is gone). It belongs to the Rnn that made it, and reads that model's
+// parameters when consumed (those of the backward's time, not the forward's).
+class RECUR_API SavedForward {
+ public:
+  SavedForward() noexcept;  // empty
+  ~SavedForward();
+  SavedForward(SavedForward&& other) noexcept;             // `other` is left empty
+  SavedForward& operator=(SavedForward&& other) noexcept;  // drops what this held
+  SavedForward(const SavedForward&) = delete;
+  SavedForward& operator=(const SavedForward&) = delete;
+
+  // Whether it holds a forward not yet consumed.
+  bool defined() const noexcept;
+  // Whether a backward consumed it (it is then empty, as after reset()).
+  bool consumed() const noexcept;
+  // The caller's T and B of its forward; 0 when empty.
+  std::int64_t steps() const noexcept;
+  std::int64_t batch() const noexcept;
+  // Drops it now (as destroying it would).
+  void reset() noexcept;
+
+ private:
+  friend struct detail::SavedAccess;  // src/rnn.cpp
+  std::unique_ptr<detail::SavedState> state_;
+  bool consumed_ = false;
+};
+
+// The optional arguments of Rnn::forward(x, options), by name.
+struct ForwardOptions {
+  // Initial states [L*D, B, H] in the model's dtype and device, or undefined (zeros). c0
+  // only for Lstm. Read during the call only.
+  TensorView h0, c0;
+  Mode mode = Mode::Training;
+  // Empty, or B lengths, each in 1..T, in any order: sequence b is x[0..len_b) and the
+  // rest is padding (PyTorch's PackedSequence semantics; see Rnn::forward).
+  std::vector<std::int64_t> lengths;
+  // Mode::Training only (an Error otherwise). false: the Rnn keeps this forward's state
+  // for the next backward() that takes no SavedForward, dropping the one it kept before.
+  // true: ForwardResult::saved holds it instead, and what the Rnn kept stays as it was.
+  bool return_saved = false;
+};
+
+// The optional arguments of Rnn::backward(dy, options), by name: the gradients reaching
+// the final states, [L*D, B, H] in the model's dtype and device, or undefined (zeros).
+// dc_n only for Lstm. Read during the call only.
+struct BackwardOptions {
+  TensorView dh_n, dc_n;
 };
 
 // One named parameter inside the flat buffer.
@@ -52,6 +127,9 @@ struct ForwardResult {
   Tensor y;    // [T, B, D*H], the stack's output at every step
   Tensor h_n;  // [L*D, B, H], each layer-direction's last hidden state
   Tensor c_n;  // [L*D, B, H], the last cell states (LSTM); undefined for other cells
+  // The state for backward, from a Mode::Training forward with options.return_saved;
+  // empty otherwise (the Rnn kept it, or there is none).
+  SavedForward saved;
 };
 
 struct BackwardResult {
@@ -106,11 +184,11 @@ class RECUR_API Rnn {
   // Sets every gradient to zero.
   void zero_grad();
 
-  // x [T, B, I] ([B, T, I] when config.batch_first); h0, c0 [L*D, B, H] or undefined
-  // (zeros). c0 only for LSTM. Every tensor must have the model's dtype and device; a model
-  // whose config.math is Bf16 or Fp16 also takes x in that storage type (BFloat16,
-  // Float16), and then returns y in it too (h_n, c_n stay the model's dtype). In
-  // Mode::Training the input and the activations are kept for one backward().
+  // x [T, B, I] ([B, T, I] when config.batch_first), in the model's dtype and device; a
+  // model whose config.math is Bf16 or Fp16 also takes x in that storage type (BFloat16,
+  // Float16), and then returns y in it too (h_n, c_n stay the model's dtype). x is read
+  // during the call only. options (ForwardOptions): h0, c0, mode, lengths, and whether
+  // the training state comes back (return_saved) or stays with the Rnn.
   //
   // lengths: empty, or B lengths, each in 1..T, in any order: sequence b is x[0..len_b)
   // and the rest is padding, PyTorch's PackedSequence semantics. Its outputs past its end
@@ -118,18 +196,53 @@ class RECUR_API Rnn {
   // starts at its last step. Steps past the longest sequence are not computed, and each
   // step computes only the sequences still running, so a batch costs about the sum of
   // its lengths, not B*T.
+  //
+  // Mode::Training keeps what backward needs (SavedForward): by default the Rnn keeps it,
+  // replacing the state it kept from an earlier training forward, for backward(dy); with
+  // options.return_saved it is returned in ForwardResult::saved instead, for
+  // backward(std::move(saved), dy), and what the Rnn kept is left alone. Mode::Inference
+  // keeps nothing and leaves every saved state as it was. Every training forward draws
+  // the next dropout stream (dropout_step()).
+  ForwardResult forward(const TensorView& x, const ForwardOptions& options);
+  // The same with positional arguments (options.return_saved = false).
   ForwardResult forward(const TensorView& x, const TensorView& h0 = {}, const TensorView& c0 = {},
                         Mode mode = Mode::Training, const std::vector<std::int64_t>& lengths = {});
 
-  // dy [T, B, D*H] ([B, T, D*H] batch-first; in the math's storage type too, as x), dh_n,
-  // dc_n [L*D, B, H], each optional (undefined = zeros; dy's padding is ignored), matching
-  // the last Mode::Training forward(). Adds dJ/dθ into gradients() and returns dx (in the
-  // dtype that forward's x had), dh0 and dc0. Consumes the saved forward state: a second
-  // backward() needs a new forward().
+  // Consumes the forward state the Rnn kept (from its last Mode::Training forward without
+  // return_saved) and runs its backward. dy [T, B, D*H] ([B, T, D*H] batch-first; in the
+  // math's storage type too, as x) of that forward, or undefined (zeros; dy's padding is
+  // ignored); options: dh_n, dc_n. Adds dJ/dθ into gradients() (+=, never overwrites)
+  // and returns dx (in the dtype that forward's x had), dh0 and dc0 (the gradients
+  // reaching h0 and c0). A second backward() needs a new forward(); an Error ('this')
+  // when the Rnn keeps none.
+  BackwardResult backward(const TensorView& dy, const BackwardOptions& options);
+  // The same with positional arguments.
   BackwardResult backward(const TensorView& dy, const TensorView& dh_n = {},
                           const TensorView& dc_n = {});
 
+  // The same for a SavedForward this Rnn returned (rnn.backward(std::move(saved), dy,
+  // options)): consumes `saved`, which is left empty and consumed(); what the Rnn kept is
+  // left alone. An Error ('saved') when it is empty, consumed, or another Rnn's; dy, dh_n
+  // and dc_n take that forward's T and B. (A template only so that a braced {} first
+  // argument still picks backward(dy, dh_n, dc_n); S must be SavedForward, an rvalue.)
+  template <class S, class = std::enable_if_t<std::is_same_v<S, SavedForward>>>
+  BackwardResult backward(S&& saved, const TensorView& dy, const BackwardOptions& options = {}) {
+    return backward_saved(saved, dy, options);
+  }
+
  private:
+  ForwardResult forward_impl(const TensorView& x, const TensorView& h0, const TensorView& c0,
+                             Mode mode, const std::vector<std::int64_t>& lengths, bool return_saved,
+                             bool with_options);
+  BackwardResult backward_kept(const TensorView& dy, const TensorView& dh_n, const TensorView& dc_n,
+                               bool with_options);
+  BackwardResult backward_saved(SavedForward& saved, const TensorView& dy,
+                                const BackwardOptions& options);
+  void check_backward(const detail::SavedState& saved, const TensorView& dy, const TensorView& dh_n,
+                      const TensorView& dc_n, bool with_options, bool returned) const;
+  BackwardResult run_backward(detail::SavedState& saved, const TensorView& dy,
+                              const TensorView& dh_n, const TensorView& dc_n);
+
   friend struct detail::RnnAccess;  // src/rnn_access.h: diagnostics reach the engine
   struct Impl;
   std::unique_ptr<Impl> impl_;
