@@ -13,6 +13,7 @@
 
 #include "recur/checkpoint.h"
 #include "recur/error.h"
+#include "recur/model_checkpoint.h"
 #include "recur/optim.h"
 #include "recur/rnn.h"
 #include "recur/safetensors.h"
@@ -97,6 +98,30 @@ DType dtype_of_name(const std::string& name, bool* known) {
 
 const std::string& scratch_path() { return scratch().path; }
 
+RnnConfig fuzz_rnn_config() {
+  RnnConfig config;
+  config.cell = CellKind::Lstm;
+  config.input_size = 3;
+  config.hidden_size = 4;
+  config.num_layers = 2;
+  return config;
+}
+
+FuzzModel::FuzzModel()
+    : rnn(fuzz_rnn_config()),
+      embedding(7, 3),
+      head(4, 7),
+      adam({{"rnn", rnn.parameters(), rnn.gradients()},
+            {"embedding", embedding.parameters(), embedding.gradients()},
+            {"head", head.parameters(), head.gradients()}}),
+      schedule(LrScheduleOptions{}, {&adam}) {}
+
+ModelParts FuzzModel::parts() {
+  return {{{"rnn", &rnn}}, {{"embedding", &embedding}}, {{"head", &head}}};
+}
+
+TrainingParts FuzzModel::training() { return {&adam, &schedule, &scaler, 0, {}}; }
+
 int fuzz_safetensors(const std::uint8_t* data, std::size_t size) {
   scratch().write(data, size);
   accept_error([] {
@@ -136,12 +161,7 @@ int fuzz_safetensors(const std::uint8_t* data, std::size_t size) {
 int fuzz_checkpoint(const std::uint8_t* data, std::size_t size) {
   scratch().write(data, size);
   // A fresh model per input, so that an input's outcome never depends on the one before.
-  RnnConfig config;
-  config.cell = CellKind::Lstm;
-  config.input_size = 3;
-  config.hidden_size = 4;
-  config.num_layers = 2;
-  Rnn rnn(config);
+  Rnn rnn(fuzz_rnn_config());
   Adam adam(rnn.parameters());
   accept_error([&] { load_checkpoint(scratch_path(), rnn, &adam); });
   accept_error([&] { load_checkpoint(scratch_path(), rnn, nullptr); });
@@ -151,6 +171,12 @@ int fuzz_checkpoint(const std::uint8_t* data, std::size_t size) {
     StateDictOptions converting;
     converting.convert_dtype = true;
     accept_error([&] { load_state_dict(rnn, file, converting); });
+  });
+  accept_error([] { read_model_checkpoint(scratch_path()); });
+  accept_error([] {
+    FuzzModel model;
+    TrainingParts training = model.training();
+    load_model_checkpoint(scratch_path(), model.parts(), training);
   });
   return 0;
 }

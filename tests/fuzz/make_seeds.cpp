@@ -17,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_inputs.h"
 #include "recur/checkpoint.h"
+#include "recur/model_checkpoint.h"
 #include "recur/optim.h"
 #include "recur/rnn.h"
 #include "recur/safetensors.h"
@@ -96,14 +98,8 @@ Bytes floats(std::size_t count) {
   return out;
 }
 
-recur::RnnConfig fuzz_model() {  // the model fuzz_checkpoint loads into
-  recur::RnnConfig config;
-  config.cell = recur::CellKind::Lstm;
-  config.input_size = 3;
-  config.hidden_size = 4;
-  config.num_layers = 2;
-  return config;
-}
+// The model fuzz_checkpoint loads into.
+recur::RnnConfig fuzz_model() { return recur::fuzz::fuzz_rnn_config(); }
 
 class Writer {
  public:
@@ -199,6 +195,14 @@ void checkpoint_seeds(Writer& w) {
   recur::Adam f64_adam(f64_rnn.parameters());
   w.put(dir, "float64",
         w.saved([&](const std::string& p) { recur::save_checkpoint(p, f64_rnn, &f64_adam, 2); }));
+  // A model checkpoint of exactly the model fuzz_checkpoint loads it into.
+  recur::fuzz::FuzzModel model;
+  w.put(dir, "model", w.saved([&](const std::string& p) {
+    recur::TrainingParts training = model.training();
+    training.step = 5;
+    training.counters = {{"rollbacks", 1}};
+    recur::save_model_checkpoint(p, model.parts(), training);
+  }));
 }
 
 void regressions(Writer& w) {
