@@ -16,27 +16,6 @@ RnnConfig config(CellKind cell = CellKind::Lstm, DType dtype = DType::Float32) {
   return c;
 }
 
-// Runs `fn`, expects a recur::Error for `argument` whose expected/got contain the given
-// fragments, and checks that the model's parameters, gradients and saved state survived.
-template <class Fn>
-void expect_error(Rnn& rnn, Fn&& fn, const std::string& argument, const std::string& expected,
-                  const std::string& got) {
-  const std::vector<float> params = rnn.parameters().to_vector<float>();
-  const std::vector<float> grads = rnn.gradients().to_vector<float>();
-  try {
-    fn();
-    ADD_FAILURE() << "no error for " << argument;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.argument(), argument) << e.what();
-    EXPECT_NE(e.expected().find(expected), std::string::npos) << e.what();
-    EXPECT_NE(e.got().find(got), std::string::npos) << e.what();
-    const std::string what = e.what();
-    EXPECT_NE(what.find("'" + argument + "'"), std::string::npos) << what;
-  }
-  EXPECT_EQ(rnn.parameters().to_vector<float>(), params);
-  EXPECT_EQ(rnn.gradients().to_vector<float>(), grads);
-}
-
 TEST(Errors, ConfigSizes) {
   RnnConfig c = config();
   c.input_size = 0;
@@ -171,19 +150,19 @@ TEST(Errors, UnusableCudaDevice) {
 TEST(Errors, ForwardInputShape) {
   Rnn rnn(config());
   Random rng(1);
-  expect_error(
+  expect_error_keeps_model(
       rnn,
       [&] {
         rnn.forward(rng.tensor<float>({kT, kI}));
       },
       "x", "rank 3 [T, B, input_size]", "rank 2 [3, 4]");
-  expect_error(
+  expect_error_keeps_model(
       rnn,
       [&] {
         rnn.forward(rng.tensor<float>({kT, kB, kI + 1}));
       },
       "x", "shape [>=1, >=1, 4]", "[3, 2, 5]");
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.forward(TensorView()); }, "x", "a defined tensor", "undefined");
 }
 
@@ -191,16 +170,16 @@ TEST(Errors, ZeroStepsOrBatch) {
   Rnn rnn(config());
   Tensor no_steps = Tensor::zeros({0, kB, kI}, DType::Float32);
   Tensor no_batch = Tensor::zeros({kT, 0, kI}, DType::Float32);
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.forward(no_steps); }, "x", "shape [>=1, >=1, 4]", "[0, 2, 4]");
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.forward(no_batch); }, "x", "shape [>=1, >=1, 4]", "[3, 0, 4]");
 }
 
 TEST(Errors, ForwardDtype) {
   Rnn rnn(config());
   Random rng(2);
-  expect_error(
+  expect_error_keeps_model(
       rnn,
       [&] {
         rnn.forward(rng.tensor<double>({kT, kB, kI}));
@@ -214,20 +193,20 @@ TEST(Errors, ReducedPrecisionTensorsForAFloat32Model) {
   Rnn rnn(config());
   Random rng(2);
   Tensor x = rng.tensor<float>({kT, kB, kI});
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.forward(x.to(DType::BFloat16)); }, "x", "dtype float32 (the model's)",
       "dtype bfloat16");
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.forward(x.to(DType::Float16)); }, "x", "dtype float32 (the model's)",
       "dtype float16");
-  expect_error(
+  expect_error_keeps_model(
       rnn,
       [&] {
         rnn.forward(x, rng.tensor<float>({1, kB, kH}).to(DType::BFloat16));
       },
       "h0", "dtype float32", "dtype bfloat16");
   rnn.forward(x, {}, {}, Mode::Training);
-  expect_error(
+  expect_error_keeps_model(
       rnn,
       [&] {
         rnn.backward(rng.tensor<float>({kT, kB, kH}).to(DType::Float16));
@@ -253,26 +232,26 @@ TEST(Errors, ForwardStates) {
   Rnn rnn(config());
   Random rng(3);
   Tensor x = rng.tensor<float>({kT, kB, kI});
-  expect_error(
+  expect_error_keeps_model(
       rnn,
       [&] {
         rnn.forward(x, rng.tensor<float>({1, kB + 1, kH}));
       },
       "h0", "shape [1, 2, 5] [num_layers*D, B, hidden_size]", "[1, 3, 5]");
-  expect_error(
+  expect_error_keeps_model(
       rnn,
       [&] {
         rnn.forward(x, {}, rng.tensor<float>({2, kB, kH}));
       },
       "c0", "shape [1, 2, 5]", "[2, 2, 5]");
-  expect_error(
+  expect_error_keeps_model(
       rnn,
       [&] {
         rnn.forward(x, rng.tensor<double>({1, kB, kH}));
       },
       "h0", "dtype float32", "dtype float64");
   Rnn gru(config(CellKind::GruLinearBeforeReset));
-  expect_error(
+  expect_error_keeps_model(
       gru,
       [&] {
         gru.forward(x, {}, rng.tensor<float>({1, kB, kH}));
@@ -284,7 +263,7 @@ TEST(Errors, ForwardMode) {
   Rnn rnn(config());
   Random rng(4);
   Tensor x = rng.tensor<float>({kT, kB, kI});
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.forward(x, {}, {}, static_cast<Mode>(9)); }, "mode", "Mode::Training",
       "value 9");
 }
@@ -293,14 +272,14 @@ TEST(Errors, BackwardWithoutTrainingForward) {
   Rnn rnn(config());
   Random rng(5);
   Tensor x = rng.tensor<float>({kT, kB, kI}), dy = rng.tensor<float>({kT, kB, kH});
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.backward(dy); }, "this", "a preceding forward() in Mode::Training", "none");
   rnn.forward(x, {}, {}, Mode::Inference);
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.backward(dy); }, "this", "Mode::Training", "none");
   rnn.forward(x);
   rnn.backward(dy);
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.backward(dy); }, "this", "not yet consumed", "consumed");
 }
 
@@ -309,19 +288,19 @@ TEST(Errors, BackwardShapesAndAFailedCallKeepsTheSavedState) {
   Random rng(6);
   Tensor x = rng.tensor<float>({kT, kB, kI});
   rnn.forward(x);
-  expect_error(
+  expect_error_keeps_model(
       rnn,
       [&] {
         rnn.backward(rng.tensor<float>({kT + 1, kB, kH}));
       },
       "dy", "shape [3, 2, 5] [T, B, D*hidden_size] of the forward", "[4, 2, 5]");
-  expect_error(
+  expect_error_keeps_model(
       rnn,
       [&] {
         rnn.backward({}, rng.tensor<float>({1, kB, kH + 1}));
       },
       "dh_n", "shape [1, 2, 5]", "[1, 2, 6]");
-  expect_error(
+  expect_error_keeps_model(
       rnn,
       [&] {
         rnn.backward({}, {}, rng.tensor<double>({1, kB, kH}));
@@ -349,7 +328,7 @@ TEST(Errors, DeviceMismatchIsNamed) {
   // A view that claims to live on a GPU: rejected before anything touches it.
   float dummy[kT * kB * kI] = {};
   TensorView on_gpu(dummy, {kT, kB, kI}, DType::Float32, Device::cuda(0));
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.forward(on_gpu); }, "x", "device cpu (the model's)", "device cuda:0");
 }
 

@@ -324,25 +324,6 @@ TEST(InFlight, ASavedForwardMovesAndResets) {
 
 // ---- (d) errors ----
 
-// Runs `fn`, expects a recur::Error for `argument` whose expected/got contain the given
-// fragments, and checks that parameters and gradients survived.
-template <class Fn>
-void expect_error(Rnn& rnn, Fn&& fn, const std::string& argument, const std::string& expected,
-                  const std::string& got) {
-  const std::vector<double> params = host(rnn.parameters());
-  const std::vector<double> grads = host(rnn.gradients());
-  try {
-    fn();
-    ADD_FAILURE() << "no error for " << argument;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.argument(), argument) << e.what();
-    EXPECT_NE(e.expected().find(expected), std::string::npos) << e.what();
-    EXPECT_NE(e.got().find(got), std::string::npos) << e.what();
-  }
-  EXPECT_EQ(host(rnn.parameters()), params);
-  EXPECT_EQ(host(rnn.gradients()), grads);
-}
-
 // backward(saved, dy) compiles for an rvalue SavedForward only.
 template <class S, class = void>
 struct TakesSaved : std::false_type {};
@@ -367,14 +348,14 @@ TEST(InFlight, Errors) {
   ForwardResult theirs = stranger.forward(x, o);
 
   SavedForward empty;
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.backward(std::move(empty), dy); }, "saved", "of this Rnn",
       "an empty one (default-constructed");
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.backward(std::move(theirs.saved), dy); }, "saved", "of this Rnn",
       "one of another Rnn");
   EXPECT_TRUE(theirs.saved.defined());
-  expect_error(
+  expect_error_keeps_model(
       rnn,
       [&] {
         rnn.backward(std::move(r.saved), rng.tensor<double>({2, 2, kH}));
@@ -383,13 +364,13 @@ TEST(InFlight, Errors) {
       "[2, 2, 4]");
   BackwardOptions bad;
   bad.dh_n = rng.tensor<double>({1, 2, kH});
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.backward(std::move(r.saved), dy, bad); }, "options.dh_n",
       "shape [1, 3, 4] [num_layers*D, B, hidden_size] of the saved forward (T = 5, B = 3)",
       "[1, 2, 4]");
   bad.dh_n = {};
   bad.dc_n = rng.tensor<float>({1, 3, kH});
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.backward(std::move(r.saved), dy, bad); }, "options.dc_n", "dtype float64",
       "dtype float32");
   // Every failed call left it as it was.
@@ -399,27 +380,27 @@ TEST(InFlight, Errors) {
   EXPECT_NO_THROW(rnn.backward(std::move(r.saved), dy));
   EXPECT_NE(host(rnn.gradients()), before);
   EXPECT_TRUE(r.saved.consumed());
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.backward(std::move(r.saved), dy); }, "saved", "of this Rnn",
       "already consumed");
   // The kept forward survived all of it.
   EXPECT_NO_THROW(rnn.backward(rng.tensor<double>({2, 2, kH})));
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.backward(dy); }, "this", "a preceding forward() in Mode::Training", "none");
 
   ForwardOptions inference;
   inference.mode = Mode::Inference;
   inference.return_saved = true;
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.forward(x, inference); }, "options.return_saved", "false in Mode::Inference",
       "true");
   ForwardOptions h0;
   h0.h0 = rng.tensor<double>({1, 2, kH});
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.forward(x, h0); }, "options.h0", "shape [1, 3, 4]", "[1, 2, 4]");
   ForwardOptions lengths;
   lengths.lengths = {5, 6, 1};
-  expect_error(
+  expect_error_keeps_model(
       rnn, [&] { rnn.forward(x, lengths); }, "options.lengths", "every length in [1, T = 5]",
       "lengths[1] = 6");
   EXPECT_EQ(rnn.dropout_step(), 2u);  // the failed forwards drew no stream

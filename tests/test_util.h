@@ -186,6 +186,35 @@ inline bool gpu_required() {
   const char* env = std::getenv("RECUR_TEST_REQUIRE_GPU");
   return env != nullptr && std::string(env) == "1";
 }
+// The bytes of a view, as a snapshot to compare with later (any dtype, any device).
+inline std::vector<unsigned char> bytes_of_view(const TensorView& v) {
+  std::vector<unsigned char> out(v.nbytes());
+  if (!out.empty()) v.copy_to_host(out.data());
+  return out;
+}
+
+// Runs `fn`, expects a recur::Error for `argument` (named in its message too) whose
+// expected/got contain the given fragments, and checks that the model's parameters and
+// gradients survived, bit for bit.
+template <class Fn>
+void expect_error_keeps_model(Rnn& rnn, Fn&& fn, const std::string& argument,
+                              const std::string& expected, const std::string& got) {
+  const std::vector<unsigned char> params = bytes_of_view(rnn.parameters());
+  const std::vector<unsigned char> grads = bytes_of_view(rnn.gradients());
+  try {
+    fn();
+    ADD_FAILURE() << "no error for " << argument;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), argument) << e.what();
+    EXPECT_NE(e.expected().find(expected), std::string::npos) << e.what();
+    EXPECT_NE(e.got().find(got), std::string::npos) << e.what();
+    const std::string what = e.what();
+    EXPECT_NE(what.find("'" + argument + "'"), std::string::npos) << what;
+  }
+  EXPECT_EQ(bytes_of_view(rnn.parameters()), params);
+  EXPECT_EQ(bytes_of_view(rnn.gradients()), grads);
+}
+
 // The message of the recur::Error that fn() throws, or "no error".
 template <class Fn>
 std::string error_of(Fn&& fn) {
