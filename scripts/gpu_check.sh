@@ -49,7 +49,7 @@ limited() {  # limited SECONDS CMD...: runs CMD, killed after SECONDS; 124 means
 }
 
 # The test binaries that run CUDA code; the others run in CI on every commit.
-cuda_tests="test_parity_cuda test_loss_scale test_clip test_optim test_modules test_diagnostics test_errors test_tensor"
+cuda_tests="test_parity_cuda test_loss_scale test_in_flight test_param_groups test_init test_clip test_optim test_modules test_diagnostics test_errors test_tensor"
 if [ "${RECUR_GPU_ALL_TESTS:-0}" = 1 ]; then
   cuda_tests=$(cd "$build/tests" && ls test_*)
 fi
