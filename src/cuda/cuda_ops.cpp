@@ -6,13 +6,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <climits>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "../../kernels/flow.h"
 #include "../../kernels/launch.h"
+#include "blas_args.h"
 #include "check.h"
 #include "device_memory.h"
 #include "graph_cache.h"
@@ -22,19 +22,9 @@
 namespace recur::detail {
 namespace {
 
-cublasOperation_t to_cublas(Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T; }
-
 // Auto runs a batch of backward's shape (k > m) as one batched GEMM from
 // Tuning::cuda_batched_from items up, and for m up to this many rows; see gemm_batched.
 constexpr std::int64_t kBatchedBackwardMaxRows = 512;
-
-int to_int(std::int64_t v, const char* what) {
-  if (v < 0 || v > INT_MAX) {
-    throw Error("recur: CudaOps::gemm: " + std::string(what) + " = " + std::to_string(v) +
-                " does not fit cuBLAS's int");
-  }
-  return static_cast<int>(v);
-}
 
 template <typename T>
 class CudaOps final : public Ops<T> {

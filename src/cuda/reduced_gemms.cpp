@@ -2,10 +2,10 @@
 #include "reduced_gemms.h"
 
 #include <algorithm>
-#include <climits>
 
 #include "../../kernels/launch.h"
 #include "../math_format.h"
+#include "blas_args.h"
 #include "check.h"
 
 namespace recur::detail {
@@ -18,16 +18,6 @@ constexpr std::size_t kMaxHeld = 64;
 constexpr std::size_t kAlign = 256;
 
 std::size_t aligned(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
-
-int to_int(std::int64_t v, const char* what) {
-  if (v < 0 || v > INT_MAX) {
-    throw Error("recur: CudaOps::gemm: " + std::string(what) + " = " + std::to_string(v) +
-                " does not fit cuBLAS's int");
-  }
-  return static_cast<int>(v);
-}
-
-cublasOperation_t to_cublas(Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T; }
 
 // An operand as stored: rows x cols, leading dimension ld.
 struct Stored {
