@@ -22,8 +22,7 @@ __global__ void __launch_bounds__(kThreads) convert_kernel(ConvertArgs a) {
 
 void launch_convert(const ConvertArgs& a, void* stream) {
   if (a.n == 0) return;
-  const std::int64_t blocks = (a.n + kThreads - 1) / kThreads;
-  convert_kernel<<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), kThreads, 0,
+  convert_kernel<<<grid_stride_blocks(a.n, kThreads), kThreads, 0,
                    static_cast<cudaStream_t>(stream)>>>(a);
   check_launch("convert_kernel");
 }

@@ -38,9 +38,8 @@ void launch_scale_update(const ScaleUpdate& update, LossScaleState* state, const
 template <typename T>
 void launch_scale_by(const ScaleArgs<T>& a, void* stream) {
   if (a.n == 0) return;
-  const std::int64_t blocks = (a.n + kThreads - 1) / kThreads;
-  scale_by_kernel<T><<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), kThreads, 0,
-                       static_cast<cudaStream_t>(stream)>>>(a);
+  scale_by_kernel<T>
+      <<<grid_stride_blocks(a.n, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(a);
   check_launch("scale_by_kernel");
 }
 

@@ -33,17 +33,11 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- kernel launchers ----
 
-// Enough blocks to fill any current GPU; a grid-stride loop covers the rest.
-unsigned blocks_for(std::int64_t n) {
-  const std::int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65536 ? blocks : 65536);
-}
-
 template <class F, class Args>
 void launch_update(F f, const Args& args, const OptimCounters* counters, void* stream) {
   if (args.n == 0) return;
-  update_kernel<<<blocks_for(args.n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(f, args,
-                                                                                        counters);
+  update_kernel<<<grid_stride_blocks(args.n, kThreads), kThreads, 0,
+                  static_cast<cudaStream_t>(stream)>>>(f, args, counters);
   check_launch("optimizer update_kernel");
 }
 
