@@ -21,12 +21,6 @@ namespace {
 using kernels::LossScaleState;
 static_assert(sizeof(LossScaleState) == 6 * sizeof(double), "the state is 6 float64 slots");
 
-// A counter slot as a count: 0 where it holds no count (NaN, negative), capped at 2^53.
-std::int64_t count(double v) {
-  if (!(v >= 0.0)) return 0;
-  return static_cast<std::int64_t>(std::fmin(v, 9007199254740992.0));
-}
-
 }  // namespace
 
 struct LossScaler::Impl {
@@ -148,13 +142,16 @@ double LossScaler::current_scale() const {
   return detail::live(impl_, "LossScaler", "LossScaler::current_scale").read().scale;
 }
 std::int64_t LossScaler::overflows() const {
-  return count(detail::live(impl_, "LossScaler", "LossScaler::overflows").read().overflows);
+  return detail::count_in_slot(
+      detail::live(impl_, "LossScaler", "LossScaler::overflows").read().overflows);
 }
 std::int64_t LossScaler::growths() const {
-  return count(detail::live(impl_, "LossScaler", "LossScaler::growths").read().growths);
+  return detail::count_in_slot(
+      detail::live(impl_, "LossScaler", "LossScaler::growths").read().growths);
 }
 std::int64_t LossScaler::good_steps() const {
-  return count(detail::live(impl_, "LossScaler", "LossScaler::good_steps").read().good_steps);
+  return detail::count_in_slot(
+      detail::live(impl_, "LossScaler", "LossScaler::good_steps").read().good_steps);
 }
 const LossScaleOptions& LossScaler::options() const {
   return detail::live(impl_, "LossScaler", "LossScaler::options").options;

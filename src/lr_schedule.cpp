@@ -17,7 +17,7 @@ namespace {
 using detail::exact_number;
 
 // Step counts are held in a float64 slot: exact up to 2^53.
-constexpr std::int64_t kMaxSteps = std::int64_t{1} << 53;
+constexpr std::int64_t kMaxSteps = detail::kMaxSlotCount;
 constexpr double kPi = 3.14159265358979323846;
 
 void expect_finite_at_least(const char* name, double value, double lo) {
@@ -69,13 +69,6 @@ void validate(const LrScheduleOptions& o) {
   }
 }
 
-// A step-count slot as a count: 0 where it holds none (NaN, negative), rounded down,
-// capped at 2^53.
-std::int64_t count(double v) {
-  if (!(v >= 0.0)) return 0;
-  return static_cast<std::int64_t>(std::floor(std::fmin(v, static_cast<double>(kMaxSteps))));
-}
-
 // `optimizer` as a live one (Optimizer's methods throw for one that was moved from).
 bool is_live(const Optimizer& optimizer) {
   try {
@@ -94,7 +87,7 @@ struct LrSchedule::Impl {
   Tensor state;  // [2] float64 on the host: step count, lr at it
 
   double* slots() const { return static_cast<double*>(state.data()); }
-  std::int64_t steps() const { return count(slots()[0]); }
+  std::int64_t steps() const { return detail::count_in_slot(slots()[0]); }
 
   double lr_at(std::int64_t t) const {
     const LrScheduleOptions& o = options;
