@@ -141,19 +141,25 @@ class OptimizerImpl {
     counters_.view().copy_from_host(&c);
   }
 
-  // One buffer: `grad` is its gradient. Groups: `grad` is undefined, each group's own are read.
-  void step(const TensorView& grad, const GradNorm* norm, void* stream) {
+  // One buffer: `grad` points at its gradient. Groups: `grad` is null, and each group's own
+  // are read. Either the other way round is an Error.
+  void step(const TensorView* grad, const GradNorm* norm, void* stream) {
     const std::string where = name_ + "::step";
-    if (holds_gradients() && grad.defined()) {
+    if (holds_gradients() && grad != nullptr) {
       throw Error(where, "gradients",
                   "none: this optimizer's groups hold their own (step(norm, stream))",
-                  "a TensorView");
+                  grad->defined() ? "a TensorView" : "an undefined TensorView");
     }
-    if (!holds_gradients()) check_gradients(where.c_str(), "gradients", params(), grad);
+    if (!holds_gradients() && grad == nullptr) {
+      throw Error(where, "gradients",
+                  "the gradients of the parameters (an optimizer of one buffer is given them)",
+                  "none");
+    }
+    if (!holds_gradients()) check_gradients(where.c_str(), "gradients", params(), *grad);
     check_norm(where.c_str(), norm);
     const kernels::StepBegin begin = step_begin();
     auto grad_of = [&](std::size_t i) {
-      return holds_gradients() ? groups_[i].spec.gradients : grad;
+      return holds_gradients() ? groups_[i].spec.gradients : *grad;
     };
     if (params().device().is_cpu()) {
       OptimCounters& c = *static_cast<OptimCounters*>(counters_.data());
@@ -406,23 +412,11 @@ Optimizer::Optimizer(Optimizer&&) noexcept = default;
 Optimizer& Optimizer::operator=(Optimizer&&) noexcept = default;
 
 void Optimizer::step(const TensorView& gradients, const GradNorm* norm, void* stream) {
-  detail::OptimizerImpl& self = detail::live(impl_, "Optimizer", "Optimizer::step");
-  if (!gradients.defined() && self.holds_gradients()) {
-    throw Error(self.name() + "::step", "gradients",
-                "none: this optimizer's groups hold their own (step(norm, stream))",
-                "an undefined TensorView");
-  }
-  self.step(gradients, norm, stream);
+  detail::live(impl_, "Optimizer", "Optimizer::step").step(&gradients, norm, stream);
 }
 
 void Optimizer::step(const GradNorm* norm, void* stream) {
-  detail::OptimizerImpl& self = detail::live(impl_, "Optimizer", "Optimizer::step");
-  if (!self.holds_gradients()) {
-    throw Error(self.name() + "::step", "gradients",
-                "the gradients of the parameters (an optimizer of one buffer is given them)",
-                "none");
-  }
-  self.step(TensorView(), norm, stream);
+  detail::live(impl_, "Optimizer", "Optimizer::step").step(nullptr, norm, stream);
 }
 
 void Optimizer::zero_grad() {
