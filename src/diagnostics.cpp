@@ -16,6 +16,7 @@
 #include "ops.h"
 #include "recur/error.h"
 #include "rnn_access.h"
+#include "splitmix.h"
 #include "validate.h"
 
 namespace recur {
@@ -84,14 +85,10 @@ double power_iteration(Ops<T>& ops, const T* w, std::int64_t GH, std::int64_t H,
   Tensor z = Tensor::empty({H}, dtype_of<T>(), device);
   // A fixed start with no special direction: splitmix64 numbers in [-1, 1), normalised.
   std::vector<double> start(static_cast<std::size_t>(H));
-  std::uint64_t state = 0x5EEDull;
+  detail::SplitMix random(0x5EEDull);
   double norm = 0.0;
   for (double& s : start) {
-    std::uint64_t q = (state += 0x9E3779B97F4A7C15ull);
-    q = (q ^ (q >> 30)) * 0xBF58476D1CE4E5B9ull;
-    q = (q ^ (q >> 27)) * 0x94D049BB133111EBull;
-    q ^= q >> 31;
-    s = 2.0 * static_cast<double>(q >> 11) * 0x1.0p-53 - 1.0;
+    s = random.uniform(1.0);
     norm += s * s;
   }
   std::vector<T> host(static_cast<std::size_t>(H));

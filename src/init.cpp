@@ -8,45 +8,24 @@
 
 #include "float_dispatch.h"
 #include "recur/error.h"
+#include "splitmix.h"
 
 namespace recur {
 namespace {
 
-constexpr double kPi = 3.14159265358979323846;
-
-// splitmix64 (as Rnn::reset_parameters): the same numbers on every platform.
-class Stream {
- public:
-  explicit Stream(std::uint64_t seed) : state_(seed) {}
-  double uniform01() {
-    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return static_cast<double>(z >> 11) * 0x1.0p-53;
-  }
-  double uniform(double bound) { return (2.0 * uniform01() - 1.0) * bound; }
-  // Box-Muller; 1 - u keeps the logarithm's argument in (0, 1].
-  double normal() {
-    const double u = 1.0 - uniform01(), v = uniform01();
-    return std::sqrt(-2.0 * std::log(u)) * std::cos(2.0 * kPi * v);
-  }
-
- private:
-  std::uint64_t state_;
-};
+using detail::SplitMix;
 
 // The stream of parameter `index`: its own, so that a group's draw does not depend on the
 // others'.
-Stream stream_for(std::uint64_t seed, std::size_t index) {
-  return Stream(seed ^ (0xD1B54A32D192ED03ull * (static_cast<std::uint64_t>(index) + 1)));
+SplitMix stream_for(std::uint64_t seed, std::size_t index) {
+  return SplitMix(seed ^ (0xD1B54A32D192ED03ull * (static_cast<std::uint64_t>(index) + 1)));
 }
 
 // A rows x cols block (row-major, leading dimension ld) whose columns (rows >= cols) or
 // rows (rows < cols) are orthonormal: Householder QR of a Gaussian matrix, Q's columns
 // signed by R's diagonal so that the result is uniform over the orthogonal group.
 void orthogonal_block(double* out, std::int64_t rows, std::int64_t cols, std::int64_t ld,
-                      Stream& s) {
+                      SplitMix& s) {
   const bool tall = rows >= cols;
   const std::int64_t m = tall ? rows : cols, n = tall ? cols : rows;  // m >= n
   std::vector<double> a(static_cast<std::size_t>(m * n));             // column-major m x n
@@ -109,7 +88,7 @@ Group group_of(const std::string& name) {
 // Draws one weight [rows, cols] (row-major, at w) by `rule`; `gates` blocks of rows for
 // Orthogonal.
 void draw_weight(double* w, std::int64_t rows, std::int64_t cols, std::int64_t gates,
-                 WeightInit rule, double pytorch_bound, Stream& s) {
+                 WeightInit rule, double pytorch_bound, SplitMix& s) {
   switch (rule) {
     case WeightInit::PyTorchDefault:
       for (double* v = w; v < w + rows * cols; ++v) *v = s.uniform(pytorch_bound);
@@ -188,7 +167,7 @@ void initialize(Rnn& rnn, const InitOptions& options, std::uint64_t seed) {
   for (std::size_t p = 0; p < info.size(); ++p) {
     const ParamInfo& pi = info[p];
     double* w = values.data() + pi.offset;
-    Stream s = stream_for(seed, p);
+    SplitMix s = stream_for(seed, p);
     const std::int64_t rows = pi.shape[0], cols = pi.shape.size() > 1 ? pi.shape[1] : 1;
     switch (group_of(pi.name)) {
       case Group::Input: {

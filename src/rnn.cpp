@@ -13,6 +13,7 @@
 #include "plan.h"
 #include "recur/error.h"
 #include "rnn_access.h"
+#include "splitmix.h"
 #include "validate.h"
 
 namespace recur {
@@ -55,21 +56,11 @@ DType accepted_dtype(const RnnConfig& c, const TensorView& t) {
 // `t` as a float32 tensor (Tensor::to's conversion, on the view).
 Tensor widened(const TensorView& t) { return detail::converted(t, DType::Float32); }
 
-// splitmix64: a tiny, portable generator, so the same seed gives the same weights on
-// every platform (std:: distributions are implementation-defined).
-double uniform01(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return static_cast<double>(z >> 11) * 0x1.0p-53;
-}
-
 template <typename T>
 void fill_uniform(const TensorView& dst, double bound, std::uint64_t seed) {
   std::vector<T> host(static_cast<std::size_t>(dst.numel()));
-  std::uint64_t state = seed;
-  for (T& v : host) v = static_cast<T>((2.0 * uniform01(state) - 1.0) * bound);
+  detail::SplitMix random(seed);
+  for (T& v : host) v = static_cast<T>(random.uniform(bound));
   dst.copy_from_host(host.data());
 }
 

@@ -16,6 +16,7 @@
 #include "memory.h"
 #include "ops.h"
 #include "recur/error.h"
+#include "splitmix.h"
 #include "validate.h"
 
 namespace recur {
@@ -27,25 +28,7 @@ using detail::Trans;
 
 // ---- helpers ----
 
-// Deterministic numbers from a seed (splitmix64), the same on every platform.
-class SplitMix {
- public:
-  explicit SplitMix(std::uint64_t seed) : state_(seed) {}
-  double uniform() {  // [0, 1)
-    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return static_cast<double>(z >> 11) * 0x1.0p-53;
-  }
-  double normal() {  // Box-Muller
-    const double u1 = 1.0 - uniform(), u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-  }
-
- private:
-  std::uint64_t state_;
-};
+using detail::SplitMix;
 
 // Writes `values` (doubles) into `dst` converted to its dtype.
 void fill_from(const TensorView& dst, const std::vector<double>& values) {
