@@ -34,6 +34,8 @@ void store_from_float(Load load, void* dst, DType to, std::size_t n) {
       for (std::size_t i = 0; i < n; ++i) d[i] = kernels::float_to_fp16(load(i));
       return;
     }
+    case DType::Int32:
+    case DType::Int64: return;  // not floating: convert_host's callers never ask
   }
 }
 
@@ -57,6 +59,8 @@ void store_from_double(const double* s, void* dst, DType to, std::size_t n) {
       for (std::size_t i = 0; i < n; ++i) d[i] = kernels::float64_to_fp16(s[i]);
       return;
     }
+    case DType::Int32:
+    case DType::Int64: return;
   }
 }
 
@@ -84,6 +88,8 @@ void convert_host(const void* src, DType from, void* dst, DType to, std::size_t 
       store_from_float([half](std::size_t i) { return kernels::fp16_to_float(half[i]); }, dst, to,
                        n);
       return;
+    case DType::Int32:
+    case DType::Int64: return;
   }
 }
 

@@ -13,6 +13,8 @@ std::size_t dtype_size(DType dtype) {
     case DType::Float64: return 8;
     case DType::BFloat16:
     case DType::Float16: return 2;
+    case DType::Int32: return 4;
+    case DType::Int64: return 8;
   }
   return 0;
 }
@@ -23,9 +25,13 @@ const char* to_string(DType dtype) {
     case DType::Float64: return "float64";
     case DType::BFloat16: return "bfloat16";
     case DType::Float16: return "float16";
+    case DType::Int32: return "int32";
+    case DType::Int64: return "int64";
   }
   return "unknown";
 }
+
+bool is_integer(DType dtype) { return dtype == DType::Int32 || dtype == DType::Int64; }
 
 std::string Device::str() const {
   return type == DeviceType::Cpu ? std::string("cpu") : "cuda:" + std::to_string(index);

@@ -63,7 +63,7 @@ void throw_size_mismatch(std::int64_t given, const Shape& shape) {
 namespace {
 
 [[noreturn]] void throw_unknown_dtype(const char* where, DType dtype) {
-  throw Error(where, "dtype", "DType::Float32, Float64, BFloat16 or Float16",
+  throw Error(where, "dtype", "DType::Float32, Float64, BFloat16, Float16, Int32 or Int64",
               detail::dtype_name(dtype));
 }
 
@@ -160,6 +160,12 @@ Tensor Tensor::to(DType dtype) const {
   if (!detail::known_dtype(dtype)) throw_unknown_dtype("Tensor::to", dtype);
   if (!defined()) return Tensor();
   if (dtype == this->dtype()) return clone();
+  if (is_integer(dtype) || is_integer(this->dtype())) {
+    throw Error("Tensor::to", "dtype",
+                std::string("a floating dtype, to convert a ") + to_string(this->dtype()) +
+                    " tensor (integer tensors convert to their own dtype only)",
+                to_string(dtype));
+  }
   return detail::converted(view_, dtype);
 }
 
@@ -180,7 +186,9 @@ Tensor converted(const TensorView& view, DType dtype) {
       case DType::Float64: return kernels::Storage::Float64;
       case DType::BFloat16: return kernels::Storage::BFloat16;
       case DType::Float16: return kernels::Storage::Float16;
-      case DType::Float32: break;
+      case DType::Float32:
+      case DType::Int32:  // integers never get here (Tensor::to refuses them)
+      case DType::Int64: break;
     }
     return kernels::Storage::Float32;
   };

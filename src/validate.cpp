@@ -10,7 +10,9 @@ bool known_dtype(DType dtype) {
     case DType::Float32:
     case DType::Float64:
     case DType::BFloat16:
-    case DType::Float16: return true;
+    case DType::Float16:
+    case DType::Int32:
+    case DType::Int64: return true;
   }
   return false;
 }

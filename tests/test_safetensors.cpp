@@ -359,20 +359,41 @@ TEST_F(CorruptFile, NotAFile) {
   EXPECT_TRUE(throws_error([&] { SafetensorsFile::open(dir_.path()); }, {"not a regular file"}));
 }
 
-TEST_F(CorruptFile, OtherDtypesAreListedButNotReadAsFloats) {
+TEST_F(CorruptFile, OtherDtypesAreListedButNotRead) {
   ordered_json j = raw_.json();
-  j["a"]["dtype"] = "I32";  // same size as F32
+  j["a"]["dtype"] = "U32";  // same size as F32
   RawSafetensors r = raw_;
   r.set_json(j);
   write_file(path_, r.bytes());
   const SafetensorsFile f = SafetensorsFile::open(path_);
-  EXPECT_EQ(f.info("a").dtype, "I32");
+  EXPECT_EQ(f.info("a").dtype, "U32");
   EXPECT_EQ(f.read_bytes("a").size(), 24u);
   Tensor dst = Tensor::zeros({2, 3}, DType::Float32);
-  EXPECT_TRUE(
-      throws_error([&] { f.read_into("a", dst); }, {"F32, F64, BF16 or F16", "'a' of dtype I32"}));
-  EXPECT_TRUE(throws_error([&] { f.read("a"); }, {"F32, F64, BF16 or F16"}));
-  EXPECT_TRUE(throws_error([&] { f.read_converted("a", dst); }, {"'a' of dtype I32"}));
+  EXPECT_TRUE(throws_error([&] { f.read_into("a", dst); },
+                           {"F32, F64, BF16, F16, I32 or I64", "'a' of dtype U32"}));
+  EXPECT_TRUE(throws_error([&] { f.read("a"); }, {"F32, F64, BF16, F16, I32 or I64"}));
+  EXPECT_TRUE(throws_error([&] { f.read_converted("a", dst); }, {"'a' of dtype U32"}));
+}
+
+TEST_F(CorruptFile, IntegerTensorsRoundTripAndAreNeverConverted) {
+  const std::vector<std::int32_t> ids = {0, -1, 2147483647, -2147483647 - 1, 7, 9};
+  const std::vector<std::int64_t> wide = {std::int64_t{1} << 62, -3};
+  save_safetensors(
+      path_, {{"ids", Tensor::from_vector(ids, {2, 3})}, {"wide", Tensor::from_vector(wide, {2})}});
+  const SafetensorsFile f = SafetensorsFile::open(path_);
+  EXPECT_EQ(f.info("ids").dtype, "I32");
+  EXPECT_EQ(f.info("wide").dtype, "I64");
+  EXPECT_EQ(f.read("ids").to_vector<std::int32_t>(), ids);
+  EXPECT_EQ(f.read("ids").dtype(), DType::Int32);
+  EXPECT_EQ(f.read("wide").to_vector<std::int64_t>(), wide);
+  Tensor as_float = Tensor::zeros({2, 3}, DType::Float32);
+  EXPECT_TRUE(throws_error([&] { f.read_converted("ids", as_float); },
+                           {"'dst'", "dtype Int32 (tensor 'ids' is I32)", "got dtype float32"}));
+  Tensor as_int64 = Tensor::zeros({2, 3}, DType::Int64);
+  EXPECT_TRUE(throws_error([&] { f.read_converted("ids", as_int64); },
+                           {"dtype Int32 (tensor 'ids' is I32)", "got dtype int64"}));
+  EXPECT_EQ(as_float.to_vector<float>(), std::vector<float>(6, 0.0f));
+  EXPECT_STREQ(safetensors_dtype(DType::Int64), "I64");
 }
 
 // ---- hostile files ----

@@ -222,8 +222,17 @@ TEST(Tensor, ToDtypeOfNothing) {
   EXPECT_TRUE(empty.defined());
   EXPECT_EQ(empty.dtype(), DType::Float16);
   EXPECT_EQ(empty.shape(), (Shape{0, 3}));
-  EXPECT_TRUE(throws_error([] { Tensor::zeros({2}, DType::Float32).to(static_cast<DType>(9)); },
-                           {"Tensor::to", "argument 'dtype'", "BFloat16 or Float16", "value 9"}));
+  EXPECT_TRUE(
+      throws_error([] { Tensor::zeros({2}, DType::Float32).to(static_cast<DType>(9)); },
+                   {"Tensor::to", "argument 'dtype'", "Float16, Int32 or Int64", "value 9"}));
+  EXPECT_TRUE(throws_error([] { Tensor::zeros({2}, DType::Int32).to(DType::Float32); },
+                           {"Tensor::to", "'dtype'", "int32 tensor", "got float32"}));
+  EXPECT_TRUE(throws_error([] { Tensor::zeros({2}, DType::Float32).to(DType::Int64); },
+                           {"Tensor::to", "a floating dtype", "got int64"}));
+  EXPECT_EQ(Tensor::from_vector<std::int64_t>({-5, 1LL << 40}, {2})
+                .to(DType::Int64)
+                .to_vector<std::int64_t>(),
+            (std::vector<std::int64_t>{-5, 1LL << 40}));
 }
 
 TEST(Tensor, ToDtypeOnTheGpu) {

@@ -9,13 +9,17 @@
 namespace recur {
 
 // The element types of tensors. Models compute in Float32 or Float64; BFloat16 and Float16
-// (recur/half.h) are storage types for data and reduced-precision working copies.
-enum class DType { Float32, Float64, BFloat16, Float16 };
+// (recur/half.h) are storage types for data and reduced-precision working copies; Int32
+// and Int64 hold token ids, targets and lengths.
+enum class DType { Float32, Float64, BFloat16, Float16, Int32, Int64 };
 
-// Bytes per element: 4, 8, 2, 2; 0 for a value that is no DType.
+// Bytes per element: 4, 8, 2, 2, 4, 8; 0 for a value that is no DType.
 RECUR_API std::size_t dtype_size(DType dtype);
-// "float32", "float64", "bfloat16", "float16"; "unknown" for a value that is no DType.
+// "float32", "float64", "bfloat16", "float16", "int32", "int64"; "unknown" for a value
+// that is no DType.
 RECUR_API const char* to_string(DType dtype);
+// True for Int32 and Int64.
+RECUR_API bool is_integer(DType dtype);
 
 enum class DeviceType { Cpu, Cuda };
 

@@ -23,9 +23,10 @@
 // Reading validates the whole header when the file is opened, and throws recur::Error
 // naming the file and what is wrong with it (truncated, bad JSON, unknown dtype, offsets
 // out of range or overlapping, a size that does not match dtype and shape, ...). The
-// reader lists tensors of every safetensors dtype and reads the four recur has: F32
-// (DType::Float32), F64 (Float64), BF16 (BFloat16) and F16 (Float16). Conversion between
-// them happens only when asked for (read_converted). The host must be little-endian
+// reader lists tensors of every safetensors dtype and reads the six recur has: F32
+// (DType::Float32), F64 (Float64), BF16 (BFloat16), F16 (Float16), I32 (Int32) and I64
+// (Int64). Conversion between the four floating ones happens only when asked for
+// (read_converted); integers are never converted. The host must be little-endian
 // (x86-64, AArch64).
 #pragma once
 
@@ -45,7 +46,7 @@ namespace recur {
 // Named tensors, in order (the order they are written in).
 using NamedTensors = std::vector<std::pair<std::string, TensorView>>;
 
-// The safetensors name of a recur dtype: "F32", "F64", "BF16" or "F16".
+// The safetensors name of a recur dtype: "F32", "F64", "BF16", "F16", "I32" or "I64".
 RECUR_API const char* safetensors_dtype(DType dtype);
 
 // Writes `tensors` (each defined, of any DType, on any device: GPU tensors are copied to
@@ -86,15 +87,16 @@ class RECUR_API SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const;
 
   // Copies tensor `name` into `dst` (on any device), which must have the tensor's shape
-  // and dtype (F32 = Float32, F64 = Float64, BF16 = BFloat16, F16 = Float16). No
-  // conversion. Throws recur::Error, with `dst` unchanged, for an unknown name, a
+  // and dtype (F32 = Float32, F64 = Float64, BF16 = BFloat16, F16 = Float16, I32 = Int32,
+  // I64 = Int64). No conversion. Throws recur::Error, with `dst` unchanged, for an unknown name, a
   // mismatch, a dtype recur does not have, or a read failure.
   void read_into(const std::string& name, const TensorView& dst) const;
-  // The same, converting between any two of the four when the dtypes differ, as
+  // The same, converting between any two of the four floating dtypes when they differ, as
   // Tensor::to does (exact when widening, rounding once to nearest even when narrowing).
-  // The shape must still match.
+  // An integer tensor must match exactly, as for read_into. The shape must still match.
   void read_converted(const std::string& name, const TensorView& dst) const;
-  // Tensor `name` (F32, F64, BF16 or F16) in a new tensor of that dtype on `device`.
+  // Tensor `name` (F32, F64, BF16, F16, I32 or I64) in a new tensor of that dtype on
+  // `device`.
   Tensor read(const std::string& name, Device device = Device::cpu()) const;
   // The raw little-endian bytes of tensor `name` (any dtype), end - begin of them.
   std::vector<unsigned char> read_bytes(const std::string& name) const;

@@ -2,7 +2,8 @@
 //
 // Tensor owns its memory (host memory for Device::cpu(), device memory allocated with
 // cudaMalloc for Device::cuda(i)). It is move-only; clone() and to() make deep copies.
-// Elements are float, double, recur::bfloat16 or recur::float16 (recur/half.h).
+// Elements are float, double, recur::bfloat16, recur::float16 (recur/half.h), int32_t or
+// int64_t.
 // TensorView is a (pointer, shape, dtype, device) tuple that owns nothing; every public
 // function that reads a tensor takes a TensorView, so callers can pass a Tensor or
 // memory of their own. A default-constructed view is "undefined" and stands for a
@@ -36,11 +37,15 @@ namespace detail {
 template <typename T>
 constexpr DType dtype_of() {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> ||
-                    std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>,
-                "recur tensors hold float, double, recur::bfloat16 or recur::float16");
+                    std::is_same_v<T, bfloat16> || std::is_same_v<T, float16> ||
+                    std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::int64_t>,
+                "recur tensors hold float, double, recur::bfloat16, recur::float16, int32_t or "
+                "int64_t");
   if constexpr (std::is_same_v<T, float>) return DType::Float32;
   if constexpr (std::is_same_v<T, double>) return DType::Float64;
   if constexpr (std::is_same_v<T, bfloat16>) return DType::BFloat16;
+  if constexpr (std::is_same_v<T, std::int32_t>) return DType::Int32;
+  if constexpr (std::is_same_v<T, std::int64_t>) return DType::Int64;
   return DType::Float16;
 }
 
@@ -123,8 +128,9 @@ class RECUR_API Tensor {
   // a second rounding through Float32), with the rules of recur/half.h for subnormals,
   // overflow, infinities and NaN. A CUDA tensor is converted on its device (no copy
   // through host memory), and like copy_from the call is synchronous. An undefined tensor
-  // gives an undefined one.
-  // Throws recur::Error for a `dtype` that is no DType.
+  // gives an undefined one. Integer tensors convert to nothing but their own dtype (a
+  // clone): ids are not numbers to round.
+  // Throws recur::Error for a `dtype` that is no DType, or an integer conversion.
   Tensor to(DType dtype) const;
 
   bool defined() const { return view_.defined(); }

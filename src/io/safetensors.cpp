@@ -155,6 +155,8 @@ const char* safetensors_dtype(DType dtype) {
     case DType::Float64: return "F64";
     case DType::BFloat16: return "BF16";
     case DType::Float16: return "F16";
+    case DType::Int32: return "I32";
+    case DType::Int64: return "I64";
   }
   return "unknown";
 }
@@ -473,11 +475,12 @@ std::vector<unsigned char> SafetensorsFile::read_bytes(const std::string& name) 
 
 namespace {
 
-constexpr const char* kReadable = "a tensor of dtype F32, F64, BF16 or F16";
+constexpr const char* kReadable = "a tensor of dtype F32, F64, BF16, F16, I32 or I64";
 
 // The recur dtype of safetensors dtype `name`; false for one recur tensors cannot hold.
 bool recur_dtype(const std::string& name, DType* dtype) {
-  for (DType d : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16}) {
+  for (DType d : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16, DType::Int32,
+                  DType::Int64}) {
     if (name == safetensors_dtype(d)) {
       *dtype = d;
       return true;
@@ -493,6 +496,8 @@ const char* enumerator(DType dtype) {
     case DType::Float64: return "Float64";
     case DType::BFloat16: return "BFloat16";
     case DType::Float16: return "Float16";
+    case DType::Int32: return "Int32";
+    case DType::Int64: return "Int64";
   }
   return "unknown";
 }
@@ -505,7 +510,8 @@ DType check_read_target(const std::string& where, const SafetensorsEntry& e, con
   if (!recur_dtype(e.dtype, &stored)) {
     throw Error(where, "name", kReadable, "'" + e.name + "' of dtype " + e.dtype);
   }
-  if (!any_float && stored != dst.dtype()) {
+  const bool convertible = any_float && !is_integer(stored) && !is_integer(dst.dtype());
+  if (!convertible && stored != dst.dtype()) {
     throw Error(where, "dst",
                 std::string("dtype ") + enumerator(stored) + " (tensor '" + e.name + "' is " +
                     e.dtype + ")",
