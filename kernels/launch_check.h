@@ -19,12 +19,16 @@ inline unsigned grid_stride_blocks(std::int64_t n, int threads) {
   return static_cast<unsigned>(blocks < 65536 ? blocks : 65536);
 }
 
-inline void check_launch(const char* what) {
-  const cudaError_t status = cudaGetLastError();
+// `status` of the call `what` (a library call that launches kernels): a failure throws.
+inline void check_status(cudaError_t status, const char* what) {
   if (status != cudaSuccess) {
-    throw Error(std::string("recur: launch of ") + what + " failed with " +
-                cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
+    throw Error(std::string("recur: ") + what + " failed with " + cudaGetErrorName(status) + " (" +
+                cudaGetErrorString(status) + ")");
   }
+}
+
+inline void check_launch(const char* what) {
+  check_status(cudaGetLastError(), (std::string("launch of ") + what).c_str());
 }
 
 }  // namespace recur::kernels

@@ -2,6 +2,7 @@
 // thread, calling the very functor the CPU loop calls.
 #include <cuda_runtime.h>
 
+#include <cub/device/device_radix_sort.cuh>
 #include <string>
 
 #include "launch_check.h"
@@ -32,13 +33,40 @@ void apply(const char* what, std::int64_t n, const Args& args, void* stream) {
 
 }  // namespace
 
+// The key bits the sort must look at: enough for keys in [0, vocab].
+int key_bits(std::int64_t vocab) {
+  int bits = 1;
+  while (bits < 31 && (std::int64_t{1} << bits) <= vocab) ++bits;
+  return bits;
+}
+
+std::size_t embedding_sort_bytes(std::int64_t rows, std::int64_t vocab) {
+  std::size_t bytes = 0;
+  const cudaError_t e = cub::DeviceRadixSort::SortPairs(
+      nullptr, bytes, static_cast<const std::int32_t*>(nullptr),
+      static_cast<std::int32_t*>(nullptr), static_cast<const std::int32_t*>(nullptr),
+      static_cast<std::int32_t*>(nullptr), static_cast<int>(rows), 0, key_bits(vocab));
+  check_status(e, "cub::DeviceRadixSort::SortPairs (size query)");
+  return bytes;
+}
+
 template <typename T>
-void launch_embedding(bool backward, const EmbeddingArgs<T>& args, void* stream) {
-  if (backward) {
-    apply<EmbeddingBackward<T>>("EmbeddingBackward", args.unique * args.dim, args, stream);
-  } else {
+void launch_embedding(bool backward, const EmbeddingArgs<T>& args, void* sort_temp,
+                      std::size_t sort_temp_bytes, void* stream) {
+  if (!backward) {
     apply<EmbeddingForward<T>>("EmbeddingForward", args.rows * args.dim, args, stream);
+    return;
   }
+  if (args.rows == 0) return;
+  apply<EmbeddingKeys<T>>("EmbeddingKeys", args.rows, args, stream);
+  std::size_t bytes = sort_temp_bytes;
+  // Radix sorting is stable: positions stay increasing within one id.
+  const cudaError_t e = cub::DeviceRadixSort::SortPairs(
+      sort_temp, bytes, args.keys_in, const_cast<std::int32_t*>(args.keys), args.positions_in,
+      const_cast<std::int32_t*>(args.positions), static_cast<int>(args.rows), 0,
+      key_bits(args.vocab), static_cast<cudaStream_t>(stream));
+  check_status(e, "cub::DeviceRadixSort::SortPairs");
+  apply<EmbeddingBackward<T>>("EmbeddingBackward", args.rows * args.dim, args, stream);
 }
 
 template <typename T>
@@ -52,14 +80,17 @@ void launch_bias(bool backward, const BiasArgs<T>& args, void* stream) {
 
 template <typename T>
 void launch_cross_entropy(const CrossEntropyArgs<T>& args, void* stream) {
+  apply<CrossEntropyClear<T>>("CrossEntropyClear", 1, args, stream);
+  apply<CrossEntropyCount<T>>("CrossEntropyCount", args.rows, args, stream);
   apply<CrossEntropyRows<T>>("CrossEntropyRows", args.rows, args, stream);
   apply<CrossEntropyMean<T>>("CrossEntropyMean", 1, args, stream);
 }
 
 void* legacy_default_stream() noexcept { return static_cast<void*>(cudaStreamLegacy); }
 
-template void launch_embedding<float>(bool, const EmbeddingArgs<float>&, void*);
-template void launch_embedding<double>(bool, const EmbeddingArgs<double>&, void*);
+template void launch_embedding<float>(bool, const EmbeddingArgs<float>&, void*, std::size_t, void*);
+template void launch_embedding<double>(bool, const EmbeddingArgs<double>&, void*, std::size_t,
+                                       void*);
 template void launch_bias<float>(bool, const BiasArgs<float>&, void*);
 template void launch_bias<double>(bool, const BiasArgs<double>&, void*);
 template void launch_cross_entropy<float>(const CrossEntropyArgs<float>&, void*);

@@ -4,17 +4,26 @@
 // Plain C++: the CUDA types stay behind void*.
 #pragma once
 
+#include <cstddef>
+
 #include "nn.cuh"
 
 namespace recur::kernels {
 
-// EmbeddingForward over rows*dim, or EmbeddingBackward over unique*dim.
+// Forward: EmbeddingForward over rows*dim. Backward: EmbeddingKeys over rows, a stable
+// radix sort of the (key, position) pairs (CUB) in `sort_temp`, EmbeddingBackward over
+// rows*dim.
 template <typename T>
-void launch_embedding(bool backward, const EmbeddingArgs<T>& args, void* stream);
+void launch_embedding(bool backward, const EmbeddingArgs<T>& args, void* sort_temp,
+                      std::size_t sort_temp_bytes, void* stream);
+// The bytes of sort_temp that launch_embedding's backward needs for `rows` ids of a
+// vocabulary of `vocab`.
+std::size_t embedding_sort_bytes(std::int64_t rows, std::int64_t vocab);
 // BiasBroadcast over rows*cols, or BiasGradient over cols.
 template <typename T>
 void launch_bias(bool backward, const BiasArgs<T>& args, void* stream);
-// CrossEntropyRows over rows, then CrossEntropyMean on one thread.
+// CrossEntropyClear, CrossEntropyCount over rows, CrossEntropyRows over rows, then
+// CrossEntropyMean on one thread.
 template <typename T>
 void launch_cross_entropy(const CrossEntropyArgs<T>& args, void* stream);
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../kernels/convert.cuh"
+#include "../kernels/joins.cuh"
 #include "../kernels/loss_scale.cuh"
 #include "../kernels/nn.cuh"
 #include "../kernels/optim.cuh"
@@ -87,13 +88,29 @@ class CudaBackend {
   // ordered with every stream, non-blocking ones too.
   virtual void convert(const kernels::ConvertArgs& a, void* stream) = 0;
 
-  // The modules' kernels (kernels/nn.cuh).
-  virtual void embedding(bool backward, const kernels::EmbeddingArgs<float>& a, void* stream) = 0;
-  virtual void embedding(bool backward, const kernels::EmbeddingArgs<double>& a, void* stream) = 0;
+  // The modules' kernels (kernels/nn.cuh). Embedding's backward sorts its ids in
+  // `sort_temp`, of embedding_sort_bytes(a.rows, a.vocab) bytes.
+  virtual void embedding(bool backward, const kernels::EmbeddingArgs<float>& a, void* sort_temp,
+                         std::size_t sort_temp_bytes, void* stream) = 0;
+  virtual void embedding(bool backward, const kernels::EmbeddingArgs<double>& a, void* sort_temp,
+                         std::size_t sort_temp_bytes, void* stream) = 0;
+  virtual std::size_t embedding_sort_bytes(std::int64_t rows, std::int64_t vocab) = 0;
   virtual void bias(bool backward, const kernels::BiasArgs<float>& a, void* stream) = 0;
   virtual void bias(bool backward, const kernels::BiasArgs<double>& a, void* stream) = 0;
   virtual void cross_entropy(const kernels::CrossEntropyArgs<float>& a, void* stream) = 0;
   virtual void cross_entropy(const kernels::CrossEntropyArgs<double>& a, void* stream) = 0;
+  // The joins' kernels (kernels/joins.cuh).
+  virtual void block_copy(const kernels::BlockCopyArgs<std::uint16_t>& a, void* stream) = 0;
+  virtual void block_copy(const kernels::BlockCopyArgs<std::uint32_t>& a, void* stream) = 0;
+  virtual void block_copy(const kernels::BlockCopyArgs<std::uint64_t>& a, void* stream) = 0;
+  virtual void multiply(const kernels::MultiplyArgs<float>& a, void* stream) = 0;
+  virtual void multiply(const kernels::MultiplyArgs<double>& a, void* stream) = 0;
+  virtual void masked_mean(bool backward, const kernels::MaskedMeanArgs<float>& a,
+                           void* stream) = 0;
+  virtual void masked_mean(bool backward, const kernels::MaskedMeanArgs<double>& a,
+                           void* stream) = 0;
+  virtual void argmax(bool count_correct, const kernels::ArgmaxArgs<float>& a, void* stream) = 0;
+  virtual void argmax(bool count_correct, const kernels::ArgmaxArgs<double>& a, void* stream) = 0;
   // cudaStreamLegacy, as a handle cuBLAS accepts too.
   virtual void* legacy_default_stream() noexcept = 0;
 };
@@ -129,5 +146,5 @@ extern "C" __attribute__((visibility("default"))) recur::detail::CudaBackend* re
 namespace recur::detail {
 // Raised whenever CudaBackend changes, so that a core and a CUDA library of different
 // builds never call each other.
-constexpr int kCudaBackendAbi = 4;
+constexpr int kCudaBackendAbi = 5;
 }  // namespace recur::detail

@@ -158,6 +158,59 @@ TEST(ModelCheckpoint, AConfigThatDiffersIsNamedAndNothingChanges) {
   std::remove(path.c_str());
 }
 
+// The file at `path` with `text` cut out of its JSON header.
+void cut_from_header(const std::string& path, const std::string& text) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  ASSERT_NE(f, nullptr);
+  std::vector<unsigned char> bytes;
+  for (int ch = std::fgetc(f); ch != EOF; ch = std::fgetc(f))
+    bytes.push_back(static_cast<unsigned char>(ch));
+  std::fclose(f);
+  std::uint64_t n = 0;
+  for (int b = 7; b >= 0; --b) n = (n << 8) | bytes.at(static_cast<std::size_t>(b));
+  std::string header(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));
+  const std::size_t at = header.find(text);
+  ASSERT_NE(at, std::string::npos) << header;
+  header.erase(at, text.size());
+  std::vector<unsigned char> out(8);
+  for (int b = 0; b < 8; ++b)
+    out[static_cast<std::size_t>(b)] = static_cast<unsigned char>(header.size() >> (8 * b));
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n), bytes.end());
+  f = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  std::fwrite(out.data(), 1, out.size(), f);
+  std::fclose(f);
+}
+
+TEST(ModelCheckpoint, PaddingIdxIsAFieldAndItsAbsenceMeansNone) {
+  EmbeddingOptions o;
+  o.padding_idx = 2;
+  Embedding padded(9, 4, o), plain(9, 4);
+  const std::string path = temp_path("recur_model_padding.safetensors");
+  save_model_checkpoint(path, {{}, {{"embed", &padded}}, {}}, {});
+  EXPECT_EQ(read_model_checkpoint(path).embeddings.at(0).second.padding_idx, 2);
+  TrainingParts none;
+  EXPECT_EQ(error_of([&] {
+              load_model_checkpoint(path, {{}, {{"embed", &plain}}, {}}, none);
+            }),
+            "recur: load_model_checkpoint: " + path +
+                ": module 'embed': padding_idx is 2 in the checkpoint, none in the model");
+  save_model_checkpoint(path, {{}, {{"embed", &plain}}, {}}, {});
+  EXPECT_EQ(read_model_checkpoint(path).embeddings.at(0).second.padding_idx,
+            EmbeddingOptions::kNoPadding);
+  // A file of an earlier version, without the field, loads into an Embedding without padding.
+  cut_from_header(path, "\"recur.module.embed.padding_idx\":\"none\",");
+  EXPECT_EQ(read_model_checkpoint(path).embeddings.at(0).second.padding_idx,
+            EmbeddingOptions::kNoPadding);
+  load_model_checkpoint(path, {{}, {{"embed", &plain}}, {}}, none);
+  EXPECT_NE(error_of([&] {
+              load_model_checkpoint(path, {{}, {{"embed", &padded}}, {}}, none);
+            }),
+            "");
+  std::remove(path.c_str());
+}
+
 TEST(ModelCheckpoint, HostileMetadataIsNamed) {
   Trainer a(rnn_config(), 11, 1);
   const std::string path = temp_path("recur_model_hostile.safetensors");

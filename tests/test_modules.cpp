@@ -153,7 +153,7 @@ void cross_entropy_reference(double offset) {
   const std::vector<std::int32_t> targets = {4, 0, -100, 2, 2, 1};
   SoftmaxCrossEntropy xent;
   CrossEntropyResult r = xent.forward_backward(logits, targets);
-  EXPECT_EQ(r.count, 5);
+  EXPECT_EQ(r.count.to_vector<std::int64_t>()[0], 5);
   ASSERT_EQ(r.dlogits.shape(), (Shape{2, 3, v}));
   long double total = 0;
   std::vector<double> dref(static_cast<std::size_t>(n * v), 0.0);
@@ -210,7 +210,7 @@ TEST(SoftmaxCrossEntropy, GradientMatchesCentralDifferences) {
 TEST(SoftmaxCrossEntropy, NothingCountedGivesZero) {
   Tensor logits = Tensor::from_vector<float>({1, 2, 3, 4}, {2, 2});
   CrossEntropyResult r = SoftmaxCrossEntropy().forward_backward(logits, {-100, -100});
-  EXPECT_EQ(r.count, 0);
+  EXPECT_EQ(r.count.to_vector<std::int64_t>()[0], 0);
   EXPECT_EQ(r.loss.to_vector<float>()[0], 0.0f);
   EXPECT_EQ(r.dlogits.to_vector<float>(), std::vector<float>(4, 0.0f));
 }
@@ -236,6 +236,106 @@ TEST(Modules, CompositionGradientsMatchCentralDifferences) {
       all_close(head.gradients().to_vector<double>(), numeric(head.parameters(), loss), tol));
   EXPECT_TRUE(
       all_close(embed.gradients().to_vector<double>(), numeric(embed.parameters(), loss), tol));
+}
+
+// ---- integer tensors and padding ----
+
+TEST(Embedding, IdTensorsOfBothDtypesMatchTheHostIds) {
+  Embedding embed(7, 3, DType::Float64, Device::cpu(), 4),
+      twin(7, 3, DType::Float64, Device::cpu(), 4);
+  Random rng(5);
+  Tensor dy = rng.tensor<double>({4, 3, 3});
+  const std::vector<std::int64_t> wide(kIds.begin(), kIds.end());
+  for (const Tensor& ids : {Tensor::from_vector(kIds, {4, 3}), Tensor::from_vector(wide, {4, 3})}) {
+    EXPECT_EQ(bytes_of(embed.forward(ids)), bytes_of(twin.forward(kIds, {4, 3})));
+    embed.zero_grad();
+    twin.zero_grad();
+    embed.backward(ids, dy);
+    twin.backward(kIds, {4, 3}, dy);
+    EXPECT_EQ(bytes_of(embed.gradients()), bytes_of(twin.gradients()));
+  }
+  // Row 3 appears at positions 0, 3, 4, 9, 11: their sum, in that order.
+  const std::vector<double> g = embed.gradients().to_vector<double>(), d = dy.to_vector<double>();
+  const double want = (((d[0] + d[9]) + d[12]) + d[27]) + d[33];
+  EXPECT_EQ(g[3 * 3], want);
+}
+
+TEST(Embedding, PaddingRowStartsAtZeroAndGetsNoGradient) {
+  EmbeddingOptions o;
+  o.dtype = DType::Float64;
+  o.seed = 3;
+  o.padding_idx = -4;  // row 3 of 7, as PyTorch counts from the end
+  Embedding embed(7, 3, o);
+  EXPECT_EQ(embed.padding_idx(), 3);
+  const std::vector<double> w = embed.weight().to_vector<double>();
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(w[9 + k], 0.0);
+  EXPECT_NE(w[0], 0.0);
+  Tensor ids = Tensor::from_vector(kIds, {12});
+  embed.backward(ids, Tensor::from_vector(std::vector<double>(36, 1.0), {12, 3}));
+  const std::vector<double> g = embed.gradients().to_vector<double>();
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_EQ(g[9 + k], 0.0);      // row 3, five times in kIds: nothing
+    EXPECT_EQ(g[6 * 3 + k], 2.0);  // row 6, twice
+  }
+  EXPECT_EQ(Embedding(7, 3).padding_idx(), EmbeddingOptions::kNoPadding);
+  o.padding_idx = 7;
+  EXPECT_TRUE(throws_error([&] { Embedding(7, 3, o); },
+                           {"Embedding", "'options.padding_idx'", "[-7, 7)", "got 7"}));
+}
+
+TEST(SoftmaxCrossEntropy, TargetTensorsOfBothDtypesMatchTheHostTargets) {
+  Random rng(8);
+  Tensor logits = rng.tensor<double>({3, 2, 5});
+  const std::vector<std::int32_t> narrow = {4, 0, 9, 2, 9, 1};
+  const std::vector<std::int64_t> wide(narrow.begin(), narrow.end());
+  CrossEntropyOptions o;
+  o.ignore_index = 9;
+  SoftmaxCrossEntropy xent(o);
+  CrossEntropyResult host = xent.forward_backward(logits, narrow);
+  EXPECT_EQ(host.count.to_vector<std::int64_t>()[0], 4);
+  EXPECT_EQ(host.count.dtype(), DType::Int64);
+  for (const Tensor& t : {Tensor::from_vector(narrow, {3, 2}), Tensor::from_vector(wide, {6})}) {
+    CrossEntropyResult r = xent.forward_backward(logits, t);
+    EXPECT_EQ(bytes_of(r.loss), bytes_of(host.loss));
+    EXPECT_EQ(bytes_of(r.dlogits), bytes_of(host.dlogits));
+    EXPECT_EQ(r.count.to_vector<std::int64_t>()[0], 4);
+  }
+  EXPECT_TRUE(throws_error(
+      [&] {
+        xent.forward(logits, Tensor::from_vector<std::int64_t>({0, 1, 2, 3, 5, 9}, {6}));
+      },
+      {"SoftmaxCrossEntropy::forward", "'targets'", "[0, 5) or ignore_index 9", "targets[4] = 5"}));
+  EXPECT_TRUE(throws_error([&] { xent.forward(logits, Tensor::zeros({6}, DType::Float32)); },
+                           {"'targets'", "int32 or int64", "got dtype float32"}));
+  EXPECT_TRUE(throws_error([&] { xent.forward(logits, Tensor::zeros({5}, DType::Int32)); },
+                           {"'targets'", "6 targets", "got 5 targets"}));
+}
+
+TEST(ModuleErrors, EmbeddingIdTensors) {
+  Embedding embed(7, 3, DType::Float32);
+  const std::vector<unsigned char> params = bytes_of(embed.parameters());
+  EXPECT_TRUE(throws_error(
+      [&] {
+        embed.forward(Tensor::from_vector<std::int64_t>({1, 7}, {2}));
+      },
+      {"Embedding::forward", "'ids'", "ids in [0, 7)", "ids[1] = 7"}));
+  EXPECT_TRUE(throws_error([&] { embed.forward(Tensor::zeros({2}, DType::Float32)); },
+                           {"'ids'", "dtype int32 or int64", "got dtype float32"}));
+  EXPECT_TRUE(throws_error([&] { embed.forward(Tensor::zeros({}, DType::Int32)); },
+                           {"'ids'", "rank >= 1"}));
+  EXPECT_TRUE(throws_error(
+      [&] {
+        embed.backward(Tensor::from_vector<std::int32_t>({1, -2}, {2}),
+                       Tensor::zeros({2, 3}, DType::Float32));
+      },
+      {"Embedding::backward", "ids[1] = -2"}));
+  EXPECT_TRUE(throws_error(
+      [&] {
+        embed.backward(Tensor::zeros({2}, DType::Int32), Tensor::zeros({3, 3}, DType::Float32));
+      },
+      {"'dy'", "shape [2, 3] (ids' shape + [embedding_dim])", "got shape [3, 3]"}));
+  EXPECT_EQ(bytes_of(embed.parameters()), params);
+  EXPECT_EQ(embed.gradients().to_vector<float>(), std::vector<float>(21, 0.0f));
 }
 
 // ---- errors ----
@@ -343,7 +443,8 @@ TEST(ModuleErrors, CrossEntropyArguments) {
         xent.forward(logits, {0, 1});
       },
       {"'targets'", "6 targets (one per row of logits [2, 3, 4])", "got 2"}));
-  EXPECT_TRUE(throws_error([&] { xent.forward(TensorView(), {}); }, {"'logits'", "undefined"}));
+  EXPECT_TRUE(throws_error([&] { xent.forward(TensorView(), std::vector<std::int32_t>{}); },
+                           {"'logits'", "undefined"}));
   EXPECT_TRUE(throws_error(
       [&] {
         xent.forward(Tensor::zeros({2, 0}, DType::Float32), {0, 0});
@@ -414,6 +515,58 @@ TYPED_TEST(ModulesCuda, CrossEntropyParity) {
   const Tolerance wide{tol.eps, tol.factor * 21};  // lse - x cancels |x| <= 20
   EXPECT_TRUE(all_close(g.loss.to_vector<T>(), c.loss.to_vector<T>(), wide));
   EXPECT_TRUE(all_close(g.dlogits.to_vector<T>(), c.dlogits.to_vector<T>(), wide));
+}
+
+TYPED_TEST(ModulesCuda, DeviceIdsAndTargetsMatchTheCpuAndBadOnesGiveNaN) {
+  using T = TypeParam;
+  const DType dt = dtype_of<T>();
+  Random rng(16);
+  const std::int64_t v = 300, e = 8, n = 2000;
+  std::vector<std::int64_t> ids(n);
+  for (auto& id : ids) id = static_cast<std::int64_t>(rng.uniform(0, 1) * 40);
+  EmbeddingOptions o;
+  o.dtype = dt;
+  o.seed = 17;
+  o.padding_idx = 5;
+  Embedding cpu(v, e, o);
+  o.device = kGpu;
+  Embedding gpu(v, e, o);
+  Tensor host_ids = Tensor::from_vector(ids, {50, 40});
+  Tensor dev_ids = host_ids.to(kGpu);
+  Tensor dy = rng.tensor<T>({50, 40, e});
+  EXPECT_EQ(bytes_of(gpu.forward(dev_ids)), bytes_of(cpu.forward(host_ids)));
+  cpu.backward(host_ids, dy);
+  gpu.backward(dev_ids, dy.to(kGpu));
+  EXPECT_EQ(bytes_of(gpu.gradients()), bytes_of(cpu.gradients()));  // the same sums, in order
+
+  Tensor logits = rng.tensor<T>({n, 11});
+  std::vector<std::int32_t> targets(n);
+  for (auto& t : targets) t = static_cast<std::int32_t>(rng.uniform(0, 1) * 11);
+  targets[3] = -100;
+  Tensor host_t = Tensor::from_vector(targets, {n});
+  SoftmaxCrossEntropy xent;
+  CrossEntropyResult c = xent.forward_backward(logits, host_t);
+  CrossEntropyResult g = xent.forward_backward(logits.to(kGpu), host_t.to(kGpu));
+  EXPECT_EQ(g.count.to_vector<std::int64_t>(), c.count.to_vector<std::int64_t>());
+  const Tolerance tol = tolerance_for_depth<T>(static_cast<double>(11 + n));
+  EXPECT_TRUE(all_close(g.loss.to_vector<T>(), c.loss.to_vector<T>(), {tol.eps, tol.factor * 3}));
+
+  // Nothing reads device ids back: a bad one gives NaN, which the loss carries.
+  Tensor bad = Tensor::from_vector<std::int64_t>({1, v, -1}, {3}).to(kGpu);
+  const std::vector<T> rows = gpu.forward(bad).template to_vector<T>();
+  EXPECT_FALSE(std::isnan(rows[0]));
+  EXPECT_TRUE(std::isnan(rows[e]) && std::isnan(rows[2 * e]));
+  const std::vector<unsigned char> before = bytes_of(gpu.gradients());
+  gpu.backward(Tensor::from_vector<std::int64_t>({v + 3, -7}, {2}).to(kGpu),
+               Tensor::zeros({2, e}, dt, kGpu));
+  EXPECT_EQ(bytes_of(gpu.gradients()), before);  // bad ids add nothing
+  Tensor bad_targets = Tensor::from_vector<std::int32_t>({0, 11}, {2}).to(kGpu);
+  CrossEntropyResult nan = xent.forward(Tensor::zeros({2, 11}, dt, kGpu), bad_targets);
+  EXPECT_TRUE(std::isnan(static_cast<double>(nan.loss.to_vector<T>()[0])));
+  EXPECT_TRUE(throws_error([&] { gpu.forward(host_ids); },
+                           {"'ids'", "device cuda:0 (the module's)", "got device cpu"}));
+  EXPECT_TRUE(throws_error([&] { xent.forward(logits.to(kGpu), host_t); },
+                           {"'targets'", "device cuda:0 (the logits')", "got device cpu"}));
 }
 
 TYPED_TEST(ModulesCuda, ErrorsAndStreams) {

@@ -17,7 +17,8 @@
 //     metadata entry of its own: "recur.module.<name>.kind" (Rnn, Embedding, Linear), then
 //     e.g. "recur.module.rnn.hidden_size": "64", "recur.module.rnn.cell": "Lstm" (an Rnn:
 //     cell, input_size, hidden_size, num_layers, bidirectional, connection, bias, dropout,
-//     batch_first, dtype, math; an Embedding: num_embeddings, embedding_dim, dtype; a
+//     batch_first, dtype, math; an Embedding: num_embeddings, embedding_dim, padding_idx
+//     ("none" or the row; files of earlier versions lack it, meaning "none"), dtype; a
 //     Linear: in_features, out_features, bias, dtype);
 //   - each module's parameters under "<name>.<parameter>" ("rnn.weight_ih_l0",
 //     "head.weight"), so that a PyTorch model with the same module names loads them;
@@ -77,6 +78,7 @@ struct TrainingParts {
 struct ModelCheckpointInfo {
   struct EmbeddingConfig {
     std::int64_t num_embeddings = 0, embedding_dim = 0;
+    std::int64_t padding_idx = EmbeddingOptions::kNoPadding;
     DType dtype = DType::Float32;
   };
   struct LinearConfig {

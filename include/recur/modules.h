@@ -1,21 +1,31 @@
 // recur/modules.h: what a language model needs beside the Rnn: an embedding, a linear
 // layer and softmax cross-entropy, on the CPU or a GPU.
 //
-//   recur::Embedding embed(vocab, 64, recur::DType::Float32, device);
+//   recur::EmbeddingOptions eo;
+//   eo.device = device;
+//   eo.padding_idx = 0;                                  // token 0 pads
+//   recur::Embedding embed(vocab, 64, eo);
 //   recur::Linear head(128, vocab, /*bias*/ true, recur::DType::Float32, device);
-//   recur::SoftmaxCrossEntropy xent;
+//   recur::SoftmaxCrossEntropy xent;                     // ignore_index -100
 //
-//   recur::Tensor x = embed.forward(ids, {T, B});        // [T, B, 64]
+//   recur::Tensor ids = recur::Tensor::from_vector(host_ids, {T, B}, device);  // int32
+//   recur::Tensor x = embed.forward(ids);                // [T, B, 64]
 //   recur::ForwardResult r = rnn.forward(x);             // r.y [T, B, 128]
 //   recur::Tensor logits = head.forward(r.y);            // [T, B, vocab]
 //   recur::CrossEntropyResult ce = xent.forward_backward(logits, targets);
 //   recur::Tensor dy = head.backward(r.y, ce.dlogits);   // adds dW, db; returns dJ/d(r.y)
 //   recur::BackwardResult g = rnn.backward(dy);
-//   embed.backward(ids, {T, B}, g.dx);                   // adds d(weight)
+//   embed.backward(ids, g.dx);                           // adds d(weight)
 //   double loss = ce.loss.to_vector<float>()[0];         // the only host wait
 //
-// Token ids and targets are int32 in host memory (recur tensors are float32/float64):
-// each call validates them on the host and uploads them (a synchronous copy on a GPU).
+// Token ids and targets are Int32 or Int64 tensors on the module's (or the logits')
+// device, so a step on a GPU reads nothing back. Ids and targets in host memory are
+// checked there, before anything runs: an id outside [0, V) (a target outside [0, V) and
+// not ignore_index) is a recur::Error naming its position. On a GPU nothing reads them
+// back, so a bad id gives a row of NaN and a bad target a NaN loss: the loss, the
+// gradient norm and the optimizers' non-finite skip (recur/clip.h) see it, and the step
+// is skipped. The overloads taking std::vector<int32_t> check on the host, then upload
+// (a synchronous copy on a GPU).
 //
 // Like Rnn, each module with parameters owns one flat parameter buffer and a gradient
 // buffer of the same layout, with PyTorch's names and shapes ("weight", "bias"), so
@@ -34,6 +44,7 @@
 // were.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -46,9 +57,22 @@
 
 namespace recur {
 
-// PyTorch's nn.Embedding: weight [V, E], initialised from N(0, 1).
+struct EmbeddingOptions {
+  DType dtype = DType::Float32;
+  Device device = Device::cpu();
+  std::uint64_t seed = 0;  // reset_parameters(seed)
+  // PyTorch's padding_idx: a row in [-V, V) (negative counts from the end) that starts at
+  // zero and gets no gradient, so padding tokens contribute nothing; kNoPadding for none.
+  std::int64_t padding_idx = kNoPadding;
+  static constexpr std::int64_t kNoPadding = INT64_MIN;
+};
+
+// PyTorch's nn.Embedding: weight [V, E], initialised from N(0, 1) (the padding row, if
+// any, from zeros).
 class RECUR_API Embedding {
  public:
+  Embedding(std::int64_t num_embeddings, std::int64_t embedding_dim,
+            const EmbeddingOptions& options);
   Embedding(std::int64_t num_embeddings, std::int64_t embedding_dim, DType dtype = DType::Float32,
             Device device = Device::cpu(), std::uint64_t seed = 0);
   ~Embedding();
@@ -59,6 +83,8 @@ class RECUR_API Embedding {
 
   std::int64_t num_embeddings() const;  // V
   std::int64_t embedding_dim() const;   // E
+  // The padding row in [0, V), or EmbeddingOptions::kNoPadding.
+  std::int64_t padding_idx() const;
   DType dtype() const;
   Device device() const;
 
@@ -76,11 +102,17 @@ class RECUR_API Embedding {
   void set_cuda_stream(void* stream);
   void synchronize();
 
-  // ids: numel(shape) ids in [0, V), row-major in `shape` (e.g. [T, B]). Returns the rows
-  // of the weight, shape + [E].
+  // ids: an Int32 or Int64 tensor of rank >= 1 (e.g. [T, B]) on the module's device, at
+  // most 2^31 - 1 of them, each in [0, V) (see the top of this file for bad ids). Returns
+  // the rows of the weight, ids.shape() + [E].
+  Tensor forward(const TensorView& ids);
+  // dy = dJ/d(forward(ids)), ids.shape() + [E]. Adds dJ/dweight into the gradients: row v
+  // gets the sum of dy over the positions of v, in increasing position; the padding row
+  // and bad ids get nothing. Deterministic on both backends (the ids are sorted stably,
+  // then each row sums its own run).
+  void backward(const TensorView& ids, const TensorView& dy);
+  // The same with ids in host memory, row-major in `shape`.
   Tensor forward(const std::vector<std::int32_t>& ids, const Shape& shape);
-  // dy = dJ/d(forward(ids, shape)), shape + [E]. Adds dJ/dweight into the gradients:
-  // row v gets the sum of dy over the positions of v, in increasing position.
   void backward(const std::vector<std::int32_t>& ids, const Shape& shape, const TensorView& dy);
 
  private:
@@ -135,14 +167,14 @@ class RECUR_API Linear {
 
 struct CrossEntropyOptions {
   // Rows whose target is this id count for nothing (PyTorch's ignore_index).
-  std::int32_t ignore_index = -100;
+  std::int64_t ignore_index = -100;
 };
 
+// Each tensor stays on the logits' device until read.
 struct CrossEntropyResult {
-  Tensor loss;             // [1], the mean over counted rows (0 when none counts); stays on the
-                           // logits' device until read
-  Tensor dlogits;          // [..., V] d(loss)/d(logits); undefined from forward()
-  std::int64_t count = 0;  // rows counted (targets != ignore_index)
+  Tensor loss;     // [1], the mean over counted rows (0 when none counts), the logits' dtype
+  Tensor dlogits;  // [..., V] d(loss)/d(logits); undefined from forward()
+  Tensor count;    // [1] Int64: the rows counted (targets != ignore_index)
 };
 
 // PyTorch's nn.CrossEntropyLoss (reduction "mean") over logits [..., V] (the last
@@ -161,13 +193,17 @@ class RECUR_API SoftmaxCrossEntropy {
   void* cuda_stream() const;
   void set_cuda_stream(void* stream);  // nullptr: the legacy default stream
 
-  // logits [..., V] (rank >= 1, float32 or float64, any device), targets: one per row
-  // (numel(logits) / V of them), each in [0, V) or ignore_index. Returns the mean loss
-  // and d(loss)/d(logits). Scratch memory (the targets' device copy, the per-row losses)
-  // is kept for the next call.
+  // logits [..., V] (rank >= 1, float32 or float64, any device); targets: an Int32 or
+  // Int64 tensor on the logits' device with one target per row (numel(logits) / V of
+  // them, in any shape, e.g. [T, B]), each in [0, V) or ignore_index. Returns the mean
+  // loss and d(loss)/d(logits). Scratch memory (the per-row losses) is kept for the next
+  // call.
+  CrossEntropyResult forward_backward(const TensorView& logits, const TensorView& targets);
+  // The loss alone (dlogits undefined).
+  CrossEntropyResult forward(const TensorView& logits, const TensorView& targets);
+  // The same with targets in host memory.
   CrossEntropyResult forward_backward(const TensorView& logits,
                                       const std::vector<std::int32_t>& targets);
-  // The loss alone (dlogits undefined).
   CrossEntropyResult forward(const TensorView& logits, const std::vector<std::int32_t>& targets);
 
  private:

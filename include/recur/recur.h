@@ -9,6 +9,7 @@
 #include "recur/error.h"
 #include "recur/half.h"
 #include "recur/init.h"
+#include "recur/joins.h"
 #include "recur/loss_scale.h"
 #include "recur/lr_schedule.h"
 #include "recur/model_checkpoint.h"

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "../../kernels/convert.h"
+#include "../../kernels/joins.h"
 #include "../../kernels/loss_scale.h"
 #include "../../kernels/nn.h"
 #include "../../kernels/optim.h"
@@ -82,11 +83,16 @@ class Backend final : public CudaBackend {
     kernels::launch_adam_update(a, c, stream);
   }
 
-  void embedding(bool backward, const kernels::EmbeddingArgs<float>& a, void* stream) override {
-    kernels::launch_embedding(backward, a, stream);
+  void embedding(bool backward, const kernels::EmbeddingArgs<float>& a, void* sort_temp,
+                 std::size_t sort_temp_bytes, void* stream) override {
+    kernels::launch_embedding(backward, a, sort_temp, sort_temp_bytes, stream);
   }
-  void embedding(bool backward, const kernels::EmbeddingArgs<double>& a, void* stream) override {
-    kernels::launch_embedding(backward, a, stream);
+  void embedding(bool backward, const kernels::EmbeddingArgs<double>& a, void* sort_temp,
+                 std::size_t sort_temp_bytes, void* stream) override {
+    kernels::launch_embedding(backward, a, sort_temp, sort_temp_bytes, stream);
+  }
+  std::size_t embedding_sort_bytes(std::int64_t rows, std::int64_t vocab) override {
+    return kernels::embedding_sort_bytes(rows, vocab);
   }
   void bias(bool backward, const kernels::BiasArgs<float>& a, void* stream) override {
     kernels::launch_bias(backward, a, stream);
@@ -99,6 +105,33 @@ class Backend final : public CudaBackend {
   }
   void cross_entropy(const kernels::CrossEntropyArgs<double>& a, void* stream) override {
     kernels::launch_cross_entropy(a, stream);
+  }
+  void block_copy(const kernels::BlockCopyArgs<std::uint16_t>& a, void* stream) override {
+    kernels::launch_block_copy(a, stream);
+  }
+  void block_copy(const kernels::BlockCopyArgs<std::uint32_t>& a, void* stream) override {
+    kernels::launch_block_copy(a, stream);
+  }
+  void block_copy(const kernels::BlockCopyArgs<std::uint64_t>& a, void* stream) override {
+    kernels::launch_block_copy(a, stream);
+  }
+  void multiply(const kernels::MultiplyArgs<float>& a, void* stream) override {
+    kernels::launch_multiply(a, stream);
+  }
+  void multiply(const kernels::MultiplyArgs<double>& a, void* stream) override {
+    kernels::launch_multiply(a, stream);
+  }
+  void masked_mean(bool backward, const kernels::MaskedMeanArgs<float>& a, void* stream) override {
+    kernels::launch_masked_mean(backward, a, stream);
+  }
+  void masked_mean(bool backward, const kernels::MaskedMeanArgs<double>& a, void* stream) override {
+    kernels::launch_masked_mean(backward, a, stream);
+  }
+  void argmax(bool count_correct, const kernels::ArgmaxArgs<float>& a, void* stream) override {
+    kernels::launch_argmax(count_correct, a, stream);
+  }
+  void argmax(bool count_correct, const kernels::ArgmaxArgs<double>& a, void* stream) override {
+    kernels::launch_argmax(count_correct, a, stream);
   }
   void* legacy_default_stream() noexcept override { return kernels::legacy_default_stream(); }
 };

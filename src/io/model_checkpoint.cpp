@@ -44,10 +44,20 @@ Fields rnn_fields(const RnnConfig& c) {
           {"math", to_string(c.math)}};
 }
 
+constexpr const char* kNoPadding = "none";
+
 Fields embedding_fields(const Embedding& e) {
+  const std::int64_t padding = e.padding_idx();
   return {{"num_embeddings", std::to_string(e.num_embeddings())},
           {"embedding_dim", std::to_string(e.embedding_dim())},
+          {"padding_idx",
+           padding == EmbeddingOptions::kNoPadding ? kNoPadding : std::to_string(padding)},
           {"dtype", safetensors_dtype(e.dtype())}};
+}
+
+// Fields that checkpoints of earlier versions lack, and what their absence meant.
+const char* absent_meaning(const std::string& field) {
+  return field == "padding_idx" ? kNoPadding : nullptr;
 }
 
 Fields linear_fields(const Linear& l) {
@@ -143,6 +153,13 @@ class Reader {
     const auto it = meta.find(key);
     if (it == meta.end()) fail("no metadata '" + key + "'");
     return it->second;
+  }
+
+  // The text of `key`, or `absent` where the file has no such entry.
+  std::string text_or(const std::string& key, const char* absent) const {
+    const auto& meta = file_.metadata();
+    const auto it = meta.find(key);
+    return it == meta.end() ? std::string(absent) : it->second;
   }
 
   std::int64_t integer(const std::string& key, std::int64_t lo = 0) const {
@@ -242,6 +259,13 @@ ModelCheckpointInfo read_info(const SafetensorsFile& file, Reader& r) {
       ModelCheckpointInfo::EmbeddingConfig e;
       e.num_embeddings = r.integer(key("num_embeddings"), 1);
       e.embedding_dim = r.integer(key("embedding_dim"), 1);
+      if (r.text_or(key("padding_idx"), kNoPadding) != kNoPadding) {
+        e.padding_idx = r.integer(key("padding_idx"), 0);
+        if (e.padding_idx >= e.num_embeddings) {
+          r.fail("metadata '" + key("padding_idx") + "' is not below num_embeddings " +
+                 std::to_string(e.num_embeddings));
+        }
+      }
       e.dtype = r.choice(key("dtype"), kDTypes, dtype_name);
       info.embeddings.emplace_back(name, e);
     } else if (kind == "Linear") {
@@ -340,7 +364,9 @@ ModelCheckpointInfo load_model_checkpoint(const std::string& path, const ModelPa
              " in the checkpoint");
     }
     for (const auto& [field, value] : p.fields) {
-      const std::string& saved = r.text(module_key(p.name, field));
+      const char* absent = absent_meaning(field);
+      const std::string saved = absent != nullptr ? r.text_or(module_key(p.name, field), absent)
+                                                  : r.text(module_key(p.name, field));
       if (saved != value) {
         r.fail("module '" + p.name + "': " + field + " is " + detail::quote_name(saved) +
                " in the checkpoint, " + value + " in the model");

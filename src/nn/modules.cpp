@@ -12,6 +12,8 @@
 #include "../kernels/nn.cuh"
 #include "cuda_backend.h"
 #include "float_dispatch.h"
+#include "functor_loop.h"
+#include "index_checks.h"
 #include "live.h"
 #include "memory.h"
 #include "ops.h"
@@ -22,6 +24,7 @@
 namespace recur {
 namespace {
 
+using detail::cpu_loop;
 using detail::Gemm;
 using detail::Ops;
 using detail::Trans;
@@ -58,63 +61,6 @@ void check_tensor(const std::string& where, const char* name, const TensorView& 
   }
 }
 
-// int32 arrays in the memory of a device, grown on demand; on the CPU the host array
-// itself is used.
-class IntBuffer {
- public:
-  explicit IntBuffer(Device device) : device_(device) {}
-  ~IntBuffer() { detail::deallocate(device_, ptr_); }
-  IntBuffer(const IntBuffer&) = delete;
-  IntBuffer& operator=(const IntBuffer&) = delete;
-
-  const std::int32_t* upload(const std::vector<std::int32_t>& host) {
-    if (device_.is_cpu() || host.empty()) return host.data();
-    const std::size_t bytes = host.size() * sizeof(std::int32_t);
-    // copy_bytes is synchronous and first waits for all queued work, so no kernel still
-    // reads the old contents (or the old allocation, freed after the copy).
-    if (bytes > capacity_) {
-      void* fresh = detail::allocate(device_, bytes);
-      try {
-        detail::copy_bytes(fresh, device_, host.data(), Device::cpu(), bytes);
-      } catch (...) {
-        detail::deallocate(device_, fresh);
-        throw;
-      }
-      detail::deallocate(device_, ptr_);
-      ptr_ = fresh;
-      capacity_ = bytes;
-    } else {
-      detail::copy_bytes(ptr_, device_, host.data(), Device::cpu(), bytes);
-    }
-    return static_cast<const std::int32_t*>(ptr_);
-  }
-
- private:
-  Device device_;
-  void* ptr_ = nullptr;
-  std::size_t capacity_ = 0;
-};
-
-// Runs functor F over [0, n) on the args' device.
-template <class F, class Args>
-void cpu_loop(std::int64_t n, const Args& args) {
-  const F f{};
-  for (std::int64_t i = 0; i < n; ++i) f(i, args);
-}
-
-template <typename T>
-void run_embedding(Device device, bool backward, const kernels::EmbeddingArgs<T>& a, void* stream) {
-  if (device.is_cpu()) {
-    if (backward) {
-      cpu_loop<kernels::EmbeddingBackward<T>>(a.unique * a.dim, a);
-    } else {
-      cpu_loop<kernels::EmbeddingForward<T>>(a.rows * a.dim, a);
-    }
-    return;
-  }
-  detail::require_cuda_backend("Embedding").embedding(backward, a, stream);
-}
-
 template <typename T>
 void run_bias(Device device, bool backward, const kernels::BiasArgs<T>& a, void* stream) {
   if (device.is_cpu()) {
@@ -131,6 +77,8 @@ void run_bias(Device device, bool backward, const kernels::BiasArgs<T>& a, void*
 template <typename T>
 void run_cross_entropy(Device device, const kernels::CrossEntropyArgs<T>& a, void* stream) {
   if (device.is_cpu()) {
+    cpu_loop<kernels::CrossEntropyClear<T>>(1, a);
+    cpu_loop<kernels::CrossEntropyCount<T>>(a.rows, a);
     cpu_loop<kernels::CrossEntropyRows<T>>(a.rows, a);
     cpu_loop<kernels::CrossEntropyMean<T>>(1, a);
     return;
@@ -259,56 +207,142 @@ class ModuleCore {
 // ---- Embedding ----
 
 struct Embedding::Impl {
-  Impl(std::int64_t v, std::int64_t e, DType dtype, Device device)
+  Impl(std::int64_t v, std::int64_t e, std::int64_t padding, DType dtype, Device device)
       : vocab(v),
         dim(e),
+        padding_idx(padding),
         core("Embedding", {{"weight", {v, e}, 0}}, detail::size_product("Embedding", v, e, 0),
-             dtype, device),
-        ids(device),
-        csr(device) {}
+             dtype, device) {}
 
-  // Checks ids against shape and the vocabulary; returns their count.
-  std::int64_t check_ids(const char* fn, const std::vector<std::int32_t>& values,
-                         const Shape& shape) const {
+  // Checks ids (an integer tensor on the module's device; on the host, their values too);
+  // returns their count.
+  std::int64_t check_ids(const std::string& where, const TensorView& ids) const {
+    detail::expect_indices(where, "ids", ids);
+    if (ids.device() != core.device()) {
+      throw Error(where, "ids", "device " + core.device().str() + " (the module's)",
+                  "device " + ids.device().str());
+    }
+    if (ids.dim() < 1) throw Error(where, "ids", "rank >= 1, e.g. [T, B]", "rank 0 []");
+    const std::int64_t n = ids.numel();
+    if (n > INT_MAX) throw Error(where, "ids", "at most 2^31 - 1 ids", to_string(ids.shape()));
+    if (ids.device().is_cpu()) {
+      detail::check_index_range(where, "ids", ids, 0, vocab,
+                                "ids in [0, " + std::to_string(vocab) + ") (num_embeddings " +
+                                    std::to_string(vocab) + ")");
+    }
+    return n;
+  }
+
+  // Host ids in `shape`, checked (shape, count, values) and copied into a tensor on the
+  // module's device.
+  Tensor upload(const char* fn, const std::vector<std::int32_t>& values, const Shape& shape) const {
     const std::string where = std::string("Embedding::") + fn;
     if (shape.empty()) throw Error(where, "shape", "rank >= 1, e.g. [T, B]", "rank 0 []");
     for (std::int64_t d : shape) {
       if (d < 0) throw Error(where, "shape", "non-negative sizes", to_string(shape));
     }
     const std::int64_t n = numel(shape);
-    if (n > INT_MAX) throw Error(where, "shape", "at most 2^31 - 1 ids", to_string(shape));
     if (static_cast<std::int64_t>(values.size()) != n) {
       throw Error(where, "ids", std::to_string(n) + " ids (shape " + to_string(shape) + ")",
                   std::to_string(values.size()) + " ids");
     }
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      if (values[i] < 0 || values[i] >= vocab) {
-        throw Error(where, "ids",
-                    "ids in [0, " + std::to_string(vocab) + ") (num_embeddings " +
-                        std::to_string(vocab) + ")",
-                    "ids[" + std::to_string(i) + "] = " + std::to_string(values[i]));
-      }
-    }
-    return n;
+    Tensor host = Tensor::from_vector(values, shape);
+    check_ids(where, host);
+    return core.device().is_cpu() ? std::move(host) : host.to(core.device());
   }
 
-  std::int64_t vocab, dim;
+  template <typename T>
+  kernels::EmbeddingArgs<T> args(const TensorView& ids) const {
+    kernels::EmbeddingArgs<T> a;
+    a.rows = ids.numel();
+    a.dim = dim;
+    a.vocab = vocab;
+    a.padding_idx = padding_idx == EmbeddingOptions::kNoPadding ? -1 : padding_idx;
+    a.ids = detail::index_array(ids);
+    return a;
+  }
+
+  // Embedding's backward: the sort of (id, position) pairs, then the runs' sums.
+  template <typename T>
+  void run_backward(kernels::EmbeddingArgs<T> a) {
+    const auto n = static_cast<std::size_t>(a.rows);
+    if (core.device().is_cpu()) {
+      std::vector<std::int32_t> keys_in(n), positions_in(n), keys(n), positions(n);
+      a.keys_in = keys_in.data();
+      a.positions_in = positions_in.data();
+      cpu_loop<kernels::EmbeddingKeys<T>>(a.rows, a);
+      // Sorting the (key, position) pairs is a stable sort by key, as the GPU's radix sort.
+      std::vector<std::pair<std::int32_t, std::int32_t>> order(n);
+      for (std::size_t i = 0; i < n; ++i) order[i] = {keys_in[i], positions_in[i]};
+      std::sort(order.begin(), order.end());
+      for (std::size_t i = 0; i < n; ++i) {
+        keys[i] = order[i].first;
+        positions[i] = order[i].second;
+      }
+      a.keys = keys.data();
+      a.positions = positions.data();
+      cpu_loop<kernels::EmbeddingBackward<T>>(a.rows * a.dim, a);
+      return;
+    }
+    detail::CudaBackend& cuda = detail::require_cuda_backend("Embedding::backward");
+    const std::size_t sort_bytes = cuda.embedding_sort_bytes(a.rows, a.vocab);
+    // [keys_in | positions_in | keys | positions | the sort's own], 256-byte aligned.
+    const std::size_t array_bytes = (n * sizeof(std::int32_t) + 255) / 256 * 256;
+    const std::size_t bytes = 4 * array_bytes + sort_bytes;
+    if (scratch.nbytes() < bytes) {
+      if (scratch.defined()) synchronize_device(core.device());  // nothing still reads it
+      scratch = Tensor();
+      scratch =
+          Tensor::empty({static_cast<std::int64_t>((bytes + 7) / 8)}, DType::Int64, core.device());
+    }
+    auto* base = static_cast<unsigned char*>(scratch.data());
+    a.keys_in = reinterpret_cast<std::int32_t*>(base);
+    a.positions_in = reinterpret_cast<std::int32_t*>(base + array_bytes);
+    a.keys = reinterpret_cast<std::int32_t*>(base + 2 * array_bytes);
+    a.positions = reinterpret_cast<std::int32_t*>(base + 3 * array_bytes);
+    cuda.embedding(true, a, base + 4 * array_bytes, sort_bytes, core.stream());
+  }
+
+  std::int64_t vocab, dim, padding_idx;
   detail::ModuleCore core;
-  IntBuffer ids, csr;
+  Tensor scratch;  // a GPU backward's sort, kept for the next call
 };
 
+namespace {
+
+// padding_idx in [-V, V), made non-negative; kNoPadding stays.
+std::int64_t padding_row(std::int64_t padding_idx, std::int64_t vocab) {
+  if (padding_idx == EmbeddingOptions::kNoPadding) return padding_idx;
+  if (padding_idx < -vocab || padding_idx >= vocab) {
+    throw Error("Embedding", "options.padding_idx",
+                "a row in [" + std::to_string(-vocab) + ", " + std::to_string(vocab) +
+                    ") or EmbeddingOptions::kNoPadding",
+                std::to_string(padding_idx));
+  }
+  return padding_idx < 0 ? padding_idx + vocab : padding_idx;
+}
+
+}  // namespace
+
 Embedding::Embedding(std::int64_t num_embeddings, std::int64_t embedding_dim, DType dtype,
-                     Device device, std::uint64_t seed) {
-  if (num_embeddings < 1) {
-    throw Error("Embedding", "num_embeddings", ">= 1", std::to_string(num_embeddings));
+                     Device device, std::uint64_t seed)
+    : Embedding(num_embeddings, embedding_dim, EmbeddingOptions{dtype, device, seed}) {}
+
+Embedding::Embedding(std::int64_t num_embeddings, std::int64_t embedding_dim,
+                     const EmbeddingOptions& options) {
+  // Ids are sorted as int32 keys, with num_embeddings itself the key of a bad id.
+  if (num_embeddings < 1 || num_embeddings >= INT_MAX) {
+    throw Error("Embedding", "num_embeddings", ">= 1 and < 2^31 - 1",
+                std::to_string(num_embeddings));
   }
   if (embedding_dim < 1) {
     throw Error("Embedding", "embedding_dim", ">= 1", std::to_string(embedding_dim));
   }
-  impl_ = std::make_unique<Impl>(num_embeddings, embedding_dim, dtype, device);
-  reset_parameters(seed);
+  impl_ = std::make_unique<Impl>(num_embeddings, embedding_dim,
+                                 padding_row(options.padding_idx, num_embeddings), options.dtype,
+                                 options.device);
+  reset_parameters(options.seed);
 }
-
 Embedding::~Embedding() = default;
 Embedding::Embedding(Embedding&&) noexcept = default;
 Embedding& Embedding::operator=(Embedding&&) noexcept = default;
@@ -318,6 +352,9 @@ std::int64_t Embedding::num_embeddings() const {
 }
 std::int64_t Embedding::embedding_dim() const {
   return detail::live(impl_, "Embedding", "Embedding::embedding_dim").dim;
+}
+std::int64_t Embedding::padding_idx() const {
+  return detail::live(impl_, "Embedding", "Embedding::padding_idx").padding_idx;
 }
 DType Embedding::dtype() const {
   return detail::live(impl_, "Embedding", "Embedding::dtype").core.dtype();
@@ -364,78 +401,68 @@ void Embedding::reset_parameters(std::uint64_t seed) {
   const Impl& m = detail::live(impl_, "Embedding", "Embedding::reset_parameters");
   std::vector<double> w(static_cast<std::size_t>(m.vocab * m.dim));
   for (double& x : w) x = rng.normal();
+  if (m.padding_idx != EmbeddingOptions::kNoPadding) {
+    std::fill_n(w.begin() + m.padding_idx * m.dim, m.dim, 0.0);
+  }
   fill_from(parameters(), w);
 }
 
-Tensor Embedding::forward(const std::vector<std::int32_t>& ids, const Shape& shape) {
+Tensor Embedding::forward(const TensorView& ids) {
   Impl& m = detail::live(impl_, "Embedding", "Embedding::forward");
-  const std::int64_t n = m.check_ids("forward", ids, shape);
-  Shape out_shape = shape;
+  const std::int64_t n = m.check_ids("Embedding::forward", ids);
+  Shape out_shape = ids.shape();
   out_shape.push_back(m.dim);
   Tensor out = Tensor::empty(out_shape, dtype(), device());
   if (n == 0) return out;
   detail::with_float_type(dtype(), [&](auto zero) {
     using T = decltype(zero);
     detail::OpsScope<T> scope(m.core.ops<T>());
-    kernels::EmbeddingArgs<T> a;
-    a.rows = n;
-    a.dim = m.dim;
-    a.ids = m.ids.upload(ids);
+    kernels::EmbeddingArgs<T> a = m.args<T>(ids);
     a.weight = parameters().data_as<T>();
     a.out = out.data_as<T>();
-    run_embedding(device(), false, a, m.core.stream());
+    if (device().is_cpu()) {
+      cpu_loop<kernels::EmbeddingForward<T>>(a.rows * a.dim, a);
+    } else {
+      detail::require_cuda_backend("Embedding::forward")
+          .embedding(false, a, nullptr, 0, m.core.stream());
+    }
   });
   return out;
 }
 
-void Embedding::backward(const std::vector<std::int32_t>& ids, const Shape& shape,
-                         const TensorView& dy) {
+void Embedding::backward(const TensorView& ids, const TensorView& dy) {
   Impl& m = detail::live(impl_, "Embedding", "Embedding::backward");
   const char* where = "Embedding::backward";
-  const std::int64_t n = m.check_ids("backward", ids, shape);
+  const std::int64_t n = m.check_ids(where, ids);
   check_tensor(where, "dy", dy, dtype(), device());
-  Shape want = shape;
+  Shape want = ids.shape();
   want.push_back(m.dim);
   if (dy.shape() != want) {
     throw Error(where, "dy", "shape " + to_string(want) + " (ids' shape + [embedding_dim])",
                 "shape " + to_string(dy.shape()));
   }
   if (n == 0) return;
-  // The positions of each id, grouped by id and increasing within a group (a CSR), so
-  // that one index owns one (id, column) and sums in a fixed order.
-  std::vector<std::pair<std::int32_t, std::int32_t>> order(static_cast<std::size_t>(n));
-  for (std::int32_t p = 0; p < static_cast<std::int32_t>(n); ++p) order[p] = {ids[p], p};
-  std::sort(order.begin(), order.end());
-  std::vector<std::int32_t> unique_ids, start;
-  for (std::size_t i = 0; i < order.size(); ++i) {
-    if (i == 0 || order[i].first != order[i - 1].first) {
-      unique_ids.push_back(order[i].first);
-      start.push_back(static_cast<std::int32_t>(i));
-    }
-  }
-  start.push_back(static_cast<std::int32_t>(n));
-  const std::size_t u = unique_ids.size();
-  std::vector<std::int32_t> table;  // [unique_ids (U) | start (U + 1) | positions (N)]
-  table.reserve(2 * u + 1 + order.size());
-  table.insert(table.end(), unique_ids.begin(), unique_ids.end());
-  table.insert(table.end(), start.begin(), start.end());
-  for (const auto& entry : order) table.push_back(entry.second);
-
   detail::with_float_type(dtype(), [&](auto zero) {
     using T = decltype(zero);
     detail::OpsScope<T> scope(m.core.ops<T>());
-    const std::int32_t* t = m.csr.upload(table);
-    kernels::EmbeddingArgs<T> a;
-    a.rows = n;
-    a.dim = m.dim;
-    a.unique = static_cast<std::int64_t>(u);
-    a.unique_ids = t;
-    a.start = t + u;
-    a.positions = t + 2 * u + 1;
+    kernels::EmbeddingArgs<T> a = m.args<T>(ids);
     a.dy = dy.data_as<T>();
     a.dweight = gradients().data_as<T>();
-    run_embedding(device(), true, a, m.core.stream());
+    m.run_backward(a);
   });
+}
+
+Tensor Embedding::forward(const std::vector<std::int32_t>& ids, const Shape& shape) {
+  const Tensor t =
+      detail::live(impl_, "Embedding", "Embedding::forward").upload("forward", ids, shape);
+  return forward(t.view());
+}
+
+void Embedding::backward(const std::vector<std::int32_t>& ids, const Shape& shape,
+                         const TensorView& dy) {
+  const Tensor t =
+      detail::live(impl_, "Embedding", "Embedding::backward").upload("backward", ids, shape);
+  backward(t.view(), dy);
 }
 
 // ---- Linear ----
@@ -620,16 +647,21 @@ Tensor Linear::backward(const TensorView& x, const TensorView& dy) {
 // ---- SoftmaxCrossEntropy ----
 
 struct SoftmaxCrossEntropy::Impl {
-  CrossEntropyResult run(const char* where, const TensorView& logits,
-                         const std::vector<std::int32_t>& targets, bool gradient);
+  CrossEntropyResult run(const char* where, const TensorView& logits, const TensorView& targets,
+                         bool gradient);
+  // Checks logits; returns their rows.
+  std::int64_t check_logits(const char* where, const TensorView& logits) const;
+  // Host targets, checked, in a tensor on the logits' device.
+  Tensor upload(const char* where, const TensorView& logits,
+                const std::vector<std::int32_t>& targets) const;
+  std::string expected_targets(std::int64_t classes) const {
+    return "classes in [0, " + std::to_string(classes) + ") or ignore_index " +
+           std::to_string(options.ignore_index);
+  }
 
   CrossEntropyOptions options;
   void* stream = nullptr;
-  // Scratch kept between calls (freeing device memory under running kernels is not
-  // allowed); rebuilt when the device changes.
-  Device device;
-  std::unique_ptr<IntBuffer> target_buffer;
-  Tensor row_loss;
+  Tensor row_loss;  // scratch kept between calls (freeing it under running kernels is not allowed)
 };
 
 SoftmaxCrossEntropy::SoftmaxCrossEntropy(const CrossEntropyOptions& options)
@@ -652,20 +684,35 @@ void SoftmaxCrossEntropy::set_cuda_stream(void* stream) {
 }
 
 CrossEntropyResult SoftmaxCrossEntropy::forward_backward(const TensorView& logits,
-                                                         const std::vector<std::int32_t>& targets) {
+                                                         const TensorView& targets) {
   return detail::live(impl_, "SoftmaxCrossEntropy", "SoftmaxCrossEntropy::forward_backward")
       .run("SoftmaxCrossEntropy::forward_backward", logits, targets, true);
 }
 
 CrossEntropyResult SoftmaxCrossEntropy::forward(const TensorView& logits,
-                                                const std::vector<std::int32_t>& targets) {
+                                                const TensorView& targets) {
   return detail::live(impl_, "SoftmaxCrossEntropy", "SoftmaxCrossEntropy::forward")
       .run("SoftmaxCrossEntropy::forward", logits, targets, false);
 }
 
-CrossEntropyResult SoftmaxCrossEntropy::Impl::run(const char* where, const TensorView& logits,
-                                                  const std::vector<std::int32_t>& targets,
-                                                  bool gradient) {
+CrossEntropyResult SoftmaxCrossEntropy::forward_backward(const TensorView& logits,
+                                                         const std::vector<std::int32_t>& targets) {
+  const char* where = "SoftmaxCrossEntropy::forward_backward";
+  Impl& m = detail::live(impl_, "SoftmaxCrossEntropy", where);
+  const Tensor t = m.upload(where, logits, targets);
+  return m.run(where, logits, t.view(), true);
+}
+
+CrossEntropyResult SoftmaxCrossEntropy::forward(const TensorView& logits,
+                                                const std::vector<std::int32_t>& targets) {
+  const char* where = "SoftmaxCrossEntropy::forward";
+  Impl& m = detail::live(impl_, "SoftmaxCrossEntropy", where);
+  const Tensor t = m.upload(where, logits, targets);
+  return m.run(where, logits, t.view(), false);
+}
+
+std::int64_t SoftmaxCrossEntropy::Impl::check_logits(const char* where,
+                                                     const TensorView& logits) const {
   if (!logits.defined()) throw Error(where, "logits", "a defined tensor", "an undefined view");
   if (logits.dtype() != DType::Float32 && logits.dtype() != DType::Float64) {
     throw Error(where, "logits", "dtype float32 or float64",
@@ -676,44 +723,57 @@ CrossEntropyResult SoftmaxCrossEntropy::Impl::run(const char* where, const Tenso
                 "shape " + to_string(logits.shape()));
   }
   check_device(where, logits.device());
-  const std::int64_t classes = logits.shape().back();
-  const std::int64_t rows = logits.numel() / classes;
-  if (rows > INT_MAX)
+  const std::int64_t rows = logits.numel() / logits.shape().back();
+  if (rows > INT_MAX) {
     throw Error(where, "logits", "at most 2^31 - 1 rows", to_string(logits.shape()));
+  }
+  return rows;
+}
+
+Tensor SoftmaxCrossEntropy::Impl::upload(const char* where, const TensorView& logits,
+                                         const std::vector<std::int32_t>& targets) const {
+  const std::int64_t rows = check_logits(where, logits);
   if (static_cast<std::int64_t>(targets.size()) != rows) {
     throw Error(
         where, "targets",
         std::to_string(rows) + " targets (one per row of logits " + to_string(logits.shape()) + ")",
         std::to_string(targets.size()) + " targets");
   }
-  std::int64_t count = 0;
-  for (std::size_t i = 0; i < targets.size(); ++i) {
-    const std::int32_t t = targets[i];
-    if (t == options.ignore_index) continue;
-    if (t < 0 || t >= classes) {
-      throw Error(where, "targets",
-                  "classes in [0, " + std::to_string(classes) + ") or ignore_index " +
-                      std::to_string(options.ignore_index),
-                  "targets[" + std::to_string(i) + "] = " + std::to_string(t));
-    }
-    ++count;
+  Tensor host = Tensor::from_vector(targets, {rows});
+  detail::check_index_range(where, "targets", host, 0, logits.shape().back(),
+                            expected_targets(logits.shape().back()), &options.ignore_index);
+  return logits.device().is_cpu() ? std::move(host) : host.to(logits.device());
+}
+
+CrossEntropyResult SoftmaxCrossEntropy::Impl::run(const char* where, const TensorView& logits,
+                                                  const TensorView& targets, bool gradient) {
+  const std::int64_t rows = check_logits(where, logits);
+  const std::int64_t classes = logits.shape().back();
+  const Device dev = logits.device();
+  detail::expect_indices(where, "targets", targets);
+  if (targets.device() != dev) {
+    throw Error(where, "targets", "device " + dev.str() + " (the logits')",
+                "device " + targets.device().str());
+  }
+  if (targets.numel() != rows) {
+    throw Error(
+        where, "targets",
+        std::to_string(rows) + " targets (one per row of logits " + to_string(logits.shape()) + ")",
+        std::to_string(targets.numel()) + " targets");
+  }
+  if (dev.is_cpu()) {
+    detail::check_index_range(where, "targets", targets, 0, classes, expected_targets(classes),
+                              &options.ignore_index);
   }
 
-  const Device dev = logits.device();
   CrossEntropyResult result;
-  result.count = count;
   result.loss = Tensor::empty({1}, logits.dtype(), dev);
+  result.count = Tensor::empty({1}, DType::Int64, dev);
   if (gradient) result.dlogits = Tensor::empty(logits.shape(), logits.dtype(), dev);
-  if (!target_buffer || device != dev) {
-    if (device.is_cuda()) synchronize_device(device);
-    target_buffer = std::make_unique<IntBuffer>(dev);
+  if (!row_loss.defined() || row_loss.dtype() != logits.dtype() || row_loss.device() != dev ||
+      row_loss.numel() < rows) {
+    if (row_loss.defined() && row_loss.device().is_cuda()) synchronize_device(row_loss.device());
     row_loss = Tensor();
-    device = dev;
-  }
-  // The upload waits for the device first (on a GPU), so the old row_loss is free to go.
-  const std::int32_t* device_targets = target_buffer->upload(targets);
-  if (!row_loss.defined() || row_loss.dtype() != logits.dtype() || row_loss.numel() < rows) {
-    if (dev.is_cuda()) synchronize_device(dev);
     row_loss = Tensor::empty({std::max<std::int64_t>(rows, 1)}, logits.dtype(), dev);
   }
   detail::with_float_type(logits.dtype(), [&](auto zero) {
@@ -722,9 +782,9 @@ CrossEntropyResult SoftmaxCrossEntropy::Impl::run(const char* where, const Tenso
     a.rows = rows;
     a.classes = classes;
     a.logits = logits.data_as<T>();
-    a.targets = device_targets;
+    a.targets = detail::index_array(targets);
     a.ignore_index = options.ignore_index;
-    a.scale = count > 0 ? T(1.0 / static_cast<double>(count)) : T(0);
+    a.count = result.count.data_as<std::int64_t>();
     a.row_loss = row_loss.data_as<T>();
     a.dlogits = gradient ? result.dlogits.data_as<T>() : nullptr;
     a.loss = result.loss.data_as<T>();
