@@ -31,14 +31,39 @@ void apply(const char* what, std::int64_t n, const Args& args, void* stream) {
   check_launch(what);
 }
 
-}  // namespace
-
 // The key bits the sort must look at: enough for keys in [0, vocab].
 int key_bits(std::int64_t vocab) {
   int bits = 1;
   while (bits < 31 && (std::int64_t{1} << bits) <= vocab) ++bits;
   return bits;
 }
+
+// One block of `lanes` threads per row (kernels/nn.cuh): each thread gathers its part's
+// statistics, the block merges them in the CPU's tree order, then writes the row.
+template <typename T>
+__global__ void __launch_bounds__(kCrossEntropyMaxLanes)
+    cross_entropy_rows_kernel(CrossEntropyArgs<T> a) {
+  __shared__ SoftmaxStats<T> part[kCrossEntropyMaxLanes];
+  const int lanes = static_cast<int>(blockDim.x), k = static_cast<int>(threadIdx.x);
+  for (std::int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+    const T* x = a.logits + r * a.classes;
+    part[k] = lane_stats(x, a.classes, k, lanes);
+    __syncthreads();
+    for (int stride = lanes / 2; stride > 0; stride /= 2) {
+      if (k < stride) part[k] = merge(part[k], part[k + stride]);
+      __syncthreads();
+    }
+    const CrossEntropyRow<T> row(a, r, part[0]);
+    if (k == 0) a.row_loss[r] = row.loss(x);
+    if (a.dlogits != nullptr) {
+      T* d = a.dlogits + r * a.classes;
+      for (std::int64_t j = k; j < a.classes; j += lanes) d[j] = row.grad(x, j);
+    }
+    __syncthreads();  // part[0] is read before the next row overwrites it
+  }
+}
+
+}  // namespace
 
 std::size_t embedding_sort_bytes(std::int64_t rows, std::int64_t vocab) {
   std::size_t bytes = 0;
@@ -82,7 +107,12 @@ template <typename T>
 void launch_cross_entropy(const CrossEntropyArgs<T>& args, void* stream) {
   apply<CrossEntropyClear<T>>("CrossEntropyClear", 1, args, stream);
   apply<CrossEntropyCount<T>>("CrossEntropyCount", args.rows, args, stream);
-  apply<CrossEntropyRows<T>>("CrossEntropyRows", args.rows, args, stream);
+  if (args.rows > 0) {
+    const auto blocks = static_cast<unsigned>(args.rows < 65536 ? args.rows : 65536);
+    cross_entropy_rows_kernel<T>
+        <<<blocks, cross_entropy_lanes(args.classes), 0, static_cast<cudaStream_t>(stream)>>>(args);
+    check_launch("cross_entropy_rows_kernel");
+  }
   apply<CrossEntropyMean<T>>("CrossEntropyMean", 1, args, stream);
 }
 

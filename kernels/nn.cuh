@@ -141,39 +141,82 @@ struct CrossEntropyCount {
   }
 };
 
-// n = rows: one index per row, three passes over it (max, sum of exp, outputs).
+// A row is cut into `lanes` interleaved parts (part k: classes k, k + lanes, ...); each
+// part's softmax statistics are gathered in one pass, then merged pairwise in a fixed
+// tree (lanes/2, lanes/4, ... 1), then the outputs are written. A GPU runs one block per
+// row with a thread per lane (kernels/nn.cu), the CPU the same parts and the same tree in
+// loops: the same additions in the same order on both, whatever the vocabulary, and only
+// two reads of the logits and one write of dlogits per row.
+constexpr int kCrossEntropyMaxLanes = 256;
+
+// The lanes for V classes: a power of two in [32, 256], about V / 16 (so a small
+// vocabulary does not pay for 256 empty parts).
+inline int cross_entropy_lanes(std::int64_t classes) {
+  int lanes = 32;
+  while (lanes < kCrossEntropyMaxLanes && lanes * std::int64_t{16} < classes) lanes *= 2;
+  return lanes;
+}
+
+// The largest value m of a part of a row, and the sum s of exp(x - m) over it; s = 0 for
+// an empty part (a non-empty one has s >= 1). NaN propagates into s.
 template <typename T>
-struct CrossEntropyRows {
-  RECUR_HD void operator()(std::int64_t r, const CrossEntropyArgs<T>& a) const {
-    const T* x = a.logits + r * a.classes;
-    T* d = a.dlogits != nullptr ? a.dlogits + r * a.classes : nullptr;
-    const std::int64_t t = a.targets[r];
-    if (t == a.ignore_index) {
-      a.row_loss[r] = T(0);
-      if (d != nullptr) {
-        for (std::int64_t j = 0; j < a.classes; ++j) d[j] = T(0);
-      }
+struct SoftmaxStats {  // trivial, so that a GPU block keeps them in shared memory
+  T m;
+  T s;
+};
+
+template <typename T>
+RECUR_HD SoftmaxStats<T> merge(const SoftmaxStats<T>& a, const SoftmaxStats<T>& b) {
+  if (b.s == T(0)) return a;
+  if (a.s == T(0)) return b;
+  const T m = a.m > b.m ? a.m : b.m;
+  return {m, a.s * exp_(a.m - m) + b.s * exp_(b.m - m)};
+}
+
+// One pass over part `lane` of row x (online: the running sum is rescaled when the
+// largest value grows).
+template <typename T>
+RECUR_HD SoftmaxStats<T> lane_stats(const T* x, std::int64_t classes, int lane, int lanes) {
+  SoftmaxStats<T> st{T(0), T(0)};
+  for (std::int64_t j = lane; j < classes; j += lanes) {
+    if (st.s == T(0)) {
+      st = {x[j], T(1)};
+    } else if (x[j] > st.m) {
+      st.s = st.s * exp_(st.m - x[j]) + T(1);
+      st.m = x[j];
+    } else {
+      st.s += exp_(x[j] - st.m);
+    }
+  }
+  return st;
+}
+
+// What writing row r's outputs needs, once its statistics are merged.
+template <typename T>
+struct CrossEntropyRow {
+  std::int64_t target = 0;
+  bool counted = false;  // false: ignored (zeros) or a bad target (NaN)
+  T fill = T(0);         // what an uncounted row's outputs hold
+  T lse = T(0);          // log sum exp of the row, without overflow
+  T scale = T(0);
+
+  RECUR_HD CrossEntropyRow(const CrossEntropyArgs<T>& a, std::int64_t r,
+                           const SoftmaxStats<T>& all) {
+    target = a.targets[r];
+    if (target == a.ignore_index) return;
+    if (target < 0 || target >= a.classes) {  // a bad target on a GPU: the loss says so
+      fill = static_cast<T>(NAN);
       return;
     }
-    if (t < 0 || t >= a.classes) {  // a bad target on a GPU: the loss says so
-      a.row_loss[r] = static_cast<T>(NAN);
-      if (d != nullptr) {
-        for (std::int64_t j = 0; j < a.classes; ++j) d[j] = static_cast<T>(NAN);
-      }
-      return;
-    }
-    const T scale = mean_scale<T>(*a.count);
-    T m = x[0];
-    for (std::int64_t j = 1; j < a.classes; ++j) m = x[j] > m ? x[j] : m;
-    T sum = T(0);
-    for (std::int64_t j = 0; j < a.classes; ++j) sum += exp_(x[j] - m);
-    const T lse = m + log_(sum);  // log sum exp, without overflow
-    a.row_loss[r] = lse - x[t];
-    if (d != nullptr) {
-      for (std::int64_t j = 0; j < a.classes; ++j) {
-        d[j] = (exp_(x[j] - lse) - (j == t ? T(1) : T(0))) * scale;
-      }
-    }
+    counted = true;
+    lse = all.m + log_(all.s);
+    scale = mean_scale<T>(*a.count);
+  }
+  // -log softmax(x)[target], or the fill.
+  RECUR_HD T loss(const T* x) const { return counted ? lse - x[target] : fill; }
+  // dlogits[j] = (softmax - onehot) * scale, or the fill.
+  RECUR_HD T grad(const T* x, std::int64_t j) const {
+    return counted ? (exp_(x[j] - lse) - (j == target ? T(1) : T(0))) * scale : fill;
   }
 };
 

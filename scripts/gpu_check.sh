@@ -49,7 +49,7 @@ limited() {  # limited SECONDS CMD...: runs CMD, killed after SECONDS; 124 means
 }
 
 # The test binaries that run CUDA code; the others run in CI on every commit.
-cuda_tests="test_parity_cuda test_loss_scale test_in_flight test_param_groups test_init test_clip test_optim test_modules test_diagnostics test_errors test_tensor"
+cuda_tests="test_parity_cuda test_loss_scale test_in_flight test_param_groups test_init test_clip test_optim test_modules test_joins test_diagnostics test_errors test_tensor"
 if [ "${RECUR_GPU_ALL_TESTS:-0}" = 1 ]; then
   cuda_tests=$(cd "$build/tests" && ls test_*)
 fi
@@ -73,6 +73,12 @@ if stage tests "$tests_s"; then
   done
   grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$out/tests.log" | sort | uniq -c >> "$summary"
   grep -E '^\[  FAILED  \]' "$out/tests.log" | sort -u | head -40 >> "$summary"
+fi
+
+# The sequence classifier on the GPU: ids, targets, joins and accuracy stay on the device.
+if [ -x "$build/examples/seq_classify" ] && stage seq_classify 40; then
+  limited 40 "$build/examples/seq_classify" --smoke --device cuda > "$out/seq_classify.txt" 2>&1
+  echo "seq_classify --smoke --device cuda: exit $?" >> "$summary"
 fi
 
 bench_s=${RECUR_GPU_BENCH_S:-180}

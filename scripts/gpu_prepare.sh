@@ -16,7 +16,7 @@ libs=$bundle/lib
 rm -rf "$bundle"
 mkdir -p "$libs" "$bundle/tests" "$bundle/bench" "$bundle/examples"
 find build-gpu/tests -maxdepth 1 -name 'test_*' -type f -executable -exec cp {} "$bundle/tests/" \;
-cp build-gpu/examples/train_* "$bundle/examples/" 2>/dev/null || true
+cp build-gpu/examples/train_* build-gpu/examples/seq_classify "$bundle/examples/" 2>/dev/null || true
 cp build-gpu/bench/recur_bench* "$bundle/bench/" 2>/dev/null || true
 cp -P build-gpu/src/librecur.so* build-gpu/src/librecur_cuda.so* "$libs/"
 # Every non-system, non-CUDA library the test and bench binaries load.
@@ -26,7 +26,7 @@ for bin in build-gpu/src/librecur*.so* build-gpu/tests/test_* build-gpu/bench/re
 done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt|libcudnn[^/]*|libnccl)\.so' |
   while read -r lib; do cp -L "$lib" "$libs/"; done
 # Symbols are not needed there; stripping keeps the bundle well inside the carry limit.
-find "$bundle" -type f \( -name 'test_*' -o -name 'recur_bench*' -o -name 'train_*' -o -name '*.so*' \) \
+find "$bundle" -type f \( -name 'test_*' -o -name 'recur_bench*' -o -name 'train_*' -o -name 'seq_classify' -o -name '*.so*' \) \
   -exec strip --strip-unneeded {} \; 2> /dev/null || true
 du -sh "$bundle"
 tar -C "$bundle" -czf "$bundle/bundle.tar.gz" tests bench examples lib

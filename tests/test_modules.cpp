@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "../kernels/nn.cuh"
 #include "io_test_util.h"
 #include "recur/modules.h"
 
@@ -143,14 +144,16 @@ TEST(Linear, InitialisedLikePyTorch) {
 
 // The loss and its gradient against a long-double reference.
 template <typename T>
-void cross_entropy_reference(double offset) {
+void cross_entropy_reference(double offset, std::int64_t v = 5) {
   Random rng(7);
-  const std::int64_t n = 6, v = 5;
+  const std::int64_t n = 6;
   std::vector<double> lv = rng.vector<double>(n * v, -3, 3);
   for (double& x : lv) x += offset;
   std::vector<T> lt(lv.begin(), lv.end());
   Tensor logits = Tensor::from_vector(lt, {2, 3, v});
-  const std::vector<std::int32_t> targets = {4, 0, -100, 2, 2, 1};
+  const std::int32_t last = static_cast<std::int32_t>(v - 1),
+                     mid = static_cast<std::int32_t>(v / 2);
+  const std::vector<std::int32_t> targets = {last, 0, -100, mid, mid, 1};
   SoftmaxCrossEntropy xent;
   CrossEntropyResult r = xent.forward_backward(logits, targets);
   EXPECT_EQ(r.count.to_vector<std::int64_t>()[0], 5);
@@ -180,7 +183,8 @@ void cross_entropy_reference(double offset) {
   EXPECT_TRUE(all_close(r.dlogits.to_vector<T>(), dref,
                         Tolerance{tol.eps, tol.factor * (1 + std::fabs(offset))}));
   // Ignored rows have no gradient.
-  for (std::int64_t j = 0; j < v; ++j) EXPECT_EQ(r.dlogits.to_vector<T>()[2 * v + j], T(0));
+  const std::vector<T> d = r.dlogits.to_vector<T>();
+  for (std::int64_t j = 0; j < v; ++j) ASSERT_EQ(d[static_cast<std::size_t>(2 * v + j)], T(0));
   // forward() gives the same loss without the gradient.
   CrossEntropyResult f = xent.forward(logits, targets);
   EXPECT_FALSE(f.dlogits.defined());
@@ -193,6 +197,15 @@ TEST(SoftmaxCrossEntropy, MatchesALongDoubleReferenceFloat64) {
 }
 // Logits near 1000 overflow exp() without the max subtraction.
 TEST(SoftmaxCrossEntropy, StableForLargeLogitsFloat32) { cross_entropy_reference<float>(1000); }
+// 100003 classes: 256 lanes of about 391 each, then the merge tree.
+TEST(SoftmaxCrossEntropy, LargeVocabularyFloat32) { cross_entropy_reference<float>(0, 100003); }
+TEST(SoftmaxCrossEntropy, LargeVocabularyFloat64) { cross_entropy_reference<double>(5, 100003); }
+TEST(SoftmaxCrossEntropy, LanesGrowWithTheVocabulary) {
+  EXPECT_EQ(kernels::cross_entropy_lanes(3), 32);
+  EXPECT_EQ(kernels::cross_entropy_lanes(512), 32);
+  EXPECT_EQ(kernels::cross_entropy_lanes(513), 64);
+  EXPECT_EQ(kernels::cross_entropy_lanes(100003), kernels::kCrossEntropyMaxLanes);
+}
 TEST(SoftmaxCrossEntropy, StableForLargeLogitsFloat64) { cross_entropy_reference<double>(-1000); }
 
 TEST(SoftmaxCrossEntropy, GradientMatchesCentralDifferences) {
@@ -567,6 +580,23 @@ TYPED_TEST(ModulesCuda, DeviceIdsAndTargetsMatchTheCpuAndBadOnesGiveNaN) {
                            {"'ids'", "device cuda:0 (the module's)", "got device cpu"}));
   EXPECT_TRUE(throws_error([&] { xent.forward(logits.to(kGpu), host_t); },
                            {"'targets'", "device cuda:0 (the logits')", "got device cpu"}));
+}
+
+TYPED_TEST(ModulesCuda, LargeVocabularyCrossEntropyParity) {
+  using T = TypeParam;
+  Random rng(18);
+  const std::int64_t n = 70, v = 131089;  // more lanes' worth than one pass of a block
+  Tensor logits = rng.tensor<T>({n, v}, Device::cpu(), -8, 8);
+  std::vector<std::int32_t> targets(n);
+  for (auto& t : targets) t = static_cast<std::int32_t>(rng.uniform(0, 1) * v);
+  SoftmaxCrossEntropy xent;
+  CrossEntropyResult c = xent.forward_backward(logits, targets);
+  CrossEntropyResult g = xent.forward_backward(logits.to(kGpu), targets);
+  // The same tree on both sides; only exp and log round differently.
+  const Tolerance tol = tolerance_for_depth<T>(static_cast<double>(v / 256 + 8 + n));
+  const Tolerance wide{tol.eps, tol.factor * 9};
+  EXPECT_TRUE(all_close(g.loss.to_vector<T>(), c.loss.to_vector<T>(), wide));
+  EXPECT_TRUE(all_close(g.dlogits.to_vector<T>(), c.dlogits.to_vector<T>(), wide));
 }
 
 TYPED_TEST(ModulesCuda, ErrorsAndStreams) {

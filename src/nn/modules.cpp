@@ -74,12 +74,32 @@ void run_bias(Device device, bool backward, const kernels::BiasArgs<T>& a, void*
   detail::require_cuda_backend("Linear").bias(backward, a, stream);
 }
 
+// The rows of a cross-entropy as a GPU block computes them (kernels/nn.cuh): the lanes'
+// statistics, the same merge tree, then the outputs.
+template <typename T>
+void cross_entropy_rows(const kernels::CrossEntropyArgs<T>& a) {
+  const int lanes = kernels::cross_entropy_lanes(a.classes);
+  kernels::SoftmaxStats<T> part[kernels::kCrossEntropyMaxLanes];
+  for (std::int64_t r = 0; r < a.rows; ++r) {
+    const T* x = a.logits + r * a.classes;
+    for (int k = 0; k < lanes; ++k) part[k] = kernels::lane_stats(x, a.classes, k, lanes);
+    for (int stride = lanes / 2; stride > 0; stride /= 2) {
+      for (int k = 0; k < stride; ++k) part[k] = kernels::merge(part[k], part[k + stride]);
+    }
+    const kernels::CrossEntropyRow<T> row(a, r, part[0]);
+    a.row_loss[r] = row.loss(x);
+    if (a.dlogits == nullptr) continue;
+    T* d = a.dlogits + r * a.classes;
+    for (std::int64_t j = 0; j < a.classes; ++j) d[j] = row.grad(x, j);
+  }
+}
+
 template <typename T>
 void run_cross_entropy(Device device, const kernels::CrossEntropyArgs<T>& a, void* stream) {
   if (device.is_cpu()) {
     cpu_loop<kernels::CrossEntropyClear<T>>(1, a);
     cpu_loop<kernels::CrossEntropyCount<T>>(a.rows, a);
-    cpu_loop<kernels::CrossEntropyRows<T>>(a.rows, a);
+    cross_entropy_rows(a);
     cpu_loop<kernels::CrossEntropyMean<T>>(1, a);
     return;
   }
