@@ -3,11 +3,12 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <string>
+#include <unordered_map>
 
 #include "cuda_backend.h"
 #include "recur/error.h"
@@ -17,15 +18,70 @@ namespace {
 
 constexpr std::size_t kAlignment = 256;
 
-std::atomic<std::int64_t> live_host{0}, live_cuda{0};
+// The live blocks and their bytes, per side (0 the host, 1 all CUDA devices), and the
+// largest byte count since the last reset. Allocations are rare (workspaces are pooled),
+// so one lock is cheap; it also guards the sizes of live blocks, which free needs.
+struct Ledger {
+  std::mutex mutex;
+  std::unordered_map<const void*, std::size_t> sizes;
+  std::int64_t blocks[2] = {0, 0}, bytes[2] = {0, 0}, peak[2] = {0, 0};
+
+  void add(const void* p, std::size_t n, int side) {
+    std::lock_guard<std::mutex> lock(mutex);
+    sizes.emplace(p, n);  // may throw std::bad_alloc: the caller frees p
+    ++blocks[side];
+    bytes[side] += static_cast<std::int64_t>(n);
+    if (bytes[side] > peak[side]) peak[side] = bytes[side];
+  }
+  void remove(const void* p, int side) noexcept {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto it = sizes.find(p);
+    if (it == sizes.end()) return;
+    --blocks[side];
+    bytes[side] -= static_cast<std::int64_t>(it->second);
+    sizes.erase(it);
+  }
+};
+
+Ledger& ledger() {
+  static Ledger* l = new Ledger;  // never destroyed: frees may come during exit
+  return *l;
+}
+
+// Records a fresh block, freeing it (and rethrowing) when even that fails.
+void record(void* p, std::size_t bytes, Device device) {
+  try {
+    ledger().add(p, bytes, device.is_cpu() ? 0 : 1);
+  } catch (...) {
+    if (device.is_cpu()) {
+      std::free(p);
+    } else if (CudaBackend* cuda = cuda_backend()) {
+      cuda->free(device.index, p);
+    }
+    throw;
+  }
+}
 
 }  // namespace
 
 LiveAllocations live_allocations() {
+  Ledger& l = ledger();
+  std::lock_guard<std::mutex> lock(l.mutex);
   LiveAllocations out;
-  out.host = live_host.load();
-  out.cuda = live_cuda.load();
+  out.host = l.blocks[0];
+  out.cuda = l.blocks[1];
+  out.host_bytes = l.bytes[0];
+  out.cuda_bytes = l.bytes[1];
+  out.host_peak_bytes = l.peak[0];
+  out.cuda_peak_bytes = l.peak[1];
   return out;
+}
+
+void reset_peak_bytes() {
+  Ledger& l = ledger();
+  std::lock_guard<std::mutex> lock(l.mutex);
+  l.peak[0] = l.bytes[0];
+  l.peak[1] = l.bytes[1];
 }
 
 std::uint64_t host_memory_bytes() {
@@ -60,23 +116,22 @@ void* allocate(Device device, std::size_t bytes) {
     if (p == nullptr) {
       throw Error("recur: host allocation of " + std::to_string(bytes) + " bytes failed");
     }
-    ++live_host;
+    record(p, bytes, device);
     return p;
   }
   void* p = require_cuda_backend("device memory").allocate(device.index, bytes);
-  if (p != nullptr) ++live_cuda;
+  if (p != nullptr) record(p, bytes, device);
   return p;
 }
 
 void deallocate(Device device, void* ptr) noexcept {
   if (ptr == nullptr) return;
+  ledger().remove(ptr, device.is_cpu() ? 0 : 1);
   if (device.is_cpu()) {
-    --live_host;
     std::free(ptr);
     return;
   }
   // Only memory allocate() gave comes here, so the backend is loaded.
-  --live_cuda;
   if (CudaBackend* cuda = cuda_backend()) cuda->free(device.index, ptr);
 }
 

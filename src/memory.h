@@ -19,13 +19,19 @@ std::uint64_t host_memory_bytes();
 void expect_fits(const char* where, const char* argument, Device device, std::uint64_t bytes,
                  const std::string& what);
 
-// Blocks allocate() gave and deallocate() has not yet taken back: on the host, and on all
-// CUDA devices together (for tests: what a model holds, and when it lets go).
+// Blocks allocate() gave and deallocate() has not yet taken back, and their bytes (as
+// asked for), on the host and on all CUDA devices together; and the most bytes live at
+// once since reset_peak_bytes() (for tests and the memory model: what a model holds, when
+// it lets go, and a step's peak).
 struct LiveAllocations {
   std::int64_t host = 0;
   std::int64_t cuda = 0;
+  std::int64_t host_bytes = 0, cuda_bytes = 0;
+  std::int64_t host_peak_bytes = 0, cuda_peak_bytes = 0;
 };
 LiveAllocations live_allocations();
+// Starts the peaks again from the bytes live now.
+void reset_peak_bytes();
 
 // Memory for `bytes` bytes on `device`, aligned to 256 bytes; nullptr when bytes == 0.
 void* allocate(Device device, std::size_t bytes);
