@@ -49,7 +49,7 @@ limited() {  # limited SECONDS CMD...: runs CMD, killed after SECONDS; 124 means
 }
 
 # The test binaries that run CUDA code; the others run in CI on every commit.
-cuda_tests="test_parity_cuda test_loss_scale test_in_flight test_param_groups test_init test_clip test_optim test_modules test_joins test_diagnostics test_errors test_tensor"
+cuda_tests="test_parity_cuda test_loss_scale test_in_flight test_param_groups test_init test_clip test_optim test_modules test_joins test_long_sequences test_diagnostics test_errors test_tensor"
 if [ "${RECUR_GPU_ALL_TESTS:-0}" = 1 ]; then
   cuda_tests=$(cd "$build/tests" && ls test_*)
 fi
@@ -79,6 +79,19 @@ fi
 if [ -x "$build/examples/seq_classify" ] && stage seq_classify 40; then
   limited 40 "$build/examples/seq_classify" --smoke --device cuda > "$out/seq_classify.txt" 2>&1
   echo "seq_classify --smoke --device cuda: exit $?" >> "$summary"
+fi
+
+# The large LSTM language model (8 x LSTM-4096, 1.14 B parameters) in BF16: tokens/s, MFU
+# and peak memory, beside PyTorch's nn.LSTM under autocast when torch with CUDA is there.
+lm_s=${RECUR_GPU_LM_S:-120}
+if [ -x "$build/examples/train_large_lm" ] && stage large_lm "$lm_s"; then
+  { limited $((lm_s / 2)) "$build/examples/train_large_lm" --config 1b --math bf16 --device cuda \
+      --steps 20 --warmup 3 --json "$out/large_lm_recur.json"
+    if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
+      limited $((lm_s / 2)) python3 bench/torch_large_lm.py --config 1b --math bf16 --device cuda \
+        --steps 20 --warmup 3 --json "$out/large_lm_torch.json"
+    fi; } > "$out/large_lm.txt" 2>&1
+  echo "large_lm: exit $?" >> "$summary"
 fi
 
 bench_s=${RECUR_GPU_BENCH_S:-180}

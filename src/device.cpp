@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cuda_backend.h"
+#include "memory.h"
 
 namespace recur {
 
@@ -43,5 +44,15 @@ int cuda_device_count() {
   detail::CudaBackend* cuda = detail::cuda_backend();
   return cuda != nullptr ? cuda->device_count() : 0;
 }
+
+MemoryStats memory_stats(Device device) {
+  const detail::LiveAllocations a = detail::live_allocations();
+  MemoryStats m;
+  m.bytes = device.is_cpu() ? a.host_bytes : a.cuda_bytes;
+  m.peak_bytes = device.is_cpu() ? a.host_peak_bytes : a.cuda_peak_bytes;
+  return m;
+}
+
+void reset_peak_memory() { detail::reset_peak_bytes(); }
 
 }  // namespace recur

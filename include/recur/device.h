@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "recur/export.h"
@@ -45,5 +46,18 @@ RECUR_API bool cuda_built();
 // Number of usable CUDA devices; 0 when CUDA is not built, or the runtime reports no
 // device or no driver. Never throws.
 RECUR_API int cuda_device_count();
+
+// The memory recur holds, as PyTorch's torch.cuda.memory_allocated and
+// max_memory_allocated report it: the bytes of every live tensor, workspace and buffer
+// recur allocated, on the host (Device::cpu()) or on all CUDA devices together (any CUDA
+// device), and the most that were live at once since reset_peak_memory(). Libraries'
+// own memory (cuBLAS's workspace, oneDNN's scratch) is not counted.
+struct MemoryStats {
+  std::int64_t bytes = 0;
+  std::int64_t peak_bytes = 0;
+};
+RECUR_API MemoryStats memory_stats(Device device);
+// Starts the peaks of both sides again from the bytes live now.
+RECUR_API void reset_peak_memory();
 
 }  // namespace recur
