@@ -674,6 +674,11 @@ struct SoftmaxCrossEntropy::Impl {
   // Host targets, checked, in a tensor on the logits' device.
   Tensor upload(const char* where, const TensorView& logits,
                 const std::vector<std::int32_t>& targets) const;
+  CrossEntropyResult run_host(const char* where, const TensorView& logits,
+                              const std::vector<std::int32_t>& targets, bool gradient) {
+    const Tensor t = upload(where, logits, targets);
+    return run(where, logits, t.view(), gradient);
+  }
   std::string expected_targets(std::int64_t classes) const {
     return "classes in [0, " + std::to_string(classes) + ") or ignore_index " +
            std::to_string(options.ignore_index);
@@ -717,18 +722,14 @@ CrossEntropyResult SoftmaxCrossEntropy::forward(const TensorView& logits,
 
 CrossEntropyResult SoftmaxCrossEntropy::forward_backward(const TensorView& logits,
                                                          const std::vector<std::int32_t>& targets) {
-  const char* where = "SoftmaxCrossEntropy::forward_backward";
-  Impl& m = detail::live(impl_, "SoftmaxCrossEntropy", where);
-  const Tensor t = m.upload(where, logits, targets);
-  return m.run(where, logits, t.view(), true);
+  return detail::live(impl_, "SoftmaxCrossEntropy", "SoftmaxCrossEntropy::forward_backward")
+      .run_host("SoftmaxCrossEntropy::forward_backward", logits, targets, true);
 }
 
 CrossEntropyResult SoftmaxCrossEntropy::forward(const TensorView& logits,
                                                 const std::vector<std::int32_t>& targets) {
-  const char* where = "SoftmaxCrossEntropy::forward";
-  Impl& m = detail::live(impl_, "SoftmaxCrossEntropy", where);
-  const Tensor t = m.upload(where, logits, targets);
-  return m.run(where, logits, t.view(), false);
+  return detail::live(impl_, "SoftmaxCrossEntropy", "SoftmaxCrossEntropy::forward")
+      .run_host("SoftmaxCrossEntropy::forward", logits, targets, false);
 }
 
 std::int64_t SoftmaxCrossEntropy::Impl::check_logits(const char* where,
