@@ -6,9 +6,10 @@
 set -euo pipefail
 
 # clang, its sanitizer and libFuzzer runtimes (libclang-rt-14-dev) and its OpenMP
-# (libomp-14-dev) build scripts/fuzz.sh's clang build.
+# (libomp-14-dev) build scripts/fuzz.sh's clang build. OpenMPI (libopenmpi-dev, and
+# openmpi-bin's mpirun) is data-parallel training's, and its tests'.
 packages=(cmake g++ make libopenblas-dev libgtest-dev nlohmann-json3-dev libdnnl-dev
-  clang libclang-rt-14-dev libomp-14-dev)
+  clang libclang-rt-14-dev libomp-14-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2> /dev/null || true)  # no pipe into grep -q

@@ -6,6 +6,7 @@
 #include "recur/config.h"
 #include "recur/device.h"
 #include "recur/diagnostics.h"
+#include "recur/distributed.h"
 #include "recur/error.h"
 #include "recur/half.h"
 #include "recur/init.h"

@@ -1,0 +1,196 @@
+// src/dist/mpi_communicator.cpp: the Communicator of recur/distributed.h over MPI, in host
+// memory. Sums reduce at rank 0 and broadcast the result, so every rank gets the same bits
+// whatever algorithm the MPI library picks for the reduction.
+#include <mpi.h>
+
+#include <climits>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "recur/distributed.h"
+#include "recur/error.h"
+
+namespace recur {
+namespace {
+
+void check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int n = 0;
+  MPI_Error_string(rc, text, &n);
+  throw Error(std::string("recur: ") + what + " failed: " + std::string(text, n));
+}
+
+// Elements per MPI call: counts are ints.
+constexpr std::int64_t kChunk = std::int64_t{1} << 30;
+
+void expect_host_floats(const char* where, const TensorView& buffer) {
+  if (!buffer.defined()) throw Error(where, "buffer", "a defined tensor", "an undefined view");
+  if (buffer.dtype() != DType::Float32 && buffer.dtype() != DType::Float64) {
+    throw Error(where, "buffer", "dtype float32 or float64",
+                std::string("dtype ") + to_string(buffer.dtype()));
+  }
+  if (!buffer.device().is_cpu()) {
+    throw Error(where, "buffer", "host memory (the MPI communicator's)",
+                "device " + buffer.device().str());
+  }
+}
+
+MPI_Datatype mpi_type(DType dtype) { return dtype == DType::Float32 ? MPI_FLOAT : MPI_DOUBLE; }
+
+// Reduces [data, data + count) into rank 0, in place there.
+int reduce(void* data, int count, MPI_Datatype type, int rank, MPI_Request* request) {
+  const void* send = rank == 0 ? MPI_IN_PLACE : data;
+  return request != nullptr
+             ? MPI_Ireduce(send, data, count, type, MPI_SUM, 0, MPI_COMM_WORLD, request)
+             : MPI_Reduce(send, data, count, type, MPI_SUM, 0, MPI_COMM_WORLD);
+}
+
+class MpiSum final : public PendingSum {
+ public:
+  MpiSum(void* data, int count, MPI_Datatype type, int rank)
+      : data_(data), count_(count), type_(type) {
+    check(reduce(data, count, type, rank, &request_), "MPI_Ireduce");
+  }
+  ~MpiSum() override {
+    if (!done_) {
+      try {
+        wait();
+      } catch (...) {  // a destructor does not throw; the next MPI call reports the failure
+      }
+    }
+  }
+  void wait() override {
+    if (done_) return;
+    done_ = true;
+    check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
+    check(MPI_Bcast(data_, count_, type_, 0, MPI_COMM_WORLD), "MPI_Bcast");
+  }
+
+ private:
+  void* data_;
+  int count_;
+  MPI_Datatype type_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+  bool done_ = false;
+};
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator() {
+    check(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
+    check(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
+    MPI_Comm local = MPI_COMM_NULL;
+    check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local),
+          "MPI_Comm_split_type");
+    check(MPI_Comm_rank(local, &local_rank_), "MPI_Comm_rank");
+    MPI_Comm_free(&local);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
+  Device device() const override { return Device::cpu(); }
+
+  void all_reduce_sum(const TensorView& buffer) override {
+    expect_host_floats("Communicator::all_reduce_sum", buffer);
+    auto* p = static_cast<unsigned char*>(buffer.data());
+    const std::int64_t n = buffer.numel();
+    const auto size = static_cast<std::int64_t>(dtype_size(buffer.dtype()));
+    for (std::int64_t at = 0; at < n; at += kChunk) {
+      const int count = static_cast<int>(std::min(kChunk, n - at));
+      void* chunk = p + at * size;
+      check(reduce(chunk, count, mpi_type(buffer.dtype()), rank_, nullptr), "MPI_Reduce");
+      check(MPI_Bcast(chunk, count, mpi_type(buffer.dtype()), 0, MPI_COMM_WORLD), "MPI_Bcast");
+    }
+  }
+
+  std::unique_ptr<PendingSum> all_reduce_sum_async(const TensorView& buffer) override {
+    const char* where = "Communicator::all_reduce_sum_async";
+    expect_host_floats(where, buffer);
+    if (buffer.numel() > kChunk) {
+      throw Error(where, "buffer", "at most 2^30 elements (DataParallel's buckets are smaller)",
+                  std::to_string(buffer.numel()) + " elements");
+    }
+    return std::make_unique<MpiSum>(buffer.data(), static_cast<int>(buffer.numel()),
+                                    mpi_type(buffer.dtype()), rank_);
+  }
+
+  void broadcast(const TensorView& buffer, int root) override {
+    const char* where = "Communicator::broadcast";
+    if (!buffer.defined()) throw Error(where, "buffer", "a defined tensor", "an undefined view");
+    if (!buffer.device().is_cpu()) {
+      throw Error(where, "buffer", "host memory (the MPI communicator's)",
+                  "device " + buffer.device().str());
+    }
+    if (root < 0 || root >= size_) {
+      throw Error(where, "root", "a rank in [0, " + std::to_string(size_) + ")",
+                  std::to_string(root));
+    }
+    auto* p = static_cast<unsigned char*>(buffer.data());
+    const auto bytes = static_cast<std::int64_t>(buffer.nbytes());
+    for (std::int64_t at = 0; at < bytes; at += kChunk) {
+      const int count = static_cast<int>(std::min(kChunk, bytes - at));
+      check(MPI_Bcast(p + at, count, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+    }
+  }
+
+  std::vector<std::string> all_gather(const std::string& text) override {
+    if (text.size() > static_cast<std::size_t>(INT_MAX / size_)) {
+      throw Error("Communicator::all_gather", "text", "at most 2^31 / size() bytes",
+                  std::to_string(text.size()) + " bytes");
+    }
+    const int mine = static_cast<int>(text.size());
+    std::vector<int> lengths(static_cast<std::size_t>(size_)), offsets(lengths.size());
+    check(MPI_Allgather(&mine, 1, MPI_INT, lengths.data(), 1, MPI_INT, MPI_COMM_WORLD),
+          "MPI_Allgather");
+    std::int64_t total = 0;
+    for (std::size_t r = 0; r < lengths.size(); ++r) {
+      offsets[r] = static_cast<int>(total);
+      total += lengths[r];
+    }
+    if (total > INT_MAX) throw Error("recur: Communicator::all_gather: over 2^31 bytes in all");
+    std::vector<char> all(static_cast<std::size_t>(total) + 1);
+    check(MPI_Allgatherv(text.data(), mine, MPI_CHAR, all.data(), lengths.data(), offsets.data(),
+                         MPI_CHAR, MPI_COMM_WORLD),
+          "MPI_Allgatherv");
+    std::vector<std::string> out;
+    for (std::size_t r = 0; r < lengths.size(); ++r) {
+      out.emplace_back(all.data() + offsets[r], static_cast<std::size_t>(lengths[r]));
+    }
+    return out;
+  }
+
+ private:
+  int rank_ = 0, size_ = 1, local_rank_ = 0;
+};
+
+void finalize_mpi() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+}  // namespace
+
+bool mpi_available() { return true; }
+
+std::shared_ptr<Communicator> mpi_communicator() {
+  static std::mutex mutex;
+  static std::shared_ptr<Communicator> world;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (world != nullptr) return world;
+  int initialized = 0;
+  check(MPI_Initialized(&initialized), "MPI_Initialized");
+  if (!initialized) {
+    int provided = 0;
+    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    std::atexit(finalize_mpi);
+  }
+  world = std::make_shared<MpiCommunicator>();
+  return world;
+}
+
+}  // namespace recur
