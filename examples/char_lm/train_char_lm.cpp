@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -42,6 +43,7 @@ struct Options {
   int rollback_after = 3;  // consecutive non-finite steps before rolling back
   std::int64_t inject_nan_at = -1, inject_nan_count = 0;  // testing: poison gradients
   std::uint64_t seed = 1;
+  bool distributed = false;  // data-parallel over the ranks of mpirun
 };
 
 const char* kUsage =
@@ -51,7 +53,8 @@ const char* kUsage =
     "  [--embed N] [--seq N] [--batch N] [--lr X] [--warmup N] [--decay constant|cosine]\n"
     "  [--clip X] [--dropout X]\n"
     "  [--checkpoint FILE] [--checkpoint-every N] [--resume FILE] [--rollback-after K]\n"
-    "  [--inject-nan STEP:COUNT] [--log-every N] [--sample N] [--seed N] [--smoke]\n";
+    "  [--inject-nan STEP:COUNT] [--log-every N] [--sample N] [--seed N] [--smoke]\n"
+    "  [--distributed]   (under mpirun: each rank a batch of its own, gradients averaged)\n";
 
 Options parse(int argc, char** argv, bool gpu) {
   Options o;
@@ -86,6 +89,8 @@ Options parse(int argc, char** argv, bool gpu) {
       o.log_every = 10;
       o.sample = 60;
       o.lr = 1e-2;
+    } else if (a == "--distributed") {
+      o.distributed = true;
     } else if (a == "--text")
       o.text = next();
     else if (a == "--device")
@@ -237,6 +242,19 @@ struct Model {
     return t;
   }
 
+  // Data-parallel training (--distributed): the gradients, in the order backward finishes
+  // them, averaged over the ranks.
+  enum Part { kHead, kRnn, kEmbedding };
+  std::unique_ptr<recur::DataParallel> parallel;
+  void distribute(recur::Communicator& comm) {
+    parallel = std::make_unique<recur::DataParallel>(
+        comm, std::vector<recur::TensorView>{head.gradients(), rnn.gradients(), embed.gradients()});
+    parallel->broadcast({head.parameters(), rnn.parameters(), embed.parameters()});
+  }
+  void ready(Part p) {
+    if (parallel != nullptr) parallel->ready(p);
+  }
+
   // One training step; returns the loss (the host waits for it).
   double train_step(const std::vector<std::int32_t>& ids, const std::vector<std::int32_t>& targets,
                     std::int64_t T, std::int64_t B, double clip, bool poison,
@@ -249,13 +267,17 @@ struct Model {
     void* stream = rnn.cuda_stream();
     if (scaled) scaler.scale_loss_gradient(ce.dlogits, stream);
     const recur::Tensor dy = head.backward(r.y, ce.dlogits);
+    ready(kHead);  // its sum runs while the Rnn's backward does
     const recur::BackwardResult g = rnn.backward(dy);
-    embed.backward(ids, {T, B}, g.dx);
     if (poison) {  // what a diverging step looks like: a NaN in one gradient
       const float nan = std::numeric_limits<float>::quiet_NaN();
       recur::TensorView first(rnn.gradients().data(), {1}, recur::DType::Float32, rnn.device());
       first.copy_from_host(&nan);
     }
+    ready(kRnn);
+    embed.backward(ids, {T, B}, g.dx);
+    ready(kEmbedding);
+    if (parallel != nullptr) parallel->finish();  // every rank: the same mean gradient
     if (scaled) scaler.unscale_gradients(gradients(), stream);
     recur::clip_grad_norm(gradients(), clip, norm, stream);
     // The optimizer reads the finite flag on the device and skips a non-finite step; so
@@ -320,6 +342,16 @@ std::string duration(double seconds) {
 int main(int argc, char** argv) try {
   const bool gpu = recur::cuda_device_count() > 0;
   Options o = parse(argc, argv, gpu);
+  // --distributed: one rank of mpirun's; rank 0 prints and writes checkpoints. The MPI
+  // communicator works in host memory, so the ranks train on the CPU.
+  std::shared_ptr<recur::Communicator> comm;
+  if (o.distributed) {
+    comm = recur::mpi_communicator();
+    if (o.device == "cuda") throw std::runtime_error("--distributed trains on the CPU for now");
+    o.device = "cpu";
+    if (comm->rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) return 2;
+  }
+  const int rank = comm != nullptr ? comm->rank() : 0, ranks = comm != nullptr ? comm->size() : 1;
   const recur::Device device = o.device == "cpu" || (o.device == "auto" && !gpu)
                                    ? recur::Device::cpu()
                                    : recur::Device::cuda(0);
@@ -351,6 +383,18 @@ int main(int argc, char** argv) try {
       static_cast<long long>(o.hidden), o.connection.c_str(), o.math.c_str(), o.text.c_str(),
       corpus.train_size(), corpus.validation_size(), corpus.vocab_size());
   Model model(o, corpus.vocab_size(), device);
+  if (comm != nullptr) {
+    comm->expect_same("the model", o.cell + " " + o.connection + " " + o.math + " " +
+                                       std::to_string(o.layers) + "x" + std::to_string(o.hidden));
+    model.distribute(*comm);
+    std::printf("data-parallel over %d ranks: a global batch of %lld sequences\n", ranks,
+                static_cast<long long>(ranks * o.batch));
+  }
+  // Rank 0 writes; the others wait until the file is whole (they may read it next).
+  auto save = [&](std::int64_t at, std::int64_t skipped_steps, std::int64_t rolled_back) {
+    if (rank == 0) model.save(o.checkpoint, at, skipped_steps, rolled_back);
+    if (comm != nullptr) comm->all_gather("");
+  };
 
   std::int64_t step = 0, rollbacks = 0, skipped = 0;
   if (!o.resume.empty()) {
@@ -361,7 +405,7 @@ int main(int argc, char** argv) try {
     std::printf("resumed from %s at step %lld\n", o.resume.c_str(), static_cast<long long>(step));
   }
   // There is always a good checkpoint to roll back to.
-  model.save(o.checkpoint, step, skipped, rollbacks);
+  save(step, skipped, rollbacks);
   std::int64_t good_step = step;
 
   recur::GradNorm norm;
@@ -372,9 +416,10 @@ int main(int argc, char** argv) try {
   const std::int64_t start_step = step;
   const auto start = std::chrono::steady_clock::now();
   while (step < o.steps) {
-    // The batch and the dropout masks depend only on (seed, step), so a resumed or
+    // The batch and the dropout masks depend only on (seed, step, rank), so a resumed or
     // rolled-back run sees the same data and masks as an uninterrupted one.
-    const std::uint64_t step_seed = o.seed * 1000003u + static_cast<std::uint64_t>(step);
+    const std::uint64_t step_seed = (o.seed * 1000003u + static_cast<std::uint64_t>(step)) ^
+                                    (static_cast<std::uint64_t>(rank) * 0x9E3779B97F4A7C15u);
     std::mt19937_64 rng(step_seed);
     corpus.batch(rng, o.seq, o.batch, ids, targets);
     model.rnn.set_dropout_seed(step_seed);
@@ -403,14 +448,14 @@ int main(int argc, char** argv) try {
     loss_sum += loss;
     ++loss_count;
     if (step % o.checkpoint_every == 0 || step == o.steps) {
-      model.save(o.checkpoint, step, skipped, rollbacks);
+      save(step, skipped, rollbacks);
       good_step = step;
     }
     if (step % o.log_every == 0 || step == o.steps) {
       const double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const double done = static_cast<double>(step - start_step);
-      const double tokens = done * static_cast<double>(o.seq * o.batch);
+      const double tokens = done * static_cast<double>(o.seq * o.batch * ranks);
       std::printf("step %5lld/%lld  loss %.4f  %7.0f tok/s  |g| %7.3f%s  ckpt %lld  eta %s\n",
                   static_cast<long long>(step), static_cast<long long>(o.steps),
                   loss_sum / static_cast<double>(loss_count), tokens / elapsed, norm.norm(),

@@ -72,4 +72,28 @@ grep -q '^loss scale ' fp16.log
   --resume fp16h.safetensors > fp16r.log || true
 [ "$(final fp16r.log | sed 's/.*-> //')" = "$(final fp16.log | sed 's/.*-> //')" ] ||
   { echo "resumed FP16 run differs from the uninterrupted one"; exit 1; }
+# Data-parallel (--distributed, under mpirun; where recur has MPI): one rank is the plain
+# run exactly; two ranks learn, skip and roll back together, and resume where they stop.
+mpi() { OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 \
+  mpirun --oversubscribe "$@"; }
+if command -v mpirun > /dev/null && mpi -np 1 "$lm" --smoke --device cpu --distributed \
+  --checkpoint one.safetensors > one.log 2>&1; then
+  [ "$(final one.log)" = "$(final clean.log)" ] ||
+    { echo "one data-parallel rank differs from the plain run"; exit 1; }
+  mpi -np 2 "$lm" --smoke --device cpu --distributed --checkpoint two.safetensors > two.log
+  grep -q 'data-parallel over 2 ranks' two.log
+  mpi -np 2 "$lm" --smoke --device cpu --distributed --checkpoint twonan.safetensors \
+    --inject-nan 25:3 > twonan.log
+  grep -q 'rolled back to the checkpoint of step 20' twonan.log
+  [ "$(final twonan.log | sed 's/;.*//')" = "$(final two.log | sed 's/;.*//')" ] ||
+    { echo "the data-parallel rollback did not reproduce the clean run"; exit 1; }
+  mpi -np 2 "$lm" --smoke --device cpu --distributed --checkpoint twoh.safetensors --steps 30 > twoh.log
+  mpi -np 2 "$lm" --smoke --device cpu --distributed --checkpoint twor.safetensors \
+    --resume twoh.safetensors > twor.log
+  [ "$(final twor.log | sed 's/.*-> //')" = "$(final two.log | sed 's/.*-> //')" ] ||
+    { echo "the resumed data-parallel run differs from the uninterrupted one"; exit 1; }
+  echo "data-parallel trainer OK"
+else
+  echo "data-parallel trainer: skipped (no mpirun, or recur without MPI)"
+fi
 echo "trainer OK"
