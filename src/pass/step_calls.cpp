@@ -9,8 +9,11 @@
 namespace recur::detail {
 namespace {
 
-StepKind step_kind(CellKind cell) {
-  switch (cell) {
+StepKind step_kind(const RnnConfig& config) {
+  if (config.layer_norm) {
+    return config.cell == CellKind::Lstm ? StepKind::LnLstm : StepKind::LnGruLinearBeforeReset;
+  }
+  switch (config.cell) {
     case CellKind::RnnTanh: return StepKind::RnnTanh;
     case CellKind::RnnRelu: return StepKind::RnnRelu;
     case CellKind::RnnSigmoid: return StepKind::RnnSigmoid;
@@ -103,7 +106,7 @@ void forward_calls(const PassContext<T>& ctx, const PointerTables& tables, const
     kernel(StepKind::GruRbpOutput, std::move(args));
   } else {
     recurrent(0, GH, DH);
-    kernel(step_kind(ctx.plan.config.cell), std::move(args));
+    kernel(step_kind(ctx.plan.config), std::move(args));
   }
 }
 
@@ -138,7 +141,7 @@ void backward_calls(const PassContext<T>& ctx, const PointerTables& tables, cons
     kernel(StepKind::GruRbpGates, std::move(args));
     recurrent(1, 2 * H, true);  // dh += W_h[r,z]^T dgx[r,z]
   } else {
-    kernel(step_kind(ctx.plan.config.cell), std::move(args));
+    kernel(step_kind(ctx.plan.config), std::move(args));
     recurrent(0, GH, true);  // dh += W_hh^T dgh
   }
 }
