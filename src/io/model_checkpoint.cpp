@@ -30,6 +30,9 @@ using Fields = std::vector<std::pair<std::string, std::string>>;
 
 const char* boolean(bool b) { return b ? "true" : "false"; }
 
+// What a checkpoint written before RnnConfig::layer_norm existed means by its absence.
+const std::string kAbsentLayerNorm = "false";
+
 Fields rnn_fields(const RnnConfig& c) {
   return {{"cell", to_string(c.cell)},
           {"input_size", std::to_string(c.input_size)},
@@ -41,7 +44,8 @@ Fields rnn_fields(const RnnConfig& c) {
           {"dropout", detail::exact_number(c.dropout)},
           {"batch_first", boolean(c.batch_first)},
           {"dtype", safetensors_dtype(c.dtype)},
-          {"math", to_string(c.math)}};
+          {"math", to_string(c.math)},
+          {"layer_norm", boolean(c.layer_norm)}};
 }
 
 Fields embedding_fields(const Embedding& e) {
@@ -157,8 +161,15 @@ class Reader {
     return v;
   }
 
-  bool boolean(const std::string& key) const {
-    const std::string& s = text(key);
+  // A field files written before it existed lack: `absent` stands in for it there.
+  const std::string& text_or(const std::string& key, const std::string& absent) const {
+    const auto& meta = file_.metadata();
+    const auto it = meta.find(key);
+    return it == meta.end() ? absent : it->second;
+  }
+
+  bool boolean(const std::string& key, const std::string* absent = nullptr) const {
+    const std::string& s = absent != nullptr ? text_or(key, *absent) : text(key);
     if (s != "true" && s != "false") {
       fail("metadata '" + key + "' is not true or false: \"" + detail::quote_name(s) + "\"");
     }
@@ -237,6 +248,7 @@ ModelCheckpointInfo read_info(const SafetensorsFile& file, Reader& r) {
       c.batch_first = r.boolean(key("batch_first"));
       c.dtype = r.choice(key("dtype"), kDTypes, dtype_name);
       c.math = r.choice(key("math"), kMaths, to_string);
+      c.layer_norm = r.boolean(key("layer_norm"), &kAbsentLayerNorm);
       info.rnns.emplace_back(name, c);
     } else if (kind == "Embedding") {
       ModelCheckpointInfo::EmbeddingConfig e;
@@ -340,7 +352,9 @@ ModelCheckpointInfo load_model_checkpoint(const std::string& path, const ModelPa
              " in the checkpoint");
     }
     for (const auto& [field, value] : p.fields) {
-      const std::string& saved = r.text(module_key(p.name, field));
+      const std::string& saved = field == "layer_norm"
+                                     ? r.text_or(module_key(p.name, field), kAbsentLayerNorm)
+                                     : r.text(module_key(p.name, field));
       if (saved != value) {
         r.fail("module '" + p.name + "': " + field + " is " + detail::quote_name(saved) +
                " in the checkpoint, " + value + " in the model");
