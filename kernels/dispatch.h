@@ -25,6 +25,8 @@ enum class StepKind {
   GruRbpOutput,  // reset-before-product, phase 2 forward / phase A backward
   LnLstm,        // layer-normalised cells (layer_norm.cuh): row-by-row functors (PerRow)
   LnGruLinearBeforeReset,
+  LnGruRbpGates,  // as GruRbpGates / GruRbpOutput, layer-normalised
+  LnGruRbpOutput,
 };
 
 // Every element-by-element StepKind (PerElement), for tests that visit them all.
@@ -36,7 +38,8 @@ inline constexpr StepKind kStepKinds[] = {StepKind::RnnTanh,
                                           StepKind::GruRbpGates,
                                           StepKind::GruRbpOutput};
 // Every row-by-row StepKind (PerRow).
-inline constexpr StepKind kRowStepKinds[] = {StepKind::LnLstm, StepKind::LnGruLinearBeforeReset};
+inline constexpr StepKind kRowStepKinds[] = {StepKind::LnLstm, StepKind::LnGruLinearBeforeReset,
+                                             StepKind::LnGruRbpGates, StepKind::LnGruRbpOutput};
 
 // Calls fn(functor) with the forward functor of `kind`.
 template <typename T, class Fn>
@@ -51,6 +54,8 @@ void dispatch_forward(StepKind kind, Fn&& fn) {
     case StepKind::GruRbpOutput: return fn(GruRbpOutputForward<T>{});
     case StepKind::LnLstm: return fn(LnLstmForward<T>{});
     case StepKind::LnGruLinearBeforeReset: return fn(LnGruLbrForward<T>{});
+    case StepKind::LnGruRbpGates: return fn(LnGruRbpGatesForward<T>{});
+    case StepKind::LnGruRbpOutput: return fn(LnGruRbpOutputForward<T>{});
   }
 }
 
@@ -67,6 +72,8 @@ void dispatch_backward(StepKind kind, Fn&& fn) {
     case StepKind::GruRbpOutput: return fn(GruRbpOutputBackward<T>{});
     case StepKind::LnLstm: return fn(LnLstmBackward<T>{});
     case StepKind::LnGruLinearBeforeReset: return fn(LnGruLbrBackward<T>{});
+    case StepKind::LnGruRbpGates: return fn(LnGruRbpGatesBackward<T>{});
+    case StepKind::LnGruRbpOutput: return fn(LnGruRbpOutputBackward<T>{});
   }
 }
 

@@ -9,6 +9,7 @@
 //        h_t = o∘tanh(LN(c_t; γ_c) + β_c)                                    (rows of H)
 // GRU (linear before reset): r, z = σ(ax + ah) in their slots, n = tanh(ax_n + r∘ah_n),
 //        h_t = (1−z)∘n + z∘h_{t-1}.
+// GRU (reset before product): see LnGruRbpGatesForward below.
 //
 // A normalisation needs the sums of a whole row, so these functors work row by row
 // (PerRow) instead of element by element: `row(b, args, lanes)` computes row b with
@@ -81,53 +82,59 @@ RECUR_HD T ln_input_gradient(T g, T normalised, double rstd, double mean_g, doub
       rstd * (static_cast<double>(g) - mean_g - static_cast<double>(normalised) * mean_gx));
 }
 
-// The normalisation statistics of a row's two gate inputs (W_ih x and W_hh h, n = G*H
-// each): means, then the centred values (kept in saved_x / saved_h unless null) and their
-// 1/std. Every lane calls it.
+// The normalisation statistics of a row's two gate inputs (W_ih x, nx elements, and
+// W_hh h, nh elements; nh = 0 for one input alone): means, then the centred values (kept
+// in saved_x / saved_h unless null) and their 1/std. Every lane calls it.
 template <typename T, class Lanes>
 struct GateNorms {
   double mean_x = 0, mean_h = 0, rstd_x = 0, rstd_h = 0;
 
-  RECUR_HD GateNorms(const T* gx, const T* gh, std::int64_t n, T* saved_x, T* saved_h,
-                     Lanes& lanes) {
+  RECUR_HD GateNorms(const T* gx, std::int64_t nx, const T* gh, std::int64_t nh, T* saved_x,
+                     T* saved_h, Lanes& lanes) {
+    const std::int64_t n = nx > nh ? nx : nh;
     double m[2] = {0, 0};
     for (std::int64_t k = lanes.lane(); k < n; k += lanes.lanes()) {
-      m[0] += static_cast<double>(gx[k]);
-      m[1] += static_cast<double>(gh[k]);
+      if (k < nx) m[0] += static_cast<double>(gx[k]);
+      if (k < nh) m[1] += static_cast<double>(gh[k]);
     }
     lanes.sum(m);
-    mean_x = m[0] / static_cast<double>(n);
-    mean_h = m[1] / static_cast<double>(n);
+    mean_x = m[0] / static_cast<double>(nx);
+    if (nh > 0) mean_h = m[1] / static_cast<double>(nh);
     double q[2] = {0, 0};
     for (std::int64_t k = lanes.lane(); k < n; k += lanes.lanes()) {
-      const T cx = centred_x(gx[k]), ch = centred_h(gh[k]);
-      if (saved_x != nullptr) {
-        saved_x[k] = cx;
-        saved_h[k] = ch;
+      if (k < nx) {
+        const T cx = centred_x(gx[k]);
+        if (saved_x != nullptr) saved_x[k] = cx;
+        q[0] += static_cast<double>(cx) * cx;
       }
-      q[0] += static_cast<double>(cx) * cx;
-      q[1] += static_cast<double>(ch) * ch;
+      if (k < nh) {
+        const T ch = centred_h(gh[k]);
+        if (saved_h != nullptr) saved_h[k] = ch;
+        q[1] += static_cast<double>(ch) * ch;
+      }
     }
     lanes.sum(q);
-    rstd_x = ln_rstd(q[0], n);
-    rstd_h = ln_rstd(q[1], n);
+    rstd_x = ln_rstd(q[0], nx);
+    if (nh > 0) rstd_h = ln_rstd(q[1], nh);
   }
   RECUR_HD T centred_x(T v) const { return static_cast<T>(static_cast<double>(v) - mean_x); }
   RECUR_HD T centred_h(T v) const { return static_cast<T>(static_cast<double>(v) - mean_h); }
 };
 
-// The 1/std of the saved centred inputs, recomputed in the forward's order (backward).
+// The 1/std of saved centred inputs (nx and nh elements), recomputed in the forward's
+// order (backward).
 template <typename T, class Lanes>
-RECUR_HD void saved_rstd(const T* cx, const T* ch, std::int64_t n, double* rstd_x, double* rstd_h,
-                         Lanes& lanes) {
+RECUR_HD void saved_rstd(const T* cx, std::int64_t nx, const T* ch, std::int64_t nh, double* rstd_x,
+                         double* rstd_h, Lanes& lanes) {
+  const std::int64_t n = nx > nh ? nx : nh;
   double q[2] = {0, 0};
   for (std::int64_t k = lanes.lane(); k < n; k += lanes.lanes()) {
-    q[0] += static_cast<double>(cx[k]) * cx[k];
-    q[1] += static_cast<double>(ch[k]) * ch[k];
+    if (k < nx) q[0] += static_cast<double>(cx[k]) * cx[k];
+    if (k < nh) q[1] += static_cast<double>(ch[k]) * ch[k];
   }
   lanes.sum(q);
-  *rstd_x = ln_rstd(q[0], n);
-  *rstd_h = ln_rstd(q[1], n);
+  *rstd_x = ln_rstd(q[0], nx);
+  if (nh > 0) *rstd_h = ln_rstd(q[1], nh);
 }
 
 // The last phase of a backward row: d/d(W_ih x) and d/d(W_hh h) from d/d ax and d/d ah,
@@ -171,7 +178,7 @@ struct LnLstmForward : PerRow {
     const T* gamma_c = a.ln + 2 * GH;
     const T* beta_c = gamma_c + H;
     T* s = a.saved != nullptr ? a.saved + b * kSaved * H : nullptr;
-    const GateNorms<T, Lanes> norm(gx, gh, GH, s != nullptr ? s + 4 * H : nullptr,
+    const GateNorms<T, Lanes> norm(gx, GH, gh, GH, s != nullptr ? s + 4 * H : nullptr,
                                    s != nullptr ? s + 8 * H : nullptr, lanes);
     double sum_c[1] = {0};
     for (std::int64_t j = lanes.lane(); j < H; j += lanes.lanes()) {
@@ -321,7 +328,7 @@ struct LnGruLbrForward : PerRow {
     const T* gamma_x = a.ln;
     const T* gamma_h = a.ln + GH;
     T* s = a.saved != nullptr ? a.saved + b * kSaved * H : nullptr;
-    const GateNorms<T, Lanes> norm(gx, gh, GH, s != nullptr ? s + 4 * H : nullptr,
+    const GateNorms<T, Lanes> norm(gx, GH, gh, GH, s != nullptr ? s + 4 * H : nullptr,
                                    s != nullptr ? s + 7 * H : nullptr, lanes);
     for (std::int64_t j = lanes.lane(); j < H; j += lanes.lanes()) {
       T ax[3], ah[3];
@@ -362,7 +369,7 @@ struct LnGruLbrBackward : PerRow {
     T* dpx = a.dpx + b * GH;
     T* dph = a.dph + b * GH;
     double rstd_x = 0, rstd_h = 0;
-    saved_rstd(cx, ch, GH, &rstd_x, &rstd_h, lanes);
+    saved_rstd(cx, GH, ch, GH, &rstd_x, &rstd_h, lanes);
     double gs[4] = {0, 0, 0, 0};
     for (std::int64_t j = lanes.lane(); j < H; j += lanes.lanes()) {
       const std::int64_t idx = b * H + j;
@@ -386,6 +393,167 @@ struct LnGruLbrBackward : PerRow {
                              gs[2] / static_cast<double>(GH), gs[3] / static_cast<double>(GH)};
     gate_norms_backward(dpx, dph, cx, ch, gamma_x, gamma_h, GH, rstd_x, rstd_h, means,
                         a.dgx + b * GH, a.dgh + b * GH, a.dln + b * 2 * GH, lanes);
+  }
+};
+
+// The reset-before-product GRU, two phases as in gru.cuh around the second GEMM
+// W_hn (r∘h_{t-1}). Its recurrent products are two, so each is normalised on its own:
+//   ah_rz = LN(W_h[r,z] h_{t-1}; γ_hh[r,z]) + b_hh[r,z]     (2H)
+//   ah_n  = LN(W_hn (r∘h_{t-1}); γ_hh[n]) + b_hn            (H)
+//   r, z = σ(ax + ah_rz) in their slots, n = tanh(ax_n + ah_n), h_t = (1−z)∘n + z∘h_{t-1}
+// Saved (S = 9, also the inference scratch: z and ax_n travel between the phases): r, z,
+// n (ax_n until phase 2), the centred W_ih x (3 slots), W_h[r,z] h (2) and W_hn (r∘h) (1).
+// d/d ah equals d/d ax in every slot, so backward writes dpx alone (no dph).
+template <typename T, class Sig = Sigmoid>
+struct LnGruRbpGatesForward : PerRow {
+  static constexpr int kGates = 3;
+  static constexpr int kSaved = 9;
+
+  template <class Lanes>
+  RECUR_HD void row(std::int64_t b, const StepForward<T>& a, Lanes& lanes) const {
+    const std::int64_t H = a.hidden, GH = 3 * H;
+    const T* gx = a.gx + b * GH;
+    const T* gh = recurrent(a, b) + b * GH;  // its r and z slots
+    const T* gamma_x = a.ln;
+    const T* gamma_h = a.ln + GH;
+    T* s = a.saved + b * kSaved * H;
+    const GateNorms<T, Lanes> norm(gx, GH, gh, 2 * H, s + 3 * H, s + 6 * H, lanes);
+    for (std::int64_t j = lanes.lane(); j < H; j += lanes.lanes()) {
+      T pre[2];
+      for (int g = 0; g < 2; ++g) {
+        const std::int64_t k = g * H + j;
+        T px = gamma_x[k] * ln_normalised(norm.centred_x(gx[k]), norm.rstd_x);
+        T ph = gamma_h[k] * ln_normalised(norm.centred_h(gh[k]), norm.rstd_h);
+        if (a.b_ih != nullptr) {
+          px += a.b_ih[k];
+          ph += a.b_hh[k];
+        }
+        pre[g] = px + ph;
+      }
+      T ax_n = gamma_x[2 * H + j] * ln_normalised(norm.centred_x(gx[2 * H + j]), norm.rstd_x);
+      if (a.b_ih != nullptr) ax_n += a.b_ih[2 * H + j];
+      const T r = Sig::f(pre[0]), z = Sig::f(pre[1]);
+      const T h_prev = prev_h(a, b, j);
+      if (a.hp != nullptr) a.hp[b * a.ldhp + j] = h_prev;
+      a.rh[b * H + j] = r * h_prev;
+      s[0 * H + j] = r;
+      s[1 * H + j] = z;
+      s[2 * H + j] = ax_n;
+    }
+  }
+};
+
+// Phase 2: gh's n slot holds W_hn (r∘h_{t-1}).
+template <typename T, class Th = Tanh>
+struct LnGruRbpOutputForward : PerRow {
+  template <class Lanes>
+  RECUR_HD void row(std::int64_t b, const StepForward<T>& a, Lanes& lanes) const {
+    const std::int64_t H = a.hidden;
+    const T* ghn = a.gh + b * 3 * H + 2 * H;  // always gh, as in GruRbpOutputForward
+    const T* gamma_n = a.ln + 5 * H;
+    T* s = a.saved + b * 9 * H;
+    const GateNorms<T, Lanes> norm(ghn, H, nullptr, 0, s + 8 * H, nullptr, lanes);
+    for (std::int64_t j = lanes.lane(); j < H; j += lanes.lanes()) {
+      T ah_n = gamma_n[j] * ln_normalised(norm.centred_x(ghn[j]), norm.rstd_x);
+      if (a.b_hh != nullptr) ah_n += a.b_hh[2 * H + j];
+      const T z = s[1 * H + j];
+      const T n = Th::f(s[2 * H + j] + ah_n);
+      s[2 * H + j] = n;
+      a.h[b * a.ldh + j] = (T(1) - z) * n + z * prev_h(a, b, j);
+    }
+  }
+};
+
+// Backward phase A: dz and dn; back through the n product's normalisation into dgh[n]
+// (then drh = W_hn^T dgh[n]); dh becomes the direct part z∘dh.
+template <typename T, class Sig = Sigmoid, class Th = Tanh>
+struct LnGruRbpOutputBackward : PerRow {
+  template <class Lanes>
+  RECUR_HD void row(std::int64_t b, const StepBackward<T>& a, Lanes& lanes) const {
+    const std::int64_t H = a.hidden, GH = 3 * H;
+    const T* s = a.saved + b * 9 * H;
+    const T* ch = s + 8 * H;
+    const T* gamma_n = a.ln + GH + 2 * H;
+    T* dpx = a.dpx + b * GH;
+    double rstd = 0, unused = 0;
+    saved_rstd(ch, H, static_cast<const T*>(nullptr), 0, &rstd, &unused, lanes);
+    double gs[2] = {0, 0};
+    for (std::int64_t j = lanes.lane(); j < H; j += lanes.lanes()) {
+      const std::int64_t idx = b * H + j;
+      const T z = s[1 * H + j], n = s[2 * H + j];
+      const T dh = a.dh[idx] + (a.dy != nullptr ? a.dy[b * a.ldh + j] : T(0));
+      const T dn = dh * (T(1) - z) * Th::df(n);
+      dpx[1 * H + j] = dh * (a.h_prev[idx] - n) * Sig::df(z);
+      dpx[2 * H + j] = dn;
+      a.dh[idx] = dh * z;
+      const T g = dn * gamma_n[j];
+      gs[0] += static_cast<double>(g);
+      gs[1] += static_cast<double>(g) * ln_normalised(ch[j], rstd);
+    }
+    lanes.sum(gs);
+    const double mean_g = gs[0] / static_cast<double>(H), mean_gh = gs[1] / static_cast<double>(H);
+    T* dgh = a.dgh + b * GH + 2 * H;
+    T* dln = a.dln + b * 2 * GH + GH + 2 * H;
+    for (std::int64_t j = lanes.lane(); j < H; j += lanes.lanes()) {
+      const T hhat = ln_normalised(ch[j], rstd);
+      dgh[j] = ln_input_gradient(dpx[2 * H + j] * gamma_n[j], hhat, rstd, mean_g, mean_gh);
+      dln[j] = dpx[2 * H + j] * hhat;
+    }
+  }
+};
+
+// Backward phase B: drh = W_hn^T dgh[n] is known; dr, rh's share of dh, then back through
+// the normalisations of W_ih x (all three slots) and W_h[r,z] h.
+template <typename T, class Sig = Sigmoid>
+struct LnGruRbpGatesBackward : PerRow {
+  template <class Lanes>
+  RECUR_HD void row(std::int64_t b, const StepBackward<T>& a, Lanes& lanes) const {
+    const std::int64_t H = a.hidden, GH = 3 * H;
+    const T* s = a.saved + b * 9 * H;
+    const T* cx = s + 3 * H;
+    const T* ch = s + 6 * H;
+    const T* gamma_x = a.ln;
+    const T* gamma_h = a.ln + GH;
+    T* dpx = a.dpx + b * GH;
+    double rstd_x = 0, rstd_h = 0;
+    saved_rstd(cx, GH, ch, 2 * H, &rstd_x, &rstd_h, lanes);
+    for (std::int64_t j = lanes.lane(); j < H; j += lanes.lanes()) {
+      const std::int64_t idx = b * H + j;
+      const T r = s[j];
+      const T drh = a.drh[idx];
+      dpx[j] = drh * a.h_prev[idx] * Sig::df(r);
+      a.dh[idx] += drh * r;
+    }
+    // dpx[k] for k < H is this lane's own (the loop above gave element k to lane k mod
+    // lanes as this one does); the rest phase A wrote.
+    double gs[4] = {0, 0, 0, 0};
+    for (std::int64_t k = lanes.lane(); k < GH; k += lanes.lanes()) {
+      const T gx = dpx[k] * gamma_x[k];
+      gs[0] += static_cast<double>(gx);
+      gs[1] += static_cast<double>(gx) * ln_normalised(cx[k], rstd_x);
+      if (k < 2 * H) {
+        const T gh = dpx[k] * gamma_h[k];
+        gs[2] += static_cast<double>(gh);
+        gs[3] += static_cast<double>(gh) * ln_normalised(ch[k], rstd_h);
+      }
+    }
+    lanes.sum(gs);
+    const double mx = gs[0] / static_cast<double>(GH), mxx = gs[1] / static_cast<double>(GH);
+    const double mh = gs[2] / static_cast<double>(2 * H);
+    const double mhh = gs[3] / static_cast<double>(2 * H);
+    T* dgx = a.dgx + b * GH;
+    T* dgh = a.dgh + b * GH;
+    T* dln = a.dln + b * 2 * GH;
+    for (std::int64_t k = lanes.lane(); k < GH; k += lanes.lanes()) {
+      const T xhat = ln_normalised(cx[k], rstd_x);
+      dgx[k] = ln_input_gradient(dpx[k] * gamma_x[k], xhat, rstd_x, mx, mxx);
+      dln[k] = dpx[k] * xhat;
+      if (k < 2 * H) {
+        const T hhat = ln_normalised(ch[k], rstd_h);
+        dgh[k] = ln_input_gradient(dpx[k] * gamma_h[k], hhat, rstd_h, mh, mhh);
+        dln[GH + k] = dpx[k] * hhat;
+      }
+    }
   }
 };
 

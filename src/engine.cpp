@@ -419,7 +419,7 @@ class EngineImpl final : public Engine {
         ub.dgh = lbr || ln ? c.take(GRH) : ub.dgx;
         if (ln) {
           ub.dpx = c.take(GRH);
-          if (!lstm) ub.dph = c.take(GRH);
+          if (lbr) ub.dph = c.take(GRH);  // the other cells' d/d ah is dpx
           ub.dln = c.take(R * plan_.ln_width);
         }
         if (rbp) ub.drh = c.take(BH);

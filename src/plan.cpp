@@ -62,7 +62,12 @@ std::int64_t checked(const RnnConfig& c, std::int64_t a, std::int64_t b, std::in
 int saved_slots_of(CellKind cell, bool layer_norm) {
   if (layer_norm) {
     // the gates, then the centred W_ih x and W_hh h (kernels/layer_norm.cuh)
-    return cell == CellKind::Lstm ? 12 : 10;
+    // (the reset-before-product GRU: its two recurrent products' centred values)
+    switch (cell) {
+      case CellKind::Lstm: return 12;
+      case CellKind::GruLinearBeforeReset: return 10;
+      default: return 9;
+    }
   }
   switch (cell) {
     case CellKind::Lstm: return 4;                   // i, f, g, o
@@ -109,8 +114,9 @@ void validate_config(const RnnConfig& c) {
   if (conn < 0 || conn > static_cast<int>(Connection::Dense)) {
     throw Error(where, "config.connection", "a Connection", "value " + std::to_string(conn));
   }
-  if (c.layer_norm && c.cell != CellKind::Lstm && c.cell != CellKind::GruLinearBeforeReset) {
-    throw Error(where, "config.layer_norm", "cell Lstm or GruLinearBeforeReset",
+  if (c.layer_norm && gate_count(c.cell) == 1) {
+    throw Error(where, "config.layer_norm",
+                "a gated cell (Lstm, GruLinearBeforeReset or GruResetBeforeProduct)",
                 std::string("cell ") + to_string(c.cell));
   }
   const std::int64_t dh = (c.bidirectional ? 2 : 1) * c.hidden_size;

@@ -77,7 +77,7 @@ std::vector<Dual> layer_norm(const std::vector<Dual>& v, const Dual* gamma, cons
   return out;
 }
 
-// A layer-normalised LSTM or linear-before-reset GRU stack (Connection::None), time-major,
+// A layer-normalised LSTM or GRU (either form) stack (Connection::None), time-major,
 // sequence b running for lengths[b] steps (the reverse direction from lengths[b] - 1).
 RefOutputs reference(const Rnn& rnn, const RefInputs& in, std::int64_t T, std::int64_t B,
                      const std::vector<std::int64_t>& lengths) {
@@ -138,11 +138,31 @@ RefOutputs reference(const Rnn& rnn, const RefInputs& in, std::int64_t T, std::i
             const std::vector<Dual> nc = layer_norm(cn, g_c, b_c);
             for (std::int64_t j = 0; j < H; ++j) next[j] = o[j] * tanh(nc[j]);
             cell = cn;
-          } else {
+          } else if (c.cell == CellKind::GruLinearBeforeReset) {
             for (std::int64_t j = 0; j < H; ++j) {
               const Dual r = sigmoid(ax[j] + ah[j]), z = sigmoid(ax[H + j] + ah[H + j]);
               const Dual n = tanh(ax[2 * H + j] + r * ah[2 * H + j]);
               next[j] = (Dual(1) - z) * n + z * h[j];
+            }
+          } else {
+            // Reset before product: W_h[r,z] h and W_hn (r*h) normalised each on its own.
+            const std::vector<Dual> whrz(wh.begin(), wh.begin() + 2 * H);
+            const std::vector<Dual> arz = layer_norm(whrz, g_hh, b_hh);
+            std::vector<Dual> r(static_cast<std::size_t>(H)), z(r), rh(r);
+            for (std::int64_t j = 0; j < H; ++j) {
+              r[j] = sigmoid(ax[j] + arz[j]);
+              z[j] = sigmoid(ax[H + j] + arz[H + j]);
+              rh[j] = r[j] * h[j];
+            }
+            std::vector<Dual> whn(static_cast<std::size_t>(H));
+            for (std::int64_t k = 0; k < H; ++k) {
+              for (std::int64_t i = 0; i < H; ++i) whn[k] += w_hh[(2 * H + k) * H + i] * rh[i];
+            }
+            const std::vector<Dual> an =
+                layer_norm(whn, g_hh + 2 * H, b_hh != nullptr ? b_hh + 2 * H : nullptr);
+            for (std::int64_t j = 0; j < H; ++j) {
+              const Dual n = tanh(ax[2 * H + j] + an[j]);
+              next[j] = (Dual(1) - z[j]) * n + z[j] * h[j];
             }
           }
           h = next;
@@ -293,7 +313,8 @@ TEST_P(LayerNormReference, ForwardAndBackwardMatchTheEquations) {
 
 std::vector<RefCase> ref_cases() {
   std::vector<RefCase> out;
-  for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset}) {
+  for (CellKind cell :
+       {CellKind::Lstm, CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
     out.push_back({cell, 1, false, true, false});
     out.push_back({cell, 1, false, false, false});
     out.push_back({cell, 2, false, true, true});
@@ -340,7 +361,8 @@ TEST_P(LayerNormGradCheck, EveryGradientMatchesFiniteDifferences) {
 
 std::vector<GradCase> grad_cases() {
   std::vector<GradCase> out;
-  for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset}) {
+  for (CellKind cell :
+       {CellKind::Lstm, CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
     out.push_back({cell, 1, false, Connection::None, false});
     out.push_back({cell, 1, true, Connection::None, true});
     out.push_back({cell, 2, false, Connection::None, true});
@@ -362,7 +384,9 @@ TEST(LayerNormRandomConfigs, EveryGradientMatchesFiniteDifferences) {
   auto pick = [&](int n) { return static_cast<int>(rng.uniform(0, n)); };
   for (int it = 0; it < 60; ++it) {
     RnnConfig c;
-    c.cell = pick(2) == 0 ? CellKind::Lstm : CellKind::GruLinearBeforeReset;
+    const CellKind cells[] = {CellKind::Lstm, CellKind::GruLinearBeforeReset,
+                              CellKind::GruResetBeforeProduct};
+    c.cell = cells[pick(3)];
     c.layer_norm = true;
     // At least 2 inputs and 4 units. A normalisation's curvature grows as its row's
     // variance shrinks (to 1/sqrt(eps)), and central differences with h = cbrt(eps) assume
@@ -461,7 +485,8 @@ TEST(LayerNormParameters, NamesShapesLayoutAndInitialValues) {
 // ---- the row functors in the CPU loops, several units, threads; and bits ----
 
 TEST(LayerNormCpu, FloatMatchesDoubleAndRunsAreBitIdentical) {
-  for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset}) {
+  for (CellKind cell :
+       {CellKind::Lstm, CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
     SCOPED_TRACE(to_string(cell));
     RnnConfig c = ln_config(cell, 2, true);
     c.input_size = 24;
@@ -525,16 +550,15 @@ TEST(LayerNormCpu, ReducedMathStaysNearFp32) {
 
 // ---- errors and checkpoints ----
 
-TEST(LayerNormErrors, VanillaAndResetBeforeProductCellsAreRefused) {
-  for (CellKind cell : {CellKind::RnnTanh, CellKind::RnnRelu, CellKind::RnnSigmoid,
-                        CellKind::GruResetBeforeProduct}) {
+TEST(LayerNormErrors, VanillaCellsAreRefused) {
+  for (CellKind cell : {CellKind::RnnTanh, CellKind::RnnRelu, CellKind::RnnSigmoid}) {
     RnnConfig c = ln_config(cell, 1, false);
     try {
       Rnn rnn(c);
       ADD_FAILURE() << "no error for " << to_string(cell);
     } catch (const Error& e) {
       EXPECT_EQ(e.argument(), "config.layer_norm") << e.what();
-      EXPECT_NE(e.expected().find("Lstm or GruLinearBeforeReset"), std::string::npos) << e.what();
+      EXPECT_NE(e.expected().find("a gated cell"), std::string::npos) << e.what();
       EXPECT_NE(e.got().find(to_string(cell)), std::string::npos) << e.what();
     }
   }
@@ -701,7 +725,8 @@ TEST_P(LayerNormCuda, ForwardAndBackwardMatchTheCpu) {
 
 std::vector<ParityCase> parity_cases() {
   std::vector<ParityCase> out;
-  for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset}) {
+  for (CellKind cell :
+       {CellKind::Lstm, CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
     for (DType dtype : {DType::Float32, DType::Float64}) {
       for (std::int64_t layers : {1, 2, 3}) {
         for (bool bi : {false, true}) {
@@ -727,7 +752,8 @@ INSTANTIATE_TEST_SUITE_P(Cells, LayerNormCuda, ::testing::ValuesIn(parity_cases(
 // and a single unit: the block's tree and strided loops.
 TEST(LayerNormCudaWide, RowsWiderThanABlock) {
   RECUR_REQUIRE_GPU();
-  for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset}) {
+  for (CellKind cell :
+       {CellKind::Lstm, CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
     SCOPED_TRACE(to_string(cell));
     check_parity<float>({cell, DType::Float32, 1, false, Connection::None}, 4, 3, true, 300);
   }

@@ -39,12 +39,12 @@ void weight_gradients(const PassContext<T>& ctx, T* grads) {
       if (ctx.reset_before_product()) {
         ops.gemm(Gemm<T>::op(Trans::N, Trans::T)
                      .shape(H, 2 * H, R)
-                     .from(ub.hp, ub.ldhp, ub.dgx, GH)
+                     .from(ub.hp, ub.ldhp, ub.dgh, GH)
                      .into(grads + u.w_hh, H)
                      .accumulate());
         ops.gemm(Gemm<T>::op(Trans::N, Trans::T)
                      .shape(H, H, R)
-                     .from(ub.rh, H, ub.dgx + 2 * H, GH)
+                     .from(ub.rh, H, ub.dgh + 2 * H, GH)
                      .into(grads + u.w_hh + 2 * H * H, H)
                      .accumulate());
       } else {
