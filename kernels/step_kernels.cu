@@ -121,6 +121,7 @@ void launch_step(StepKind kind, const Args* units, int count, void* stream, Disp
     const auto s = static_cast<cudaStream_t>(stream);
     dispatch(kind, [&](auto functor) {
       if constexpr (is_per_row<decltype(functor)>) {
+        if (rows == 0) return;
         const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(here));
         apply_rows_kernel<<<grid, kRowThreads, 0, s>>>(functor, args);
       } else {
