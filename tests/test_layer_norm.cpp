@@ -13,10 +13,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "cpu/cpu_ops.h"
 #include "gradcheck_util.h"
+#include "ops.h"
 #include "recur/checkpoint.h"
 #include "recur/model_checkpoint.h"
 
@@ -747,6 +751,108 @@ std::string parity_name(const ::testing::TestParamInfo<ParityCase>& p) {
          to_string(p.param.connection);
 }
 INSTANTIATE_TEST_SUITE_P(Cells, LayerNormCuda, ::testing::ValuesIn(parity_cases()), parity_name);
+
+// ---- the row kernels alone: GPU against CPU ----
+
+// Every buffer a row kernel reads or writes, the same random values on both sides.
+template <typename T>
+struct RowBuffers {
+  std::map<std::string, Tensor> cpu, gpu;
+  RowBuffers(Random& rng, std::int64_t B, std::int64_t H, std::int64_t G, std::int64_t S,
+             std::int64_t W) {
+    auto add = [&](const char* name, std::int64_t n, double lo = -1, double hi = 1) {
+      cpu[name] = rng.tensor<T>({n}, Device::cpu(), lo, hi);
+      gpu[name] = cpu[name].to(Device::cuda(0));
+    };
+    for (const char* name : {"gx", "gh", "g0", "dgx", "dgh", "dpx", "dph"})
+      add(name, B * G * H, -2, 2);
+    for (const char* name : {"b_ih", "b_hh"}) add(name, G * H);
+    add("ln", W, 0.5, 1.5);
+    for (const char* name :
+         {"h_prev", "h0", "h", "dy", "c_prev", "c0", "c", "hp", "rh", "drh", "dh", "dc"}) {
+      add(name, B * H);
+    }
+    add("saved", B * S * H, 0.05, 0.95);
+    add("dln", B * W);
+  }
+  T* p(bool on_gpu, const char* name) {
+    return (on_gpu ? gpu : cpu).at(name).template data_as<T>();
+  }
+  kernels::StepForward<T> forward(bool g, std::int64_t B, std::int64_t H, std::int64_t active,
+                                  std::int64_t carried) {
+    kernels::StepForward<T> a;
+    a.batch = B, a.hidden = H, a.ldh = H, a.active = active, a.carried = carried;
+    a.gx = p(g, "gx"), a.gh = p(g, "gh"), a.g0 = p(g, "g0"), a.b_ih = p(g, "b_ih");
+    a.b_hh = p(g, "b_hh"), a.h_prev = p(g, "h_prev"), a.c_prev = p(g, "c_prev");
+    a.h0 = p(g, "h0"), a.c0 = p(g, "c0"), a.h = p(g, "h"), a.c = p(g, "c");
+    a.hp = p(g, "hp"), a.ldhp = H, a.saved = p(g, "saved"), a.rh = p(g, "rh"), a.ln = p(g, "ln");
+    return a;
+  }
+  kernels::StepBackward<T> backward(bool g, std::int64_t B, std::int64_t H, std::int64_t active,
+                                    std::int64_t carried) {
+    kernels::StepBackward<T> a;
+    a.batch = B, a.hidden = H, a.ldh = H, a.active = active, a.carried = carried;
+    a.dy = p(g, "dy"), a.h = p(g, "h"), a.h_prev = p(g, "h_prev"), a.c = p(g, "c");
+    a.c_prev = p(g, "c_prev"), a.c0 = p(g, "c0"), a.saved = p(g, "saved"), a.drh = p(g, "drh");
+    a.dh = p(g, "dh"), a.dc = p(g, "dc"), a.dgx = p(g, "dgx"), a.dgh = p(g, "dgh");
+    a.ln = p(g, "ln"), a.dpx = p(g, "dpx"), a.dph = p(g, "dph"), a.dln = p(g, "dln");
+    return a;
+  }
+  void expect_equal(const Tolerance& tol, const std::string& what) {
+    for (auto& [name, t] : cpu) {
+      EXPECT_TRUE(all_close(gpu.at(name).template to_vector<T>(), t.template to_vector<T>(), tol))
+          << what << ", buffer " << name;
+    }
+  }
+};
+
+template <typename T>
+void check_row_kernels(kernels::StepKind kind, std::int64_t H) {
+  using kernels::StepKind;
+  const bool lstm = kind == StepKind::LnLstm;
+  const std::int64_t G = lstm ? 4 : 3, B = 6;
+  const std::int64_t S = lstm ? 12 : kind == StepKind::LnGruLinearBeforeReset ? 10 : 9;
+  const std::int64_t W = 2 * G * H + (lstm ? 2 * H : 0);
+  Random rng(70 + static_cast<std::uint64_t>(kind) + static_cast<std::uint64_t>(H));
+  detail::CpuOps<T> cpu;
+  std::unique_ptr<detail::Ops<T>> gpu = detail::make_ops<T>(Device::cuda(0));
+  // Three units in one call: all rows carried; rows that start here; idle rows.
+  const std::int64_t active[3] = {6, 4, 5}, carried[3] = {6, 2, 0};
+  std::vector<RowBuffers<T>> bufs;
+  for (int u = 0; u < 3; ++u) bufs.emplace_back(rng, B, H, G, S, W);
+  const Tolerance tol = tolerance_for_depth<T>(static_cast<double>(4 * G * H));
+  std::vector<kernels::StepForward<T>> fc, fg;
+  for (int u = 0; u < 3; ++u) {
+    fc.push_back(bufs[u].forward(false, B, H, active[u], carried[u]));
+    fg.push_back(bufs[u].forward(true, B, H, active[u], carried[u]));
+  }
+  cpu.step_forward(kind, fc.data(), 3);
+  gpu->step_forward(kind, fg.data(), 3);
+  gpu->synchronize();
+  for (int u = 0; u < 3; ++u) bufs[u].expect_equal(tol, "forward unit " + std::to_string(u));
+  std::vector<kernels::StepBackward<T>> bc, bg;
+  for (int u = 0; u < 3; ++u) {
+    bc.push_back(bufs[u].backward(false, B, H, active[u], carried[u]));
+    bg.push_back(bufs[u].backward(true, B, H, active[u], carried[u]));
+  }
+  cpu.step_backward(kind, bc.data(), 3);
+  gpu->step_backward(kind, bg.data(), 3);
+  gpu->synchronize();
+  for (int u = 0; u < 3; ++u) bufs[u].expect_equal(tol, "backward unit " + std::to_string(u));
+}
+
+// Each row kernel with several units per launch, idle and starting rows, and rows of fewer
+// elements than a block's lanes and of many more (H = 5 and 300).
+TEST(LayerNormCudaOps, EveryRowKernelForwardAndBackward) {
+  RECUR_REQUIRE_GPU();
+  for (kernels::StepKind kind : kernels::kRowStepKinds) {
+    for (std::int64_t H : {5, 300}) {
+      SCOPED_TRACE("kind " + std::to_string(static_cast<int>(kind)) + " H=" + std::to_string(H));
+      check_row_kernels<float>(kind, H);
+      check_row_kernels<double>(kind, H);
+    }
+  }
+}
 
 // A hidden size beyond one block of lanes (H > 128, G*H > 128 per lane several times)
 // and a single unit: the block's tree and strided loops.
