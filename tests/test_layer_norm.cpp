@@ -13,12 +13,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <condition_variable>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/cpu_steps.h"
 #include "gradcheck_util.h"
 #include "ops.h"
 #include "recur/checkpoint.h"
@@ -751,6 +755,178 @@ std::string parity_name(const ::testing::TestParamInfo<ParityCase>& p) {
          to_string(p.param.connection);
 }
 INSTANTIATE_TEST_SUITE_P(Cells, LayerNormCuda, ::testing::ValuesIn(parity_cases()), parity_name);
+
+// ---- the GPU's lane discipline, emulated on the CPU ----
+
+// Lanes as threads that take turns: between two sums exactly one lane runs at a time, in
+// a fixed order (ascending or descending lane numbers), and a sum ends a lane's turn. So
+// a lane that read, before a sum, what another lane writes in the same stretch would read
+// it stale in one of the two orders, deterministically: the check that the functors'
+// loops meet only where kernels/layer_norm.cuh says they do. The totals are the GPU's
+// tree (BlockLanes, kernels/step_kernels.cu) over the lanes' partials.
+class Baton {
+ public:
+  Baton(int lanes, bool descending)
+      : lanes_(lanes), descending_(descending), scratch_(static_cast<std::size_t>(4 * lanes)) {}
+  int lanes() const { return lanes_; }
+  int position(int lane) const { return descending_ ? lanes_ - 1 - lane : lane; }
+  // Blocks until `turn` (phase * lanes + position) comes.
+  void wait(long turn) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return turn_ == turn; });
+  }
+  void pass() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++turn_;
+    }
+    cv_.notify_all();
+  }
+  double* scratch() { return scratch_.data(); }
+  double totals[4] = {0, 0, 0, 0};
+
+ private:
+  int lanes_;
+  bool descending_;
+  std::vector<double> scratch_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  long turn_ = 0;
+};
+
+struct TurnLanes {
+  Baton* baton;
+  int me;
+  long phase = 0;
+  std::int64_t lane() const { return me; }
+  std::int64_t lanes() const { return baton->lanes(); }
+  template <int N>
+  void sum(double (&v)[N]) {
+    const int n = baton->lanes();
+    double* scratch = baton->scratch();
+    for (int q = 0; q < N; ++q) scratch[q * n + me] = v[q];
+    if (baton->position(me) == n - 1) {  // the last of this stretch: the tree
+      for (int half = n / 2; half > 0; half /= 2) {
+        for (int t = 0; t < half; ++t) {
+          for (int q = 0; q < N; ++q) scratch[q * n + t] += scratch[q * n + t + half];
+        }
+      }
+      for (int q = 0; q < N; ++q) baton->totals[q] = scratch[q * n];
+    }
+    baton->pass();
+    ++phase;
+    baton->wait(phase * n + baton->position(me));
+    for (int q = 0; q < N; ++q) v[q] = baton->totals[q];
+  }
+};
+
+// Runs `kind`'s functor over rows [0, active) of `a` with `lanes` turn-taking lanes.
+template <typename T, class Args, class Dispatch>
+void run_with_turns(kernels::StepKind kind, const Args& a, int lanes, bool descending,
+                    Dispatch dispatch) {
+  dispatch(kind, [&](auto functor) {
+    if constexpr (kernels::is_per_row<decltype(functor)>) {
+      Baton baton(lanes, descending);
+      std::vector<std::thread> threads;
+      for (int me = 0; me < lanes; ++me) {
+        threads.emplace_back([&, me] {
+          TurnLanes l{&baton, me};
+          baton.wait(baton.position(me));
+          for (std::int64_t b = 0; b < a.active; ++b) functor.row(b, a, l);
+          baton.pass();
+        });
+      }
+      for (std::thread& t : threads) t.join();
+    }
+  });
+}
+
+template <typename T>
+void check_turns(kernels::StepKind kind, std::int64_t H, int lanes, bool descending) {
+  using kernels::StepKind;
+  const bool lstm = kind == StepKind::LnLstm;
+  const std::int64_t G = lstm ? 4 : 3, B = 4, active = 3, carried = 2;
+  const std::int64_t S = lstm ? 12 : kind == StepKind::LnGruLinearBeforeReset ? 10 : 9;
+  const std::int64_t W = 2 * G * H + (lstm ? 2 * H : 0);
+  auto make = [&] {
+    Random rng(90 + static_cast<std::uint64_t>(kind) + static_cast<std::uint64_t>(H));
+    std::map<std::string, std::vector<T>> v;
+    for (const char* name : {"gx", "gh", "g0", "dgx", "dgh", "dpx", "dph"}) {
+      v[name] = rng.vector<T>(B * G * H, -2, 2);
+    }
+    for (const char* name : {"b_ih", "b_hh"}) v[name] = rng.vector<T>(G * H);
+    v["ln"] = rng.vector<T>(W, 0.5, 1.5);
+    for (const char* name :
+         {"h_prev", "h0", "h", "dy", "c_prev", "c0", "c", "hp", "rh", "drh", "dh", "dc"}) {
+      v[name] = rng.vector<T>(B * H);
+    }
+    v["saved"] = rng.vector<T>(B * S * H, 0.05, 0.95);
+    v["dln"] = rng.vector<T>(B * W);
+    return v;
+  };
+  auto forward = [&](std::map<std::string, std::vector<T>>& v) {
+    kernels::StepForward<T> a;
+    a.batch = B, a.hidden = H, a.ldh = H, a.active = active, a.carried = carried;
+    a.gx = v["gx"].data(), a.gh = v["gh"].data(), a.g0 = v["g0"].data();
+    a.b_ih = v["b_ih"].data(), a.b_hh = v["b_hh"].data(), a.h_prev = v["h_prev"].data();
+    a.c_prev = v["c_prev"].data(), a.h0 = v["h0"].data(), a.c0 = v["c0"].data();
+    a.h = v["h"].data(), a.c = v["c"].data(), a.hp = v["hp"].data(), a.ldhp = H;
+    a.saved = v["saved"].data(), a.rh = v["rh"].data(), a.ln = v["ln"].data();
+    return a;
+  };
+  auto backward = [&](std::map<std::string, std::vector<T>>& v) {
+    kernels::StepBackward<T> a;
+    a.batch = B, a.hidden = H, a.ldh = H, a.active = active, a.carried = carried;
+    a.dy = v["dy"].data(), a.h = v["h"].data(), a.h_prev = v["h_prev"].data();
+    a.c = v["c"].data(), a.c_prev = v["c_prev"].data(), a.c0 = v["c0"].data();
+    a.saved = v["saved"].data(), a.drh = v["drh"].data(), a.dh = v["dh"].data();
+    a.dc = v["dc"].data(), a.dgx = v["dgx"].data(), a.dgh = v["dgh"].data();
+    a.ln = v["ln"].data(), a.dpx = v["dpx"].data(), a.dph = v["dph"].data();
+    a.dln = v["dln"].data();
+    return a;
+  };
+  auto fwd_dispatch = [](kernels::StepKind k, auto fn) { kernels::dispatch_forward<T>(k, fn); };
+  auto bwd_dispatch = [](kernels::StepKind k, auto fn) { kernels::dispatch_backward<T>(k, fn); };
+  const Tolerance tol = tolerance_for_depth<T>(static_cast<double>(4 * G * H));
+  auto expect_same = [&](std::map<std::string, std::vector<T>>& got,
+                         std::map<std::string, std::vector<T>>& want, const char* what) {
+    for (auto& [name, values] : want) {
+      EXPECT_TRUE(all_close(got.at(name), values, tol)) << what << ", buffer " << name;
+    }
+  };
+  {
+    auto serial = make(), turns = make();
+    const kernels::StepForward<T> as = forward(serial), at = forward(turns);
+    detail::cpu_step_forward(kind, &as, 1, false);
+    run_with_turns<T>(kind, at, lanes, descending, fwd_dispatch);
+    expect_same(turns, serial, "forward");
+  }
+  {
+    auto serial = make(), turns = make();
+    const kernels::StepBackward<T> as = backward(serial), at = backward(turns);
+    detail::cpu_step_backward(kind, &as, 1, false);
+    run_with_turns<T>(kind, at, lanes, descending, bwd_dispatch);
+    expect_same(turns, serial, "backward");
+  }
+}
+
+// Every row functor with 4 and 8 lanes taking turns both ways, rows of fewer elements
+// than lanes (H = 1: G*H = 3 or 4) and of several per lane.
+TEST(LayerNormLanes, RowFunctorsMeetOnlyInTheirSums) {
+  for (kernels::StepKind kind : kernels::kRowStepKinds) {
+    for (std::int64_t H : {1, 5, 19}) {
+      for (int lanes : {4, 8}) {
+        for (bool descending : {false, true}) {
+          SCOPED_TRACE("kind " + std::to_string(static_cast<int>(kind)) +
+                       " H=" + std::to_string(H) + " lanes=" + std::to_string(lanes) +
+                       (descending ? " descending" : " ascending"));
+          check_turns<double>(kind, H, lanes, descending);
+          check_turns<float>(kind, H, lanes, descending);
+        }
+      }
+    }
+  }
+}
 
 // ---- the row kernels alone: GPU against CPU ----
 
