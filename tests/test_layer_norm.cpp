@@ -756,6 +756,136 @@ std::string parity_name(const ::testing::TestParamInfo<ParityCase>& p) {
 }
 INSTANTIATE_TEST_SUITE_P(Cells, LayerNormCuda, ::testing::ValuesIn(parity_cases()), parity_name);
 
+// ---- the functors with identity activations ----
+
+// One row's inputs and outputs for LnLstm / LnGruLbr with Identity activations (so that
+// no saturated gate hides an index): forward against the formula written out here,
+// backward against central differences of J = <wh, h_t> + <wc, c_t> through the forward
+// functor.
+struct IdentityRow {
+  static constexpr std::int64_t H = 3;
+  bool lstm;
+  std::int64_t G, S, W;
+  std::vector<double> gx, gh, b_ih, b_hh, ln, h_prev, c_prev, wh, wc;
+  explicit IdentityRow(bool is_lstm) : lstm(is_lstm) {
+    G = lstm ? 4 : 3, S = lstm ? 12 : 10, W = 2 * G * H + (lstm ? 2 * H : 0);
+    Random rng(lstm ? 5 : 6);
+    gx = rng.vector<double>(G * H, -2, 2), gh = rng.vector<double>(G * H, -2, 2);
+    b_ih = rng.vector<double>(G * H), b_hh = rng.vector<double>(G * H);
+    ln = rng.vector<double>(W, 0.5, 1.5);
+    h_prev = rng.vector<double>(H), c_prev = rng.vector<double>(H);
+    wh = rng.vector<double>(H), wc = rng.vector<double>(H);
+  }
+  // Runs the forward functor: h, c (LSTM) and saved.
+  void forward(std::vector<double>* h, std::vector<double>* c, std::vector<double>* saved) const {
+    h->assign(H, 0), c->assign(H, 0), saved->assign(S * H, 0);
+    std::vector<double> hp(H);
+    kernels::StepForward<double> a;
+    a.batch = a.active = a.carried = 1, a.hidden = a.ldh = a.ldhp = H;
+    a.gx = gx.data(), a.gh = gh.data(), a.b_ih = b_ih.data(), a.b_hh = b_hh.data();
+    a.h_prev = h_prev.data(), a.c_prev = c_prev.data(), a.ln = ln.data();
+    a.h = h->data(), a.c = c->data(), a.hp = hp.data(), a.saved = saved->data();
+    kernels::SerialLanes lanes;
+    if (lstm) {
+      kernels::LnLstmForward<double, kernels::Identity, kernels::Identity>{}.row(0, a, lanes);
+    } else {
+      kernels::LnGruLbrForward<double, kernels::Identity, kernels::Identity>{}.row(0, a, lanes);
+    }
+  }
+  double loss() const {
+    std::vector<double> h, c, saved;
+    forward(&h, &c, &saved);
+    double j = 0;
+    for (std::int64_t k = 0; k < H; ++k) j += wh[k] * h[k] + (lstm ? wc[k] * c[k] : 0.0);
+    return j;
+  }
+};
+
+// LN(v; g) + b over the whole vector, written out.
+std::vector<double> naive_ln(const double* v, std::int64_t n, const double* g, const double* b) {
+  double mean = 0, var = 0;
+  for (std::int64_t k = 0; k < n; ++k) mean += v[k] / static_cast<double>(n);
+  for (std::int64_t k = 0; k < n; ++k)
+    var += (v[k] - mean) * (v[k] - mean) / static_cast<double>(n);
+  std::vector<double> out(static_cast<std::size_t>(n));
+  for (std::int64_t k = 0; k < n; ++k) {
+    out[k] = g[k] * (v[k] - mean) / std::sqrt(var + 1e-5) + (b != nullptr ? b[k] : 0.0);
+  }
+  return out;
+}
+
+TEST(LayerNormFunctors, IdentityActivationsMatchTheFormulaAndDifferences) {
+  for (bool lstm : {true, false}) {
+    SCOPED_TRACE(lstm ? "LnLstm" : "LnGruLbr");
+    IdentityRow row(lstm);
+    const std::int64_t H = IdentityRow::H, GH = row.G * H;
+    std::vector<double> h, c, saved;
+    row.forward(&h, &c, &saved);
+    const std::vector<double> ax = naive_ln(row.gx.data(), GH, row.ln.data(), row.b_ih.data());
+    const std::vector<double> ah = naive_ln(row.gh.data(), GH, row.ln.data() + GH, row.b_hh.data());
+    std::vector<double> want_h(H), want_c(H);
+    if (lstm) {
+      for (std::int64_t j = 0; j < H; ++j) {
+        want_c[j] = (ax[H + j] + ah[H + j]) * row.c_prev[j] +
+                    (ax[j] + ah[j]) * (ax[2 * H + j] + ah[2 * H + j]);
+      }
+      const std::vector<double> nc =
+          naive_ln(want_c.data(), H, row.ln.data() + 2 * GH, row.ln.data() + 2 * GH + H);
+      for (std::int64_t j = 0; j < H; ++j) want_h[j] = (ax[3 * H + j] + ah[3 * H + j]) * nc[j];
+      EXPECT_TRUE(all_close(c, want_c, tolerance_for_depth<double>(GH))) << "c";
+    } else {
+      for (std::int64_t j = 0; j < H; ++j) {
+        const double r = ax[j] + ah[j], z = ax[H + j] + ah[H + j];
+        const double n = ax[2 * H + j] + r * ah[2 * H + j];
+        want_h[j] = (1 - z) * n + z * row.h_prev[j];
+      }
+    }
+    EXPECT_TRUE(all_close(h, want_h, tolerance_for_depth<double>(GH))) << "h";
+
+    // Backward from dJ/dh_t = wh, dJ/dc_t = wc.
+    std::vector<double> dh = row.wh, dc = row.wc, dgx(GH), dgh(GH), dpx(GH), dph(GH);
+    std::vector<double> dln(row.W);
+    kernels::StepBackward<double> a;
+    a.batch = a.active = a.carried = 1, a.hidden = a.ldh = H;
+    a.h = h.data(), a.h_prev = row.h_prev.data(), a.c = c.data(), a.c_prev = row.c_prev.data();
+    a.saved = saved.data(), a.dh = dh.data(), a.dc = dc.data(), a.dgx = dgx.data();
+    a.dgh = dgh.data(), a.ln = row.ln.data(), a.dpx = dpx.data(), a.dph = dph.data();
+    a.dln = dln.data();
+    kernels::SerialLanes lanes;
+    if (lstm) {
+      kernels::LnLstmBackward<double, kernels::Identity, kernels::Identity>{}.row(0, a, lanes);
+    } else {
+      kernels::LnGruLbrBackward<double, kernels::Identity, kernels::Identity>{}.row(0, a, lanes);
+    }
+    auto differences = [&](std::vector<double>& v) {
+      std::vector<double> out(v.size());
+      const double step = FiniteDifference::step();
+      for (std::size_t k = 0; k < v.size(); ++k) {
+        const double keep = v[k];
+        v[k] = keep + step;
+        const double up = row.loss();
+        v[k] = keep - step;
+        const double down = row.loss();
+        v[k] = keep;
+        out[k] = (up - down) / (2 * step);
+      }
+      return out;
+    };
+    const Tolerance tol{FiniteDifference::tolerance(10.0, static_cast<double>(4 * GH)), 1.0};
+    EXPECT_TRUE(all_close(dgx, differences(row.gx), tol)) << "dgx";
+    EXPECT_TRUE(all_close(dgh, differences(row.gh), tol)) << "dgh";
+    EXPECT_TRUE(all_close(dpx, differences(row.b_ih), tol)) << "dpx (db_ih)";
+    const std::vector<double> db_hh = differences(row.b_hh);
+    EXPECT_TRUE(all_close(lstm ? dpx : dph, db_hh, tol)) << "db_hh";
+    EXPECT_TRUE(all_close(dln, differences(row.ln), tol)) << "dln";
+    if (lstm) {
+      EXPECT_TRUE(all_close(dc, differences(row.c_prev), tol)) << "dc_{t-1}";
+    } else {
+      EXPECT_TRUE(all_close(dh, differences(row.h_prev), tol)) << "dh_{t-1}";
+    }
+  }
+}
+
 // ---- the GPU's lane discipline, emulated on the CPU ----
 
 // Lanes as threads that take turns: between two sums exactly one lane runs at a time, in
