@@ -7,6 +7,7 @@
 #include "connection.cuh"
 #include "gather.cuh"
 #include "gru.cuh"
+#include "layer_norm.cuh"
 #include "lstm.cuh"
 #include "rnn_cell.cuh"
 
@@ -22,9 +23,13 @@ enum class StepKind {
   GruLinearBeforeReset,
   GruRbpGates,   // reset-before-product, phase 1 forward / phase B backward
   GruRbpOutput,  // reset-before-product, phase 2 forward / phase A backward
+  LnLstm,        // layer-normalised cells (layer_norm.cuh): row-by-row functors (PerRow)
+  LnGruLinearBeforeReset,
+  LnGruRbpGates,  // as GruRbpGates / GruRbpOutput, layer-normalised
+  LnGruRbpOutput,
 };
 
-// Every StepKind, for tests that visit them all.
+// Every element-by-element StepKind (PerElement), for tests that visit them all.
 inline constexpr StepKind kStepKinds[] = {StepKind::RnnTanh,
                                           StepKind::RnnRelu,
                                           StepKind::RnnSigmoid,
@@ -32,6 +37,9 @@ inline constexpr StepKind kStepKinds[] = {StepKind::RnnTanh,
                                           StepKind::GruLinearBeforeReset,
                                           StepKind::GruRbpGates,
                                           StepKind::GruRbpOutput};
+// Every row-by-row StepKind (PerRow).
+inline constexpr StepKind kRowStepKinds[] = {StepKind::LnLstm, StepKind::LnGruLinearBeforeReset,
+                                             StepKind::LnGruRbpGates, StepKind::LnGruRbpOutput};
 
 // Calls fn(functor) with the forward functor of `kind`.
 template <typename T, class Fn>
@@ -44,6 +52,10 @@ void dispatch_forward(StepKind kind, Fn&& fn) {
     case StepKind::GruLinearBeforeReset: return fn(GruLbrForward<T>{});
     case StepKind::GruRbpGates: return fn(GruRbpGatesForward<T>{});
     case StepKind::GruRbpOutput: return fn(GruRbpOutputForward<T>{});
+    case StepKind::LnLstm: return fn(LnLstmForward<T>{});
+    case StepKind::LnGruLinearBeforeReset: return fn(LnGruLbrForward<T>{});
+    case StepKind::LnGruRbpGates: return fn(LnGruRbpGatesForward<T>{});
+    case StepKind::LnGruRbpOutput: return fn(LnGruRbpOutputForward<T>{});
   }
 }
 
@@ -58,6 +70,10 @@ void dispatch_backward(StepKind kind, Fn&& fn) {
     case StepKind::GruLinearBeforeReset: return fn(GruLbrBackward<T>{});
     case StepKind::GruRbpGates: return fn(GruRbpGatesBackward<T>{});
     case StepKind::GruRbpOutput: return fn(GruRbpOutputBackward<T>{});
+    case StepKind::LnLstm: return fn(LnLstmBackward<T>{});
+    case StepKind::LnGruLinearBeforeReset: return fn(LnGruLbrBackward<T>{});
+    case StepKind::LnGruRbpGates: return fn(LnGruRbpGatesBackward<T>{});
+    case StepKind::LnGruRbpOutput: return fn(LnGruRbpOutputBackward<T>{});
   }
 }
 

@@ -40,6 +40,9 @@ struct StepForward {
   std::int64_t ldhp = 0;      // row stride of hp: H, or wider where hp shares rows with x
   T* saved = nullptr;         // [B, S*H] out: activations for backward; nullptr in inference
   T* rh = nullptr;            // [B, H] out: r*h_{t-1} (GRU reset-before-product)
+  const T* ln = nullptr;      // layer-norm parameters (layer_norm cells, layer_norm.cuh):
+                              // gains [G*H] for W_ih x and [G*H] for W_hh h, then the LSTM's
+                              // cell gain [H] and bias [H]
 };
 
 template <typename T>
@@ -64,6 +67,11 @@ struct StepBackward {
   T* dgh = nullptr;           // [B, G*H] out: dJ/d(W_hh h_{t-1}); the linear-before-reset
                               // GRU's own buffer; every other cell needs dgh == dgx and
                               // writes dgx only
+  const T* ln = nullptr;      // as in StepForward (layer_norm cells)
+  T* dpx = nullptr;           // [B, G*H] out: d/d(normalised input part + b_ih) (layer_norm)
+  T* dph = nullptr;           // [B, G*H] out: d/d(recurrent part + b_hh) (layer-norm GRU)
+  T* dln = nullptr;           // [B, 2*G*H (+2*H)] out: rows of the layer-norm parameters'
+                              // gradients (layer_norm.cuh)
 };
 
 // The two ways into a step functor. A CUDA thread holds a flat index idx = b*H + j in

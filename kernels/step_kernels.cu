@@ -30,6 +30,63 @@ __global__ void apply_units_kernel(F f, std::int64_t n, UnitArgs<Args> args) {
   if (i < n) f(i, args.unit[blockIdx.y]);
 }
 
+// The lanes of a row-by-row functor (kernels/layer_norm.cuh): the threads of one block.
+// sum() stores each thread's partials in shared memory and adds them in a fixed tree
+// (blockDim.x is a power of two), so a sum's bits depend on the inputs alone.
+constexpr int kRowThreads = 128;
+constexpr int kMaxRowSums = 4;
+
+// (Host-device members, empty on the host, so that the functors' host-device row() may
+// call them; only device code instantiates it with these lanes.)
+struct BlockLanes {
+  double* scratch;  // [kMaxRowSums * kRowThreads]
+  __host__ __device__ std::int64_t lane() const {
+#if defined(__CUDA_ARCH__)
+    return threadIdx.x;
+#else
+    return 0;
+#endif
+  }
+  __host__ __device__ std::int64_t lanes() const {
+#if defined(__CUDA_ARCH__)
+    return blockDim.x;
+#else
+    return 1;
+#endif
+  }
+  template <int N>
+  __host__ __device__ void sum(double (&v)[N]) const {
+    static_assert(N <= kMaxRowSums, "scratch holds kMaxRowSums sums");
+#if defined(__CUDA_ARCH__)
+    const unsigned t = threadIdx.x, n = blockDim.x;
+    for (int q = 0; q < N; ++q) scratch[q * n + t] = v[q];
+    __syncthreads();
+    for (unsigned half = n / 2; half > 0; half /= 2) {
+      if (t < half) {
+        for (int q = 0; q < N; ++q) scratch[q * n + t] += scratch[q * n + t + half];
+      }
+      __syncthreads();
+    }
+    for (int q = 0; q < N; ++q) v[q] = scratch[q * n];
+    __syncthreads();  // before the next sum overwrites the scratch
+#else
+    (void)v;
+#endif
+  }
+};
+
+// blockIdx.x is the row, blockIdx.y the unit; rows b >= active leave the block at once
+// (the whole block: the lanes meet only inside a row).
+template <class F, class Args>
+__global__ void __launch_bounds__(kRowThreads) apply_rows_kernel(F f, UnitArgs<Args> args) {
+  __shared__ double scratch[kMaxRowSums * kRowThreads];
+  const Args& a = args.unit[blockIdx.y];
+  const std::int64_t b = blockIdx.x;
+  if (b >= a.active) return;
+  BlockLanes lanes{scratch};
+  f.row(b, a, lanes);
+}
+
 template <class F, class Args>
 __global__ void apply_kernel(F f, std::int64_t n, Args args) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -56,11 +113,21 @@ void launch_step(StepKind kind, const Args* units, int count, void* stream, Disp
   for (int first = 0; first < count; first += kMaxUnitsPerLaunch) {
     const int here = count - first < kMaxUnitsPerLaunch ? count - first : kMaxUnitsPerLaunch;
     UnitArgs<Args> args{};
-    for (int u = 0; u < here; ++u) args.unit[u] = units[first + u];
-    const dim3 grid(blocks_for(n), static_cast<unsigned>(here));
+    std::int64_t rows = 0;
+    for (int u = 0; u < here; ++u) {
+      args.unit[u] = units[first + u];
+      rows = rows > args.unit[u].batch ? rows : args.unit[u].batch;
+    }
+    const auto s = static_cast<cudaStream_t>(stream);
     dispatch(kind, [&](auto functor) {
-      apply_units_kernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(functor, n,
-                                                                                   args);
+      if constexpr (is_per_row<decltype(functor)>) {
+        if (rows == 0) return;
+        const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(here));
+        apply_rows_kernel<<<grid, kRowThreads, 0, s>>>(functor, args);
+      } else {
+        const dim3 grid(blocks_for(n), static_cast<unsigned>(here));
+        apply_units_kernel<<<grid, kThreads, 0, s>>>(functor, n, args);
+      }
     });
     check_launch("step kernel");
   }

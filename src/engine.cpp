@@ -387,6 +387,7 @@ class EngineImpl final : public Engine {
     const bool lstm = plan_.config.cell == CellKind::Lstm;
     const bool rbp = plan_.config.cell == CellKind::GruResetBeforeProduct;
     const bool lbr = plan_.config.cell == CellKind::GruLinearBeforeReset;
+    const bool ln = plan_.config.layer_norm;
     const bool batch_first = plan_.config.batch_first;
     const bool rows_as_given = s.rows_as_given;
     const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
@@ -415,7 +416,12 @@ class EngineImpl final : public Engine {
       for (int u = 0; u < L * D; ++u) {
         UnitBuffers<T>& ub = b.units[u];
         ub.dgx = c.take(GRH);
-        ub.dgh = lbr ? c.take(GRH) : ub.dgx;
+        ub.dgh = lbr || ln ? c.take(GRH) : ub.dgx;
+        if (ln) {
+          ub.dpx = c.take(GRH);
+          if (lbr) ub.dph = c.take(GRH);  // the other cells' d/d ah is dpx
+          ub.dln = c.take(R * plan_.ln_width);
+        }
         if (rbp) ub.drh = c.take(BH);
         ub.dh = dh == nullptr ? nullptr : dh + u * BH;
         ub.dc = dc == nullptr ? nullptr : dc + u * BH;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "float_dispatch.h"
+#include "plan.h"
 #include "recur/error.h"
 #include "splitmix.h"
 
@@ -76,9 +77,10 @@ void orthogonal_block(double* out, std::int64_t rows, std::int64_t cols, std::in
   }
 }
 
-enum class Group { Input, Recurrent, Bias, HighwayBias };
+enum class Group { Input, Recurrent, Bias, HighwayBias, LayerNorm };
 
 Group group_of(const std::string& name) {
+  if (detail::is_layer_norm_param(name)) return Group::LayerNorm;
   if (name.rfind("weight_hh", 0) == 0) return Group::Recurrent;
   if (name.rfind("highway_bias", 0) == 0) return Group::HighwayBias;
   if (name.rfind("bias", 0) == 0) return Group::Bias;
@@ -185,6 +187,10 @@ void initialize(Rnn& rnn, const InitOptions& options, std::uint64_t seed) {
           const bool ih = pi.name.rfind("bias_ih", 0) == 0;
           for (std::int64_t r = H; r < 2 * H; ++r) w[r] = ih ? *options.gate_bias : 0.0;
         }
+        break;
+      case Group::LayerNorm:  // gains 1, the cell's bias 0, whatever the options
+        for (std::int64_t r = 0; r < rows; ++r)
+          w[r] = detail::is_layer_norm_bias(pi.name) ? 0.0 : 1.0;
         break;
       case Group::HighwayBias:
         for (std::int64_t r = 0; r < rows; ++r) {

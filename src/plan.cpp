@@ -59,7 +59,16 @@ std::int64_t checked(const RnnConfig& c, std::int64_t a, std::int64_t b, std::in
   return out;
 }
 
-int saved_slots_of(CellKind cell) {
+int saved_slots_of(CellKind cell, bool layer_norm) {
+  if (layer_norm) {
+    // the gates, then the centred W_ih x and W_hh h (kernels/layer_norm.cuh)
+    // (the reset-before-product GRU: its two recurrent products' centred values)
+    switch (cell) {
+      case CellKind::Lstm: return 12;
+      case CellKind::GruLinearBeforeReset: return 10;
+      default: return 9;
+    }
+  }
   switch (cell) {
     case CellKind::Lstm: return 4;                   // i, f, g, o
     case CellKind::GruLinearBeforeReset: return 4;   // r, z, n, W_hn h + b_hn
@@ -105,6 +114,11 @@ void validate_config(const RnnConfig& c) {
   if (conn < 0 || conn > static_cast<int>(Connection::Dense)) {
     throw Error(where, "config.connection", "a Connection", "value " + std::to_string(conn));
   }
+  if (c.layer_norm && gate_count(c.cell) == 1) {
+    throw Error(where, "config.layer_norm",
+                "a gated cell (Lstm, GruLinearBeforeReset or GruResetBeforeProduct)",
+                std::string("cell ") + to_string(c.cell));
+  }
   const std::int64_t dh = (c.bidirectional ? 2 : 1) * c.hidden_size;
   if ((c.connection == Connection::Residual || c.connection == Connection::Highway) &&
       c.num_layers == 1 && c.input_size != dh) {
@@ -122,7 +136,7 @@ Plan Plan::make(const RnnConfig& config) {
   Plan p;
   p.config = config;
   p.gates = gate_count(config.cell);
-  p.saved_slots = saved_slots_of(config.cell);
+  p.saved_slots = saved_slots_of(config.cell, config.layer_norm);
   p.directions = config.bidirectional ? 2 : 1;
   const std::int64_t H = config.hidden_size, GH = checked(config, p.gates, H),
                      DH = checked(config, p.directions, H);
@@ -200,6 +214,19 @@ Plan Plan::make(const RnnConfig& config) {
       j.w_g = add("highway_weight_l" + std::to_string(l), {DH, DH});
       j.b_g = add("highway_bias_l" + std::to_string(l), {DH});
     }
+  }
+  if (config.layer_norm) {
+    const bool lstm = config.cell == CellKind::Lstm;
+    for (UnitOffsets& u : p.units) {
+      const std::string sfx = std::to_string(u.layer) + (u.dir == 1 ? "_reverse" : "");
+      u.ln = add("layer_norm_ih_weight_l" + sfx, {GH});
+      add("layer_norm_hh_weight_l" + sfx, {GH});
+      if (lstm) {
+        add("layer_norm_cell_weight_l" + sfx, {H});
+        add("layer_norm_cell_bias_l" + sfx, {H});
+      }
+    }
+    p.ln_width = 2 * GH + (lstm ? 2 * H : 0);
   }
   return p;
 }

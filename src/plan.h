@@ -5,7 +5,11 @@
 // dict maps onto the buffer one to one: for each layer l, for each direction (suffix ""
 // then "_reverse"): weight_ih_l{l} [G*H, in_l], weight_hh_l{l} [G*H, H],
 // bias_ih_l{l} [G*H], bias_hh_l{l} [G*H]. Highway parameters (recur's own) follow all of
-// them: highway_weight_l{l} [D*H, D*H], highway_bias_l{l} [D*H].
+// them: highway_weight_l{l} [D*H, D*H], highway_bias_l{l} [D*H]. With layer_norm, each
+// unit's layer-norm parameters (recur's own) come last, contiguous per unit in unit
+// order: layer_norm_ih_weight_l{l} [G*H], layer_norm_hh_weight_l{l} [G*H], and for the
+// LSTM layer_norm_cell_weight_l{l} [H], layer_norm_cell_bias_l{l} [H]; the layout of
+// kernels/layer_norm.cuh's `ln`.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +27,7 @@ namespace recur::detail {
 struct UnitOffsets {
   int layer = 0, dir = 0;
   std::int64_t w_ih = 0, w_hh = 0, b_ih = -1, b_hh = -1;
+  std::int64_t ln = -1;  // the layer-norm parameters (layer_norm), else -1
 };
 
 // A tensor of T*B rows that flows through the stack: x, a layer's output y_l, or a
@@ -58,10 +63,11 @@ struct LayerPlan {
 
 struct Plan {
   RnnConfig config;
-  int gates = 0;           // G
-  int saved_slots = 0;     // S: [B, S*H] saved per step for backward
-  int directions = 1;      // D
-  std::int64_t total = 0;  // elements of the flat buffer
+  int gates = 0;              // G
+  int saved_slots = 0;        // S: [B, S*H] saved per step for backward
+  std::int64_t ln_width = 0;  // layer-norm parameters per unit (0 without layer_norm)
+  int directions = 1;         // D
+  std::int64_t total = 0;     // elements of the flat buffer
   std::vector<ParamInfo> params;
   std::vector<UnitOffsets> units;  // index layer * D + dir
   std::vector<LayerPlan> layers;
@@ -77,6 +83,15 @@ struct Plan {
 // The deepest stack a config may ask for: far beyond any that trains, and small enough
 // that the plan's per-layer bookkeeping never becomes the allocation that fails.
 constexpr std::int64_t kMaxLayers = 1 << 16;
+
+// Names of the layer-norm parameters (layer_norm_*), and of their one bias kind
+// (layer_norm_cell_bias_*, initialised to 0 where the gains are 1).
+inline bool is_layer_norm_param(const std::string& name) {
+  return name.rfind("layer_norm_", 0) == 0;
+}
+inline bool is_layer_norm_bias(const std::string& name) {
+  return name.rfind("layer_norm_cell_bias", 0) == 0;
+}
 
 // Throws recur::Error for a config that cannot be built (sizes, unknown enums, a
 // connection that can apply nowhere).

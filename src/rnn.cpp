@@ -1,6 +1,7 @@
 // src/rnn.cpp: the public Rnn: validate, then hand over to the Engine. No math here.
 #include "recur/rnn.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
@@ -56,11 +57,19 @@ DType accepted_dtype(const RnnConfig& c, const TensorView& t) {
 // `t` as a float32 tensor (Tensor::to's conversion, on the view).
 Tensor widened(const TensorView& t) { return detail::converted(t, DType::Float32); }
 
+// U(-bound, bound) everywhere, then the layer-norm gains 1 and biases 0 (their values
+// before any training, as haste and PyTorch's LayerNorm start).
 template <typename T>
-void fill_uniform(const TensorView& dst, double bound, std::uint64_t seed) {
+void fill_uniform(const TensorView& dst, const detail::Plan& plan, double bound,
+                  std::uint64_t seed) {
   std::vector<T> host(static_cast<std::size_t>(dst.numel()));
   detail::SplitMix random(seed);
   for (T& v : host) v = static_cast<T>(random.uniform(bound));
+  for (const ParamInfo& info : plan.params) {
+    if (!detail::is_layer_norm_param(info.name)) continue;
+    const T value = detail::is_layer_norm_bias(info.name) ? T(0) : T(1);
+    std::fill(host.begin() + info.offset, host.begin() + info.offset + info.shape[0], value);
+  }
   dst.copy_from_host(host.data());
 }
 
@@ -163,9 +172,9 @@ void Rnn::reset_parameters(std::uint64_t seed) {
   live(impl_, "Rnn::reset_parameters");
   const double bound = 1.0 / std::sqrt(static_cast<double>(impl_->plan.config.hidden_size));
   if (impl_->plan.config.dtype == DType::Float32) {
-    fill_uniform<float>(impl_->params.view(), bound, seed);
+    fill_uniform<float>(impl_->params.view(), impl_->plan, bound, seed);
   } else {
-    fill_uniform<double>(impl_->params.view(), bound, seed);
+    fill_uniform<double>(impl_->params.view(), impl_->plan, bound, seed);
   }
 }
 

@@ -83,7 +83,12 @@ struct Buffers {
 template <typename T, class Args, class Dispatch>
 void one_element_at_a_time(StepKind kind, const Args& a, Dispatch dispatch) {
   dispatch(kind, [&](auto functor) {
-    for (std::int64_t i = 0; i < a.batch * a.hidden; ++i) functor(i, a);
+    if constexpr (kernels::is_per_row<decltype(functor)>) {
+      kernels::SerialLanes lanes;  // kRowStepKinds: one row at a time
+      for (std::int64_t b = 0; b < a.active; ++b) functor.row(b, a, lanes);
+    } else {
+      for (std::int64_t i = 0; i < a.batch * a.hidden; ++i) functor(i, a);
+    }
   });
 }
 

@@ -84,6 +84,19 @@ struct RnnConfig {
   bool batch_first = false;  // x and y as [B, T, features] (PyTorch's flag); states stay
                              // [L*D, B, H]
   Math math = Math::Fp32;    // the products' arithmetic; anything but Fp32 needs Float32
+  // Layer normalisation (Ba et al. 2016, as haste's LayerNormLSTM / LayerNormGRU): the
+  // input and recurrent pre-activations W_ih x and W_hh h are each normalised over their
+  // G*H features, with gains of their own and no shift (the biases follow), and the LSTM's
+  // h = o*tanh(LN(c)) normalises c over H with a gain and a bias; epsilon 1e-5. The
+  // reset-before-product GRU normalises its two recurrent products, W_h[r,z] h (2H) and
+  // W_hn (r*h) (H), each on its own. For Lstm and both GRUs (an Error naming
+  // config.layer_norm for the vanilla cells). Per layer and
+  // direction the parameters layer_norm_ih_weight_l{k} [G*H] and layer_norm_hh_weight_l{k}
+  // [G*H] (initialised to 1), and for the LSTM layer_norm_cell_weight_l{k} [H] (1) and
+  // layer_norm_cell_bias_l{k} [H] (0), suffix _reverse as for PyTorch's names; they follow
+  // every other parameter in the flat buffer. Equations: docs/design.md, "Layer
+  // normalisation".
+  bool layer_norm = false;
 };
 
 }  // namespace recur

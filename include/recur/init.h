@@ -11,7 +11,8 @@
 //   input weights      weight_ih_l{l}[_reverse] and highway_weight_l{l}
 //   recurrent weights  weight_hh_l{l}[_reverse]
 //   biases             bias_ih_l{l}[_reverse], bias_hh_l{l}[_reverse], highway_bias_l{l}
-// and each group is drawn by its rule:
+// and each group is drawn by its rule; the layer-norm parameters (config.layer_norm) are
+// set to their identity, gains 1 and the cell's bias 0, whatever the options:
 //   PyTorchDefault  U(-1/sqrt(H), 1/sqrt(H)), what nn.LSTM / nn.GRU / nn.RNN draw
 //   XavierUniform   U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)
 //   XavierNormal    N(0, 2 / (fan_in + fan_out))

@@ -140,8 +140,9 @@ struct BackwardResult {
 
 class RECUR_API Rnn {
  public:
-  // Allocates parameters (initialised like PyTorch: U(-1/sqrt(H), 1/sqrt(H)) from `seed`)
-  // and zeroed gradients on `device`.
+  // Allocates parameters (initialised like PyTorch: U(-1/sqrt(H), 1/sqrt(H)) from `seed`;
+  // with config.layer_norm the layer-norm gains 1 and the cell's bias 0) and zeroed
+  // gradients on `device`.
   explicit Rnn(const RnnConfig& config, Device device = Device::cpu(), std::uint64_t seed = 0);
   ~Rnn();
   Rnn(Rnn&&) noexcept;
@@ -179,7 +180,8 @@ class RECUR_API Rnn {
   // Training forwards since the seed was set (the stream the next one uses).
   std::uint64_t dropout_step() const;
 
-  // Re-draws every parameter from U(-1/sqrt(H), 1/sqrt(H)), deterministically from `seed`.
+  // Re-draws every parameter from U(-1/sqrt(H), 1/sqrt(H)), deterministically from `seed`
+  // (the layer-norm parameters back to 1 and 0).
   void reset_parameters(std::uint64_t seed);
   // Sets every gradient to zero.
   void zero_grad();

@@ -51,9 +51,15 @@ void apply_rows(const Functor& functor, const Args& units, std::int64_t b0, std:
   // A local copy: stores through the output pointers cannot change it, so the compiler
   // knows every pointer and flag in it is fixed for the whole loop.
   const Args a = units;
-  for (std::int64_t b = b0; b < b1; ++b) {
+  if constexpr (kernels::is_per_row<Functor>) {
+    // A layer-normalised cell: one lane per row (kernels/layer_norm.cuh).
+    kernels::SerialLanes lanes;
+    for (std::int64_t b = b0; b < b1; ++b) functor.row(b, a, lanes);
+  } else {
+    for (std::int64_t b = b0; b < b1; ++b) {
 #pragma omp simd
-    for (std::int64_t j = 0; j < a.hidden; ++j) functor.at(b, j, a);
+      for (std::int64_t j = 0; j < a.hidden; ++j) functor.at(b, j, a);
+    }
   }
 }
 

@@ -67,13 +67,16 @@ void check_arguments(const char* where, const Rnn& rnn, const Optimizer* optimiz
 void check_config(Loader& loader, const json& saved, const RnnConfig& model) {
   const json mine = config_to_json(model);
   for (const char* name : {"cell", "input_size", "hidden_size", "num_layers", "bidirectional",
-                           "connection", "bias", "dtype"}) {
+                           "connection", "bias", "dtype", "layer_norm"}) {
     const auto it = saved.find(name);
-    if (it == saved.end())
+    // Files written before layer_norm existed have none: they hold plain cells.
+    const bool old_file = it == saved.end() && std::string(name) == "layer_norm";
+    if (it == saved.end() && !old_file)
       loader.fail(std::string("metadata 'recur.config' has no '") + name + "'");
-    if (*it != mine.at(name)) {
+    const json value = old_file ? json(false) : *it;
+    if (value != mine.at(name)) {
       loader.fail(std::string("config mismatch: the checkpoint's ") + name + " is " +
-                  detail::quote_json(*it) + ", the model's is " + mine.at(name).dump());
+                  detail::quote_json(value) + ", the model's is " + mine.at(name).dump());
     }
   }
 }

@@ -29,6 +29,7 @@ inline json config_to_json(const RnnConfig& c) {
           {"connection", to_string(c.connection)},
           {"bias", c.bias},
           {"dtype", safetensors_dtype(c.dtype)},
+          {"layer_norm", c.layer_norm},
           // Informational: they do not change the parameters, and are not checked.
           {"dropout", c.dropout},
           {"batch_first", c.batch_first},

@@ -30,6 +30,10 @@ using Fields = std::vector<std::pair<std::string, std::string>>;
 
 const char* boolean(bool b) { return b ? "true" : "false"; }
 
+// What checkpoints written before these fields existed mean by their absence.
+const std::string kAbsentLayerNorm = "false";
+const std::string kNoPadding = "none";
+
 Fields rnn_fields(const RnnConfig& c) {
   return {{"cell", to_string(c.cell)},
           {"input_size", std::to_string(c.input_size)},
@@ -41,10 +45,9 @@ Fields rnn_fields(const RnnConfig& c) {
           {"dropout", detail::exact_number(c.dropout)},
           {"batch_first", boolean(c.batch_first)},
           {"dtype", safetensors_dtype(c.dtype)},
-          {"math", to_string(c.math)}};
+          {"math", to_string(c.math)},
+          {"layer_norm", boolean(c.layer_norm)}};
 }
-
-constexpr const char* kNoPadding = "none";
 
 Fields embedding_fields(const Embedding& e) {
   const std::int64_t padding = e.padding_idx();
@@ -55,9 +58,12 @@ Fields embedding_fields(const Embedding& e) {
           {"dtype", safetensors_dtype(e.dtype())}};
 }
 
-// Fields that checkpoints of earlier versions lack, and what their absence meant.
-const char* absent_meaning(const std::string& field) {
-  return field == "padding_idx" ? kNoPadding : nullptr;
+// Fields that checkpoints of earlier versions lack, and what their absence meant (null for
+// a field every checkpoint has).
+const std::string* absent_meaning(const std::string& field) {
+  if (field == "padding_idx") return &kNoPadding;
+  if (field == "layer_norm") return &kAbsentLayerNorm;
+  return nullptr;
 }
 
 Fields linear_fields(const Linear& l) {
@@ -155,13 +161,6 @@ class Reader {
     return it->second;
   }
 
-  // The text of `key`, or `absent` where the file has no such entry.
-  std::string text_or(const std::string& key, const char* absent) const {
-    const auto& meta = file_.metadata();
-    const auto it = meta.find(key);
-    return it == meta.end() ? std::string(absent) : it->second;
-  }
-
   std::int64_t integer(const std::string& key, std::int64_t lo = 0) const {
     const std::string& s = text(key);
     errno = 0;
@@ -174,8 +173,15 @@ class Reader {
     return v;
   }
 
-  bool boolean(const std::string& key) const {
-    const std::string& s = text(key);
+  // A field files written before it existed lack: `absent` stands in for it there.
+  const std::string& text_or(const std::string& key, const std::string& absent) const {
+    const auto& meta = file_.metadata();
+    const auto it = meta.find(key);
+    return it == meta.end() ? absent : it->second;
+  }
+
+  bool boolean(const std::string& key, const std::string* absent = nullptr) const {
+    const std::string& s = absent != nullptr ? text_or(key, *absent) : text(key);
     if (s != "true" && s != "false") {
       fail("metadata '" + key + "' is not true or false: \"" + detail::quote_name(s) + "\"");
     }
@@ -254,6 +260,7 @@ ModelCheckpointInfo read_info(const SafetensorsFile& file, Reader& r) {
       c.batch_first = r.boolean(key("batch_first"));
       c.dtype = r.choice(key("dtype"), kDTypes, dtype_name);
       c.math = r.choice(key("math"), kMaths, to_string);
+      c.layer_norm = r.boolean(key("layer_norm"), &kAbsentLayerNorm);
       info.rnns.emplace_back(name, c);
     } else if (kind == "Embedding") {
       ModelCheckpointInfo::EmbeddingConfig e;
@@ -364,9 +371,9 @@ ModelCheckpointInfo load_model_checkpoint(const std::string& path, const ModelPa
              " in the checkpoint");
     }
     for (const auto& [field, value] : p.fields) {
-      const char* absent = absent_meaning(field);
-      const std::string saved = absent != nullptr ? r.text_or(module_key(p.name, field), absent)
-                                                  : r.text(module_key(p.name, field));
+      const std::string* absent = absent_meaning(field);
+      const std::string& saved = absent != nullptr ? r.text_or(module_key(p.name, field), *absent)
+                                                   : r.text(module_key(p.name, field));
       if (saved != value) {
         r.fail("module '" + p.name + "': " + field + " is " + detail::quote_name(saved) +
                " in the checkpoint, " + value + " in the model");

@@ -45,6 +45,11 @@ struct UnitBuffers {
   T* rh = nullptr;           // [R, H] training; [B, H] inference (reset-before-product)
   T* dgx = nullptr;          // [R, G*H]
   T* dgh = nullptr;          // [R, G*H]; equals dgx except for the linear-before-reset GRU
+                             // and the layer-normalised cells
+  T* dpx = nullptr;          // [R, G*H] layer_norm: d/d(input part), rows of db_ih (and the
+                             // LSTM's db_hh); kernels/layer_norm.cuh
+  T* dph = nullptr;          // [R, G*H] layer-norm GRU: d/d(recurrent part), rows of db_hh
+  T* dln = nullptr;          // [R, Plan::ln_width] rows of the layer-norm parameters' gradients
   T* dh = nullptr;           // [B, H]
   T* dc = nullptr;           // [B, H]
   T* drh = nullptr;          // [B, H]

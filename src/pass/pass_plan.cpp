@@ -33,7 +33,11 @@ bool fuses_input(const Plan& p, int layer, const Tuning& tuning) {
 // (one gate: the joined GEMM ran slower), and the GRUs' dgh is not dgx. Below a few
 // thousand rows the adds into the gradients cost more than the GEMM saves.
 bool hp_beside_x(const Plan& p, std::int64_t rows, const Tuning& tuning) {
-  if (p.config.cell != CellKind::Lstm || rows < tuning.hp_beside_x_min_rows) return false;
+  // (Not the layer-normalised LSTM: its dgh is not dgx.)
+  if (p.config.cell != CellKind::Lstm || p.config.layer_norm ||
+      rows < tuning.hp_beside_x_min_rows) {
+    return false;
+  }
   const Join& j = p.layers[0].join;
   return j.kind == Connection::None || j.u != 0;
 }

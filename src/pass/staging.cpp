@@ -68,19 +68,20 @@ PointerTables stage_pointer_tables(const PassContext<T>& ctx, const Program& pro
         push(1, w_hh(2 * H), rh, gh(2 * H));
       }
     } else {
-      auto dgx = [&](std::int64_t offset) {
+      // d/d(W_hh h) in its slots (dgx itself for the plain cells but the
+      // linear-before-reset GRU)
+      auto dgh = [&](std::int64_t offset) {
         return [&ctx, offset](const UnitStep& s) -> const void* {
-          return step_backward_args(ctx, s).dgx + offset;
+          return step_backward_args(ctx, s).dgh + offset;
         };
       };
-      auto dgh = [&](const UnitStep& s) -> const void* { return step_backward_args(ctx, s).dgh; };
       auto dh = [&](const UnitStep& s) -> const void* { return ctx.buf.units[s.unit].dh; };
       auto drh = [&](const UnitStep& s) -> const void* { return ctx.buf.units[s.unit].drh; };
       if (rbp) {
-        push(0, w_hh(2 * H), dgx(2 * H), drh);
-        push(1, w_hh(0), dgx(0), dh);
+        push(0, w_hh(2 * H), dgh(2 * H), drh);
+        push(1, w_hh(0), dgh(0), dh);
       } else {
-        push(0, w_hh(0), dgh, dh);
+        push(0, w_hh(0), dgh(0), dh);
       }
     }
   }

@@ -33,6 +33,7 @@ StepForward<T> step_forward_args(const PassContext<T>& ctx, const UnitStep& s) {
   a.ldhp = ub.ldhp;
   if (ub.saved != nullptr) a.saved = training ? ub.saved + r * H * plan.saved_slots : ub.saved;
   if (ub.rh != nullptr) a.rh = training ? ub.rh + r * H : ub.rh;
+  a.ln = ctx.param(u.ln);
   return a;
 }
 
@@ -63,6 +64,10 @@ StepBackward<T> step_backward_args(const PassContext<T>& ctx, const UnitStep& s)
   a.dc = ub.dc;
   a.dgx = ub.dgx + r * ctx.gate_rows();
   a.dgh = ub.dgh + r * ctx.gate_rows();
+  a.ln = ctx.param(u.ln);
+  if (ub.dpx != nullptr) a.dpx = ub.dpx + r * ctx.gate_rows();
+  if (ub.dph != nullptr) a.dph = ub.dph + r * ctx.gate_rows();
+  if (ub.dln != nullptr) a.dln = ub.dln + r * plan.ln_width;
   return a;
 }
 

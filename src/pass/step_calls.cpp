@@ -9,8 +9,19 @@
 namespace recur::detail {
 namespace {
 
-StepKind step_kind(CellKind cell) {
-  switch (cell) {
+// The two kernels of a reset-before-product step.
+StepKind rbp_gates_kind(const RnnConfig& config) {
+  return config.layer_norm ? StepKind::LnGruRbpGates : StepKind::GruRbpGates;
+}
+StepKind rbp_output_kind(const RnnConfig& config) {
+  return config.layer_norm ? StepKind::LnGruRbpOutput : StepKind::GruRbpOutput;
+}
+
+StepKind step_kind(const RnnConfig& config) {
+  if (config.layer_norm) {
+    return config.cell == CellKind::Lstm ? StepKind::LnLstm : StepKind::LnGruLinearBeforeReset;
+  }
+  switch (config.cell) {
     case CellKind::RnnTanh: return StepKind::RnnTanh;
     case CellKind::RnnRelu: return StepKind::RnnRelu;
     case CellKind::RnnSigmoid: return StepKind::RnnSigmoid;
@@ -98,12 +109,12 @@ void forward_calls(const PassContext<T>& ctx, const PointerTables& tables, const
   }
   if (ctx.reset_before_product()) {
     recurrent(0, 2 * H, DH);  // gh[r, z] = W_h[r, z] h_prev
-    kernel(StepKind::GruRbpGates, args);
+    kernel(rbp_gates_kind(ctx.plan.config), args);
     recurrent(1, H, H);  // gh[n] = W_hn (r*h_prev)
-    kernel(StepKind::GruRbpOutput, std::move(args));
+    kernel(rbp_output_kind(ctx.plan.config), std::move(args));
   } else {
     recurrent(0, GH, DH);
-    kernel(step_kind(ctx.plan.config.cell), std::move(args));
+    kernel(step_kind(ctx.plan.config), std::move(args));
   }
 }
 
@@ -133,12 +144,12 @@ void backward_calls(const PassContext<T>& ctx, const PointerTables& tables, cons
     calls.push_back(std::move(c));
   };
   if (ctx.reset_before_product()) {
-    kernel(StepKind::GruRbpOutput, args);
-    recurrent(0, H, false);  // drh = W_hn^T dgx[n]
-    kernel(StepKind::GruRbpGates, std::move(args));
-    recurrent(1, 2 * H, true);  // dh += W_h[r,z]^T dgx[r,z]
+    kernel(rbp_output_kind(ctx.plan.config), args);
+    recurrent(0, H, false);  // drh = W_hn^T dgh[n]
+    kernel(rbp_gates_kind(ctx.plan.config), std::move(args));
+    recurrent(1, 2 * H, true);  // dh += W_h[r,z]^T dgh[r,z]
   } else {
-    kernel(step_kind(ctx.plan.config.cell), std::move(args));
+    kernel(step_kind(ctx.plan.config), std::move(args));
     recurrent(0, GH, true);  // dh += W_hh^T dgh
   }
 }

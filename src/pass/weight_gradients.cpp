@@ -39,12 +39,12 @@ void weight_gradients(const PassContext<T>& ctx, T* grads) {
       if (ctx.reset_before_product()) {
         ops.gemm(Gemm<T>::op(Trans::N, Trans::T)
                      .shape(H, 2 * H, R)
-                     .from(ub.hp, ub.ldhp, ub.dgx, GH)
+                     .from(ub.hp, ub.ldhp, ub.dgh, GH)
                      .into(grads + u.w_hh, H)
                      .accumulate());
         ops.gemm(Gemm<T>::op(Trans::N, Trans::T)
                      .shape(H, H, R)
-                     .from(ub.rh, H, ub.dgx + 2 * H, GH)
+                     .from(ub.rh, H, ub.dgh + 2 * H, GH)
                      .into(grads + u.w_hh + 2 * H * H, H)
                      .accumulate());
       } else {
@@ -56,8 +56,18 @@ void weight_gradients(const PassContext<T>& ctx, T* grads) {
       }
     }
     // Bias gradients: column sums. Where dgh is dgx (every cell but the linear-before-
-    // reset GRU), db_hh is the same sum as db_ih: one pass over dgx writes both.
-    if (u.b_ih >= 0 && ub.dgh == ub.dgx) {
+    // reset GRU), db_hh is the same sum as db_ih: one pass over dgx writes both. A
+    // layer-normalised cell's biases follow its normalisations: their rows are dpx (and
+    // the GRU's dph), and dln's are those of the layer-norm parameters.
+    if (u.ln >= 0) {
+      if (u.b_ih >= 0 && ub.dph == nullptr) {
+        ops.add_column_sums(ub.dpx, R, GH, grads + u.b_ih, grads + u.b_hh, buf.ones);
+      } else if (u.b_ih >= 0) {
+        ops.add_column_sums(ub.dpx, R, GH, grads + u.b_ih, nullptr, buf.ones);
+        ops.add_column_sums(ub.dph, R, GH, grads + u.b_hh, nullptr, buf.ones);
+      }
+      ops.add_column_sums(ub.dln, R, plan.ln_width, grads + u.ln, nullptr, buf.ones);
+    } else if (u.b_ih >= 0 && ub.dgh == ub.dgx) {
       ops.add_column_sums(ub.dgx, R, GH, grads + u.b_ih, grads + u.b_hh, buf.ones);
     } else if (u.b_ih >= 0) {
       ops.add_column_sums(ub.dgx, R, GH, grads + u.b_ih, nullptr, buf.ones);
