@@ -75,6 +75,14 @@ if stage tests "$tests_s"; then
   grep -E '^\[  FAILED  \]' "$out/tests.log" | sort -u | head -40 >> "$summary"
 fi
 
+# The NCCL communicator, one rank on one GPU, where the machine has an mpirun (the bundle
+# carries OpenMPI's libraries, not its launcher and plugins).
+if [ -x "$build/tests/test_distributed" ] && command -v mpirun > /dev/null && stage nccl 60; then
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 limited 60 mpirun -np 1 \
+    "$build/tests/test_distributed" --gtest_brief=1 > "$out/nccl.txt" 2>&1
+  echo "test_distributed (NCCL, 1 rank): exit $?" >> "$summary"
+fi
+
 # The sequence classifier on the GPU: ids, targets, joins and accuracy stay on the device.
 if [ -x "$build/examples/seq_classify" ] && stage seq_classify 40; then
   limited 40 "$build/examples/seq_classify" --smoke --device cuda > "$out/seq_classify.txt" 2>&1

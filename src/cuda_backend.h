@@ -44,6 +44,22 @@ class NormWorkspace {
   virtual void order_after(void* stream) const = 0;
 };
 
+// One rank's NCCL communicator on its GPU (src/cuda/nccl_link.cpp). Sums reduce at rank 0
+// and broadcast, as the MPI communicator's do, so every rank gets the same bits.
+class NcclLink {
+ public:
+  virtual ~NcclLink() = default;
+  // data[0, count) of `dtype` (Float32 or Float64) summed over the ranks, in place, queued
+  // on `stream` after what is queued there.
+  virtual void sum(void* data, std::int64_t count, DType dtype, void* stream) = 0;
+  // The same on the link's own stream, after `stream`'s work so far (so that the
+  // exchange overlaps later work on `stream`); returns a ticket for wait().
+  virtual int sum_async(void* data, std::int64_t count, DType dtype, void* stream) = 0;
+  // Makes `stream` wait, on the device, for ticket's sum.
+  virtual void wait(int ticket, void* stream) = 0;
+  virtual void broadcast(void* data, std::size_t bytes, int root, void* stream) = 0;
+};
+
 class CudaBackend {
  public:
   virtual ~CudaBackend() = default;
@@ -111,6 +127,11 @@ class CudaBackend {
                            void* stream) = 0;
   virtual void argmax(bool count_correct, const kernels::ArgmaxArgs<float>& a, void* stream) = 0;
   virtual void argmax(bool count_correct, const kernels::ArgmaxArgs<double>& a, void* stream) = 0;
+  // NCCL, loaded the first time it is asked for (libnccl.so.2): false, with the reason in
+  // `why`, where it cannot be had. The unique id is rank 0's, for every rank's link.
+  virtual bool nccl_unique_id(std::vector<char>* id, std::string* why) = 0;
+  virtual std::unique_ptr<NcclLink> nccl_link(int device, const std::vector<char>& id, int rank,
+                                              int ranks) = 0;
   // cudaStreamLegacy, as a handle cuBLAS accepts too.
   virtual void* legacy_default_stream() noexcept = 0;
 };
@@ -146,5 +167,5 @@ extern "C" __attribute__((visibility("default"))) recur::detail::CudaBackend* re
 namespace recur::detail {
 // Raised whenever CudaBackend changes, so that a core and a CUDA library of different
 // builds never call each other.
-constexpr int kCudaBackendAbi = 5;
+constexpr int kCudaBackendAbi = 6;
 }  // namespace recur::detail

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/gpu_assignment.h"
 #include "io_test_util.h"
 #include "recur/checkpoint.h"
 #include "recur/distributed.h"
@@ -197,6 +198,71 @@ TEST(Distributed, BadSetupsAreErrorsOnEveryRank) {
   dp.finish();
   EXPECT_TRUE(throws_error([&] { c.broadcast(Tensor::zeros({1}, DType::Float32), c.size()); },
                            {"Communicator::broadcast", "'root'"}));
+}
+
+// Which GPU each rank takes, and where two would take one: a pure function of the ranks'
+// reports, so it runs here on any machines.
+TEST(GpuAssignment, EveryRankItsLocalRanksGpuOrAnErrorNamingBoth) {
+  using detail::RankMachine;
+  const std::vector<RankMachine> fits = {{"a", 2}, {"b", 1}, {"a", 2}};
+  EXPECT_EQ(detail::gpu_sharing_problem(fits), "");
+  EXPECT_EQ(detail::local_index(fits, 2), 1);
+  EXPECT_EQ(detail::local_index(fits, 1), 0);
+  EXPECT_EQ(detail::gpu_sharing_problem({{"a", 1}, {"b", 1}, {"a", 1}}),
+            "rank 2 would take cuda:0 of a, which rank 0 has already (a has 1 GPUs for more "
+            "ranks)");
+  EXPECT_EQ(detail::gpu_sharing_problem({{"a", 2}, {"a", 0}}), "rank 1 on a sees no GPU");
+}
+
+// The NCCL communicator on this machine's GPUs: refused where the ranks outnumber them,
+// else sums, broadcasts and a DataParallel step on a GPU Rnn agree with the MPI ones.
+TEST(DistributedCuda, NcclSumsBroadcastsAndAveragesOnTheGpu) {
+  RECUR_REQUIRE_GPU();
+  Communicator& c = world();
+  if (c.size() > cuda_device_count()) {  // one machine: more ranks than GPUs
+    EXPECT_TRUE(throws_error([&] { nccl_communicator(c); },
+                             {"nccl_communicator", "one GPU of its own", "which rank 0 has"}));
+    return;
+  }
+  std::shared_ptr<Communicator> nccl = nccl_communicator(c);
+  const Device gpu = nccl->device();
+  EXPECT_EQ(gpu, Device::cuda(c.rank()));
+  const double n = c.size();
+  Tensor x = Tensor::from_vector<double>({c.rank() + 1.0, 1.5}, {2}, gpu);
+  nccl->all_reduce_sum(x);
+  EXPECT_EQ(x.to_vector<double>(), (std::vector<double>{n * (n + 1) / 2, 1.5 * n}));
+  Tensor ones = Tensor::from_vector(std::vector<float>(4096, 1.0f), {4096}, gpu);
+  nccl->all_reduce_sum_async(ones)->wait();
+  EXPECT_EQ(ones.to_vector<float>(), std::vector<float>(4096, static_cast<float>(n)));
+  Tensor y = Tensor::from_vector<std::int64_t>({c.rank() == 0 ? 7 : -1}, {1}, gpu);
+  nccl->broadcast(y, 0);
+  EXPECT_EQ(y.to_vector<std::int64_t>()[0], 7);
+
+  RnnConfig cfg = config();
+  cfg.dtype = DType::Float32;
+  Rnn on_gpu(cfg, gpu, 6), on_cpu(cfg, Device::cpu(), 6);
+  Sgd opt_gpu(on_gpu.parameters(), {0.5}), opt_cpu(on_cpu.parameters(), {0.5});
+  DataParallel dp_gpu(*nccl, {on_gpu.gradients()}, 512), dp_cpu(c, {on_cpu.gradients()}, 512);
+  const std::int64_t shard = kB / c.size(), b0 = c.rank() * shard;
+  const Batch g = batch(0);
+  for (Rnn* rnn : {&on_gpu, &on_cpu}) {
+    const Device d = rnn->device();
+    rnn->forward(columns(g.x, kI, b0, shard, 1.0).to(DType::Float32).to(d));
+    rnn->backward(
+        columns(g.w, kH, b0, shard, 1.0 / static_cast<double>(shard)).to(DType::Float32).to(d));
+  }
+  dp_gpu.ready(0);
+  dp_gpu.finish();
+  dp_cpu.finish();
+  EXPECT_TRUE(all_close(on_gpu.gradients().to_vector<float>(),
+                        on_cpu.gradients().to_vector<float>(),
+                        tolerance_for_depth<float>(kT * kB * (kI + kH))));
+  opt_gpu.step(on_gpu.gradients());
+  Tensor mine =
+      Tensor::from_vector(on_gpu.parameters().to_vector<float>(), on_gpu.parameters().shape());
+  Tensor rank0 = mine.clone();
+  c.broadcast(rank0, 0);
+  EXPECT_EQ(bytes_of(mine), bytes_of(rank0));  // bitwise equal across ranks
 }
 
 }  // namespace

@@ -22,7 +22,8 @@
 //
 // The MPI communicator works in host memory, for CPU models; it comes from Debian's
 // OpenMPI, found when recur is built. Without it, mpi_communicator() throws a
-// recur::Error saying that data-parallel training is unavailable.
+// recur::Error saying that data-parallel training is unavailable. GPU models take the NCCL
+// communicator, bootstrapped by the MPI one.
 #pragma once
 
 #include <cstddef>
@@ -74,6 +75,17 @@ RECUR_API bool mpi_available();
 // (MPI_THREAD_FUNNELED) on the first call and finalising it at exit. Throws recur::Error
 // when recur was built without MPI.
 RECUR_API std::shared_ptr<Communicator> mpi_communicator();
+
+// The NCCL communicator of the ranks of `bootstrap` (mpi_communicator()), in GPU memory:
+// each rank takes the GPU of its local rank (cuda:local_rank), and NCCL's unique id
+// travels from rank 0 through `bootstrap`, which must outlive the result. Sums and
+// broadcasts are queued on the legacy default stream (ordered with the modules' and an
+// Rnn's work); all_reduce_sum_async runs on a stream of its own, after the work queued so
+// far, and PendingSum::wait() makes the legacy default stream wait for it on the device.
+// Throws recur::Error, the same on every rank, when a machine runs more ranks than it has
+// GPUs (naming the rank that would take a GPU another has), and when there is no CUDA
+// backend or rank 0 cannot load NCCL (libnccl.so.2).
+RECUR_API std::shared_ptr<Communicator> nccl_communicator(Communicator& bootstrap);
 
 // Averages gradient buffers over the ranks of a communicator, in buckets.
 class RECUR_API DataParallel {

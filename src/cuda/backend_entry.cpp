@@ -12,6 +12,7 @@
 #include "cuda_grad.h"
 #include "cuda_ops.h"
 #include "device_memory.h"
+#include "nccl_link.h"
 
 namespace recur::detail {
 namespace {
@@ -132,6 +133,13 @@ class Backend final : public CudaBackend {
   }
   void argmax(bool count_correct, const kernels::ArgmaxArgs<double>& a, void* stream) override {
     kernels::launch_argmax(count_correct, a, stream);
+  }
+  bool nccl_unique_id(std::vector<char>* id, std::string* why) override {
+    return detail::nccl_unique_id(id, why);
+  }
+  std::unique_ptr<NcclLink> nccl_link(int device, const std::vector<char>& id, int rank,
+                                      int ranks) override {
+    return make_nccl_link(device, id, rank, ranks);
   }
   void* legacy_default_stream() noexcept override { return kernels::legacy_default_stream(); }
 };

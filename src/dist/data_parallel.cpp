@@ -6,8 +6,10 @@
 #include <utility>
 #include <vector>
 
+#include "../cuda_backend.h"
 #include "../float_dispatch.h"
 #include "../live.h"
+#include "../nn/functor_loop.h"
 #include "recur/distributed.h"
 #include "recur/error.h"
 
@@ -106,9 +108,18 @@ void DataParallel::finish() {
     // The same sum on every rank times the same factor: the same mean everywhere.
     detail::with_float_type(b.view.dtype(), [&](auto zero) {
       using T = decltype(zero);
-      T* p = b.view.data_as<T>();
-      const T f = static_cast<T>(inverse);
-      for (std::int64_t k = 0; k < b.view.numel(); ++k) p[k] *= f;
+      kernels::MultiplyArgs<T> a;
+      a.n = b.view.numel();
+      a.x = b.view.data_as<T>();
+      a.factor = static_cast<T>(inverse);
+      a.y = b.view.data_as<T>();
+      if (b.view.device().is_cpu()) {
+        detail::cpu_loop<kernels::Multiply<T>>(a.n, a);
+      } else {  // after the sum, on the stream the NCCL communicator queues on
+        detail::CudaDeviceScope scope(b.view.device().index);
+        detail::CudaBackend& cuda = detail::require_cuda_backend("DataParallel::finish");
+        cuda.multiply(a, cuda.legacy_default_stream());
+      }
     });
   }
   m.started.assign(m.gradients.size(), false);
