@@ -20,6 +20,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -64,8 +65,9 @@ std::vector<std::int32_t> token_stream(const std::string& text, std::int64_t* vo
 
 int main(int argc, char** argv) try {
   std::map<std::string, std::string> o = {
-      {"--config", "tiny"}, {"--device", "auto"}, {"--math", "fp32"},    {"--text", ""},
-      {"--lr", "3e-3"},     {"--clip", "1.0"},    {"--peak-tflops", ""}, {"--json", ""}};
+      {"--config", "tiny"},  {"--device", "auto"}, {"--math", "fp32"},
+      {"--text", ""},        {"--lr", "3e-3"},     {"--clip", "1.0"},
+      {"--peak-tflops", ""}, {"--json", ""},       {"--distributed", ""}};
   const char* kNumbers[] = {"--layers", "--hidden", "--embed",  "--vocab",    "--seq",
                             "--batch",  "--steps",  "--warmup", "--log-every"};
   for (const char* k : kNumbers) o[k] = "";
@@ -76,7 +78,8 @@ int main(int argc, char** argv) try {
                    "usage: train_large_lm [--config tiny|small|1b] [--device auto|cpu|cuda]\n"
                    "  [--math fp32|tf32|bf16|fp16] [--text FILE] [--layers N] [--hidden N]\n"
                    "  [--embed N] [--vocab N] [--seq N] [--batch N] [--steps N] [--warmup N]\n"
-                   "  [--log-every N] [--lr X] [--clip X] [--peak-tflops X] [--json FILE]\n");
+                   "  [--log-every N] [--lr X] [--clip X] [--peak-tflops X] [--json FILE]\n"
+                   "  [--distributed mpi|nccl]   (under mpirun: CPU ranks, or a GPU each)\n");
       return 2;
     }
     o[a] = argv[++i];
@@ -88,8 +91,19 @@ int main(int argc, char** argv) try {
   for (int k = 0; k < 9; ++k) {
     if (!o[kNumbers[k]].empty()) *fields[k] = std::stoll(o[kNumbers[k]]);
   }
-  const bool gpu = o["--device"] == "cuda" || (o["--device"] == "auto" && cuda_device_count() > 0);
-  const Device d = gpu ? Device::cuda(0) : Device::cpu();
+  // --distributed: each rank a batch of its own, the gradients averaged over the ranks (MPI
+  // on CPU ranks, NCCL on one GPU per local rank); rank 0 reports the whole job's tokens/s.
+  std::shared_ptr<Communicator> mpi, comm;
+  if (!o["--distributed"].empty()) {
+    mpi = mpi_communicator();
+    comm = o["--distributed"] == "nccl" ? nccl_communicator(*mpi) : mpi;
+    if (comm->rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) return 2;
+  }
+  const int rank = comm != nullptr ? comm->rank() : 0, ranks = comm != nullptr ? comm->size() : 1;
+  const bool gpu = comm != nullptr ? comm->device().is_cuda()
+                                   : o["--device"] == "cuda" ||
+                                         (o["--device"] == "auto" && cuda_device_count() > 0);
+  const Device d = comm != nullptr ? comm->device() : gpu ? Device::cuda(0) : Device::cpu();
   const std::map<std::string, Math> maths = {
       {"fp32", Math::Fp32}, {"tf32", Math::Tf32}, {"bf16", Math::Bf16}, {"fp16", Math::Fp16}};
   const Math math = maths.at(o["--math"]);
@@ -117,7 +131,16 @@ int main(int argc, char** argv) try {
   const std::int64_t params =
       embed.parameters().numel() + rnn.parameters().numel() + head.parameters().numel();
 
-  std::mt19937_64 rng(3);
+  std::unique_ptr<DataParallel> dp;
+  if (comm != nullptr) {
+    dp = std::make_unique<DataParallel>(
+        *comm, std::vector<TensorView>{head.gradients(), rnn.gradients(), embed.gradients()});
+    dp->broadcast({head.parameters(), rnn.parameters(), embed.parameters()});
+  }
+  auto ready = [&](std::size_t part) {
+    if (dp != nullptr) dp->ready(part);  // its sums run while the next backward does
+  };
+  std::mt19937_64 rng(3 + static_cast<std::uint64_t>(rank));
   auto batch_of = [&](std::vector<std::int32_t>& ids, std::vector<std::int32_t>& targets) {
     ids.resize(static_cast<std::size_t>(c.seq * c.batch));
     targets.resize(ids.size());
@@ -145,8 +168,13 @@ int main(int argc, char** argv) try {
     const ForwardResult r = rnn.forward(x);
     CrossEntropyResult ce = xent.forward_backward(head.forward(r.y), target);
     if (scaled) scaler.scale_loss_gradient(ce.dlogits);
-    const BackwardResult g = rnn.backward(head.backward(r.y, ce.dlogits));
+    const Tensor dy = head.backward(r.y, ce.dlogits);
+    ready(0);
+    const BackwardResult g = rnn.backward(dy);
+    ready(1);
     embed.backward(id, g.dx);
+    ready(2);
+    if (dp != nullptr) dp->finish();
     if (scaled) scaler.unscale_gradients(opt.gradients());
     clip_grad_norm(opt.gradients(), std::stod(o["--clip"]), norm);
     opt.step(&norm);
@@ -160,7 +188,7 @@ int main(int argc, char** argv) try {
   rnn.synchronize();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - clock).count();
-  const double tokens_per_s = static_cast<double>(c.seq * c.batch * c.steps) / seconds;
+  const double tokens_per_s = static_cast<double>(c.seq * c.batch * c.steps * ranks) / seconds;
   double flops_per_token = 2.0 * static_cast<double>(c.hidden * c.vocab);
   for (std::int64_t l = 0; l < c.layers; ++l) {
     flops_per_token += 2.0 * 4 * c.hidden * ((l == 0 ? c.embed : c.hidden) + c.hidden);
@@ -171,7 +199,7 @@ int main(int argc, char** argv) try {
                               : math == Math::Tf32 ? 494.7
                                                    : 989.4;  // H100/H200 SXM, dense
   const double peak = o["--peak-tflops"].empty() ? default_peak : std::stod(o["--peak-tflops"]);
-  const double mfu = peak > 0 ? flops_per_token * tokens_per_s / (peak * 1e12) : 0.0;
+  const double mfu = peak > 0 ? flops_per_token * tokens_per_s / (peak * 1e12 * ranks) : 0.0;
   const double peak_gib = static_cast<double>(memory_stats(d).peak_bytes) / (1 << 30);
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -184,11 +212,12 @@ int main(int argc, char** argv) try {
       last_loss);
   if (!o["--json"].empty()) {
     std::ofstream j(o["--json"]);
-    j << "{\"impl\": \"recur\", \"config\": \"" << o["--config"] << "\", \"device\": \"" << d.str()
-      << "\", \"math\": \"" << o["--math"] << "\", \"parameters\": " << params
-      << ", \"tokens_per_s\": " << tokens_per_s << ", \"mfu\": " << mfu
-      << ", \"peak_bytes\": " << memory_stats(d).peak_bytes << ", \"peak_rss\": " << rss
-      << ", \"first_loss\": " << first_loss << ", \"last_loss\": " << last_loss << "}\n";
+    j << "{\"impl\": \"recur\", \"config\": \"" << o["--config"] << "\", \"ranks\": " << ranks
+      << ", \"device\": \"" << d.str() << "\", \"math\": \"" << o["--math"]
+      << "\", \"parameters\": " << params << ", \"tokens_per_s\": " << tokens_per_s
+      << ", \"mfu\": " << mfu << ", \"peak_bytes\": " << memory_stats(d).peak_bytes
+      << ", \"peak_rss\": " << rss << ", \"first_loss\": " << first_loss
+      << ", \"last_loss\": " << last_loss << "}\n";
   }
   return last_loss < first_loss ? 0 : 1;  // it must learn something
 } catch (const std::exception& e) {
