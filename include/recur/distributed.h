@@ -71,9 +71,12 @@ class RECUR_API Communicator {
 
 // True when recur was built with MPI.
 RECUR_API bool mpi_available();
-// The MPI communicator of every process of this job (MPI_COMM_WORLD), initialising MPI
-// (MPI_THREAD_FUNNELED) on the first call and finalising it at exit. Throws recur::Error
-// when recur was built without MPI.
+// The MPI communicator of every process of this job (MPI_COMM_WORLD), initialising MPI on
+// the first call (asking for MPI_THREAD_MULTIPLE) and finalising it at exit. Where MPI
+// grants MULTIPLE, all_reduce_sum_async runs on a thread of its own, so that a bucket's sum
+// proceeds while backward computes; otherwise it is a non-blocking reduction that the MPI
+// library advances only inside MPI calls (in wait()). Throws recur::Error when recur was
+// built without MPI.
 RECUR_API std::shared_ptr<Communicator> mpi_communicator();
 
 // The NCCL communicator of the ranks of `bootstrap` (mpi_communicator()), in GPU memory:

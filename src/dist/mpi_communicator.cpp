@@ -1,12 +1,19 @@
 // src/dist/mpi_communicator.cpp: the Communicator of recur/distributed.h over MPI, in host
 // memory. Sums reduce at rank 0 and broadcast the result, so every rank gets the same bits
-// whatever algorithm the MPI library picks for the reduction.
+// whatever algorithm the MPI library picks for the reduction. Asynchronous sums run on a
+// thread of their own (Exchanger) where MPI allows it (MPI_THREAD_MULTIPLE), else as
+// non-blocking reductions that advance when waited for.
 #include <mpi.h>
 
 #include <climits>
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "recur/distributed.h"
@@ -77,9 +84,124 @@ class MpiSum final : public PendingSum {
   bool done_ = false;
 };
 
+// Bucket sums on a thread of their own, so that they run while the caller's backward does
+// (an MPI library advances a non-blocking reduction only inside MPI calls, which a backward
+// makes none of). They use a duplicate of MPI_COMM_WORLD: their order, the order of the
+// ready() calls and so the same on every rank, then never interleaves with the caller's own
+// collectives. Needs MPI_THREAD_MULTIPLE.
+class Exchanger {
+ public:
+  struct Job {
+    void* data = nullptr;
+    int count = 0;
+    MPI_Datatype type = MPI_FLOAT;
+    bool done = false;
+    int status = MPI_SUCCESS;
+  };
+
+  Exchanger() {
+    check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Exchanger() { stop(); }
+  Exchanger(const Exchanger&) = delete;
+  Exchanger& operator=(const Exchanger&) = delete;
+
+  std::shared_ptr<Job> submit(void* data, int count, MPI_Datatype type) {
+    auto job = std::make_shared<Job>();
+    job->data = data;
+    job->count = count;
+    job->type = type;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(job);
+    }
+    changed_.notify_all();
+    return job;
+  }
+  void wait(const Job& job) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return job.done; });
+    check(job.status, "the bucket sum (MPI_Reduce, MPI_Bcast)");
+  }
+  // Before MPI_Finalize: the thread ends once its queue is done.
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    changed_.notify_all();
+    thread_.join();
+    int finalized = 1;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
+
+ private:
+  void run() {
+    int rank = 0;
+    MPI_Comm_rank(comm_, &rank);
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        job = queue_.front();
+        queue_.pop_front();
+      }
+      const void* send = rank == 0 ? MPI_IN_PLACE : job->data;
+      int status = MPI_Reduce(send, job->data, job->count, job->type, MPI_SUM, 0, comm_);
+      if (status == MPI_SUCCESS) status = MPI_Bcast(job->data, job->count, job->type, 0, comm_);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        job->status = status;
+        job->done = true;
+      }
+      changed_.notify_all();
+    }
+  }
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::shared_ptr<Exchanger::Job>> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+class ThreadSum final : public PendingSum {
+ public:
+  ThreadSum(Exchanger& exchanger, std::shared_ptr<Exchanger::Job> job)
+      : exchanger_(exchanger), job_(std::move(job)) {}
+  ~ThreadSum() override {
+    try {
+      wait();
+    } catch (...) {  // a destructor does not throw
+    }
+  }
+  void wait() override {
+    if (waited_) return;
+    waited_ = true;
+    exchanger_.wait(*job_);
+  }
+
+ private:
+  Exchanger& exchanger_;
+  std::shared_ptr<Exchanger::Job> job_;
+  bool waited_ = false;
+};
+
+Exchanger* g_exchanger = nullptr;  // stopped before MPI_Finalize
+
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator() {
+  explicit MpiCommunicator(bool threads) {
+    if (threads) {
+      exchanger_ = std::make_unique<Exchanger>();
+      g_exchanger = exchanger_.get();
+    }
     check(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
     check(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
     MPI_Comm local = MPI_COMM_NULL;
@@ -113,6 +235,11 @@ class MpiCommunicator final : public Communicator {
     if (buffer.numel() > kChunk) {
       throw Error(where, "buffer", "at most 2^30 elements (DataParallel's buckets are smaller)",
                   std::to_string(buffer.numel()) + " elements");
+    }
+    if (exchanger_ != nullptr) {
+      return std::make_unique<ThreadSum>(
+          *exchanger_, exchanger_->submit(buffer.data(), static_cast<int>(buffer.numel()),
+                                          mpi_type(buffer.dtype())));
     }
     return std::make_unique<MpiSum>(buffer.data(), static_cast<int>(buffer.numel()),
                                     mpi_type(buffer.dtype()), rank_);
@@ -165,9 +292,11 @@ class MpiCommunicator final : public Communicator {
 
  private:
   int rank_ = 0, size_ = 1, local_rank_ = 0;
+  std::unique_ptr<Exchanger> exchanger_;  // null without MPI_THREAD_MULTIPLE
 };
 
 void finalize_mpi() {
+  if (g_exchanger != nullptr) g_exchanger->stop();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
@@ -184,12 +313,14 @@ std::shared_ptr<Communicator> mpi_communicator() {
   if (world != nullptr) return world;
   int initialized = 0;
   check(MPI_Initialized(&initialized), "MPI_Initialized");
+  int provided = MPI_THREAD_SINGLE;
   if (!initialized) {
-    int provided = 0;
-    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
     std::atexit(finalize_mpi);
+  } else {
+    check(MPI_Query_thread(&provided), "MPI_Query_thread");
   }
-  world = std::make_shared<MpiCommunicator>();
+  world = std::make_shared<MpiCommunicator>(provided >= MPI_THREAD_MULTIPLE);
   return world;
 }
 
