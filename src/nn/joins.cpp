@@ -229,7 +229,15 @@ Tensor narrow(const TensorView& x, std::int64_t dim, std::int64_t start, std::in
     throw Error(where, "length", "a length in [0, " + std::to_string(size - start) + "]",
                 std::to_string(length));
   }
-  return std::move(split(x, {start, length, size - start - length}, dim)[1]);
+  Shape shape = x.shape();
+  shape[static_cast<std::size_t>(dim)] = length;
+  Tensor out = Tensor::empty(shape, x.dtype(), x.device());
+  const Queue q(where, x.device());
+  const std::int64_t inner = inner_of(x.shape(), dim);
+  copy_blocks({outer_of(x.shape(), dim), length * inner, x.data(), size * inner, start * inner,
+               out.data(), length * inner, 0},
+              x.dtype(), q);
+  return out;
 }
 
 Tensor narrow_backward(const TensorView& dy, const Shape& shape, std::int64_t dim,

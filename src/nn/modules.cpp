@@ -245,16 +245,20 @@ struct Embedding::Impl {
     if (ids.dim() < 1) throw Error(where, "ids", "rank >= 1, e.g. [T, B]", "rank 0 []");
     const std::int64_t n = ids.numel();
     if (n > INT_MAX) throw Error(where, "ids", "at most 2^31 - 1 ids", to_string(ids.shape()));
-    if (ids.device().is_cpu()) {
-      detail::check_index_range(where, "ids", ids, 0, vocab,
-                                "ids in [0, " + std::to_string(vocab) + ") (num_embeddings " +
-                                    std::to_string(vocab) + ")");
-    }
+    if (ids.device().is_cpu()) check_values(where, ids);
     return n;
   }
 
-  // Host ids in `shape`, checked (shape, count, values) and copied into a tensor on the
-  // module's device.
+  // Every id of host tensor `ids` in [0, V).
+  void check_values(const std::string& where, const TensorView& ids) const {
+    detail::check_index_range(
+        where, "ids", ids, 0, vocab,
+        "ids in [0, " + std::to_string(vocab) + ") (num_embeddings " + std::to_string(vocab) + ")");
+  }
+
+  // Host ids in `shape`, checked (shape, count; their values here for a GPU module, where
+  // the tensor path cannot read them, and by that path for a CPU one) and copied into a
+  // tensor on the module's device.
   Tensor upload(const char* fn, const std::vector<std::int32_t>& values, const Shape& shape) const {
     const std::string where = std::string("Embedding::") + fn;
     if (shape.empty()) throw Error(where, "shape", "rank >= 1, e.g. [T, B]", "rank 0 []");
@@ -267,8 +271,9 @@ struct Embedding::Impl {
                   std::to_string(values.size()) + " ids");
     }
     Tensor host = Tensor::from_vector(values, shape);
-    check_ids(where, host);
-    return core.device().is_cpu() ? std::move(host) : host.to(core.device());
+    if (core.device().is_cpu()) return host;
+    check_values(where, host);
+    return host.to(core.device());
   }
 
   template <typename T>
@@ -761,9 +766,10 @@ Tensor SoftmaxCrossEntropy::Impl::upload(const char* where, const TensorView& lo
         std::to_string(targets.size()) + " targets");
   }
   Tensor host = Tensor::from_vector(targets, {rows});
+  if (logits.device().is_cpu()) return host;  // run() checks host targets itself
   detail::check_index_range(where, "targets", host, 0, logits.shape().back(),
                             expected_targets(logits.shape().back()), &options.ignore_index);
-  return logits.device().is_cpu() ? std::move(host) : host.to(logits.device());
+  return host.to(logits.device());
 }
 
 CrossEntropyResult SoftmaxCrossEntropy::Impl::run(const char* where, const TensorView& logits,
