@@ -70,6 +70,8 @@ class CudaBackend {
   virtual int set_device(int index) = 0;
   virtual void restore_device(int previous) noexcept = 0;
 
+  // The device's memory in bytes; 0 where it cannot be told.
+  virtual std::uint64_t total_memory(int device) noexcept = 0;
   virtual void* allocate(int device, std::size_t bytes) = 0;
   virtual void free(int device, void* ptr) noexcept = 0;
   // Synchronous, after all work queued on the devices involved has finished.
@@ -167,5 +169,5 @@ extern "C" __attribute__((visibility("default"))) recur::detail::CudaBackend* re
 namespace recur::detail {
 // Raised whenever CudaBackend changes, so that a core and a CUDA library of different
 // builds never call each other.
-constexpr int kCudaBackendAbi = 6;
+constexpr int kCudaBackendAbi = 7;
 }  // namespace recur::detail

@@ -10,9 +10,11 @@
 #include <mutex>
 #include <utility>
 
+#include "memory.h"
 #include "ops.h"
 #include "pass/pass_plan.h"
 #include "pass/stack_pass.h"
+#include "recur/error.h"
 #include "timeline.h"
 
 namespace recur::detail {
@@ -242,9 +244,8 @@ class EngineImpl final : public Engine {
     const bool rows_as_given = s.rows_as_given;
     const bool training = saved != nullptr;
     const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
-    const std::int64_t I = plan_.config.input_size, R = tl.rows(), GH = plan_.gates * H;
+    const std::int64_t I = plan_.config.input_size, R = tl.rows();
     const bool lstm = plan_.config.cell == CellKind::Lstm;
-    const bool rbp = plan_.config.cell == CellKind::GruResetBeforeProduct;
     const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
     s.pass = make_pass_plan(plan_, tl, training, capabilities_of(*ops_, plan_, tl), ops_->tuning());
     const PassPlan& pass = s.pass;
@@ -253,74 +254,21 @@ class EngineImpl final : public Engine {
     // where the staged table is the backend's shared buffer (not the host table itself).
     s.maps = RowMaps(tl, caller_steps, batch_first, L * D);
     const RowMaps& maps = s.maps;
-    const std::int64_t* staged = ops_->stage_indices(maps.table.data(), maps.table.size());
-    const bool own_rows = training && staged != maps.table.data();
     const auto index_words =
         static_cast<std::int64_t>(maps.table.size() * sizeof(std::int64_t) / sizeof(T));
+    // Before anything is staged or allocated (a GPU's training forward keeps its own copy
+    // of the staged indices).
+    check_fits(memory_of(s, training && !device_.is_cpu() ? index_words : 0), caller_steps, B);
+    const std::int64_t* staged = ops_->stage_indices(maps.table.data(), maps.table.size());
+    const bool own_rows = training && staged != maps.table.data();
     T* own_rows_at = nullptr;
 
     StackBuffers<T>& b = s.buffers;
     s.storage = carve(*pool_, [&](Carver<T>& c) {
-      b = StackBuffers<T>();
-      b.dropout_seed = dropout_seed;
-      b.dropout_stream = dropout_stream;
-      b.acts.assign(plan_.activations.size(), {});
-      // Training keeps layer 0's h_{t-1} beside x in x's copy.
-      const bool beside_x = pass.hp_beside_x;
-      b.acts[0].ld = beside_x ? I + H : I;
-      b.acts[0].ld_grad = I;
-      // backward needs x after the caller may have reused it; other layouts are gathered
-      b.acts[0].data =
-          training || !rows_as_given ? c.take(R * b.acts[0].ld) : const_cast<T*>(x.data_as<T>());
-      for (int l = 0; l < L; ++l) {
-        const LayerPlan& layer = plan_.layers[l];
-        b.ys.push_back(c.take((B + R + B) * DH));
-        ActivationBuffers<T>& y = b.acts[layer.output];
-        y.data = b.ys.back() == nullptr ? nullptr : b.ys.back() + B * DH;
-        y.ld = DH;
-        if (layer.next_input !=
-            layer.output) {  // dropout: a dropped copy in training, else y itself
-          b.acts[layer.next_input].data = training ? c.take(R * DH) : y.data;
-          b.acts[layer.next_input].ld = DH;
-        }
-        const Join& j = layer.join;
-        b.gates.push_back(j.kind == Connection::Highway ? c.take(R * DH) : nullptr);
-        if (j.kind != Connection::None) {
-          b.acts[j.out].data = c.take(R * DH);
-          b.acts[j.out].ld = DH;
-        }
-      }
-      for (int u = 0; u < L * D; ++u) {
-        UnitBuffers<T> ub;
-        if (lstm) ub.cs = c.take((B + R + B) * H);
-        ub.gx_in_steps = pass.projects_in_steps[plan_.units[u].layer];
-        ub.gx = c.take((ub.gx_in_steps ? B : R) * GH);
-        ub.gh = c.take(B * GH);
-        if (pass.weights == StepWeights::Transposed) {
-          ub.w_t = c.take(GH * H);
-          if (pass.wavefront && plan_.units[u].layer > 0) {
-            ub.w_ih_t = c.take(GH * plan_.layers[plan_.units[u].layer].input_size);
-          }
-        }
-        if (plan_.units[u].dir == 1 && !tl.uniform) ub.g0 = c.take(B * GH);
-        if (training && u == 0 && beside_x) {
-          ub.hp = b.acts[0].data == nullptr ? nullptr : b.acts[0].data + I;
-          ub.ldhp = I + H;
-          ub.hp_beside_x = true;
-        } else if (training) {
-          ub.hp = c.take(R * H);
-          ub.ldhp = H;
-        }
-        if (training) {
-          ub.saved = c.take(R * H * plan_.saved_slots);
-        } else if (rbp) {
-          ub.saved = c.take(BH * plan_.saved_slots);  // z travels between the two phases
-        }
-        if (rbp) ub.rh = c.take((training ? R : B) * H);
-        b.units.push_back(ub);
-      }
-      if (own_rows) own_rows_at = c.take(index_words);
+      own_rows_at = lay_out_forward(c, b, s, x.data_as<T>(), own_rows ? index_words : 0);
     });
+    b.dropout_seed = dropout_seed;
+    b.dropout_stream = dropout_stream;
     if (own_rows) {
       // Bit for bit, queued after the staging copy (the words are T's size, not int64's).
       ops_->copy(own_rows_at, reinterpret_cast<const T*>(staged), index_words);
@@ -382,12 +330,9 @@ class EngineImpl final : public Engine {
     const Timeline& tl = s.timeline;
     const std::int64_t caller_steps = s.steps;
     const std::int64_t B = tl.batch, R = tl.rows();
-    const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
-    const std::int64_t I = plan_.config.input_size, GRH = R * plan_.gates * H;
+    const std::int64_t H = plan_.config.hidden_size;
+    const std::int64_t I = plan_.config.input_size;
     const bool lstm = plan_.config.cell == CellKind::Lstm;
-    const bool rbp = plan_.config.cell == CellKind::GruResetBeforeProduct;
-    const bool lbr = plan_.config.cell == CellKind::GruLinearBeforeReset;
-    const bool ln = plan_.config.layer_norm;
     const bool batch_first = plan_.config.batch_first;
     const bool rows_as_given = s.rows_as_given;
     const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
@@ -402,31 +347,7 @@ class EngineImpl final : public Engine {
     T* dh = nullptr;
     T* dc = nullptr;
     backward_arena_.carve(device_, [&](Carver<T>& c) {
-      b.acts[0].grad = rows_as_given ? out.dx.data_as<T>() : c.take(R * I);
-      for (std::size_t a = 1; a < b.acts.size(); ++a) {
-        b.acts[a].grad = c.take(R * plan_.activations[a].width);
-      }
-      b.dgates.assign(L, nullptr);
-      for (int l = 0; l < L; ++l) {
-        if (plan_.layers[l].join.kind == Connection::Highway) b.dgates[l] = c.take(R * DH);
-      }
-      dh = c.take(L * D * BH);  // in sorted order; unsorted into dh0 at the end
-      b.dw_scratch = b.units[0].hp_beside_x ? c.take(plan_.gates * H * b.acts[0].ld) : nullptr;
-      if (lstm) dc = c.take(L * D * BH);
-      for (int u = 0; u < L * D; ++u) {
-        UnitBuffers<T>& ub = b.units[u];
-        ub.dgx = c.take(GRH);
-        ub.dgh = lbr || ln ? c.take(GRH) : ub.dgx;
-        if (ln) {
-          ub.dpx = c.take(GRH);
-          if (lbr) ub.dph = c.take(GRH);  // the other cells' d/d ah is dpx
-          ub.dln = c.take(R * plan_.ln_width);
-        }
-        if (rbp) ub.drh = c.take(BH);
-        ub.dh = dh == nullptr ? nullptr : dh + u * BH;
-        ub.dc = dc == nullptr ? nullptr : dc + u * BH;
-      }
-      b.ones = c.take(2 * R);
+      lay_out_backward(c, b, tl, rows_as_given, out.dx.data_as<T>(), &dh, &dc);
     });
 
     // The forward's own row maps and staged indices.
@@ -472,7 +393,190 @@ class EngineImpl final : public Engine {
     ops_->synchronize();
   }
 
+  PassMemory memory(std::int64_t steps, std::int64_t batch,
+                    const std::vector<std::int64_t>& lengths, bool training) override {
+    Saved<T> s;
+    s.timeline = lengths.empty() ? Timeline::full(steps, batch) : Timeline::packed(lengths);
+    s.rows_as_given = lengths.empty() && !plan_.config.batch_first;
+    s.steps = steps;
+    s.batch = batch;
+    s.pass = make_pass_plan(plan_, s.timeline, training, capabilities_of(*ops_, plan_, s.timeline),
+                            ops_->tuning());
+    s.maps = RowMaps(s.timeline, steps, plan_.config.batch_first,
+                     static_cast<int>(plan_.config.num_layers) * plan_.directions);
+    // A GPU's training forward keeps its own copy of the staged row indices.
+    const auto index_words =
+        static_cast<std::int64_t>(s.maps.table.size() * sizeof(std::int64_t) / sizeof(T));
+    return memory_of(s, training && !device_.is_cpu() ? index_words : 0);
+  }
+
  private:
+  // The bytes a pass of `s`'s shape lays out (Carvers that only measure), and what it
+  // returns and keeps besides.
+  PassMemory memory_of(const Saved<T>& s, std::int64_t own_index_words) const {
+    const auto size = static_cast<std::int64_t>(sizeof(T));
+    const Timeline& tl = s.timeline;
+    const std::int64_t B = tl.batch, H = plan_.config.hidden_size, DH = plan_.output_size();
+    const std::int64_t I = plan_.config.input_size, GH = plan_.gates * H;
+    const std::int64_t states = plan_.config.num_layers * plan_.directions * B * H *
+                                (has_cell_state(plan_.config.cell) ? 2 : 1);
+    const bool training = s.pass.training;
+    PassMemory m;
+    StackBuffers<T> b;
+    Carver<T> forward(nullptr);
+    lay_out_forward(forward, b, s, nullptr, own_index_words);
+    m.saved = forward.used() * size;
+    m.outputs = (s.steps * B * DH + states) * size;  // y, h_n, c_n
+    // The zeros that stand for states the caller does not pass (this->zeros).
+    m.workspace = plan_.config.num_layers * plan_.directions * B * H * size;
+    if (training) {
+      Carver<T> backward(nullptr);
+      T* dh = nullptr;
+      T* dc = nullptr;
+      lay_out_backward(backward, b, tl, s.rows_as_given, nullptr, &dh, &dc);
+      m.workspace += backward.used() * size;
+      m.outputs += (s.steps * B * I + states) * size;  // dx, dh0, dc0
+    }
+    if (s.pass.weights == StepWeights::Packed) {
+      std::int64_t held = 0;
+      for (const UnitOffsets& u : plan_.units) {
+        held += GH * H;
+        if (s.pass.projects_in_steps[u.layer]) held += GH * plan_.layers[u.layer].input_size;
+      }
+      m.weight_copies = ops_->held_weight_bytes(held, training);
+    }
+    return m;
+  }
+
+  // A pass that could never fit in the device's memory is an Error before anything is
+  // allocated, naming its largest part.
+  void check_fits(const PassMemory& m, std::int64_t steps, std::int64_t batch) const {
+    const std::uint64_t have = device_memory_bytes(device_);
+    const std::int64_t need = m.total();
+    if (have == 0 || static_cast<std::uint64_t>(need) <= have) return;
+    const char* part = "the activations saved for backward";
+    std::int64_t most = m.saved;
+    if (m.workspace > most) part = "the backward workspace", most = m.workspace;
+    if (m.outputs > most) part = "the outputs and input gradients", most = m.outputs;
+    if (m.weight_copies > most) part = "the weights' working copies", most = m.weight_copies;
+    throw Error("Rnn::forward", "x",
+                "a pass whose memory fits in the " + device_.str() + " device's " +
+                    std::to_string(have) + " bytes",
+                "T = " + std::to_string(steps) + ", B = " + std::to_string(batch) + ": " +
+                    std::to_string(need) + " bytes, the most of it " + part + " (" +
+                    std::to_string(most) + " bytes)");
+  }
+
+  // Lays a forward's buffers out in `c` as s.pass says; x is the caller's (read in place
+  // where nothing needs a copy). own_index_words > 0: room for the forward's own copy of the
+  // staged row indices, whose start it returns.
+  T* lay_out_forward(Carver<T>& c, StackBuffers<T>& b, const Saved<T>& s, const T* x,
+                     std::int64_t own_index_words) const {
+    const PassPlan& pass = s.pass;
+    const Timeline& tl = s.timeline;
+    const bool training = pass.training;
+    const std::int64_t B = tl.batch, R = tl.rows();
+    const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
+    const std::int64_t I = plan_.config.input_size, GH = plan_.gates * H;
+    const bool lstm = plan_.config.cell == CellKind::Lstm;
+    const bool rbp = plan_.config.cell == CellKind::GruResetBeforeProduct;
+    const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
+    b = StackBuffers<T>();
+    b.acts.assign(plan_.activations.size(), {});
+    // Training keeps layer 0's h_{t-1} beside x in x's copy.
+    const bool beside_x = pass.hp_beside_x;
+    b.acts[0].ld = beside_x ? I + H : I;
+    b.acts[0].ld_grad = I;
+    // backward needs x after the caller may have reused it; other layouts are gathered
+    b.acts[0].data = training || !s.rows_as_given ? c.take(R * b.acts[0].ld) : const_cast<T*>(x);
+    for (int l = 0; l < L; ++l) {
+      const LayerPlan& layer = plan_.layers[l];
+      b.ys.push_back(c.take((B + R + B) * DH));
+      ActivationBuffers<T>& y = b.acts[layer.output];
+      y.data = b.ys.back() == nullptr ? nullptr : b.ys.back() + B * DH;
+      y.ld = DH;
+      if (layer.next_input != layer.output) {  // dropout: a dropped copy in training, else y itself
+        b.acts[layer.next_input].data = training ? c.take(R * DH) : y.data;
+        b.acts[layer.next_input].ld = DH;
+      }
+      const Join& j = layer.join;
+      b.gates.push_back(j.kind == Connection::Highway ? c.take(R * DH) : nullptr);
+      if (j.kind != Connection::None) {
+        b.acts[j.out].data = c.take(R * DH);
+        b.acts[j.out].ld = DH;
+      }
+    }
+    for (int u = 0; u < L * D; ++u) {
+      UnitBuffers<T> ub;
+      if (lstm) ub.cs = c.take((B + R + B) * H);
+      ub.gx_in_steps = pass.projects_in_steps[plan_.units[u].layer];
+      ub.gx = c.take((ub.gx_in_steps ? B : R) * GH);
+      ub.gh = c.take(B * GH);
+      if (pass.weights == StepWeights::Transposed) {
+        ub.w_t = c.take(GH * H);
+        if (pass.wavefront && plan_.units[u].layer > 0) {
+          ub.w_ih_t = c.take(GH * plan_.layers[plan_.units[u].layer].input_size);
+        }
+      }
+      if (plan_.units[u].dir == 1 && !tl.uniform) ub.g0 = c.take(B * GH);
+      if (training && u == 0 && beside_x) {
+        ub.hp = b.acts[0].data == nullptr ? nullptr : b.acts[0].data + I;
+        ub.ldhp = I + H;
+        ub.hp_beside_x = true;
+      } else if (training) {
+        ub.hp = c.take(R * H);
+        ub.ldhp = H;
+      }
+      if (training) {
+        ub.saved = c.take(R * H * plan_.saved_slots);
+      } else if (rbp) {
+        ub.saved = c.take(BH * plan_.saved_slots);  // z travels between the two phases
+      }
+      if (rbp) ub.rh = c.take((training ? R : B) * H);
+      b.units.push_back(ub);
+    }
+    return c.take(own_index_words);
+  }
+
+  // Lays a backward's buffers out in `c`, beside the forward's buffers `b`; dx: the
+  // caller's dx, written in place where the rows are the caller's.
+  void lay_out_backward(Carver<T>& c, StackBuffers<T>& b, const Timeline& tl, bool rows_as_given,
+                        T* dx, T** dh, T** dc) const {
+    const std::int64_t B = tl.batch, R = tl.rows();
+    const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
+    const std::int64_t I = plan_.config.input_size, GRH = R * plan_.gates * H;
+    const bool lstm = plan_.config.cell == CellKind::Lstm;
+    const bool rbp = plan_.config.cell == CellKind::GruResetBeforeProduct;
+    const bool lbr = plan_.config.cell == CellKind::GruLinearBeforeReset;
+    const bool ln = plan_.config.layer_norm;
+    const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
+    b.acts[0].grad = rows_as_given ? dx : c.take(R * I);
+    for (std::size_t a = 1; a < b.acts.size(); ++a) {
+      b.acts[a].grad = c.take(R * plan_.activations[a].width);
+    }
+    b.dgates.assign(L, nullptr);
+    for (int l = 0; l < L; ++l) {
+      if (plan_.layers[l].join.kind == Connection::Highway) b.dgates[l] = c.take(R * DH);
+    }
+    *dh = c.take(L * D * BH);  // in sorted order; unsorted into dh0 at the end
+    b.dw_scratch = b.units[0].hp_beside_x ? c.take(plan_.gates * H * b.acts[0].ld) : nullptr;
+    if (lstm) *dc = c.take(L * D * BH);
+    for (int u = 0; u < L * D; ++u) {
+      UnitBuffers<T>& ub = b.units[u];
+      ub.dgx = c.take(GRH);
+      ub.dgh = lbr || ln ? c.take(GRH) : ub.dgx;
+      if (ln) {
+        ub.dpx = c.take(GRH);
+        if (lbr) ub.dph = c.take(GRH);  // the other cells' d/d ah is dpx
+        ub.dln = c.take(R * plan_.ln_width);
+      }
+      if (rbp) ub.drh = c.take(BH);
+      ub.dh = *dh == nullptr ? nullptr : *dh + u * BH;
+      ub.dc = *dc == nullptr ? nullptr : *dc + u * BH;
+    }
+    b.ones = c.take(2 * R);
+  }
+
   void gather(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
               const std::int64_t* index, std::int64_t rows, std::int64_t width) {
     GatherArgs<T> a;

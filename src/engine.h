@@ -26,6 +26,15 @@ struct SavedState {
   DType x_dtype = DType::Float32;  // the dtype the caller's x had: dx comes back so (Rnn)
 };
 
+// The bytes of one pass on the engine's device, by part (Rnn::step_memory).
+struct PassMemory {
+  std::int64_t saved = 0;          // the forward's workspace: what a training forward keeps
+  std::int64_t workspace = 0;      // backward's arena, the zeros standing for absent states
+  std::int64_t outputs = 0;        // y, h_n, c_n; training: dx, dh0, dc0
+  std::int64_t weight_copies = 0;  // the backend's held copies (Ops::held_weight_bytes)
+  std::int64_t total() const { return saved + workspace + outputs + weight_copies; }
+};
+
 // An engine's forward workspaces: held by SavedStates, spare in its pool, and how many it
 // ever allocated.
 struct WorkspaceCounts {
@@ -57,6 +66,11 @@ class Engine {
   virtual BackwardResult backward(SavedState& saved, const TensorView& dy, const TensorView& dh_n,
                                   const TensorView& dc_n, const TensorView& params,
                                   const TensorView& grads, double* flow) = 0;
+
+  // What a forward of steps x batch (lengths: as forward's) and, training, its backward
+  // lay out, as this engine would plan them now. Nothing is allocated.
+  virtual PassMemory memory(std::int64_t steps, std::int64_t batch,
+                            const std::vector<std::int64_t>& lengths, bool training) = 0;
 
   // The model's tuning choices (tuning.h); set_tuning applies from the next forward.
   virtual const Tuning& tuning() const = 0;

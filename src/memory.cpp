@@ -90,6 +90,12 @@ std::uint64_t host_memory_bytes() {
   return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
 }
 
+std::uint64_t device_memory_bytes(Device device) {
+  if (device.is_cpu()) return host_memory_bytes();
+  CudaBackend* cuda = cuda_backend();
+  return cuda != nullptr ? cuda->total_memory(device.index) : 0;
+}
+
 void expect_fits(const char* where, const char* argument, Device device, std::uint64_t bytes,
                  const std::string& what) {
   if (!device.is_cpu()) return;  // a CUDA allocation that fails says so itself

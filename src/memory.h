@@ -13,6 +13,10 @@ namespace recur::detail {
 // The host's physical memory in bytes; 0 where it cannot be told.
 std::uint64_t host_memory_bytes();
 
+// The memory of `device` in bytes (the host's physical memory, or a GPU's total memory);
+// 0 where it cannot be told.
+std::uint64_t device_memory_bytes(Device device);
+
 // Throws recur::Error naming `where` and `argument` when `bytes` (described by `what`)
 // exceed the host's memory, for a CPU device: so that sizes which could never fit fail
 // before anything is allocated, and not later, when lazily granted memory is touched.

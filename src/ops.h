@@ -198,6 +198,11 @@ class Ops {
     return false;
   }
   virtual void release_weights() {}
+  // The bytes hold_weights keeps for matrices of `elements` elements in all, held for one
+  // forward pass and, when `training`, its backward too (src/engine.cpp's memory model).
+  virtual std::int64_t held_weight_bytes(std::int64_t /*elements*/, bool /*training*/) const {
+    return 0;
+  }
 
   // Runs `calls` in order, as gemm_batched, step_forward and step_backward would, where
   // every call reads and writes only batch rows (GEMM columns, kernel rows) and row b of a

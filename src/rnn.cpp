@@ -93,6 +93,22 @@ void check_fits(const detail::Plan& plan, Device device) {
                       "parameters and gradients of " + std::to_string(plan.total) + " elements");
 }
 
+// lengths: empty, or one per sequence, each in [1, T].
+void check_lengths(const char* where, const std::string& argument,
+                   const std::vector<std::int64_t>& lengths, std::int64_t T, std::int64_t B) {
+  if (lengths.empty()) return;
+  if (static_cast<std::int64_t>(lengths.size()) != B) {
+    throw Error(where, argument, "one length per sequence: " + std::to_string(B),
+                std::to_string(lengths.size()) + " lengths");
+  }
+  for (std::size_t i = 0; i < lengths.size(); ++i) {
+    if (lengths[i] < 1 || lengths[i] > T) {
+      throw Error(where, argument, "every length in [1, T = " + std::to_string(T) + "]",
+                  "lengths[" + std::to_string(i) + "] = " + std::to_string(lengths[i]));
+    }
+  }
+}
+
 template <class P>
 auto& live(const P& impl, const char* where) {
   return detail::live(impl, "Rnn", where);
@@ -236,6 +252,46 @@ ForwardResult Rnn::forward(const TensorView& x, const ForwardOptions& options) {
                       options.return_saved, true);
 }
 
+StepMemory Rnn::step_memory(std::int64_t steps, std::int64_t batch, Mode mode, int optimizer_slots,
+                            const std::vector<std::int64_t>& lengths) const {
+  const char* where = "Rnn::step_memory";
+  const detail::Plan& plan = live(impl_, where).plan;
+  constexpr std::int64_t kMost = std::int64_t{1} << 40;
+  if (steps < 1 || steps > kMost) {
+    throw Error(where, "steps", "in [1, 2^40]", std::to_string(steps));
+  }
+  if (batch < 1 || batch > kMost) {
+    throw Error(where, "batch", "in [1, 2^40]", std::to_string(batch));
+  }
+  if (mode != Mode::Training && mode != Mode::Inference) {
+    throw Error(where, "mode", "Mode::Training or Mode::Inference",
+                "value " + std::to_string(static_cast<int>(mode)));
+  }
+  if (optimizer_slots < 0 || optimizer_slots > 8) {
+    throw Error(where, "optimizer_slots", "in [0, 8]", std::to_string(optimizer_slots));
+  }
+  check_lengths(where, "lengths", lengths, steps, batch);
+  // A forward of this size keeps host tables of about 8 bytes a row; so does the model.
+  const double rows = static_cast<double>(steps) * static_cast<double>(batch);
+  const double table_bytes = 8.0 * (2.0 * rows + static_cast<double>(steps) + 8.0 * batch);
+  detail::expect_fits(
+      where, "steps", Device::cpu(),
+      table_bytes > 1e19 ? ~std::uint64_t{0} : static_cast<std::uint64_t>(table_bytes),
+      "the row tables of T = " + std::to_string(steps) + ", B = " + std::to_string(batch));
+  const bool training = mode == Mode::Training;
+  const detail::PassMemory m = impl_->engine->memory(steps, batch, lengths, training);
+  const auto bytes = plan.total * static_cast<std::int64_t>(dtype_size(plan.config.dtype));
+  StepMemory out;
+  out.parameters = bytes;
+  out.gradients = bytes;  // allocated with the model
+  out.optimizer_state = training ? optimizer_slots * bytes : 0;
+  out.activations = m.saved;
+  out.workspace = m.workspace;
+  out.outputs = m.outputs;
+  out.weight_copies = m.weight_copies;
+  return out;
+}
+
 ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const TensorView& c0,
                            Mode mode, const std::vector<std::int64_t>& lengths) {
   return forward_impl(x, h0, c0, mode, lengths, false, false);
@@ -255,18 +311,7 @@ ForwardResult Rnn::forward_impl(const TensorView& x, const TensorView& h0, const
   const std::int64_t T = c.batch_first ? x.size(1) : x.size(0);
   const std::int64_t B = c.batch_first ? x.size(0) : x.size(1);
   const std::int64_t LD = c.num_layers * impl_->plan.directions;
-  if (!lengths.empty()) {
-    if (static_cast<std::int64_t>(lengths.size()) != B) {
-      throw Error(where, name("lengths"), "one length per sequence: " + std::to_string(B),
-                  std::to_string(lengths.size()) + " lengths");
-    }
-    for (std::size_t i = 0; i < lengths.size(); ++i) {
-      if (lengths[i] < 1 || lengths[i] > T) {
-        throw Error(where, name("lengths"), "every length in [1, T = " + std::to_string(T) + "]",
-                    "lengths[" + std::to_string(i) + "] = " + std::to_string(lengths[i]));
-      }
-    }
-  }
+  check_lengths(where, name("lengths"), lengths, T, B);
   if (h0.defined()) {
     expect_tensor(where, name("h0").c_str(), h0, {LD, B, c.hidden_size},
                   "[num_layers*D, B, hidden_size]", c.dtype, dev);

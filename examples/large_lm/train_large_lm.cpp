@@ -131,6 +131,15 @@ int main(int argc, char** argv) try {
   const std::int64_t params =
       embed.parameters().numel() + rnn.parameters().numel() + head.parameters().numel();
 
+  // The RNN's share of a step, told before any step runs (Adam's two slots).
+  const StepMemory need = rnn.step_memory(c.seq, c.batch);
+  auto gib = [](std::int64_t bytes) { return static_cast<double>(bytes) / (1 << 30); };
+  std::printf(
+      "rnn step memory %.2f GiB: parameters and gradients %.2f, Adam %.2f, activations %.2f, "
+      "workspace %.2f, outputs %.2f, weight copies %.2f\n",
+      gib(need.total()), gib(need.parameters + need.gradients), gib(need.optimizer_state),
+      gib(need.activations), gib(need.workspace), gib(need.outputs), gib(need.weight_copies));
+
   std::unique_ptr<DataParallel> dp;
   if (comm != nullptr) {
     dp = std::make_unique<DataParallel>(
@@ -216,8 +225,8 @@ int main(int argc, char** argv) try {
       << ", \"device\": \"" << d.str() << "\", \"math\": \"" << o["--math"]
       << "\", \"parameters\": " << params << ", \"tokens_per_s\": " << tokens_per_s
       << ", \"mfu\": " << mfu << ", \"peak_bytes\": " << memory_stats(d).peak_bytes
-      << ", \"peak_rss\": " << rss << ", \"first_loss\": " << first_loss
-      << ", \"last_loss\": " << last_loss << "}\n";
+      << ", \"rnn_step_bytes\": " << need.total() << ", \"peak_rss\": " << rss
+      << ", \"first_loss\": " << first_loss << ", \"last_loss\": " << last_loss << "}\n";
   }
   return last_loss < first_loss ? 0 : 1;  // it must learn something
 } catch (const std::exception& e) {

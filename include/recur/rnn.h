@@ -138,6 +138,25 @@ struct BackwardResult {
   Tensor dc0;  // [L*D, B, H] (LSTM); undefined for other cells
 };
 
+// The bytes one step of an Rnn needs on its device (Rnn::step_memory), by part. All but
+// weight_copies are memory recur allocates, counted by memory_stats().
+struct StepMemory {
+  std::int64_t parameters = 0;       // the flat parameter buffer
+  std::int64_t gradients = 0;        // the flat gradient buffer (training)
+  std::int64_t optimizer_state = 0;  // optimizer_slots buffers the size of the parameters
+  std::int64_t activations = 0;      // the forward's workspace: what training keeps for backward
+  std::int64_t workspace = 0;        // backward's scratch, zeros for states not passed
+  std::int64_t outputs = 0;          // y, h_n, c_n; training also dx, dh0, dc0
+  // The backend's copies of the recurrent weights laid out for its GEMMs, made once per pass
+  // (oneDNN's packed layouts on the CPU, the reduced-precision working copies). Estimated
+  // from their shapes; on the CPU they are oneDNN's memory, not counted by memory_stats().
+  std::int64_t weight_copies = 0;
+  std::int64_t total() const {
+    return parameters + gradients + optimizer_state + activations + workspace + outputs +
+           weight_copies;
+  }
+};
+
 class RECUR_API Rnn {
  public:
   // Allocates parameters (initialised like PyTorch: U(-1/sqrt(H), 1/sqrt(H)) from `seed`;
@@ -161,6 +180,19 @@ class RECUR_API Rnn {
   // A named view inside parameters() / gradients(); throws for an unknown name.
   TensorView parameter(const std::string& name) const;
   TensorView gradient(const std::string& name) const;
+
+  // What one step of T x B needs on the model's device, as the model's pass would be planned
+  // now (its config, tuning and backend), before anything is allocated: a training step
+  // (forward, backward, an optimizer keeping `optimizer_slots` buffers the size of the
+  // parameters: 0 plain SGD, 1 SGD with momentum, 2 Adam) for Mode::Training, the forward
+  // alone for Mode::Inference. lengths: as forward's (a packed batch needs less). Matches
+  // memory_stats()'s peak over such a step, from the parameters up, within 5% (plus
+  // weight_copies where those are not recur's). x and dy are the caller's and not counted.
+  // A forward whose own part could never fit in the device's memory is an Error (argument
+  // x) naming its largest part, before it allocates or queues anything.
+  StepMemory step_memory(std::int64_t steps, std::int64_t batch, Mode mode = Mode::Training,
+                         int optimizer_slots = 2,
+                         const std::vector<std::int64_t>& lengths = {}) const;
 
   // The CUDA stream (a cudaStream_t) all of this model's work is queued on; nullptr for a
   // CPU model. By default each CUDA model has a stream of its own. set_cuda_stream() makes

@@ -31,6 +31,11 @@ class Backend final : public CudaBackend {
     if (cudaGetDevice(&now) == cudaSuccess && now != previous) cudaSetDevice(previous);
   }
 
+  std::uint64_t total_memory(int device) noexcept override {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) return 0;
+    return prop.totalGlobalMem;
+  }
   void* allocate(int device, std::size_t bytes) override { return cuda_allocate(device, bytes); }
   void free(int device, void* ptr) noexcept override { cuda_free(device, ptr); }
   void copy(void* dst, Device dst_device, const void* src, Device src_device,

@@ -60,6 +60,8 @@ class ReducedGemms {
   // recorded reading a copy must not replay where `a` itself would be read.
   std::string held_signature() const;
 
+  // The bytes of one element of a working copy.
+  std::size_t element_bytes() const;
   // The scratch bytes gemm(g) rounds into.
   std::size_t scratch_bytes(const Gemm<float>& g) const;
   // C = alpha op(A) op(B) + beta C, both operands rounded, on `blas`'s stream, which is
@@ -77,7 +79,6 @@ class ReducedGemms {
     bool held = false;  // between hold() and release()
   };
   const Held* held_of(const Gemm<float>& g) const;
-  std::size_t element_bytes() const;
 
   kernels::Format format_ = kernels::Format::Bf16;
   std::vector<Held> held_;
