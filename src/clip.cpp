@@ -14,6 +14,7 @@
 #include "float_dispatch.h"
 #include "grad_internal.h"
 #include "recur/error.h"
+#include "validate.h"
 
 namespace recur {
 
@@ -100,12 +101,9 @@ SpanTable collect(const char* where, const std::vector<TensorView>& spans) {
   for (std::size_t i = 0; i < spans.size(); ++i) {
     const TensorView& s = spans[i];
     const std::string name = "spans[" + std::to_string(i) + "]";
-    if (!s.defined()) throw Error(where, name, "a defined tensor", "an undefined TensorView");
+    detail::expect_defined(where, name, s);
     if (i == 0) {
-      if (s.dtype() != DType::Float32 && s.dtype() != DType::Float64) {
-        throw Error(where, name, "dtype float32 or float64",
-                    std::string("dtype ") + to_string(s.dtype()));
-      }
+      detail::expect_float_tensor(where, name, s);
       t.device = s.device();
       t.dtype = s.dtype();
     } else if (s.device() != t.device || s.dtype() != t.dtype) {

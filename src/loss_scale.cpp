@@ -14,6 +14,7 @@
 #include "grad_internal.h"
 #include "live.h"
 #include "recur/error.h"
+#include "validate.h"
 
 namespace recur {
 namespace {
@@ -37,11 +38,7 @@ struct LossScaler::Impl {
 
   // `view` may be scaled in place here: float32 or float64, on the scaler's device.
   void check(const char* where, const std::string& name, const TensorView& view) const {
-    if (!view.defined()) throw Error(where, name, "a defined tensor", "an undefined TensorView");
-    if (view.dtype() != DType::Float32 && view.dtype() != DType::Float64) {
-      throw Error(where, name, "dtype float32 or float64",
-                  std::string("dtype ") + to_string(view.dtype()));
-    }
+    detail::expect_float_tensor(where, name, view);
     if (view.device() != device) {
       throw Error(where, name, "a tensor on " + device.str() + " (the scaler's device)",
                   "a tensor on " + view.device().str());

@@ -18,6 +18,7 @@
 #include "live.h"
 #include "memory.h"
 #include "recur/error.h"
+#include "validate.h"
 
 namespace recur {
 namespace detail {
@@ -207,13 +208,7 @@ class OptimizerImpl {
 
   static void check_parameters(const std::string& where, const std::string& arg,
                                const TensorView& parameters) {
-    if (!parameters.defined()) {
-      throw Error(where, arg, "a defined tensor", "an undefined TensorView");
-    }
-    if (parameters.dtype() != DType::Float32 && parameters.dtype() != DType::Float64) {
-      throw Error(where, arg, "dtype float32 or float64",
-                  std::string("dtype ") + to_string(parameters.dtype()));
-    }
+    detail::expect_float_tensor(where, arg, parameters);
     if (parameters.device().is_cuda() && !cuda_built()) {
       throw Error(where, arg, "a tensor on the CPU (recur was built without CUDA)",
                   "a tensor on " + parameters.device().str());

@@ -29,8 +29,15 @@ void expect_compute_dtype(const char* where, const char* name, DType dtype) {
   }
 }
 
-void expect_defined(const char* where, const char* name, const TensorView& t) {
-  if (!t.defined()) throw Error(where, name, "a defined tensor", "an undefined (empty) view");
+void expect_defined(const std::string& where, const std::string& name, const TensorView& t) {
+  if (!t.defined()) throw Error(where, name, "a defined tensor", "an undefined TensorView");
+}
+
+void expect_float_tensor(const std::string& where, const std::string& name, const TensorView& t) {
+  expect_defined(where, name, t);
+  if (t.dtype() != DType::Float32 && t.dtype() != DType::Float64) {
+    throw Error(where, name, "dtype float32 or float64", "dtype " + dtype_name(t.dtype()));
+  }
 }
 
 void expect_shape(const char* where, const char* name, const TensorView& t, const Shape& expected,

@@ -16,7 +16,9 @@ std::string dtype_name(DType dtype);
 void expect_compute_dtype(const char* where, const char* name, DType dtype);
 
 // A required tensor argument must be defined.
-void expect_defined(const char* where, const char* name, const TensorView& t);
+void expect_defined(const std::string& where, const std::string& name, const TensorView& t);
+// ... and hold float32 or float64 (a buffer recur's kernels read as floats).
+void expect_float_tensor(const std::string& where, const std::string& name, const TensorView& t);
 // `t` has `expected` shape; a -1 in `expected` accepts any size >= 1 there. `symbolic`
 // spells the shape with names, e.g. "[T, B, input_size]", for the message.
 void expect_shape(const char* where, const char* name, const TensorView& t, const Shape& expected,

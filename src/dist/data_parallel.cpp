@@ -8,8 +8,8 @@
 
 #include "../cuda_backend.h"
 #include "../float_dispatch.h"
-#include "../live.h"
 #include "../nn/functor_loop.h"
+#include "../validate.h"
 #include "recur/distributed.h"
 #include "recur/error.h"
 
@@ -52,11 +52,7 @@ DataParallel::DataParallel(Communicator& comm, std::vector<TensorView> gradients
   for (std::size_t i = 0; i < gradients.size(); ++i) {
     const std::string name = "gradients[" + std::to_string(i) + "]";
     const TensorView& g = gradients[i];
-    if (!g.defined()) throw Error(where, name, "a defined tensor", "an undefined view");
-    if (g.dtype() != DType::Float32 && g.dtype() != DType::Float64) {
-      throw Error(where, name, "dtype float32 or float64",
-                  std::string("dtype ") + to_string(g.dtype()));
-    }
+    detail::expect_float_tensor(where, name, g);
     if (g.device() != comm.device()) {
       throw Error(where, name, "device " + comm.device().str() + " (the communicator's)",
                   "device " + g.device().str());
@@ -83,7 +79,7 @@ DataParallel::DataParallel(Communicator& comm, std::vector<TensorView> gradients
 DataParallel::~DataParallel() = default;
 
 void DataParallel::ready(std::size_t i) {
-  Impl& m = detail::live(impl_, "DataParallel", "DataParallel::ready");
+  Impl& m = *impl_;
   if (i >= m.gradients.size()) {
     throw Error("DataParallel::ready", "i",
                 "a gradient index in [0, " + std::to_string(m.gradients.size()) + ")",
@@ -97,7 +93,7 @@ void DataParallel::ready(std::size_t i) {
 }
 
 void DataParallel::finish() {
-  Impl& m = detail::live(impl_, "DataParallel", "DataParallel::finish");
+  Impl& m = *impl_;
   for (std::size_t i = 0; i < m.gradients.size(); ++i) {
     if (!m.started[i]) m.start(i);
   }
@@ -126,16 +122,12 @@ void DataParallel::finish() {
 }
 
 void DataParallel::broadcast(const std::vector<TensorView>& tensors) {
-  Impl& m = detail::live(impl_, "DataParallel", "DataParallel::broadcast");
+  Impl& m = *impl_;
   for (const TensorView& t : tensors) m.comm.broadcast(t, 0);
 }
 
-std::size_t DataParallel::buckets() const {
-  return detail::live(impl_, "DataParallel", "DataParallel::buckets").buckets.size();
-}
+std::size_t DataParallel::buckets() const { return impl_->buckets.size(); }
 
-Communicator& DataParallel::communicator() const {
-  return detail::live(impl_, "DataParallel", "DataParallel::communicator").comm;
-}
+Communicator& DataParallel::communicator() const { return impl_->comm; }
 
 }  // namespace recur

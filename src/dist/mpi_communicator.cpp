@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "../validate.h"
 #include "recur/distributed.h"
 #include "recur/error.h"
 
@@ -34,11 +35,7 @@ void check(int rc, const char* what) {
 constexpr std::int64_t kChunk = std::int64_t{1} << 30;
 
 void expect_host_floats(const char* where, const TensorView& buffer) {
-  if (!buffer.defined()) throw Error(where, "buffer", "a defined tensor", "an undefined view");
-  if (buffer.dtype() != DType::Float32 && buffer.dtype() != DType::Float64) {
-    throw Error(where, "buffer", "dtype float32 or float64",
-                std::string("dtype ") + to_string(buffer.dtype()));
-  }
+  detail::expect_float_tensor(where, "buffer", buffer);
   if (!buffer.device().is_cpu()) {
     throw Error(where, "buffer", "host memory (the MPI communicator's)",
                 "device " + buffer.device().str());
@@ -47,19 +44,24 @@ void expect_host_floats(const char* where, const TensorView& buffer) {
 
 MPI_Datatype mpi_type(DType dtype) { return dtype == DType::Float32 ? MPI_FLOAT : MPI_DOUBLE; }
 
-// Reduces [data, data + count) into rank 0, in place there.
-int reduce(void* data, int count, MPI_Datatype type, int rank, MPI_Request* request) {
+// Sums [data, data + count) over the ranks of `comm` into every rank's copy: a reduction
+// at rank 0, in place there, then its broadcast, so that every rank gets rank 0's bits.
+int sum_everywhere(void* data, int count, MPI_Datatype type, MPI_Comm comm) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
   const void* send = rank == 0 ? MPI_IN_PLACE : data;
-  return request != nullptr
-             ? MPI_Ireduce(send, data, count, type, MPI_SUM, 0, MPI_COMM_WORLD, request)
-             : MPI_Reduce(send, data, count, type, MPI_SUM, 0, MPI_COMM_WORLD);
+  const int status = MPI_Reduce(send, data, count, type, MPI_SUM, 0, comm);
+  return status == MPI_SUCCESS ? MPI_Bcast(data, count, type, 0, comm) : status;
 }
 
 class MpiSum final : public PendingSum {
  public:
   MpiSum(void* data, int count, MPI_Datatype type, int rank)
       : data_(data), count_(count), type_(type) {
-    check(reduce(data, count, type, rank, &request_), "MPI_Ireduce");
+    // sum_everywhere's reduction, started; wait() broadcasts its result.
+    const void* send = rank == 0 ? MPI_IN_PLACE : data;
+    check(MPI_Ireduce(send, data, count, type, MPI_SUM, 0, MPI_COMM_WORLD, &request_),
+          "MPI_Ireduce");
   }
   ~MpiSum() override {
     if (!done_) {
@@ -140,8 +142,6 @@ class Exchanger {
 
  private:
   void run() {
-    int rank = 0;
-    MPI_Comm_rank(comm_, &rank);
     for (;;) {
       std::shared_ptr<Job> job;
       {
@@ -151,9 +151,7 @@ class Exchanger {
         job = queue_.front();
         queue_.pop_front();
       }
-      const void* send = rank == 0 ? MPI_IN_PLACE : job->data;
-      int status = MPI_Reduce(send, job->data, job->count, job->type, MPI_SUM, 0, comm_);
-      if (status == MPI_SUCCESS) status = MPI_Bcast(job->data, job->count, job->type, 0, comm_);
+      const int status = sum_everywhere(job->data, job->count, job->type, comm_);
       {
         std::lock_guard<std::mutex> lock(mutex_);
         job->status = status;
@@ -224,8 +222,8 @@ class MpiCommunicator final : public Communicator {
     for (std::int64_t at = 0; at < n; at += kChunk) {
       const int count = static_cast<int>(std::min(kChunk, n - at));
       void* chunk = p + at * size;
-      check(reduce(chunk, count, mpi_type(buffer.dtype()), rank_, nullptr), "MPI_Reduce");
-      check(MPI_Bcast(chunk, count, mpi_type(buffer.dtype()), 0, MPI_COMM_WORLD), "MPI_Bcast");
+      check(sum_everywhere(chunk, count, mpi_type(buffer.dtype()), MPI_COMM_WORLD),
+            "MPI_Reduce, MPI_Bcast");
     }
   }
 
@@ -247,7 +245,7 @@ class MpiCommunicator final : public Communicator {
 
   void broadcast(const TensorView& buffer, int root) override {
     const char* where = "Communicator::broadcast";
-    if (!buffer.defined()) throw Error(where, "buffer", "a defined tensor", "an undefined view");
+    detail::expect_defined(where, "buffer", buffer);
     if (!buffer.device().is_cpu()) {
       throw Error(where, "buffer", "host memory (the MPI communicator's)",
                   "device " + buffer.device().str());

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../cuda_backend.h"
+#include "../validate.h"
 #include "gpu_assignment.h"
 #include "recur/distributed.h"
 #include "recur/error.h"
@@ -15,11 +16,7 @@ namespace recur {
 namespace {
 
 void expect_device_floats(const char* where, const TensorView& buffer, Device device) {
-  if (!buffer.defined()) throw Error(where, "buffer", "a defined tensor", "an undefined view");
-  if (buffer.dtype() != DType::Float32 && buffer.dtype() != DType::Float64) {
-    throw Error(where, "buffer", "dtype float32 or float64",
-                std::string("dtype ") + to_string(buffer.dtype()));
-  }
+  detail::expect_float_tensor(where, "buffer", buffer);
   if (buffer.device() != device) {
     throw Error(where, "buffer", "device " + device.str() + " (the NCCL communicator's)",
                 "device " + buffer.device().str());
@@ -74,7 +71,7 @@ class NcclCommunicator final : public Communicator {
   }
   void broadcast(const TensorView& buffer, int root) override {
     const char* where = "Communicator::broadcast";
-    if (!buffer.defined()) throw Error(where, "buffer", "a defined tensor", "an undefined view");
+    detail::expect_defined(where, "buffer", buffer);
     if (buffer.device() != device_) {
       throw Error(where, "buffer", "device " + device_.str() + " (the NCCL communicator's)",
                   "device " + buffer.device().str());

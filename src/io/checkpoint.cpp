@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "../convert.h"
+#include "../validate.h"
 #include "checkpoint_loader.h"
 #include "json_bounds.h"
 #include "recur/error.h"
@@ -48,7 +49,7 @@ void check_arguments(const char* where, const Rnn& rnn, const Optimizer* optimiz
       throw Error(where, arg, "a name not used by the model or another extra tensor",
                   "\"" + name + "\"");
     }
-    if (!view.defined()) throw Error(where, arg, "a defined tensor", "an undefined view");
+    detail::expect_defined(where, arg, view);
   }
   std::set<std::string> optimizer_names;
   for (std::size_t i = 0; i < extras.optimizers.size(); ++i) {

@@ -19,6 +19,7 @@
 
 #include "../convert.h"
 #include "../live.h"
+#include "../validate.h"
 #include "json_bounds.h"
 #include "recur/error.h"
 
@@ -505,7 +506,7 @@ const char* enumerator(DType dtype) {
 // The file's dtype of tensor `e`, checked against `dst`.
 DType check_read_target(const std::string& where, const SafetensorsEntry& e, const TensorView& dst,
                         bool any_float) {
-  if (!dst.defined()) throw Error(where, "dst", "a defined tensor", "an undefined view");
+  detail::expect_defined(where, "dst", dst);
   DType stored = DType::Float32;
   if (!recur_dtype(e.dtype, &stored)) {
     throw Error(where, "name", kReadable, "'" + e.name + "' of dtype " + e.dtype);

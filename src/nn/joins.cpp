@@ -35,14 +35,6 @@ class Queue {
   detail::CudaBackend* cuda_ = nullptr;
 };
 
-void expect_float(const char* where, const char* name, const TensorView& t) {
-  detail::expect_defined(where, name, t);
-  if (t.dtype() != DType::Float32 && t.dtype() != DType::Float64) {
-    throw Error(where, name, "dtype float32 or float64",
-                std::string("dtype ") + to_string(t.dtype()));
-  }
-}
-
 void expect_device(const char* where, const char* name, const TensorView& t, Device device,
                    const char* whose) {
   if (t.device() != device) {
@@ -274,7 +266,7 @@ Tensor narrow_backward(const TensorView& dy, const Shape& shape, std::int64_t di
 
 Tensor scale(const TensorView& x, double factor) {
   const char* where = "scale";
-  expect_float(where, "x", x);
+  detail::expect_float_tensor(where, "x", x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   const Queue q(where, x.device());
   detail::with_float_type(x.dtype(), [&](auto zero) {
@@ -310,7 +302,7 @@ void run_masked_mean(bool backward, const kernels::MaskedMeanArgs<T>& a, const Q
 
 Tensor masked_mean(const TensorView& y, const TensorView& lengths, bool batch_first) {
   const char* where = "masked_mean";
-  expect_float(where, "y", y);
+  detail::expect_float_tensor(where, "y", y);
   if (y.dim() != 3) {
     throw Error(where, "y", batch_first ? "rank 3 [B, T, F]" : "rank 3 [T, B, F]",
                 "shape " + to_string(y.shape()));
@@ -337,7 +329,7 @@ Tensor masked_mean(const TensorView& y, const TensorView& lengths, bool batch_fi
 Tensor masked_mean_backward(const TensorView& dpooled, const TensorView& lengths,
                             std::int64_t steps, bool batch_first) {
   const char* where = "masked_mean_backward";
-  expect_float(where, "dpooled", dpooled);
+  detail::expect_float_tensor(where, "dpooled", dpooled);
   if (dpooled.dim() != 2) {
     throw Error(where, "dpooled", "rank 2 [B, F]", "shape " + to_string(dpooled.shape()));
   }
@@ -366,7 +358,7 @@ namespace {
 
 // logits [..., V] with V >= 1; returns the rows.
 std::int64_t logit_rows(const char* where, const TensorView& logits, const char* name) {
-  expect_float(where, name, logits);
+  detail::expect_float_tensor(where, name, logits);
   if (logits.dim() < 1 || logits.shape().back() < 1) {
     throw Error(where, name, "shape [..., V] with V >= 1", "shape " + to_string(logits.shape()));
   }

@@ -50,7 +50,7 @@ void check_device(const char* where, Device device) {
 
 void check_tensor(const std::string& where, const char* name, const TensorView& t, DType dtype,
                   Device device) {
-  if (!t.defined()) throw Error(where, name, "a defined tensor", "an undefined view");
+  detail::expect_defined(where, name, t);
   if (t.dtype() != dtype) {
     throw Error(where, name, std::string("dtype ") + to_string(dtype) + " (the module's)",
                 std::string("dtype ") + to_string(t.dtype()));
@@ -739,11 +739,7 @@ CrossEntropyResult SoftmaxCrossEntropy::forward(const TensorView& logits,
 
 std::int64_t SoftmaxCrossEntropy::Impl::check_logits(const char* where,
                                                      const TensorView& logits) const {
-  if (!logits.defined()) throw Error(where, "logits", "a defined tensor", "an undefined view");
-  if (logits.dtype() != DType::Float32 && logits.dtype() != DType::Float64) {
-    throw Error(where, "logits", "dtype float32 or float64",
-                std::string("dtype ") + to_string(logits.dtype()));
-  }
+  detail::expect_float_tensor(where, "logits", logits);
   if (logits.dim() < 1 || logits.shape().back() < 1) {
     throw Error(where, "logits", "shape [..., V] with V >= 1 classes",
                 "shape " + to_string(logits.shape()));
