@@ -130,4 +130,67 @@ inline void check_all_gradients(Rnn& rnn, std::int64_t steps, std::int64_t batch
   }
 }
 
+// A random float64 configuration of every option at once (cell, sizes, layers, directions,
+// connection, bias, batch-first, dropout, variable lengths), drawn in a fixed order so that
+// a seed always gives the same configurations. The space: the cells to draw from, and the
+// smallest hidden and input sizes with how many sizes above them.
+struct RandomSpace {
+  std::vector<CellKind> cells;
+  int hidden_min = 1, hidden_choices = 3;
+  int input_min = 1, input_choices = 4;
+  bool layer_norm = false;
+};
+struct RandomCase {
+  RnnConfig config;
+  std::int64_t steps = 0, batch = 0;
+  std::vector<std::int64_t> lengths;  // empty: every sequence runs all steps
+};
+
+inline RandomCase random_case(Random& rng, const RandomSpace& space) {
+  auto pick = [&](int n) { return static_cast<int>(rng.uniform(0, n)); };
+  RandomCase r;
+  RnnConfig& c = r.config;
+  c.cell = space.cells[static_cast<std::size_t>(pick(static_cast<int>(space.cells.size())))];
+  c.layer_norm = space.layer_norm;
+  c.hidden_size = space.hidden_min + pick(space.hidden_choices);
+  c.num_layers = 1 + pick(3);
+  c.bidirectional = pick(2) == 1;
+  c.connection = static_cast<Connection>(pick(4));
+  const std::int64_t dh = (c.bidirectional ? 2 : 1) * c.hidden_size;
+  c.input_size = pick(2) == 1 ? dh : space.input_min + pick(space.input_choices);
+  const bool needs_width =
+      c.connection == Connection::Residual || c.connection == Connection::Highway;
+  if (needs_width && c.num_layers == 1) c.input_size = dh;  // else a config error
+  c.bias = pick(4) != 0;
+  c.dtype = DType::Float64;
+  c.batch_first = pick(2) == 1;
+  c.dropout = pick(3) == 0 ? 0.3 : 0.0;
+  r.steps = 1 + pick(5);
+  r.batch = 1 + pick(4);
+  if (pick(2) == 1) {
+    for (std::int64_t b = 0; b < r.batch; ++b) {
+      r.lengths.push_back(1 + pick(static_cast<int>(r.steps)));
+    }
+  }
+  return r;
+}
+
+// Checks every gradient of random case number `it` (seeded by `seed`): unidirectional
+// stacks as a wavefront in every other case, and the LSTM's h_{t-1} beside x asked for in
+// half of them (small sizes: from row 0).
+inline void check_random_case(const RandomCase& r, int it, std::uint64_t seed) {
+  const RnnConfig& c = r.config;
+  SCOPED_TRACE(::testing::Message()
+               << "config " << it << ": " << to_string(c.cell) << " I=" << c.input_size
+               << " H=" << c.hidden_size << " L=" << c.num_layers << " bi=" << c.bidirectional
+               << " " << to_string(c.connection) << " bias=" << c.bias
+               << " batch_first=" << c.batch_first << " dropout=" << c.dropout << " T=" << r.steps
+               << " B=" << r.batch << " lengths=" << r.lengths.size()
+               << " cpu_wavefront=" << (it % 2) << " x_hp=" << (it % 4 < 2));
+  Rnn rnn(c, Device::cpu(), static_cast<std::uint64_t>(it));
+  run_as_wavefront(rnn, it % 2 == 1);
+  keep_hp_beside_x_from(rnn, it % 4 < 2 ? 0 : 2048);
+  check_all_gradients(rnn, r.steps, r.batch, seed, r.lengths, c.dropout > 0);
+}
+
 }  // namespace recur::test

@@ -389,46 +389,19 @@ INSTANTIATE_TEST_SUITE_P(Cells, LayerNormGradCheck, ::testing::ValuesIn(grad_cas
 // schedules, and the LSTM's h_{t-1}-beside-x layout asked for (which these cells decline).
 TEST(LayerNormRandomConfigs, EveryGradientMatchesFiniteDifferences) {
   Random rng(2026);
-  auto pick = [&](int n) { return static_cast<int>(rng.uniform(0, n)); };
+  RandomSpace space;
+  space.cells = {CellKind::Lstm, CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct};
+  space.layer_norm = true;
+  // At least 2 inputs and 4 units. A normalisation's curvature grows as its row's
+  // variance shrinks (to 1/sqrt(eps)), and central differences with h = cbrt(eps) assume
+  // it bounded: W_ih x of one input is x times one column, whose variance vanishes with
+  // x, and a row of c_t of two units has its variance vanish where the two meet.
+  space.hidden_min = 4;
+  space.hidden_choices = 2;
+  space.input_min = 2;
+  space.input_choices = 3;
   for (int it = 0; it < 60; ++it) {
-    RnnConfig c;
-    const CellKind cells[] = {CellKind::Lstm, CellKind::GruLinearBeforeReset,
-                              CellKind::GruResetBeforeProduct};
-    c.cell = cells[pick(3)];
-    c.layer_norm = true;
-    // At least 2 inputs and 4 units. A normalisation's curvature grows as its row's
-    // variance shrinks (to 1/sqrt(eps)), and central differences with h = cbrt(eps) assume
-    // it bounded: W_ih x of one input is x times one column, whose variance vanishes with
-    // x, and a row of c_t of two units has its variance vanish where the two meet.
-    c.hidden_size = 4 + pick(2);
-    c.num_layers = 1 + pick(3);
-    c.bidirectional = pick(2) == 1;
-    c.connection = static_cast<Connection>(pick(4));
-    const std::int64_t dh = (c.bidirectional ? 2 : 1) * c.hidden_size;
-    c.input_size = pick(2) == 1 ? dh : 2 + pick(3);
-    const bool needs_width =
-        c.connection == Connection::Residual || c.connection == Connection::Highway;
-    if (needs_width && c.num_layers == 1) c.input_size = dh;
-    c.bias = pick(4) != 0;
-    c.dtype = DType::Float64;
-    c.batch_first = pick(2) == 1;
-    c.dropout = pick(3) == 0 ? 0.3 : 0.0;
-    const std::int64_t steps = 1 + pick(5), batch = 1 + pick(4);
-    std::vector<std::int64_t> lengths;
-    if (pick(2) == 1) {
-      for (std::int64_t b = 0; b < batch; ++b) lengths.push_back(1 + pick(static_cast<int>(steps)));
-    }
-    SCOPED_TRACE(::testing::Message()
-                 << "config " << it << ": " << to_string(c.cell) << " I=" << c.input_size
-                 << " H=" << c.hidden_size << " L=" << c.num_layers << " bi=" << c.bidirectional
-                 << " " << to_string(c.connection) << " bias=" << c.bias
-                 << " batch_first=" << c.batch_first << " dropout=" << c.dropout << " T=" << steps
-                 << " B=" << batch << " lengths=" << lengths.size());
-    Rnn rnn(c, Device::cpu(), static_cast<std::uint64_t>(it));
-    run_as_wavefront(rnn, it % 2 == 1);
-    keep_hp_beside_x_from(rnn, it % 4 < 2 ? 0 : 2048);
-    check_all_gradients(rnn, steps, batch, 3000 + static_cast<std::uint64_t>(it), lengths,
-                        c.dropout > 0);
+    check_random_case(random_case(rng, space), it, 3000 + static_cast<std::uint64_t>(it));
     if (::testing::Test::HasFailure()) return;
   }
 }
