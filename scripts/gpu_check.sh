@@ -49,7 +49,7 @@ limited() {  # limited SECONDS CMD...: runs CMD, killed after SECONDS; 124 means
 }
 
 # The test binaries that run CUDA code; the others run in CI on every commit.
-cuda_tests="test_parity_cuda test_loss_scale test_in_flight test_param_groups test_init test_clip test_optim test_modules test_joins test_long_sequences test_diagnostics test_errors test_tensor"
+cuda_tests="test_parity_cuda test_loss_scale test_in_flight test_param_groups test_init test_clip test_optim test_modules test_joins test_long_sequences test_step_memory test_recompute test_diagnostics test_errors test_tensor"
 if [ "${RECUR_GPU_ALL_TESTS:-0}" = 1 ]; then
   cuda_tests=$(cd "$build/tests" && ls test_*)
 fi
@@ -148,7 +148,8 @@ if [ -x "$build/bench/recur_bench" ] && stage bench "$bench_s"; then
   echo "bench, two dW GEMMs: exit $?" >> "$summary"
   # Clipping bandwidth (beside PyTorch's clip_grad_norm_ when torch with CUDA is there) and
   # what a variable-length batch costs.
-  for run in "recur_bench_clip --torch-script bench/bench_clip_torch.py" "recur_bench_packed --gpu"; do
+  for run in "recur_bench_clip --torch-script bench/bench_clip_torch.py" "recur_bench_packed --gpu" \
+    "recur_bench_recompute --gpu --quick"; do
     set -- $run
     [ -x "$build/bench/$1" ] || continue
     { echo "=== $run"; limited 45 "$build/bench/$1" "${@:2}"; } >> "$out/bench.txt" 2>&1

@@ -194,6 +194,13 @@ struct Saved final : SavedState {
   // The caller's x and y rows are the timeline's rows as they are (time-major, no
   // lengths): no gathers in or out.
   bool rows_as_given = true;
+  // A recomputed forward's (forward_recomputed): its segments' steps, and in `storage` x in
+  // timeline rows [R, I] and the states at each segment's start, [segments][L*D, B, H] in
+  // sorted order (h, then c for an LSTM).
+  std::int64_t segment = 0;
+  T* xs = nullptr;
+  T* starts_h = nullptr;
+  T* starts_c = nullptr;
 
   Saved() = default;
   Saved(const Saved&) = delete;
@@ -322,11 +329,116 @@ class EngineImpl final : public Engine {
     return out;
   }
 
+  ForwardResult forward_recomputed(const TensorView& x, const TensorView& h0, const TensorView& c0,
+                                   const std::vector<std::int64_t>& lengths,
+                                   std::uint64_t dropout_seed, std::uint64_t dropout_stream,
+                                   const TensorView& params, std::int64_t segment_steps,
+                                   std::unique_ptr<SavedState>* saved) override {
+    OpsScope<T> scope(*ops_);
+    auto state = std::make_unique<Saved<T>>();
+    Saved<T>& s = *state;
+    s.pool = pool_;
+    const bool batch_first = plan_.config.batch_first;
+    const std::int64_t caller_steps = batch_first ? x.size(1) : x.size(0);
+    const std::int64_t B = batch_first ? x.size(0) : x.size(1);
+    s.engine = id_;
+    s.steps = caller_steps;
+    s.batch = B;
+    s.timeline = lengths.empty() ? Timeline::full(caller_steps, B) : Timeline::packed(lengths);
+    const Timeline& tl = s.timeline;
+    s.rows_as_given = lengths.empty() && !batch_first;
+    s.segment = segment_steps;
+    const std::int64_t H = plan_.config.hidden_size, DH = plan_.output_size();
+    const std::int64_t I = plan_.config.input_size, R = tl.rows();
+    const bool lstm = plan_.config.cell == CellKind::Lstm;
+    const int LD = static_cast<int>(plan_.config.num_layers) * plan_.directions;
+    const std::int64_t states = LD * B * H;
+    const std::int64_t segments = (tl.steps + segment_steps - 1) / segment_steps;
+    s.maps = RowMaps(tl, caller_steps, batch_first, LD);
+    const RowMaps& maps = s.maps;
+    const auto index_words =
+        static_cast<std::int64_t>(maps.table.size() * sizeof(std::int64_t) / sizeof(T));
+    auto lay_out_kept = [&](Carver<T>& c, bool own_rows) {
+      s.xs = c.take(R * I);
+      s.starts_h = c.take(segments * states);
+      s.starts_c = lstm ? c.take(segments * states) : nullptr;
+      return own_rows ? c.take(index_words) : nullptr;
+    };
+    check_fits(recomputed_memory(s, lay_out_kept), caller_steps, B);
+    const std::int64_t* staged = ops_->stage_indices(maps.table.data(), maps.table.size());
+    const bool own_rows = staged != maps.table.data();
+    T* own_rows_at = nullptr;
+    s.storage = carve(*pool_, [&](Carver<T>& c) { own_rows_at = lay_out_kept(c, own_rows); });
+    if (own_rows) {
+      ops_->copy(own_rows_at, reinterpret_cast<const T*>(staged), index_words);
+      staged = reinterpret_cast<const std::int64_t*>(own_rows_at);
+    }
+    s.rows = staged;
+    const std::int64_t* rows = s.rows;
+    s.buffers.dropout_seed = dropout_seed;
+    s.buffers.dropout_stream = dropout_stream;
+    if (s.rows_as_given) {
+      ops_->copy(s.xs, x.data_as<T>(), R * I);
+    } else {
+      gather(s.xs, I, x.data_as<T>(), I, rows + maps.to_packed, R, I);
+    }
+    set_state(s.starts_h, H, h0, rows + maps.state_in, LD * B);  // the first segment's start
+    if (lstm) set_state(s.starts_c, H, c0, rows + maps.state_in, LD * B);
+
+    ForwardResult out;
+    out.y = Tensor::empty(batch_first ? Shape{B, caller_steps, DH} : Shape{caller_steps, B, DH},
+                          dtype_of<T>(), device_);
+    out.h_n = Tensor::empty({LD, B, H}, dtype_of<T>(), device_);
+    if (lstm) out.c_n = Tensor::empty({LD, B, H}, dtype_of<T>(), device_);
+    // y in timeline rows (the caller's y itself where those are the caller's rows), and the
+    // final states in sorted order.
+    Tensor scratch = Tensor::empty({(s.rows_as_given ? 0 : R * DH) + (lstm ? 2 : 1) * states},
+                                   dtype_of<T>(), device_);
+    T* last_h = scratch.data_as<T>();
+    T* last_c = lstm ? last_h + states : nullptr;
+    T* y_rows = s.rows_as_given ? out.y.data_as<T>() : last_h + (lstm ? 2 : 1) * states;
+    for (std::int64_t k = 0; k < segments; ++k) {
+      Saved<T> seg;
+      forward_segment(s, k, params, seg);
+      const Timeline& w = seg.timeline;
+      const std::int64_t t0 = k * segment_steps, t1 = t0 + w.steps;
+      ops_->copy(y_rows + tl.offset[t0] * DH, seg.buffers.acts[plan_.output].data, w.rows() * DH);
+      // The states of the sequences that end in this segment are final; the others' at its
+      // last step start the next segment.
+      for (int u = 0; u < LD; ++u) {
+        const T* ys = seg.buffers.ys[plan_.units[u].layer];
+        const T* cs = seg.buffers.units[u].cs;
+        auto keep = [&](T* h_to, T* c_to, std::int64_t e, std::int64_t lo, std::int64_t hi) {
+          const std::int64_t row = B + w.offset[e - t0] + lo;  // Y_l's row of (step e, lo)
+          ops_->copy_rows(h_to + lo * H, H, ys + row * DH, DH, hi - lo, H);
+          if (lstm) ops_->copy_rows(c_to + lo * H, H, cs + row * H, H, hi - lo, H);
+        };
+        T* final_c = lstm ? last_c + u * B * H : nullptr;
+        for (std::int64_t e = t0; e < t1; ++e) {
+          const std::int64_t lo = e + 1 < tl.steps ? tl.active[e + 1] : 0;
+          if (tl.active[e] > lo) keep(last_h + u * B * H, final_c, e, lo, tl.active[e]);
+        }
+        if (k + 1 < segments) {
+          T* next_c = lstm ? s.starts_c + (k + 1) * states + u * B * H : nullptr;
+          keep(s.starts_h + (k + 1) * states + u * B * H, next_c, t1 - 1, 0, tl.active[t1]);
+        }
+      }
+    }
+    if (!s.rows_as_given) {
+      gather(out.y.data_as<T>(), DH, y_rows, DH, rows + maps.to_caller, caller_steps * B, DH);
+    }
+    gather(out.h_n.data_as<T>(), H, last_h, H, rows + maps.state_out, LD * B, H);
+    if (lstm) gather(out.c_n.data_as<T>(), H, last_c, H, rows + maps.state_out, LD * B, H);
+    *saved = std::move(state);
+    return out;
+  }
+
   BackwardResult backward(SavedState& saved, const TensorView& dy, const TensorView& dh_n,
                           const TensorView& dc_n, const TensorView& params, const TensorView& grads,
                           double* flow) override {
     OpsScope<T> scope(*ops_);
     Saved<T>& s = static_cast<Saved<T>&>(saved);  // the caller checked it is this engine's
+    if (s.segment > 0) return backward_recomputed(s, dy, dh_n, dc_n, params, grads, flow);
     const Timeline& tl = s.timeline;
     const std::int64_t caller_steps = s.steps;
     const std::int64_t B = tl.batch, R = tl.rows();
@@ -411,6 +523,137 @@ class EngineImpl final : public Engine {
   }
 
  private:
+  // Segment k of a recomputed forward `s`, run again from its start states as a training
+  // forward of its own (`seg`: its window of the timeline, pass plan and workspace). Its
+  // dropout masks are the rows' of the whole pass.
+  void forward_segment(const Saved<T>& s, std::int64_t k, const TensorView& params, Saved<T>& seg) {
+    const Timeline& tl = s.timeline;
+    const std::int64_t t0 = k * s.segment, t1 = std::min(tl.steps, t0 + s.segment);
+    const std::int64_t B = tl.batch, H = plan_.config.hidden_size, DH = plan_.output_size();
+    const std::int64_t I = plan_.config.input_size;
+    const auto states = static_cast<std::int64_t>(plan_.units.size()) * B * H;
+    seg.pool = pool_;
+    seg.timeline = tl.window(t0, t1);
+    seg.rows_as_given = true;
+    seg.steps = t1 - t0;
+    seg.batch = B;
+    seg.pass = make_pass_plan(plan_, seg.timeline, true,
+                              capabilities_of(*ops_, plan_, seg.timeline), ops_->tuning());
+    StackBuffers<T>& b = seg.buffers;
+    seg.storage = carve(*pool_, [&](Carver<T>& c) { lay_out_forward(c, b, seg, nullptr, 0); });
+    b.dropout_seed = s.buffers.dropout_seed;
+    b.dropout_stream = s.buffers.dropout_stream;
+    b.dropout_row0 = tl.offset[t0];
+    ops_->copy_rows(b.acts[0].data, b.acts[0].ld, s.xs + tl.offset[t0] * I, I, seg.timeline.rows(),
+                    I);
+    for (int u = 0; u < static_cast<int>(plan_.units.size()); ++u) {
+      const std::int64_t at = k * states + u * B * H;
+      ops_->copy_rows(b.ys[plan_.units[u].layer], DH, s.starts_h + at, H, B, H);
+      if (s.starts_c != nullptr) ops_->copy_rows(b.units[u].cs, H, s.starts_c + at, H, B, H);
+    }
+    ops_->statistics() = PassStatistics();
+    StackPass<T>(plan_, seg.pass, *ops_, seg.timeline, b, params.data_as<T>()).forward();
+    forward_statistics_ = with_plan(ops_->statistics(), seg.pass, false);
+  }
+
+  // backward() of a recomputed forward: segment by segment, the last first, each forward
+  // run again and then its backward, with dJ/dh and dJ/dc carried from segment to segment.
+  BackwardResult backward_recomputed(Saved<T>& s, const TensorView& dy, const TensorView& dh_n,
+                                     const TensorView& dc_n, const TensorView& params,
+                                     const TensorView& grads, double* flow) {
+    const Timeline& tl = s.timeline;
+    const std::int64_t B = tl.batch, R = tl.rows(), H = plan_.config.hidden_size;
+    const std::int64_t I = plan_.config.input_size;
+    const bool lstm = plan_.config.cell == CellKind::Lstm;
+    const bool batch_first = plan_.config.batch_first;
+    const int LD = static_cast<int>(plan_.config.num_layers) * plan_.directions;
+    const std::int64_t states = LD * B * H;
+    const RowMaps& maps = s.maps;
+    const std::int64_t* rows = s.rows;
+    BackwardResult out;
+    out.dx = Tensor::empty(batch_first ? Shape{B, s.steps, I} : Shape{s.steps, B, I}, dtype_of<T>(),
+                           device_);
+    out.dh0 = Tensor::empty({LD, B, H}, dtype_of<T>(), device_);
+    if (lstm) out.dc0 = Tensor::empty({LD, B, H}, dtype_of<T>(), device_);
+    // dJ/dh and dJ/dc in sorted order, and dx in timeline rows (the caller's dx itself where
+    // those are the caller's rows).
+    Tensor scratch = Tensor::empty({(lstm ? 2 : 1) * states + (s.rows_as_given ? 0 : R * I)},
+                                   dtype_of<T>(), device_);
+    T* dh = scratch.data_as<T>();
+    T* dc = lstm ? dh + states : nullptr;
+    T* dx_rows = s.rows_as_given ? out.dx.data_as<T>() : dh + (lstm ? 2 : 1) * states;
+    set_state(dh, H, dh_n, rows + maps.state_in, LD * B);
+    if (lstm) set_state(dc, H, dc_n, rows + maps.state_in, LD * B);
+    const std::int64_t segments = (tl.steps + s.segment - 1) / s.segment;
+    for (std::int64_t k = segments - 1; k >= 0; --k) {
+      Saved<T> seg;
+      forward_segment(s, k, params, seg);
+      const Timeline& w = seg.timeline;
+      const std::int64_t t0 = k * s.segment, r0 = tl.offset[t0], Rw = w.rows();
+      StackBuffers<T>& b = seg.buffers;
+      T* unused_dh = nullptr;
+      T* unused_dc = nullptr;
+      backward_arena_.carve(device_, [&](Carver<T>& c) {
+        lay_out_backward(c, b, w, true, dx_rows + r0 * I, &unused_dh, &unused_dc);
+      });
+      for (int u = 0; u < LD; ++u) {
+        b.units[u].dh = dh + u * B * H;
+        b.units[u].dc = dc == nullptr ? nullptr : dc + u * B * H;
+      }
+      for (std::size_t a = 0; a < b.acts.size(); ++a) {
+        const std::int64_t width = plan_.activations[a].width;
+        if (static_cast<int>(a) == plan_.output && dy.defined()) {
+          if (s.rows_as_given) {
+            ops_->copy(b.acts[a].grad, dy.data_as<T>() + r0 * width, Rw * width);
+          } else {
+            gather(b.acts[a].grad, width, dy.data_as<T>(), width, rows + maps.to_packed + r0, Rw,
+                   width);
+          }
+        } else {
+          ops_->fill(b.acts[a].grad, Rw * width, T(0));
+        }
+      }
+      ops_->fill(const_cast<T*>(b.ones), 2 * Rw, T(1));
+      b.flow = flow == nullptr ? nullptr : flow + t0;  // written at [unit * steps + t]
+      b.flow_steps = s.steps;
+      ops_->statistics() = PassStatistics();
+      StackPass<T>(plan_, seg.pass, *ops_, w, b, params.data_as<T>()).backward(grads.data_as<T>());
+      backward_statistics_ = with_plan(ops_->statistics(), seg.pass, true);
+    }
+    if (!s.rows_as_given) {
+      gather(out.dx.data_as<T>(), I, dx_rows, I, rows + maps.to_caller, s.steps * B, I);
+    }
+    gather(out.dh0.data_as<T>(), H, dh, H, rows + maps.state_out, LD * B, H);
+    if (lstm) gather(out.dc0.data_as<T>(), H, dc, H, rows + maps.state_out, LD * B, H);
+    return out;
+  }
+
+  // A recomputed forward's memory: what it keeps (lay_out_kept), one segment's forward and
+  // backward, and the outputs of the whole pass.
+  template <class LayOut>
+  PassMemory recomputed_memory(const Saved<T>& s, LayOut&& lay_out_kept) const {
+    const auto size = static_cast<std::int64_t>(sizeof(T));
+    Saved<T> seg;
+    seg.timeline = s.timeline.window(0, std::min(s.timeline.steps, s.segment));
+    seg.rows_as_given = true;
+    seg.steps = seg.timeline.steps;
+    seg.batch = s.batch;
+    seg.pass = make_pass_plan(plan_, seg.timeline, true,
+                              capabilities_of(*ops_, plan_, seg.timeline), ops_->tuning());
+    PassMemory m = memory_of(seg, 0);
+    Carver<T> kept(nullptr);
+    lay_out_kept(kept, !device_.is_cpu());
+    const std::int64_t H = plan_.config.hidden_size, B = s.batch;
+    const std::int64_t states = plan_.config.num_layers * plan_.directions * B * H *
+                                (plan_.config.cell == CellKind::Lstm ? 2 : 1);
+    m.saved += kept.used() * size;
+    // y and dx of every step, the final states and their gradients; the timeline-row
+    // copies of y and dx where the caller's layout is another
+    const std::int64_t io = s.steps * B * (plan_.output_size() + plan_.config.input_size);
+    m.outputs = (io * (s.rows_as_given ? 1 : 2) + 2 * states) * size;
+    return m;
+  }
+
   // The bytes a pass of `s`'s shape lays out (Carvers that only measure), and what it
   // returns and keeps besides.
   PassMemory memory_of(const Saved<T>& s, std::int64_t own_index_words) const {

@@ -58,6 +58,16 @@ class Engine {
                                 const std::vector<std::int64_t>& lengths,
                                 std::uint64_t dropout_seed, std::uint64_t dropout_stream,
                                 const TensorView& params, std::unique_ptr<SavedState>* saved) = 0;
+  // A training forward that keeps only x and the states at the start of each segment of
+  // `segment_steps` steps (unidirectional stacks); its backward recomputes each segment's
+  // forward, last segment first, and runs that segment's backward (design.md,
+  // "Recomputation"). Otherwise as forward().
+  virtual ForwardResult forward_recomputed(const TensorView& x, const TensorView& h0,
+                                           const TensorView& c0,
+                                           const std::vector<std::int64_t>& lengths,
+                                           std::uint64_t dropout_seed, std::uint64_t dropout_stream,
+                                           const TensorView& params, std::int64_t segment_steps,
+                                           std::unique_ptr<SavedState>* saved) = 0;
   // saved: a state this engine's forward made, not yet given to a backward (the caller
   // destroys it afterwards). dy, dh_n, dc_n match its T and B.
   // flow: null, or [L*D, T] doubles in the engine's device memory (T = the forward's

@@ -248,8 +248,40 @@ struct ArgumentNames {
 }  // namespace
 
 ForwardResult Rnn::forward(const TensorView& x, const ForwardOptions& options) {
+  const char* where = "Rnn::forward";
+  const RnnConfig& c = live(impl_, where).plan.config;
+  std::int64_t segment = 0;
+  if (options.activations == ActivationMemory::Recompute) {
+    if (options.mode != Mode::Training) {
+      throw Error(where, "options.activations",
+                  "ActivationMemory::Store in Mode::Inference (it keeps nothing)", "Recompute");
+    }
+    if (c.bidirectional) {
+      throw Error(where, "options.activations",
+                  "ActivationMemory::Store for a bidirectional model (a reverse direction's "
+                  "state at a segment's start depends on every later step)",
+                  "Recompute");
+    }
+    if (options.segment_steps < 0) {
+      throw Error(where, "options.segment_steps", "0 (sqrt(T)) or a number of steps >= 1",
+                  std::to_string(options.segment_steps));
+    }
+    // The longest sequence's steps; x's shape and the lengths are checked by forward_impl.
+    std::int64_t T = x.defined() && x.dim() == 3 ? x.size(c.batch_first ? 1 : 0) : 1;
+    if (!options.lengths.empty()) {
+      T = std::clamp<std::int64_t>(
+          *std::max_element(options.lengths.begin(), options.lengths.end()), 1, T);
+    }
+    segment = options.segment_steps > 0
+                  ? options.segment_steps
+                  : std::max<std::int64_t>(
+                        1, static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(T)))));
+  } else if (options.activations != ActivationMemory::Store) {
+    throw Error(where, "options.activations", "ActivationMemory::Store or Recompute",
+                "value " + std::to_string(static_cast<int>(options.activations)));
+  }
   return forward_impl(x, options.h0, options.c0, options.mode, options.lengths,
-                      options.return_saved, true);
+                      options.return_saved, true, segment);
 }
 
 StepMemory Rnn::step_memory(std::int64_t steps, std::int64_t batch, Mode mode, int optimizer_slots,
@@ -299,7 +331,7 @@ ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const Tens
 
 ForwardResult Rnn::forward_impl(const TensorView& x, const TensorView& h0, const TensorView& c0,
                                 Mode mode, const std::vector<std::int64_t>& lengths,
-                                bool return_saved, bool with_options) {
+                                bool return_saved, bool with_options, std::int64_t segment_steps) {
   const char* where = "Rnn::forward";
   const ArgumentNames name{with_options};
   const RnnConfig& c = live(impl_, where).plan.config;
@@ -338,9 +370,13 @@ ForwardResult Rnn::forward_impl(const TensorView& x, const TensorView& h0, const
   const bool reduced_x = x_dtype != c.dtype;
   const Tensor x32 = reduced_x ? widened(x) : Tensor();
   std::unique_ptr<detail::SavedState> state;
+  const TensorView x_in = reduced_x ? x32.view() : x;
   ForwardResult out =
-      impl_->engine->forward(reduced_x ? x32.view() : x, h0, c0, lengths, impl_->dropout_seed,
-                             stream, impl_->params, training ? &state : nullptr);
+      segment_steps > 0
+          ? impl_->engine->forward_recomputed(x_in, h0, c0, lengths, impl_->dropout_seed, stream,
+                                              impl_->params, segment_steps, &state)
+          : impl_->engine->forward(x_in, h0, c0, lengths, impl_->dropout_seed, stream,
+                                   impl_->params, training ? &state : nullptr);
   if (reduced_x) out.y = out.y.to(x_dtype);
   if (training) {
     ++impl_->dropout_step;

@@ -38,4 +38,22 @@ Timeline Timeline::packed(const std::vector<std::int64_t>& lengths) {
   return tl;
 }
 
+Timeline Timeline::window(std::int64_t t0, std::int64_t t1) const {
+  Timeline w;
+  w.steps = t1 - t0;
+  w.batch = batch;
+  w.order = order;
+  w.rank = rank;
+  for (std::int64_t l : length) w.length.push_back(std::clamp<std::int64_t>(l - t0, 0, w.steps));
+  w.active.assign(static_cast<std::size_t>(w.steps + 1), batch);
+  w.offset.assign(static_cast<std::size_t>(w.steps + 1), 0);
+  for (std::int64_t t = 0; t < w.steps; ++t) {
+    w.active[static_cast<std::size_t>(t)] = active[static_cast<std::size_t>(t0 + t)];
+    w.offset[static_cast<std::size_t>(t + 1)] =
+        offset[static_cast<std::size_t>(t0 + t + 1)] - offset[static_cast<std::size_t>(t0)];
+  }
+  w.uniform = w.rows() == w.steps * batch;
+  return w;
+}
+
 }  // namespace recur::detail

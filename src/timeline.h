@@ -29,6 +29,9 @@ struct Timeline {
   static Timeline full(std::int64_t steps, std::int64_t batch);
   // Per-sequence lengths, each in 1..max; stable sort, longest first.
   static Timeline packed(const std::vector<std::int64_t>& lengths);
+  // Steps [t0, t1) of this timeline as a timeline of their own (a recomputed segment's):
+  // the same sorted batch, its rows numbered from 0, lengths cut to the window.
+  Timeline window(std::int64_t t0, std::int64_t t1) const;
 };
 
 }  // namespace recur::detail

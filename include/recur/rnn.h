@@ -94,6 +94,17 @@ class RECUR_API SavedForward {
   bool consumed_ = false;
 };
 
+// What a training forward keeps for its backward (ForwardOptions::activations).
+//   Store      every step's activations (gates, states, input projections): backward reads
+//              them. The fastest.
+//   Recompute  only x (in the timeline's rows) and the states at the start of each segment
+//              of segment_steps steps; backward runs each segment's forward again, the last
+//              segment first, then that segment's backward. Activations of one segment
+//              instead of all T steps (with S = sqrt(T), O(sqrt(T)) besides x and y) for one
+//              more forward. Unidirectional stacks only: a reverse direction's state at a
+//              segment's start depends on every later step.
+enum class ActivationMemory { Store, Recompute };
+
 // The optional arguments of Rnn::forward(x, options), by name.
 struct ForwardOptions {
   // Initial states [L*D, B, H] in the model's dtype and device, or undefined (zeros). c0
@@ -107,6 +118,11 @@ struct ForwardOptions {
   // for the next backward() that takes no SavedForward, dropping the one it kept before.
   // true: ForwardResult::saved holds it instead, and what the Rnn kept stays as it was.
   bool return_saved = false;
+  // Mode::Training only. Recompute: see ActivationMemory; segment_steps 0 means
+  // ceil(sqrt(T)) for T the longest sequence. The gradients are the stored mode's up to the
+  // order of the weight gradients' sums (added segment by segment).
+  ActivationMemory activations = ActivationMemory::Store;
+  std::int64_t segment_steps = 0;
 };
 
 // The optional arguments of Rnn::backward(dy, options), by name: the gradients reaching
@@ -267,7 +283,7 @@ class RECUR_API Rnn {
  private:
   ForwardResult forward_impl(const TensorView& x, const TensorView& h0, const TensorView& c0,
                              Mode mode, const std::vector<std::int64_t>& lengths, bool return_saved,
-                             bool with_options);
+                             bool with_options, std::int64_t segment_steps = 0);
   BackwardResult backward_kept(const TensorView& dy, const TensorView& dh_n, const TensorView& dc_n,
                                bool with_options);
   BackwardResult backward_saved(SavedForward& saved, const TensorView& dy,

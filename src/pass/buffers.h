@@ -58,12 +58,13 @@ struct UnitBuffers {
 template <typename T>
 struct StackBuffers {
   std::uint64_t dropout_seed = 0, dropout_stream = 0;  // Philox key and stream of this pass
-  std::vector<T*> ys;                                  // per layer: Y_l [B + R + B, D*H]
-  std::vector<ActivationBuffers<T>> acts;              // per activation of the plan
-  std::vector<UnitBuffers<T>> units;                   // per unit, index l*D + d
-  std::vector<T*> gates;                               // per layer: highway gate [R, D*H] or null
-  std::vector<T*> dgates;                              // per layer: highway dJ/dz [R, D*H] or null
-  const T* ones = nullptr;                             // [2, R] of 1s for bias gradients
+  std::int64_t dropout_row0 = 0;  // row 0's index in the masks: a recomputed segment's first row
+  std::vector<T*> ys;             // per layer: Y_l [B + R + B, D*H]
+  std::vector<ActivationBuffers<T>> acts;  // per activation of the plan
+  std::vector<UnitBuffers<T>> units;       // per unit, index l*D + d
+  std::vector<T*> gates;                   // per layer: highway gate [R, D*H] or null
+  std::vector<T*> dgates;                  // per layer: highway dJ/dz [R, D*H] or null
+  const T* ones = nullptr;                 // [2, R] of 1s for bias gradients
   T* dw_scratch = nullptr;  // [G*H, I+H]: [dW_ih | dW_hh] of layer 0 before it is added in
   // Gradient-flow diagnostics (backward only): when set, [L*D, steps] doubles, and each
   // backward step of unit u at step t writes ||dJ/dh_t||^2 (over the rows running at t)

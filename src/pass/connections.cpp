@@ -43,7 +43,7 @@ void dropout(const PassContext<T>& ctx, const PassOp& op, bool backward) {
   a.seed = ctx.buf.dropout_seed;
   a.stream = ctx.buf.dropout_stream * static_cast<std::uint64_t>(ctx.plan.layers.size()) +
              static_cast<std::uint64_t>(op.layer);
-  a.row0 = r0;
+  a.row0 = ctx.buf.dropout_row0 + r0;
   if (backward) {
     a.dout = next_input.grad + r0 * DH;
     a.dy = y.grad + r0 * y.grad_ld();
