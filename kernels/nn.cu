@@ -1,35 +1,16 @@
 // kernels/nn.cu: the CUDA side of the module functors (kernels/nn.cuh): one index per
-// thread, calling the very functor the CPU loop calls.
+// thread (kernels/functor_launch.cuh), calling the very functor the CPU loop calls.
 #include <cuda_runtime.h>
 
 #include <cub/device/device_radix_sort.cuh>
 #include <string>
 
+#include "functor_launch.cuh"
 #include "launch_check.h"
 #include "nn.h"
 
 namespace recur::kernels {
 namespace {
-
-constexpr int kThreads = 256;
-
-// ---- CUDA kernels ----
-
-template <class F, class Args>
-__global__ void __launch_bounds__(kThreads) nn_apply_kernel(F f, std::int64_t n, Args args) {
-  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  if (i < n) f(i, args);
-}
-
-// ---- kernel launchers ----
-
-template <class F, class Args>
-void apply(const char* what, std::int64_t n, const Args& args, void* stream) {
-  if (n == 0) return;
-  const auto blocks = static_cast<unsigned>((n + kThreads - 1) / kThreads);
-  nn_apply_kernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(F{}, n, args);
-  check_launch(what);
-}
 
 // The key bits the sort must look at: enough for keys in [0, vocab].
 int key_bits(std::int64_t vocab) {
@@ -79,11 +60,11 @@ template <typename T>
 void launch_embedding(bool backward, const EmbeddingArgs<T>& args, void* sort_temp,
                       std::size_t sort_temp_bytes, void* stream) {
   if (!backward) {
-    apply<EmbeddingForward<T>>("EmbeddingForward", args.rows * args.dim, args, stream);
+    launch_functor<EmbeddingForward<T>>("EmbeddingForward", args.rows * args.dim, args, stream);
     return;
   }
   if (args.rows == 0) return;
-  apply<EmbeddingKeys<T>>("EmbeddingKeys", args.rows, args, stream);
+  launch_functor<EmbeddingKeys<T>>("EmbeddingKeys", args.rows, args, stream);
   std::size_t bytes = sort_temp_bytes;
   // Radix sorting is stable: positions stay increasing within one id.
   const cudaError_t e = cub::DeviceRadixSort::SortPairs(
@@ -91,29 +72,29 @@ void launch_embedding(bool backward, const EmbeddingArgs<T>& args, void* sort_te
       const_cast<std::int32_t*>(args.positions), static_cast<int>(args.rows), 0,
       key_bits(args.vocab), static_cast<cudaStream_t>(stream));
   check_status(e, "cub::DeviceRadixSort::SortPairs");
-  apply<EmbeddingBackward<T>>("EmbeddingBackward", args.rows * args.dim, args, stream);
+  launch_functor<EmbeddingBackward<T>>("EmbeddingBackward", args.rows * args.dim, args, stream);
 }
 
 template <typename T>
 void launch_bias(bool backward, const BiasArgs<T>& args, void* stream) {
   if (backward) {
-    apply<BiasGradient<T>>("BiasGradient", args.cols, args, stream);
+    launch_functor<BiasGradient<T>>("BiasGradient", args.cols, args, stream);
   } else {
-    apply<BiasBroadcast<T>>("BiasBroadcast", args.rows * args.cols, args, stream);
+    launch_functor<BiasBroadcast<T>>("BiasBroadcast", args.rows * args.cols, args, stream);
   }
 }
 
 template <typename T>
 void launch_cross_entropy(const CrossEntropyArgs<T>& args, void* stream) {
-  apply<CrossEntropyClear<T>>("CrossEntropyClear", 1, args, stream);
-  apply<CrossEntropyCount<T>>("CrossEntropyCount", args.rows, args, stream);
+  launch_functor<CrossEntropyClear<T>>("CrossEntropyClear", 1, args, stream);
+  launch_functor<CrossEntropyCount<T>>("CrossEntropyCount", args.rows, args, stream);
   if (args.rows > 0) {
     const auto blocks = static_cast<unsigned>(args.rows < 65536 ? args.rows : 65536);
     cross_entropy_rows_kernel<T>
         <<<blocks, cross_entropy_lanes(args.classes), 0, static_cast<cudaStream_t>(stream)>>>(args);
     check_launch("cross_entropy_rows_kernel");
   }
-  apply<CrossEntropyMean<T>>("CrossEntropyMean", 1, args, stream);
+  launch_functor<CrossEntropyMean<T>>("CrossEntropyMean", 1, args, stream);
 }
 
 void* legacy_default_stream() noexcept { return static_cast<void*>(cudaStreamLegacy); }
