@@ -236,18 +236,11 @@ class EngineImpl final : public Engine {
                         std::uint64_t dropout_stream, const TensorView& params,
                         std::unique_ptr<SavedState>* saved) override {
     OpsScope<T> scope(*ops_);
-    auto state = std::make_unique<Saved<T>>();
+    std::unique_ptr<Saved<T>> state = new_state(x, lengths);
     Saved<T>& s = *state;
-    s.pool = pool_;
     const bool batch_first = plan_.config.batch_first;
-    const std::int64_t caller_steps = batch_first ? x.size(1) : x.size(0);
-    const std::int64_t B = batch_first ? x.size(0) : x.size(1);
-    s.engine = id_;
-    s.steps = caller_steps;
-    s.batch = B;
-    s.timeline = lengths.empty() ? Timeline::full(caller_steps, B) : Timeline::packed(lengths);
+    const std::int64_t caller_steps = s.steps, B = s.batch;
     const Timeline& tl = s.timeline;
-    s.rows_as_given = lengths.empty() && !batch_first;
     const bool rows_as_given = s.rows_as_given;
     const bool training = saved != nullptr;
     const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
@@ -335,18 +328,11 @@ class EngineImpl final : public Engine {
                                    const TensorView& params, std::int64_t segment_steps,
                                    std::unique_ptr<SavedState>* saved) override {
     OpsScope<T> scope(*ops_);
-    auto state = std::make_unique<Saved<T>>();
+    std::unique_ptr<Saved<T>> state = new_state(x, lengths);
     Saved<T>& s = *state;
-    s.pool = pool_;
     const bool batch_first = plan_.config.batch_first;
-    const std::int64_t caller_steps = batch_first ? x.size(1) : x.size(0);
-    const std::int64_t B = batch_first ? x.size(0) : x.size(1);
-    s.engine = id_;
-    s.steps = caller_steps;
-    s.batch = B;
-    s.timeline = lengths.empty() ? Timeline::full(caller_steps, B) : Timeline::packed(lengths);
+    const std::int64_t caller_steps = s.steps, B = s.batch;
     const Timeline& tl = s.timeline;
-    s.rows_as_given = lengths.empty() && !batch_first;
     s.segment = segment_steps;
     const std::int64_t H = plan_.config.hidden_size, DH = plan_.output_size();
     const std::int64_t I = plan_.config.input_size, R = tl.rows();
@@ -358,17 +344,13 @@ class EngineImpl final : public Engine {
     const RowMaps& maps = s.maps;
     const auto index_words =
         static_cast<std::int64_t>(maps.table.size() * sizeof(std::int64_t) / sizeof(T));
-    auto lay_out_kept = [&](Carver<T>& c, bool own_rows) {
-      s.xs = c.take(R * I);
-      s.starts_h = c.take(segments * states);
-      s.starts_c = lstm ? c.take(segments * states) : nullptr;
-      return own_rows ? c.take(index_words) : nullptr;
-    };
-    check_fits(recomputed_memory(s, lay_out_kept), caller_steps, B);
+    check_fits(recomputed_memory(s, device_.is_cpu() ? 0 : index_words), caller_steps, B);
     const std::int64_t* staged = ops_->stage_indices(maps.table.data(), maps.table.size());
     const bool own_rows = staged != maps.table.data();
     T* own_rows_at = nullptr;
-    s.storage = carve(*pool_, [&](Carver<T>& c) { own_rows_at = lay_out_kept(c, own_rows); });
+    s.storage = carve(*pool_, [&](Carver<T>& c) {
+      own_rows_at = lay_out_kept(c, s, own_rows ? index_words : 0);
+    });
     if (own_rows) {
       ops_->copy(own_rows_at, reinterpret_cast<const T*>(staged), index_words);
       staged = reinterpret_cast<const std::int64_t*>(own_rows_at);
@@ -506,7 +488,8 @@ class EngineImpl final : public Engine {
   }
 
   PassMemory memory(std::int64_t steps, std::int64_t batch,
-                    const std::vector<std::int64_t>& lengths, bool training) override {
+                    const std::vector<std::int64_t>& lengths, bool training,
+                    std::int64_t segment_steps) override {
     Saved<T> s;
     s.timeline = lengths.empty() ? Timeline::full(steps, batch) : Timeline::packed(lengths);
     s.rows_as_given = lengths.empty() && !plan_.config.batch_first;
@@ -519,10 +502,30 @@ class EngineImpl final : public Engine {
     // A GPU's training forward keeps its own copy of the staged row indices.
     const auto index_words =
         static_cast<std::int64_t>(s.maps.table.size() * sizeof(std::int64_t) / sizeof(T));
-    return memory_of(s, training && !device_.is_cpu() ? index_words : 0);
+    const std::int64_t own_words = training && !device_.is_cpu() ? index_words : 0;
+    if (segment_steps > 0) {
+      s.segment = segment_steps;
+      return recomputed_memory(s, own_words);
+    }
+    return memory_of(s, own_words);
   }
 
  private:
+  // A forward's state over x (the caller's layout) and lengths: its timeline, and whether
+  // the caller's rows are the timeline's.
+  std::unique_ptr<Saved<T>> new_state(const TensorView& x,
+                                      const std::vector<std::int64_t>& lengths) const {
+    auto s = std::make_unique<Saved<T>>();
+    const bool batch_first = plan_.config.batch_first;
+    s->pool = pool_;
+    s->engine = id_;
+    s->steps = batch_first ? x.size(1) : x.size(0);
+    s->batch = batch_first ? x.size(0) : x.size(1);
+    s->timeline = lengths.empty() ? Timeline::full(s->steps, s->batch) : Timeline::packed(lengths);
+    s->rows_as_given = lengths.empty() && !batch_first;
+    return s;
+  }
+
   // Segment k of a recomputed forward `s`, run again from its start states as a training
   // forward of its own (`seg`: its window of the timeline, pass plan and workspace). Its
   // dropout masks are the rows' of the whole pass.
@@ -628,10 +631,23 @@ class EngineImpl final : public Engine {
     return out;
   }
 
+  // Lays out what a recomputed forward keeps in `c`: x in timeline rows and the segments'
+  // start states into s's pointers; returns room for own_index_words more (its own copy of
+  // the staged row indices).
+  T* lay_out_kept(Carver<T>& c, Saved<T>& s, std::int64_t own_index_words) const {
+    const Timeline& tl = s.timeline;
+    const auto states =
+        static_cast<std::int64_t>(plan_.units.size()) * tl.batch * plan_.config.hidden_size;
+    const std::int64_t segments = (tl.steps + s.segment - 1) / s.segment;
+    s.xs = c.take(tl.rows() * plan_.config.input_size);
+    s.starts_h = c.take(segments * states);
+    s.starts_c = plan_.config.cell == CellKind::Lstm ? c.take(segments * states) : nullptr;
+    return c.take(own_index_words);
+  }
+
   // A recomputed forward's memory: what it keeps (lay_out_kept), one segment's forward and
-  // backward, and the outputs of the whole pass.
-  template <class LayOut>
-  PassMemory recomputed_memory(const Saved<T>& s, LayOut&& lay_out_kept) const {
+  // backward, and the outputs of the whole pass. s: its timeline and segment.
+  PassMemory recomputed_memory(const Saved<T>& s, std::int64_t own_index_words) const {
     const auto size = static_cast<std::int64_t>(sizeof(T));
     Saved<T> seg;
     seg.timeline = s.timeline.window(0, std::min(s.timeline.steps, s.segment));
@@ -641,16 +657,24 @@ class EngineImpl final : public Engine {
     seg.pass = make_pass_plan(plan_, seg.timeline, true,
                               capabilities_of(*ops_, plan_, seg.timeline), ops_->tuning());
     PassMemory m = memory_of(seg, 0);
+    Saved<T> kept_only;  // lay_out_kept's pointers go here, not into s
+    kept_only.timeline = s.timeline;
+    kept_only.segment = s.segment;
     Carver<T> kept(nullptr);
-    lay_out_kept(kept, !device_.is_cpu());
+    lay_out_kept(kept, kept_only, own_index_words);
     const std::int64_t H = plan_.config.hidden_size, B = s.batch;
     const std::int64_t states = plan_.config.num_layers * plan_.directions * B * H *
                                 (plan_.config.cell == CellKind::Lstm ? 2 : 1);
     m.saved += kept.used() * size;
-    // y and dx of every step, the final states and their gradients; the timeline-row
-    // copies of y and dx where the caller's layout is another
-    const std::int64_t io = s.steps * B * (plan_.output_size() + plan_.config.input_size);
-    m.outputs = (io * (s.rows_as_given ? 1 : 2) + 2 * states) * size;
+    // The caller's y and dx, the final states and their gradients; and the larger of the
+    // forward's scratch (y in timeline rows where the caller's layout is another, the final
+    // states) and backward's (dJ/dh and dJ/dc, dx in timeline rows likewise).
+    const std::int64_t R = s.timeline.rows(), DH = plan_.output_size();
+    const std::int64_t I = plan_.config.input_size;
+    const std::int64_t forward_scratch = (s.rows_as_given ? 0 : R * DH) + states;
+    const std::int64_t backward_scratch = (s.rows_as_given ? 0 : R * I) + states;
+    m.outputs =
+        (s.steps * B * (DH + I) + 2 * states + std::max(forward_scratch, backward_scratch)) * size;
     return m;
   }
 

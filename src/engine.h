@@ -78,9 +78,11 @@ class Engine {
                                   const TensorView& grads, double* flow) = 0;
 
   // What a forward of steps x batch (lengths: as forward's) and, training, its backward
-  // lay out, as this engine would plan them now. Nothing is allocated.
+  // lay out, as this engine would plan them now; segment_steps > 0: a recomputed forward's
+  // (forward_recomputed). Nothing is allocated.
   virtual PassMemory memory(std::int64_t steps, std::int64_t batch,
-                            const std::vector<std::int64_t>& lengths, bool training) = 0;
+                            const std::vector<std::int64_t>& lengths, bool training,
+                            std::int64_t segment_steps) = 0;
 
   // The model's tuning choices (tuning.h); set_tuning applies from the next forward.
   virtual const Tuning& tuning() const = 0;

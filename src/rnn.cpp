@@ -247,45 +247,54 @@ struct ArgumentNames {
 
 }  // namespace
 
-ForwardResult Rnn::forward(const TensorView& x, const ForwardOptions& options) {
-  const char* where = "Rnn::forward";
-  const RnnConfig& c = live(impl_, where).plan.config;
-  std::int64_t segment = 0;
-  if (options.activations == ActivationMemory::Recompute) {
-    if (options.mode != Mode::Training) {
-      throw Error(where, "options.activations",
-                  "ActivationMemory::Store in Mode::Inference (it keeps nothing)", "Recompute");
-    }
-    if (c.bidirectional) {
-      throw Error(where, "options.activations",
-                  "ActivationMemory::Store for a bidirectional model (a reverse direction's "
-                  "state at a segment's start depends on every later step)",
-                  "Recompute");
-    }
-    if (options.segment_steps < 0) {
-      throw Error(where, "options.segment_steps", "0 (sqrt(T)) or a number of steps >= 1",
-                  std::to_string(options.segment_steps));
-    }
-    // The longest sequence's steps; x's shape and the lengths are checked by forward_impl.
-    std::int64_t T = x.defined() && x.dim() == 3 ? x.size(c.batch_first ? 1 : 0) : 1;
-    if (!options.lengths.empty()) {
-      T = std::clamp<std::int64_t>(
-          *std::max_element(options.lengths.begin(), options.lengths.end()), 1, T);
-    }
-    segment = options.segment_steps > 0
-                  ? options.segment_steps
-                  : std::max<std::int64_t>(
-                        1, static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(T)))));
-  } else if (options.activations != ActivationMemory::Store) {
+namespace {
+
+// The segment steps of a recomputed forward under `options` (0: activations stored) over T
+// caller steps: options.segment_steps, or ceil(sqrt(longest sequence)).
+std::int64_t recompute_segment(const char* where, const RnnConfig& c, const ForwardOptions& options,
+                               std::int64_t T) {
+  if (options.activations == ActivationMemory::Store) return 0;
+  if (options.activations != ActivationMemory::Recompute) {
     throw Error(where, "options.activations", "ActivationMemory::Store or Recompute",
                 "value " + std::to_string(static_cast<int>(options.activations)));
   }
+  if (options.mode != Mode::Training) {
+    throw Error(where, "options.activations",
+                "ActivationMemory::Store in Mode::Inference (it keeps nothing)", "Recompute");
+  }
+  if (c.bidirectional) {
+    throw Error(where, "options.activations",
+                "ActivationMemory::Store for a bidirectional model (a reverse direction's "
+                "state at a segment's start depends on every later step)",
+                "Recompute");
+  }
+  if (options.segment_steps < 0) {
+    throw Error(where, "options.segment_steps", "0 (sqrt(T)) or a number of steps >= 1",
+                std::to_string(options.segment_steps));
+  }
+  if (options.segment_steps > 0) return options.segment_steps;
+  std::int64_t longest = std::max<std::int64_t>(T, 1);
+  if (!options.lengths.empty()) {
+    longest = std::clamp<std::int64_t>(
+        *std::max_element(options.lengths.begin(), options.lengths.end()), 1, longest);
+  }
+  return std::max<std::int64_t>(
+      1, static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(longest)))));
+}
+
+}  // namespace
+
+ForwardResult Rnn::forward(const TensorView& x, const ForwardOptions& options) {
+  const RnnConfig& c = live(impl_, "Rnn::forward").plan.config;
+  // x's shape and the lengths are checked by forward_impl, before anything runs.
+  const std::int64_t T = x.defined() && x.dim() == 3 ? x.size(c.batch_first ? 1 : 0) : 1;
+  const std::int64_t segment = recompute_segment("Rnn::forward", c, options, T);
   return forward_impl(x, options.h0, options.c0, options.mode, options.lengths,
                       options.return_saved, true, segment);
 }
 
-StepMemory Rnn::step_memory(std::int64_t steps, std::int64_t batch, Mode mode, int optimizer_slots,
-                            const std::vector<std::int64_t>& lengths) const {
+StepMemory Rnn::step_memory(std::int64_t steps, std::int64_t batch, const ForwardOptions& options,
+                            int optimizer_slots) const {
   const char* where = "Rnn::step_memory";
   const detail::Plan& plan = live(impl_, where).plan;
   constexpr std::int64_t kMost = std::int64_t{1} << 40;
@@ -295,14 +304,17 @@ StepMemory Rnn::step_memory(std::int64_t steps, std::int64_t batch, Mode mode, i
   if (batch < 1 || batch > kMost) {
     throw Error(where, "batch", "in [1, 2^40]", std::to_string(batch));
   }
+  const Mode mode = options.mode;
+  const std::vector<std::int64_t>& lengths = options.lengths;
   if (mode != Mode::Training && mode != Mode::Inference) {
-    throw Error(where, "mode", "Mode::Training or Mode::Inference",
+    throw Error(where, "options.mode", "Mode::Training or Mode::Inference",
                 "value " + std::to_string(static_cast<int>(mode)));
   }
   if (optimizer_slots < 0 || optimizer_slots > 8) {
     throw Error(where, "optimizer_slots", "in [0, 8]", std::to_string(optimizer_slots));
   }
-  check_lengths(where, "lengths", lengths, steps, batch);
+  check_lengths(where, "options.lengths", lengths, steps, batch);
+  const std::int64_t segment = recompute_segment(where, plan.config, options, steps);
   // A forward of this size keeps host tables of about 8 bytes a row; so does the model.
   const double rows = static_cast<double>(steps) * static_cast<double>(batch);
   const double table_bytes = 8.0 * (2.0 * rows + static_cast<double>(steps) + 8.0 * batch);
@@ -311,7 +323,7 @@ StepMemory Rnn::step_memory(std::int64_t steps, std::int64_t batch, Mode mode, i
       table_bytes > 1e19 ? ~std::uint64_t{0} : static_cast<std::uint64_t>(table_bytes),
       "the row tables of T = " + std::to_string(steps) + ", B = " + std::to_string(batch));
   const bool training = mode == Mode::Training;
-  const detail::PassMemory m = impl_->engine->memory(steps, batch, lengths, training);
+  const detail::PassMemory m = impl_->engine->memory(steps, batch, lengths, training, segment);
   const auto bytes = plan.total * static_cast<std::int64_t>(dtype_size(plan.config.dtype));
   StepMemory out;
   out.parameters = bytes;

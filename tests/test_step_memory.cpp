@@ -20,6 +20,17 @@ struct Case {
   RnnConfig config;
   std::vector<std::int64_t> lengths;  // empty: every sequence runs T steps
   Mode mode = Mode::Training;
+  ActivationMemory activations = ActivationMemory::Store;
+  std::int64_t segment_steps = 0;
+
+  ForwardOptions options() const {
+    ForwardOptions fo;
+    fo.mode = mode;
+    fo.lengths = lengths;
+    fo.activations = activations;
+    fo.segment_steps = segment_steps;
+    return fo;
+  }
 };
 
 RnnConfig make(CellKind cell, std::int64_t I, std::int64_t H, std::int64_t L) {
@@ -60,6 +71,17 @@ std::vector<Case> cases() {
   ln.config.layer_norm = true;
   ln.config.bidirectional = true;
   out.push_back(ln);
+  Case recomputed{"lstm, recomputed", make(CellKind::Lstm, 48, 96, 2), {}};
+  recomputed.activations = ActivationMemory::Recompute;
+  out.push_back(recomputed);
+  Case recomputed_gru{"gru, highway, lengths, recomputed in 4 steps",
+                      make(CellKind::GruLinearBeforeReset, 32, 32, 3),
+                      {}};
+  recomputed_gru.config.connection = Connection::Highway;
+  recomputed_gru.lengths = {30, 7, 19, 30, 1, 12, 25, 30, 3, 30, 8, 16, 29, 2, 30, 11};
+  recomputed_gru.activations = ActivationMemory::Recompute;
+  recomputed_gru.segment_steps = 4;
+  out.push_back(recomputed_gru);
   return out;
 }
 
@@ -82,10 +104,7 @@ std::int64_t measured_step(Rnn& rnn, const Case& c, std::int64_t T, std::int64_t
   reset_peak_memory();
   const std::int64_t before = memory_stats(d).bytes;
   {
-    ForwardOptions fo;
-    fo.mode = c.mode;
-    fo.lengths = c.lengths;
-    ForwardResult r = rnn.forward(x, fo);
+    ForwardResult r = rnn.forward(x, c.options());
     if (c.mode == Mode::Training) {
       Adam adam(rnn.parameters());
       BackwardResult g = rnn.backward(dy);
@@ -103,7 +122,7 @@ void step_memory_matches_the_peak(Device d) {
   for (const Case& c : cases()) {
     SCOPED_TRACE(c.name);
     Rnn rnn(c.config, d, 3);
-    const StepMemory m = rnn.step_memory(T, B, c.mode, 2, c.lengths);
+    const StepMemory m = rnn.step_memory(T, B, c.options());
     const std::int64_t measured = measured_step(rnn, c, T, B);
     const std::int64_t told = m.total() - m.weight_copies;  // the copies are the library's
     EXPECT_GT(m.activations, 0);
@@ -127,11 +146,20 @@ TEST(StepMemory, GrowsWithStepsAndShrinksWithLengths) {
   const StepMemory long_run = rnn.step_memory(1000, 4);
   EXPECT_GT(long_run.activations, 9 * short_run.activations);
   EXPECT_LT(long_run.activations, 11 * short_run.activations);
-  const StepMemory packed = rnn.step_memory(1000, 4, Mode::Training, 2, {1000, 10, 10, 10});
+  ForwardOptions packed_options;
+  packed_options.lengths = {1000, 10, 10, 10};
+  const StepMemory packed = rnn.step_memory(1000, 4, packed_options);
   EXPECT_LT(packed.activations, long_run.activations / 3);
-  const StepMemory inference = rnn.step_memory(1000, 4, Mode::Inference);
+  ForwardOptions inference_options;
+  inference_options.mode = Mode::Inference;
+  const StepMemory inference = rnn.step_memory(1000, 4, inference_options);
   EXPECT_LT(inference.activations, long_run.activations);
-  EXPECT_EQ(rnn.step_memory(100, 4, Mode::Training, 0).optimizer_state, 0);
+  ForwardOptions recompute;
+  recompute.activations = ActivationMemory::Recompute;
+  const StepMemory recomputed = rnn.step_memory(1000, 4, recompute);
+  EXPECT_LT(recomputed.activations + recomputed.workspace,
+            (long_run.activations + long_run.workspace) / 8);
+  EXPECT_EQ(rnn.step_memory(100, 4, {}, 0).optimizer_state, 0);
 }
 
 // LSTM-2048 training over 10^5 x 64 rows would keep ~170 GB of gates: an Error before the
@@ -169,16 +197,24 @@ TEST(StepMemory, BadArgumentsAreErrorsNamingThem) {
   auto error = [&](auto&& call) { return error_of(call); };
   EXPECT_NE(error([&] { rnn.step_memory(0, 4); }).find("argument 'steps'"), std::string::npos);
   EXPECT_NE(error([&] { rnn.step_memory(4, -1); }).find("argument 'batch'"), std::string::npos);
-  EXPECT_NE(error([&] { rnn.step_memory(4, 4, static_cast<Mode>(7)); }).find("argument 'mode'"),
+  ForwardOptions bad_mode;
+  bad_mode.mode = static_cast<Mode>(7);
+  EXPECT_NE(error([&] { rnn.step_memory(4, 4, bad_mode); }).find("argument 'options.mode'"),
             std::string::npos);
-  EXPECT_NE(error([&] { rnn.step_memory(4, 4, Mode::Training, 9); }).find("optimizer_slots"),
+  EXPECT_NE(error([&] { rnn.step_memory(4, 4, {}, 9); }).find("optimizer_slots"),
             std::string::npos);
-  EXPECT_NE(
-      error([&] { rnn.step_memory(4, 2, Mode::Training, 2, {4}); }).find("argument 'lengths'"),
-      std::string::npos);
-  EXPECT_NE(error([&] {
-              rnn.step_memory(4, 2, Mode::Training, 2, {4, 5});
-            }).find("lengths[1] = 5"),
+  ForwardOptions bad_segment;
+  bad_segment.activations = ActivationMemory::Recompute;
+  bad_segment.segment_steps = -1;
+  EXPECT_NE(error([&] { rnn.step_memory(4, 4, bad_segment); }).find("'options.segment_steps'"),
+            std::string::npos);
+  ForwardOptions one_length;
+  one_length.lengths = {4};
+  EXPECT_NE(error([&] { rnn.step_memory(4, 2, one_length); }).find("argument 'options.lengths'"),
+            std::string::npos);
+  ForwardOptions too_long;
+  too_long.lengths = {4, 5};
+  EXPECT_NE(error([&] { rnn.step_memory(4, 2, too_long); }).find("lengths[1] = 5"),
             std::string::npos);
   // Host tables of 2^40 x 2^30 rows could never exist: refused, not allocated.
   EXPECT_NE(error([&] {

@@ -65,9 +65,9 @@ std::vector<std::int32_t> token_stream(const std::string& text, std::int64_t* vo
 
 int main(int argc, char** argv) try {
   std::map<std::string, std::string> o = {
-      {"--config", "tiny"},  {"--device", "auto"}, {"--math", "fp32"},
-      {"--text", ""},        {"--lr", "3e-3"},     {"--clip", "1.0"},
-      {"--peak-tflops", ""}, {"--json", ""},       {"--distributed", ""}};
+      {"--config", "tiny"},  {"--device", "auto"},      {"--math", "fp32"},    {"--text", ""},
+      {"--lr", "3e-3"},      {"--clip", "1.0"},         {"--peak-tflops", ""}, {"--json", ""},
+      {"--distributed", ""}, {"--activations", "store"}};
   const char* kNumbers[] = {"--layers", "--hidden", "--embed",  "--vocab",    "--seq",
                             "--batch",  "--steps",  "--warmup", "--log-every"};
   for (const char* k : kNumbers) o[k] = "";
@@ -79,7 +79,8 @@ int main(int argc, char** argv) try {
                    "  [--math fp32|tf32|bf16|fp16] [--text FILE] [--layers N] [--hidden N]\n"
                    "  [--embed N] [--vocab N] [--seq N] [--batch N] [--steps N] [--warmup N]\n"
                    "  [--log-every N] [--lr X] [--clip X] [--peak-tflops X] [--json FILE]\n"
-                   "  [--distributed mpi|nccl]   (under mpirun: CPU ranks, or a GPU each)\n");
+                   "  [--distributed mpi|nccl]   (under mpirun: CPU ranks, or a GPU each)\n"
+                   "  [--activations store|recompute]   (recompute: sqrt(T)-step segments)\n");
       return 2;
     }
     o[a] = argv[++i];
@@ -131,8 +132,14 @@ int main(int argc, char** argv) try {
   const std::int64_t params =
       embed.parameters().numel() + rnn.parameters().numel() + head.parameters().numel();
 
+  ForwardOptions rnn_options;
+  if (o["--activations"] == "recompute") {
+    rnn_options.activations = ActivationMemory::Recompute;
+  } else if (o["--activations"] != "store") {
+    throw std::runtime_error("unknown --activations");
+  }
   // The RNN's share of a step, told before any step runs (Adam's two slots).
-  const StepMemory need = rnn.step_memory(c.seq, c.batch);
+  const StepMemory need = rnn.step_memory(c.seq, c.batch, rnn_options);
   auto gib = [](std::int64_t bytes) { return static_cast<double>(bytes) / (1 << 30); };
   std::printf(
       "rnn step memory %.2f GiB: parameters and gradients %.2f, Adam %.2f, activations %.2f, "
@@ -174,7 +181,7 @@ int main(int argc, char** argv) try {
     const Tensor target = Tensor::from_vector(targets, {c.seq * c.batch}, d);
     opt.zero_grad();
     const Tensor x = embed.forward(id);
-    const ForwardResult r = rnn.forward(x);
+    const ForwardResult r = rnn.forward(x, rnn_options);
     CrossEntropyResult ce = xent.forward_backward(head.forward(r.y), target);
     if (scaled) scaler.scale_loss_gradient(ce.dlogits);
     const Tensor dy = head.backward(r.y, ce.dlogits);

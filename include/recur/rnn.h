@@ -198,17 +198,17 @@ class RECUR_API Rnn {
   TensorView gradient(const std::string& name) const;
 
   // What one step of T x B needs on the model's device, as the model's pass would be planned
-  // now (its config, tuning and backend), before anything is allocated: a training step
-  // (forward, backward, an optimizer keeping `optimizer_slots` buffers the size of the
-  // parameters: 0 plain SGD, 1 SGD with momentum, 2 Adam) for Mode::Training, the forward
-  // alone for Mode::Inference. lengths: as forward's (a packed batch needs less). Matches
-  // memory_stats()'s peak over such a step, from the parameters up, within 5% (plus
-  // weight_copies where those are not recur's). x and dy are the caller's and not counted.
-  // A forward whose own part could never fit in the device's memory is an Error (argument
-  // x) naming its largest part, before it allocates or queues anything.
-  StepMemory step_memory(std::int64_t steps, std::int64_t batch, Mode mode = Mode::Training,
-                         int optimizer_slots = 2,
-                         const std::vector<std::int64_t>& lengths = {}) const;
+  // now (its config, tuning and backend), before anything is allocated: the step that
+  // forward(x, options) starts (options' mode, lengths, activations and segment_steps; h0
+  // and c0 are not read). For Mode::Training: forward, backward and an optimizer keeping
+  // `optimizer_slots` buffers the size of the parameters (0 plain SGD, 1 SGD with momentum,
+  // 2 Adam); for Mode::Inference the forward alone. Matches memory_stats()'s peak over such
+  // a step, from the parameters up, within 5% (plus weight_copies where those are not
+  // recur's). x and dy are the caller's and not counted. A forward whose own part could
+  // never fit in the device's memory is an Error (argument x) naming its largest part,
+  // before it allocates or queues anything.
+  StepMemory step_memory(std::int64_t steps, std::int64_t batch, const ForwardOptions& options = {},
+                         int optimizer_slots = 2) const;
 
   // The CUDA stream (a cudaStream_t) all of this model's work is queued on; nullptr for a
   // CPU model. By default each CUDA model has a stream of its own. set_cuda_stream() makes
