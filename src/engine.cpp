@@ -596,8 +596,10 @@ class EngineImpl final : public Engine {
       StackBuffers<T>& b = seg.buffers;
       T* unused_dh = nullptr;
       T* unused_dc = nullptr;
+      // dx's rows in the arena, not in place: every segment's pass then reads and writes the
+      // same addresses, so a GPU records its step lists once and replays them.
       backward_arena_.carve(device_, [&](Carver<T>& c) {
-        lay_out_backward(c, b, w, true, dx_rows + r0 * I, &unused_dh, &unused_dc);
+        lay_out_backward(c, b, w, false, nullptr, &unused_dh, &unused_dc);
       });
       for (int u = 0; u < LD; ++u) {
         b.units[u].dh = dh + u * B * H;
@@ -622,6 +624,7 @@ class EngineImpl final : public Engine {
       ops_->statistics() = PassStatistics();
       StackPass<T>(plan_, seg.pass, *ops_, w, b, params.data_as<T>()).backward(grads.data_as<T>());
       backward_statistics_ = with_plan(ops_->statistics(), seg.pass, true);
+      ops_->copy(dx_rows + r0 * I, b.acts[0].grad, Rw * I);
     }
     if (!s.rows_as_given) {
       gather(out.dx.data_as<T>(), I, dx_rows, I, rows + maps.to_caller, s.steps * B, I);
