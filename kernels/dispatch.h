@@ -9,6 +9,7 @@
 #include "gru.cuh"
 #include "layer_norm.cuh"
 #include "lstm.cuh"
+#include "projection.cuh"
 #include "rnn_cell.cuh"
 
 namespace recur::kernels {
@@ -27,6 +28,7 @@ enum class StepKind {
   LnGruLinearBeforeReset,
   LnGruRbpGates,  // as GruRbpGates / GruRbpOutput, layer-normalised
   LnGruRbpOutput,
+  Projection,  // a projected LSTM's h_{t-1} and dJ/dh_t, P wide (projection.cuh)
 };
 
 // Every element-by-element StepKind (PerElement), for tests that visit them all.
@@ -36,7 +38,8 @@ inline constexpr StepKind kStepKinds[] = {StepKind::RnnTanh,
                                           StepKind::Lstm,
                                           StepKind::GruLinearBeforeReset,
                                           StepKind::GruRbpGates,
-                                          StepKind::GruRbpOutput};
+                                          StepKind::GruRbpOutput,
+                                          StepKind::Projection};
 // Every row-by-row StepKind (PerRow).
 inline constexpr StepKind kRowStepKinds[] = {StepKind::LnLstm, StepKind::LnGruLinearBeforeReset,
                                              StepKind::LnGruRbpGates, StepKind::LnGruRbpOutput};
@@ -56,6 +59,7 @@ void dispatch_forward(StepKind kind, Fn&& fn) {
     case StepKind::LnGruLinearBeforeReset: return fn(LnGruLbrForward<T>{});
     case StepKind::LnGruRbpGates: return fn(LnGruRbpGatesForward<T>{});
     case StepKind::LnGruRbpOutput: return fn(LnGruRbpOutputForward<T>{});
+    case StepKind::Projection: return fn(ProjectionForward<T>{});
   }
 }
 
@@ -74,6 +78,7 @@ void dispatch_backward(StepKind kind, Fn&& fn) {
     case StepKind::LnGruLinearBeforeReset: return fn(LnGruLbrBackward<T>{});
     case StepKind::LnGruRbpGates: return fn(LnGruRbpGatesBackward<T>{});
     case StepKind::LnGruRbpOutput: return fn(LnGruRbpOutputBackward<T>{});
+    case StepKind::Projection: return fn(ProjectionBackward<T>{});
   }
 }
 

@@ -72,6 +72,7 @@ struct StepBackward {
   T* dph = nullptr;           // [B, G*H] out: d/d(recurrent part + b_hh) (layer-norm GRU)
   T* dln = nullptr;           // [B, 2*G*H (+2*H)] out: rows of the layer-norm parameters'
                               // gradients (layer_norm.cuh)
+  T* dproj = nullptr;         // [B, P] out: dJ/dh_t of a projected LSTM (projection.cuh)
 };
 
 // The two ways into a step functor. A CUDA thread holds a flat index idx = b*H + j in

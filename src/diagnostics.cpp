@@ -75,8 +75,8 @@ std::vector<T> host_dy_step(const TensorView& w, std::int64_t B, std::int64_t DH
                         static_cast<T>(1.0 / std::sqrt(static_cast<double>(B * DH))));
 }
 
-// sigma_max of the column-major H x GH matrix w (PyTorch's row-major [GH, H] W_hh), by
-// power iteration on W^T W with products on `ops`' device.
+// sigma_max of the column-major H x GH matrix w (PyTorch's row-major [GH, H] W_hh; H reads
+// P where the LSTM projects), by power iteration on W^T W with products on `ops`' device.
 template <typename T>
 double power_iteration(Ops<T>& ops, const T* w, std::int64_t GH, std::int64_t H, Device device,
                        int iterations, double tol) {
@@ -141,13 +141,15 @@ GradientFlow gradient_flow(Rnn& rnn, const TensorView& x, std::int64_t step,
   check_x(where, rnn, x);
   const RnnConfig& c = rnn.config();
   const std::int64_t T = steps_of(c, x), B = batch_of(c, x);
-  const std::int64_t D = c.bidirectional ? 2 : 1, DH = D * c.hidden_size;
+  const std::int64_t D = c.bidirectional ? 2 : 1;
+  const std::int64_t DH = D * (c.proj_size > 0 ? c.proj_size : c.hidden_size);
   if (step < 0 || step >= T) {
     throw Error(where, "step", "a step in [0, T = " + std::to_string(T) + ")",
                 std::to_string(step));
   }
   if (dy_step.defined()) {
-    detail::expect_tensor(where, "dy_step", dy_step, {B, DH}, "[B, D*hidden_size]", c.dtype,
+    detail::expect_tensor(where, "dy_step", dy_step, {B, DH},
+                          c.proj_size > 0 ? "[B, D*proj_size]" : "[B, D*hidden_size]", c.dtype,
                           rnn.device());
   }
   GradientFlow out = with_type(c.dtype, [&](auto zero) {
@@ -180,17 +182,17 @@ GradientFlow gradient_flow_full(Rnn& rnn, const TensorView& x, const TensorView&
   check_x(where, rnn, x);
   const RnnConfig& c = rnn.config();
   const std::int64_t T = steps_of(c, x), B = batch_of(c, x);
-  const std::int64_t DH = (c.bidirectional ? 2 : 1) * c.hidden_size;
+  const std::int64_t DH =
+      (c.bidirectional ? 2 : 1) * (c.proj_size > 0 ? c.proj_size : c.hidden_size);
   detail::expect_tensor(where, "dy", dy, c.batch_first ? Shape{B, T, DH} : Shape{T, B, DH},
-                        c.batch_first ? "[B, T, D*hidden_size]" : "[T, B, D*hidden_size]", c.dtype,
-                        rnn.device());
+                        detail::output_shape_text(c).c_str(), c.dtype, rnn.device());
   return run_flow(rnn, x, dy);
 }
 
 std::vector<double> largest_singular_values(const Rnn& rnn, int iterations, double tol) {
   check_iterations("largest_singular_values", iterations, tol);
   const RnnConfig& c = rnn.config();
-  const std::int64_t D = c.bidirectional ? 2 : 1, H = c.hidden_size;
+  const std::int64_t D = c.bidirectional ? 2 : 1;
   return with_type(c.dtype, [&](auto zero) {
     using T_ = decltype(zero);
     std::unique_ptr<Ops<T_>> ops = detail::make_ops<T_>(rnn.device());
@@ -200,7 +202,7 @@ std::vector<double> largest_singular_values(const Rnn& rnn, int iterations, doub
     for (std::int64_t l = 0; l < c.num_layers; ++l) {
       for (std::int64_t d = 0; d < D; ++d) {
         const TensorView w = rnn.parameter(unit_name(l, d));
-        out.push_back(power_iteration<T_>(*ops, w.data_as<T_>(), w.size(0), H, rnn.device(),
+        out.push_back(power_iteration<T_>(*ops, w.data_as<T_>(), w.size(0), w.size(1), rnn.device(),
                                           iterations, tol));
       }
     }

@@ -195,8 +195,8 @@ struct Saved final : SavedState {
   // lengths): no gathers in or out.
   bool rows_as_given = true;
   // A recomputed forward's (forward_recomputed): its segments' steps, and in `storage` x in
-  // timeline rows [R, I] and the states at each segment's start, [segments][L*D, B, H] in
-  // sorted order (h, then c for an LSTM).
+  // timeline rows [R, I] and the states at each segment's start in sorted order:
+  // [segments][L*D, B, O] for h, and [segments][L*D, B, H] for an LSTM's c.
   std::int64_t segment = 0;
   T* xs = nullptr;
   T* starts_h = nullptr;
@@ -244,6 +244,7 @@ class EngineImpl final : public Engine {
     const bool rows_as_given = s.rows_as_given;
     const bool training = saved != nullptr;
     const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
+    const std::int64_t O = plan_.state_size(), BO = B * O;
     const std::int64_t I = plan_.config.input_size, R = tl.rows();
     const bool lstm = plan_.config.cell == CellKind::Lstm;
     const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
@@ -291,10 +292,10 @@ class EngineImpl final : public Engine {
     for (int u = 0; u < L * D; ++u) {
       const UnitOffsets& uo = plan_.units[u];
       const std::int64_t block = uo.dir == 0 ? 0 : B + R;
-      T* h_block = b.ys[uo.layer] + block * DH + uo.dir * H;
+      T* h_block = b.ys[uo.layer] + block * DH + uo.dir * O;
       const std::int64_t* order = rows + maps.state_in + u * B;
-      set_state(h_block, DH, h0, order, B);
-      if (lstm) set_state(b.units[u].cs + block * H, H, c0, order, B);
+      set_state(h_block, DH, O, h0, order, B);
+      if (lstm) set_state(b.units[u].cs + block * H, H, H, c0, order, B);
     }
 
     ops_->statistics() = PassStatistics();
@@ -310,12 +311,12 @@ class EngineImpl final : public Engine {
     } else {
       gather(out.y.data_as<T>(), DH, y.data, DH, rows + maps.to_caller, caller_steps * B, DH);
     }
-    out.h_n = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
+    out.h_n = Tensor::empty({L * D, B, O}, dtype_of<T>(), device_);
     if (lstm) out.c_n = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
     for (int u = 0; u < L * D; ++u) {
       const UnitOffsets& uo = plan_.units[u];
       const std::int64_t* last = rows + maps.last[uo.dir];
-      gather(out.h_n.data_as<T>() + u * BH, H, b.ys[uo.layer] + uo.dir * H, DH, last, B, H);
+      gather(out.h_n.data_as<T>() + u * BO, O, b.ys[uo.layer] + uo.dir * O, DH, last, B, O);
       if (lstm) gather(out.c_n.data_as<T>() + u * BH, H, b.units[u].cs, H, last, B, H);
     }
     if (training) *saved = std::move(state);  // else the workspace goes back to the pool
@@ -334,11 +335,12 @@ class EngineImpl final : public Engine {
     const std::int64_t caller_steps = s.steps, B = s.batch;
     const Timeline& tl = s.timeline;
     s.segment = segment_steps;
-    const std::int64_t H = plan_.config.hidden_size, DH = plan_.output_size();
+    const std::int64_t H = plan_.config.hidden_size, O = plan_.state_size(),
+                       DH = plan_.output_size();
     const std::int64_t I = plan_.config.input_size, R = tl.rows();
     const bool lstm = plan_.config.cell == CellKind::Lstm;
     const int LD = static_cast<int>(plan_.config.num_layers) * plan_.directions;
-    const std::int64_t states = LD * B * H;
+    const std::int64_t h_states = LD * B * O, c_states = lstm ? LD * B * H : 0;
     const std::int64_t segments = (tl.steps + segment_steps - 1) / segment_steps;
     s.maps = RowMaps(tl, caller_steps, batch_first, LD);
     const RowMaps& maps = s.maps;
@@ -364,21 +366,21 @@ class EngineImpl final : public Engine {
     } else {
       gather(s.xs, I, x.data_as<T>(), I, rows + maps.to_packed, R, I);
     }
-    set_state(s.starts_h, H, h0, rows + maps.state_in, LD * B);  // the first segment's start
-    if (lstm) set_state(s.starts_c, H, c0, rows + maps.state_in, LD * B);
+    set_state(s.starts_h, O, O, h0, rows + maps.state_in, LD * B);  // the first segment's start
+    if (lstm) set_state(s.starts_c, H, H, c0, rows + maps.state_in, LD * B);
 
     ForwardResult out;
     out.y = Tensor::empty(batch_first ? Shape{B, caller_steps, DH} : Shape{caller_steps, B, DH},
                           dtype_of<T>(), device_);
-    out.h_n = Tensor::empty({LD, B, H}, dtype_of<T>(), device_);
+    out.h_n = Tensor::empty({LD, B, O}, dtype_of<T>(), device_);
     if (lstm) out.c_n = Tensor::empty({LD, B, H}, dtype_of<T>(), device_);
     // y in timeline rows (the caller's y itself where those are the caller's rows), and the
     // final states in sorted order.
-    Tensor scratch = Tensor::empty({(s.rows_as_given ? 0 : R * DH) + (lstm ? 2 : 1) * states},
+    Tensor scratch = Tensor::empty({(s.rows_as_given ? 0 : R * DH) + h_states + c_states},
                                    dtype_of<T>(), device_);
     T* last_h = scratch.data_as<T>();
-    T* last_c = lstm ? last_h + states : nullptr;
-    T* y_rows = s.rows_as_given ? out.y.data_as<T>() : last_h + (lstm ? 2 : 1) * states;
+    T* last_c = lstm ? last_h + h_states : nullptr;
+    T* y_rows = s.rows_as_given ? out.y.data_as<T>() : last_h + h_states + c_states;
     for (std::int64_t k = 0; k < segments; ++k) {
       Saved<T> seg;
       forward_segment(s, k, params, seg);
@@ -392,24 +394,24 @@ class EngineImpl final : public Engine {
         const T* cs = seg.buffers.units[u].cs;
         auto keep = [&](T* h_to, T* c_to, std::int64_t e, std::int64_t lo, std::int64_t hi) {
           const std::int64_t row = B + w.offset[e - t0] + lo;  // Y_l's row of (step e, lo)
-          ops_->copy_rows(h_to + lo * H, H, ys + row * DH, DH, hi - lo, H);
+          ops_->copy_rows(h_to + lo * O, O, ys + row * DH, DH, hi - lo, O);
           if (lstm) ops_->copy_rows(c_to + lo * H, H, cs + row * H, H, hi - lo, H);
         };
         T* final_c = lstm ? last_c + u * B * H : nullptr;
         for (std::int64_t e = t0; e < t1; ++e) {
           const std::int64_t lo = e + 1 < tl.steps ? tl.active[e + 1] : 0;
-          if (tl.active[e] > lo) keep(last_h + u * B * H, final_c, e, lo, tl.active[e]);
+          if (tl.active[e] > lo) keep(last_h + u * B * O, final_c, e, lo, tl.active[e]);
         }
         if (k + 1 < segments) {
-          T* next_c = lstm ? s.starts_c + (k + 1) * states + u * B * H : nullptr;
-          keep(s.starts_h + (k + 1) * states + u * B * H, next_c, t1 - 1, 0, tl.active[t1]);
+          T* next_c = lstm ? s.starts_c + (k + 1) * c_states + u * B * H : nullptr;
+          keep(s.starts_h + (k + 1) * h_states + u * B * O, next_c, t1 - 1, 0, tl.active[t1]);
         }
       }
     }
     if (!s.rows_as_given) {
       gather(out.y.data_as<T>(), DH, y_rows, DH, rows + maps.to_caller, caller_steps * B, DH);
     }
-    gather(out.h_n.data_as<T>(), H, last_h, H, rows + maps.state_out, LD * B, H);
+    gather(out.h_n.data_as<T>(), O, last_h, O, rows + maps.state_out, LD * B, O);
     if (lstm) gather(out.c_n.data_as<T>(), H, last_c, H, rows + maps.state_out, LD * B, H);
     *saved = std::move(state);
     return out;
@@ -424,7 +426,7 @@ class EngineImpl final : public Engine {
     const Timeline& tl = s.timeline;
     const std::int64_t caller_steps = s.steps;
     const std::int64_t B = tl.batch, R = tl.rows();
-    const std::int64_t H = plan_.config.hidden_size;
+    const std::int64_t H = plan_.config.hidden_size, O = plan_.state_size();
     const std::int64_t I = plan_.config.input_size;
     const bool lstm = plan_.config.cell == CellKind::Lstm;
     const bool batch_first = plan_.config.batch_first;
@@ -435,7 +437,7 @@ class EngineImpl final : public Engine {
     BackwardResult out;
     out.dx = Tensor::empty(batch_first ? Shape{B, caller_steps, I} : Shape{caller_steps, B, I},
                            dtype_of<T>(), device_);
-    out.dh0 = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
+    out.dh0 = Tensor::empty({L * D, B, O}, dtype_of<T>(), device_);
     if (lstm) out.dc0 = Tensor::empty({L * D, B, H}, dtype_of<T>(), device_);
 
     T* dh = nullptr;
@@ -462,8 +464,8 @@ class EngineImpl final : public Engine {
       }
     }
     ops_->fill(const_cast<T*>(b.ones), 2 * R, T(1));
-    set_state(dh, H, dh_n, rows + maps.state_in, L * D * B);
-    if (lstm) set_state(dc, H, dc_n, rows + maps.state_in, L * D * B);
+    set_state(dh, O, O, dh_n, rows + maps.state_in, L * D * B);
+    if (lstm) set_state(dc, H, H, dc_n, rows + maps.state_in, L * D * B);
 
     b.flow = flow;
     b.flow_steps = caller_steps;
@@ -475,7 +477,7 @@ class EngineImpl final : public Engine {
     if (!rows_as_given) {
       gather(out.dx.data_as<T>(), I, b.acts[0].grad, I, rows + maps.to_caller, caller_steps * B, I);
     }
-    gather(out.dh0.data_as<T>(), H, dh, H, rows + maps.state_out, L * D * B, H);
+    gather(out.dh0.data_as<T>(), O, dh, O, rows + maps.state_out, L * D * B, O);
     if (lstm) gather(out.dc0.data_as<T>(), H, dc, H, rows + maps.state_out, L * D * B, H);
     return out;
   }
@@ -533,8 +535,8 @@ class EngineImpl final : public Engine {
     const Timeline& tl = s.timeline;
     const std::int64_t t0 = k * s.segment, t1 = std::min(tl.steps, t0 + s.segment);
     const std::int64_t B = tl.batch, H = plan_.config.hidden_size, DH = plan_.output_size();
-    const std::int64_t I = plan_.config.input_size;
-    const auto states = static_cast<std::int64_t>(plan_.units.size()) * B * H;
+    const std::int64_t I = plan_.config.input_size, O = plan_.state_size();
+    const auto units = static_cast<std::int64_t>(plan_.units.size());
     seg.pool = pool_;
     seg.timeline = tl.window(t0, t1);
     seg.rows_as_given = true;
@@ -550,9 +552,11 @@ class EngineImpl final : public Engine {
     ops_->copy_rows(b.acts[0].data, b.acts[0].ld, s.xs + tl.offset[t0] * I, I, seg.timeline.rows(),
                     I);
     for (int u = 0; u < static_cast<int>(plan_.units.size()); ++u) {
-      const std::int64_t at = k * states + u * B * H;
-      ops_->copy_rows(b.ys[plan_.units[u].layer], DH, s.starts_h + at, H, B, H);
-      if (s.starts_c != nullptr) ops_->copy_rows(b.units[u].cs, H, s.starts_c + at, H, B, H);
+      const T* h = s.starts_h + (k * units + u) * B * O;
+      ops_->copy_rows(b.ys[plan_.units[u].layer], DH, h, O, B, O);
+      if (s.starts_c != nullptr) {
+        ops_->copy_rows(b.units[u].cs, H, s.starts_c + (k * units + u) * B * H, H, B, H);
+      }
     }
     ops_->statistics() = PassStatistics();
     StackPass<T>(plan_, seg.pass, *ops_, seg.timeline, b, params.data_as<T>()).forward();
@@ -566,27 +570,27 @@ class EngineImpl final : public Engine {
                                      const TensorView& grads, double* flow) {
     const Timeline& tl = s.timeline;
     const std::int64_t B = tl.batch, R = tl.rows(), H = plan_.config.hidden_size;
-    const std::int64_t I = plan_.config.input_size;
+    const std::int64_t I = plan_.config.input_size, O = plan_.state_size();
     const bool lstm = plan_.config.cell == CellKind::Lstm;
     const bool batch_first = plan_.config.batch_first;
     const int LD = static_cast<int>(plan_.config.num_layers) * plan_.directions;
-    const std::int64_t states = LD * B * H;
+    const std::int64_t h_states = LD * B * O, c_states = lstm ? LD * B * H : 0;
     const RowMaps& maps = s.maps;
     const std::int64_t* rows = s.rows;
     BackwardResult out;
     out.dx = Tensor::empty(batch_first ? Shape{B, s.steps, I} : Shape{s.steps, B, I}, dtype_of<T>(),
                            device_);
-    out.dh0 = Tensor::empty({LD, B, H}, dtype_of<T>(), device_);
+    out.dh0 = Tensor::empty({LD, B, O}, dtype_of<T>(), device_);
     if (lstm) out.dc0 = Tensor::empty({LD, B, H}, dtype_of<T>(), device_);
     // dJ/dh and dJ/dc in sorted order, and dx in timeline rows (the caller's dx itself where
     // those are the caller's rows).
-    Tensor scratch = Tensor::empty({(lstm ? 2 : 1) * states + (s.rows_as_given ? 0 : R * I)},
+    Tensor scratch = Tensor::empty({h_states + c_states + (s.rows_as_given ? 0 : R * I)},
                                    dtype_of<T>(), device_);
     T* dh = scratch.data_as<T>();
-    T* dc = lstm ? dh + states : nullptr;
-    T* dx_rows = s.rows_as_given ? out.dx.data_as<T>() : dh + (lstm ? 2 : 1) * states;
-    set_state(dh, H, dh_n, rows + maps.state_in, LD * B);
-    if (lstm) set_state(dc, H, dc_n, rows + maps.state_in, LD * B);
+    T* dc = lstm ? dh + h_states : nullptr;
+    T* dx_rows = s.rows_as_given ? out.dx.data_as<T>() : dh + h_states + c_states;
+    set_state(dh, O, O, dh_n, rows + maps.state_in, LD * B);
+    if (lstm) set_state(dc, H, H, dc_n, rows + maps.state_in, LD * B);
     const std::int64_t segments = (tl.steps + s.segment - 1) / s.segment;
     for (std::int64_t k = segments - 1; k >= 0; --k) {
       Saved<T> seg;
@@ -602,7 +606,7 @@ class EngineImpl final : public Engine {
         lay_out_backward(c, b, w, false, nullptr, &unused_dh, &unused_dc);
       });
       for (int u = 0; u < LD; ++u) {
-        b.units[u].dh = dh + u * B * H;
+        b.units[u].dh = dh + u * B * O;
         b.units[u].dc = dc == nullptr ? nullptr : dc + u * B * H;
       }
       for (std::size_t a = 0; a < b.acts.size(); ++a) {
@@ -629,7 +633,7 @@ class EngineImpl final : public Engine {
     if (!s.rows_as_given) {
       gather(out.dx.data_as<T>(), I, dx_rows, I, rows + maps.to_caller, s.steps * B, I);
     }
-    gather(out.dh0.data_as<T>(), H, dh, H, rows + maps.state_out, LD * B, H);
+    gather(out.dh0.data_as<T>(), O, dh, O, rows + maps.state_out, LD * B, O);
     if (lstm) gather(out.dc0.data_as<T>(), H, dc, H, rows + maps.state_out, LD * B, H);
     return out;
   }
@@ -639,12 +643,13 @@ class EngineImpl final : public Engine {
   // the staged row indices).
   T* lay_out_kept(Carver<T>& c, Saved<T>& s, std::int64_t own_index_words) const {
     const Timeline& tl = s.timeline;
-    const auto states =
-        static_cast<std::int64_t>(plan_.units.size()) * tl.batch * plan_.config.hidden_size;
+    const auto states = static_cast<std::int64_t>(plan_.units.size()) * tl.batch;
     const std::int64_t segments = (tl.steps + s.segment - 1) / s.segment;
     s.xs = c.take(tl.rows() * plan_.config.input_size);
-    s.starts_h = c.take(segments * states);
-    s.starts_c = plan_.config.cell == CellKind::Lstm ? c.take(segments * states) : nullptr;
+    s.starts_h = c.take(segments * states * plan_.state_size());
+    s.starts_c = plan_.config.cell == CellKind::Lstm
+                     ? c.take(segments * states * plan_.config.hidden_size)
+                     : nullptr;
     return c.take(own_index_words);
   }
 
@@ -665,9 +670,7 @@ class EngineImpl final : public Engine {
     kept_only.segment = s.segment;
     Carver<T> kept(nullptr);
     lay_out_kept(kept, kept_only, own_index_words);
-    const std::int64_t H = plan_.config.hidden_size, B = s.batch;
-    const std::int64_t states = plan_.config.num_layers * plan_.directions * B * H *
-                                (plan_.config.cell == CellKind::Lstm ? 2 : 1);
+    const std::int64_t states = state_elements(s.batch);
     m.saved += kept.used() * size;
     // The caller's y and dx, the final states and their gradients; and the larger of the
     // forward's scratch (y in timeline rows where the caller's layout is another, the final
@@ -677,7 +680,8 @@ class EngineImpl final : public Engine {
     const std::int64_t forward_scratch = (s.rows_as_given ? 0 : R * DH) + states;
     const std::int64_t backward_scratch = (s.rows_as_given ? 0 : R * I) + states;
     m.outputs =
-        (s.steps * B * (DH + I) + 2 * states + std::max(forward_scratch, backward_scratch)) * size;
+        (s.steps * s.batch * (DH + I) + 2 * states + std::max(forward_scratch, backward_scratch)) *
+        size;
     return m;
   }
 
@@ -688,8 +692,7 @@ class EngineImpl final : public Engine {
     const Timeline& tl = s.timeline;
     const std::int64_t B = tl.batch, H = plan_.config.hidden_size, DH = plan_.output_size();
     const std::int64_t I = plan_.config.input_size, GH = plan_.gates * H;
-    const std::int64_t states = plan_.config.num_layers * plan_.directions * B * H *
-                                (has_cell_state(plan_.config.cell) ? 2 : 1);
+    const std::int64_t states = state_elements(B);
     const bool training = s.pass.training;
     PassMemory m;
     StackBuffers<T> b;
@@ -710,12 +713,20 @@ class EngineImpl final : public Engine {
     if (s.pass.weights == StepWeights::Packed) {
       std::int64_t held = 0;
       for (const UnitOffsets& u : plan_.units) {
-        held += GH * H;
+        held += GH * plan_.state_size() + std::max<std::int64_t>(plan_.config.proj_size, 0) * H;
         if (s.pass.projects_in_steps[u.layer]) held += GH * plan_.layers[u.layer].input_size;
       }
       m.weight_copies = ops_->held_weight_bytes(held, training);
     }
     return m;
+  }
+
+  // The elements of a pass's states: h (L*D*B*O) and, for the LSTM, c (L*D*B*H).
+  std::int64_t state_elements(std::int64_t batch) const {
+    const std::int64_t units = plan_.config.num_layers * plan_.directions;
+    return units * batch *
+           (plan_.state_size() +
+            (has_cell_state(plan_.config.cell) ? plan_.config.hidden_size : 0));
   }
 
   // A pass that could never fit in the device's memory is an Error before anything is
@@ -755,7 +766,8 @@ class EngineImpl final : public Engine {
     b.acts.assign(plan_.activations.size(), {});
     // Training keeps layer 0's h_{t-1} beside x in x's copy.
     const bool beside_x = pass.hp_beside_x;
-    b.acts[0].ld = beside_x ? I + H : I;
+    const std::int64_t O = plan_.state_size();
+    b.acts[0].ld = beside_x ? I + O : I;
     b.acts[0].ld_grad = I;
     // backward needs x after the caller may have reused it; other layouts are gathered
     b.acts[0].data = training || !s.rows_as_given ? c.take(R * b.acts[0].ld) : const_cast<T*>(x);
@@ -783,7 +795,7 @@ class EngineImpl final : public Engine {
       ub.gx = c.take((ub.gx_in_steps ? B : R) * GH);
       ub.gh = c.take(B * GH);
       if (pass.weights == StepWeights::Transposed) {
-        ub.w_t = c.take(GH * H);
+        ub.w_t = c.take(GH * O);
         if (pass.wavefront && plan_.units[u].layer > 0) {
           ub.w_ih_t = c.take(GH * plan_.layers[plan_.units[u].layer].input_size);
         }
@@ -791,12 +803,13 @@ class EngineImpl final : public Engine {
       if (plan_.units[u].dir == 1 && !tl.uniform) ub.g0 = c.take(B * GH);
       if (training && u == 0 && beside_x) {
         ub.hp = b.acts[0].data == nullptr ? nullptr : b.acts[0].data + I;
-        ub.ldhp = I + H;
+        ub.ldhp = I + O;
         ub.hp_beside_x = true;
       } else if (training) {
-        ub.hp = c.take(R * H);
-        ub.ldhp = H;
+        ub.hp = c.take(R * O);
+        ub.ldhp = O;
       }
+      if (plan_.projects()) ub.m = c.take((training ? R : B) * H);
       if (training) {
         ub.saved = c.take(R * H * plan_.saved_slots);
       } else if (rbp) {
@@ -828,7 +841,8 @@ class EngineImpl final : public Engine {
     for (int l = 0; l < L; ++l) {
       if (plan_.layers[l].join.kind == Connection::Highway) b.dgates[l] = c.take(R * DH);
     }
-    *dh = c.take(L * D * BH);  // in sorted order; unsorted into dh0 at the end
+    const std::int64_t O = plan_.state_size();
+    *dh = c.take(L * D * B * O);  // in sorted order; unsorted into dh0 at the end
     b.dw_scratch = b.units[0].hp_beside_x ? c.take(plan_.gates * H * b.acts[0].ld) : nullptr;
     if (lstm) *dc = c.take(L * D * BH);
     for (int u = 0; u < L * D; ++u) {
@@ -841,7 +855,11 @@ class EngineImpl final : public Engine {
         ub.dln = c.take(R * plan_.ln_width);
       }
       if (rbp) ub.drh = c.take(BH);
-      ub.dh = *dh == nullptr ? nullptr : *dh + u * BH;
+      if (plan_.projects()) {
+        ub.dproj = c.take(R * O);
+        ub.dm = c.take(BH);
+      }
+      ub.dh = *dh == nullptr ? nullptr : *dh + u * B * O;
       ub.dc = *dc == nullptr ? nullptr : *dc + u * BH;
     }
     b.ones = c.take(2 * R);
@@ -860,15 +878,14 @@ class EngineImpl final : public Engine {
     ops_->gather(a);
   }
 
-  // rows x H of a state into dst (row stride ld): the caller's, reordered by `order`, or
-  // zeros when the caller passed none.
-  void set_state(T* dst, std::int64_t ld, const TensorView& given, const std::int64_t* order,
-                 std::int64_t rows) {
-    const std::int64_t H = plan_.config.hidden_size;
+  // rows x width of a state (h: O wide, c: H) into dst (row stride ld): the caller's,
+  // reordered by `order`, or zeros when the caller passed none.
+  void set_state(T* dst, std::int64_t ld, std::int64_t width, const TensorView& given,
+                 const std::int64_t* order, std::int64_t rows) {
     if (given.defined()) {
-      gather(dst, ld, given.data_as<T>(), H, order, rows, H);
+      gather(dst, ld, given.data_as<T>(), width, order, rows, width);
     } else {
-      ops_->copy_rows(dst, ld, zeros(rows * H), H, rows, H);
+      ops_->copy_rows(dst, ld, zeros(rows * width), width, rows, width);
     }
   }
 

@@ -84,7 +84,7 @@ Group group_of(const std::string& name) {
   if (name.rfind("weight_hh", 0) == 0) return Group::Recurrent;
   if (name.rfind("highway_bias", 0) == 0) return Group::HighwayBias;
   if (name.rfind("bias", 0) == 0) return Group::Bias;
-  return Group::Input;  // weight_ih, highway_weight
+  return Group::Input;  // weight_ih, weight_hr (projection), highway_weight
 }
 
 // Draws one weight [rows, cols] (row-major, at w) by `rule`; `gates` blocks of rows for

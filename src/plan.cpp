@@ -119,7 +119,18 @@ void validate_config(const RnnConfig& c) {
                 "a gated cell (Lstm, GruLinearBeforeReset or GruResetBeforeProduct)",
                 std::string("cell ") + to_string(c.cell));
   }
-  const std::int64_t dh = (c.bidirectional ? 2 : 1) * c.hidden_size;
+  if (c.proj_size < 0 || (c.proj_size > 0 && c.proj_size >= c.hidden_size)) {
+    throw Error(where, "config.proj_size",
+                "0 (none) or in (0, hidden_size = " + std::to_string(c.hidden_size) + ")",
+                std::to_string(c.proj_size));
+  }
+  if (c.proj_size > 0 && (c.cell != CellKind::Lstm || c.layer_norm)) {
+    throw Error(where, "config.proj_size", "0 unless the cell is Lstm without layer_norm",
+                std::to_string(c.proj_size) + " with cell " + to_string(c.cell) +
+                    (c.layer_norm ? " and layer_norm" : ""));
+  }
+  const std::int64_t dh =
+      (c.bidirectional ? 2 : 1) * (c.proj_size > 0 ? c.proj_size : c.hidden_size);
   if ((c.connection == Connection::Residual || c.connection == Connection::Highway) &&
       c.num_layers == 1 && c.input_size != dh) {
     throw Error(
@@ -138,8 +149,8 @@ Plan Plan::make(const RnnConfig& config) {
   p.gates = gate_count(config.cell);
   p.saved_slots = saved_slots_of(config.cell, config.layer_norm);
   p.directions = config.bidirectional ? 2 : 1;
-  const std::int64_t H = config.hidden_size, GH = checked(config, p.gates, H),
-                     DH = checked(config, p.directions, H);
+  const std::int64_t H = config.hidden_size, O = p.state_size(), GH = checked(config, p.gates, H),
+                     DH = checked(config, p.directions, O);
   auto add = [&](const std::string& name, Shape shape) {
     const std::int64_t offset = p.total;
     std::int64_t n = 1;
@@ -200,11 +211,12 @@ Plan Plan::make(const RnnConfig& config) {
       u.layer = static_cast<int>(l);
       u.dir = d;
       u.w_ih = add("weight_ih_l" + sfx, {GH, p.layers[l].input_size});
-      u.w_hh = add("weight_hh_l" + sfx, {GH, H});
+      u.w_hh = add("weight_hh_l" + sfx, {GH, O});
       if (config.bias) {
         u.b_ih = add("bias_ih_l" + sfx, {GH});
         u.b_hh = add("bias_hh_l" + sfx, {GH});
       }
+      if (p.projects()) u.w_hr = add("weight_hr_l" + sfx, {config.proj_size, H});
       p.units.push_back(u);
     }
   }

@@ -9,7 +9,9 @@
 // unit's layer-norm parameters (recur's own) come last, contiguous per unit in unit
 // order: layer_norm_ih_weight_l{l} [G*H], layer_norm_hh_weight_l{l} [G*H], and for the
 // LSTM layer_norm_cell_weight_l{l} [H], layer_norm_cell_bias_l{l} [H]; the layout of
-// kernels/layer_norm.cuh's `ln`.
+// kernels/layer_norm.cuh's `ln`. With proj_size P, each unit's weight_hr_l{l} [P, H]
+// follows its biases (PyTorch's order), weight_hh_l{l} is [G*H, P], and every width D*H
+// above is D*P.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +29,8 @@ namespace recur::detail {
 struct UnitOffsets {
   int layer = 0, dir = 0;
   std::int64_t w_ih = 0, w_hh = 0, b_ih = -1, b_hh = -1;
-  std::int64_t ln = -1;  // the layer-norm parameters (layer_norm), else -1
+  std::int64_t ln = -1;    // the layer-norm parameters (layer_norm), else -1
+  std::int64_t w_hr = -1;  // the projection weight_hr [P, H] (proj_size), else -1
 };
 
 // A tensor of T*B rows that flows through the stack: x, a layer's output y_l, or a
@@ -76,7 +79,13 @@ struct Plan {
 
   static Plan make(const RnnConfig& config);
   const ParamInfo* find(const std::string& name) const;
-  std::int64_t output_size() const { return directions * config.hidden_size; }
+  // O: the features of h, h0/h_n and each direction's part of y_l: proj_size where the LSTM
+  // projects, else hidden_size.
+  std::int64_t state_size() const {
+    return config.proj_size > 0 ? config.proj_size : config.hidden_size;
+  }
+  bool projects() const { return config.proj_size > 0; }
+  std::int64_t output_size() const { return directions * state_size(); }
   int unit_count() const { return static_cast<int>(units.size()); }
 };
 

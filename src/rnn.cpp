@@ -20,6 +20,8 @@
 namespace recur {
 
 using detail::expect_tensor;
+using detail::output_shape_text;
+using detail::state_shape_text;
 
 struct Rnn::Impl {
   Impl(detail::Plan p, Device d)
@@ -357,8 +359,8 @@ ForwardResult Rnn::forward_impl(const TensorView& x, const TensorView& h0, const
   const std::int64_t LD = c.num_layers * impl_->plan.directions;
   check_lengths(where, name("lengths"), lengths, T, B);
   if (h0.defined()) {
-    expect_tensor(where, name("h0").c_str(), h0, {LD, B, c.hidden_size},
-                  "[num_layers*D, B, hidden_size]", c.dtype, dev);
+    expect_tensor(where, name("h0").c_str(), h0, {LD, B, impl_->plan.state_size()},
+                  state_shape_text(c).c_str(), c.dtype, dev);
   }
   if (c0.defined()) {
     if (!has_cell_state(c.cell)) {
@@ -459,15 +461,12 @@ void Rnn::check_backward(const detail::SavedState& saved, const TensorView& dy,
   if (dy.defined()) {
     const Shape want = c.batch_first ? Shape{B, T, impl_->plan.output_size()}
                                      : Shape{T, B, impl_->plan.output_size()};
-    expect_tensor(
-        where, "dy", dy, want,
-        ((c.batch_first ? "[B, T, D*hidden_size]" : "[T, B, D*hidden_size]") + of_the_forward)
-            .c_str(),
-        accepted_dtype(c, dy), dev);
+    expect_tensor(where, "dy", dy, want, (output_shape_text(c) + of_the_forward).c_str(),
+                  accepted_dtype(c, dy), dev);
   }
   if (dh_n.defined()) {
-    expect_tensor(where, name("dh_n").c_str(), dh_n, {LD, B, c.hidden_size},
-                  ("[num_layers*D, B, hidden_size]" + of_the_forward).c_str(), c.dtype, dev);
+    expect_tensor(where, name("dh_n").c_str(), dh_n, {LD, B, impl_->plan.state_size()},
+                  (state_shape_text(c) + of_the_forward).c_str(), c.dtype, dev);
   }
   if (dc_n.defined()) {
     if (!has_cell_state(c.cell)) {

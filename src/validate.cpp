@@ -75,4 +75,13 @@ void expect_device(const char* where, const char* name, const TensorView& t, Dev
   }
 }
 
+std::string state_shape_text(const RnnConfig& c) {
+  return std::string("[num_layers*D, B, ") + (c.proj_size > 0 ? "proj_size]" : "hidden_size]");
+}
+
+std::string output_shape_text(const RnnConfig& c) {
+  const std::string width = c.proj_size > 0 ? "D*proj_size]" : "D*hidden_size]";
+  return (c.batch_first ? "[B, T, " : "[T, B, ") + width;
+}
+
 }  // namespace recur::detail

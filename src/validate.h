@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "recur/config.h"
 #include "recur/tensor.h"
 
 namespace recur::detail {
@@ -25,6 +26,11 @@ void expect_shape(const char* where, const char* name, const TensorView& t, cons
                   const char* symbolic);
 void expect_dtype(const char* where, const char* name, const TensorView& t, DType dtype);
 void expect_device(const char* where, const char* name, const TensorView& t, Device device);
+
+// A model's h states [num_layers*D, B, hidden_size] and output [T, B, D*hidden_size]
+// ([B, T, ..] batch_first) spelt for messages, with proj_size where the LSTM projects.
+std::string state_shape_text(const RnnConfig& c);
+std::string output_shape_text(const RnnConfig& c);
 
 // All of the above for a model's tensor argument.
 inline void expect_tensor(const char* where, const char* name, const TensorView& t,

@@ -97,6 +97,13 @@ struct RnnConfig {
   // every other parameter in the flat buffer. Equations: docs/design.md, "Layer
   // normalisation".
   bool layer_norm = false;
+  // LSTM projection (PyTorch's proj_size), as in Sak et al. 2014's LSTMP and Jozefowicz et
+  // al. 2016's big LSTM LMs: 0 for none, else P in (0, hidden_size). Each step computes
+  // h_t = W_hr (o*tanh(c_t)) with weight_hr_l{k} [P, H] (after bias_hh_l{k} in each unit's
+  // parameters, as PyTorch orders them), so h, y and h0/h_n have P features per direction
+  // and weight_hh_l{k} is [4H, P]; c stays H wide. For the Lstm without layer_norm (an
+  // Error naming config.proj_size otherwise).
+  std::int64_t proj_size = 0;
 };
 
 }  // namespace recur

@@ -55,7 +55,7 @@ struct GradientFlow {
 
 // x [T, B, I] ([B, T, I] when batch_first), step i in [0, T), w = dy_step [B, D*H] or
 // undefined (then every element is 1/sqrt(B*D*H), so ||w|| = 1). x and w have the
-// model's dtype and device.
+// model's dtype and device. With proj_size P, H reads P here and below (h's features).
 RECUR_API GradientFlow gradient_flow(Rnn& rnn, const TensorView& x, std::int64_t step,
                                      const TensorView& dy_step = {});
 

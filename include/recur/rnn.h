@@ -28,6 +28,10 @@
 // with G = 1 (vanilla), 4 (LSTM: i, f, g, o) or 3 (GRU: r, z, n), in_0 = I and in_l = D*H
 // (Dense: I + l*D*H); then, for Highway, highway_weight_l{l} [D*H, D*H] and
 // highway_bias_l{l} [D*H] for each layer where the highway applies.
+// With an LSTM projection (RnnConfig::proj_size = P) h has P features: read P for H in the
+// shapes of y, h0, h_n, dy, dh_n and dh0, in weight_hh_l{l} [4H, P] and in in_l = D*P;
+// each unit's weight_hr_l{l} [P, H] follows its bias_hh_l{l}, and c0, c_n, dc_n and dc0
+// stay [L*D, B, H], as in PyTorch.
 //
 // Ownership: every TensorView argument is read during the call only (a training forward
 // copies what its backward needs), and every result is a Tensor of its own. A training

@@ -68,13 +68,14 @@ void check_arguments(const char* where, const Rnn& rnn, const Optimizer* optimiz
 void check_config(Loader& loader, const json& saved, const RnnConfig& model) {
   const json mine = config_to_json(model);
   for (const char* name : {"cell", "input_size", "hidden_size", "num_layers", "bidirectional",
-                           "connection", "bias", "dtype", "layer_norm"}) {
+                           "connection", "bias", "dtype", "layer_norm", "proj_size"}) {
     const auto it = saved.find(name);
-    // Files written before layer_norm existed have none: they hold plain cells.
-    const bool old_file = it == saved.end() && std::string(name) == "layer_norm";
+    // Files written before layer_norm or proj_size existed have none: plain, unprojected.
+    const std::string field = name;
+    const bool old_file = it == saved.end() && (field == "layer_norm" || field == "proj_size");
     if (it == saved.end() && !old_file)
       loader.fail(std::string("metadata 'recur.config' has no '") + name + "'");
-    const json value = old_file ? json(false) : *it;
+    const json value = !old_file ? *it : field == "layer_norm" ? json(false) : json(0);
     if (value != mine.at(name)) {
       loader.fail(std::string("config mismatch: the checkpoint's ") + name + " is " +
                   detail::quote_json(value) + ", the model's is " + mine.at(name).dump());

@@ -30,6 +30,7 @@ inline json config_to_json(const RnnConfig& c) {
           {"bias", c.bias},
           {"dtype", safetensors_dtype(c.dtype)},
           {"layer_norm", c.layer_norm},
+          {"proj_size", c.proj_size},
           // Informational: they do not change the parameters, and are not checked.
           {"dropout", c.dropout},
           {"batch_first", c.batch_first},

@@ -33,6 +33,7 @@ const char* boolean(bool b) { return b ? "true" : "false"; }
 // What checkpoints written before these fields existed mean by their absence.
 const std::string kAbsentLayerNorm = "false";
 const std::string kNoPadding = "none";
+const std::string kAbsentProjection = "0";
 
 Fields rnn_fields(const RnnConfig& c) {
   return {{"cell", to_string(c.cell)},
@@ -46,7 +47,8 @@ Fields rnn_fields(const RnnConfig& c) {
           {"batch_first", boolean(c.batch_first)},
           {"dtype", safetensors_dtype(c.dtype)},
           {"math", to_string(c.math)},
-          {"layer_norm", boolean(c.layer_norm)}};
+          {"layer_norm", boolean(c.layer_norm)},
+          {"proj_size", std::to_string(c.proj_size)}};
 }
 
 Fields embedding_fields(const Embedding& e) {
@@ -63,6 +65,7 @@ Fields embedding_fields(const Embedding& e) {
 const std::string* absent_meaning(const std::string& field) {
   if (field == "padding_idx") return &kNoPadding;
   if (field == "layer_norm") return &kAbsentLayerNorm;
+  if (field == "proj_size") return &kAbsentProjection;
   return nullptr;
 }
 
@@ -161,8 +164,9 @@ class Reader {
     return it->second;
   }
 
-  std::int64_t integer(const std::string& key, std::int64_t lo = 0) const {
-    const std::string& s = text(key);
+  std::int64_t integer(const std::string& key, std::int64_t lo = 0,
+                       const std::string* absent = nullptr) const {
+    const std::string& s = absent != nullptr ? text_or(key, *absent) : text(key);
     errno = 0;
     char* end = nullptr;
     const long long v = std::strtoll(s.c_str(), &end, 10);
@@ -261,6 +265,7 @@ ModelCheckpointInfo read_info(const SafetensorsFile& file, Reader& r) {
       c.dtype = r.choice(key("dtype"), kDTypes, dtype_name);
       c.math = r.choice(key("math"), kMaths, to_string);
       c.layer_norm = r.boolean(key("layer_norm"), &kAbsentLayerNorm);
+      c.proj_size = r.integer(key("proj_size"), 0, &kAbsentProjection);
       info.rnns.emplace_back(name, c);
     } else if (kind == "Embedding") {
       ModelCheckpointInfo::EmbeddingConfig e;

@@ -8,7 +8,8 @@
 // h_{t-1} is the block of step t-1 (or the h0 block), and a reverse step's is the block
 // of step t+1 (or, past the end, the reverse h0 block); a packed reverse step's rows that
 // start there read h0 and g0 = W_hh h0 instead (the kernels' `carried`). Each step keeps
-// the h_{t-1} it used in hp [R, H], so dW_hh is one GEMM.
+// the h_{t-1} it used in hp [R, H], so dW_hh is one GEMM. With proj_size P every H of
+// h, y_l, hp and dh reads P (Plan::state_size): c and the gates stay H wide.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +44,8 @@ struct UnitBuffers {
   bool hp_beside_x = false;  // hp is columns [I, I+H) of x's copy (PassPlan::hp_beside_x)
   T* saved = nullptr;        // [R, S*H] training; [B, S*H] reset-before-product inference
   T* rh = nullptr;           // [R, H] training; [B, H] inference (reset-before-product)
+  T* m = nullptr;            // [R, H] training; [B, H] inference: o*tanh(c_t), what W_hr
+                             // projects into h_t (proj_size)
   T* dgx = nullptr;          // [R, G*H]
   T* dgh = nullptr;          // [R, G*H]; equals dgx except for the linear-before-reset GRU
                              // and the layer-normalised cells
@@ -50,7 +53,9 @@ struct UnitBuffers {
                              // LSTM's db_hh); kernels/layer_norm.cuh
   T* dph = nullptr;          // [R, G*H] layer-norm GRU: d/d(recurrent part), rows of db_hh
   T* dln = nullptr;          // [R, Plan::ln_width] rows of the layer-norm parameters' gradients
-  T* dh = nullptr;           // [B, H]
+  T* dproj = nullptr;        // [R, P] dJ/dh_t, the rows of dW_hr (proj_size)
+  T* dm = nullptr;           // [B, H] W_hr^T dJ/dh_t, the cell's dJ/dm_t (proj_size)
+  T* dh = nullptr;           // [B, O] (O: h's features, P with proj_size, else H)
   T* dc = nullptr;           // [B, H]
   T* drh = nullptr;          // [B, H]
 };

@@ -25,6 +25,7 @@ struct PassContext {
 
   std::int64_t batch() const { return tl.batch; }
   std::int64_t hidden() const { return plan.config.hidden_size; }
+  std::int64_t state() const { return plan.state_size(); }  // O: h's features
   std::int64_t gate_rows() const { return plan.gates * plan.config.hidden_size; }
   bool reset_before_product() const { return plan.config.cell == CellKind::GruResetBeforeProduct; }
   bool transposed_weights() const { return pass.weights == StepWeights::Transposed; }
@@ -45,7 +46,7 @@ struct PassContext {
   }
   T* y_at(int unit, std::int64_t row) const {
     const UnitOffsets& u = plan.units[unit];
-    return buf.ys[u.layer] + row * plan.output_size() + u.dir * plan.config.hidden_size;
+    return buf.ys[u.layer] + row * plan.output_size() + u.dir * plan.state_size();
   }
   // Rows of step t that continue from the previous block; the rest start here (packed
   // reverse direction only).

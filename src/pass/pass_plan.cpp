@@ -15,15 +15,15 @@ bool reset_before_product(const Plan& p) {
 // A wavefront fuses layer `layer`'s per-step input GEMM into its wave's batch of recurrent
 // GEMMs: forward gx_t = W_ih u_t beside gh = W_hh h_{t-1}, backward du_t += W_ih^T dgx_t
 // beside dh += W_hh^T dgh. They must have the recurrent GEMMs' shape (one input segment,
-// H wide: k = H forward, m = H backward) and write their own buffers; all of a wave's GEMMs
+// O wide: k = O forward, m = O backward) and write their own buffers; all of a wave's GEMMs
 // then depend only on the wave before. Not the reset-before-product GRU (its recurrent
 // GEMMs cover 2H and H rows of W_hh, its input GEMMs 3H) nor layer 0 (projected for all
 // steps at once).
 bool fuses_input(const Plan& p, int layer, const Tuning& tuning) {
   if (!tuning.wave_fusion || layer == 0 || reset_before_product(p)) return false;
   const LayerPlan& l = p.layers[layer];
-  const std::int64_t H = p.config.hidden_size;
-  return l.inputs.size() == 1 && l.input_size == H && p.activations[l.inputs[0].act].width == H;
+  const std::int64_t O = p.state_size();
+  return l.inputs.size() == 1 && l.input_size == O && p.activations[l.inputs[0].act].width == O;
 }
 
 // Training keeps layer 0's forward unit's h_{t-1} in the rows of x's copy, beside x

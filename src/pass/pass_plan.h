@@ -86,11 +86,14 @@ BackendCapabilities capabilities_of(const Ops<T>& ops, const Plan& plan, const T
   c.runs_wavefronts = ops.runs_wavefronts();
   c.packs_weights = ops.packs_weights();
   c.replays_call_lists = ops.replays_call_lists();
-  const std::int64_t H = plan.config.hidden_size, GH = plan.gates * H;
+  // A step's recurrent weights: W_hh [G*H, O], and the projection's W_hr [P, H].
+  const std::int64_t H = plan.config.hidden_size, GH = plan.gates * H, O = plan.state_size();
   const std::int64_t size = static_cast<std::int64_t>(sizeof(T));
-  c.row_runs_w_hh = ops.takes_row_runs(size * GH * H, timeline.batch);
+  const std::int64_t recurrent = GH * O + (plan.projects() ? O * H : 0);
+  c.row_runs_w_hh = ops.takes_row_runs(size * recurrent, timeline.batch);
   for (const LayerPlan& l : plan.layers) {
-    c.row_runs_both.push_back(ops.takes_row_runs(size * GH * (l.input_size + H), timeline.batch));
+    c.row_runs_both.push_back(
+        ops.takes_row_runs(size * (recurrent + GH * l.input_size), timeline.batch));
   }
   return c;
 }

@@ -3,8 +3,8 @@
 //   InputProjection(l, d)  gx = W_ih u_l                  GEMMs, one per input segment
 //   InitialProjection(l,d) g0 = W_hh h0 of a packed reverse unit
 //   Steps(units)           per unit (l, d, t): gh = W_hh h_prev, then the fused step
-//                          kernel; the units' GEMMs are one batched call and their
-//                          kernels one launch
+//                          kernel (and with proj_size h_t = W_hr m_t); the units' GEMMs
+//                          are one batched call and their kernels one launch
 //   Connection(l)          u_{l+1} from y_l and u_l (residual, highway), dropout
 // and, backward, StepsBackward, InputGradient and ConnectionBackward, then the weight
 // gradients of all steps at once (src/pass/weight_gradients.h).
@@ -49,8 +49,9 @@ struct PassOp {
   std::int64_t t0 = 0, t1 = 0;
   std::vector<UnitStep> steps;  // Steps / StepsBackward
   // Per GEMM of the step: [0] and [1] the recurrent ones (two for reset-before-product),
-  // [2] the input projections when they run inside the steps (projects_in_steps()).
-  std::vector<GemmGroup> groups[3];
+  // [2] the input projections when they run inside the steps (projects_in_steps()), [3] the
+  // LSTM projection's (h_t = W_hr m_t forward, dJ/dm_t = W_hr^T dJ/dh_t backward).
+  std::vector<GemmGroup> groups[4];
 };
 
 using Program = std::vector<PassOp>;

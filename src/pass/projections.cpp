@@ -25,20 +25,20 @@ RangeUnit<T> range_unit(const PassContext<T>& ctx, const PassOp& op) {
 template <typename T>
 void initial_projection(const PassContext<T>& ctx, const PassOp& op) {
   const int unit = op.layer * ctx.plan.directions + op.dir;
-  const std::int64_t H = ctx.hidden(), GH = ctx.gate_rows();
+  const std::int64_t H = ctx.hidden(), GH = ctx.gate_rows(), O = ctx.state();
   const std::int64_t m = ctx.reset_before_product() ? 2 * H : GH;
   const T* h0 = ctx.y_at(unit, ctx.h0_row(unit));
   const std::int64_t DH = ctx.plan.output_size(), B = ctx.batch();
   T* g0 = ctx.buf.units[unit].g0;
   if (ctx.transposed_weights()) {
     ctx.ops.gemm(Gemm<T>::op(Trans::N, Trans::N)
-                     .shape(m, B, H)
+                     .shape(m, B, O)
                      .from(ctx.buf.units[unit].w_t, GH, h0, DH)
                      .into(g0, GH));
   } else {
     ctx.ops.gemm(Gemm<T>::op(Trans::T, Trans::N)
-                     .shape(m, B, H)
-                     .from(ctx.params + ctx.plan.units[unit].w_hh, H, h0, DH)
+                     .shape(m, B, O)
+                     .from(ctx.params + ctx.plan.units[unit].w_hh, O, h0, DH)
                      .into(g0, GH));
   }
 }

@@ -29,9 +29,9 @@ PassOp steps_op(PassOpKind kind, std::vector<UnitStep> steps) {
 // Orders each Steps op's units by their active rows (the GEMMs' n), longest first, and
 // groups the units of equal rows for each of the step's GEMMs: [0] the recurrent GEMM
 // (with a wavefront's fused input GEMMs), [1] the reset-before-product GRU's second, [2]
-// the input projections inside the steps. Then lays out the pass's pointer table: per
-// op, groups [0], [2], [1], each group's A pointers, then its B, then its C (staging.h
-// fills it in this order).
+// the input projections inside the steps, [3] the LSTM projection's. Then lays out the
+// pass's pointer table: per op, groups [0], [2], [1], [3], each group's A pointers, then
+// its B, then its C (staging.h fills it in this order).
 void group_steps(Program& program, const Plan& plan, const Timeline& tl, const PassPlan& pass,
                  bool backward) {
   const bool rbp = plan.config.cell == CellKind::GruResetBeforeProduct;
@@ -60,7 +60,8 @@ void group_steps(Program& program, const Plan& plan, const Timeline& tl, const P
     }
     if (rbp) op.groups[1] = groups;
     if (!backward && pass.projects_in_steps[layer]) op.groups[2] = groups;
-    for (int gemm : {0, 2, 1}) {
+    if (plan.projects()) op.groups[3] = groups;
+    for (int gemm : {0, 2, 1, 3}) {
       for (GemmGroup& g : op.groups[gemm]) {
         g.table = table;
         table += 3 * g.items();

@@ -33,7 +33,7 @@ void StackPass<T>::transpose_weights() {
   for (std::size_t u = 0; u < ctx_.buf.units.size(); ++u) {
     const UnitOffsets& offsets = ctx_.plan.units[u];
     const UnitBuffers<T>& ub = ctx_.buf.units[u];
-    ctx_.ops.transpose({GH, ctx_.hidden(), ub.w_t, ctx_.params + offsets.w_hh});
+    ctx_.ops.transpose({GH, ctx_.state(), ub.w_t, ctx_.params + offsets.w_hh});
     if (ub.w_ih_t != nullptr) {
       ctx_.ops.transpose(
           {GH, ctx_.plan.layers[offsets.layer].input_size, ub.w_ih_t, ctx_.params + offsets.w_ih});
@@ -45,14 +45,15 @@ template <typename T>
 void StackPass<T>::hold_step_weights(bool backward) {
   if (ctx_.pass.weights != StepWeights::Packed) return;
   const std::int64_t H = ctx_.hidden(), GH = ctx_.gate_rows(), B = ctx_.batch();
+  const std::int64_t O = ctx_.state();
   Ops<T>& ops = ctx_.ops;
   bool all = true;
   // W_hh's rows [first, first + rows) as the staged tables pass them: op(A) = W^T forward
-  // (m = rows, k = H), W itself backward (m = H, k = rows).
+  // (m = rows, k = O), W itself backward (m = O, k = rows).
   auto hold = [&](const UnitOffsets& u, std::int64_t first, std::int64_t rows) {
-    const T* w = ctx_.params + u.w_hh + first * H;
-    all = all && (backward ? ops.hold_weights(w, Trans::N, H, rows, H, B)
-                           : ops.hold_weights(w, Trans::T, rows, H, H, B));
+    const T* w = ctx_.params + u.w_hh + first * O;
+    all = all && (backward ? ops.hold_weights(w, Trans::N, O, rows, O, B)
+                           : ops.hold_weights(w, Trans::T, rows, O, O, B));
   };
   for (const UnitOffsets& u : ctx_.plan.units) {
     if (ctx_.reset_before_product()) {
@@ -60,6 +61,11 @@ void StackPass<T>::hold_step_weights(bool backward) {
       hold(u, 2 * H, H);
     } else {
       hold(u, 0, GH);
+    }
+    if (u.w_hr >= 0) {  // W_hr [P, H]: h_t = W_hr m_t forward, W_hr^T dJ/dh_t backward
+      const T* w = ctx_.params + u.w_hr;
+      all = all && (backward ? ops.hold_weights(w, Trans::N, H, O, H, B)
+                             : ops.hold_weights(w, Trans::T, O, H, H, B));
     }
     // W_ih by segments: backward's input gradients (W_ih^T dgx, all steps or, in a
     // wavefront, one at a time), a wavefront's per-step input projections above layer 0,
@@ -101,7 +107,7 @@ void StackPass<T>::record_flow(const std::vector<StepBackward<T>>& args, const P
     const UnitStep& s = op.steps[i];
     FlowArgs<T>& f = items[i];
     f.rows = ctx_.tl.active[s.t];
-    f.width = ctx_.hidden();
+    f.width = args[i].hidden;  // O: the Projection kernel's where the LSTM projects
     f.a = args[i].dh;
     f.lda = f.width;
     f.b = args[i].dy;

@@ -8,7 +8,7 @@ namespace recur::detail {
 template <typename T>
 PointerTables stage_pointer_tables(const PassContext<T>& ctx, const Program& program,
                                    bool backward) {
-  const std::int64_t H = ctx.hidden();
+  const std::int64_t H = ctx.hidden(), O = ctx.state();
   const bool rbp = ctx.reset_before_product();
   PointerTables tables;
   std::vector<const void*>& table = tables.host;
@@ -42,10 +42,13 @@ PointerTables stage_pointer_tables(const PassContext<T>& ctx, const Program& pro
     // pass that transposed it, the copy (its column `first`).
     const bool transposed = !backward && ctx.transposed_weights();
     auto w_hh = [&](std::int64_t first) {
-      return [&ctx, first, transposed, H](const UnitStep& s) -> const void* {
+      return [&ctx, first, transposed, O](const UnitStep& s) -> const void* {
         return transposed ? ctx.buf.units[s.unit].w_t + first
-                          : ctx.params + ctx.plan.units[s.unit].w_hh + first * H;
+                          : ctx.params + ctx.plan.units[s.unit].w_hh + first * O;
       };
+    };
+    auto w_hr = [&](const UnitStep& s) -> const void* {
+      return ctx.params + ctx.plan.units[s.unit].w_hr;
     };
     if (!backward) {
       auto h_prev = [&](const UnitStep& s) -> const void* {
@@ -67,6 +70,10 @@ PointerTables stage_pointer_tables(const PassContext<T>& ctx, const Program& pro
         auto rh = [&](const UnitStep& s) -> const void* { return step_forward_args(ctx, s).rh; };
         push(1, w_hh(2 * H), rh, gh(2 * H));
       }
+      // h_t = W_hr m_t (proj_size)
+      auto m = [&](const UnitStep& s) -> const void* { return step_forward_args(ctx, s).h; };
+      auto h = [&](const UnitStep& s) -> const void* { return ctx.y_at(s.unit, ctx.out_row(s.t)); };
+      push(3, w_hr, m, h);
     } else {
       // d/d(W_hh h) in its slots (dgx itself for the plain cells but the
       // linear-before-reset GRU)
@@ -83,6 +90,12 @@ PointerTables stage_pointer_tables(const PassContext<T>& ctx, const Program& pro
       } else {
         push(0, w_hh(0), dgh(0), dh);
       }
+      // dJ/dm_t = W_hr^T dJ/dh_t (proj_size)
+      auto dproj = [&](const UnitStep& s) -> const void* {
+        return projection_backward_args(ctx, s).dproj;
+      };
+      auto dm = [&](const UnitStep& s) -> const void* { return ctx.buf.units[s.unit].dm; };
+      push(3, w_hr, dproj, dm);
     }
   }
   tables.staged = ctx.ops.stage_pointers(table.data(), table.size());

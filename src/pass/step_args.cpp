@@ -34,6 +34,28 @@ StepForward<T> step_forward_args(const PassContext<T>& ctx, const UnitStep& s) {
   if (ub.saved != nullptr) a.saved = training ? ub.saved + r * H * plan.saved_slots : ub.saved;
   if (ub.rh != nullptr) a.rh = training ? ub.rh + r * H : ub.rh;
   a.ln = ctx.param(u.ln);
+  if (plan.projects()) {  // the cell writes m_t; projection_forward_args keeps h_{t-1}
+    a.h = ub.m + (training ? r * H : 0);
+    a.ldh = H;
+    a.hp = nullptr;
+  }
+  return a;
+}
+
+template <typename T>
+StepForward<T> projection_forward_args(const PassContext<T>& ctx, const UnitStep& s) {
+  StepForward<T> a;
+  const std::int64_t t = s.t;
+  a.batch = ctx.tl.active[t];
+  a.hidden = ctx.state();
+  a.ldh = ctx.plan.output_size();
+  a.active = ctx.tl.active[t];
+  a.carried = ctx.carried(s.unit, t);
+  a.h_prev = ctx.y_at(s.unit, ctx.prev_row(s.unit, t));
+  a.h0 = ctx.y_at(s.unit, ctx.h0_row(s.unit));
+  const UnitBuffers<T>& ub = ctx.buf.units[s.unit];
+  if (ctx.pass.training) a.hp = ub.hp + ctx.tl.offset[t] * ub.ldhp;
+  a.ldhp = ub.ldhp;
   return a;
 }
 
@@ -50,7 +72,7 @@ StepBackward<T> step_backward_args(const PassContext<T>& ctx, const UnitStep& s)
   a.ldh = DH;
   a.active = ctx.tl.active[t];
   a.carried = ctx.carried(s.unit, t);
-  a.dy = ctx.buf.acts[plan.layers[u.layer].output].grad + r * DH + u.dir * H;
+  a.dy = ctx.buf.acts[plan.layers[u.layer].output].grad + r * DH + u.dir * ctx.state();
   a.h = ctx.y_at(s.unit, ctx.out_row(t));
   a.h_prev = ub.hp + r * ub.ldhp;
   if (ub.cs != nullptr) {
@@ -68,6 +90,28 @@ StepBackward<T> step_backward_args(const PassContext<T>& ctx, const UnitStep& s)
   if (ub.dpx != nullptr) a.dpx = ub.dpx + r * ctx.gate_rows();
   if (ub.dph != nullptr) a.dph = ub.dph + r * ctx.gate_rows();
   if (ub.dln != nullptr) a.dln = ub.dln + r * plan.ln_width;
+  if (plan.projects()) {  // dJ/dm_t, whole: projection_backward_args adds dy in first
+    a.dh = ub.dm;
+    a.dy = nullptr;
+  }
+  return a;
+}
+
+template <typename T>
+StepBackward<T> projection_backward_args(const PassContext<T>& ctx, const UnitStep& s) {
+  const Plan& plan = ctx.plan;
+  const UnitOffsets& u = plan.units[s.unit];
+  const UnitBuffers<T>& ub = ctx.buf.units[s.unit];
+  const std::int64_t t = s.t, r = ctx.tl.offset[t], O = ctx.state();
+  StepBackward<T> a;
+  a.batch = ctx.tl.active[t];
+  a.hidden = O;
+  a.ldh = plan.output_size();
+  a.active = ctx.tl.active[t];
+  a.carried = ctx.carried(s.unit, t);
+  a.dy = ctx.buf.acts[plan.layers[u.layer].output].grad + r * a.ldh + u.dir * O;
+  a.dh = ub.dh;
+  a.dproj = ub.dproj + r * O;
   return a;
 }
 
@@ -89,9 +133,11 @@ const void* input_gemm_operand(const PassContext<T>& ctx, const UnitStep& s, boo
                       : ub.gx + (ub.gx_in_steps ? 0 : r * GH);
 }
 
-#define RECUR_PASS_STEP_ARGS(T)                                                        \
-  template StepForward<T> step_forward_args(const PassContext<T>&, const UnitStep&);   \
-  template StepBackward<T> step_backward_args(const PassContext<T>&, const UnitStep&); \
+#define RECUR_PASS_STEP_ARGS(T)                                                              \
+  template StepForward<T> step_forward_args(const PassContext<T>&, const UnitStep&);         \
+  template StepBackward<T> step_backward_args(const PassContext<T>&, const UnitStep&);       \
+  template StepForward<T> projection_forward_args(const PassContext<T>&, const UnitStep&);   \
+  template StepBackward<T> projection_backward_args(const PassContext<T>&, const UnitStep&); \
   template const void* input_gemm_operand(const PassContext<T>&, const UnitStep&, bool, int);
 RECUR_PASS_STEP_ARGS(float)
 RECUR_PASS_STEP_ARGS(double)

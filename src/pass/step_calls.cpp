@@ -74,7 +74,7 @@ std::int64_t widest_rows(const Timeline& tl, const PassOp& op) {
 template <typename T>
 void forward_calls(const PassContext<T>& ctx, const PointerTables& tables, const PassOp& op,
                    std::vector<StepCall<T>>& calls) {
-  const std::int64_t H = ctx.hidden(), GH = ctx.gate_rows();
+  const std::int64_t H = ctx.hidden(), GH = ctx.gate_rows(), O = ctx.state();
   const std::int64_t DH = ctx.plan.output_size();
   std::vector<StepForward<T>> args;
   args.reserve(op.steps.size());
@@ -88,7 +88,7 @@ void forward_calls(const PassContext<T>& ctx, const PointerTables& tables, const
     const bool t = ctx.transposed_weights();  // w_t, or W_hh
     for (const GemmGroup& group : op.groups[gemm_index]) {
       calls.push_back(
-          gemm_call(ctx, tables, group, t ? Trans::N : Trans::T, m, H, t ? GH : H, ldb, GH, false));
+          gemm_call(ctx, tables, group, t ? Trans::N : Trans::T, m, O, t ? GH : O, ldb, GH, false));
     }
   };
   // The last kernel call takes `args` over; the reset-before-product GRU's first copies it.
@@ -112,6 +112,20 @@ void forward_calls(const PassContext<T>& ctx, const PointerTables& tables, const
     kernel(rbp_gates_kind(ctx.plan.config), args);
     recurrent(1, H, H);  // gh[n] = W_hn (r*h_prev)
     kernel(rbp_output_kind(ctx.plan.config), std::move(args));
+  } else if (ctx.plan.projects()) {
+    recurrent(0, GH, DH);
+    if (ctx.pass.training) {
+      std::vector<StepForward<T>> keep;
+      for (const UnitStep& s : op.steps) {
+        keep.push_back(projection_forward_args(ctx, s));
+        keep.back().batch = widest;
+      }
+      kernel(StepKind::Projection, std::move(keep));
+    }
+    kernel(step_kind(ctx.plan.config), std::move(args));  // m_t
+    for (const GemmGroup& group : op.groups[3]) {         // h_t = W_hr m_t
+      calls.push_back(gemm_call(ctx, tables, group, Trans::T, O, H, H, H, DH, false));
+    }
   } else {
     recurrent(0, GH, DH);
     kernel(step_kind(ctx.plan.config), std::move(args));
@@ -121,7 +135,7 @@ void forward_calls(const PassContext<T>& ctx, const PointerTables& tables, const
 template <typename T>
 void backward_calls(const PassContext<T>& ctx, const PointerTables& tables, const PassOp& op,
                     std::vector<StepCall<T>>& calls) {
-  const std::int64_t H = ctx.hidden(), GH = ctx.gate_rows();
+  const std::int64_t H = ctx.hidden(), GH = ctx.gate_rows(), O = ctx.state();
   std::vector<StepBackward<T>> args;
   args.reserve(op.steps.size());
   const std::int64_t widest = widest_rows(ctx.tl, op);
@@ -129,10 +143,10 @@ void backward_calls(const PassContext<T>& ctx, const PointerTables& tables, cons
     args.push_back(step_backward_args(ctx, s));
     args.back().batch = widest;
   }
-  // dh (+)= W^T d: m = H, ldb = G*H, ldc = H.
+  // dh (+)= W^T d: m = O (h's features), ldb = G*H, ldc = O.
   auto recurrent = [&](int gemm_index, std::int64_t k, bool accumulate) {
     for (const GemmGroup& group : op.groups[gemm_index]) {
-      calls.push_back(gemm_call(ctx, tables, group, Trans::N, H, k, H, GH, H, accumulate));
+      calls.push_back(gemm_call(ctx, tables, group, Trans::N, O, k, O, GH, O, accumulate));
     }
   };
   // The last kernel call takes `args` over; the reset-before-product GRU's first copies it.
@@ -148,6 +162,18 @@ void backward_calls(const PassContext<T>& ctx, const PointerTables& tables, cons
     recurrent(0, H, false);  // drh = W_hn^T dgh[n]
     kernel(rbp_gates_kind(ctx.plan.config), std::move(args));
     recurrent(1, 2 * H, true);  // dh += W_h[r,z]^T dgh[r,z]
+  } else if (ctx.plan.projects()) {
+    std::vector<StepBackward<T>> sums;  // dproj = dh + dy: first, as record_flow reads it
+    for (const UnitStep& s : op.steps) {
+      sums.push_back(projection_backward_args(ctx, s));
+      sums.back().batch = widest;
+    }
+    kernel(StepKind::Projection, std::move(sums));
+    for (const GemmGroup& group : op.groups[3]) {  // dm = W_hr^T dproj
+      calls.push_back(gemm_call(ctx, tables, group, Trans::N, H, O, H, O, H, false));
+    }
+    kernel(step_kind(ctx.plan.config), std::move(args));
+    recurrent(0, GH, true);  // dh += W_hh^T dgh
   } else {
     kernel(step_kind(ctx.plan.config), std::move(args));
     recurrent(0, GH, true);  // dh += W_hh^T dgh

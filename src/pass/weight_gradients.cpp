@@ -9,6 +9,7 @@ void weight_gradients(const PassContext<T>& ctx, T* grads) {
   const StackBuffers<T>& buf = ctx.buf;
   Ops<T>& ops = ctx.ops;
   const std::int64_t H = ctx.hidden(), GH = ctx.gate_rows(), DH = plan.output_size();
+  const std::int64_t O = ctx.state();
   const std::int64_t R = ctx.tl.rows();
   for (int unit = 0; unit < plan.unit_count(); ++unit) {
     const UnitOffsets& u = plan.units[unit];
@@ -24,7 +25,7 @@ void weight_gradients(const PassContext<T>& ctx, T* grads) {
                    .from(x.data, IH, ub.dgx, GH)
                    .into(buf.dw_scratch, IH));
       ops.add_rows(grads + u.w_ih, I, buf.dw_scratch, IH, GH, I);
-      ops.add_rows(grads + u.w_hh, H, buf.dw_scratch + I, IH, GH, H);
+      ops.add_rows(grads + u.w_hh, O, buf.dw_scratch + I, IH, GH, O);
     } else {
       // dW_ih^T[segment] += u_segment dgx^T
       for (const Segment& seg : layer.inputs) {
@@ -49,11 +50,19 @@ void weight_gradients(const PassContext<T>& ctx, T* grads) {
                      .accumulate());
       } else {
         ops.gemm(Gemm<T>::op(Trans::N, Trans::T)
-                     .shape(H, GH, R)
+                     .shape(O, GH, R)
                      .from(ub.hp, ub.ldhp, ub.dgh, GH)
-                     .into(grads + u.w_hh, H)
+                     .into(grads + u.w_hh, O)
                      .accumulate());
       }
+    }
+    // dW_hr^T += m dproj^T: h_t = W_hr m_t over every step's rows
+    if (u.w_hr >= 0) {
+      ops.gemm(Gemm<T>::op(Trans::N, Trans::T)
+                   .shape(H, O, R)
+                   .from(ub.m, H, ub.dproj, O)
+                   .into(grads + u.w_hr, H)
+                   .accumulate());
     }
     // Bias gradients: column sums. Where dgh is dgx (every cell but the linear-before-
     // reset GRU), db_hh is the same sum as db_ih: one pass over dgx writes both. A
