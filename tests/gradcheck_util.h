@@ -36,14 +36,15 @@ struct Problem {
 inline Problem make_problem(const Rnn& rnn, std::int64_t steps, std::int64_t batch, Random& rng) {
   const RnnConfig& c = rnn.config();
   const std::int64_t ld = c.num_layers * (c.bidirectional ? 2 : 1);
-  const std::int64_t out = (c.bidirectional ? 2 : 1) * c.hidden_size;
+  const std::int64_t state = c.proj_size > 0 ? c.proj_size : c.hidden_size;  // h's features
+  const std::int64_t out = (c.bidirectional ? 2 : 1) * state;
   Problem p;
   p.x = c.batch_first ? rng.tensor<double>({batch, steps, c.input_size})
                       : rng.tensor<double>({steps, batch, c.input_size});
-  p.h0 = rng.tensor<double>({ld, batch, c.hidden_size});
+  p.h0 = rng.tensor<double>({ld, batch, state});
   p.wy = c.batch_first ? rng.tensor<double>({batch, steps, out})
                        : rng.tensor<double>({steps, batch, out});
-  p.wh = rng.tensor<double>({ld, batch, c.hidden_size});
+  p.wh = rng.tensor<double>({ld, batch, state});
   if (has_cell_state(c.cell)) {
     p.c0 = rng.tensor<double>({ld, batch, c.hidden_size});
     p.wc = rng.tensor<double>({ld, batch, c.hidden_size});
@@ -112,7 +113,7 @@ inline void check_all_gradients(Rnn& rnn, std::int64_t steps, std::int64_t batch
   const RnnConfig& c = rnn.config();
   double jabs = 0;
   loss(rnn, p, &jabs);
-  std::int64_t widest = c.input_size + c.hidden_size;
+  std::int64_t widest = c.input_size + c.hidden_size + (c.proj_size > 0 ? c.hidden_size : 0);
   for (const ParamInfo& info : rnn.parameter_info()) widest = std::max(widest, info.shape.back());
   const double depth = static_cast<double>(steps * widest * c.num_layers);
   const Tolerance tol{FiniteDifference::tolerance(jabs, depth), 1.0};
@@ -133,12 +134,14 @@ inline void check_all_gradients(Rnn& rnn, std::int64_t steps, std::int64_t batch
 // A random float64 configuration of every option at once (cell, sizes, layers, directions,
 // connection, bias, batch-first, dropout, variable lengths), drawn in a fixed order so that
 // a seed always gives the same configurations. The space: the cells to draw from, and the
-// smallest hidden and input sizes with how many sizes above them.
+// smallest hidden and input sizes with how many sizes above them; `projection` draws an
+// LSTM's proj_size in [1, H) last (hidden_min >= 2), so the other draws stay as they were.
 struct RandomSpace {
   std::vector<CellKind> cells;
   int hidden_min = 1, hidden_choices = 3;
   int input_min = 1, input_choices = 4;
   bool layer_norm = false;
+  bool projection = false;
 };
 struct RandomCase {
   RnnConfig config;
@@ -157,10 +160,12 @@ inline RandomCase random_case(Random& rng, const RandomSpace& space) {
   c.bidirectional = pick(2) == 1;
   c.connection = static_cast<Connection>(pick(4));
   const std::int64_t dh = (c.bidirectional ? 2 : 1) * c.hidden_size;
-  c.input_size = pick(2) == 1 ? dh : space.input_min + pick(space.input_choices);
+  const bool input_as_wide_as_output = pick(2) == 1;
+  c.input_size = input_as_wide_as_output ? dh : space.input_min + pick(space.input_choices);
   const bool needs_width =
       c.connection == Connection::Residual || c.connection == Connection::Highway;
-  if (needs_width && c.num_layers == 1) c.input_size = dh;  // else a config error
+  const bool must_match = needs_width && c.num_layers == 1;  // else a config error
+  if (must_match) c.input_size = dh;
   c.bias = pick(4) != 0;
   c.dtype = DType::Float64;
   c.batch_first = pick(2) == 1;
@@ -172,6 +177,11 @@ inline RandomCase random_case(Random& rng, const RandomSpace& space) {
       r.lengths.push_back(1 + pick(static_cast<int>(r.steps)));
     }
   }
+  if (space.projection && c.cell == CellKind::Lstm) {
+    c.proj_size = 1 + pick(static_cast<int>(c.hidden_size) - 1);
+    if (input_as_wide_as_output || must_match)
+      c.input_size = (c.bidirectional ? 2 : 1) * c.proj_size;
+  }
   return r;
 }
 
@@ -182,8 +192,8 @@ inline void check_random_case(const RandomCase& r, int it, std::uint64_t seed) {
   const RnnConfig& c = r.config;
   SCOPED_TRACE(::testing::Message()
                << "config " << it << ": " << to_string(c.cell) << " I=" << c.input_size
-               << " H=" << c.hidden_size << " L=" << c.num_layers << " bi=" << c.bidirectional
-               << " " << to_string(c.connection) << " bias=" << c.bias
+               << " H=" << c.hidden_size << " P=" << c.proj_size << " L=" << c.num_layers
+               << " bi=" << c.bidirectional << " " << to_string(c.connection) << " bias=" << c.bias
                << " batch_first=" << c.batch_first << " dropout=" << c.dropout << " T=" << r.steps
                << " B=" << r.batch << " lengths=" << r.lengths.size()
                << " cpu_wavefront=" << (it % 2) << " x_hp=" << (it % 4 < 2));

@@ -326,7 +326,8 @@ TEST_F(BadCheckpoint, ConfigMismatch) {
                                                          {"bidirectional", false},
                                                          {"connection", "Residual"},
                                                          {"bias", false},
-                                                         {"dtype", "F64"}}) {
+                                                         {"dtype", "F64"},
+                                                         {"proj_size", 2}}) {
     const auto bytes = rewritten([&](auto&, auto& meta) {
       ordered_json c = ordered_json::parse(meta.at("recur.config"));
       c[change.first] = change.second;

@@ -45,7 +45,7 @@ struct Buffers {
     for (const char* name : {"gx", "gh", "g0"}) v[name] = rng.vector<T>(B * G * H, -3, 3);
     for (const char* name : {"b_ih", "b_hh"}) v[name] = rng.vector<T>(G * H);
     for (const char* name : {"h_prev", "h0", "h", "dy"}) v[name] = rng.vector<T>(B * ldh);
-    for (const char* name : {"c_prev", "c0", "c", "hp", "rh", "drh", "dh", "dc"}) {
+    for (const char* name : {"c_prev", "c0", "c", "hp", "rh", "drh", "dh", "dc", "dproj"}) {
       v[name] = rng.vector<T>(B * H, -2, 2);
     }
     v["saved"] = rng.vector<T>(B * G * H, 0.05, 0.95);  // σ and tanh outputs
@@ -74,7 +74,7 @@ struct Buffers {
     if (s.dy) a.dy = p("dy");
     a.h = p("h"), a.h_prev = p("hp"), a.c = p("c"), a.c_prev = p("c_prev"), a.c0 = p("c0");
     a.saved = p("saved"), a.drh = p("drh"), a.dh = p("dh"), a.dc = p("dc");
-    a.dgx = p("dgx"), a.dgh = p("dgh");
+    a.dgx = p("dgx"), a.dgh = p("dgh"), a.dproj = p("dproj");
     return a;
   }
 };

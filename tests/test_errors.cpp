@@ -93,6 +93,74 @@ TEST(Errors, ImpossibleConfigSizes) {
             "sizes");
 }
 
+TEST(Errors, ProjectionSize) {
+  // proj_size P: 0, or in (0, H) for the Lstm without layer_norm; then h's width is P.
+  struct Case {
+    CellKind cell;
+    bool layer_norm;
+    std::int64_t proj;
+    const char* expected;
+  };
+  const Case cases[] = {
+      {CellKind::Lstm, false, -1, "0 (none) or in (0, hidden_size = 5)"},
+      {CellKind::Lstm, false, kH, "0 (none) or in (0, hidden_size = 5)"},
+      {CellKind::Lstm, false, kH + 3, "0 (none) or in (0, hidden_size = 5)"},
+      {CellKind::GruLinearBeforeReset, false, 2, "0 unless the cell is Lstm without layer_norm"},
+      {CellKind::RnnTanh, false, 2, "0 unless the cell is Lstm without layer_norm"},
+      {CellKind::Lstm, true, 2, "0 unless the cell is Lstm without layer_norm"},
+  };
+  for (const Case& k : cases) {
+    RnnConfig c = config(k.cell);
+    c.layer_norm = k.layer_norm;
+    c.proj_size = k.proj;
+    try {
+      Rnn rnn(c);
+      ADD_FAILURE() << "no error for proj_size " << k.proj;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), "config.proj_size");
+      EXPECT_EQ(e.expected(), k.expected);
+      EXPECT_NE(e.got().find(std::to_string(k.proj)), std::string::npos) << e.what();
+    }
+  }
+  // A one-layer residual stack needs x as wide as y: D*P, not D*H.
+  RnnConfig residual = config();
+  residual.proj_size = 2;
+  residual.connection = Connection::Residual;
+  residual.input_size = kH;
+  EXPECT_EQ(error_of([&] { Rnn rnn(residual); }).first, "config.connection");
+  residual.input_size = 2;
+  EXPECT_NO_THROW(Rnn rnn(residual));
+
+  RnnConfig projected = config();
+  projected.proj_size = 2;
+  Rnn rnn(projected);
+  Random rng(4);
+  Tensor x = rng.tensor<float>({kT, kB, kI});
+  expect_error_keeps_model(
+      rnn,
+      [&] {
+        rnn.forward(x, rng.tensor<float>({1, kB, kH}));
+      },
+      "h0", "[num_layers*D, B, proj_size]", "[1, 2, 5]");
+  ForwardResult f =
+      rnn.forward(x, rng.tensor<float>({1, kB, 2}), rng.tensor<float>({1, kB, kH}), Mode::Training);
+  EXPECT_EQ(f.y.shape(), (Shape{kT, kB, 2}));
+  EXPECT_EQ(f.h_n.shape(), (Shape{1, kB, 2}));
+  EXPECT_EQ(f.c_n.shape(), (Shape{1, kB, kH}));
+  expect_error_keeps_model(
+      rnn,
+      [&] {
+        rnn.backward(rng.tensor<float>({kT, kB, kH}));
+      },
+      "dy", "[T, B, D*proj_size]", "[3, 2, 5]");
+  expect_error_keeps_model(
+      rnn,
+      [&] {
+        rnn.backward({}, rng.tensor<float>({1, kB, kH}));
+      },
+      "dh_n", "[num_layers*D, B, proj_size]", "[1, 2, 5]");
+}
+
 TEST(Errors, MovedFromObjectsThrow) {
   // Every method of a moved-from Rnn, module or optimizer names 'this', not a segfault.
   auto expect_moved = [](auto&& fn, const char* where) {

@@ -49,7 +49,10 @@ void check_case(const GoldenCase& gc, Math math = Math::Fp32) {
   RnnConfig c;
   c.cell = gc.cell;
   c.input_size = w_ih.shape[1];
-  c.hidden_size = g.at("weight_hh_l0").shape[1];
+  // A projected LSTM's W_hh is [4H, P]; its weight_hr [P, H] gives both.
+  const bool projected = g.count("weight_hr_l0") > 0;
+  c.hidden_size = g.at(projected ? "weight_hr_l0" : "weight_hh_l0").shape[1];
+  if (projected) c.proj_size = g.at("weight_hr_l0").shape[0];
   c.bias = g.count("bias_ih_l0") > 0;
   c.dtype = dtype_of<T>();
   c.math = math;
@@ -71,9 +74,10 @@ void check_case(const GoldenCase& gc, Math math = Math::Fp32) {
       rnn.forward(to_tensor<T>(x), to_tensor<T>(g.at("h0")), c0, Mode::Training, lengths);
   BackwardResult b = rnn.backward(to_tensor<T>(g.at("dy")), to_tensor<T>(g.at("dh_n")), dc_n);
 
-  // Accumulation depth: a GEMM of K = in + H per step, over T steps and L layers; twice for
-  // gradients.
-  const std::int64_t widest = std::max(c.input_size, 2 * c.hidden_size) + c.hidden_size;
+  // Accumulation depth: a GEMM of K = in + H per step (and the projection's K = H), over T
+  // steps and L layers; twice for gradients.
+  const std::int64_t widest = std::max(c.input_size, 2 * c.hidden_size) + c.hidden_size +
+                              (c.proj_size > 0 ? c.hidden_size : 0);
   const double depth = static_cast<double>(x.shape[0] * widest * c.num_layers);
   Tolerance fwd = tolerance_for_depth<T>(depth), bwd = tolerance_for_depth<T>(2 * depth);
   if (math != Math::Fp32) fwd.eps = bwd.eps = detail::unit_roundoff(math);
@@ -119,6 +123,12 @@ const GoldenCase kGolden[] = {
     {"gru_l2_bi_packed_sorted", CellKind::GruLinearBeforeReset},
     {"gru_l2_bi_packed", CellKind::GruLinearBeforeReset},
     {"lstm_l3_packed", CellKind::Lstm},
+    {"lstm_proj", CellKind::Lstm},
+    {"lstm_proj_nobias", CellKind::Lstm},
+    {"lstm_proj_l3", CellKind::Lstm},
+    {"lstm_proj_l2_bi", CellKind::Lstm},
+    {"lstm_proj_l2_bi_packed", CellKind::Lstm},
+    {"lstm_proj_l3_packed", CellKind::Lstm},
 };
 
 std::string golden_name(const ::testing::TestParamInfo<GoldenCase>& p) { return p.param.file; }

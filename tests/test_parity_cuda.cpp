@@ -230,7 +230,7 @@ struct StepTwins {
   static constexpr std::int64_t B = 5, H = 67;  // B*H not a multiple of the block size
   Random rng;
   Twin<T> gx, gh, b_ih, b_hh, h_prev, c_prev, h, c, saved, rh, dy, drh, dh, dc, dgx, dgh;
-  Twin<T> h0, c0, g0, hp;
+  Twin<T> h0, c0, g0, hp, dproj;
   explicit StepTwins(std::uint64_t seed)
       : rng(seed),
         gx(rng, B * 4 * H, -2, 2),
@@ -252,7 +252,8 @@ struct StepTwins {
         h0(rng, B * H),
         c0(rng, B * H),
         g0(rng, B * 4 * H, -2, 2),
-        hp(rng, B * H) {}
+        hp(rng, B * H),
+        dproj(rng, B * H) {}
 
   kernels::StepForward<T> forward(bool gpu) const {
     kernels::StepForward<T> a;
@@ -278,13 +279,13 @@ struct StepTwins {
     auto p = [gpu](const Twin<T>& t) { return gpu ? t.g() : t.c(); };
     a.dy = p(dy), a.h = p(h), a.h_prev = p(h_prev), a.c = p(c), a.c_prev = p(c_prev);
     a.saved = p(saved), a.drh = p(drh), a.dh = p(dh), a.dc = p(dc), a.dgx = p(dgx), a.dgh = p(dgh);
-    a.c0 = p(c0);
+    a.c0 = p(c0), a.dproj = p(dproj);
     return a;
   }
   // Every output buffer, compared.
   void expect_equal_outputs(const char* what) const {
     const Tolerance tol = tolerance_for_depth<T>(4);
-    for (const Twin<T>* t : {&h, &c, &saved, &rh, &dh, &dc, &dgx, &dgh, &hp}) {
+    for (const Twin<T>* t : {&h, &c, &saved, &rh, &dh, &dc, &dgx, &dgh, &hp, &dproj}) {
       EXPECT_TRUE(all_close(t->from_gpu(), t->from_cpu(), tol)) << what;
     }
   }
@@ -315,6 +316,7 @@ struct ModelCase {
   std::int64_t layers = 1;
   bool bidirectional = false;
   Connection connection = Connection::None;
+  std::int64_t proj_size = 0;  // the LSTM's projection P, or 0
 };
 
 class ModelParity : public ::testing::TestWithParam<ModelCase> {};
@@ -327,9 +329,10 @@ detail::PassStatistics check_model(const ModelCase& mc, std::int64_t T_, std::in
                                    const detail::Tuning& tuning = detail::environment_tuning()) {
   const CellKind cell = mc.cell;
   const std::int64_t H = 33, D = mc.bidirectional ? 2 : 1;
+  const std::int64_t O = mc.proj_size > 0 ? mc.proj_size : H;  // h's features
   // x as wide as y for residual and highway, so they apply at layer 0 as well.
   const std::int64_t I =
-      mc.connection == Connection::Residual || mc.connection == Connection::Highway ? D * H : 19;
+      mc.connection == Connection::Residual || mc.connection == Connection::Highway ? D * O : 19;
   const std::int64_t LD = mc.layers * D;
   RnnConfig c;
   c.cell = cell;
@@ -339,20 +342,22 @@ detail::PassStatistics check_model(const ModelCase& mc, std::int64_t T_, std::in
   c.num_layers = mc.layers;
   c.bidirectional = mc.bidirectional;
   c.connection = mc.connection;
+  c.proj_size = mc.proj_size;
   Rnn cpu(c, Device::cpu(), 3);
   Rnn gpu(c, kGpu, 3);
   detail::RnnAccess::engine(cpu).set_tuning(tuning);
   detail::RnnAccess::engine(gpu).set_tuning(tuning);
   EXPECT_EQ(gpu.parameters().to_vector<T>(), cpu.parameters().to_vector<T>());
   Random rng(100 + static_cast<std::uint64_t>(cell));
-  Tensor x = rng.tensor<T>({T_, B, I}), h0 = rng.tensor<T>({LD, B, H});
+  Tensor x = rng.tensor<T>({T_, B, I}), h0 = rng.tensor<T>({LD, B, O});
   Tensor c0 = has_cell_state(cell) ? rng.tensor<T>({LD, B, H}) : Tensor();
-  Tensor dy = rng.tensor<T>({T_, B, D * H}), dh = rng.tensor<T>({LD, B, H});
+  Tensor dy = rng.tensor<T>({T_, B, D * O}), dh = rng.tensor<T>({LD, B, O});
   Tensor dc = has_cell_state(cell) ? rng.tensor<T>({LD, B, H}) : Tensor();
   Tensor x_g = x.to(kGpu), h0_g = h0.to(kGpu), c0_g = c0.to(kGpu);
   Tensor dy_g = dy.to(kGpu), dh_g = dh.to(kGpu), dc_g = dc.to(kGpu);
 
-  const double depth = static_cast<double>(T_ * (std::max(I, D * H) + H) * mc.layers);
+  const double depth =
+      static_cast<double>(T_ * (std::max(I, D * H) + H + (mc.proj_size > 0 ? H : 0)) * mc.layers);
   const Tolerance fwd = tolerance_for_depth<T>(depth), bwd = tolerance_for_depth<T>(2 * depth);
 
   ForwardResult inf_c = cpu.forward(x, h0, c0, Mode::Inference);
@@ -449,13 +454,24 @@ std::vector<ModelCase> model_cases() {
       }
     }
   }
+  // The projected LSTM (P = 13 < H = 33).
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    for (std::int64_t layers : {1, 3}) {
+      for (bool bi : {false, true}) {
+        for (Connection conn : {Connection::None, Connection::Residual, Connection::Dense}) {
+          cases.push_back({CellKind::Lstm, dtype, layers, bi, conn, 13});
+        }
+      }
+    }
+  }
   return cases;
 }
 
 std::string model_name(const ::testing::TestParamInfo<ModelCase>& p) {
   return std::string(to_string(p.param.cell)) + "_" + to_string(p.param.dtype) + "_L" +
          std::to_string(p.param.layers) + (p.param.bidirectional ? "_bi_" : "_uni_") +
-         to_string(p.param.connection);
+         to_string(p.param.connection) +
+         (p.param.proj_size > 0 ? "_P" + std::to_string(p.param.proj_size) : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCells, ModelParity, ::testing::ValuesIn(model_cases()), model_name);
@@ -669,13 +685,17 @@ TEST(CudaModel, PackedBatchesWithDropoutMatchTheCpu) {
 TEST(CudaModel, ReducedMathMatchesTheCpusEmulation) {
   RECUR_REQUIRE_GPU();
   for (Math math : {Math::Tf32, Math::Bf16, Math::Fp16}) {
-    for (CellKind cell :
-         {CellKind::Lstm, CellKind::GruLinearBeforeReset, CellKind::GruResetBeforeProduct}) {
-      SCOPED_TRACE(std::string(to_string(math)) + " " + to_string(cell));
+    for (const auto& [cell, proj] : {std::pair<CellKind, std::int64_t>{CellKind::Lstm, 0},
+                                     {CellKind::Lstm, 13},
+                                     {CellKind::GruLinearBeforeReset, 0},
+                                     {CellKind::GruResetBeforeProduct, 0}}) {
+      SCOPED_TRACE(std::string(to_string(math)) + " " + to_string(cell) +
+                   (proj > 0 ? " projected" : ""));
       RnnConfig c;
       c.cell = cell;
       c.input_size = 19;
       c.hidden_size = 33;
+      c.proj_size = proj;
       c.num_layers = 2;
       c.math = math;
       RnnConfig f32 = c;
@@ -691,8 +711,8 @@ TEST(CudaModel, ReducedMathMatchesTheCpusEmulation) {
                        : math == Math::Fp16 ? DType::Float16
                                             : DType::Float32;
       const Tensor x = rng.tensor<float>({T_, B, 19}).to(io);
-      const Tensor dy = rng.tensor<float>({T_, B, 33}).to(io);
-      const double depth = static_cast<double>(T_ * (19 + 2 * 33) * 2);
+      const Tensor dy = rng.tensor<float>({T_, B, proj > 0 ? proj : 33}).to(io);
+      const double depth = static_cast<double>(T_ * (19 + 2 * 33 + (proj > 0 ? 33 : 0)) * 2);
       const Tolerance tol{detail::unit_roundoff(math), 8.0 * std::log2(2.0 + depth)};
       for (int pass = 0; pass < 2; ++pass) {  // recorded, then replayed
         SCOPED_TRACE(pass == 0 ? "recorded" : "replayed");

@@ -58,6 +58,9 @@ std::vector<Case> cases() {
   Case one{"lstm, one layer, no bias", make(CellKind::Lstm, 3, 4, 1), 10, 2, {}};
   one.config.bias = false;
   out.push_back(one);
+  Case projected{"projected lstm, lengths", make(CellKind::Lstm, 4, 6, 2), 12, 3, {12, 5, 8}};
+  projected.config.proj_size = 3;
+  out.push_back(projected);
   return out;
 }
 
@@ -76,14 +79,15 @@ Step run(Rnn& rnn, const Case& c, ActivationMemory memory, std::int64_t segment,
   const RnnConfig& cfg = rnn.config();
   const Device d = rnn.device();
   const std::int64_t L = cfg.num_layers, H = cfg.hidden_size, T = c.steps, B = c.batch;
+  const std::int64_t O = cfg.proj_size > 0 ? cfg.proj_size : H;  // h's features
   Random rng(5);
   const Shape xs = cfg.batch_first ? Shape{B, T, cfg.input_size} : Shape{T, B, cfg.input_size};
-  const Shape ys = cfg.batch_first ? Shape{B, T, H} : Shape{T, B, H};
+  const Shape ys = cfg.batch_first ? Shape{B, T, O} : Shape{T, B, O};
   const Tensor x = rng.tensor<double>(xs, d);
-  const Tensor h0 = rng.tensor<double>({L, B, H}, d);
+  const Tensor h0 = rng.tensor<double>({L, B, O}, d);
   const Tensor c0 = rng.tensor<double>({L, B, H}, d);
   const Tensor dy = rng.tensor<double>(ys, d);
-  const Tensor dh_n = rng.tensor<double>({L, B, H}, d);
+  const Tensor dh_n = rng.tensor<double>({L, B, O}, d);
   const Tensor dc_n = rng.tensor<double>({L, B, H}, d);
   const bool lstm = cfg.cell == CellKind::Lstm;
   rnn.zero_grad();

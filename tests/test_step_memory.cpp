@@ -82,6 +82,18 @@ std::vector<Case> cases() {
   recomputed_gru.activations = ActivationMemory::Recompute;
   recomputed_gru.segment_steps = 4;
   out.push_back(recomputed_gru);
+  Case projected{"projected lstm, bidirectional", make(CellKind::Lstm, 48, 96, 2), {}};
+  projected.config.proj_size = 32;
+  projected.config.bidirectional = true;
+  out.push_back(projected);
+  Case projected_inference{
+      "projected lstm inference", make(CellKind::Lstm, 48, 96, 2), {}, Mode::Inference};
+  projected_inference.config.proj_size = 32;
+  out.push_back(projected_inference);
+  Case projected_recomputed{"projected lstm, recomputed", make(CellKind::Lstm, 48, 96, 2), {}};
+  projected_recomputed.config.proj_size = 32;
+  projected_recomputed.activations = ActivationMemory::Recompute;
+  out.push_back(projected_recomputed);
   return out;
 }
 
@@ -94,8 +106,8 @@ std::int64_t measured_step(Rnn& rnn, const Case& c, std::int64_t T, std::int64_t
   const std::int64_t D = cfg.bidirectional ? 2 : 1;
   Random rng(11);
   const Shape x_shape = cfg.batch_first ? Shape{B, T, cfg.input_size} : Shape{T, B, cfg.input_size};
-  const Shape y_shape =
-      cfg.batch_first ? Shape{B, T, D * cfg.hidden_size} : Shape{T, B, D * cfg.hidden_size};
+  const std::int64_t width = D * (cfg.proj_size > 0 ? cfg.proj_size : cfg.hidden_size);
+  const Shape y_shape = cfg.batch_first ? Shape{B, T, width} : Shape{T, B, width};
   const Tensor x =
       cfg.dtype == DType::Float32 ? rng.tensor<float>(x_shape, d) : rng.tensor<double>(x_shape, d);
   const Tensor dy =

@@ -70,12 +70,12 @@ class ManualRnn(torch.nn.Module):
         return torch.stack(ys), h.unsqueeze(0)
 
 
-def make_model(kind, I, H, bias, layers, bidirectional):
+def make_model(kind, I, H, bias, layers, bidirectional, proj):
     kw = dict(bias=bias, num_layers=layers, bidirectional=bidirectional)
     if kind in ("rnn_tanh", "rnn_relu"):
         return torch.nn.RNN(I, H, nonlinearity=kind[4:], **kw)
     if kind == "lstm":
-        return torch.nn.LSTM(I, H, **kw)
+        return torch.nn.LSTM(I, H, proj_size=proj, **kw)
     if kind == "gru":
         return torch.nn.GRU(I, H, **kw)
     assert layers == 1 and not bidirectional
@@ -83,13 +83,13 @@ def make_model(kind, I, H, bias, layers, bidirectional):
 
 
 def golden_case(name, kind, T, B, I, H, bias=True, seed=0, layers=1, bidirectional=False,
-                lengths=None):
+                lengths=None, proj=0):
     torch.manual_seed(seed)
-    model = make_model(kind, I, H, bias, layers, bidirectional)
+    model = make_model(kind, I, H, bias, layers, bidirectional, proj)
     lstm = kind == "lstm"
     LD = layers * (2 if bidirectional else 1)
     x = torch.empty(T, B, I).uniform_(-1, 1).requires_grad_()
-    h0 = torch.empty(LD, B, H).uniform_(-1, 1).requires_grad_()
+    h0 = torch.empty(LD, B, proj or H).uniform_(-1, 1).requires_grad_()
     c0 = torch.empty(LD, B, H).uniform_(-1, 1).requires_grad_() if lstm else None
     state = (h0, c0) if lstm else h0
     if lengths is not None:  # PackedSequence, lengths in any order
@@ -121,8 +121,8 @@ def golden_case(name, kind, T, B, I, H, bias=True, seed=0, layers=1, bidirection
     for pname, p in model.named_parameters():
         out["grad." + pname] = p.grad
     comment = ("%s: cell %s, T=%d B=%d I=%d H=%d bias=%s seed=%d layers=%d bidirectional=%s, "
-               "torch %s float64") % (name, kind, T, B, I, H, bias, seed, layers, bidirectional,
-                                      torch.__version__)
+               "%storch %s float64") % (name, kind, T, B, I, H, bias, seed, layers, bidirectional,
+                                        "proj_size=%d, " % proj if proj else "", torch.__version__)
     write(os.path.join(DATA, name + ".txt"), out, comment)
 
 
@@ -147,6 +147,13 @@ CASES = [
     ("gru_l2_bi_packed_sorted", "gru", 6, 4, 3, 5, True, 16, 2, True, [6, 6, 4, 2]),
     ("gru_l2_bi_packed", "gru", 6, 4, 3, 5, True, 17, 2, True, [3, 1, 6, 5]),
     ("lstm_l3_packed", "lstm", 5, 3, 4, 4, True, 18, 3, False, [2, 5, 3]),
+    # LSTM projection (proj_size P < H): h and y have P features, c has H.
+    ("lstm_proj", "lstm", 6, 3, 5, 7, True, 19, 1, False, None, 3),
+    ("lstm_proj_nobias", "lstm", 4, 2, 3, 6, False, 20, 1, False, None, 2),
+    ("lstm_proj_l3", "lstm", 5, 3, 4, 6, True, 21, 3, False, None, 4),
+    ("lstm_proj_l2_bi", "lstm", 5, 3, 4, 6, True, 22, 2, True, None, 3),
+    ("lstm_proj_l2_bi_packed", "lstm", 6, 4, 3, 5, True, 23, 2, True, [2, 6, 1, 4], 2),
+    ("lstm_proj_l3_packed", "lstm", 5, 3, 4, 5, True, 24, 3, False, [2, 5, 3], 3),
 ]
 
 if __name__ == "__main__":
