@@ -3,10 +3,10 @@
 
     python3 bench/torch_large_lm.py [--config tiny|small|1b] [--device auto|cpu|cuda]
         [--math fp32|tf32|bf16|fp16] [--layers N] [--hidden N] [--embed N] [--vocab N]
-        [--seq N] [--batch N] [--steps N] [--warmup N] [--threads N] [--json FILE]
+        [--seq N] [--batch N] [--steps N] [--warmup N] [--threads N] [--proj P] [--json FILE]
 
-nn.Embedding(V, E) -> nn.LSTM(E, H, L) -> nn.Linear(H, V) -> cross-entropy, Adam (fused
-on CUDA where this torch has it), clip_grad_norm_(1.0); on CUDA, bf16/fp16 under
+nn.Embedding(V, E) -> nn.LSTM(E, H, L, proj_size=P) -> nn.Linear(P or H, V) -> cross-entropy,
+Adam (fused on CUDA where this torch has it), clip_grad_norm_(1.0); on CUDA, bf16/fp16 under
 torch.autocast (fp16 with a GradScaler) and tf32 through torch.backends' switches; the
 presets and the synthetic stream (x_t = (37 x_{t-1} + 11) mod V, one in eight noise) are
 train_large_lm's. Steps after --warmup are timed (the loss read only at the end), as the
@@ -34,7 +34,8 @@ def main():
     ap.add_argument("--config", choices=sorted(PRESETS), default="tiny")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--math", choices=sorted(PEAK_TFLOPS), default="fp32")
-    for name in ("layers", "hidden", "embed", "vocab", "seq", "batch", "steps", "warmup", "threads"):
+    for name in ("layers", "hidden", "embed", "vocab", "seq", "batch", "steps", "warmup", "threads",
+                 "proj"):
         ap.add_argument("--" + name, type=int, default=0)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--peak-tflops", type=float, default=0.0)
@@ -70,8 +71,10 @@ def main():
         x = int(rand[i]) if noise[i] == 0 else (37 * x + 11) % V
     torch.manual_seed(2)
     embed = torch.nn.Embedding(V, E).to(dev)
-    lstm = torch.nn.LSTM(E, H, L).to(dev)
-    head = torch.nn.Linear(H, V).to(dev)
+    P = a.proj
+    O = P or H  # h's features
+    lstm = torch.nn.LSTM(E, H, L, proj_size=P).to(dev)
+    head = torch.nn.Linear(O, V).to(dev)
     params = list(embed.parameters()) + list(lstm.parameters()) + list(head.parameters())
     try:
         opt = torch.optim.Adam(params, lr=a.lr, fused=gpu) if gpu else torch.optim.Adam(params, lr=a.lr)
@@ -116,7 +119,8 @@ def main():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     tokens_per_s = T * B * steps / seconds
-    flops = 2.0 * H * V + sum(2.0 * 4 * H * ((E if l == 0 else H) + H) for l in range(L))
+    flops = 2.0 * O * V + sum(2.0 * 4 * H * ((E if l == 0 else O) + O) + 2.0 * P * H
+                              for l in range(L))
     peak = a.peak_tflops or (PEAK_TFLOPS[a.math] if gpu else 0.0)
     mfu = 3 * flops * tokens_per_s / (peak * 1e12) if peak else 0.0
     peak_bytes = (torch.cuda.max_memory_allocated() if gpu

@@ -31,6 +31,7 @@ namespace {
 
 struct Config {
   std::int64_t layers, hidden, embed, vocab, seq, batch, steps, warmup, log_every;
+  std::int64_t proj = 0;  // LSTM projection (BIG LSTM's), 0 for none
 };
 
 const std::map<std::string, Config> kPresets = {
@@ -68,8 +69,8 @@ int main(int argc, char** argv) try {
       {"--config", "tiny"},  {"--device", "auto"},      {"--math", "fp32"},    {"--text", ""},
       {"--lr", "3e-3"},      {"--clip", "1.0"},         {"--peak-tflops", ""}, {"--json", ""},
       {"--distributed", ""}, {"--activations", "store"}};
-  const char* kNumbers[] = {"--layers", "--hidden", "--embed",  "--vocab",    "--seq",
-                            "--batch",  "--steps",  "--warmup", "--log-every"};
+  const char* kNumbers[] = {"--layers", "--hidden", "--embed",  "--vocab",     "--seq",
+                            "--batch",  "--steps",  "--warmup", "--log-every", "--proj"};
   for (const char* k : kNumbers) o[k] = "";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -78,7 +79,8 @@ int main(int argc, char** argv) try {
                    "usage: train_large_lm [--config tiny|small|1b] [--device auto|cpu|cuda]\n"
                    "  [--math fp32|tf32|bf16|fp16] [--text FILE] [--layers N] [--hidden N]\n"
                    "  [--embed N] [--vocab N] [--seq N] [--batch N] [--steps N] [--warmup N]\n"
-                   "  [--log-every N] [--lr X] [--clip X] [--peak-tflops X] [--json FILE]\n"
+                   "  [--log-every N] [--proj P] [--lr X] [--clip X] [--peak-tflops X]\n"
+                   "  [--json FILE]   (--proj: h = W_hr (o*tanh c) of P features)\n"
                    "  [--distributed mpi|nccl]   (under mpirun: CPU ranks, or a GPU each)\n"
                    "  [--activations store|recompute]   (recompute: sqrt(T)-step segments)\n");
       return 2;
@@ -87,9 +89,9 @@ int main(int argc, char** argv) try {
   }
   if (kPresets.count(o["--config"]) == 0) throw std::runtime_error("unknown --config");
   Config c = kPresets.at(o["--config"]);
-  std::int64_t* fields[] = {&c.layers, &c.hidden, &c.embed,  &c.vocab,    &c.seq,
-                            &c.batch,  &c.steps,  &c.warmup, &c.log_every};
-  for (int k = 0; k < 9; ++k) {
+  std::int64_t* fields[] = {&c.layers, &c.hidden, &c.embed,  &c.vocab,     &c.seq,
+                            &c.batch,  &c.steps,  &c.warmup, &c.log_every, &c.proj};
+  for (int k = 0; k < 10; ++k) {
     if (!o[kNumbers[k]].empty()) *fields[k] = std::stoll(o[kNumbers[k]]);
   }
   // --distributed: each rank a batch of its own, the gradients averaged over the ranks (MPI
@@ -115,12 +117,14 @@ int main(int argc, char** argv) try {
   rc.input_size = c.embed;
   rc.hidden_size = c.hidden;
   rc.num_layers = c.layers;
+  rc.proj_size = c.proj;
   rc.math = math;
+  const std::int64_t out = c.proj > 0 ? c.proj : c.hidden;  // h's features
   EmbeddingOptions eo;
   eo.device = d;
   Embedding embed(c.vocab, c.embed, eo);
   Rnn rnn(rc, d, 2);
-  Linear head(c.hidden, c.vocab, true, DType::Float32, d, 3);
+  Linear head(out, c.vocab, true, DType::Float32, d, 3);
   Adam opt({{"embed", embed.parameters(), embed.gradients()},
             {"rnn", rnn.parameters(), rnn.gradients()},
             {"head", head.parameters(), head.gradients()}},
@@ -205,9 +209,10 @@ int main(int argc, char** argv) try {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - clock).count();
   const double tokens_per_s = static_cast<double>(c.seq * c.batch * c.steps * ranks) / seconds;
-  double flops_per_token = 2.0 * static_cast<double>(c.hidden * c.vocab);
+  double flops_per_token = 2.0 * static_cast<double>(out * c.vocab);
   for (std::int64_t l = 0; l < c.layers; ++l) {
-    flops_per_token += 2.0 * 4 * c.hidden * ((l == 0 ? c.embed : c.hidden) + c.hidden);
+    flops_per_token += 2.0 * 4 * c.hidden * ((l == 0 ? c.embed : out) + out);
+    if (c.proj > 0) flops_per_token += 2.0 * c.proj * c.hidden;  // W_hr m_t
   }
   flops_per_token *= 3;  // forward, and backward's two products per forward product
   const double default_peak = !gpu                 ? 0.0
