@@ -2,6 +2,22 @@
 #include "step_args.h"
 
 namespace recur::detail {
+namespace {
+
+// What every step kernel's arguments start from: unit s's rows at its step, `hidden` wide,
+// h read and written inside Y_l (row stride D*O).
+template <class Args, typename T>
+Args step_rows(const PassContext<T>& ctx, const UnitStep& s, std::int64_t hidden) {
+  Args a;
+  a.batch = ctx.tl.active[s.t];
+  a.hidden = hidden;
+  a.ldh = ctx.plan.output_size();
+  a.active = ctx.tl.active[s.t];
+  a.carried = ctx.carried(s.unit, s.t);
+  return a;
+}
+
+}  // namespace
 
 template <typename T>
 StepForward<T> step_forward_args(const PassContext<T>& ctx, const UnitStep& s) {
@@ -9,12 +25,7 @@ StepForward<T> step_forward_args(const PassContext<T>& ctx, const UnitStep& s) {
   const UnitOffsets& u = plan.units[s.unit];
   const UnitBuffers<T>& ub = ctx.buf.units[s.unit];
   const std::int64_t H = ctx.hidden(), t = s.t, r = ctx.tl.offset[t];
-  StepForward<T> a;
-  a.batch = ctx.tl.active[t];
-  a.hidden = H;
-  a.ldh = plan.output_size();
-  a.active = ctx.tl.active[t];
-  a.carried = ctx.carried(s.unit, t);
+  StepForward<T> a = step_rows<StepForward<T>>(ctx, s, H);
   a.gx = ub.gx + (ub.gx_in_steps ? 0 : r * ctx.gate_rows());
   a.gh = ub.gh;
   a.g0 = ub.g0;
@@ -44,13 +55,8 @@ StepForward<T> step_forward_args(const PassContext<T>& ctx, const UnitStep& s) {
 
 template <typename T>
 StepForward<T> projection_forward_args(const PassContext<T>& ctx, const UnitStep& s) {
-  StepForward<T> a;
+  StepForward<T> a = step_rows<StepForward<T>>(ctx, s, ctx.state());
   const std::int64_t t = s.t;
-  a.batch = ctx.tl.active[t];
-  a.hidden = ctx.state();
-  a.ldh = ctx.plan.output_size();
-  a.active = ctx.tl.active[t];
-  a.carried = ctx.carried(s.unit, t);
   a.h_prev = ctx.y_at(s.unit, ctx.prev_row(s.unit, t));
   a.h0 = ctx.y_at(s.unit, ctx.h0_row(s.unit));
   const UnitBuffers<T>& ub = ctx.buf.units[s.unit];
@@ -66,12 +72,7 @@ StepBackward<T> step_backward_args(const PassContext<T>& ctx, const UnitStep& s)
   const UnitBuffers<T>& ub = ctx.buf.units[s.unit];
   const std::int64_t H = ctx.hidden(), t = s.t, r = ctx.tl.offset[t];
   const std::int64_t DH = plan.output_size();
-  StepBackward<T> a;
-  a.batch = ctx.tl.active[t];
-  a.hidden = H;
-  a.ldh = DH;
-  a.active = ctx.tl.active[t];
-  a.carried = ctx.carried(s.unit, t);
+  StepBackward<T> a = step_rows<StepBackward<T>>(ctx, s, H);
   a.dy = ctx.buf.acts[plan.layers[u.layer].output].grad + r * DH + u.dir * ctx.state();
   a.h = ctx.y_at(s.unit, ctx.out_row(t));
   a.h_prev = ub.hp + r * ub.ldhp;
@@ -103,12 +104,7 @@ StepBackward<T> projection_backward_args(const PassContext<T>& ctx, const UnitSt
   const UnitOffsets& u = plan.units[s.unit];
   const UnitBuffers<T>& ub = ctx.buf.units[s.unit];
   const std::int64_t t = s.t, r = ctx.tl.offset[t], O = ctx.state();
-  StepBackward<T> a;
-  a.batch = ctx.tl.active[t];
-  a.hidden = O;
-  a.ldh = plan.output_size();
-  a.active = ctx.tl.active[t];
-  a.carried = ctx.carried(s.unit, t);
+  StepBackward<T> a = step_rows<StepBackward<T>>(ctx, s, O);
   a.dy = ctx.buf.acts[plan.layers[u.layer].output].grad + r * a.ldh + u.dir * O;
   a.dh = ub.dh;
   a.dproj = ub.dproj + r * O;
