@@ -94,6 +94,8 @@ void launch_cross_entropy(const CrossEntropyArgs<T>& args, void* stream) {
         <<<blocks, cross_entropy_lanes(args.classes), 0, static_cast<cudaStream_t>(stream)>>>(args);
     check_launch("cross_entropy_rows_kernel");
   }
+  launch_functor<CrossEntropyPartial<T>>("CrossEntropyPartial", cross_entropy_chunks(args.rows),
+                                         args, stream);
   launch_functor<CrossEntropyMean<T>>("CrossEntropyMean", 1, args, stream);
 }
 

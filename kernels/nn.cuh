@@ -119,7 +119,21 @@ struct CrossEntropyArgs {
                                   // NaN for a target outside [0, V)
   T* dlogits = nullptr;           // [N, V] or nullptr: (softmax - onehot) / count, 0 for ignored
   T* loss = nullptr;              // [1] sum of row_loss / count (0 when count is 0)
+  double* partial = nullptr;      // [cross_entropy_chunks(N)] each chunk's sum of row_loss
 };
+
+// The mean sums row_loss in chunks of about sqrt(N) rows, each in row order in double, then
+// the chunks' sums in order: the same additions on both backends, with N / chunk + chunk
+// serial steps on a GPU instead of N on one thread.
+RECUR_HD std::int64_t cross_entropy_chunk(std::int64_t rows) {
+  std::int64_t chunk = 32;
+  while (chunk * chunk < rows) chunk *= 2;
+  return chunk;
+}
+RECUR_HD std::int64_t cross_entropy_chunks(std::int64_t rows) {
+  const std::int64_t chunk = cross_entropy_chunk(rows);
+  return (rows + chunk - 1) / chunk;
+}
 
 // The mean's factor: 1 / count, 0 when nothing counts.
 template <typename T>
@@ -220,12 +234,26 @@ struct CrossEntropyRow {
   }
 };
 
-// n = 1: the mean, summed in order in double.
+// n = cross_entropy_chunks(rows): chunk i's sum of row_loss, in row order in double.
+template <typename T>
+struct CrossEntropyPartial {
+  RECUR_HD void operator()(std::int64_t i, const CrossEntropyArgs<T>& a) const {
+    const std::int64_t chunk = cross_entropy_chunk(a.rows), end = (i + 1) * chunk;
+    double sum = 0.0;
+    for (std::int64_t r = i * chunk; r < end && r < a.rows; ++r) {
+      sum += static_cast<double>(a.row_loss[r]);
+    }
+    a.partial[i] = sum;
+  }
+};
+
+// n = 1: the mean, the chunks' sums added in order.
 template <typename T>
 struct CrossEntropyMean {
   RECUR_HD void operator()(std::int64_t, const CrossEntropyArgs<T>& a) const {
     double sum = 0.0;
-    for (std::int64_t r = 0; r < a.rows; ++r) sum += static_cast<double>(a.row_loss[r]);
+    const std::int64_t chunks = cross_entropy_chunks(a.rows);
+    for (std::int64_t i = 0; i < chunks; ++i) sum += a.partial[i];
     a.loss[0] = static_cast<T>(sum * static_cast<double>(mean_scale<T>(*a.count)));
   }
 };

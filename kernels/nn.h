@@ -23,7 +23,8 @@ std::size_t embedding_sort_bytes(std::int64_t rows, std::int64_t vocab);
 template <typename T>
 void launch_bias(bool backward, const BiasArgs<T>& args, void* stream);
 // CrossEntropyClear, CrossEntropyCount over rows, a block per row (lane statistics, the
-// merge tree, the outputs), then CrossEntropyMean on one thread.
+// merge tree, the outputs), then CrossEntropyPartial over the chunks of rows and
+// CrossEntropyMean on one thread.
 template <typename T>
 void launch_cross_entropy(const CrossEntropyArgs<T>& args, void* stream);
 

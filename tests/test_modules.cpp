@@ -208,6 +208,40 @@ TEST(SoftmaxCrossEntropy, LanesGrowWithTheVocabulary) {
 }
 TEST(SoftmaxCrossEntropy, StableForLargeLogitsFloat64) { cross_entropy_reference<double>(-1000); }
 
+// The mean over 5003 rows: 40 chunks of 128 (the last of 11), each summed in order, then the
+// chunks; some rows ignored. Against a long double mean of the rows.
+TEST(SoftmaxCrossEntropy, MeanOverChunksOfRows) {
+  EXPECT_EQ(kernels::cross_entropy_chunk(1), 32);
+  EXPECT_EQ(kernels::cross_entropy_chunk(1024), 32);
+  EXPECT_EQ(kernels::cross_entropy_chunk(1025), 64);
+  EXPECT_EQ(kernels::cross_entropy_chunks(5003), 40);
+  const std::int64_t n = 5003, v = 5;
+  Random rng(21);
+  const std::vector<float> lt = rng.vector<float>(n * v, -3, 3);
+  std::vector<std::int32_t> targets(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    targets[static_cast<std::size_t>(i)] = i % 7 == 3 ? -100 : static_cast<std::int32_t>(i % v);
+  }
+  SoftmaxCrossEntropy xent;
+  CrossEntropyResult r = xent.forward(Tensor::from_vector(lt, {n, v}), targets);
+  long double total = 0;
+  std::int64_t counted = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int32_t t = targets[static_cast<std::size_t>(i)];
+    if (t == -100) continue;
+    long double m = lt[i * v], sum = 0;
+    for (std::int64_t j = 0; j < v; ++j) m = std::max<long double>(m, lt[i * v + j]);
+    for (std::int64_t j = 0; j < v; ++j)
+      sum += std::exp(static_cast<long double>(lt[i * v + j]) - m);
+    total += m + std::log(sum) - lt[i * v + t];
+    ++counted;
+  }
+  EXPECT_EQ(r.count.to_vector<std::int64_t>()[0], counted);
+  const Tolerance tol = tolerance_for_depth<float>(static_cast<double>(v + n));
+  EXPECT_TRUE(all_close(std::vector<double>{static_cast<double>(r.loss.to_vector<float>()[0])},
+                        std::vector<double>{static_cast<double>(total / counted)}, tol));
+}
+
 TEST(SoftmaxCrossEntropy, GradientMatchesCentralDifferences) {
   Random rng(8);
   Tensor logits = rng.tensor<double>({7, 6}, Device::cpu(), -2, 2);

@@ -100,6 +100,7 @@ void run_cross_entropy(Device device, const kernels::CrossEntropyArgs<T>& a, voi
     cpu_loop<kernels::CrossEntropyClear<T>>(1, a);
     cpu_loop<kernels::CrossEntropyCount<T>>(a.rows, a);
     cross_entropy_rows(a);
+    cpu_loop<kernels::CrossEntropyPartial<T>>(kernels::cross_entropy_chunks(a.rows), a);
     cpu_loop<kernels::CrossEntropyMean<T>>(1, a);
     return;
   }
@@ -113,6 +114,15 @@ void synchronize_device(Device device) {
   unsigned char byte = 0;
   Tensor one = Tensor::empty({1}, DType::Float32, device);
   detail::copy_bytes(&byte, Device::cpu(), one.data(), device, 1);
+}
+
+// A scratch tensor of at least n elements of dtype on device, reallocated only when it
+// is smaller or another kind (after the device's queued kernels, which may still read it).
+void keep_scratch(Tensor& t, DType dtype, Device device, std::int64_t n) {
+  if (t.defined() && t.dtype() == dtype && t.device() == device && t.numel() >= n) return;
+  if (t.defined() && t.device().is_cuda()) synchronize_device(t.device());
+  t = Tensor();
+  t = Tensor::empty({std::max<std::int64_t>(n, 1)}, dtype, device);
 }
 
 // The number of rows of a [..., width] tensor, and that tensor's leading shape.
@@ -691,7 +701,9 @@ struct SoftmaxCrossEntropy::Impl {
 
   CrossEntropyOptions options;
   void* stream = nullptr;
-  Tensor row_loss;  // scratch kept between calls (freeing it under running kernels is not allowed)
+  // Scratch kept between calls (freeing it under running kernels is not allowed): row_loss
+  // [N] and the mean's chunk sums (kernels::cross_entropy_chunks).
+  Tensor row_loss, partial;
 };
 
 SoftmaxCrossEntropy::SoftmaxCrossEntropy(const CrossEntropyOptions& options)
@@ -793,12 +805,8 @@ CrossEntropyResult SoftmaxCrossEntropy::Impl::run(const char* where, const Tenso
   result.loss = Tensor::empty({1}, logits.dtype(), dev);
   result.count = Tensor::empty({1}, DType::Int64, dev);
   if (gradient) result.dlogits = Tensor::empty(logits.shape(), logits.dtype(), dev);
-  if (!row_loss.defined() || row_loss.dtype() != logits.dtype() || row_loss.device() != dev ||
-      row_loss.numel() < rows) {
-    if (row_loss.defined() && row_loss.device().is_cuda()) synchronize_device(row_loss.device());
-    row_loss = Tensor();
-    row_loss = Tensor::empty({std::max<std::int64_t>(rows, 1)}, logits.dtype(), dev);
-  }
+  keep_scratch(row_loss, logits.dtype(), dev, rows);
+  keep_scratch(partial, DType::Float64, dev, kernels::cross_entropy_chunks(rows));
   detail::with_float_type(logits.dtype(), [&](auto zero) {
     using T = decltype(zero);
     kernels::CrossEntropyArgs<T> a;
@@ -809,6 +817,7 @@ CrossEntropyResult SoftmaxCrossEntropy::Impl::run(const char* where, const Tenso
     a.ignore_index = options.ignore_index;
     a.count = result.count.data_as<std::int64_t>();
     a.row_loss = row_loss.data_as<T>();
+    a.partial = partial.data_as<double>();
     a.dlogits = gradient ? result.dlogits.data_as<T>() : nullptr;
     a.loss = result.loss.data_as<T>();
     run_cross_entropy(dev, a, stream);
