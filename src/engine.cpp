@@ -51,31 +51,16 @@ ForwardResult EngineImpl<T>::forward(const TensorView& x, const TensorView& h0,
   s.pass = make_pass_plan(plan_, tl, training, capabilities_of(*ops_, plan_, tl), ops_->tuning());
   const PassPlan& pass = s.pass;
 
-  // The row maps, staged for the backend. A training forward keeps a copy of its own
-  // where the staged table is the backend's shared buffer (not the host table itself).
   s.maps = RowMaps(tl, caller_steps, batch_first, L * D);
   const RowMaps& maps = s.maps;
-  const auto index_words =
-      static_cast<std::int64_t>(maps.table.size() * sizeof(std::int64_t) / sizeof(T));
-  // Before anything is staged or allocated (a GPU's training forward keeps its own copy
-  // of the staged indices).
-  check_fits(memory_of(s, training && !device_.is_cpu() ? index_words : 0), caller_steps, B);
-  const std::int64_t* staged = ops_->stage_indices(maps.table.data(), maps.table.size());
-  const bool own_rows = training && staged != maps.table.data();
-  T* own_rows_at = nullptr;
-
+  const std::int64_t own_words = own_index_words(maps, training);
+  check_fits(memory_of(s, own_words), caller_steps, B);  // before anything is allocated
   StackBuffers<T>& b = s.buffers;
-  s.storage = carve(*pool_, [&](Carver<T>& c) {
-    own_rows_at = lay_out_forward(c, b, s, x.data_as<T>(), own_rows ? index_words : 0);
+  stage_rows_and_carve(s, own_words, [&](Carver<T>& c, std::int64_t words) {
+    return lay_out_forward(c, b, s, x.data_as<T>(), words);
   });
   b.dropout_seed = dropout_seed;
   b.dropout_stream = dropout_stream;
-  if (own_rows) {
-    // Bit for bit, queued after the staging copy (the words are T's size, not int64's).
-    ops_->copy(own_rows_at, reinterpret_cast<const T*>(staged), index_words);
-    staged = reinterpret_cast<const std::int64_t*>(own_rows_at);
-  }
-  s.rows = staged;
   const std::int64_t* rows = s.rows;
 
   if (rows_as_given) {

@@ -65,6 +65,30 @@ class EngineImpl final : public Engine {
   std::unique_ptr<Saved<T>> new_state(const TensorView& x,
                                       const std::vector<std::int64_t>& lengths) const;
 
+  // The words of T a forward's own copy of its staged row indices takes: a training
+  // forward keeps one where the backend stages them into a buffer of its own (a GPU's,
+  // which a later forward stages others into); none where they stay the host table (CPU).
+  std::int64_t own_index_words(const RowMaps& maps, bool training) const {
+    if (!training || device_.is_cpu()) return 0;
+    return static_cast<std::int64_t>(maps.table.size() * sizeof(std::int64_t) / sizeof(T));
+  }
+
+  // Stages s.maps' row indices for the backend and lays the forward's workspace out from
+  // the pool by layout(carver, own_words), which returns where the forward's own copy of
+  // the staged indices goes; sets s.storage and s.rows.
+  template <class Layout>
+  void stage_rows_and_carve(Saved<T>& s, std::int64_t own_words, Layout&& layout) {
+    const std::int64_t* staged = ops_->stage_indices(s.maps.table.data(), s.maps.table.size());
+    T* own_at = nullptr;
+    s.storage = carve(*pool_, [&](Carver<T>& c) { own_at = layout(c, own_words); });
+    if (own_words > 0) {
+      // Bit for bit, queued after the staging copy (the words are T's size, not int64's).
+      ops_->copy(own_at, reinterpret_cast<const T*>(staged), own_words);
+      staged = reinterpret_cast<const std::int64_t*>(own_at);
+    }
+    s.rows = staged;
+  }
+
   // dst's row r (row stride ld_dst) = src's row index[r], `width` elements (kernels/gather.cuh).
   void gather(T* dst, std::int64_t ld_dst, const T* src, std::int64_t ld_src,
               const std::int64_t* index, std::int64_t rows, std::int64_t width);

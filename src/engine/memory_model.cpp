@@ -22,10 +22,7 @@ PassMemory EngineImpl<T>::memory(std::int64_t steps, std::int64_t batch,
                           ops_->tuning());
   s.maps = RowMaps(s.timeline, steps, plan_.config.batch_first,
                    static_cast<int>(plan_.config.num_layers) * plan_.directions);
-  // A GPU's training forward keeps its own copy of the staged row indices.
-  const auto index_words =
-      static_cast<std::int64_t>(s.maps.table.size() * sizeof(std::int64_t) / sizeof(T));
-  const std::int64_t own_words = training && !device_.is_cpu() ? index_words : 0;
+  const std::int64_t own_words = own_index_words(s.maps, training);
   if (segment_steps > 0) {
     s.segment = segment_steps;
     return recomputed_memory(s, own_words);

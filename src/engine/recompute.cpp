@@ -29,19 +29,10 @@ ForwardResult EngineImpl<T>::forward_recomputed(
   const std::int64_t segments = (tl.steps + segment_steps - 1) / segment_steps;
   s.maps = RowMaps(tl, caller_steps, batch_first, LD);
   const RowMaps& maps = s.maps;
-  const auto index_words =
-      static_cast<std::int64_t>(maps.table.size() * sizeof(std::int64_t) / sizeof(T));
-  check_fits(recomputed_memory(s, device_.is_cpu() ? 0 : index_words), caller_steps, B);
-  const std::int64_t* staged = ops_->stage_indices(maps.table.data(), maps.table.size());
-  const bool own_rows = staged != maps.table.data();
-  T* own_rows_at = nullptr;
-  s.storage = carve(
-      *pool_, [&](Carver<T>& c) { own_rows_at = lay_out_kept(c, s, own_rows ? index_words : 0); });
-  if (own_rows) {
-    ops_->copy(own_rows_at, reinterpret_cast<const T*>(staged), index_words);
-    staged = reinterpret_cast<const std::int64_t*>(own_rows_at);
-  }
-  s.rows = staged;
+  const std::int64_t own_words = own_index_words(maps, true);
+  check_fits(recomputed_memory(s, own_words), caller_steps, B);
+  stage_rows_and_carve(s, own_words,
+                       [&](Carver<T>& c, std::int64_t words) { return lay_out_kept(c, s, words); });
   const std::int64_t* rows = s.rows;
   s.buffers.dropout_seed = dropout_seed;
   s.buffers.dropout_stream = dropout_stream;
