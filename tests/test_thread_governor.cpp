@@ -1,5 +1,6 @@
 // tests/test_thread_governor.cpp: the CPU thread governor's policy, and that a pass under
 // it leaves the caller's OpenMP settings as they were.
+#include <dirent.h>
 #include <omp.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -33,6 +34,13 @@ TEST(ThreadGovernor, PolicyDropsAThreadWhenCrowdedAndTakesItBackWhenACoreIsFree)
   EXPECT_EQ(next_thread_count(1, 2, sample(0.0, 2, 2)), 1);
   // The neighbour has gone: back to 2.
   EXPECT_EQ(next_thread_count(1, 2, sample(0.0, 1, 2)), 2);
+  // Two runnable, but both ours (the caller and an OpenMP worker spinning after a GEMM
+  // library's region): no neighbour, back to 2; with one of them ours, stay.
+  CpuLoadSample spinning = sample(0.0, 2, 2);
+  spinning.own_runnable = 2;
+  EXPECT_EQ(next_thread_count(1, 2, spinning), 2);
+  spinning.own_runnable = 1;
+  EXPECT_EQ(next_thread_count(1, 2, spinning), 1);
   // Quiet, at the most: stay; never more than `most`, never fewer than 1.
   EXPECT_EQ(next_thread_count(2, 2, sample(0.01, 2, 2)), 2);
   EXPECT_EQ(next_thread_count(1, 1, sample(0.9, 9, 2)), 1);
@@ -44,6 +52,22 @@ TEST(ThreadGovernor, PolicyDropsAThreadWhenCrowdedAndTakesItBackWhenACoreIsFree)
   int threads = 16;
   for (int i = 0; i < 20; ++i) threads = next_thread_count(threads, 16, sample(0.5, 48, 16));
   EXPECT_EQ(threads, 1);
+}
+
+TEST(ThreadGovernor, CountsThisProcesssRunnableThreads) {
+  if (::access("/proc/self/task", R_OK) != 0) GTEST_SKIP() << "no /proc/self/task here";
+  // The caller is running while it counts; a thread that sleeps is not runnable.
+  std::thread sleeper([] { std::this_thread::sleep_for(std::chrono::milliseconds(200)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const int runnable = detail::runnable_threads_of_this_process();
+  int threads = 0;  // of this process, the sleeper included, which is not runnable
+  if (DIR* dir = ::opendir("/proc/self/task")) {
+    while (const dirent* e = ::readdir(dir)) threads += e->d_name[0] != '.';
+    ::closedir(dir);
+  }
+  sleeper.join();
+  EXPECT_GE(runnable, 1);
+  EXPECT_LT(runnable, threads);
 }
 
 TEST(ThreadGovernor, OffOrOneThreadMeansTheCallersCount) {

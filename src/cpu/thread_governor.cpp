@@ -1,6 +1,7 @@
 // src/cpu/thread_governor.cpp: the CPU pass's thread count under load (thread_governor.h).
 #include "thread_governor.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
@@ -9,6 +10,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 
 namespace recur::detail {
 namespace {
@@ -59,10 +62,44 @@ struct ThreadView {
 int next_thread_count(int current, int most, const CpuLoadSample& s) {
   current = std::clamp(current, 1, std::max(1, most));
   if (s.waiting_share > kCrowded) return std::max(1, current - 1);
-  // Runnable threads that are not ours: our other threads may be runnable (spinning) too.
-  const int others = std::max(0, s.runnable - current);
+  // Runnable threads that are not ours. Ours may be runnable without working: OpenMP's
+  // workers spin a while after each parallel region, also after a GEMM library's regions
+  // of the full team while the pass itself runs fewer threads. Counted as others, they
+  // would keep a pass at one thread for good after one crowded moment (a oneDNN call in
+  // the same process, say); so they are counted where /proc tells them apart.
+  const int ours = s.own_runnable > 0 ? s.own_runnable : current;
+  const int others = std::max(0, s.runnable - ours);
   if (current < most && others + current + 1 <= s.cpus) return current + 1;
   return current;
+}
+
+int runnable_threads_of_this_process() {
+  constexpr int kMostRead = 64;  // beyond this many threads a look would cost too much
+  DIR* dir = ::opendir("/proc/self/task");
+  if (dir == nullptr) return 0;
+  int runnable = 0, read = 0;
+  bool known = true;
+  while (const dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    if (++read > kMostRead) {
+      known = false;
+      break;
+    }
+    const std::string path = std::string("/proc/self/task/") + e->d_name + "/stat";
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;  // the thread has ended
+    char text[512];
+    const ssize_t got = ::read(fd, text, sizeof(text) - 1);
+    ::close(fd);
+    if (got <= 0) continue;
+    text[got] = '\0';
+    // "tid (comm) S ...": the name may hold spaces and parentheses; the state follows
+    // the last ')'.
+    const char* close = std::strrchr(text, ')');
+    if (close != nullptr && close[1] == ' ' && close[2] == 'R') ++runnable;
+  }
+  ::closedir(dir);
+  return known ? runnable : 0;
 }
 
 int governed_thread_count(int most) {
@@ -94,6 +131,8 @@ int governed_thread_count(int most) {
       static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
   sample.runnable = static_cast<int>(runnable);
   sample.cpus = cpus_of_this_process();
+  // Only a thread count below the most can grow, so only then are ours told apart.
+  if (view.threads < most) sample.own_runnable = runnable_threads_of_this_process();
   view.threads = next_thread_count(view.threads, most, sample);
   view.last_wait_ns = wait_ns;
   view.last_look = now;

@@ -21,11 +21,18 @@ struct CpuLoadSample {
   int runnable = 0;            // threads runnable on the whole machine now (/proc/loadavg),
                                // the calling one included
   int cpus = 1;                // CPUs this process may run on
+  int own_runnable = 0;        // threads of this process runnable now, the calling one
+                               // included (an OpenMP worker spinning after a library's
+                               // parallel region among them); 0: not known
 };
 
 // The policy, as a pure function: from `current` threads (of at most `most`), the count
 // for the next passes.
 int next_thread_count(int current, int most, const CpuLoadSample& sample);
+
+// This process's threads that are runnable now (state R in /proc/self/task), the caller
+// included; 0 when they cannot be read or are too many to read cheaply.
+int runnable_threads_of_this_process();
 
 // The OpenMP thread count the calling thread's next CPU pass should use, at most `most`
 // (the caller's omp_get_max_threads()). Looks at the machine at most every 20 ms; `most`
