@@ -141,8 +141,7 @@ GradientFlow gradient_flow(Rnn& rnn, const TensorView& x, std::int64_t step,
   check_x(where, rnn, x);
   const RnnConfig& c = rnn.config();
   const std::int64_t T = steps_of(c, x), B = batch_of(c, x);
-  const std::int64_t D = c.bidirectional ? 2 : 1;
-  const std::int64_t DH = D * (c.proj_size > 0 ? c.proj_size : c.hidden_size);
+  const std::int64_t D = c.bidirectional ? 2 : 1, DH = D * detail::state_size_of(c);
   if (step < 0 || step >= T) {
     throw Error(where, "step", "a step in [0, T = " + std::to_string(T) + ")",
                 std::to_string(step));
@@ -182,8 +181,7 @@ GradientFlow gradient_flow_full(Rnn& rnn, const TensorView& x, const TensorView&
   check_x(where, rnn, x);
   const RnnConfig& c = rnn.config();
   const std::int64_t T = steps_of(c, x), B = batch_of(c, x);
-  const std::int64_t DH =
-      (c.bidirectional ? 2 : 1) * (c.proj_size > 0 ? c.proj_size : c.hidden_size);
+  const std::int64_t DH = (c.bidirectional ? 2 : 1) * detail::state_size_of(c);
   detail::expect_tensor(where, "dy", dy, c.batch_first ? Shape{B, T, DH} : Shape{T, B, DH},
                         detail::output_shape_text(c).c_str(), c.dtype, rnn.device());
   return run_flow(rnn, x, dy);

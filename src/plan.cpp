@@ -129,8 +129,7 @@ void validate_config(const RnnConfig& c) {
                 std::to_string(c.proj_size) + " with cell " + to_string(c.cell) +
                     (c.layer_norm ? " and layer_norm" : ""));
   }
-  const std::int64_t dh =
-      (c.bidirectional ? 2 : 1) * (c.proj_size > 0 ? c.proj_size : c.hidden_size);
+  const std::int64_t dh = (c.bidirectional ? 2 : 1) * state_size_of(c);
   if ((c.connection == Connection::Residual || c.connection == Connection::Highway) &&
       c.num_layers == 1 && c.input_size != dh) {
     throw Error(

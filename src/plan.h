@@ -24,6 +24,12 @@
 
 namespace recur::detail {
 
+// O: the features of h, h0/h_n and each direction's part of y_l: proj_size where the LSTM
+// projects, else hidden_size.
+inline std::int64_t state_size_of(const RnnConfig& c) {
+  return c.proj_size > 0 ? c.proj_size : c.hidden_size;
+}
+
 // One layer-direction ("unit"): its parameters' offsets in the flat buffer (elements);
 // b_ih = b_hh = -1 when the model has no bias.
 struct UnitOffsets {
@@ -79,12 +85,14 @@ struct Plan {
 
   static Plan make(const RnnConfig& config);
   const ParamInfo* find(const std::string& name) const;
-  // O: the features of h, h0/h_n and each direction's part of y_l: proj_size where the LSTM
-  // projects, else hidden_size.
-  std::int64_t state_size() const {
-    return config.proj_size > 0 ? config.proj_size : config.hidden_size;
-  }
+  std::int64_t state_size() const { return state_size_of(config); }  // O
   bool projects() const { return config.proj_size > 0; }
+  // The elements of one unit's per-step recurrent weights: W_hh [G*H, O], and the
+  // projection's W_hr [P, H].
+  std::int64_t step_weight_elements() const {
+    return gates * config.hidden_size * state_size() +
+           (projects() ? config.proj_size * config.hidden_size : 0);
+  }
   std::int64_t output_size() const { return directions * state_size(); }
   int unit_count() const { return static_cast<int>(units.size()); }
 };

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cpu/cpu_ops.h"
+#include "plan.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -36,7 +37,7 @@ struct Problem {
 inline Problem make_problem(const Rnn& rnn, std::int64_t steps, std::int64_t batch, Random& rng) {
   const RnnConfig& c = rnn.config();
   const std::int64_t ld = c.num_layers * (c.bidirectional ? 2 : 1);
-  const std::int64_t state = c.proj_size > 0 ? c.proj_size : c.hidden_size;  // h's features
+  const std::int64_t state = detail::state_size_of(c);  // h's features
   const std::int64_t out = (c.bidirectional ? 2 : 1) * state;
   Problem p;
   p.x = c.batch_first ? rng.tensor<double>({batch, steps, c.input_size})

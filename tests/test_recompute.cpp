@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "plan.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -79,7 +80,7 @@ Step run(Rnn& rnn, const Case& c, ActivationMemory memory, std::int64_t segment,
   const RnnConfig& cfg = rnn.config();
   const Device d = rnn.device();
   const std::int64_t L = cfg.num_layers, H = cfg.hidden_size, T = c.steps, B = c.batch;
-  const std::int64_t O = cfg.proj_size > 0 ? cfg.proj_size : H;  // h's features
+  const std::int64_t O = detail::state_size_of(cfg);  // h's features
   Random rng(5);
   const Shape xs = cfg.batch_first ? Shape{B, T, cfg.input_size} : Shape{T, B, cfg.input_size};
   const Shape ys = cfg.batch_first ? Shape{B, T, O} : Shape{T, B, O};

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "memory.h"
+#include "plan.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -106,7 +107,7 @@ std::int64_t measured_step(Rnn& rnn, const Case& c, std::int64_t T, std::int64_t
   const std::int64_t D = cfg.bidirectional ? 2 : 1;
   Random rng(11);
   const Shape x_shape = cfg.batch_first ? Shape{B, T, cfg.input_size} : Shape{T, B, cfg.input_size};
-  const std::int64_t width = D * (cfg.proj_size > 0 ? cfg.proj_size : cfg.hidden_size);
+  const std::int64_t width = D * detail::state_size_of(cfg);
   const Shape y_shape = cfg.batch_first ? Shape{B, T, width} : Shape{T, B, width};
   const Tensor x =
       cfg.dtype == DType::Float32 ? rng.tensor<float>(x_shape, d) : rng.tensor<double>(x_shape, d);

@@ -88,7 +88,7 @@ PassMemory EngineImpl<T>::memory_of(const Saved<T>& s, std::int64_t own_index_wo
   if (s.pass.weights == StepWeights::Packed) {
     std::int64_t held = 0;
     for (const UnitOffsets& u : plan_.units) {
-      held += GH * plan_.state_size() + std::max<std::int64_t>(plan_.config.proj_size, 0) * H;
+      held += plan_.step_weight_elements();
       if (s.pass.projects_in_steps[u.layer]) held += GH * plan_.layers[u.layer].input_size;
     }
     m.weight_copies = ops_->held_weight_bytes(held, training);

@@ -86,10 +86,9 @@ BackendCapabilities capabilities_of(const Ops<T>& ops, const Plan& plan, const T
   c.runs_wavefronts = ops.runs_wavefronts();
   c.packs_weights = ops.packs_weights();
   c.replays_call_lists = ops.replays_call_lists();
-  // A step's recurrent weights: W_hh [G*H, O], and the projection's W_hr [P, H].
-  const std::int64_t H = plan.config.hidden_size, GH = plan.gates * H, O = plan.state_size();
+  const std::int64_t GH = plan.gates * plan.config.hidden_size;
   const std::int64_t size = static_cast<std::int64_t>(sizeof(T));
-  const std::int64_t recurrent = GH * O + (plan.projects() ? O * H : 0);
+  const std::int64_t recurrent = plan.step_weight_elements();
   c.row_runs_w_hh = ops.takes_row_runs(size * recurrent, timeline.batch);
   for (const LayerPlan& l : plan.layers) {
     c.row_runs_both.push_back(

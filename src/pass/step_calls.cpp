@@ -62,11 +62,19 @@ StepCall<T> gemm_call(const PassContext<T>& ctx, const PointerTables& tables,
   return c;
 }
 
-// The widest of the op's steps: one kernel launch covers every unit's rows.
-std::int64_t widest_rows(const Timeline& tl, const PassOp& op) {
+// One kernel's arguments for each unit of the op, `make(step)`, each launched over the
+// widest unit's rows: one launch covers every unit, and each masks its own rows.
+template <class Args, class Make>
+std::vector<Args> unit_args(const Timeline& tl, const PassOp& op, Make make) {
   std::int64_t widest = 0;
   for (const UnitStep& s : op.steps) widest = std::max(widest, tl.active[s.t]);
-  return widest;
+  std::vector<Args> args;
+  args.reserve(op.steps.size());
+  for (const UnitStep& s : op.steps) {
+    args.push_back(make(s));
+    args.back().batch = widest;
+  }
+  return args;
 }
 
 }  // namespace
@@ -76,13 +84,8 @@ void forward_calls(const PassContext<T>& ctx, const PointerTables& tables, const
                    std::vector<StepCall<T>>& calls) {
   const std::int64_t H = ctx.hidden(), GH = ctx.gate_rows(), O = ctx.state();
   const std::int64_t DH = ctx.plan.output_size();
-  std::vector<StepForward<T>> args;
-  args.reserve(op.steps.size());
-  const std::int64_t widest = widest_rows(ctx.tl, op);
-  for (const UnitStep& s : op.steps) {
-    args.push_back(step_forward_args(ctx, s));
-    args.back().batch = widest;  // each unit masks its own rows
-  }
+  std::vector<StepForward<T>> args = unit_args<StepForward<T>>(
+      ctx.tl, op, [&](const UnitStep& s) { return step_forward_args(ctx, s); });
   // gh = W h for every group of units (C pointers, e.g. gh's n slot, come from the table).
   auto recurrent = [&](int gemm_index, std::int64_t m, std::int64_t ldb) {
     const bool t = ctx.transposed_weights();  // w_t, or W_hh
@@ -112,23 +115,17 @@ void forward_calls(const PassContext<T>& ctx, const PointerTables& tables, const
     kernel(rbp_gates_kind(ctx.plan.config), args);
     recurrent(1, H, H);  // gh[n] = W_hn (r*h_prev)
     kernel(rbp_output_kind(ctx.plan.config), std::move(args));
-  } else if (ctx.plan.projects()) {
-    recurrent(0, GH, DH);
-    if (ctx.pass.training) {
-      std::vector<StepForward<T>> keep;
-      for (const UnitStep& s : op.steps) {
-        keep.push_back(projection_forward_args(ctx, s));
-        keep.back().batch = widest;
-      }
-      kernel(StepKind::Projection, std::move(keep));
-    }
-    kernel(step_kind(ctx.plan.config), std::move(args));  // m_t
-    for (const GemmGroup& group : op.groups[3]) {         // h_t = W_hr m_t
-      calls.push_back(gemm_call(ctx, tables, group, Trans::T, O, H, H, H, DH, false));
-    }
   } else {
     recurrent(0, GH, DH);
-    kernel(step_kind(ctx.plan.config), std::move(args));
+    if (ctx.plan.projects() && ctx.pass.training) {  // keeps h_{t-1}, P wide
+      kernel(StepKind::Projection, unit_args<StepForward<T>>(ctx.tl, op, [&](const UnitStep& s) {
+               return projection_forward_args(ctx, s);
+             }));
+    }
+    kernel(step_kind(ctx.plan.config), std::move(args));  // h_t, or a projected LSTM's m_t
+    for (const GemmGroup& group : op.groups[3]) {         // h_t = W_hr m_t (proj_size)
+      calls.push_back(gemm_call(ctx, tables, group, Trans::T, O, H, H, H, DH, false));
+    }
   }
 }
 
@@ -136,13 +133,8 @@ template <typename T>
 void backward_calls(const PassContext<T>& ctx, const PointerTables& tables, const PassOp& op,
                     std::vector<StepCall<T>>& calls) {
   const std::int64_t H = ctx.hidden(), GH = ctx.gate_rows(), O = ctx.state();
-  std::vector<StepBackward<T>> args;
-  args.reserve(op.steps.size());
-  const std::int64_t widest = widest_rows(ctx.tl, op);
-  for (const UnitStep& s : op.steps) {
-    args.push_back(step_backward_args(ctx, s));
-    args.back().batch = widest;
-  }
+  std::vector<StepBackward<T>> args = unit_args<StepBackward<T>>(
+      ctx.tl, op, [&](const UnitStep& s) { return step_backward_args(ctx, s); });
   // dh (+)= W^T d: m = O (h's features), ldb = G*H, ldc = O.
   auto recurrent = [&](int gemm_index, std::int64_t k, bool accumulate) {
     for (const GemmGroup& group : op.groups[gemm_index]) {
@@ -162,19 +154,15 @@ void backward_calls(const PassContext<T>& ctx, const PointerTables& tables, cons
     recurrent(0, H, false);  // drh = W_hn^T dgh[n]
     kernel(rbp_gates_kind(ctx.plan.config), std::move(args));
     recurrent(1, 2 * H, true);  // dh += W_h[r,z]^T dgh[r,z]
-  } else if (ctx.plan.projects()) {
-    std::vector<StepBackward<T>> sums;  // dproj = dh + dy: first, as record_flow reads it
-    for (const UnitStep& s : op.steps) {
-      sums.push_back(projection_backward_args(ctx, s));
-      sums.back().batch = widest;
+  } else {
+    if (ctx.plan.projects()) {  // dproj = dh + dy first (record_flow reads its arguments)
+      kernel(StepKind::Projection, unit_args<StepBackward<T>>(ctx.tl, op, [&](const UnitStep& s) {
+               return projection_backward_args(ctx, s);
+             }));
     }
-    kernel(StepKind::Projection, std::move(sums));
-    for (const GemmGroup& group : op.groups[3]) {  // dm = W_hr^T dproj
+    for (const GemmGroup& group : op.groups[3]) {  // dm = W_hr^T dproj (proj_size)
       calls.push_back(gemm_call(ctx, tables, group, Trans::N, H, O, H, O, H, false));
     }
-    kernel(step_kind(ctx.plan.config), std::move(args));
-    recurrent(0, GH, true);  // dh += W_hh^T dgh
-  } else {
     kernel(step_kind(ctx.plan.config), std::move(args));
     recurrent(0, GH, true);  // dh += W_hh^T dgh
   }
