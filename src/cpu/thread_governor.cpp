@@ -22,16 +22,23 @@ constexpr double kCrowded = 0.10;
 // How often the machine is looked at: two small /proc reads, about 10 us, per look.
 constexpr std::chrono::milliseconds kLookEvery{20};
 
+// The start of a small file (a /proc entry), at most size - 1 bytes, NUL-terminated in
+// `text`; false when it cannot be read or is empty.
+bool read_start(const char* path, char* text, std::size_t size) {
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const ssize_t got = ::read(fd, text, size - 1);
+  ::close(fd);
+  if (got <= 0) return false;
+  text[got] = '\0';
+  return true;
+}
+
 // The first number after skipping `skip` whitespace-separated fields of a small file;
 // -1 when it cannot be read.
 long long read_field(const char* path, int skip, char stop = ' ') {
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
   char text[256];
-  const ssize_t got = ::read(fd, text, sizeof(text) - 1);
-  ::close(fd);
-  if (got <= 0) return -1;
-  text[got] = '\0';
+  if (!read_start(path, text, sizeof(text))) return -1;
   const char* p = text;
   for (int i = 0; i < skip; ++i) {
     while (*p != '\0' && *p != ' ') ++p;
@@ -86,13 +93,8 @@ int runnable_threads_of_this_process() {
       break;
     }
     const std::string path = std::string("/proc/self/task/") + e->d_name + "/stat";
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;  // the thread has ended
     char text[512];
-    const ssize_t got = ::read(fd, text, sizeof(text) - 1);
-    ::close(fd);
-    if (got <= 0) continue;
-    text[got] = '\0';
+    if (!read_start(path.c_str(), text, sizeof(text))) continue;  // the thread has ended
     // "tid (comm) S ...": the name may hold spaces and parentheses; the state follows
     // the last ')'.
     const char* close = std::strrchr(text, ')');

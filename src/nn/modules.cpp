@@ -324,12 +324,7 @@ struct Embedding::Impl {
     // [keys_in | positions_in | keys | positions | the sort's own], 256-byte aligned.
     const std::size_t array_bytes = (n * sizeof(std::int32_t) + 255) / 256 * 256;
     const std::size_t bytes = 4 * array_bytes + sort_bytes;
-    if (scratch.nbytes() < bytes) {
-      if (scratch.defined()) synchronize_device(core.device());  // nothing still reads it
-      scratch = Tensor();
-      scratch =
-          Tensor::empty({static_cast<std::int64_t>((bytes + 7) / 8)}, DType::Int64, core.device());
-    }
+    keep_scratch(scratch, DType::Int64, core.device(), static_cast<std::int64_t>((bytes + 7) / 8));
     auto* base = static_cast<unsigned char*>(scratch.data());
     a.keys_in = reinterpret_cast<std::int32_t*>(base);
     a.positions_in = reinterpret_cast<std::int32_t*>(base + array_bytes);
