@@ -1,11 +1,11 @@
 // bench/bench_recompute.cpp: what recomputation costs and saves.
 //
 // Times a training step (forward + backward) with every step's activations stored and
-// recomputed in segments (ActivationMemory::Recompute, sqrt(T) steps and a few others),
-// side by side in one run, and prints each one's time and peak memory (recur's own
-// allocations above the model's parameters and gradients, x and dy: memory_stats) as
-// ratios to the stored step's. Unidirectional LSTM stacks;
-// on the CPU, and on the GPU when one is usable (synchronising after each step).
+// recomputed (ActivationMemory::Recompute): unidirectional LSTM stacks in segments of
+// sqrt(T) steps and a few others, bidirectional ones layer by layer; side by side in one
+// run, and prints each one's time and peak memory (recur's own allocations above the
+// model's parameters and gradients, x and dy: memory_stats) as ratios to the stored
+// step's. On the CPU, and on the GPU when one is usable (synchronising after each step).
 #include <recur/recur.h>
 
 #include <algorithm>
@@ -14,7 +14,6 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace {
@@ -61,15 +60,19 @@ int main(int argc, char** argv) {
   }
   struct Shape {
     std::int64_t T, B, H, L;
+    bool bidirectional;
   };
-  const std::vector<Shape> shapes = {{1024, 16, 128, 2}, {256, 64, 512, 2}, {4096, 8, 256, 1}};
+  const std::vector<Shape> shapes = {{1024, 16, 128, 2, false},
+                                     {256, 64, 512, 2, false},
+                                     {4096, 8, 256, 1, false},
+                                     {256, 32, 256, 4, true},
+                                     {512, 16, 128, 3, true}};
   std::vector<recur::Device> devices;
   if (!gpu_only) devices.push_back(recur::Device::cpu());
   if (recur::cuda_device_count() > 0) devices.push_back(recur::Device::cuda(0));
-  std::printf("recur %s: training step (forward + backward), LSTM, unidirectional, I = H\n",
-              recur::version());
-  std::printf("%-6s %6s %4s %5s %2s %-22s %10s %12s %10s %12s\n", "device", "T", "B", "H", "L",
-              "activations", "ms", "peak MiB", "time x", "memory x");
+  std::printf("recur %s: training step (forward + backward), LSTM, I = H\n", recur::version());
+  std::printf("%-6s %6s %4s %5s %2s %2s %-22s %10s %12s %10s %12s\n", "device", "T", "B", "H", "L",
+              "D", "activations", "ms", "peak MiB", "time x", "memory x");
   for (const recur::Device& device : devices) {
     for (const Shape& s : shapes) {
       recur::RnnConfig c;
@@ -77,28 +80,39 @@ int main(int argc, char** argv) {
       c.input_size = s.H;
       c.hidden_size = s.H;
       c.num_layers = s.L;
-      std::vector<float> xv(static_cast<std::size_t>(s.T * s.B * s.H));
+      c.bidirectional = s.bidirectional;
+      const std::int64_t D = s.bidirectional ? 2 : 1;
+      std::vector<float> xv(static_cast<std::size_t>(s.T * s.B * s.H * D));
       for (std::size_t i = 0; i < xv.size(); ++i) {
         xv[i] = static_cast<float>((i * 7919 % 1000) / 1000.0 - 0.5);
       }
-      const recur::Tensor x = recur::Tensor::from_vector(xv, {s.T, s.B, s.H}, device);
-      const recur::Tensor dy = recur::Tensor::from_vector(xv, {s.T, s.B, s.H}, device);
+      const std::vector<float> x_values(xv.begin(), xv.begin() + s.T * s.B * s.H);
+      const recur::Tensor x = recur::Tensor::from_vector(x_values, {s.T, s.B, s.H}, device);
+      const recur::Tensor dy = recur::Tensor::from_vector(xv, {s.T, s.B, D * s.H}, device);
       const auto root = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(s.T))));
-      const std::vector<std::pair<std::string, std::int64_t>> modes = {
-          {"stored", 0},
-          {"recompute sqrt(T)=" + std::to_string(root), root},
-          {"recompute 4 sqrt(T)", 4 * root},
-          {"recompute sqrt(T)/4", std::max<std::int64_t>(1, root / 4)}};
+      struct Mode {
+        std::string name;
+        recur::ActivationMemory memory;
+        std::int64_t segment;
+      };
+      const auto store = recur::ActivationMemory::Store;
+      const auto recompute = recur::ActivationMemory::Recompute;
+      std::vector<Mode> modes = {{"stored", store, 0}};
+      if (s.bidirectional) {
+        modes.push_back({"recompute by layers", recompute, 0});
+      } else {
+        modes.push_back({"recompute sqrt(T)=" + std::to_string(root), recompute, root});
+        modes.push_back({"recompute 4 sqrt(T)", recompute, 4 * root});
+        modes.push_back({"recompute sqrt(T)/4", recompute, std::max<std::int64_t>(1, root / 4)});
+      }
       Timed stored;
-      for (const auto& [name, segment] : modes) {
-        const Timed t = time_step(
-            c, device, x, dy,
-            segment == 0 ? recur::ActivationMemory::Store : recur::ActivationMemory::Recompute,
-            segment, reps);
-        if (segment == 0) stored = t;
-        std::printf("%-6s %6lld %4lld %5lld %2lld %-22s %10.2f %12.1f %10.3f %12.3f\n",
+      for (const Mode& m : modes) {
+        const Timed t = time_step(c, device, x, dy, m.memory, m.segment, reps);
+        if (m.memory == store) stored = t;
+        std::printf("%-6s %6lld %4lld %5lld %2lld %2lld %-22s %10.2f %12.1f %10.3f %12.3f\n",
                     device.str().c_str(), static_cast<long long>(s.T), static_cast<long long>(s.B),
-                    static_cast<long long>(s.H), static_cast<long long>(s.L), name.c_str(), t.ms,
+                    static_cast<long long>(s.H), static_cast<long long>(s.L),
+                    static_cast<long long>(D), m.name.c_str(), t.ms,
                     static_cast<double>(t.peak) / (1 << 20), t.ms / stored.ms,
                     static_cast<double>(t.peak) / static_cast<double>(stored.peak));
       }

@@ -56,7 +56,7 @@ GradientFlow run_flow(Rnn& rnn, const TensorView& x, const TensorView& dy) {
   Tensor flow = Tensor::zeros({LD, T}, DType::Float64, rnn.device());
   std::unique_ptr<detail::SavedState> saved;  // its own: what the Rnn keeps stays
   engine.forward(x, {}, {}, {}, detail::RnnAccess::dropout_seed(rnn), rnn.dropout_step(),
-                 rnn.parameters(), &saved);
+                 rnn.parameters(), false, &saved);
   engine.backward(*saved, dy, {}, {}, rnn.parameters(), grads, flow.data_as<double>());
   engine.synchronize();
   GradientFlow out;

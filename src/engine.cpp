@@ -34,7 +34,8 @@ template <typename T>
 ForwardResult EngineImpl<T>::forward(const TensorView& x, const TensorView& h0,
                                      const TensorView& c0, const std::vector<std::int64_t>& lengths,
                                      std::uint64_t dropout_seed, std::uint64_t dropout_stream,
-                                     const TensorView& params, std::unique_ptr<SavedState>* saved) {
+                                     const TensorView& params, bool recompute_layers,
+                                     std::unique_ptr<SavedState>* saved) {
   OpsScope<T> scope(*ops_);
   std::unique_ptr<Saved<T>> state = new_state(x, lengths);
   Saved<T>& s = *state;
@@ -49,6 +50,7 @@ ForwardResult EngineImpl<T>::forward(const TensorView& x, const TensorView& h0,
   const bool lstm = plan_.config.cell == CellKind::Lstm;
   const int L = static_cast<int>(plan_.config.num_layers), D = plan_.directions;
   s.pass = make_pass_plan(plan_, tl, training, capabilities_of(*ops_, plan_, tl), ops_->tuning());
+  if (recompute_layers) recompute_by_layers(s.pass, plan_, tl);
   const PassPlan& pass = s.pass;
 
   s.maps = RowMaps(tl, caller_steps, batch_first, L * D);
@@ -136,7 +138,8 @@ BackwardResult EngineImpl<T>::backward(SavedState& saved, const TensorView& dy,
   T* dh = nullptr;
   T* dc = nullptr;
   backward_arena_.carve(device_, [&](Carver<T>& c) {
-    lay_out_backward(c, b, tl, rows_as_given, out.dx.data_as<T>(), &dh, &dc);
+    lay_out_backward(c, b, tl, s.pass.recomputes_layers, rows_as_given, out.dx.data_as<T>(), &dh,
+                     &dc);
   });
 
   // The forward's own row maps and staged indices.

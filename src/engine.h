@@ -52,12 +52,16 @@ class Engine {
 
   // lengths: empty (every sequence runs all T steps) or one per sequence, each in 1..T.
   // dropout_stream: which masks this pass draws (a new one per training forward).
+  // recompute_layers (training, bidirectional stacks): keep only what flows between the
+  // layers, and let the backward rebuild each layer's steps before that layer's backward
+  // (design.md, "Recomputation").
   // saved: null for Mode::Inference; for Mode::Training, where the pass's state goes (its
   // steps and batch set; x_dtype is the caller's to set).
   virtual ForwardResult forward(const TensorView& x, const TensorView& h0, const TensorView& c0,
                                 const std::vector<std::int64_t>& lengths,
                                 std::uint64_t dropout_seed, std::uint64_t dropout_stream,
-                                const TensorView& params, std::unique_ptr<SavedState>* saved) = 0;
+                                const TensorView& params, bool recompute_layers,
+                                std::unique_ptr<SavedState>* saved) = 0;
   // A training forward that keeps only x and the states at the start of each segment of
   // `segment_steps` steps (unidirectional stacks); its backward recomputes each segment's
   // forward, last segment first, and runs that segment's backward (design.md,
@@ -79,10 +83,11 @@ class Engine {
 
   // What a forward of steps x batch (lengths: as forward's) and, training, its backward
   // lay out, as this engine would plan them now; segment_steps > 0: a recomputed forward's
-  // (forward_recomputed). Nothing is allocated.
+  // (forward_recomputed); recompute_layers: forward's with recompute_layers. Nothing is
+  // allocated.
   virtual PassMemory memory(std::int64_t steps, std::int64_t batch,
                             const std::vector<std::int64_t>& lengths, bool training,
-                            std::int64_t segment_steps) = 0;
+                            std::int64_t segment_steps, bool recompute_layers) = 0;
 
   // The model's tuning choices (tuning.h); set_tuning applies from the next forward.
   virtual const Tuning& tuning() const = 0;

@@ -251,11 +251,19 @@ struct ArgumentNames {
 
 namespace {
 
-// The segment steps of a recomputed forward under `options` (0: activations stored) over T
-// caller steps: options.segment_steps, or ceil(sqrt(longest sequence)).
-std::int64_t recompute_segment(const char* where, const RnnConfig& c, const ForwardOptions& options,
-                               std::int64_t T) {
-  if (options.activations == ActivationMemory::Store) return 0;
+// How a training forward under `options` keeps its activations: stored (both fields
+// 0), recomputed by segments of segment_steps steps, or recomputed by layers.
+struct Recomputation {
+  std::int64_t segment_steps = 0;
+  bool layers = false;
+};
+
+// ActivationMemory::Recompute over T caller steps: a unidirectional stack by segments of
+// options.segment_steps, or ceil(sqrt(longest sequence)); a bidirectional one by layers (a
+// reverse direction's state at a segment's start depends on every later step).
+Recomputation recomputation(const char* where, const RnnConfig& c, const ForwardOptions& options,
+                            std::int64_t T) {
+  if (options.activations == ActivationMemory::Store) return {};
   if (options.activations != ActivationMemory::Recompute) {
     throw Error(where, "options.activations", "ActivationMemory::Store or Recompute",
                 "value " + std::to_string(static_cast<int>(options.activations)));
@@ -264,24 +272,35 @@ std::int64_t recompute_segment(const char* where, const RnnConfig& c, const Forw
     throw Error(where, "options.activations",
                 "ActivationMemory::Store in Mode::Inference (it keeps nothing)", "Recompute");
   }
-  if (c.bidirectional) {
-    throw Error(where, "options.activations",
-                "ActivationMemory::Store for a bidirectional model (a reverse direction's "
-                "state at a segment's start depends on every later step)",
-                "Recompute");
-  }
   if (options.segment_steps < 0) {
     throw Error(where, "options.segment_steps", "0 (sqrt(T)) or a number of steps >= 1",
                 std::to_string(options.segment_steps));
   }
-  if (options.segment_steps > 0) return options.segment_steps;
+  if (c.bidirectional) {
+    if (c.num_layers == 1) {
+      throw Error(where, "options.activations",
+                  "ActivationMemory::Store for a one-layer bidirectional model (a bidirectional "
+                  "model recomputes layer by layer, keeping what flows between the layers: one "
+                  "layer would keep as much as it stores)",
+                  "Recompute");
+    }
+    if (options.segment_steps > 0) {
+      throw Error(where, "options.segment_steps",
+                  "0 for a bidirectional model (it recomputes layer by layer, not by segments "
+                  "of time)",
+                  std::to_string(options.segment_steps));
+    }
+    return {0, true};
+  }
+  if (options.segment_steps > 0) return {options.segment_steps, false};
   std::int64_t longest = std::max<std::int64_t>(T, 1);
   if (!options.lengths.empty()) {
     longest = std::clamp<std::int64_t>(
         *std::max_element(options.lengths.begin(), options.lengths.end()), 1, longest);
   }
-  return std::max<std::int64_t>(
-      1, static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(longest)))));
+  return {std::max<std::int64_t>(
+              1, static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(longest))))),
+          false};
 }
 
 }  // namespace
@@ -290,9 +309,9 @@ ForwardResult Rnn::forward(const TensorView& x, const ForwardOptions& options) {
   const RnnConfig& c = live(impl_, "Rnn::forward").plan.config;
   // x's shape and the lengths are checked by forward_impl, before anything runs.
   const std::int64_t T = x.defined() && x.dim() == 3 ? x.size(c.batch_first ? 1 : 0) : 1;
-  const std::int64_t segment = recompute_segment("Rnn::forward", c, options, T);
+  const Recomputation r = recomputation("Rnn::forward", c, options, T);
   return forward_impl(x, options.h0, options.c0, options.mode, options.lengths,
-                      options.return_saved, true, segment);
+                      options.return_saved, true, r.segment_steps, r.layers);
 }
 
 StepMemory Rnn::step_memory(std::int64_t steps, std::int64_t batch, const ForwardOptions& options,
@@ -316,7 +335,7 @@ StepMemory Rnn::step_memory(std::int64_t steps, std::int64_t batch, const Forwar
     throw Error(where, "optimizer_slots", "in [0, 8]", std::to_string(optimizer_slots));
   }
   check_lengths(where, "options.lengths", lengths, steps, batch);
-  const std::int64_t segment = recompute_segment(where, plan.config, options, steps);
+  const Recomputation r = recomputation(where, plan.config, options, steps);
   // A forward of this size keeps host tables of about 8 bytes a row; so does the model.
   const double rows = static_cast<double>(steps) * static_cast<double>(batch);
   const double table_bytes = 8.0 * (2.0 * rows + static_cast<double>(steps) + 8.0 * batch);
@@ -325,7 +344,8 @@ StepMemory Rnn::step_memory(std::int64_t steps, std::int64_t batch, const Forwar
       table_bytes > 1e19 ? ~std::uint64_t{0} : static_cast<std::uint64_t>(table_bytes),
       "the row tables of T = " + std::to_string(steps) + ", B = " + std::to_string(batch));
   const bool training = mode == Mode::Training;
-  const detail::PassMemory m = impl_->engine->memory(steps, batch, lengths, training, segment);
+  const detail::PassMemory m =
+      impl_->engine->memory(steps, batch, lengths, training, r.segment_steps, r.layers);
   const auto bytes = plan.total * static_cast<std::int64_t>(dtype_size(plan.config.dtype));
   StepMemory out;
   out.parameters = bytes;
@@ -345,7 +365,8 @@ ForwardResult Rnn::forward(const TensorView& x, const TensorView& h0, const Tens
 
 ForwardResult Rnn::forward_impl(const TensorView& x, const TensorView& h0, const TensorView& c0,
                                 Mode mode, const std::vector<std::int64_t>& lengths,
-                                bool return_saved, bool with_options, std::int64_t segment_steps) {
+                                bool return_saved, bool with_options, std::int64_t segment_steps,
+                                bool recompute_layers) {
   const char* where = "Rnn::forward";
   const ArgumentNames name{with_options};
   const RnnConfig& c = live(impl_, where).plan.config;
@@ -390,7 +411,7 @@ ForwardResult Rnn::forward_impl(const TensorView& x, const TensorView& h0, const
           ? impl_->engine->forward_recomputed(x_in, h0, c0, lengths, impl_->dropout_seed, stream,
                                               impl_->params, segment_steps, &state)
           : impl_->engine->forward(x_in, h0, c0, lengths, impl_->dropout_seed, stream,
-                                   impl_->params, training ? &state : nullptr);
+                                   impl_->params, recompute_layers, training ? &state : nullptr);
   if (reduced_x) out.y = out.y.to(x_dtype);
   if (training) {
     ++impl_->dropout_step;

@@ -95,6 +95,22 @@ std::vector<Case> cases() {
   projected_recomputed.config.proj_size = 32;
   projected_recomputed.activations = ActivationMemory::Recompute;
   out.push_back(projected_recomputed);
+  Case bi_recomputed{"bidirectional gru, highway, lengths, recomputed by layers",
+                     make(CellKind::GruLinearBeforeReset, 32, 64, 3),
+                     {}};
+  bi_recomputed.config.bidirectional = true;
+  bi_recomputed.config.connection = Connection::Highway;
+  bi_recomputed.lengths = bi.lengths;
+  bi_recomputed.activations = ActivationMemory::Recompute;
+  out.push_back(bi_recomputed);
+  Case bi_projected{"projected lstm, bidirectional, dropout, recomputed by layers",
+                    make(CellKind::Lstm, 48, 96, 3),
+                    {}};
+  bi_projected.config.proj_size = 32;
+  bi_projected.config.bidirectional = true;
+  bi_projected.config.dropout = 0.2;
+  bi_projected.activations = ActivationMemory::Recompute;
+  out.push_back(bi_projected);
   return out;
 }
 

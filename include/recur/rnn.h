@@ -101,12 +101,17 @@ class RECUR_API SavedForward {
 // What a training forward keeps for its backward (ForwardOptions::activations).
 //   Store      every step's activations (gates, states, input projections): backward reads
 //              them. The fastest.
-//   Recompute  only x (in the timeline's rows) and the states at the start of each segment
-//              of segment_steps steps; backward runs each segment's forward again, the last
-//              segment first, then that segment's backward. Activations of one segment
-//              instead of all T steps (with S = sqrt(T), O(sqrt(T)) besides x and y) for one
-//              more forward. Unidirectional stacks only: a reverse direction's state at a
-//              segment's start depends on every later step.
+//   Recompute  one more forward for much less memory. A unidirectional stack keeps only x
+//              (in the timeline's rows) and the states at the start of each segment of
+//              segment_steps steps; backward runs each segment's forward again, the last
+//              segment first, then that segment's backward: activations of one segment
+//              instead of all T steps (with S = sqrt(T), O(sqrt(T)) besides x and y). A
+//              bidirectional stack (of at least 2 layers; a reverse direction's state at a
+//              segment's start depends on every later step) keeps only what flows between
+//              its layers (each layer's output, the connections', an LSTM's cell states);
+//              backward runs each layer's steps again, the top layer first, then that
+//              layer's backward: the gates, input projections and gradients of one layer
+//              instead of all L. The gradients are the stored mode's bit for bit.
 enum class ActivationMemory { Store, Recompute };
 
 // The optional arguments of Rnn::forward(x, options), by name.
@@ -123,8 +128,9 @@ struct ForwardOptions {
   // true: ForwardResult::saved holds it instead, and what the Rnn kept stays as it was.
   bool return_saved = false;
   // Mode::Training only. Recompute: see ActivationMemory; segment_steps 0 means
-  // ceil(sqrt(T)) for T the longest sequence. The gradients are the stored mode's up to the
-  // order of the weight gradients' sums (added segment by segment).
+  // ceil(sqrt(T)) for T the longest sequence (and must be 0 for a bidirectional model). By
+  // segments the gradients are the stored mode's up to the order of the weight gradients'
+  // sums (added segment by segment); by layers, bit for bit.
   ActivationMemory activations = ActivationMemory::Store;
   std::int64_t segment_steps = 0;
 };
@@ -287,7 +293,8 @@ class RECUR_API Rnn {
  private:
   ForwardResult forward_impl(const TensorView& x, const TensorView& h0, const TensorView& c0,
                              Mode mode, const std::vector<std::int64_t>& lengths, bool return_saved,
-                             bool with_options, std::int64_t segment_steps = 0);
+                             bool with_options, std::int64_t segment_steps = 0,
+                             bool recompute_layers = false);
   BackwardResult backward_kept(const TensorView& dy, const TensorView& dh_n, const TensorView& dc_n,
                                bool with_options);
   BackwardResult backward_saved(SavedForward& saved, const TensorView& dy,

@@ -42,34 +42,50 @@ T* EngineImpl<T>::lay_out_forward(Carver<T>& c, StackBuffers<T>& b, const Saved<
       b.acts[j.out].ld = DH;
     }
   }
+  // A pass that recomputes layers keeps each direction's step buffers once: every layer
+  // above the first reuses the layer below's (`below`), since a layer's steps are rebuilt
+  // just before its backward. So each is taken at the largest size any layer needs.
+  const bool shares = pass.recomputes_layers;
+  bool any_gx_rows = false;
+  for (bool in_steps : pass.projects_in_steps) any_gx_rows = any_gx_rows || !in_steps;
   for (int u = 0; u < L * D; ++u) {
+    const int layer = plan_.units[u].layer;
+    const UnitBuffers<T>* below = shares && layer > 0 ? &b.units[u - D] : nullptr;
+    auto take_or_share = [&](T* shared, std::int64_t n) {
+      return below != nullptr ? shared : c.take(n);
+    };
     UnitBuffers<T> ub;
     if (lstm) ub.cs = c.take((B + R + B) * H);
-    ub.gx_in_steps = pass.projects_in_steps[plan_.units[u].layer];
-    ub.gx = c.take((ub.gx_in_steps ? B : R) * GH);
-    ub.gh = c.take(B * GH);
-    if (pass.weights == StepWeights::Transposed) {
+    ub.gx_in_steps = pass.projects_in_steps[layer];
+    ub.gx = take_or_share(below ? below->gx : nullptr, (shares           ? (any_gx_rows ? R : B)
+                                                        : ub.gx_in_steps ? B
+                                                                         : R) *
+                                                           GH);
+    ub.gh = take_or_share(below ? below->gh : nullptr, B * GH);
+    if (pass.weights == StepWeights::Transposed) {  // the forward's, kept for backward's rebuild
       ub.w_t = c.take(GH * O);
-      if (pass.wavefront && plan_.units[u].layer > 0) {
-        ub.w_ih_t = c.take(GH * plan_.layers[plan_.units[u].layer].input_size);
+      if (pass.wavefront && layer > 0) {
+        ub.w_ih_t = c.take(GH * plan_.layers[layer].input_size);
       }
     }
-    if (plan_.units[u].dir == 1 && !tl.uniform) ub.g0 = c.take(B * GH);
+    if (plan_.units[u].dir == 1 && !tl.uniform)
+      ub.g0 = take_or_share(below ? below->g0 : nullptr, B * GH);
     if (training && u == 0 && beside_x) {
       ub.hp = b.acts[0].data == nullptr ? nullptr : b.acts[0].data + I;
       ub.ldhp = I + O;
       ub.hp_beside_x = true;
     } else if (training) {
-      ub.hp = c.take(R * O);
+      // (layer 0's forward unit keeps its h_{t-1} beside x: nothing to share there)
+      ub.hp = below != nullptr && !below->hp_beside_x ? below->hp : c.take(R * O);
       ub.ldhp = O;
     }
-    if (plan_.projects()) ub.m = c.take((training ? R : B) * H);
+    if (plan_.projects()) ub.m = take_or_share(below ? below->m : nullptr, (training ? R : B) * H);
     if (training) {
-      ub.saved = c.take(R * H * plan_.saved_slots);
+      ub.saved = take_or_share(below ? below->saved : nullptr, R * H * plan_.saved_slots);
     } else if (rbp) {
       ub.saved = c.take(BH * plan_.saved_slots);  // z travels between the two phases
     }
-    if (rbp) ub.rh = c.take((training ? R : B) * H);
+    if (rbp) ub.rh = take_or_share(below ? below->rh : nullptr, (training ? R : B) * H);
     b.units.push_back(ub);
   }
   return c.take(own_index_words);
@@ -77,7 +93,8 @@ T* EngineImpl<T>::lay_out_forward(Carver<T>& c, StackBuffers<T>& b, const Saved<
 
 template <typename T>
 void EngineImpl<T>::lay_out_backward(Carver<T>& c, StackBuffers<T>& b, const Timeline& tl,
-                                     bool rows_as_given, T* dx, T** dh, T** dc) const {
+                                     bool recomputes_layers, bool rows_as_given, T* dx, T** dh,
+                                     T** dc) const {
   const std::int64_t B = tl.batch, R = tl.rows();
   const std::int64_t H = plan_.config.hidden_size, BH = B * H, DH = plan_.output_size();
   const std::int64_t I = plan_.config.input_size, GRH = R * plan_.gates * H;
@@ -98,19 +115,26 @@ void EngineImpl<T>::lay_out_backward(Carver<T>& c, StackBuffers<T>& b, const Tim
   *dh = c.take(L * D * B * O);  // in sorted order; unsorted into dh0 at the end
   b.dw_scratch = b.units[0].hp_beside_x ? c.take(plan_.gates * H * b.acts[0].ld) : nullptr;
   if (lstm) *dc = c.take(L * D * BH);
+  // Recomputing layers, a layer's backward buffers are done with once its weight
+  // gradients are in: the layers of one direction share them, as their step buffers.
   for (int u = 0; u < L * D; ++u) {
     UnitBuffers<T>& ub = b.units[u];
-    ub.dgx = c.take(GRH);
-    ub.dgh = lbr || ln ? c.take(GRH) : ub.dgx;
+    const UnitBuffers<T>* below =
+        recomputes_layers && plan_.units[u].layer > 0 ? &b.units[u - D] : nullptr;
+    auto take_or_share = [&](T* shared, std::int64_t n) {
+      return below != nullptr ? shared : c.take(n);
+    };
+    ub.dgx = take_or_share(below ? below->dgx : nullptr, GRH);
+    ub.dgh = !(lbr || ln) ? ub.dgx : take_or_share(below ? below->dgh : nullptr, GRH);
     if (ln) {
-      ub.dpx = c.take(GRH);
-      if (lbr) ub.dph = c.take(GRH);  // the other cells' d/d ah is dpx
-      ub.dln = c.take(R * plan_.ln_width);
+      ub.dpx = take_or_share(below ? below->dpx : nullptr, GRH);
+      if (lbr) ub.dph = take_or_share(below ? below->dph : nullptr, GRH);  // else d/d ah is dpx
+      ub.dln = take_or_share(below ? below->dln : nullptr, R * plan_.ln_width);
     }
-    if (rbp) ub.drh = c.take(BH);
+    if (rbp) ub.drh = take_or_share(below ? below->drh : nullptr, BH);
     if (plan_.projects()) {
-      ub.dproj = c.take(R * O);
-      ub.dm = c.take(BH);
+      ub.dproj = take_or_share(below ? below->dproj : nullptr, R * O);
+      ub.dm = take_or_share(below ? below->dm : nullptr, BH);
     }
     ub.dh = *dh == nullptr ? nullptr : *dh + u * B * O;
     ub.dc = *dc == nullptr ? nullptr : *dc + u * BH;
@@ -122,7 +146,7 @@ void EngineImpl<T>::lay_out_backward(Carver<T>& c, StackBuffers<T>& b, const Tim
   template T* EngineImpl<T>::lay_out_forward(Carver<T>&, StackBuffers<T>&, const Saved<T>&,    \
                                              const T*, std::int64_t) const;                    \
   template void EngineImpl<T>::lay_out_backward(Carver<T>&, StackBuffers<T>&, const Timeline&, \
-                                                bool, T*, T**, T**) const;
+                                                bool, bool, T*, T**, T**) const;
 RECUR_ENGINE_BUFFER_LAYOUT(float)
 RECUR_ENGINE_BUFFER_LAYOUT(double)
 #undef RECUR_ENGINE_BUFFER_LAYOUT

@@ -34,7 +34,7 @@ class EngineImpl final : public Engine {
   ForwardResult forward(const TensorView& x, const TensorView& h0, const TensorView& c0,
                         const std::vector<std::int64_t>& lengths, std::uint64_t dropout_seed,
                         std::uint64_t dropout_stream, const TensorView& params,
-                        std::unique_ptr<SavedState>* saved) override;
+                        bool recompute_layers, std::unique_ptr<SavedState>* saved) override;
 
   ForwardResult forward_recomputed(const TensorView& x, const TensorView& h0, const TensorView& c0,
                                    const std::vector<std::int64_t>& lengths,
@@ -55,7 +55,7 @@ class EngineImpl final : public Engine {
 
   PassMemory memory(std::int64_t steps, std::int64_t batch,
                     const std::vector<std::int64_t>& lengths, bool training,
-                    std::int64_t segment_steps) override;
+                    std::int64_t segment_steps, bool recompute_layers) override;
 
  private:
   // ---- the stored pass and the helpers every pass uses (src/engine.cpp) ----
@@ -115,10 +115,11 @@ class EngineImpl final : public Engine {
   T* lay_out_forward(Carver<T>& c, StackBuffers<T>& b, const Saved<T>& s, const T* x,
                      std::int64_t own_index_words) const;
 
-  // Lays a backward's buffers out in `c`, beside the forward's buffers `b`; dx: the
-  // caller's dx, written in place where the rows are the caller's.
-  void lay_out_backward(Carver<T>& c, StackBuffers<T>& b, const Timeline& tl, bool rows_as_given,
-                        T* dx, T** dh, T** dc) const;
+  // Lays a backward's buffers out in `c`, beside the forward's buffers `b` (which share
+  // their layers' step buffers where the pass recomputes layers); dx: the caller's dx,
+  // written in place where the rows are the caller's.
+  void lay_out_backward(Carver<T>& c, StackBuffers<T>& b, const Timeline& tl,
+                        bool recomputes_layers, bool rows_as_given, T* dx, T** dh, T** dc) const;
 
   // ---- recomputation (recompute.cpp) ----
 

@@ -12,7 +12,7 @@ namespace recur::detail {
 template <typename T>
 PassMemory EngineImpl<T>::memory(std::int64_t steps, std::int64_t batch,
                                  const std::vector<std::int64_t>& lengths, bool training,
-                                 std::int64_t segment_steps) {
+                                 std::int64_t segment_steps, bool recompute_layers) {
   Saved<T> s;
   s.timeline = lengths.empty() ? Timeline::full(steps, batch) : Timeline::packed(lengths);
   s.rows_as_given = lengths.empty() && !plan_.config.batch_first;
@@ -20,6 +20,7 @@ PassMemory EngineImpl<T>::memory(std::int64_t steps, std::int64_t batch,
   s.batch = batch;
   s.pass = make_pass_plan(plan_, s.timeline, training, capabilities_of(*ops_, plan_, s.timeline),
                           ops_->tuning());
+  if (recompute_layers) recompute_by_layers(s.pass, plan_, s.timeline);
   s.maps = RowMaps(s.timeline, steps, plan_.config.batch_first,
                    static_cast<int>(plan_.config.num_layers) * plan_.directions);
   const std::int64_t own_words = own_index_words(s.maps, training);
@@ -81,7 +82,7 @@ PassMemory EngineImpl<T>::memory_of(const Saved<T>& s, std::int64_t own_index_wo
     Carver<T> backward(nullptr);
     T* dh = nullptr;
     T* dc = nullptr;
-    lay_out_backward(backward, b, tl, s.rows_as_given, nullptr, &dh, &dc);
+    lay_out_backward(backward, b, tl, s.pass.recomputes_layers, s.rows_as_given, nullptr, &dh, &dc);
     m.workspace += backward.used() * size;
     m.outputs += (s.steps * B * I + states) * size;  // dx, dh0, dc0
   }
@@ -121,12 +122,12 @@ void EngineImpl<T>::check_fits(const PassMemory& m, std::int64_t steps, std::int
                   std::to_string(most) + " bytes)");
 }
 
-#define RECUR_ENGINE_MEMORY_MODEL(T)                                                               \
-  template PassMemory EngineImpl<T>::memory(std::int64_t, std::int64_t,                            \
-                                            const std::vector<std::int64_t>&, bool, std::int64_t); \
-  template PassMemory EngineImpl<T>::recomputed_memory(const Saved<T>&, std::int64_t) const;       \
-  template PassMemory EngineImpl<T>::memory_of(const Saved<T>&, std::int64_t) const;               \
-  template std::int64_t EngineImpl<T>::state_elements(std::int64_t) const;                         \
+#define RECUR_ENGINE_MEMORY_MODEL(T)                                                           \
+  template PassMemory EngineImpl<T>::memory(                                                   \
+      std::int64_t, std::int64_t, const std::vector<std::int64_t>&, bool, std::int64_t, bool); \
+  template PassMemory EngineImpl<T>::recomputed_memory(const Saved<T>&, std::int64_t) const;   \
+  template PassMemory EngineImpl<T>::memory_of(const Saved<T>&, std::int64_t) const;           \
+  template std::int64_t EngineImpl<T>::state_elements(std::int64_t) const;                     \
   template void EngineImpl<T>::check_fits(const PassMemory&, std::int64_t, std::int64_t) const;
 RECUR_ENGINE_MEMORY_MODEL(float)
 RECUR_ENGINE_MEMORY_MODEL(double)

@@ -166,7 +166,7 @@ BackwardResult EngineImpl<T>::backward_recomputed(Saved<T>& s, const TensorView&
     // dx's rows in the arena, not in place: every segment's pass then reads and writes the
     // same addresses, so a GPU records its step lists once and replays them.
     backward_arena_.carve(device_, [&](Carver<T>& c) {
-      lay_out_backward(c, b, w, false, nullptr, &unused_dh, &unused_dc);
+      lay_out_backward(c, b, w, false, false, nullptr, &unused_dh, &unused_dc);
     });
     for (int u = 0; u < LD; ++u) {
       b.units[u].dh = dh + u * B * O;

@@ -14,6 +14,9 @@
 
 namespace recur::detail {
 
+// A layer argument that stands for every layer of the stack.
+constexpr int kAllLayers = -1;
+
 template <typename T>
 struct PassContext {
   const Plan& plan;

@@ -116,6 +116,14 @@ PassPlan make_pass_plan(const Plan& plan, const Timeline& timeline, bool trainin
   return pass;
 }
 
+void recompute_by_layers(PassPlan& pass, const Plan& plan, const Timeline& timeline) {
+  pass.recomputes_layers = true;
+  for (int l = 0; l < static_cast<int>(plan.layers.size()); ++l) {
+    pass.layer_forward.push_back(schedule_layer_forward(plan, timeline, pass, l));
+    pass.layer_backward.push_back(schedule_layer_backward(plan, timeline, pass, l));
+  }
+}
+
 bool branches_pay(const PassPlan& pass, int count, std::int64_t m, std::int64_t n, std::int64_t k) {
   constexpr double kMostWork = static_cast<double>(std::int64_t{1} << 28);
   return pass.wavefront && count > 1 &&

@@ -74,10 +74,21 @@ struct PassPlan {
   std::vector<bool> fuses_input;        // per layer
   bool forward_step_lists = false, backward_step_lists = false;
   Program forward, backward;  // backward: training only
+  // A training pass whose forward keeps only what flows between the layers (their outputs,
+  // the connections' outputs and gates, the LSTM's cell states) and whose backward rebuilds
+  // each layer's steps just before that layer's backward (recompute_by_layers): per layer,
+  // its forward without its connection, and its backward.
+  bool recomputes_layers = false;
+  std::vector<Program> layer_forward, layer_backward;
 };
 
 PassPlan make_pass_plan(const Plan& plan, const Timeline& timeline, bool training,
                         const BackendCapabilities& backend, const Tuning& tuning);
+
+// Makes a training pass recompute by layers (PassPlan::recomputes_layers). Only a
+// layer-by-layer pass can (not a wavefront, whose layers run interleaved): the model is
+// bidirectional (Rnn::forward sees to that).
+void recompute_by_layers(PassPlan& pass, const Plan& plan, const Timeline& timeline);
 
 // The capabilities of `ops` for passes of `plan` over `timeline`.
 template <typename T>

@@ -70,10 +70,45 @@ void group_steps(Program& program, const Plan& plan, const Timeline& tl, const P
   }
 }
 
+// Layer `layer`'s input projections and steps, in a layer-by-layer forward: both
+// directions side by side, the reverse one at step T-1-s.
+void append_layer_forward(Program& program, const Plan& plan, const Timeline& tl,
+                          const PassPlan& pass, int layer) {
+  const int D = plan.directions;
+  const std::int64_t T = tl.steps;
+  for (int d = 0; d < D; ++d) {
+    if (!pass.projects_in_steps[layer])
+      program.push_back(range_op(PassOpKind::InputProjection, layer, d, 0, T));
+    // Packed reverse passes start sequences mid-way: their first W_hh h0, ahead.
+    if (d == 1 && !tl.uniform)
+      program.push_back(range_op(PassOpKind::InitialProjection, layer, d, 0, T));
+  }
+  for (std::int64_t s = 0; s < T; ++s) {
+    std::vector<UnitStep> steps = {{layer * D, s}};
+    if (D == 2) steps.push_back({layer * D + 1, T - 1 - s});
+    program.push_back(steps_op(PassOpKind::Steps, steps));
+  }
+}
+
+// Layer `layer`'s backward steps and input gradients, then the backward of the connection
+// below it, which hands the layer below its output's gradient.
+void append_layer_backward(Program& program, const Plan& plan, const Timeline& tl, int layer) {
+  const int D = plan.directions;
+  const std::int64_t T = tl.steps;
+  for (std::int64_t s = 0; s < T; ++s) {
+    std::vector<UnitStep> steps = {{layer * D, T - 1 - s}};
+    if (D == 2) steps.push_back({layer * D + 1, s});
+    program.push_back(steps_op(PassOpKind::StepsBackward, steps));
+  }
+  for (int d = 0; d < D; ++d)
+    program.push_back(range_op(PassOpKind::InputGradient, layer, d, 0, T));
+  if (layer > 0) program.push_back(range_op(PassOpKind::ConnectionBackward, layer - 1, 0, 0, T));
+}
+
 }  // namespace
 
 Program schedule_forward(const Plan& plan, const Timeline& tl, const PassPlan& pass) {
-  const int L = static_cast<int>(plan.config.num_layers), D = plan.directions;
+  const int L = static_cast<int>(plan.config.num_layers);
   const std::int64_t T = tl.steps;
   Program program;
   if (pass.wavefront) {
@@ -94,18 +129,7 @@ Program schedule_forward(const Plan& plan, const Timeline& tl, const PassPlan& p
     }
   } else {
     for (int l = 0; l < L; ++l) {
-      for (int d = 0; d < D; ++d) {
-        if (!pass.projects_in_steps[l])
-          program.push_back(range_op(PassOpKind::InputProjection, l, d, 0, T));
-        // Packed reverse passes start sequences mid-way: their first W_hh h0, ahead.
-        if (d == 1 && !tl.uniform)
-          program.push_back(range_op(PassOpKind::InitialProjection, l, d, 0, T));
-      }
-      for (std::int64_t s = 0; s < T; ++s) {
-        std::vector<UnitStep> steps = {{l * D, s}};
-        if (D == 2) steps.push_back({l * D + 1, T - 1 - s});
-        program.push_back(steps_op(PassOpKind::Steps, steps));
-      }
+      append_layer_forward(program, plan, tl, pass, l);
       program.push_back(range_op(PassOpKind::Connection, l, 0, 0, T));
     }
   }
@@ -114,7 +138,7 @@ Program schedule_forward(const Plan& plan, const Timeline& tl, const PassPlan& p
 }
 
 Program schedule_backward(const Plan& plan, const Timeline& tl, const PassPlan& pass) {
-  const int L = static_cast<int>(plan.config.num_layers), D = plan.directions;
+  const int L = static_cast<int>(plan.config.num_layers);
   const std::int64_t T = tl.steps;
   Program program;
   program.push_back(range_op(PassOpKind::ConnectionBackward, L - 1, 0, 0, T));
@@ -137,17 +161,27 @@ Program schedule_backward(const Plan& plan, const Timeline& tl, const PassPlan& 
     // steps at the end, not one of B columns per wave.
     program.push_back(range_op(PassOpKind::InputGradient, 0, 0, 0, T));
   } else {
-    for (int l = L - 1; l >= 0; --l) {
-      for (std::int64_t s = 0; s < T; ++s) {
-        std::vector<UnitStep> steps = {{l * D, T - 1 - s}};
-        if (D == 2) steps.push_back({l * D + 1, s});
-        program.push_back(steps_op(PassOpKind::StepsBackward, steps));
-      }
-      for (int d = 0; d < D; ++d)
-        program.push_back(range_op(PassOpKind::InputGradient, l, d, 0, T));
-      if (l > 0) program.push_back(range_op(PassOpKind::ConnectionBackward, l - 1, 0, 0, T));
-    }
+    for (int l = L - 1; l >= 0; --l) append_layer_backward(program, plan, tl, l);
   }
+  group_steps(program, plan, tl, pass, true);
+  return program;
+}
+
+Program schedule_layer_forward(const Plan& plan, const Timeline& tl, const PassPlan& pass,
+                               int layer) {
+  Program program;
+  append_layer_forward(program, plan, tl, pass, layer);
+  group_steps(program, plan, tl, pass, false);
+  return program;
+}
+
+Program schedule_layer_backward(const Plan& plan, const Timeline& tl, const PassPlan& pass,
+                                int layer) {
+  Program program;
+  if (layer + 1 == static_cast<int>(plan.config.num_layers)) {
+    program.push_back(range_op(PassOpKind::ConnectionBackward, layer, 0, 0, tl.steps));
+  }
+  append_layer_backward(program, plan, tl, layer);
   group_steps(program, plan, tl, pass, true);
   return program;
 }

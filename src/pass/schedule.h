@@ -15,4 +15,13 @@ struct PassPlan;
 Program schedule_forward(const Plan& plan, const Timeline& timeline, const PassPlan& pass);
 Program schedule_backward(const Plan& plan, const Timeline& timeline, const PassPlan& pass);
 
+// One layer's part of a layer-by-layer pass, for a backward that rebuilds the layers one
+// at a time (PassPlan::recomputes_layers): forward, the layer's input projections and
+// steps (not its connection, whose outputs were kept); backward, the layer's steps, input
+// gradients and the connection below it (the top layer's also starts with its own).
+Program schedule_layer_forward(const Plan& plan, const Timeline& timeline, const PassPlan& pass,
+                               int layer);
+Program schedule_layer_backward(const Plan& plan, const Timeline& timeline, const PassPlan& pass,
+                                int layer);
+
 }  // namespace recur::detail

@@ -42,7 +42,7 @@ void StackPass<T>::transpose_weights() {
 }
 
 template <typename T>
-void StackPass<T>::hold_step_weights(bool backward) {
+void StackPass<T>::hold_step_weights(bool backward, int layer) {
   if (ctx_.pass.weights != StepWeights::Packed) return;
   const std::int64_t H = ctx_.hidden(), GH = ctx_.gate_rows(), B = ctx_.batch();
   const std::int64_t O = ctx_.state();
@@ -56,6 +56,7 @@ void StackPass<T>::hold_step_weights(bool backward) {
                            : ops.hold_weights(w, Trans::T, rows, O, O, B));
   };
   for (const UnitOffsets& u : ctx_.plan.units) {
+    if (layer != kAllLayers && u.layer != layer) continue;
     if (ctx_.reset_before_product()) {
       hold(u, 0, 2 * H);
       hold(u, 2 * H, H);
@@ -71,16 +72,17 @@ void StackPass<T>::hold_step_weights(bool backward) {
     // wavefront, one at a time), a wavefront's per-step input projections above layer 0,
     // and the projections inside steps. (The other input projections cover all steps in
     // one GEMM that packing does not speed.)
-    const LayerPlan& layer = ctx_.plan.layers[u.layer];
+    const LayerPlan& unit_layer = ctx_.plan.layers[u.layer];
     if (!backward && (!ctx_.pass.wavefront || u.layer == 0) &&
         !ctx_.pass.projects_in_steps[u.layer]) {
       continue;
     }
-    for (const Segment& seg : layer.inputs) {
+    const std::int64_t in = unit_layer.input_size;
+    for (const Segment& seg : unit_layer.inputs) {
       const std::int64_t width = ctx_.plan.activations[seg.act].width;
       const T* w = ctx_.params + u.w_ih + seg.col;
-      all = all && (backward ? ops.hold_weights(w, Trans::N, width, GH, layer.input_size, B)
-                             : ops.hold_weights(w, Trans::T, GH, width, layer.input_size, B));
+      all = all && (backward ? ops.hold_weights(w, Trans::N, width, GH, in, B)
+                             : ops.hold_weights(w, Trans::T, GH, width, in, B));
     }
   }
   if (!all) ops.release_weights();  // all or none: one pass, one way
@@ -120,7 +122,6 @@ void StackPass<T>::record_flow(const std::vector<StepBackward<T>>& args, const P
 template <typename T>
 void StackPass<T>::run(const Program& program, bool backward, bool step_lists) {
   const PointerTables tables = stage_pointer_tables(ctx_, program, backward);
-  if (!backward && ctx_.transposed_weights()) transpose_weights();
   const PassOpKind steps_kind = backward ? PassOpKind::StepsBackward : PassOpKind::Steps;
   std::vector<StepCall<T>> steps;
   for (const PassOp& op : program) {
@@ -154,16 +155,34 @@ void StackPass<T>::run(const Program& program, bool backward, bool step_lists) {
 template <typename T>
 void StackPass<T>::forward() {
   const WeightsRelease<T> release(ctx_.ops);
-  hold_step_weights(false);
+  if (ctx_.transposed_weights()) transpose_weights();
+  hold_step_weights(false, kAllLayers);
   run(ctx_.pass.forward, false, ctx_.pass.forward_step_lists);
 }
 
 template <typename T>
 void StackPass<T>::backward(T* grads) {
+  const bool step_lists = ctx_.pass.backward_step_lists && ctx_.buf.flow == nullptr;
   const WeightsRelease<T> release(ctx_.ops);
-  hold_step_weights(true);
-  run(ctx_.pass.backward, true, ctx_.pass.backward_step_lists && ctx_.buf.flow == nullptr);
-  weight_gradients(ctx_, grads);
+  if (!ctx_.pass.recomputes_layers) {
+    hold_step_weights(true, kAllLayers);
+    run(ctx_.pass.backward, true, step_lists);
+    weight_gradients(ctx_, grads, kAllLayers);
+    return;
+  }
+  // Each layer's steps again (the forward's transposed weights are still in place), then
+  // its backward while its steps' buffers hold its own activations; the layer below then
+  // reuses them.
+  Ops<T>& ops = ctx_.ops;
+  for (int l = static_cast<int>(ctx_.plan.layers.size()) - 1; l >= 0; --l) {
+    hold_step_weights(false, l);
+    run(ctx_.pass.layer_forward[l], false, ctx_.pass.forward_step_lists);
+    ops.release_weights();
+    hold_step_weights(true, l);
+    run(ctx_.pass.layer_backward[l], true, step_lists);
+    weight_gradients(ctx_, grads, l);
+    ops.release_weights();
+  }
 }
 
 template class StackPass<float>;

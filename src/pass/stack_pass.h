@@ -21,7 +21,9 @@ class StackPass {
   // Runs the forward program; h0/c0 are already in place (see the engine).
   void forward();
   // Runs the backward program and adds the weight gradients into `grads`; the output's
-  // gradient, dh and dc are already in place and every other gradient buffer is zero.
+  // gradient, dh and dc are already in place and every other gradient buffer is zero. A
+  // pass that recomputes layers (PassPlan::recomputes_layers) runs, from the top layer
+  // down, each layer's forward steps again and then its backward and weight gradients.
   void backward(T* grads);
 
  private:
@@ -32,9 +34,9 @@ class StackPass {
   // The forward's Transposed copies of W_hh (and a wavefront's upper W_ih).
   void transpose_weights();
   // Holds (Ops::hold_weights) every matrix the pass's per-step GEMMs read when they are
-  // Packed; if any cannot be packed, none stays held and all are read as stored. The pass
-  // releases them when it ends.
-  void hold_step_weights(bool backward);
+  // Packed, those of one layer or of kAllLayers; if any cannot be packed, none stays held
+  // and all are read as stored. The pass releases them when it ends.
+  void hold_step_weights(bool backward, int layer);
   // Runs `calls` (Ops::run_step_list, else one by one) and empties it.
   void run_steps(std::vector<StepCall<T>>& calls, bool as_list);
   void record_flow(const std::vector<StepBackward<T>>& args, const PassOp& op);

@@ -4,7 +4,7 @@
 namespace recur::detail {
 
 template <typename T>
-void weight_gradients(const PassContext<T>& ctx, T* grads) {
+void weight_gradients(const PassContext<T>& ctx, T* grads, int layer) {
   const Plan& plan = ctx.plan;
   const StackBuffers<T>& buf = ctx.buf;
   Ops<T>& ops = ctx.ops;
@@ -13,13 +13,14 @@ void weight_gradients(const PassContext<T>& ctx, T* grads) {
   const std::int64_t R = ctx.tl.rows();
   for (int unit = 0; unit < plan.unit_count(); ++unit) {
     const UnitOffsets& u = plan.units[unit];
+    if (layer != kAllLayers && u.layer != layer) continue;
     const UnitBuffers<T>& ub = buf.units[unit];
-    const LayerPlan& layer = plan.layers[u.layer];
+    const LayerPlan& unit_layer = plan.layers[u.layer];
     if (ub.hp_beside_x) {
       // [dW_ih | dW_hh]^T = [x | h_{t-1}]^T dgx: one GEMM on the shared rows into the
       // scratch ([I+H, G*H] column-major), then each block added into its gradient.
       const ActivationBuffers<T>& x = buf.acts[0];
-      const std::int64_t I = layer.input_size, IH = x.ld;
+      const std::int64_t I = unit_layer.input_size, IH = x.ld;
       ops.gemm(Gemm<T>::op(Trans::N, Trans::T)
                    .shape(IH, GH, R)
                    .from(x.data, IH, ub.dgx, GH)
@@ -28,12 +29,12 @@ void weight_gradients(const PassContext<T>& ctx, T* grads) {
       ops.add_rows(grads + u.w_hh, O, buf.dw_scratch + I, IH, GH, O);
     } else {
       // dW_ih^T[segment] += u_segment dgx^T
-      for (const Segment& seg : layer.inputs) {
+      for (const Segment& seg : unit_layer.inputs) {
         const ActivationBuffers<T>& act = buf.acts[seg.act];
         ops.gemm(Gemm<T>::op(Trans::N, Trans::T)
                      .shape(plan.activations[seg.act].width, GH, R)
                      .from(act.data, act.ld, ub.dgx, GH)
-                     .into(grads + u.w_ih + seg.col, layer.input_size)
+                     .into(grads + u.w_ih + seg.col, unit_layer.input_size)
                      .accumulate());
       }
       // dW_hh^T += hp dgh^T, over the h_{t-1} every step used
@@ -85,7 +86,8 @@ void weight_gradients(const PassContext<T>& ctx, T* grads) {
   }
   for (std::size_t l = 0; l < plan.layers.size(); ++l) {
     const Join& j = plan.layers[l].join;
-    if (j.kind != Connection::Highway) continue;
+    if (j.kind != Connection::Highway || (layer != kAllLayers && static_cast<int>(l) != layer))
+      continue;
     const ActivationBuffers<T>& u = buf.acts[j.u];
     ops.gemm(Gemm<T>::op(Trans::N, Trans::T)
                  .shape(DH, DH, R)
@@ -96,7 +98,7 @@ void weight_gradients(const PassContext<T>& ctx, T* grads) {
   }
 }
 
-template void weight_gradients(const PassContext<float>&, float*);
-template void weight_gradients(const PassContext<double>&, double*);
+template void weight_gradients(const PassContext<float>&, float*, int);
+template void weight_gradients(const PassContext<double>&, double*, int);
 
 }  // namespace recur::detail
