@@ -18,58 +18,143 @@ namespace {
 constexpr std::int64_t kPanelRows = 32;  // MR: two zmm of 16 float32 lanes
 constexpr std::int64_t kBlockCols = 12;  // NR: 2 x 12 accumulators, 3 registers to spare
 constexpr std::int64_t kMinThreadMacs = std::int64_t{1} << 21;  // below, one thread
+// Cache blocking. A tile runs over at most kDepthPairs pairs of k at a time, so that its
+// A panel slice (32 KB) and B block slice (12 KB) stay in L1 and L2; a thread's unit of
+// work is kUnitPanels panels by kUnitBlocks blocks of C, whose A slice (256 KB) stays in
+// L2 while each B block slice is used by all its panels.
+constexpr std::int64_t kDepthPairs = 256;
+constexpr std::int64_t kUnitPanels = 8;
+constexpr std::int64_t kUnitBlocks = 16;
+constexpr std::int64_t kMinParallelPack = std::int64_t{1} << 16;  // elements; below, one thread
 
 // The bits of x rounded to bfloat16: the rule both backends round with.
 std::uint16_t bf16(float x) { return kernels::reduced_bits(kernels::Format::Bf16, x); }
 
-// op(B) (k x n) rounded and packed in blocks of kBlockCols columns: word [block][pair][j]
-// holds (B[2 pair][j], B[2 pair + 1][j]), the first in the low half (VDPBF16PS's order).
-void pack_b(const Gemm<float>& g, std::vector<std::uint32_t>& out) {
-  const std::int64_t pairs = (g.k + 1) / 2, blocks = (g.n + kBlockCols - 1) / kBlockCols;
-  out.assign(static_cast<std::size_t>(blocks * pairs * kBlockCols), 0u);
-  auto put = [&](std::int64_t kk, std::int64_t j, float x) {
-    std::uint32_t& word = out[static_cast<std::size_t>(
-        ((j / kBlockCols) * pairs + kk / 2) * kBlockCols + j % kBlockCols)];
-    word |= static_cast<std::uint32_t>(bf16(x)) << (16 * (kk % 2));
-  };
-  // Read B in its own order (contiguous inner loops); the words are zero to begin with.
-  if (g.trans_b == Trans::N) {
-    for (std::int64_t j = 0; j < g.n; ++j) {
-      for (std::int64_t kk = 0; kk < g.k; ++kk) put(kk, j, g.b[j * g.ldb + kk]);
-    }
-  } else {
-    for (std::int64_t kk = 0; kk < g.k; ++kk) {
-      for (std::int64_t j = 0; j < g.n; ++j) put(kk, j, g.b[kk * g.ldb + j]);
+// 16 float32 lanes rounded to bfloat16 (VCVTNEPS2BF16: round to nearest even, as bf16(),
+// except that a subnormal input becomes zero, which VDPBF16PS makes of a bf16 subnormal
+// operand anyway), each in the low half of a 32-bit lane.
+__attribute__((target("avx512f,avx512bf16"))) __m512i low_halves(__m512 x) {
+  // (The zero-masked forms: the plain ones start from an undefined vector, which gcc 12
+  // flags as maybe-uninitialized.)
+  return _mm512_maskz_cvtepu16_epi32(0xFFFF, (__m256i)_mm512_cvtneps_pbh(x));
+}
+
+// The pair words of two float32 vectors: lane i = (lo[i], hi[i]) in bfloat16, lo in the low
+// half (VDPBF16PS's order).
+__attribute__((target("avx512f,avx512bf16"))) __m512i pair_words(__m512 lo, __m512 hi) {
+  return _mm512_or_si512(low_halves(lo), _mm512_maskz_slli_epi32(0xFFFF, low_halves(hi), 16));
+}
+
+__mmask16 first_lanes(std::int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF)
+                 : static_cast<__mmask16>(n <= 0 ? 0u : (1u << n) - 1u);
+}
+
+constexpr std::int64_t kGroupPairs = 16;  // pairs of k in a group of a B block
+constexpr std::int64_t kGroupWords = kGroupPairs * kBlockCols;
+
+// Where pair i of a group holds column j's word: pair-major (trans_b T) or column-major (N).
+template <bool kColumns>
+constexpr std::int64_t word_at(std::int64_t i, std::int64_t j) {
+  return kColumns ? j * kGroupPairs + i : i * kBlockCols + j;
+}
+
+// op(B) (k x n) rounded and packed in groups (bf16_gemm.h), each in op(B)'s own order.
+// Every word is written, the padding (columns past n, the second half of an odd k's last
+// pair, the last group's pairs past k) as zero.
+// trans_b T: B[kk][j] = b[kk * ldb + j]. Group `group` of every block, read pair by pair
+// along its two rows (contiguous), 12 columns' words a block.
+__attribute__((target("avx512f,avx512bf16"))) void pack_b_rows(const Gemm<float>& g,
+                                                               std::int64_t group,
+                                                               std::int64_t blocks,
+                                                               std::int64_t block_size,
+                                                               std::uint32_t* out) {
+  for (std::int64_t p = group * kGroupPairs; p < (group + 1) * kGroupPairs; ++p) {
+    const float* row = g.b + 2 * p * g.ldb;
+    for (std::int64_t block = 0; block < blocks; ++block) {
+      const std::int64_t j0 = block * kBlockCols;
+      const __mmask16 mask = first_lanes(std::min(kBlockCols, g.n - j0));
+      const __m512 lo = 2 * p < g.k ? _mm512_maskz_loadu_ps(mask, row + j0) : _mm512_setzero_ps();
+      const __m512 hi =
+          2 * p + 1 < g.k ? _mm512_maskz_loadu_ps(mask, row + g.ldb + j0) : _mm512_setzero_ps();
+      _mm512_mask_storeu_epi32(out + block * block_size + p * kBlockCols, first_lanes(kBlockCols),
+                               pair_words(lo, hi));
     }
   }
 }
 
-// C tile (rows [r0, r0 + rows), columns [c0, c0 + cols)) = alpha A_panel B_block + beta C.
+// trans_b N: B[kk][j] = b[j * ldb + kk]. Block `block`: 32 consecutive values of a column,
+// rounded in order, are its 16 words of a group.
+__attribute__((target("avx512f,avx512bf16"))) void pack_b_columns(const Gemm<float>& g,
+                                                                  std::int64_t block,
+                                                                  std::int64_t groups,
+                                                                  std::uint32_t* out) {
+  const std::int64_t j0 = block * kBlockCols, cols = std::min(kBlockCols, g.n - j0);
+  for (std::int64_t group = 0; group < groups; ++group) {
+    const std::int64_t k0 = group * 2 * kGroupPairs;
+    for (std::int64_t j = 0; j < kBlockCols; ++j) {
+      std::uint32_t* words = out + group * kGroupWords + j * kGroupPairs;
+      if (j >= cols) {
+        _mm512_storeu_si512(words, _mm512_setzero_si512());
+        continue;
+      }
+      const float* col = g.b + (j0 + j) * g.ldb + k0;
+      const __m512 x0 = _mm512_maskz_loadu_ps(first_lanes(g.k - k0), col);
+      const __m512 x1 = _mm512_maskz_loadu_ps(first_lanes(g.k - k0 - 16), col + 16);
+      _mm512_storeu_si512(words, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+    }
+  }
+}
+
+// One pair of k into a tile's accumulators: a = the panel's pair, group = its group's words,
+// i = the pair's index in the group.
+template <bool kColumns>
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void add_pair(
+    __m512 (&acc0)[kBlockCols], __m512 (&acc1)[kBlockCols], const std::uint16_t* a,
+    const std::uint32_t* group, std::int64_t i) {
+  const __m512bh a0 = (__m512bh)_mm512_loadu_si512(a);
+  const __m512bh a1 = (__m512bh)_mm512_loadu_si512(a + kPanelRows);
+  for (std::int64_t j = 0; j < kBlockCols; ++j) {
+    const __m512bh bj =
+        (__m512bh)_mm512_set1_epi32(static_cast<int>(group[word_at<kColumns>(i, j)]));
+    acc0[j] = _mm512_dpbf16_ps(acc0[j], a0, bj);
+    acc1[j] = _mm512_dpbf16_ps(acc1[j], a1, bj);
+  }
+}
+
+// C tile (rows [r0, r0 + rows), columns [c0, c0 + cols)) = alpha A_panel B_block + beta C
+// over `pairs` pairs of k (from a group's start), or, where `first` is false (a later
+// slice of k), += alpha A B.
+template <bool kColumns>
 __attribute__((target("avx512f,avx512bf16"))) void tile(const std::uint16_t* panel,
                                                         const std::uint32_t* block,
                                                         std::int64_t pairs, const Gemm<float>& g,
                                                         std::int64_t r0, std::int64_t rows,
-                                                        std::int64_t c0, std::int64_t cols) {
+                                                        std::int64_t c0, std::int64_t cols,
+                                                        bool first) {
   __m512 acc0[kBlockCols], acc1[kBlockCols];
   for (std::int64_t j = 0; j < kBlockCols; ++j) acc0[j] = acc1[j] = _mm512_setzero_ps();
-  for (std::int64_t p = 0; p < pairs; ++p) {
-    const __m512bh a0 = (__m512bh)_mm512_loadu_si512(panel + p * 2 * kPanelRows);
-    const __m512bh a1 = (__m512bh)_mm512_loadu_si512(panel + p * 2 * kPanelRows + kPanelRows);
-    const std::uint32_t* b = block + p * kBlockCols;
-    for (std::int64_t j = 0; j < kBlockCols; ++j) {
-      const __m512bh bj = (__m512bh)_mm512_set1_epi32(static_cast<int>(b[j]));
-      acc0[j] = _mm512_dpbf16_ps(acc0[j], a0, bj);
-      acc1[j] = _mm512_dpbf16_ps(acc1[j], a1, bj);
+  const std::int64_t whole = pairs / kGroupPairs;
+  for (std::int64_t group = 0; group < whole; ++group) {
+    const std::uint16_t* a = panel + group * kGroupPairs * 2 * kPanelRows;
+    const std::uint32_t* b = block + group * kGroupWords;
+#pragma GCC unroll 16
+    for (std::int64_t i = 0; i < kGroupPairs; ++i) {
+      add_pair<kColumns>(acc0, acc1, a + i * 2 * kPanelRows, b, i);
     }
   }
-  const __m512 alpha = _mm512_set1_ps(g.alpha), beta = _mm512_set1_ps(g.beta);
+  for (std::int64_t i = 0; i < pairs - whole * kGroupPairs; ++i) {
+    add_pair<kColumns>(acc0, acc1, panel + (whole * kGroupPairs + i) * 2 * kPanelRows,
+                       block + whole * kGroupWords, i);
+  }
+  const float beta_value = first ? g.beta : 1.0f;
+  const __m512 alpha = _mm512_set1_ps(g.alpha), beta = _mm512_set1_ps(beta_value);
   const std::int64_t low = std::min<std::int64_t>(rows, 16), high = rows - low;
-  const __mmask16 m0 = static_cast<__mmask16>((1u << low) - 1u);
-  const __mmask16 m1 = static_cast<__mmask16>(high > 0 ? (1u << high) - 1u : 0u);
+  const __mmask16 m0 = first_lanes(low), m1 = first_lanes(high);
   for (std::int64_t j = 0; j < cols; ++j) {
     float* c = g.c + (c0 + j) * g.ldc + r0;
     __m512 v0 = _mm512_mul_ps(alpha, acc0[j]), v1 = _mm512_mul_ps(alpha, acc1[j]);
-    if (g.beta != 0.0f) {  // beta 0 never reads C (it may hold NaN), as BLAS
+    if (beta_value != 0.0f) {  // beta 0 never reads C (it may hold NaN), as BLAS
       v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, c), v0);
       v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c + 16), v1);
     }
@@ -151,29 +236,54 @@ bool bf16_gemm_available() {
   return available;
 }
 
+namespace {
+
+// Panel `index` of op(A) (m x k) rounded and packed (Bf16PackedA's layout); every element
+// is written, the padding as zero.
+__attribute__((target("avx512f,avx512bf16"))) void pack_a_panel(const float* a, Trans trans,
+                                                                std::int64_t m, std::int64_t k,
+                                                                std::int64_t lda,
+                                                                std::int64_t index,
+                                                                std::uint16_t* out) {
+  const std::int64_t pairs = (k + 1) / 2, r0 = index * kPanelRows;
+  if (trans == Trans::N) {  // A[r][c] = a[c * lda + r]: each column's 16-row halves
+    for (std::int64_t p = 0; p < pairs; ++p) {
+      for (std::int64_t half = 0; half < 2; ++half) {
+        const std::int64_t r = r0 + 16 * half;
+        const __mmask16 mask = first_lanes(m - r);
+        const float* col = a + 2 * p * lda + r;
+        const __m512 lo = _mm512_maskz_loadu_ps(mask, col);
+        const __m512 hi =
+            2 * p + 1 < k ? _mm512_maskz_loadu_ps(mask, col + lda) : _mm512_setzero_ps();
+        _mm512_storeu_si512(out + p * 2 * kPanelRows + half * kPanelRows, pair_words(lo, hi));
+      }
+    }
+    return;
+  }
+  // A[r][c] = a[r * lda + c]: rows read in their own order (held weights, once a pass).
+  std::fill(out, out + pairs * 2 * kPanelRows, std::uint16_t{0});
+  for (std::int64_t lane = 0; lane < std::min(kPanelRows, m - r0); ++lane) {
+    const std::int64_t offset = (lane / 16) * kPanelRows + 2 * (lane % 16);
+    const float* row = a + (r0 + lane) * lda;
+    for (std::int64_t c = 0; c < k; ++c)
+      out[(c / 2) * 2 * kPanelRows + offset + c % 2] = bf16(row[c]);
+  }
+}
+
+}  // namespace
+
 void Bf16PackedA::pack(const float* a, Trans trans, std::int64_t m, std::int64_t k,
                        std::int64_t lda) {
   m_ = m;
   k_ = k;
   const std::int64_t pairs = (k + 1) / 2, panels = (m + kPanelRows - 1) / kPanelRows;
-  panels_.assign(static_cast<std::size_t>(panels * pairs * 2 * kPanelRows), 0u);
-  // Register 0 of a pair holds rows 0-15 of the panel, register 1 rows 16-31, each lane a
-  // pair (k0, k0 + 1).
-  auto put = [&](std::int64_t r, std::int64_t c, float x) {
-    const std::int64_t lane = r % kPanelRows;
-    const std::int64_t offset = (lane / 16) * kPanelRows + 2 * (lane % 16);
-    panels_[static_cast<std::size_t>(((r / kPanelRows) * pairs + c / 2) * 2 * kPanelRows + offset +
-                                     c % 2)] = bf16(x);
-  };
-  // Read A in its own order (contiguous inner loops).
-  if (trans == Trans::N) {
-    for (std::int64_t c = 0; c < k; ++c) {
-      for (std::int64_t r = 0; r < m; ++r) put(r, c, a[c * lda + r]);
-    }
-  } else {
-    for (std::int64_t r = 0; r < m; ++r) {
-      for (std::int64_t c = 0; c < k; ++c) put(r, c, a[r * lda + c]);
-    }
+  const std::int64_t panel_size = pairs * 2 * kPanelRows;
+  panels_.resize(static_cast<std::size_t>(panels * panel_size));
+  std::uint16_t* out = panels_.data();
+  const int threads = m * k >= kMinParallelPack ? omp_get_max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t p = 0; p < panels; ++p) {
+    pack_a_panel(a, trans, m, k, lda, p, out + p * panel_size);
   }
 }
 
@@ -183,21 +293,56 @@ const std::uint16_t* Bf16PackedA::panel(std::int64_t index) const {
 
 void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, std::vector<std::uint32_t>& b_scratch) {
   if (g.m == 0 || g.n == 0) return;
-  pack_b(g, b_scratch);
   const std::int64_t pairs = (g.k + 1) / 2;
   const std::int64_t panels = (g.m + kPanelRows - 1) / kPanelRows;
   const std::int64_t blocks = (g.n + kBlockCols - 1) / kBlockCols;
-  const std::int64_t tiles = panels * blocks;
+  const std::int64_t groups = (pairs + kGroupPairs - 1) / kGroupPairs;
+  const std::int64_t block_size = groups * kGroupWords;
+  b_scratch.resize(static_cast<std::size_t>(blocks * block_size));
+  const auto run_tile = g.trans_b == Trans::N ? tile<true> : tile<false>;
+  std::uint32_t* b = b_scratch.data();
+  // Units of panels x blocks of C; a unit runs k in slices of kDepthPairs (at least one,
+  // so that k = 0 still writes beta C), each slice block by block over its panels.
+  const std::int64_t row_units = (panels + kUnitPanels - 1) / kUnitPanels;
+  const std::int64_t units = row_units * ((blocks + kUnitBlocks - 1) / kUnitBlocks);
+  const std::int64_t slices = std::max<std::int64_t>(1, (pairs + kDepthPairs - 1) / kDepthPairs);
   const int threads = g.m * g.n * g.k >= kMinThreadMacs ? omp_get_max_threads() : 1;
-  const std::uint32_t* b = b_scratch.data();
-  // Tile t: block t / panels, panel t % panels, so that a thread's run of tiles shares its
-  // B block and walks A's panels in order.
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (std::int64_t t = 0; t < tiles; ++t) {
-    const std::int64_t block = t / panels, panel = t % panels;
-    const std::int64_t r0 = panel * kPanelRows, c0 = block * kBlockCols;
-    tile(a.panel(panel), b + block * pairs * kBlockCols, pairs, g, r0,
-         std::min(kPanelRows, g.m - r0), c0, std::min(kBlockCols, g.n - c0));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    if (g.trans_b == Trans::T) {
+#pragma omp for schedule(static)
+      for (std::int64_t group = 0; group < groups; ++group) {
+        pack_b_rows(g, group, blocks, block_size, b);
+      }
+    } else {
+#pragma omp for schedule(static)
+      for (std::int64_t block = 0; block < blocks; ++block) {
+        pack_b_columns(g, block, groups, b + block * block_size);
+      }
+    }
+    // (the implied barrier: every block is packed before any tile reads one)
+    // Unit u: blocks of column unit u / row_units, panels of row unit u % row_units, so that
+    // a thread's run of units shares its B blocks.
+#pragma omp for schedule(static)
+    for (std::int64_t u = 0; u < units; ++u) {
+      const std::int64_t first_panel = (u % row_units) * kUnitPanels;
+      const std::int64_t first_block = (u / row_units) * kUnitBlocks;
+      const std::int64_t last_panel = std::min(panels, first_panel + kUnitPanels);
+      const std::int64_t last_block = std::min(blocks, first_block + kUnitBlocks);
+      for (std::int64_t slice = 0; slice < slices; ++slice) {
+        const std::int64_t p0 = slice * kDepthPairs, n_pairs = std::min(kDepthPairs, pairs - p0);
+        for (std::int64_t block = first_block; block < last_block; ++block) {
+          const std::int64_t c0 = block * kBlockCols;
+          for (std::int64_t panel = first_panel; panel < last_panel; ++panel) {
+            const std::int64_t r0 = panel * kPanelRows;
+            run_tile(a.panel(panel) + p0 * 2 * kPanelRows,
+                     b + block * block_size + p0 / kGroupPairs * kGroupWords, n_pairs, g, r0,
+                     std::min(kPanelRows, g.m - r0), c0, std::min(kBlockCols, g.n - c0),
+                     slice == 0);
+          }
+        }
+      }
+    }
   }
 }
 

@@ -14,10 +14,14 @@
 // The layouts, for C (m x n, column-major) += op(A) (m x k) op(B) (k x n):
 //   A, packed once (Bf16PackedA): panels of 32 rows; in a panel, for each pair of k
 //     (k0, k0+1), the 32 rows' (A[r][k0], A[r][k0+1]) side by side: two zmm registers.
-//   B, packed per call: blocks of 12 columns; in a block, for each pair of k, the 12
-//     columns' (B[k0][j], B[k0+1][j]) as 32-bit words, each broadcast to all 16 lanes.
-// Rows, columns and an odd k are padded with zeros. A 32 x 12 tile of C is 24 zmm
-// accumulators over the whole k; the threads share the tiles.
+//   B, packed per call: blocks of 12 columns, each in groups of 16 pairs of k; a word
+//     (B[k0][j], B[k0+1][j]) is broadcast to all 16 lanes. In a group the words lie in
+//     the order op(B) holds them: pair by pair (12 columns' words side by side) where its
+//     rows are contiguous (trans_b T), column by column (16 pairs' words side by side)
+//     where its columns are (N), so that packing is a contiguous convert and store.
+// Rows, columns, an odd k and the last group are padded with zeros. A 32 x 12 tile of C
+// is 24 zmm accumulators over a slice of k (cache blocking: bf16_gemm.cpp); the threads
+// share units of tiles.
 #pragma once
 
 #include <cstdint>
