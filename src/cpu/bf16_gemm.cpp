@@ -20,11 +20,14 @@ constexpr std::int64_t kBlockCols = 12;  // NR: 2 x 12 accumulators, 3 registers
 constexpr std::int64_t kMinThreadMacs = std::int64_t{1} << 21;  // below, one thread
 // Cache blocking. A tile runs over at most kDepthPairs pairs of k at a time, so that its
 // A panel slice (32 KB) and B block slice (12 KB) stay in L1 and L2; a thread's unit of
-// work is kUnitPanels panels by kUnitBlocks blocks of C, whose A slice (256 KB) stays in
-// L2 while each B block slice is used by all its panels.
+// work is at most kUnitPanels panels by kUnitBlocks blocks of C, whose A slice (256 KB)
+// stays in L2 while each B block slice is used by all its panels; smaller where that would
+// leave fewer than kUnitsPerThread units a thread (a step's product of H rows would
+// otherwise be one unit, and the other threads would wait for it).
 constexpr std::int64_t kDepthPairs = 256;
 constexpr std::int64_t kUnitPanels = 8;
 constexpr std::int64_t kUnitBlocks = 16;
+constexpr std::int64_t kUnitsPerThread = 4;
 constexpr std::int64_t kMinParallelPack = std::int64_t{1} << 16;  // elements; below, one thread
 
 // The bits of x rounded to bfloat16: the rule both backends round with.
@@ -303,10 +306,24 @@ void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, std::vector<std::uint
   std::uint32_t* b = b_scratch.data();
   // Units of panels x blocks of C; a unit runs k in slices of kDepthPairs (at least one,
   // so that k = 0 still writes beta C), each slice block by block over its panels.
-  const std::int64_t row_units = (panels + kUnitPanels - 1) / kUnitPanels;
-  const std::int64_t units = row_units * ((blocks + kUnitBlocks - 1) / kUnitBlocks);
   const std::int64_t slices = std::max<std::int64_t>(1, (pairs + kDepthPairs - 1) / kDepthPairs);
   const int threads = g.m * g.n * g.k >= kMinThreadMacs ? omp_get_max_threads() : 1;
+  // (How C is cut into units changes only who computes a tile, not its arithmetic.)
+  std::int64_t unit_panels = kUnitPanels, unit_blocks = kUnitBlocks;
+  auto units_of = [&](std::int64_t per_unit_panels, std::int64_t per_unit_blocks) {
+    return ((panels + per_unit_panels - 1) / per_unit_panels) *
+           ((blocks + per_unit_blocks - 1) / per_unit_blocks);
+  };
+  while (units_of(unit_panels, unit_blocks) < kUnitsPerThread * threads &&
+         (unit_panels > 1 || unit_blocks > 1)) {
+    if (unit_panels > 1 && (unit_panels >= unit_blocks / 2 || unit_blocks == 1)) {
+      unit_panels /= 2;
+    } else {
+      unit_blocks /= 2;
+    }
+  }
+  const std::int64_t row_units = (panels + unit_panels - 1) / unit_panels;
+  const std::int64_t units = units_of(unit_panels, unit_blocks);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     if (g.trans_b == Trans::T) {
@@ -325,10 +342,10 @@ void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, std::vector<std::uint
     // a thread's run of units shares its B blocks.
 #pragma omp for schedule(static)
     for (std::int64_t u = 0; u < units; ++u) {
-      const std::int64_t first_panel = (u % row_units) * kUnitPanels;
-      const std::int64_t first_block = (u / row_units) * kUnitBlocks;
-      const std::int64_t last_panel = std::min(panels, first_panel + kUnitPanels);
-      const std::int64_t last_block = std::min(blocks, first_block + kUnitBlocks);
+      const std::int64_t first_panel = (u % row_units) * unit_panels;
+      const std::int64_t first_block = (u / row_units) * unit_blocks;
+      const std::int64_t last_panel = std::min(panels, first_panel + unit_panels);
+      const std::int64_t last_block = std::min(blocks, first_block + unit_blocks);
       for (std::int64_t slice = 0; slice < slices; ++slice) {
         const std::int64_t p0 = slice * kDepthPairs, n_pairs = std::min(kDepthPairs, pairs - p0);
         for (std::int64_t block = first_block; block < last_block; ++block) {
