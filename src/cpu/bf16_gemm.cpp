@@ -281,7 +281,10 @@ void Bf16PackedA::pack(const float* a, Trans trans, std::int64_t m, std::int64_t
   k_ = k;
   const std::int64_t pairs = (k + 1) / 2, panels = (m + kPanelRows - 1) / kPanelRows;
   const std::int64_t panel_size = pairs * 2 * kPanelRows;
-  panels_.resize(static_cast<std::size_t>(panels * panel_size));
+  // Grown, never shrunk: a resize within the capacity would clear what it adds, a pass
+  // over memory that packing overwrites anyway.
+  const auto size = static_cast<std::size_t>(panels * panel_size);
+  if (panels_.size() < size) panels_.resize(size);
   std::uint16_t* out = panels_.data();
   const int threads = m * k >= kMinParallelPack ? omp_get_max_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
@@ -301,7 +304,8 @@ void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, std::vector<std::uint
   const std::int64_t blocks = (g.n + kBlockCols - 1) / kBlockCols;
   const std::int64_t groups = (pairs + kGroupPairs - 1) / kGroupPairs;
   const std::int64_t block_size = groups * kGroupWords;
-  b_scratch.resize(static_cast<std::size_t>(blocks * block_size));
+  const auto size = static_cast<std::size_t>(blocks * block_size);
+  if (b_scratch.size() < size) b_scratch.resize(size);  // grown only, as A's panels
   const auto run_tile = g.trans_b == Trans::N ? tile<true> : tile<false>;
   std::uint32_t* b = b_scratch.data();
   // Units of panels x blocks of C; a unit runs k in slices of kDepthPairs (at least one,
