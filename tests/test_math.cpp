@@ -7,6 +7,7 @@
 
 #include "cpu/bf16_gemm.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/cpu_steps.h"
 #include "math_format.h"
 #include "test_util.h"
 
@@ -173,6 +174,45 @@ TEST(Math, NativeBf16TrainingMatchesTheEmulation) {
     EXPECT_TRUE(all_close(native.gradients().to_vector<float>(),
                           emulated.gradients().to_vector<float>(), tol))
         << "gradients";
+  }
+}
+
+// Native BF16 steps run row-parallel (each lane its rows' products, on 8-column blocks for
+// its narrow share) give the bits of the same steps run one by one: a tile's arithmetic
+// does not depend on who computes it. Every cell, one and two layers, both directions.
+TEST(Math, NativeBf16RowParallelRunsMatchStepByStep) {
+  if (!detail::bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  const std::int64_t T = 12, B = 40, I = 24, H = 32;
+  for (CellKind cell : {CellKind::Lstm, CellKind::GruLinearBeforeReset,
+                        CellKind::GruResetBeforeProduct, CellKind::RnnTanh}) {
+    for (bool bidirectional : {false, true}) {
+      SCOPED_TRACE(std::string(to_string(cell)) + (bidirectional ? " bidirectional" : ""));
+      RnnConfig c = lstm(I, H, Math::Bf16);
+      c.cell = cell;
+      c.num_layers = 2;
+      c.bidirectional = bidirectional;
+      const std::int64_t D = bidirectional ? 2 : 1;
+      Rnn rows(c, Device::cpu(), 7), steps(c, Device::cpu(), 7);
+      tune(rows, [](detail::Tuning& t) { t.cpu_native_bf16 = detail::NativeBf16::Always; });
+      tune(steps, [](detail::Tuning& t) {
+        t.cpu_native_bf16 = detail::NativeBf16::Always;
+        t.cpu_row_parallel = false;
+      });
+      Random rng(9);
+      const Tensor x = rng.tensor<float>({T, B, I}), dy = rng.tensor<float>({T, B, D * H});
+      const ForwardResult fr = rows.forward(x), fs = steps.forward(x);
+      const BackwardResult br = rows.backward(dy), bs = steps.backward(dy);
+      if (detail::cpu_step_threads() >= 2) {
+        EXPECT_GT(forward_statistics(rows).row_parallel_runs, 0);
+        EXPECT_GT(backward_statistics(rows).row_parallel_runs, 0);
+      }
+      EXPECT_EQ(forward_statistics(steps).row_parallel_runs, 0);
+      EXPECT_GT(forward_statistics(rows).native_bf16_gemms, 0);
+      EXPECT_EQ(fr.y.to_vector<float>(), fs.y.to_vector<float>());
+      EXPECT_EQ(fr.h_n.to_vector<float>(), fs.h_n.to_vector<float>());
+      EXPECT_EQ(br.dx.to_vector<float>(), bs.dx.to_vector<float>());
+      EXPECT_EQ(rows.gradients().to_vector<float>(), steps.gradients().to_vector<float>());
+    }
   }
 }
 

@@ -15,8 +15,9 @@
 namespace recur::detail {
 namespace {
 
-constexpr std::int64_t kPanelRows = 32;  // MR: two zmm of 16 float32 lanes
-constexpr std::int64_t kBlockCols = 12;  // NR: 2 x 12 accumulators, 3 registers to spare
+constexpr std::int64_t kPanelRows = 32;      // MR: two zmm of 16 float32 lanes
+constexpr std::int64_t kBlockCols = 12;      // NR: 2 x 12 accumulators, 3 registers to spare
+constexpr std::int64_t kNarrowColumns = 64;  // up to here, blocks of 8 where they pad less
 constexpr std::int64_t kMinThreadMacs = std::int64_t{1} << 21;  // below, one thread
 // Cache blocking. A tile runs over at most kDepthPairs pairs of k at a time, so that its
 // A panel slice (32 KB) and B block slice (12 KB) stay in L1 and L2; a thread's unit of
@@ -54,19 +55,21 @@ __mmask16 first_lanes(std::int64_t n) {
 }
 
 constexpr std::int64_t kGroupPairs = 16;  // pairs of k in a group of a B block
-constexpr std::int64_t kGroupWords = kGroupPairs * kBlockCols;
+template <std::int64_t kCols>
+constexpr std::int64_t kGroupWords = kGroupPairs* kCols;
 
 // Where pair i of a group holds column j's word: pair-major (trans_b T) or column-major (N).
-template <bool kColumns>
+template <bool kColumns, std::int64_t kCols>
 constexpr std::int64_t word_at(std::int64_t i, std::int64_t j) {
-  return kColumns ? j * kGroupPairs + i : i * kBlockCols + j;
+  return kColumns ? j * kGroupPairs + i : i * kCols + j;
 }
 
 // op(B) (k x n) rounded and packed in groups (bf16_gemm.h), each in op(B)'s own order.
 // Every word is written, the padding (columns past n, the second half of an odd k's last
 // pair, the last group's pairs past k) as zero.
 // trans_b T: B[kk][j] = b[kk * ldb + j]. Group `group` of every block, read pair by pair
-// along its two rows (contiguous), 12 columns' words a block.
+// along its two rows (contiguous), kCols columns' words a block.
+template <std::int64_t kCols>
 __attribute__((target("avx512f,avx512bf16"))) void pack_b_rows(const Gemm<float>& g,
                                                                std::int64_t group,
                                                                std::int64_t blocks,
@@ -75,12 +78,12 @@ __attribute__((target("avx512f,avx512bf16"))) void pack_b_rows(const Gemm<float>
   for (std::int64_t p = group * kGroupPairs; p < (group + 1) * kGroupPairs; ++p) {
     const float* row = g.b + 2 * p * g.ldb;
     for (std::int64_t block = 0; block < blocks; ++block) {
-      const std::int64_t j0 = block * kBlockCols;
-      const __mmask16 mask = first_lanes(std::min(kBlockCols, g.n - j0));
+      const std::int64_t j0 = block * kCols;
+      const __mmask16 mask = first_lanes(std::min(kCols, g.n - j0));
       const __m512 lo = 2 * p < g.k ? _mm512_maskz_loadu_ps(mask, row + j0) : _mm512_setzero_ps();
       const __m512 hi =
           2 * p + 1 < g.k ? _mm512_maskz_loadu_ps(mask, row + g.ldb + j0) : _mm512_setzero_ps();
-      _mm512_mask_storeu_epi32(out + block * block_size + p * kBlockCols, first_lanes(kBlockCols),
+      _mm512_mask_storeu_epi32(out + block * block_size + p * kCols, first_lanes(kCols),
                                pair_words(lo, hi));
     }
   }
@@ -88,15 +91,16 @@ __attribute__((target("avx512f,avx512bf16"))) void pack_b_rows(const Gemm<float>
 
 // trans_b N: B[kk][j] = b[j * ldb + kk]. Block `block`: 32 consecutive values of a column,
 // rounded in order, are its 16 words of a group.
+template <std::int64_t kCols>
 __attribute__((target("avx512f,avx512bf16"))) void pack_b_columns(const Gemm<float>& g,
                                                                   std::int64_t block,
                                                                   std::int64_t groups,
                                                                   std::uint32_t* out) {
-  const std::int64_t j0 = block * kBlockCols, cols = std::min(kBlockCols, g.n - j0);
+  const std::int64_t j0 = block * kCols, cols = std::min(kCols, g.n - j0);
   for (std::int64_t group = 0; group < groups; ++group) {
     const std::int64_t k0 = group * 2 * kGroupPairs;
-    for (std::int64_t j = 0; j < kBlockCols; ++j) {
-      std::uint32_t* words = out + group * kGroupWords + j * kGroupPairs;
+    for (std::int64_t j = 0; j < kCols; ++j) {
+      std::uint32_t* words = out + group * kGroupWords<kCols> + j * kGroupPairs;
       if (j >= cols) {
         _mm512_storeu_si512(words, _mm512_setzero_si512());
         continue;
@@ -111,15 +115,15 @@ __attribute__((target("avx512f,avx512bf16"))) void pack_b_columns(const Gemm<flo
 
 // One pair of k into a tile's accumulators: a = the panel's pair, group = its group's words,
 // i = the pair's index in the group.
-template <bool kColumns>
+template <bool kColumns, std::int64_t kCols>
 __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void add_pair(
-    __m512 (&acc0)[kBlockCols], __m512 (&acc1)[kBlockCols], const std::uint16_t* a,
+    __m512 (&acc0)[kCols], __m512 (&acc1)[kCols], const std::uint16_t* a,
     const std::uint32_t* group, std::int64_t i) {
   const __m512bh a0 = (__m512bh)_mm512_loadu_si512(a);
   const __m512bh a1 = (__m512bh)_mm512_loadu_si512(a + kPanelRows);
-  for (std::int64_t j = 0; j < kBlockCols; ++j) {
+  for (std::int64_t j = 0; j < kCols; ++j) {
     const __m512bh bj =
-        (__m512bh)_mm512_set1_epi32(static_cast<int>(group[word_at<kColumns>(i, j)]));
+        (__m512bh)_mm512_set1_epi32(static_cast<int>(group[word_at<kColumns, kCols>(i, j)]));
     acc0[j] = _mm512_dpbf16_ps(acc0[j], a0, bj);
     acc1[j] = _mm512_dpbf16_ps(acc1[j], a1, bj);
   }
@@ -128,27 +132,27 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void add_pai
 // C tile (rows [r0, r0 + rows), columns [c0, c0 + cols)) = alpha A_panel B_block + beta C
 // over `pairs` pairs of k (from a group's start), or, where `first` is false (a later
 // slice of k), += alpha A B.
-template <bool kColumns>
+template <bool kColumns, std::int64_t kCols>
 __attribute__((target("avx512f,avx512bf16"))) void tile(const std::uint16_t* panel,
                                                         const std::uint32_t* block,
                                                         std::int64_t pairs, const Gemm<float>& g,
                                                         std::int64_t r0, std::int64_t rows,
                                                         std::int64_t c0, std::int64_t cols,
                                                         bool first) {
-  __m512 acc0[kBlockCols], acc1[kBlockCols];
-  for (std::int64_t j = 0; j < kBlockCols; ++j) acc0[j] = acc1[j] = _mm512_setzero_ps();
+  __m512 acc0[kCols], acc1[kCols];
+  for (std::int64_t j = 0; j < kCols; ++j) acc0[j] = acc1[j] = _mm512_setzero_ps();
   const std::int64_t whole = pairs / kGroupPairs;
   for (std::int64_t group = 0; group < whole; ++group) {
     const std::uint16_t* a = panel + group * kGroupPairs * 2 * kPanelRows;
-    const std::uint32_t* b = block + group * kGroupWords;
+    const std::uint32_t* b = block + group * kGroupWords<kCols>;
 #pragma GCC unroll 16
     for (std::int64_t i = 0; i < kGroupPairs; ++i) {
-      add_pair<kColumns>(acc0, acc1, a + i * 2 * kPanelRows, b, i);
+      add_pair<kColumns, kCols>(acc0, acc1, a + i * 2 * kPanelRows, b, i);
     }
   }
   for (std::int64_t i = 0; i < pairs - whole * kGroupPairs; ++i) {
-    add_pair<kColumns>(acc0, acc1, panel + (whole * kGroupPairs + i) * 2 * kPanelRows,
-                       block + whole * kGroupWords, i);
+    add_pair<kColumns, kCols>(acc0, acc1, panel + (whole * kGroupPairs + i) * 2 * kPanelRows,
+                              block + whole * kGroupWords<kCols>, i);
   }
   const float beta_value = first ? g.beta : 1.0f;
   const __m512 alpha = _mm512_set1_ps(g.alpha), beta = _mm512_set1_ps(beta_value);
@@ -286,7 +290,7 @@ void Bf16PackedA::pack(const float* a, Trans trans, std::int64_t m, std::int64_t
   const auto size = static_cast<std::size_t>(panels * panel_size);
   if (panels_.size() < size) panels_.resize(size);
   std::uint16_t* out = panels_.data();
-  const int threads = m * k >= kMinParallelPack ? omp_get_max_threads() : 1;
+  const int threads = m * k >= kMinParallelPack && !omp_in_parallel() ? omp_get_max_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (std::int64_t p = 0; p < panels; ++p) {
     pack_a_panel(a, trans, m, k, lda, p, out + p * panel_size);
@@ -297,21 +301,28 @@ const std::uint16_t* Bf16PackedA::panel(std::int64_t index) const {
   return panels_.data() + index * ((k_ + 1) / 2) * 2 * kPanelRows;
 }
 
-void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, std::vector<std::uint32_t>& b_scratch) {
-  if (g.m == 0 || g.n == 0) return;
+namespace {
+
+// bf16_gemm in blocks of kCols columns.
+template <std::int64_t kCols>
+void gemm_in_blocks(const Bf16PackedA& a, const Gemm<float>& g,
+                    std::vector<std::uint32_t>& b_scratch) {
   const std::int64_t pairs = (g.k + 1) / 2;
   const std::int64_t panels = (g.m + kPanelRows - 1) / kPanelRows;
-  const std::int64_t blocks = (g.n + kBlockCols - 1) / kBlockCols;
+  const std::int64_t blocks = (g.n + kCols - 1) / kCols;
   const std::int64_t groups = (pairs + kGroupPairs - 1) / kGroupPairs;
-  const std::int64_t block_size = groups * kGroupWords;
+  const std::int64_t block_size = groups * kGroupWords<kCols>;
   const auto size = static_cast<std::size_t>(blocks * block_size);
   if (b_scratch.size() < size) b_scratch.resize(size);  // grown only, as A's panels
-  const auto run_tile = g.trans_b == Trans::N ? tile<true> : tile<false>;
+  const auto run_tile = g.trans_b == Trans::N ? tile<true, kCols> : tile<false, kCols>;
   std::uint32_t* b = b_scratch.data();
   // Units of panels x blocks of C; a unit runs k in slices of kDepthPairs (at least one,
   // so that k = 0 still writes beta C), each slice block by block over its panels.
   const std::int64_t slices = std::max<std::int64_t>(1, (pairs + kDepthPairs - 1) / kDepthPairs);
-  const int threads = g.m * g.n * g.k >= kMinThreadMacs ? omp_get_max_threads() : 1;
+  // Inside a parallel region (a row-parallel lane's product) one thread: its own region
+  // would get no more.
+  const int threads =
+      g.m * g.n * g.k >= kMinThreadMacs && !omp_in_parallel() ? omp_get_max_threads() : 1;
   // (How C is cut into units changes only who computes a tile, not its arithmetic.)
   std::int64_t unit_panels = kUnitPanels, unit_blocks = kUnitBlocks;
   auto units_of = [&](std::int64_t per_unit_panels, std::int64_t per_unit_blocks) {
@@ -333,12 +344,12 @@ void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, std::vector<std::uint
     if (g.trans_b == Trans::T) {
 #pragma omp for schedule(static)
       for (std::int64_t group = 0; group < groups; ++group) {
-        pack_b_rows(g, group, blocks, block_size, b);
+        pack_b_rows<kCols>(g, group, blocks, block_size, b);
       }
     } else {
 #pragma omp for schedule(static)
       for (std::int64_t block = 0; block < blocks; ++block) {
-        pack_b_columns(g, block, groups, b + block * block_size);
+        pack_b_columns<kCols>(g, block, groups, b + block * block_size);
       }
     }
     // (the implied barrier: every block is packed before any tile reads one)
@@ -353,17 +364,31 @@ void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, std::vector<std::uint
       for (std::int64_t slice = 0; slice < slices; ++slice) {
         const std::int64_t p0 = slice * kDepthPairs, n_pairs = std::min(kDepthPairs, pairs - p0);
         for (std::int64_t block = first_block; block < last_block; ++block) {
-          const std::int64_t c0 = block * kBlockCols;
+          const std::int64_t c0 = block * kCols;
           for (std::int64_t panel = first_panel; panel < last_panel; ++panel) {
             const std::int64_t r0 = panel * kPanelRows;
             run_tile(a.panel(panel) + p0 * 2 * kPanelRows,
-                     b + block * block_size + p0 / kGroupPairs * kGroupWords, n_pairs, g, r0,
-                     std::min(kPanelRows, g.m - r0), c0, std::min(kBlockCols, g.n - c0),
-                     slice == 0);
+                     b + block * block_size + p0 / kGroupPairs * kGroupWords<kCols>, n_pairs, g, r0,
+                     std::min(kPanelRows, g.m - r0), c0, std::min(kCols, g.n - c0), slice == 0);
           }
         }
       }
     }
+  }
+}
+
+}  // namespace
+
+void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, std::vector<std::uint32_t>& b_scratch) {
+  if (g.m == 0 || g.n == 0) return;
+  // Narrow products (a step's few columns, a row-parallel lane's) in blocks of 8, which
+  // pad 16 or 32 columns less than blocks of 12 do; the rest in blocks of 12, whose tile
+  // reuses each A load across more columns.
+  const std::int64_t padded_8 = (g.n + 7) / 8 * 8, padded_12 = (g.n + 11) / 12 * 12;
+  if (g.n <= kNarrowColumns && padded_8 < padded_12) {
+    gemm_in_blocks<8>(a, g, b_scratch);
+  } else {
+    gemm_in_blocks<kBlockCols>(a, g, b_scratch);
   }
 }
 

@@ -323,8 +323,9 @@ int row_run_threads(std::int64_t rows) {
 
 template <typename T>
 bool CpuOps<T>::takes_row_runs(std::int64_t weight_bytes, std::int64_t rows) const {
-  return packs_weights() && this->math() == Math::Fp32 && this->tuning().cpu_row_parallel &&
-         row_run_threads(rows) >= 2 && weight_bytes <= row_parallel_weight_limit();
+  return packs_weights() && (this->math() == Math::Fp32 || native_bf16()) &&
+         this->tuning().cpu_row_parallel && row_run_threads(rows) >= 2 &&
+         weight_bytes <= row_parallel_weight_limit();
 }
 
 template <typename T>
@@ -376,7 +377,10 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
   if constexpr (!std::is_same_v<T, float>) {
     return false;
   } else {
-    if (packed_ == nullptr || !this->tuning().cpu_row_parallel) return false;
+    // Native BF16 runs each lane's products on the weights held rounded and packed, on
+    // bf16_gemm alone (one thread inside a parallel region), each lane with its own B.
+    const bool bf16 = native_bf16();
+    if ((!bf16 && packed_ == nullptr) || !this->tuning().cpu_row_parallel) return false;
     const int threads = row_run_threads(rows);
     if (threads < 2) return false;
     for (const StepCall<float>& c : calls) {
@@ -387,11 +391,16 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
         return false;
       }
       for (int i = 0; i < g.count; ++i) {
-        if (!packed_->holds(gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]))) return false;
+        const Gemm<float> item = gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]);
+        if (bf16 ? rounded_hold_of(item) == nullptr : !packed_->holds(item)) return false;
       }
     }
-    packed_->prepare_lanes(threads);
-    std::atomic<std::int64_t> packed_runs{0};
+    if (bf16) {
+      if (bf16_lane_b_.size() < static_cast<std::size_t>(threads)) bf16_lane_b_.resize(threads);
+    } else {
+      packed_->prepare_lanes(threads);
+    }
+    std::atomic<std::int64_t> packed_runs{0}, native_runs{0};
     on_threads_each_with_onednn_alone(threads, [&](int lane, const std::atomic<bool>& failed) {
       const std::int64_t b0 = rows * lane / threads, b1 = rows * (lane + 1) / threads;
       for (const StepCall<float>& c : calls) {
@@ -406,7 +415,10 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
               Gemm<float> mine =
                   gemm_item(g, g.host_a[i], g.host_b[i] + b0 * g.ldb, g.host_c[i] + b0 * g.ldc);
               mine.n = end - b0;
-              if (packed_->run(mine, lane + 1)) {
+              if (bf16) {
+                bf16_gemm(rounded_hold_of(mine)->packed, mine, bf16_lane_b_[lane]);
+                ++native_runs;
+              } else if (packed_->run(mine, lane + 1)) {
                 ++packed_runs;
               } else if (!onednn_gemm(mine)) {
                 throw Error("recur: CpuOps::run_step_list: no single-threaded GEMM for m = " +
@@ -432,6 +444,7 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
     });
     ++this->statistics().row_parallel_runs;
     this->statistics().packed_gemms += packed_runs.load();
+    this->statistics().native_bf16_gemms += native_runs.load();
     return true;
   }
 }

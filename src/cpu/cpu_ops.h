@@ -67,7 +67,8 @@ class CpuOps final : public Ops<T> {
   std::vector<float> rounded_a_, rounded_b_;  // gemm_rounded's operands
   Bf16PackedA bf16_a_;                        // ... and native_bf16()'s
   std::vector<std::uint32_t> bf16_b_;
-  std::vector<RoundedHold> rounded_holds_;  // until release_weights()
+  std::vector<std::vector<std::uint32_t>> bf16_lane_b_;  // each row-parallel lane's B
+  std::vector<RoundedHold> rounded_holds_;               // until release_weights()
 };
 
 // Which library CpuOps<float> uses for most GEMMs: "oneDNN" when libdnnl.so.2 can be
@@ -87,7 +88,8 @@ bool cpu_float_loops_threaded();
 //     layers project their inputs in one GEMM and may run row-parallel, which measured
 //     faster (docs/benchmarks.md, "The measurements behind the code's choices"). Tests turn
 //     it on, so that the GPU's schedule is checked without a GPU too;
-//   - cpu_row_parallel: a layer-by-layer pass's steps run row-parallel (run_step_list);
+//   - cpu_row_parallel: a layer-by-layer pass's steps run row-parallel (run_step_list), in
+//     float32 and in native BF16;
 //   - cpu_split_columns: CpuOps<float> threads a GEMM with the longest inner dimension
 //     (k >= m, n: the weight gradients) or a narrow C (at most 768 rows: small input
 //     projections) itself, each thread a slab of C's columns on oneDNN's sgemm alone;
