@@ -62,8 +62,9 @@ Tensor features_backward(const Tensor& d, const Shape& h_n) {
 
 int main(int argc, char** argv) try {
   std::map<std::string, std::string> o = {
-      {"--device", "auto"}, {"--steps", "1500"},  {"--batch", "64"}, {"--hidden", "64"},
-      {"--layers", "1"},    {"--checkpoint", ""}, {"--resume", ""},  {"--smoke", ""}};
+      {"--device", "auto"}, {"--steps", "1500"}, {"--batch", "64"},
+      {"--hidden", "64"},   {"--layers", "1"},   {"--checkpoint", ""},
+      {"--resume", ""},     {"--smoke", ""},     {"--activations", "store"}};
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--smoke") {  // seconds, in CTest
       o["--smoke"] = "1", o["--steps"] = "400", o["--batch"] = "32", o["--hidden"] = "32";
@@ -74,6 +75,11 @@ int main(int argc, char** argv) try {
     } else {
       o[argv[i]] = argv[i + 1], ++i;
     }
+  }
+  // recompute: the training forwards keep what flows between the layers and the backward
+  // rebuilds each layer's steps (a bidirectional stack of at least 2 layers).
+  if (o["--activations"] != "store" && o["--activations"] != "recompute") {
+    return std::fprintf(stderr, "--activations: store or recompute\n"), 2;
   }
   const bool gpu = o["--device"] == "cuda" || (o["--device"] == "auto" && cuda_device_count() > 0);
   const Device d = gpu ? Device::cuda(0) : Device::cpu();
@@ -105,6 +111,9 @@ int main(int argc, char** argv) try {
     ForwardOptions fo;
     fo.mode = mode;
     fo.lengths = b.lengths;
+    if (mode == Mode::Training && o["--activations"] == "recompute") {
+      fo.activations = ActivationMemory::Recompute;
+    }
     r = rnn.forward(embed.forward(b.ids), fo);
     feat = features(r.h_n);
     return head.forward(feat);
