@@ -381,9 +381,9 @@ void gemm_in_blocks(const Bf16PackedA& a, const Gemm<float>& g,
 
 void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, std::vector<std::uint32_t>& b_scratch) {
   if (g.m == 0 || g.n == 0) return;
-  // Narrow products (a step's few columns, a row-parallel lane's) in blocks of 8, which
-  // pad 16 or 32 columns less than blocks of 12 do; the rest in blocks of 12, whose tile
-  // reuses each A load across more columns.
+  // Narrow products (a step's few columns, a row-parallel lane's) in blocks of 8 where
+  // those pad less (16 columns fill 16 of 8-blocks, 24 of 12-blocks; 64 fill 64 and 72);
+  // the rest in blocks of 12, whose tile reuses each A load across more columns.
   const std::int64_t padded_8 = (g.n + 7) / 8 * 8, padded_12 = (g.n + 11) / 12 * 12;
   if (g.n <= kNarrowColumns && padded_8 < padded_12) {
     gemm_in_blocks<8>(a, g, b_scratch);

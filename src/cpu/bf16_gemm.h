@@ -14,14 +14,15 @@
 // The layouts, for C (m x n, column-major) += op(A) (m x k) op(B) (k x n):
 //   A, packed once (Bf16PackedA): panels of 32 rows; in a panel, for each pair of k
 //     (k0, k0+1), the 32 rows' (A[r][k0], A[r][k0+1]) side by side: two zmm registers.
-//   B, packed per call: blocks of 12 columns, each in groups of 16 pairs of k; a word
+//   B, packed per call: blocks of 12 columns (8 for products of at most 64 columns,
+//     where those pad less), each in groups of 16 pairs of k; a word
 //     (B[k0][j], B[k0+1][j]) is broadcast to all 16 lanes. In a group the words lie in
 //     the order op(B) holds them: pair by pair (12 columns' words side by side) where its
 //     rows are contiguous (trans_b T), column by column (16 pairs' words side by side)
 //     where its columns are (N), so that packing is a contiguous convert and store.
 // Rows, columns, an odd k and the last group are padded with zeros. A 32 x 12 tile of C
-// is 24 zmm accumulators over a slice of k (cache blocking: bf16_gemm.cpp); the threads
-// share units of tiles.
+// is 24 zmm accumulators (32 x 8: 16) over a slice of k (cache blocking: bf16_gemm.cpp);
+// the threads share units of tiles.
 #pragma once
 
 #include <cstdint>
