@@ -108,6 +108,18 @@ TEST(CpuGemm, EveryTransposeAndShapeMatchesFloat64) {
   }
 }
 
+// k = 0: C = beta C, as BLAS defines it (C scaled, nothing added; beta 0 writes zeros).
+TEST(CpuGemm, AnEmptyInnerDimensionScalesC) {
+  for (Trans ta : {Trans::N, Trans::T}) {
+    for (Trans tb : {Trans::N, Trans::T}) {
+      for (float beta : {0.0f, 0.5f, 1.0f}) {
+        check_gemm<float>(ta, tb, 5, 7, 0, beta);
+        check_gemm<double>(ta, tb, 5, 7, 0, static_cast<double>(beta));
+      }
+    }
+  }
+}
+
 // A GEMM whose inner dimension is the longest (the weight gradients' shape) or whose C is
 // narrow (at most 768 rows) runs with each thread on its own slab of C's columns, for
 // every transpose pair, slabs of whole vectors or not (n = 256, 300), overwriting or

@@ -94,12 +94,12 @@ TEST(Math, TrainingStaysWithinTheFormatsRoundoffOfFloat32) {
 }
 
 // The AVX512_BF16 GEMM (cpu/bf16_gemm.h) against the emulation (the same rounded operands,
-// an exact float32 product on sgemm) for every transpose pair, odd and even sizes around the
-// 32 x 12 tiles and the 16-pair groups, k in several slices (more than 256 pairs), C in
-// several units each way (more than 8 panels, more than 16 blocks), leading dimensions past the
-// rows, alpha and beta, on one and two threads: the two differ only in the order of float32
-// accumulation. Forced on (NativeBf16::Always) where the rule would emulate: this CPU's bf16 dot
-// products may not pay.
+// an exact float32 product on sgemm) for every transpose pair, odd and even sizes around
+// the 32 x 12 tiles and the 16-pair groups, k in several slices (more than 256 pairs), C in
+// several units each way (more than 8 panels, more than 16 blocks), k = 0 (C = beta C),
+// leading dimensions past the rows, alpha and beta, on one and two threads: the two differ
+// only in the order of float32 accumulation. Forced on (NativeBf16::Always) where the rule
+// would emulate: this CPU's bf16 dot products may not pay.
 TEST(Math, NativeBf16GemmMatchesTheEmulation) {
   if (!detail::bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
   using detail::Gemm;
@@ -113,9 +113,9 @@ TEST(Math, NativeBf16GemmMatchesTheEmulation) {
   emulated.set_tuning(off);
   native.set_tuning(always);
   Random rng(21);
-  const std::int64_t shapes[][3] = {{1, 1, 1},       {31, 11, 7},    {33, 13, 64},
-                                    {64, 24, 511},   {100, 50, 300}, {2048, 64, 512},
-                                    {300, 40, 1537}, {70, 205, 33},  {600, 30, 100}};
+  const std::int64_t shapes[][3] = {{1, 1, 1},      {31, 11, 7},     {33, 13, 64},    {64, 24, 511},
+                                    {100, 50, 300}, {2048, 64, 512}, {300, 40, 1537}, {70, 205, 33},
+                                    {600, 30, 100}, {5, 7, 0}};
   for (const auto& shape : shapes) {
     for (Trans ta : {Trans::N, Trans::T}) {
       for (Trans tb : {Trans::N, Trans::T}) {

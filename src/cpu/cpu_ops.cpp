@@ -223,6 +223,13 @@ template <typename T>
 void CpuOps<T>::gemm(const Gemm<T>& g) {
   if (g.m == 0 || g.n == 0) return;
   check_blas_sizes(g);
+  if (g.k == 0) {  // C = beta C, as BLAS defines it (the libraries disagree on k = 0)
+    for (std::int64_t j = 0; j < g.n; ++j) {
+      T* c = g.c + j * g.ldc;
+      for (std::int64_t i = 0; i < g.m; ++i) c[i] = g.beta == T(0) ? T(0) : g.beta * c[i];
+    }
+    return;
+  }
   if constexpr (std::is_same_v<T, float>) {
     if (this->math() != Math::Fp32) {
       gemm_rounded(g);
