@@ -3,6 +3,24 @@
 #include "engine_impl.h"
 
 namespace recur::detail {
+namespace {
+
+// Where a pass recomputes layers, a unit's step buffers are the same direction's unit's one
+// layer below (`below`); elsewhere, and for the first layer (below == null), fresh ones.
+template <typename T>
+T* take_or_share(Carver<T>& c, const UnitBuffers<T>* below, T* UnitBuffers<T>::*buffer,
+                 std::int64_t n) {
+  return below != nullptr ? below->*buffer : c.take(n);
+}
+
+// The unit whose step buffers unit u shares (the same direction's one layer below), or null.
+template <typename T>
+const UnitBuffers<T>* shared_below(const Plan& plan, const StackBuffers<T>& b, int u,
+                                   bool recomputes_layers) {
+  return recomputes_layers && plan.units[u].layer > 0 ? &b.units[u - plan.directions] : nullptr;
+}
+
+}  // namespace
 
 template <typename T>
 T* EngineImpl<T>::lay_out_forward(Carver<T>& c, StackBuffers<T>& b, const Saved<T>& s, const T* x,
@@ -45,31 +63,27 @@ T* EngineImpl<T>::lay_out_forward(Carver<T>& c, StackBuffers<T>& b, const Saved<
   // A pass that recomputes layers keeps each direction's step buffers once: every layer
   // above the first reuses the layer below's (`below`), since a layer's steps are rebuilt
   // just before its backward. So each is taken at the largest size any layer needs.
-  const bool shares = pass.recomputes_layers;
-  bool any_gx_rows = false;
+  bool any_gx_rows = false;  // some layer projects its input for all steps at once
   for (bool in_steps : pass.projects_in_steps) any_gx_rows = any_gx_rows || !in_steps;
   for (int u = 0; u < L * D; ++u) {
     const int layer = plan_.units[u].layer;
-    const UnitBuffers<T>* below = shares && layer > 0 ? &b.units[u - D] : nullptr;
-    auto take_or_share = [&](T* shared, std::int64_t n) {
-      return below != nullptr ? shared : c.take(n);
+    const UnitBuffers<T>* below = shared_below(plan_, b, u, pass.recomputes_layers);
+    auto take = [&](T* UnitBuffers<T>::*buffer, std::int64_t n) {
+      return take_or_share(c, below, buffer, n);
     };
     UnitBuffers<T> ub;
     if (lstm) ub.cs = c.take((B + R + B) * H);
     ub.gx_in_steps = pass.projects_in_steps[layer];
-    ub.gx = take_or_share(below ? below->gx : nullptr, (shares           ? (any_gx_rows ? R : B)
-                                                        : ub.gx_in_steps ? B
-                                                                         : R) *
-                                                           GH);
-    ub.gh = take_or_share(below ? below->gh : nullptr, B * GH);
+    const bool gx_rows = pass.recomputes_layers ? any_gx_rows : !ub.gx_in_steps;
+    ub.gx = take(&UnitBuffers<T>::gx, (gx_rows ? R : B) * GH);
+    ub.gh = take(&UnitBuffers<T>::gh, B * GH);
     if (pass.weights == StepWeights::Transposed) {  // the forward's, kept for backward's rebuild
       ub.w_t = c.take(GH * O);
       if (pass.wavefront && layer > 0) {
         ub.w_ih_t = c.take(GH * plan_.layers[layer].input_size);
       }
     }
-    if (plan_.units[u].dir == 1 && !tl.uniform)
-      ub.g0 = take_or_share(below ? below->g0 : nullptr, B * GH);
+    if (plan_.units[u].dir == 1 && !tl.uniform) ub.g0 = take(&UnitBuffers<T>::g0, B * GH);
     if (training && u == 0 && beside_x) {
       ub.hp = b.acts[0].data == nullptr ? nullptr : b.acts[0].data + I;
       ub.ldhp = I + O;
@@ -79,13 +93,13 @@ T* EngineImpl<T>::lay_out_forward(Carver<T>& c, StackBuffers<T>& b, const Saved<
       ub.hp = below != nullptr && !below->hp_beside_x ? below->hp : c.take(R * O);
       ub.ldhp = O;
     }
-    if (plan_.projects()) ub.m = take_or_share(below ? below->m : nullptr, (training ? R : B) * H);
+    if (plan_.projects()) ub.m = take(&UnitBuffers<T>::m, (training ? R : B) * H);
     if (training) {
-      ub.saved = take_or_share(below ? below->saved : nullptr, R * H * plan_.saved_slots);
+      ub.saved = take(&UnitBuffers<T>::saved, R * H * plan_.saved_slots);
     } else if (rbp) {
       ub.saved = c.take(BH * plan_.saved_slots);  // z travels between the two phases
     }
-    if (rbp) ub.rh = take_or_share(below ? below->rh : nullptr, (training ? R : B) * H);
+    if (rbp) ub.rh = take(&UnitBuffers<T>::rh, (training ? R : B) * H);
     b.units.push_back(ub);
   }
   return c.take(own_index_words);
@@ -119,22 +133,21 @@ void EngineImpl<T>::lay_out_backward(Carver<T>& c, StackBuffers<T>& b, const Tim
   // gradients are in: the layers of one direction share them, as their step buffers.
   for (int u = 0; u < L * D; ++u) {
     UnitBuffers<T>& ub = b.units[u];
-    const UnitBuffers<T>* below =
-        recomputes_layers && plan_.units[u].layer > 0 ? &b.units[u - D] : nullptr;
-    auto take_or_share = [&](T* shared, std::int64_t n) {
-      return below != nullptr ? shared : c.take(n);
+    const UnitBuffers<T>* below = shared_below(plan_, b, u, recomputes_layers);
+    auto take = [&](T* UnitBuffers<T>::*buffer, std::int64_t n) {
+      return take_or_share(c, below, buffer, n);
     };
-    ub.dgx = take_or_share(below ? below->dgx : nullptr, GRH);
-    ub.dgh = !(lbr || ln) ? ub.dgx : take_or_share(below ? below->dgh : nullptr, GRH);
+    ub.dgx = take(&UnitBuffers<T>::dgx, GRH);
+    ub.dgh = lbr || ln ? take(&UnitBuffers<T>::dgh, GRH) : ub.dgx;
     if (ln) {
-      ub.dpx = take_or_share(below ? below->dpx : nullptr, GRH);
-      if (lbr) ub.dph = take_or_share(below ? below->dph : nullptr, GRH);  // else d/d ah is dpx
-      ub.dln = take_or_share(below ? below->dln : nullptr, R * plan_.ln_width);
+      ub.dpx = take(&UnitBuffers<T>::dpx, GRH);
+      if (lbr) ub.dph = take(&UnitBuffers<T>::dph, GRH);  // the other cells' d/d ah is dpx
+      ub.dln = take(&UnitBuffers<T>::dln, R * plan_.ln_width);
     }
-    if (rbp) ub.drh = take_or_share(below ? below->drh : nullptr, BH);
+    if (rbp) ub.drh = take(&UnitBuffers<T>::drh, BH);
     if (plan_.projects()) {
-      ub.dproj = take_or_share(below ? below->dproj : nullptr, R * O);
-      ub.dm = take_or_share(below ? below->dm : nullptr, BH);
+      ub.dproj = take(&UnitBuffers<T>::dproj, R * O);
+      ub.dm = take(&UnitBuffers<T>::dm, BH);
     }
     ub.dh = *dh == nullptr ? nullptr : *dh + u * B * O;
     ub.dc = *dc == nullptr ? nullptr : *dc + u * BH;

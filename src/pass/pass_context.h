@@ -16,6 +16,8 @@ namespace recur::detail {
 
 // A layer argument that stands for every layer of the stack.
 constexpr int kAllLayers = -1;
+// Whether a layer argument (a layer, or kAllLayers) covers layer l.
+constexpr bool covers(int layer, int l) { return layer == kAllLayers || layer == l; }
 
 template <typename T>
 struct PassContext {

@@ -56,7 +56,7 @@ void StackPass<T>::hold_step_weights(bool backward, int layer) {
                            : ops.hold_weights(w, Trans::T, rows, O, O, B));
   };
   for (const UnitOffsets& u : ctx_.plan.units) {
-    if (layer != kAllLayers && u.layer != layer) continue;
+    if (!covers(layer, u.layer)) continue;
     if (ctx_.reset_before_product()) {
       hold(u, 0, 2 * H);
       hold(u, 2 * H, H);

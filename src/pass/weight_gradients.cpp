@@ -13,7 +13,7 @@ void weight_gradients(const PassContext<T>& ctx, T* grads, int layer) {
   const std::int64_t R = ctx.tl.rows();
   for (int unit = 0; unit < plan.unit_count(); ++unit) {
     const UnitOffsets& u = plan.units[unit];
-    if (layer != kAllLayers && u.layer != layer) continue;
+    if (!covers(layer, u.layer)) continue;
     const UnitBuffers<T>& ub = buf.units[unit];
     const LayerPlan& unit_layer = plan.layers[u.layer];
     if (ub.hp_beside_x) {
@@ -86,8 +86,7 @@ void weight_gradients(const PassContext<T>& ctx, T* grads, int layer) {
   }
   for (std::size_t l = 0; l < plan.layers.size(); ++l) {
     const Join& j = plan.layers[l].join;
-    if (j.kind != Connection::Highway || (layer != kAllLayers && static_cast<int>(l) != layer))
-      continue;
+    if (j.kind != Connection::Highway || !covers(layer, static_cast<int>(l))) continue;
     const ActivationBuffers<T>& u = buf.acts[j.u];
     ops.gemm(Gemm<T>::op(Trans::N, Trans::T)
                  .shape(DH, DH, R)
