@@ -10,8 +10,6 @@
 #include <algorithm>
 #include <chrono>
 
-#include "../../kernels/round_operand.cuh"
-
 namespace recur::detail {
 namespace {
 
@@ -31,12 +29,10 @@ constexpr std::int64_t kUnitBlocks = 16;
 constexpr std::int64_t kUnitsPerThread = 4;
 constexpr std::int64_t kMinParallelPack = std::int64_t{1} << 16;  // elements; below, one thread
 
-// The bits of x rounded to bfloat16: the rule both backends round with.
-std::uint16_t bf16(float x) { return kernels::reduced_bits(kernels::Format::Bf16, x); }
-
-// 16 float32 lanes rounded to bfloat16 (VCVTNEPS2BF16: round to nearest even, as bf16(),
-// except that a subnormal input becomes zero, which VDPBF16PS makes of a bf16 subnormal
-// operand anyway), each in the low half of a 32-bit lane.
+// 16 float32 lanes rounded to bfloat16, each in the low half of a 32-bit lane.
+// VCVTNEPS2BF16 rounds to nearest even, the rule both backends round with
+// (kernels/round_operand.cuh), except that a subnormal input becomes zero, which VDPBF16PS
+// makes of a bf16 subnormal operand anyway.
 __attribute__((target("avx512f,avx512bf16"))) __m512i low_halves(__m512 x) {
   // (The zero-masked forms: the plain ones start from an undefined vector, which gcc 12
   // flags as maybe-uninitialized.)
@@ -267,13 +263,34 @@ __attribute__((target("avx512f,avx512bf16"))) void pack_a_panel(const float* a, 
     }
     return;
   }
-  // A[r][c] = a[r * lda + c]: rows read in their own order (held weights, once a pass).
-  std::fill(out, out + pairs * 2 * kPanelRows, std::uint16_t{0});
-  for (std::int64_t lane = 0; lane < std::min(kPanelRows, m - r0); ++lane) {
-    const std::int64_t offset = (lane / 16) * kPanelRows + 2 * (lane % 16);
-    const float* row = a + (r0 + lane) * lda;
-    for (std::int64_t c = 0; c < k; ++c)
-      out[(c / 2) * 2 * kPanelRows + offset + c % 2] = bf16(row[c]);
+  // A[r][c] = a[r * lda + c]: a row's pairs are adjacent floats. 16 rows' words of 16
+  // pairs at a time are rounded row by row into `words`, then gathered pair by pair.
+  alignas(64) std::uint32_t words[16 * 16];
+  const __m512i row_starts =
+      _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 16, 0);
+  for (std::int64_t half = 0; half < 2; ++half) {
+    const std::int64_t first_row = r0 + 16 * half;
+    const std::int64_t rows = std::clamp<std::int64_t>(m - first_row, 0, 16);
+    for (std::int64_t p0 = 0; p0 < pairs; p0 += 16) {
+      const std::int64_t c0 = 2 * p0;
+      for (std::int64_t lane = 0; lane < 16; ++lane) {
+        __m512i row_words = _mm512_setzero_si512();
+        if (lane < rows) {
+          const float* row = a + (first_row + lane) * lda + c0;
+          const __m512 x0 = _mm512_maskz_loadu_ps(first_lanes(k - c0), row);
+          const __m512 x1 = _mm512_maskz_loadu_ps(first_lanes(k - c0 - 16), row + 16);
+          row_words = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+        }
+        _mm512_store_si512(words + 16 * lane, row_words);
+      }
+      for (std::int64_t i = 0; i < std::min<std::int64_t>(16, pairs - p0); ++i) {
+        // (The masked form: the plain one starts from an undefined vector, as above.)
+        const __m512i at = _mm512_add_epi32(row_starts, _mm512_set1_epi32(static_cast<int>(i)));
+        _mm512_storeu_si512(
+            out + (p0 + i) * 2 * kPanelRows + half * kPanelRows,
+            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), 0xFFFF, at, words, 4));
+      }
+    }
   }
 }
 
