@@ -1,6 +1,8 @@
 // src/convert.cpp: the loops of convert_host, one per pair of dtypes.
 #include "convert.h"
 
+#include <omp.h>
+
 #include <cstdint>
 #include <cstring>
 
@@ -64,10 +66,7 @@ void store_from_double(const double* s, void* dst, DType to, std::size_t n) {
   }
 }
 
-}  // namespace
-
-void convert_host(const void* src, DType from, void* dst, DType to, std::size_t n) {
-  if (n == 0) return;
+void convert_serially(const void* src, DType from, void* dst, DType to, std::size_t n) {
   if (from == to) {
     std::memcpy(dst, src, n * dtype_size(from));
     return;
@@ -90,6 +89,29 @@ void convert_host(const void* src, DType from, void* dst, DType to, std::size_t 
       return;
     case DType::Int32:
     case DType::Int64: return;
+  }
+}
+
+// Below this many elements one thread converts: a parallel region costs more.
+constexpr std::size_t kMinParallelElements = std::size_t{1} << 16;
+
+}  // namespace
+
+// Split among OpenMP's threads: a reduced-precision call converts x or dy in and y or dx
+// out, megabytes each, and its pass runs on those threads too.
+void convert_host(const void* src, DType from, void* dst, DType to, std::size_t n) {
+  if (n == 0) return;
+  const int threads = n >= kMinParallelElements && !omp_in_parallel() ? omp_get_max_threads() : 1;
+  if (threads <= 1) {
+    convert_serially(src, from, dst, to, n);
+    return;
+  }
+  const std::size_t in_size = dtype_size(from), out_size = dtype_size(to);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int part = 0; part < threads; ++part) {
+    const std::size_t begin = n * part / threads, end = n * (part + 1) / threads;
+    convert_serially(static_cast<const char*>(src) + begin * in_size, from,
+                     static_cast<char*>(dst) + begin * out_size, to, end - begin);
   }
 }
 

@@ -216,6 +216,22 @@ TEST(Tensor, ToDtypeConvertsEveryPair) {
             0x3f80u);
 }
 
+// A conversion of many elements is split among the threads (convert_host): every element,
+// the parts' boundaries and an odd count's last one among them, as one thread converts it.
+TEST(Tensor, LargeConversionsMatchElementByElement) {
+  const std::int64_t n = 3 * 65536 + 7;
+  const std::vector<float> x = Random(4).vector<float>(n, -70000.0, 70000.0);
+  Tensor f32 = Tensor::from_vector(x, {n});
+  for (DType reduced : {DType::BFloat16, DType::Float16}) {
+    SCOPED_TRACE(to_string(reduced));
+    const std::vector<float> back = f32.to(reduced).to(DType::Float32).to_vector<float>();
+    EXPECT_EQ(bits_of(back), bits_of(rounded(x, reduced)));
+  }
+  const std::vector<double> wide = f32.to(DType::Float64).to_vector<double>();
+  ASSERT_EQ(wide.size(), x.size());
+  for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(wide[i], static_cast<double>(x[i])) << i;
+}
+
 TEST(Tensor, ToDtypeOfNothing) {
   EXPECT_FALSE(Tensor().to(DType::BFloat16).defined());
   Tensor empty = Tensor::empty({0, 3}, DType::Float32).to(DType::Float16);
