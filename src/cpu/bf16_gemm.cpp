@@ -354,7 +354,15 @@ void gemm_in_blocks(const Bf16PackedA& a, const Gemm<float>& g,
       unit_blocks /= 2;
     }
   }
+  // Then as many units for every thread: the column units' count rounded up until the
+  // units divide among the threads, and the blocks spread evenly over them (17 units of
+  // 16 blocks on two threads would leave one thread a unit more).
   const std::int64_t row_units = (panels + unit_panels - 1) / unit_panels;
+  if (threads > 1) {
+    std::int64_t column_units = (blocks + unit_blocks - 1) / unit_blocks;
+    while (row_units * column_units % threads != 0 && column_units < blocks) ++column_units;
+    unit_blocks = (blocks + column_units - 1) / column_units;
+  }
   const std::int64_t units = units_of(unit_panels, unit_blocks);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
