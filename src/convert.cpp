@@ -1,11 +1,11 @@
 // src/convert.cpp: the loops of convert_host, one per pair of dtypes.
 #include "convert.h"
 
-#include <omp.h>
-
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
+#include "cpu/cpu_steps.h"
 #include "kernels/precision.h"
 
 namespace recur::detail {
@@ -92,27 +92,21 @@ void convert_serially(const void* src, DType from, void* dst, DType to, std::siz
   }
 }
 
-// Below this many elements one thread converts: a parallel region costs more.
-constexpr std::size_t kMinParallelElements = std::size_t{1} << 16;
-
 }  // namespace
 
-// Split among OpenMP's threads: a reduced-precision call converts x or dy in and y or dx
-// out, megabytes each, and its pass runs on those threads too.
+// Sliced as the CPU's copies are (cpu_for_slices), on the threads the float step loops
+// use: a reduced-precision call converts x or dy in and y or dx out, megabytes each.
 void convert_host(const void* src, DType from, void* dst, DType to, std::size_t n) {
   if (n == 0) return;
-  const int threads = n >= kMinParallelElements && !omp_in_parallel() ? omp_get_max_threads() : 1;
-  if (threads <= 1) {
-    convert_serially(src, from, dst, to, n);
-    return;
-  }
   const std::size_t in_size = dtype_size(from), out_size = dtype_size(to);
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int part = 0; part < threads; ++part) {
-    const std::size_t begin = n * part / threads, end = n * (part + 1) / threads;
-    convert_serially(static_cast<const char*>(src) + begin * in_size, from,
-                     static_cast<char*>(dst) + begin * out_size, to, end - begin);
-  }
+  cpu_for_slices(static_cast<std::int64_t>(n),
+                 static_cast<std::int64_t>(std::max(in_size, out_size)), cpu_step_threads() > 1,
+                 [&](std::int64_t begin, std::int64_t end) {
+                   const auto b = static_cast<std::size_t>(begin);
+                   convert_serially(static_cast<const char*>(src) + b * in_size, from,
+                                    static_cast<char*>(dst) + b * out_size, to,
+                                    static_cast<std::size_t>(end - begin));
+                 });
 }
 
 }  // namespace recur::detail

@@ -216,10 +216,11 @@ TEST(Tensor, ToDtypeConvertsEveryPair) {
             0x3f80u);
 }
 
-// A conversion of many elements is split among the threads (convert_host): every element,
-// the parts' boundaries and an odd count's last one among them, as one thread converts it.
+// A conversion of a megabyte or more is split among the threads (convert_host, sliced as
+// cpu_for_slices slices): every element, the slices' boundaries and an odd count's last
+// one among them, as one thread converts it.
 TEST(Tensor, LargeConversionsMatchElementByElement) {
-  const std::int64_t n = 3 * 65536 + 7;
+  const std::int64_t n = 3 * 262144 + 7;  // 3 MB of float32
   const std::vector<float> x = Random(4).vector<float>(n, -70000.0, 70000.0);
   Tensor f32 = Tensor::from_vector(x, {n});
   for (DType reduced : {DType::BFloat16, DType::Float16}) {

@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <type_traits>
 #include <vector>
 
@@ -176,13 +177,12 @@ template void cpu_transpose<double>(const kernels::TransposeArgs<double>&, bool)
 
 namespace {
 
-// Calls fn(begin, end) on slices of [0, n): one per OpenMP thread for large threaded calls,
-// else one for all.
-template <typename T, class Fn>
-void for_slices(std::int64_t n, bool threaded, Fn&& fn) {
+// Calls fn(begin, end) on slices of [0, n) elements of `element_bytes` each: one per OpenMP
+// thread for large threaded calls, else one for all.
+template <class Fn>
+void for_slices(std::int64_t n, std::int64_t element_bytes, bool threaded, Fn&& fn) {
   constexpr std::int64_t kMinBytes = std::int64_t{1} << 20;
-  const int threads =
-      threaded && n * static_cast<std::int64_t>(sizeof(T)) >= kMinBytes ? max_threads() : 1;
+  const int threads = threaded && n * element_bytes >= kMinBytes ? max_threads() : 1;
   if (threads == 1) return fn(std::int64_t{0}, n);
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int s = 0; s < threads; ++s) fn(n * s / threads, n * (s + 1) / threads);
@@ -190,17 +190,22 @@ void for_slices(std::int64_t n, bool threaded, Fn&& fn) {
 
 }  // namespace
 
+void cpu_for_slices(std::int64_t n, std::int64_t element_bytes, bool threaded,
+                    const std::function<void(std::int64_t, std::int64_t)>& fn) {
+  for_slices(n, element_bytes, threaded, fn);
+}
+
 template <typename T>
 void cpu_copy(T* dst, const T* src, std::int64_t n, bool threaded) {
-  for_slices<T>(n, threaded, [&](std::int64_t b, std::int64_t e) {
+  for_slices(n, sizeof(T), threaded, [&](std::int64_t b, std::int64_t e) {
     if (e > b) std::memcpy(dst + b, src + b, static_cast<std::size_t>(e - b) * sizeof(T));
   });
 }
 
 template <typename T>
 void cpu_fill(T* dst, std::int64_t n, T value, bool threaded) {
-  for_slices<T>(n, threaded,
-                [&](std::int64_t b, std::int64_t e) { std::fill(dst + b, dst + e, value); });
+  for_slices(n, sizeof(T), threaded,
+             [&](std::int64_t b, std::int64_t e) { std::fill(dst + b, dst + e, value); });
 }
 
 namespace {
@@ -209,7 +214,7 @@ namespace {
 template <typename T, class Fn>
 void for_row_slices(std::int64_t rows, std::int64_t width, bool threaded, Fn&& fn) {
   if (width <= 0) return;
-  for_slices<T>(rows * width, threaded, [&](std::int64_t b, std::int64_t e) {
+  for_slices(rows * width, sizeof(T), threaded, [&](std::int64_t b, std::int64_t e) {
     for (std::int64_t r = b / width; r < e / width; ++r) fn(r);
   });
 }

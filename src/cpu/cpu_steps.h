@@ -2,6 +2,9 @@
 // kernels/*.cuh applied to every active (b, j) of every unit, vectorised over j.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+
 #include "../../kernels/dispatch.h"
 
 namespace recur::detail {
@@ -30,6 +33,12 @@ void cpu_step_rows(kernels::StepKind kind, const kernels::StepBackward<float>& u
 // OpenMP's threads.
 template <typename T>
 void cpu_transpose(const kernels::TransposeArgs<T>& args, bool threaded);
+
+// Calls fn(begin, end) on slices of the elements [0, n), each `element_bytes` wide: with
+// `threaded` and at least a megabyte, one slice per OpenMP thread, in parallel; else
+// fn(0, n). The slicing of cpu_copy and cpu_fill, for loops of their own.
+void cpu_for_slices(std::int64_t n, std::int64_t element_bytes, bool threaded,
+                    const std::function<void(std::int64_t, std::int64_t)>& fn);
 
 // dst[0..n) = src[0..n) and dst[0..n) = value; with `threaded` and at least a megabyte,
 // OpenMP's threads copy one slice each (one core does not reach the memory bandwidth, and
