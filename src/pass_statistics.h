@@ -15,6 +15,7 @@ struct PassStatistics {
   std::int64_t column_split_gemms = 0;  // CPU: GEMMs split by columns among the threads
   std::int64_t row_split_gemms = 0;     // CPU: GEMMs split by rows
   std::int64_t native_bf16_gemms = 0;   // CPU: BF16 GEMMs run on AVX512_BF16
+  std::int64_t bf16_tile_gemms = 0;     // CPU: of those, on AMX tiles
   std::int64_t graph_captures = 0;      // CUDA: step lists recorded as graphs
   std::int64_t graph_replays = 0;       // CUDA: recorded graphs replayed
   std::int64_t branched_batches = 0;    // CUDA: batches recorded as parallel branches
@@ -30,6 +31,7 @@ inline PassStatistics& operator+=(PassStatistics& sum, const PassStatistics& p) 
   sum.column_split_gemms += p.column_split_gemms;
   sum.row_split_gemms += p.row_split_gemms;
   sum.native_bf16_gemms += p.native_bf16_gemms;
+  sum.bf16_tile_gemms += p.bf16_tile_gemms;
   sum.graph_captures += p.graph_captures;
   sum.graph_replays += p.graph_replays;
   sum.branched_batches += p.branched_batches;

@@ -61,6 +61,7 @@ Tuning tuning_from(Lookup lookup) {
   const std::string bf16 = text(lookup, "RECUR_CPU_NATIVE_BF16");
   if (bf16 == "0") t.cpu_native_bf16 = NativeBf16::Off;
   if (bf16 == "1") t.cpu_native_bf16 = NativeBf16::Always;
+  t.cpu_bf16_tiles = flag(lookup, "RECUR_CPU_BF16_TILES", t.cpu_bf16_tiles);
   const std::string branches = text(lookup, "RECUR_CUDA_GRAPH_BRANCHES");
   if (branches == "0") t.cuda_graph_branches = GraphBranches::Off;
   if (branches == "1") t.cuda_graph_branches = GraphBranches::Always;

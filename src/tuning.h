@@ -41,6 +41,8 @@ struct Tuning {
   // RECUR_CPU_NATIVE_BF16=0|1: BF16 products emulated, or on AVX512_BF16 wherever the
   // CPU has it; by default where bf16_gemm_pays() (cpu/bf16_gemm.h).
   NativeBf16 cpu_native_bf16 = NativeBf16::ByRule;
+  // RECUR_CPU_BF16_TILES=0: native BF16 on VDPBF16PS where AMX tiles are usable too.
+  bool cpu_bf16_tiles = true;
   bool cpu_row_parallel = true;     // RECUR_CPU_ROW_PARALLEL=0
   bool cpu_split_columns = true;    // RECUR_CPU_SPLIT_COLUMNS=0
   bool cpu_split_rows = true;       // RECUR_CPU_SPLIT_ROWS=0

@@ -34,6 +34,7 @@ TEST(Tuning, UnsetSwitchesLeaveTheDefaults) {
   const Tuning defaults;
   EXPECT_TRUE(t.wave_fusion && t.step_projection && t.cpu_pack_weights && t.cpu_row_parallel);
   EXPECT_TRUE(t.cpu_split_columns && t.cpu_split_rows && t.cpu_thread_governor);
+  EXPECT_TRUE(t.cpu_bf16_tiles);
   EXPECT_EQ(t.cpu_native_bf16, detail::NativeBf16::ByRule);
   EXPECT_FALSE(t.cpu_wavefront || t.cpu_openblas_only);
   EXPECT_EQ(t.hp_beside_x_min_rows, 2048);
@@ -50,6 +51,7 @@ TEST(Tuning, EverySwitchIsReadFromTheEnvironment) {
                                 {"RECUR_CPU_WAVEFRONT", "1"},
                                 {"RECUR_CPU_PACK_WEIGHTS", "0"},
                                 {"RECUR_CPU_NATIVE_BF16", "0"},
+                                {"RECUR_CPU_BF16_TILES", "0"},
                                 {"RECUR_CPU_ROW_PARALLEL", "0"},
                                 {"RECUR_CPU_SPLIT_COLUMNS", "0"},
                                 {"RECUR_CPU_SPLIT_ROWS", "0"},
@@ -61,6 +63,7 @@ TEST(Tuning, EverySwitchIsReadFromTheEnvironment) {
                                 {"RECUR_CUDA_GRAPH_BRANCHES", "1"}});
   EXPECT_FALSE(t.wave_fusion || t.step_projection || t.cpu_pack_weights || t.cpu_row_parallel);
   EXPECT_FALSE(t.cpu_split_columns || t.cpu_split_rows || t.cpu_thread_governor);
+  EXPECT_FALSE(t.cpu_bf16_tiles);
   EXPECT_EQ(t.cpu_native_bf16, detail::NativeBf16::Off);
   EXPECT_EQ(tuning_with({{"RECUR_CPU_NATIVE_BF16", "1"}}).cpu_native_bf16,
             detail::NativeBf16::Always);

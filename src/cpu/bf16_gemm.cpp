@@ -8,12 +8,15 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+
+#include "bf16_amx.h"
+#include "bf16_words.h"
 
 namespace recur::detail {
 namespace {
 
-constexpr std::int64_t kPanelRows = 32;      // MR: two zmm of 16 float32 lanes
 constexpr std::int64_t kBlockCols = 12;      // NR: 2 x 12 accumulators, 3 registers to spare
 constexpr std::int64_t kNarrowColumns = 64;  // up to here, blocks of 8 where they pad less
 constexpr std::int64_t kMinThreadMacs = std::int64_t{1} << 21;  // below, one thread
@@ -29,30 +32,14 @@ constexpr std::int64_t kUnitBlocks = 16;
 constexpr std::int64_t kUnitsPerThread = 4;
 constexpr std::int64_t kMinParallelPack = std::int64_t{1} << 16;  // elements; below, one thread
 
-// 16 float32 lanes rounded to bfloat16, each in the low half of a 32-bit lane.
-// VCVTNEPS2BF16 rounds to nearest even, the rule both backends round with
-// (kernels/round_operand.cuh), except that a subnormal input becomes zero, which VDPBF16PS
-// makes of a bf16 subnormal operand anyway.
-__attribute__((target("avx512f,avx512bf16"))) __m512i low_halves(__m512 x) {
-  // (The zero-masked forms: the plain ones start from an undefined vector, which gcc 12
-  // flags as maybe-uninitialized.)
-  return _mm512_maskz_cvtepu16_epi32(0xFFFF, (__m256i)_mm512_cvtneps_pbh(x));
-}
-
-// The pair words of two float32 vectors: lane i = (lo[i], hi[i]) in bfloat16, lo in the low
-// half (VDPBF16PS's order).
-__attribute__((target("avx512f,avx512bf16"))) __m512i pair_words(__m512 lo, __m512 hi) {
-  return _mm512_or_si512(low_halves(lo), _mm512_maskz_slli_epi32(0xFFFF, low_halves(hi), 16));
-}
-
-__mmask16 first_lanes(std::int64_t n) {
-  return n >= 16 ? static_cast<__mmask16>(0xFFFF)
-                 : static_cast<__mmask16>(n <= 0 ? 0u : (1u << n) - 1u);
-}
-
-constexpr std::int64_t kGroupPairs = 16;  // pairs of k in a group of a B block
 template <std::int64_t kCols>
 constexpr std::int64_t kGroupWords = kGroupPairs* kCols;
+
+// A packed panel's pairs: k's, rounded up to whole groups (zeros past k), so that the tile
+// kernel reads whole groups.
+constexpr std::int64_t padded_pairs(std::int64_t k) {
+  return ((k + 1) / 2 + kGroupPairs - 1) / kGroupPairs * kGroupPairs;
+}
 
 // Where pair i of a group holds column j's word: pair-major (trans_b T) or column-major (N).
 template <bool kColumns, std::int64_t kCols>
@@ -215,18 +202,22 @@ __attribute__((target("avx512f"))) double fma_seconds() {
 
 }  // namespace
 
-bool bf16_gemm_pays() {
-  static const bool pays = [] {
-    if (!bf16_gemm_available()) return false;
-    // The best of five, alternating, so that a neighbour's burst slows neither side alone.
-    double bf16 = 1.0, fma = 1.0;
-    for (int r = 0; r < 5; ++r) {
-      bf16 = std::min(bf16, bf16_pair_seconds());
+bool bf16_gemm_pays(Bf16Kernel kernel) {
+  // Multiply-adds per second, the best of five, alternating, so that a neighbour's burst
+  // slows no side alone; 0 where the kernel is not available.
+  static const std::array<double, 3> rates = [] {
+    double dot = 1.0, tiles = 1.0, fma = 1.0;
+    const bool has_tiles = bf16_kernel_available(Bf16Kernel::Tiles);
+    for (int r = 0; r < 5 && bf16_gemm_available(); ++r) {
+      dot = std::min(dot, bf16_pair_seconds());
+      if (has_tiles) tiles = std::min(tiles, amx::multiply_add_seconds());
       fma = std::min(fma, fma_seconds());
     }
-    return fma / bf16 >= kNativeBf16Margin;
+    return std::array<double, 3>{bf16_gemm_available() ? 1.0 / dot : 0.0,
+                                 has_tiles ? 1.0 / tiles : 0.0, 1.0 / fma};
   }();
-  return pays;
+  const double rate = kernel == Bf16Kernel::Tiles ? rates[1] : rates[0];
+  return rate >= kNativeBf16Margin * rates[2];
 }
 
 bool bf16_gemm_available() {
@@ -237,6 +228,10 @@ bool bf16_gemm_available() {
     return (eax & (1u << 5)) != 0;  // CPUID.(EAX=7,ECX=1):EAX[5] = AVX512_BF16
   }();
   return available;
+}
+
+bool bf16_kernel_available(Bf16Kernel kernel) {
+  return bf16_gemm_available() && (kernel == Bf16Kernel::Dot || amx::available());
 }
 
 namespace {
@@ -301,7 +296,7 @@ void Bf16PackedA::pack(const float* a, Trans trans, std::int64_t m, std::int64_t
   m_ = m;
   k_ = k;
   const std::int64_t pairs = (k + 1) / 2, panels = (m + kPanelRows - 1) / kPanelRows;
-  const std::int64_t panel_size = pairs * 2 * kPanelRows;
+  const std::int64_t panel_size = padded_pairs(k) * 2 * kPanelRows;
   // Grown, never shrunk: a resize within the capacity would clear what it adds, a pass
   // over memory that packing overwrites anyway.
   const auto size = static_cast<std::size_t>(panels * panel_size);
@@ -310,18 +305,20 @@ void Bf16PackedA::pack(const float* a, Trans trans, std::int64_t m, std::int64_t
   const int threads = m * k >= kMinParallelPack && !omp_in_parallel() ? omp_get_max_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (std::int64_t p = 0; p < panels; ++p) {
-    pack_a_panel(a, trans, m, k, lda, p, out + p * panel_size);
+    std::uint16_t* panel = out + p * panel_size;
+    pack_a_panel(a, trans, m, k, lda, p, panel);
+    std::fill(panel + pairs * 2 * kPanelRows, panel + panel_size, std::uint16_t{0});
   }
 }
 
 const std::uint16_t* Bf16PackedA::panel(std::int64_t index) const {
-  return panels_.data() + index * ((k_ + 1) / 2) * 2 * kPanelRows;
+  return panels_.data() + index * padded_pairs(k_) * 2 * kPanelRows;
 }
 
 namespace {
 
-// bf16_gemm in blocks of kCols columns.
-template <std::int64_t kCols>
+// bf16_gemm in blocks of kCols columns, on VDPBF16PS or (kTiles) AMX tiles.
+template <std::int64_t kCols, bool kTiles>
 void gemm_in_blocks(const Bf16PackedA& a, const Gemm<float>& g,
                     std::vector<std::uint32_t>& b_scratch) {
   const std::int64_t pairs = (g.k + 1) / 2;
@@ -331,7 +328,6 @@ void gemm_in_blocks(const Bf16PackedA& a, const Gemm<float>& g,
   const std::int64_t block_size = groups * kGroupWords<kCols>;
   const auto size = static_cast<std::size_t>(blocks * block_size);
   if (b_scratch.size() < size) b_scratch.resize(size);  // grown only, as A's panels
-  const auto run_tile = g.trans_b == Trans::N ? tile<true, kCols> : tile<false, kCols>;
   std::uint32_t* b = b_scratch.data();
   // Units of panels x blocks of C; a unit runs k in slices of kDepthPairs (at least one,
   // so that k = 0 still writes beta C), each slice block by block over its panels.
@@ -366,10 +362,15 @@ void gemm_in_blocks(const Bf16PackedA& a, const Gemm<float>& g,
   const std::int64_t units = units_of(unit_panels, unit_blocks);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
+    if constexpr (kTiles) amx::begin();
     if (g.trans_b == Trans::T) {
 #pragma omp for schedule(static)
       for (std::int64_t group = 0; group < groups; ++group) {
-        pack_b_rows<kCols>(g, group, blocks, block_size, b);
+        if constexpr (kTiles) {
+          amx::pack_b_rows(kCols, g, group, blocks, block_size, b);
+        } else {
+          pack_b_rows<kCols>(g, group, blocks, block_size, b);
+        }
       }
     } else {
 #pragma omp for schedule(static)
@@ -391,29 +392,48 @@ void gemm_in_blocks(const Bf16PackedA& a, const Gemm<float>& g,
         for (std::int64_t block = first_block; block < last_block; ++block) {
           const std::int64_t c0 = block * kCols;
           for (std::int64_t panel = first_panel; panel < last_panel; ++panel) {
-            const std::int64_t r0 = panel * kPanelRows;
-            run_tile(a.panel(panel) + p0 * 2 * kPanelRows,
-                     b + block * block_size + p0 / kGroupPairs * kGroupWords<kCols>, n_pairs, g, r0,
-                     std::min(kPanelRows, g.m - r0), c0, std::min(kCols, g.n - c0), slice == 0);
+            const std::int64_t r0 = panel * kPanelRows, rows = std::min(kPanelRows, g.m - r0);
+            const std::uint16_t* a_slice = a.panel(panel) + p0 * 2 * kPanelRows;
+            const std::uint32_t* b_slice =
+                b + block * block_size + p0 / kGroupPairs * kGroupWords<kCols>;
+            const std::int64_t cols = std::min(kCols, g.n - c0);
+            if constexpr (kTiles) {  // whole groups: the packing's zeros past k
+              const std::int64_t whole = (n_pairs + kGroupPairs - 1) / kGroupPairs * kGroupPairs;
+              amx::tile(kCols / 16, a_slice, b_slice, whole, g, r0, rows, c0, cols, slice == 0);
+            } else {
+              const auto run = g.trans_b == Trans::N ? tile<true, kCols> : tile<false, kCols>;
+              run(a_slice, b_slice, n_pairs, g, r0, rows, c0, cols, slice == 0);
+            }
           }
         }
       }
     }
+    if constexpr (kTiles) amx::end();
   }
 }
 
 }  // namespace
 
-void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, std::vector<std::uint32_t>& b_scratch) {
+void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, Bf16Kernel kernel,
+               std::vector<std::uint32_t>& b_scratch) {
   if (g.m == 0 || g.n == 0) return;
-  // Narrow products (a step's few columns, a row-parallel lane's) in blocks of 8 where
+  // Narrow products (a step's few columns, a row-parallel lane's) in narrower blocks where
   // those pad less (16 columns fill 16 of 8-blocks, 24 of 12-blocks; 64 fill 64 and 72);
-  // the rest in blocks of 12, whose tile reuses each A load across more columns.
+  // the rest in the wider blocks, whose tile reuses each A load across more columns.
+  if (kernel == Bf16Kernel::Tiles) {
+    const std::int64_t padded_16 = (g.n + 15) / 16 * 16, padded_32 = (g.n + 31) / 32 * 32;
+    if (g.n <= kNarrowColumns && padded_16 < padded_32) {
+      gemm_in_blocks<16, true>(a, g, b_scratch);
+    } else {
+      gemm_in_blocks<32, true>(a, g, b_scratch);
+    }
+    return;
+  }
   const std::int64_t padded_8 = (g.n + 7) / 8 * 8, padded_12 = (g.n + 11) / 12 * 12;
   if (g.n <= kNarrowColumns && padded_8 < padded_12) {
-    gemm_in_blocks<8>(a, g, b_scratch);
+    gemm_in_blocks<8, false>(a, g, b_scratch);
   } else {
-    gemm_in_blocks<kBlockCols>(a, g, b_scratch);
+    gemm_in_blocks<kBlockCols, false>(a, g, b_scratch);
   }
 }
 

@@ -1,15 +1,19 @@
-// src/cpu/bf16_gemm.h: BF16 products on the CPU for real, on AVX512_BF16's VDPBF16PS.
+// src/cpu/bf16_gemm.h: BF16 products on the CPU for real, on AVX512_BF16's VDPBF16PS or on
+// AMX tiles' TDPBF16PS.
 //
 // Under Math::Bf16 every GEMM's operands are rounded to bfloat16 (round to nearest even,
 // kernels/round_operand.cuh's rule) and multiplied with float32 accumulation. Where the CPU
-// has AVX512_BF16, CpuOps does this here instead of emulating it on float32 copies: one
-// VDPBF16PS multiplies 16 lanes of bf16 pairs and adds both exact products into float32,
-// but whether that pays depends on the core: some run it at twice a float32 FMA's
-// multiply-adds, others (the Xeon of docs/benchmarks.md, "BF16 on the CPU") at half, where
-// the emulation, on float32's FMAs, is the faster way. bf16_gemm_pays() measures which. The
-// results differ from the emulation only in the order of accumulation and in what the
-// instruction flushes: bf16 subnormal operands (below 2^-126) count as zero, and subnormal
-// float32 sums are flushed (DAZ/FTZ).
+// has AVX512_BF16, CpuOps does this here instead of emulating it on float32 copies, with
+// one of two kernels (Bf16Kernel):
+//   - Dot: one VDPBF16PS multiplies 16 lanes of bf16 pairs and adds both exact products into
+//     float32. Whether that pays depends on the core: some run it at twice a float32 FMA's
+//     multiply-adds, others (the Xeon of docs/benchmarks.md, "BF16 on the CPU") at half,
+//     where the emulation, on float32's FMAs, is the faster way;
+//   - Tiles, where the CPU has AMX-BF16 (bf16_amx.h): one TDPBF16PS does 16 x 16 x 32
+//     multiply-adds, 16 times or more a core's float32 FMAs.
+// bf16_gemm_pays() measures which pays. The results differ from the emulation only in the
+// order of accumulation and in what the instructions flush: bf16 subnormal operands
+// (below 2^-126) count as zero, and subnormal float32 sums are flushed (DAZ/FTZ).
 //
 // The layouts, for C (m x n, column-major) += op(A) (m x k) op(B) (k x n):
 //   A, packed once (Bf16PackedA): panels of 32 rows; in a panel, for each pair of k
@@ -20,9 +24,11 @@
 //     the order op(B) holds them: pair by pair (12 columns' words side by side) where its
 //     rows are contiguous (trans_b T), column by column (16 pairs' words side by side)
 //     where its columns are (N), so that packing is a contiguous convert and store.
-// Rows, columns, an odd k and the last group are padded with zeros. A 32 x 12 tile of C
-// is 24 zmm accumulators (32 x 8: 16) over a slice of k (cache blocking: bf16_gemm.cpp);
-// the threads share units of tiles.
+//   Tiles packs every block column by column (16 or 32 columns a block).
+// Rows, columns, an odd k and the last group (of B, and of A's pairs) are padded with zeros.
+// A 32 x 12 tile of C is 24 zmm accumulators (32 x 8: 16) over a slice of k (cache
+// blocking: bf16_gemm.cpp), for Tiles 32 x 32 (32 x 16) in 4 (2) AMX tiles; the threads
+// share units of tiles.
 #pragma once
 
 #include <cstdint>
@@ -32,13 +38,18 @@
 
 namespace recur::detail {
 
+enum class Bf16Kernel { Dot, Tiles };
+
 // Whether this CPU (and its OS) runs AVX512_BF16: checked once.
 bool bf16_gemm_available();
-// Whether it multiplies bf16 pairs faster than float32 FMAs by kNativeBf16Margin or more
-// (the margin covers the emulation's rounding passes and this GEMM's packing): timed once,
-// for about a millisecond, at the first call.
+// Whether it runs `kernel`: Dot where bf16_gemm_available(), Tiles where AMX-BF16 is
+// usable too (amx::available()).
+bool bf16_kernel_available(Bf16Kernel kernel);
+// Whether `kernel` multiplies bf16 pairs faster than float32 FMAs by kNativeBf16Margin or
+// more (the margin covers the emulation's rounding passes and this GEMM's packing): false
+// where it is not available. Timed once, for about a millisecond, at the first call.
 constexpr double kNativeBf16Margin = 1.4;
-bool bf16_gemm_pays();
+bool bf16_gemm_pays(Bf16Kernel kernel);
 
 // op(A), rounded to bfloat16 and packed as above.
 class Bf16PackedA {
@@ -55,8 +66,9 @@ class Bf16PackedA {
 };
 
 // g with op(A) given packed (g.a, g.trans_a and g.lda are not read; a.rows() == g.m,
-// a.depth() == g.k): C = alpha op(A) op(B) + beta C, op(B) rounded to bfloat16 into
-// `b_scratch`. Only where bf16_gemm_available().
-void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, std::vector<std::uint32_t>& b_scratch);
+// a.depth() == g.k): C = alpha op(A) op(B) + beta C on `kernel`, op(B) rounded to bfloat16
+// into `b_scratch`. Only where bf16_kernel_available(kernel).
+void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, Bf16Kernel kernel,
+               std::vector<std::uint32_t>& b_scratch);
 
 }  // namespace recur::detail

@@ -262,8 +262,9 @@ void CpuOps<T>::gemm_rounded(const Gemm<float>& g) {
   const RoundedHold* held = rounded_hold_of(g);
   if (native_bf16()) {
     if (held == nullptr) bf16_a_.pack(g.a, g.trans_a, g.m, g.k, g.lda);
-    bf16_gemm(held != nullptr ? held->packed : bf16_a_, g, bf16_b_);
+    bf16_gemm(held != nullptr ? held->packed : bf16_a_, g, bf16_kernel(), bf16_b_);
     ++this->statistics().native_bf16_gemms;
+    this->statistics().bf16_tile_gemms += bf16_kernel() == Bf16Kernel::Tiles;
     return;
   }
   const bool a_n = g.trans_a == Trans::N, b_n = g.trans_b == Trans::N;
@@ -284,10 +285,16 @@ bool CpuOps<T>::native_bf16() const {
   if (this->math() != Math::Bf16 || !bf16_gemm_available()) return false;
   switch (this->tuning().cpu_native_bf16) {
     case NativeBf16::Off: return false;
-    case NativeBf16::ByRule: return bf16_gemm_pays();
+    case NativeBf16::ByRule: return bf16_gemm_pays(bf16_kernel());
     case NativeBf16::Always: return true;
   }
   return false;
+}
+
+template <typename T>
+Bf16Kernel CpuOps<T>::bf16_kernel() const {
+  const bool tiles = this->tuning().cpu_bf16_tiles && bf16_kernel_available(Bf16Kernel::Tiles);
+  return tiles ? Bf16Kernel::Tiles : Bf16Kernel::Dot;
 }
 
 // The rounded copy of g's op(A) where it is a held matrix (same a, trans_a, m, k, lda).
@@ -423,7 +430,7 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
                   gemm_item(g, g.host_a[i], g.host_b[i] + b0 * g.ldb, g.host_c[i] + b0 * g.ldc);
               mine.n = end - b0;
               if (bf16) {
-                bf16_gemm(rounded_hold_of(mine)->packed, mine, bf16_lane_b_[lane]);
+                bf16_gemm(rounded_hold_of(mine)->packed, mine, bf16_kernel(), bf16_lane_b_[lane]);
                 ++native_runs;
               } else if (packed_->run(mine, lane + 1)) {
                 ++packed_runs;
@@ -452,6 +459,8 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
     ++this->statistics().row_parallel_runs;
     this->statistics().packed_gemms += packed_runs.load();
     this->statistics().native_bf16_gemms += native_runs.load();
+    if (bf16_kernel() == Bf16Kernel::Tiles)
+      this->statistics().bf16_tile_gemms += native_runs.load();
     return true;
   }
 }

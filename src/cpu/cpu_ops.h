@@ -51,8 +51,10 @@ class CpuOps final : public Ops<T> {
  private:
   bool threaded_steps() const;
   void gemm_rounded(const Gemm<float>& g);
-  // Whether Bf16 products run on AVX512_BF16 (bf16_gemm.h) rather than emulated.
+  // Whether Bf16 products run on AVX512_BF16 (bf16_gemm.h) rather than emulated, and on
+  // which kernel.
   bool native_bf16() const;
+  Bf16Kernel bf16_kernel() const;
   // Reduced math: a held matrix rounded once for the pass.
   struct RoundedHold {
     const float* a;
@@ -83,6 +85,7 @@ bool cpu_float_loops_threaded();
 //   - cpu_pack_weights: CpuOps<float> packs held weights where PackedGemms::available();
 //   - cpu_native_bf16: Math::Bf16 products run on AVX512_BF16 where the CPU has it
 //     (bf16_gemm.h), else they are emulated on float32 copies as the other formats are;
+//   - cpu_bf16_tiles: native BF16 runs on AMX tiles where the CPU has them too;
 //   - cpu_wavefront: unidirectional stacks run as a wavefront (Ops::runs_wavefronts). Off by
 //     default: two cores are busy with one step's GEMM already, and layer by layer the upper
 //     layers project their inputs in one GEMM and may run row-parallel, which measured
