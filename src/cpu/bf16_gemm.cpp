@@ -27,6 +27,10 @@ constexpr std::int64_t kMinThreadMacs = std::int64_t{1} << 21;  // below, one th
 // leave fewer than kUnitsPerThread units a thread (a step's product of H rows would
 // otherwise be one unit, and the other threads would wait for it).
 constexpr std::int64_t kDepthPairs = 256;
+// AMX tiles run deeper slices: each slice's end waits for the tile products to drain and
+// moves C through the tiles, which costs more than a block slice in L1 (128 KB, in L2,
+// measured 20-25% faster than 256 pairs: docs/benchmarks.md, "AMX tiles").
+constexpr std::int64_t kTileDepthPairs = 1024;
 constexpr std::int64_t kUnitPanels = 8;
 constexpr std::int64_t kUnitBlocks = 16;
 constexpr std::int64_t kUnitsPerThread = 4;
@@ -329,9 +333,10 @@ void gemm_in_blocks(const Bf16PackedA& a, const Gemm<float>& g,
   const auto size = static_cast<std::size_t>(blocks * block_size);
   if (b_scratch.size() < size) b_scratch.resize(size);  // grown only, as A's panels
   std::uint32_t* b = b_scratch.data();
-  // Units of panels x blocks of C; a unit runs k in slices of kDepthPairs (at least one,
+  // Units of panels x blocks of C; a unit runs k in slices of `depth` pairs (at least one,
   // so that k = 0 still writes beta C), each slice block by block over its panels.
-  const std::int64_t slices = std::max<std::int64_t>(1, (pairs + kDepthPairs - 1) / kDepthPairs);
+  constexpr std::int64_t depth = kTiles ? kTileDepthPairs : kDepthPairs;
+  const std::int64_t slices = std::max<std::int64_t>(1, (pairs + depth - 1) / depth);
   // Inside a parallel region (a row-parallel lane's product) one thread: its own region
   // would get no more.
   const int threads =
@@ -388,7 +393,7 @@ void gemm_in_blocks(const Bf16PackedA& a, const Gemm<float>& g,
       const std::int64_t last_panel = std::min(panels, first_panel + unit_panels);
       const std::int64_t last_block = std::min(blocks, first_block + unit_blocks);
       for (std::int64_t slice = 0; slice < slices; ++slice) {
-        const std::int64_t p0 = slice * kDepthPairs, n_pairs = std::min(kDepthPairs, pairs - p0);
+        const std::int64_t p0 = slice * depth, n_pairs = std::min(depth, pairs - p0);
         for (std::int64_t block = first_block; block < last_block; ++block) {
           const std::int64_t c0 = block * kCols;
           for (std::int64_t panel = first_panel; panel < last_panel; ++panel) {
