@@ -13,10 +13,14 @@ std::string cpu_backend_info() {
   const int threads = detail::cpu_step_threads();
   const bool packs =
       detail::environment_tuning().cpu_pack_weights && detail::PackedGemms::available();
+  const detail::Tuning& tuning = detail::environment_tuning();
+  const char* bf16 = !detail::cpu_native_bf16(tuning)                               ? "emulated"
+                     : detail::cpu_bf16_kernel(tuning) == detail::Bf16Kernel::Tiles ? "AMX tiles"
+                                                                                    : "AVX512_BF16";
   return std::string("float GEMMs: ") + detail::cpu_sgemm_library() + " sgemm" +
          (packs ? ", oneDNN matmul on packed per-step weights" : "") +
          "; step loops: " + detail::cpu_step_isa() + ", " + std::to_string(threads) +
-         (threads == 1 ? " thread" : " OpenMP threads");
+         (threads == 1 ? " thread" : " OpenMP threads") + "; BF16 products: " + bf16;
 }
 
 }  // namespace recur

@@ -21,6 +21,16 @@ TEST(Version, CpuBackendInfoNamesTheGemmLibraryAndTheLoops) {
       << info;
   EXPECT_NE(info.find("step loops: "), std::string::npos) << info;
   EXPECT_NE(info.find("thread"), std::string::npos) << info;
+  EXPECT_NE(info.find("; BF16 products: "), std::string::npos) << info;
+  // Without AVX512_BF16 they are emulated; with AMX, tiles (15x float32 FMAs where measured)
+  // unless a switch says otherwise.
+  const detail::Tuning& tuning = detail::environment_tuning();
+  if (!detail::bf16_gemm_available()) {
+    EXPECT_NE(info.find("BF16 products: emulated"), std::string::npos) << info;
+  } else if (detail::bf16_kernel_available(detail::Bf16Kernel::Tiles) && tuning.cpu_bf16_tiles &&
+             tuning.cpu_native_bf16 != detail::NativeBf16::Off) {
+    EXPECT_NE(info.find("BF16 products: AMX tiles"), std::string::npos) << info;
+  }
 }
 
 TEST(Tensor, RoundTripsHostData) {

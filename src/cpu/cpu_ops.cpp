@@ -280,21 +280,29 @@ void CpuOps<T>::gemm_rounded(const Gemm<float>& g) {
   float_gemm(r, this->tuning(), this->statistics());
 }
 
-template <typename T>
-bool CpuOps<T>::native_bf16() const {
-  if (this->math() != Math::Bf16 || !bf16_gemm_available()) return false;
-  switch (this->tuning().cpu_native_bf16) {
+Bf16Kernel cpu_bf16_kernel(const Tuning& tuning) {
+  const bool tiles = tuning.cpu_bf16_tiles && bf16_kernel_available(Bf16Kernel::Tiles);
+  return tiles ? Bf16Kernel::Tiles : Bf16Kernel::Dot;
+}
+
+bool cpu_native_bf16(const Tuning& tuning) {
+  if (!bf16_gemm_available()) return false;
+  switch (tuning.cpu_native_bf16) {
     case NativeBf16::Off: return false;
-    case NativeBf16::ByRule: return bf16_gemm_pays(bf16_kernel());
+    case NativeBf16::ByRule: return bf16_gemm_pays(cpu_bf16_kernel(tuning));
     case NativeBf16::Always: return true;
   }
   return false;
 }
 
 template <typename T>
+bool CpuOps<T>::native_bf16() const {
+  return this->math() == Math::Bf16 && cpu_native_bf16(this->tuning());
+}
+
+template <typename T>
 Bf16Kernel CpuOps<T>::bf16_kernel() const {
-  const bool tiles = this->tuning().cpu_bf16_tiles && bf16_kernel_available(Bf16Kernel::Tiles);
-  return tiles ? Bf16Kernel::Tiles : Bf16Kernel::Dot;
+  return cpu_bf16_kernel(this->tuning());
 }
 
 // The rounded copy of g's op(A) where it is a held matrix (same a, trans_a, m, k, lda).

@@ -77,6 +77,11 @@ class CpuOps final : public Ops<T> {
 // loaded (and RECUR_CPU_GEMM is not "openblas"), else "OpenBLAS". float64 is OpenBLAS.
 const char* cpu_sgemm_library();
 
+// Under `tuning`, whether CpuOps runs Math::Bf16 products natively (bf16_gemm.h) rather
+// than emulated, and on which kernel.
+bool cpu_native_bf16(const Tuning& tuning);
+Bf16Kernel cpu_bf16_kernel(const Tuning& tuning);
+
 // Whether CpuOps<float>'s step loops and transpose share OpenMP's threads: exactly when its
 // GEMMs run on them (oneDNN). float64 loops never do (its GEMMs are OpenBLAS's).
 bool cpu_float_loops_threaded();
