@@ -42,6 +42,11 @@ constexpr TileConfig every_tile_whole() {
 }
 alignas(64) constexpr TileConfig kEveryTileWhole = every_tile_whole();
 
+// gcc's tile loads are asm statements that take only their address: they do not tell the
+// compiler that they read memory, which could then keep a store to the scratch (or to
+// the probe's data) in a register until after the load. A compiler barrier first.
+inline void memory_written() { __asm__ volatile("" ::: "memory"); }
+
 }  // namespace
 
 bool available() {
@@ -70,10 +75,11 @@ __attribute__((target("amx-tile"))) void end() { _tile_release(); }
 
 __attribute__((target("amx-tile,amx-bf16"))) double multiply_add_seconds() {
   constexpr long kRounds = 1000;
-  alignas(64) static std::uint16_t ones[kTileRows * 32];
+  alignas(64) std::uint16_t ones[kTileRows * 32];
   for (std::uint16_t& v : ones) v = 0x3f80;  // 1.0
   alignas(64) float out[kTileRows * 16];
   begin();
+  memory_written();
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
@@ -150,6 +156,7 @@ __attribute__((target("avx512f"))) void finish_from(const Gemm<float>& g, float*
     if (from == nullptr) {                                               \
       _tile_zero(t);                                                     \
     } else {                                                             \
+      memory_written();                                                  \
       _tile_loadd(t, from, from == scratch ? kScratchStride : c_stride); \
     }                                                                    \
   } while (false)
