@@ -130,26 +130,7 @@ TEST(Math, TrainingStaysWithinTheFormatsRoundoffOfFloat32) {
 ::testing::AssertionResult sums_agree(const std::vector<float>& got, const std::vector<float>& ref,
                                       const std::vector<double>& magnitude, double k) {
   const double scale = 8.0 * detail::unit_roundoff(Math::Fp32) * std::sqrt(k + 1.0);
-  double worst = 0.0;
-  std::size_t worst_i = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i]) || !std::isfinite(ref[i])) {
-      return ::testing::AssertionFailure()
-             << "non-finite value at " << i << ": got " << got[i] << ", reference " << ref[i];
-    }
-    const double budget = scale * magnitude[i] + 1e-30;
-    const double frac = std::fabs(static_cast<double>(got[i]) - ref[i]) / budget;
-    if (frac > worst) {
-      worst = frac;
-      worst_i = i;
-    }
-  }
-  if (worst > 1.0) {
-    return ::testing::AssertionFailure()
-           << "element " << worst_i << ": got " << got[worst_i] << ", reference " << ref[worst_i]
-           << ", error is " << 100.0 * worst << "% of the budget";
-  }
-  return ::testing::AssertionSuccess();
+  return all_within(got, ref, [&](std::size_t i, double) { return scale * magnitude[i] + 1e-30; });
 }
 
 // Each native BF16 GEMM (cpu/bf16_gemm.h) against the emulation (the same rounded operands,

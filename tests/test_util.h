@@ -100,11 +100,11 @@ Tolerance tolerance_for_depth(double depth, double safety = 8.0) {
   return {epsilon<T>(), safety * std::log2(2.0 + depth)};
 }
 
-// Checks every element; reports the worst error as a fraction of its budget. NaN or Inf
-// never passes.
-template <typename A, typename B>
-::testing::AssertionResult all_close(const std::vector<A>& got, const std::vector<B>& ref,
-                                     const Tolerance& tol) {
+// Checks every element against its own budget, budget(i, ref[i]); reports the worst error
+// as a fraction of its budget. NaN or Inf never passes.
+template <typename A, typename B, typename Budget>
+::testing::AssertionResult all_within(const std::vector<A>& got, const std::vector<B>& ref,
+                                      Budget&& budget) {
   if (got.size() != ref.size()) {
     return ::testing::AssertionFailure() << "size " << got.size() << " vs reference " << ref.size();
   }
@@ -117,7 +117,7 @@ template <typename A, typename B>
       return ::testing::AssertionFailure()
              << "non-finite value at " << i << ": got " << g << ", reference " << r;
     }
-    const double frac = std::fabs(g - r) / tol.of(r);
+    const double frac = std::fabs(g - r) / budget(i, r);
     if (frac > worst) {
       worst = frac;
       worst_i = i;
@@ -127,9 +127,16 @@ template <typename A, typename B>
     return ::testing::AssertionFailure()
            << "element " << worst_i << ": got " << static_cast<double>(got[worst_i])
            << ", reference " << static_cast<double>(ref[worst_i]) << ", error is " << 100.0 * worst
-           << "% of the budget " << tol.of(static_cast<double>(ref[worst_i]));
+           << "% of the budget " << budget(worst_i, static_cast<double>(ref[worst_i]));
   }
   return ::testing::AssertionSuccess() << "worst error " << 100.0 * worst << "% of budget";
+}
+
+// all_within, every element's budget tol.of(its reference).
+template <typename A, typename B>
+::testing::AssertionResult all_close(const std::vector<A>& got, const std::vector<B>& ref,
+                                     const Tolerance& tol) {
+  return all_within(got, ref, [&tol](std::size_t, double r) { return tol.of(r); });
 }
 
 // Golden files (written by tests/golden/gen_golden.py): lines
