@@ -11,9 +11,8 @@ const char* version() { return RECUR_VERSION_STRING; }
 
 std::string cpu_backend_info() {
   const int threads = detail::cpu_step_threads();
-  const bool packs =
-      detail::environment_tuning().cpu_pack_weights && detail::PackedGemms::available();
   const detail::Tuning& tuning = detail::environment_tuning();
+  const bool packs = tuning.cpu_pack_weights && detail::PackedGemms::available();
   const char* bf16 = !detail::cpu_native_bf16(tuning)                               ? "emulated"
                      : detail::cpu_bf16_kernel(tuning) == detail::Bf16Kernel::Tiles ? "AMX tiles"
                                                                                     : "AVX512_BF16";

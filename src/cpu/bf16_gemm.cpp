@@ -425,17 +425,17 @@ void bf16_gemm(const Bf16PackedA& a, const Gemm<float>& g, Bf16Kernel kernel,
   // Narrow products (a step's few columns, a row-parallel lane's) in narrower blocks where
   // those pad less (16 columns fill 16 of 8-blocks, 24 of 12-blocks; 64 fill 64 and 72);
   // the rest in the wider blocks, whose tile reuses each A load across more columns.
+  auto narrow = [&g](std::int64_t narrow_cols, std::int64_t wide_cols) {
+    const std::int64_t padded_narrow = (g.n + narrow_cols - 1) / narrow_cols * narrow_cols;
+    return g.n <= kNarrowColumns && padded_narrow < (g.n + wide_cols - 1) / wide_cols * wide_cols;
+  };
   if (kernel == Bf16Kernel::Tiles) {
-    const std::int64_t padded_16 = (g.n + 15) / 16 * 16, padded_32 = (g.n + 31) / 32 * 32;
-    if (g.n <= kNarrowColumns && padded_16 < padded_32) {
+    if (narrow(16, 32)) {
       gemm_in_blocks<16, true>(a, g, b_scratch);
     } else {
       gemm_in_blocks<32, true>(a, g, b_scratch);
     }
-    return;
-  }
-  const std::int64_t padded_8 = (g.n + 7) / 8 * 8, padded_12 = (g.n + 11) / 12 * 12;
-  if (g.n <= kNarrowColumns && padded_8 < padded_12) {
+  } else if (narrow(8, kBlockCols)) {
     gemm_in_blocks<8, false>(a, g, b_scratch);
   } else {
     gemm_in_blocks<kBlockCols, false>(a, g, b_scratch);
