@@ -10,7 +10,7 @@ struct PassStatistics {
   bool wavefront = false;               // the pass ran as a wavefront
   int layers_projecting_in_steps = 0;   // layers whose steps projected their own input
   std::int64_t fused_wave_gemms = 0;    // input GEMMs fused into a wave's batch
-  std::int64_t packed_gemms = 0;        // CPU: GEMMs run on packed (held) weights
+  std::int64_t packed_gemms = 0;        // CPU: GEMMs on held weights (reduced: rounded once)
   std::int64_t row_parallel_runs = 0;   // CPU: step lists run row-parallel
   std::int64_t column_split_gemms = 0;  // CPU: GEMMs split by columns among the threads
   std::int64_t row_split_gemms = 0;     // CPU: GEMMs split by rows

@@ -315,6 +315,39 @@ TEST(Math, NativeBf16RowParallelRunsMatchStepByStep) {
   }
 }
 
+// Under reduced math a pass holds its step weights rounded once at any batch (one row here):
+// the steps then run on the held copy, with the bits of steps that round the weights as
+// stored at every GEMM (packing off). Each format, emulated and native.
+TEST(Math, SmallBatchesStepOnWeightsRoundedOnce) {
+  const std::int64_t T = 5, B = 1, I = 6, H = 8;
+  for (Math math : {Math::Tf32, Math::Bf16, Math::Fp16}) {
+    for (bool native : {false, true}) {
+      if (native && (math != Math::Bf16 || !detail::bf16_gemm_available())) continue;
+      SCOPED_TRACE(std::string(to_string(math)) + (native ? " native" : " emulated"));
+      const auto set = [native](detail::Tuning& t) {
+        t.cpu_native_bf16 = native ? detail::NativeBf16::Always : detail::NativeBf16::Off;
+      };
+      Rnn held(lstm(I, H, math), Device::cpu(), 3), as_stored(lstm(I, H, math), Device::cpu(), 3);
+      tune(held, set);
+      tune(as_stored, [&set](detail::Tuning& t) {
+        set(t);
+        t.cpu_pack_weights = false;
+      });
+      Random rng(4);
+      const Tensor x = rng.tensor<float>({T, B, I}), dy = rng.tensor<float>({T, B, H});
+      const ForwardResult fh = held.forward(x), fs = as_stored.forward(x);
+      const BackwardResult bh = held.backward(dy), bs = as_stored.backward(dy);
+      EXPECT_GE(forward_statistics(held).packed_gemms, T - 1);
+      EXPECT_GE(backward_statistics(held).packed_gemms, T - 1);
+      EXPECT_EQ(forward_statistics(as_stored).packed_gemms, 0);
+      EXPECT_EQ(fh.y.to_vector<float>(), fs.y.to_vector<float>());
+      EXPECT_EQ(fh.c_n.to_vector<float>(), fs.c_n.to_vector<float>());
+      EXPECT_EQ(bh.dx.to_vector<float>(), bs.dx.to_vector<float>());
+      EXPECT_EQ(held.gradients().to_vector<float>(), as_stored.gradients().to_vector<float>());
+    }
+  }
+}
+
 // A BF16 or FP16 model takes x and dy in its storage type too: y and dx come back in it,
 // exactly the float32 results rounded once (x widens exactly), and the states stay float32.
 TEST(Math, ReducedInputsComeBackReduced) {

@@ -260,6 +260,7 @@ template <typename T>
 void CpuOps<T>::gemm_rounded(const Gemm<float>& g) {
   const Math math = this->math();
   const RoundedHold* held = rounded_hold_of(g);
+  if (held != nullptr) ++this->statistics().packed_gemms;
   if (native_bf16()) {
     if (held == nullptr) bf16_a_.pack(g.a, g.trans_a, g.m, g.k, g.lda);
     bf16_gemm(held != nullptr ? held->packed : bf16_a_, g, bf16_kernel(), bf16_b_);
@@ -440,6 +441,7 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
               if (bf16) {
                 bf16_gemm(rounded_hold_of(mine)->packed, mine, bf16_kernel(), bf16_lane_b_[lane]);
                 ++native_runs;
+                ++packed_runs;
               } else if (packed_->run(mine, lane + 1)) {
                 ++packed_runs;
               } else if (!onednn_gemm(mine)) {

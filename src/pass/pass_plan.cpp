@@ -44,6 +44,12 @@ bool hp_beside_x(const Plan& p, std::int64_t rows, const Tuning& tuning) {
 
 StepWeights step_weights(const Plan& plan, const Timeline& tl, bool wavefront,
                          const BackendCapabilities& backend) {
+  // Under reduced math a backend's held copy is the weights rounded (and packed) once,
+  // which every GEMM on the weights as stored would do again: that pays from the second
+  // step, at any batch.
+  if (backend.packs_weights && plan.config.math != Math::Fp32 && tl.steps >= 2) {
+    return StepWeights::Packed;
+  }
   if (tl.steps < 4 || tl.batch < 16) return StepWeights::AsStored;
   const bool row_runs = !wavefront && backend.row_runs_w_hh;
   const bool packs = backend.packs_weights && (!reset_before_product(plan) || row_runs);
