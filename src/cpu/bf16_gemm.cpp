@@ -19,7 +19,11 @@ namespace {
 
 constexpr std::int64_t kBlockCols = 12;      // NR: 2 x 12 accumulators, 3 registers to spare
 constexpr std::int64_t kNarrowColumns = 64;  // up to here, blocks of 8 where they pad less
-constexpr std::int64_t kMinThreadMacs = std::int64_t{1} << 21;  // below, one thread
+// Below both, one thread: the multiply-adds, and the bytes of A's panels, which a product
+// of few columns streams from beyond L2 at every call (two threads stream it twice as fast:
+// docs/benchmarks.md, "BF16 at small batches").
+constexpr std::int64_t kMinThreadMacs = std::int64_t{1} << 21;
+constexpr std::int64_t kMinThreadABytes = std::int64_t{1} << 20;
 // Cache blocking. A tile runs over at most kDepthPairs pairs of k at a time, so that its
 // A panel slice (32 KB) and B block slice (12 KB) stay in L1 and L2; a thread's unit of
 // work is at most kUnitPanels panels by kUnitBlocks blocks of C, whose A slice (256 KB)
@@ -339,8 +343,9 @@ void gemm_in_blocks(const Bf16PackedA& a, const Gemm<float>& g,
   const std::int64_t slices = std::max<std::int64_t>(1, (pairs + depth - 1) / depth);
   // Inside a parallel region (a row-parallel lane's product) one thread: its own region
   // would get no more.
-  const int threads =
-      g.m * g.n * g.k >= kMinThreadMacs && !omp_in_parallel() ? omp_get_max_threads() : 1;
+  const std::int64_t a_bytes = panels * padded_pairs(g.k) * 2 * kPanelRows * 2;
+  const bool large = g.m * g.n * g.k >= kMinThreadMacs || a_bytes >= kMinThreadABytes;
+  const int threads = large && !omp_in_parallel() ? omp_get_max_threads() : 1;
   // (How C is cut into units changes only who computes a tile, not its arithmetic.)
   std::int64_t unit_panels = kUnitPanels, unit_blocks = kUnitBlocks;
   auto units_of = [&](std::int64_t per_unit_panels, std::int64_t per_unit_blocks) {
