@@ -14,7 +14,8 @@
 //   - Per-step weights (weights). The per-step GEMMs multiply by the same weights T
 //     times, so a pass of at least 4 steps and 16 rows prepares them once:
 //       - Packed, where the backend keeps packed copies (Ops::packs_weights: the CPU's
-//         float GEMMs with oneDNN): every matrix the per-step GEMMs read is held and the
+//         float GEMMs with oneDNN; under reduced math both backends, whose copies are
+//         the weights rounded once for the pass): every matrix the per-step GEMMs read is held and the
 //         backend runs those GEMMs on copies laid out for its kernels. The reset-before-
 //         product GRU's per-step GEMMs read and write W_hh's gate blocks in strided rows,
 //         which oneDNN's matmul takes only through copies, so that GRU packs only where
@@ -24,7 +25,9 @@
 //         layers' W_ih into w_ih_t), the layout cuBLAS and oneDNN's sgemm run fastest at a
 //         step's few columns.
 //     With fewer rows the layouts run alike, and with few steps the preparation is not
-//     repaid, so the weights are read as stored.
+//     repaid, so the weights are read as stored; except under reduced math, where a held
+//     copy is W rounded once, which every GEMM on W as stored would do again: held from
+//     two steps, at any batch.
 //   - Step lists (step_lists). A layer-by-layer pass on packed weights, or on a backend
 //     that replays call lists (CUDA graphs), hands each layer's steps to the backend at
 //     once (Ops::run_step_list), which may run them row-parallel (row b of a step depends
