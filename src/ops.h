@@ -181,10 +181,10 @@ class Ops {
   // API is loaded (cpu/onednn_matmul.h); cuBLAS has no such form. A pass whose weights are
   // held needs no transposed copy of them (src/pass/pass_plan.h).
   virtual bool packs_weights() const { return false; }
-  // Whether run_step_list would take a layer-by-layer pass's steps on held weights of at most
-  // `weight_bytes` bytes a matrix, over `rows` batch rows: lets a caller hold weights whose
-  // GEMMs pay only when row-parallel (src/pass/pass_plan.h).
-  virtual bool takes_row_runs(std::int64_t /*weight_bytes*/, std::int64_t /*rows*/) const {
+  // Whether run_step_list would take a layer-by-layer pass's steps on held weights of
+  // `weight_elements` elements a unit, over `rows` batch rows: lets a caller hold weights
+  // whose GEMMs pay only when row-parallel (src/pass/pass_plan.h).
+  virtual bool takes_row_runs(std::int64_t /*weight_elements*/, std::int64_t /*rows*/) const {
     return false;
   }
   // Weights a pass multiplies by again and again (W_hh at every step). Until

@@ -556,14 +556,14 @@ TEST(StackStepProjection, MatchesOneProjectionOfAllSteps) {
 }
 
 // The rule: a layer-by-layer float pass on packed weights whose row-parallel runs would
-// take W_ih and W_hh together (Ops::takes_row_runs on their total bytes), of one input
+// take W_ih and W_hh together (Ops::takes_row_runs on their total elements), of one input
 // segment; not a wavefront, not float64, not with the switch off, not with too few rows.
 TEST(StackStepProjection, OnlyWhereARowRunTakesBothMatrices) {
   if (!detail::PackedGemms::available() || detail::cpu_step_threads() < 2) {
     GTEST_SKIP() << "needs oneDNN's C API and two OpenMP threads";
   }
-  const std::int64_t H = 8, GH = 4 * H, limit = detail::cpu_row_parallel_weight_limit();
-  const std::int64_t fits = limit / (GH * static_cast<std::int64_t>(sizeof(float))) - H;
+  const std::int64_t H = 8, GH = 4 * H, limit = detail::cpu_row_run_weight_elements(32, 4);
+  const std::int64_t fits = limit / GH - H;
   // On, whatever RECUR_STEP_PROJECTION and RECUR_CPU_ROW_PARALLEL say.
   detail::Tuning tuning;
   tuning.step_projection = true;

@@ -63,11 +63,22 @@ constexpr std::int64_t kShortColumns = 1024;
 // then still a matrix product, not a matrix-vector one.
 constexpr std::int64_t kRowsPerThread = 8;
 
-// The largest per-step weight matrix (bytes) a row-parallel run takes. Each thread reads
-// all of W at every step, where the threads of one GEMM call split it, so it pays while W
-// stays close to the core (docs/benchmarks.md, "The measurements behind the code's choices"). Four
-// times the L2 of one core (sysconf; 1 MiB when it does not say).
-std::int64_t row_parallel_weight_limit() {
+// The most per-step weights (bytes, of one unit) a row-parallel run takes. Each thread reads
+// all of W at every step, where the threads of one GEMM call split it, so it pays while
+// reading W costs a lane less than the calls' forks and joins would:
+//   - a lane of kWideLaneRows rows or more: up to four times the L2 of one core (sysconf;
+//     1 MiB when it does not say), W counted as float32. On the AMD EPYC (1 MiB of L2)
+//     training steps ran 5-6% faster row-parallel at 1 MiB, level at 3-4 MiB, slower at 16;
+//   - a narrower lane: up to kNarrowLaneWeightBytes of W as the products read it (2 bytes an
+//     element in native BF16, else 4). On the Xeon with AMX (2 MiB of L2, a slower far
+//     memory), at 8 and 16 rows a lane, the LSTM and GRU at H = 512 (W_hh 4 and 3 MiB in
+//     float32, 2 and 1.5 MiB in bf16) ran 1.1-2.8x slower row-parallel, in FP32 and BF16,
+//     and W_ih beside W_hh at H = 256 (2 MiB) slower than W_hh alone (1 MiB).
+// docs/benchmarks.md, "Row-parallel runs by the lane's rows".
+constexpr std::int64_t kWideLaneRows = 32;
+constexpr std::int64_t kNarrowLaneWeightBytes = std::int64_t{1} << 20;
+
+std::int64_t wide_lane_weight_limit() {
   static const std::int64_t limit = [] {
     const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     return 4 * (l2 > 0 ? static_cast<std::int64_t>(l2) : std::int64_t{1} << 20);
@@ -342,13 +353,27 @@ int row_run_threads(std::int64_t rows) {
   return static_cast<int>(std::min<std::int64_t>(cpu_step_threads(), rows / kRowsPerThread));
 }
 
+// The most of one unit's per-step weights a row-parallel run over `rows` rows takes,
+// read at `element_bytes` an element (kWideLaneRows above), as elements.
+std::int64_t row_run_weight_elements(std::int64_t rows, std::int64_t element_bytes) {
+  const int threads = row_run_threads(rows);
+  if (threads < 2) return 0;
+  if (rows / threads >= kWideLaneRows) return wide_lane_weight_limit() / 4;
+  return kNarrowLaneWeightBytes / element_bytes;
+}
+
 }  // namespace
 
 template <typename T>
-bool CpuOps<T>::takes_row_runs(std::int64_t weight_bytes, std::int64_t rows) const {
+std::int64_t CpuOps<T>::row_run_element_bytes() const {
+  return native_bf16() ? 2 : 4;
+}
+
+template <typename T>
+bool CpuOps<T>::takes_row_runs(std::int64_t weight_elements, std::int64_t rows) const {
   return packs_weights() && (this->math() == Math::Fp32 || native_bf16()) &&
-         this->tuning().cpu_row_parallel && row_run_threads(rows) >= 2 &&
-         weight_bytes <= row_parallel_weight_limit();
+         this->tuning().cpu_row_parallel &&
+         weight_elements <= row_run_weight_elements(rows, row_run_element_bytes());
 }
 
 template <typename T>
@@ -406,13 +431,24 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
     if ((!bf16 && packed_ == nullptr) || !this->tuning().cpu_row_parallel) return false;
     const int threads = row_run_threads(rows);
     if (threads < 2) return false;
+    // Every unit's weights, each matrix once: the lanes read them all at every step.
+    std::vector<const float*> matrices;
+    std::int64_t elements = 0, units = 1;
     for (const StepCall<float>& c : calls) {
       if (c.kind != StepCall<float>::Kind::Gemms) continue;
       const GemmBatch<float>& g = c.gemms;
       if (g.host_a == nullptr) return false;
-      if (g.m * g.k * static_cast<std::int64_t>(sizeof(float)) > row_parallel_weight_limit()) {
-        return false;
+      units = std::max<std::int64_t>(units, g.count);
+      for (int i = 0; i < g.count; ++i) {
+        if (std::find(matrices.begin(), matrices.end(), g.host_a[i]) != matrices.end()) continue;
+        matrices.push_back(g.host_a[i]);
+        elements += g.m * g.k;
       }
+    }
+    if (elements > units * row_run_weight_elements(rows, row_run_element_bytes())) return false;
+    for (const StepCall<float>& c : calls) {
+      if (c.kind != StepCall<float>::Kind::Gemms) continue;
+      const GemmBatch<float>& g = c.gemms;
       for (int i = 0; i < g.count; ++i) {
         const Gemm<float> item = gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]);
         if (bf16 ? rounded_hold_of(item) == nullptr : !packed_->holds(item)) return false;
@@ -592,7 +628,9 @@ void CpuOps<T>::add_rows(T* dst, std::int64_t ld_dst, const T* src, std::int64_t
 
 const char* cpu_sgemm_library() { return onednn_sgemm() != nullptr ? "oneDNN" : "OpenBLAS"; }
 
-std::int64_t cpu_row_parallel_weight_limit() { return row_parallel_weight_limit(); }
+std::int64_t cpu_row_run_weight_elements(std::int64_t rows, std::int64_t element_bytes) {
+  return row_run_weight_elements(rows, element_bytes);
+}
 
 template class CpuOps<float>;
 template class CpuOps<double>;

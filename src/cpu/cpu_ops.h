@@ -25,7 +25,7 @@ class CpuOps final : public Ops<T> {
   void gemm_batched(const GemmBatch<T>& g) override;
   bool runs_wavefronts() const override;
   bool packs_weights() const override;
-  bool takes_row_runs(std::int64_t weight_bytes, std::int64_t rows) const override;
+  bool takes_row_runs(std::int64_t weight_elements, std::int64_t rows) const override;
   bool hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
                     std::int64_t widest_n) override;
   void release_weights() override;
@@ -55,6 +55,8 @@ class CpuOps final : public Ops<T> {
   // which kernel.
   bool native_bf16() const;
   Bf16Kernel bf16_kernel() const;
+  // The bytes a row-parallel lane reads per weight element: 2 in native BF16, else 4.
+  std::int64_t row_run_element_bytes() const;
   // Reduced math: a held matrix rounded once for the pass.
   struct RoundedHold {
     const float* a;
@@ -107,9 +109,11 @@ bool cpu_float_loops_threaded();
 //   - cpu_thread_governor: each pass takes as many threads as the machine's load allows.
 // What they did is counted in Ops::statistics().
 
-// The largest per-step weight matrix (bytes) a row-parallel run takes (takes_row_runs):
-// four times one core's L2.
-std::int64_t cpu_row_parallel_weight_limit();
+// The most elements of one unit's per-step weights a row-parallel run over `rows` batch rows
+// takes (takes_row_runs), read at `element_bytes` an element (2 in native BF16, else 4):
+// lanes of 32 rows or more up to four times one core's L2 (counted as float32), narrower
+// ones up to 1 MiB; 0 where the rows are too few for two lanes.
+std::int64_t cpu_row_run_weight_elements(std::int64_t rows, std::int64_t element_bytes);
 
 extern template class CpuOps<float>;
 extern template class CpuOps<double>;

@@ -15,8 +15,8 @@
 //     times, so a pass of at least 4 steps and 16 rows prepares them once:
 //       - Packed, where the backend keeps packed copies (Ops::packs_weights: the CPU's
 //         float GEMMs with oneDNN; under reduced math both backends, whose copies are
-//         the weights rounded once for the pass): every matrix the per-step GEMMs read is held and the
-//         backend runs those GEMMs on copies laid out for its kernels. The reset-before-
+//         the weights rounded once for the pass): every matrix the per-step GEMMs read is held and
+//         the backend runs those GEMMs on copies laid out for its kernels. The reset-before-
 //         product GRU's per-step GEMMs read and write W_hh's gate blocks in strided rows,
 //         which oneDNN's matmul takes only through copies, so that GRU packs only where
 //         the pass runs row-parallel (Ops::takes_row_runs), where the copies pay;
@@ -101,12 +101,10 @@ BackendCapabilities capabilities_of(const Ops<T>& ops, const Plan& plan, const T
   c.packs_weights = ops.packs_weights();
   c.replays_call_lists = ops.replays_call_lists();
   const std::int64_t GH = plan.gates * plan.config.hidden_size;
-  const std::int64_t size = static_cast<std::int64_t>(sizeof(T));
   const std::int64_t recurrent = plan.step_weight_elements();
-  c.row_runs_w_hh = ops.takes_row_runs(size * recurrent, timeline.batch);
+  c.row_runs_w_hh = ops.takes_row_runs(recurrent, timeline.batch);
   for (const LayerPlan& l : plan.layers) {
-    c.row_runs_both.push_back(
-        ops.takes_row_runs(size * (recurrent + GH * l.input_size), timeline.batch));
+    c.row_runs_both.push_back(ops.takes_row_runs(recurrent + GH * l.input_size, timeline.batch));
   }
   return c;
 }
