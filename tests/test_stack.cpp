@@ -555,6 +555,23 @@ TEST(StackStepProjection, MatchesOneProjectionOfAllSteps) {
       [&](const StackCase&) -> std::int64_t { return 2; });
 }
 
+// A row-parallel run's weight limit follows its lanes' rows: lanes of 32 rows or more take
+// up to four times one core's L2 counted as float32, whatever the products read; narrower
+// ones 1 MiB as read (4 bytes an element, 2 in native BF16); too few rows for two lanes,
+// nothing.
+TEST(StackRowParallel, TheWeightLimitFollowsTheLanesRows) {
+  const std::int64_t threads = detail::cpu_step_threads();
+  if (threads < 2) GTEST_SKIP() << "needs two OpenMP threads";
+  const std::int64_t narrow = 8 * threads, wide = 32 * threads, mib = std::int64_t{1} << 20;
+  EXPECT_EQ(detail::cpu_row_run_weight_elements(narrow, 4), mib / 4);
+  EXPECT_EQ(detail::cpu_row_run_weight_elements(narrow, 2), mib / 2);
+  EXPECT_EQ(detail::cpu_row_run_weight_elements(wide - 1, 4), mib / 4);  // lanes of 31 rows
+  EXPECT_EQ(detail::cpu_row_run_weight_elements(wide, 2),
+            detail::cpu_row_run_weight_elements(wide, 4));
+  EXPECT_GE(detail::cpu_row_run_weight_elements(wide, 4), mib / 4);
+  EXPECT_EQ(detail::cpu_row_run_weight_elements(15, 4), 0);
+}
+
 // The rule: a layer-by-layer float pass on packed weights whose row-parallel runs would
 // take W_ih and W_hh together (Ops::takes_row_runs on their total elements), of one input
 // segment; not a wavefront, not float64, not with the switch off, not with too few rows.

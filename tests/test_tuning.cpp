@@ -154,9 +154,9 @@ TEST(PassPlan, StepWeightsByStepsRowsAndBackend) {
   EXPECT_EQ(plan_for(rbp, 4, 16, false, cpu).weights, StepWeights::Packed);
   cpu.row_runs_w_hh = false;
   EXPECT_EQ(plan_for(rbp, 4, 16, false, cpu).weights, StepWeights::Transposed);
-  // Under reduced math the CPU's held copy is rounded once, which every GEMM on the
-  // weights as stored would do again: held from two steps, at any batch; not on the GPU
-  // (no packs), and not in FP32.
+  // Under reduced math a held copy is rounded once, which every GEMM on the weights as
+  // stored would do again: held from two steps, at any batch; not by a backend that keeps
+  // no copies, and not in FP32.
   for (Math math : {Math::Bf16, Math::Fp16, Math::Tf32}) {
     RnnConfig reduced = lstm;
     reduced.math = math;
