@@ -49,6 +49,9 @@ constexpr std::int64_t padded_pairs(std::int64_t k) {
   return ((k + 1) / 2 + kGroupPairs - 1) / kGroupPairs * kGroupPairs;
 }
 
+// The words (bf16 values) of one packed panel of depth k.
+constexpr std::int64_t panel_words(std::int64_t k) { return padded_pairs(k) * 2 * kPanelRows; }
+
 // Where pair i of a group holds column j's word: pair-major (trans_b T) or column-major (N).
 template <bool kColumns, std::int64_t kCols>
 constexpr std::int64_t word_at(std::int64_t i, std::int64_t j) {
@@ -304,7 +307,7 @@ void Bf16PackedA::pack(const float* a, Trans trans, std::int64_t m, std::int64_t
   m_ = m;
   k_ = k;
   const std::int64_t pairs = (k + 1) / 2, panels = (m + kPanelRows - 1) / kPanelRows;
-  const std::int64_t panel_size = padded_pairs(k) * 2 * kPanelRows;
+  const std::int64_t panel_size = panel_words(k);
   // Grown, never shrunk: a resize within the capacity would clear what it adds, a pass
   // over memory that packing overwrites anyway.
   const auto size = static_cast<std::size_t>(panels * panel_size);
@@ -320,7 +323,7 @@ void Bf16PackedA::pack(const float* a, Trans trans, std::int64_t m, std::int64_t
 }
 
 const std::uint16_t* Bf16PackedA::panel(std::int64_t index) const {
-  return panels_.data() + index * padded_pairs(k_) * 2 * kPanelRows;
+  return panels_.data() + index * panel_words(k_);
 }
 
 namespace {
@@ -343,7 +346,7 @@ void gemm_in_blocks(const Bf16PackedA& a, const Gemm<float>& g,
   const std::int64_t slices = std::max<std::int64_t>(1, (pairs + depth - 1) / depth);
   // Inside a parallel region (a row-parallel lane's product) one thread: its own region
   // would get no more.
-  const std::int64_t a_bytes = panels * padded_pairs(g.k) * 2 * kPanelRows * 2;
+  const std::int64_t a_bytes = panels * panel_words(g.k) * 2;
   const bool large = g.m * g.n * g.k >= kMinThreadMacs || a_bytes >= kMinThreadABytes;
   const int threads = large && !omp_in_parallel() ? omp_get_max_threads() : 1;
   // (How C is cut into units changes only who computes a tile, not its arithmetic.)
