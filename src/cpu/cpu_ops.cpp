@@ -431,7 +431,8 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
     if ((!bf16 && packed_ == nullptr) || !this->tuning().cpu_row_parallel) return false;
     const int threads = row_run_threads(rows);
     if (threads < 2) return false;
-    // Every unit's weights, each matrix once: the lanes read them all at every step.
+    // Every GEMM on held weights, and every unit's weights, each matrix counted once (the
+    // lanes read them all at every step), within the limit.
     std::vector<const float*> matrices;
     std::int64_t elements = 0, units = 1;
     for (const StepCall<float>& c : calls) {
@@ -440,20 +441,14 @@ bool CpuOps<T>::run_step_list(const std::vector<StepCall<T>>& calls, std::int64_
       if (g.host_a == nullptr) return false;
       units = std::max<std::int64_t>(units, g.count);
       for (int i = 0; i < g.count; ++i) {
+        const Gemm<float> item = gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]);
+        if (bf16 ? rounded_hold_of(item) == nullptr : !packed_->holds(item)) return false;
         if (std::find(matrices.begin(), matrices.end(), g.host_a[i]) != matrices.end()) continue;
         matrices.push_back(g.host_a[i]);
         elements += g.m * g.k;
       }
     }
     if (elements > units * row_run_weight_elements(rows, row_run_element_bytes())) return false;
-    for (const StepCall<float>& c : calls) {
-      if (c.kind != StepCall<float>::Kind::Gemms) continue;
-      const GemmBatch<float>& g = c.gemms;
-      for (int i = 0; i < g.count; ++i) {
-        const Gemm<float> item = gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]);
-        if (bf16 ? rounded_hold_of(item) == nullptr : !packed_->holds(item)) return false;
-      }
-    }
     if (bf16) {
       if (bf16_lane_b_.size() < static_cast<std::size_t>(threads)) bf16_lane_b_.resize(threads);
     } else {
