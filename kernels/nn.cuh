@@ -172,19 +172,28 @@ inline int cross_entropy_lanes(std::int64_t classes) {
 }
 
 // The largest value m of a part of a row, and the sum s of exp(x - m) over it; s = 0 for
-// an empty part (a non-empty one has s >= 1). NaN propagates into s.
+// an empty part (a non-empty one has s >= 1). NaN propagates into s. A value equal to m
+// adds exactly 1: for masked classes (-inf) exp(x - m) would be exp(-inf + inf) = NaN,
+// and a part or a row whose largest value is -inf would then turn NaN (PyTorch gives the
+// loss of the unmasked classes).
 template <typename T>
 struct SoftmaxStats {  // trivial, so that a GPU block keeps them in shared memory
   T m;
   T s;
 };
 
+// exp(x - m) for x <= m, exactly 1 where x == m (also where both are -inf).
+template <typename T>
+RECUR_HD T softmax_weight(T x, T m) {
+  return x == m ? T(1) : exp_(x - m);
+}
+
 template <typename T>
 RECUR_HD SoftmaxStats<T> merge(const SoftmaxStats<T>& a, const SoftmaxStats<T>& b) {
   if (b.s == T(0)) return a;
   if (a.s == T(0)) return b;
   const T m = a.m > b.m ? a.m : b.m;
-  return {m, a.s * exp_(a.m - m) + b.s * exp_(b.m - m)};
+  return {m, a.s * softmax_weight(a.m, m) + b.s * softmax_weight(b.m, m)};
 }
 
 // One pass over part `lane` of row x (online: the running sum is rescaled when the
@@ -199,7 +208,7 @@ RECUR_HD SoftmaxStats<T> lane_stats(const T* x, std::int64_t classes, int lane, 
       st.s = st.s * exp_(st.m - x[j]) + T(1);
       st.m = x[j];
     } else {
-      st.s += exp_(x[j] - st.m);
+      st.s += softmax_weight(x[j], st.m);
     }
   }
   return st;

@@ -2,8 +2,11 @@
 // differences of each and of their composition, the loss against a long-double
 // reference, every error message (and that a failed call changes nothing), and CUDA vs
 // CPU parity (SKIPPED without a GPU).
+#include <algorithm>
 #include <cmath>
 #include <functional>
+#include <iterator>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -143,13 +146,23 @@ TEST(Linear, InitialisedLikePyTorch) {
 }
 
 // The loss and its gradient against a long-double reference.
+// `masked`: every class j with j % masked == 0 but the targets is -inf (a vocabulary mask),
+// so that lanes and merges see -inf beside -inf.
 template <typename T>
-void cross_entropy_reference(double offset, std::int64_t v = 5) {
+void cross_entropy_reference(double offset, std::int64_t v = 5, std::int64_t masked = 0) {
   Random rng(7);
   const std::int64_t n = 6;
   std::vector<double> lv = rng.vector<double>(n * v, -3, 3);
   for (double& x : lv) x += offset;
   std::vector<T> lt(lv.begin(), lv.end());
+  const std::int64_t target_classes[] = {0, 1, v / 2, v - 1};
+  for (std::int64_t j = 0; masked > 0 && j < v; j += masked) {
+    if (std::find(std::begin(target_classes), std::end(target_classes), j) !=
+        std::end(target_classes)) {
+      continue;
+    }
+    for (std::int64_t i = 0; i < n; ++i) lt[i * v + j] = -std::numeric_limits<T>::infinity();
+  }
   Tensor logits = Tensor::from_vector(lt, {2, 3, v});
   const std::int32_t last = static_cast<std::int32_t>(v - 1),
                      mid = static_cast<std::int32_t>(v / 2);
@@ -200,6 +213,14 @@ TEST(SoftmaxCrossEntropy, StableForLargeLogitsFloat32) { cross_entropy_reference
 // 100003 classes: 256 lanes of about 391 each, then the merge tree.
 TEST(SoftmaxCrossEntropy, LargeVocabularyFloat32) { cross_entropy_reference<float>(0, 100003); }
 TEST(SoftmaxCrossEntropy, LargeVocabularyFloat64) { cross_entropy_reference<double>(5, 100003); }
+// Masked classes (-inf) count as zero probability and get no gradient: every other class
+// of 64 (lane 0 of 32 sees -inf after -inf), and all but 4 of 100003 (whole lanes of -inf,
+// merged with each other).
+TEST(SoftmaxCrossEntropy, MaskedClassesFloat32) { cross_entropy_reference<float>(0, 64, 2); }
+TEST(SoftmaxCrossEntropy, MaskedClassesFloat64) { cross_entropy_reference<double>(0, 64, 2); }
+TEST(SoftmaxCrossEntropy, MostlyMaskedLargeVocabulary) {
+  cross_entropy_reference<float>(0, 100003, 1);
+}
 TEST(SoftmaxCrossEntropy, LanesGrowWithTheVocabulary) {
   EXPECT_EQ(kernels::cross_entropy_lanes(3), 32);
   EXPECT_EQ(kernels::cross_entropy_lanes(512), 32);
@@ -631,6 +652,34 @@ TYPED_TEST(ModulesCuda, LargeVocabularyCrossEntropyParity) {
   const Tolerance wide{tol.eps, tol.factor * 9};
   EXPECT_TRUE(all_close(g.loss.to_vector<T>(), c.loss.to_vector<T>(), wide));
   EXPECT_TRUE(all_close(g.dlogits.to_vector<T>(), c.dlogits.to_vector<T>(), wide));
+}
+
+// Masked classes (-inf, two of every three but the targets) on both sides: the same finite
+// loss, and no gradient at a masked class.
+TYPED_TEST(ModulesCuda, MaskedCrossEntropyParity) {
+  using T = TypeParam;
+  Random rng(19);
+  const std::int64_t n = 9, v = 131089;
+  std::vector<T> lv = rng.vector<T>(n * v, -8, 8);
+  std::vector<std::int32_t> targets(n);
+  for (std::int64_t i = 0; i < n; ++i)
+    targets[i] = static_cast<std::int32_t>(3 * (i * 977 % (v / 3)));
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t j = 0; j < v; ++j) {
+      if (j % 3 != 0) lv[i * v + j] = -std::numeric_limits<T>::infinity();
+    }
+  }
+  Tensor logits = Tensor::from_vector(lv, {n, v});
+  SoftmaxCrossEntropy xent;
+  CrossEntropyResult c = xent.forward_backward(logits, targets);
+  CrossEntropyResult g = xent.forward_backward(logits.to(kGpu), targets);
+  ASSERT_TRUE(std::isfinite(static_cast<double>(c.loss.to_vector<T>()[0])));
+  const Tolerance tol = tolerance_for_depth<T>(static_cast<double>(v / 256 + 8 + n));
+  const Tolerance wide{tol.eps, tol.factor * 9};
+  EXPECT_TRUE(all_close(g.loss.to_vector<T>(), c.loss.to_vector<T>(), wide));
+  const std::vector<T> dg = g.dlogits.to_vector<T>();
+  EXPECT_TRUE(all_close(dg, c.dlogits.to_vector<T>(), wide));
+  for (std::int64_t j = 1; j < v; j += 3) ASSERT_EQ(dg[j], T(0)) << j;
 }
 
 TYPED_TEST(ModulesCuda, ErrorsAndStreams) {
