@@ -739,6 +739,35 @@ TEST(CudaModel, ReducedMathMatchesTheCpusEmulation) {
   }
 }
 
+// A deep bidirectional stack holds more working copies than a shallow one (about six a
+// layer, kept from pass to pass): they all stay, and the graphs recorded over them replay,
+// pass after pass, with the GEMMs launched between replays (the input projections, the
+// weight gradients) growing the launch-by-launch scratch without moving the graphs'.
+TEST(CudaModel, DeepReducedStacksReplayTheirGraphs) {
+  RECUR_REQUIRE_GPU();
+  RnnConfig c;
+  c.cell = CellKind::Lstm;
+  c.input_size = 8;
+  c.hidden_size = 8;
+  c.num_layers = 12;
+  c.bidirectional = true;
+  c.math = Math::Bf16;
+  Rnn gpu(c, kGpu, 5);
+  const std::int64_t T_ = 5, B = 4;
+  Random rng(78);
+  const Tensor x = rng.tensor<float>({T_, B, 8}).to(DType::BFloat16).to(kGpu);
+  const Tensor dy = rng.tensor<float>({T_, B, 16}).to(DType::BFloat16).to(kGpu);
+  for (int pass = 0; pass < 4; ++pass) {
+    gpu.forward(x);
+    gpu.backward(dy);
+  }
+  // Pass 0 sees each list, pass 1 records it, passes 2 and 3 replay.
+  EXPECT_GT(forward_statistics(gpu).graph_replays, 0);
+  EXPECT_GT(backward_statistics(gpu).graph_replays, 0);
+  EXPECT_EQ(forward_statistics(gpu).graph_captures, 0);
+  EXPECT_EQ(backward_statistics(gpu).graph_captures, 0);
+}
+
 // ---- tensors and devices ----
 
 // Tensor::to on the device (kernels/convert.cuh) gives the CPU's bits for every pair of

@@ -83,6 +83,7 @@ class CudaOps final : public Ops<T> {
       RECUR_CUBLAS_CHECK(cublasSetWorkspace(blas_.get(), workspace_.get(), kWorkspaceBytes));
     }
     stream_ = s;
+    capture_refused_ = false;  // a stream of its own may record where the legacy one refused
   }
 
   void synchronize() override { RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
@@ -90,8 +91,11 @@ class CudaOps final : public Ops<T> {
   // Tf32, Bf16 and Fp16: every GEMM rounds its operands as the CPU does (ReducedGemms).
   // (The validation in plan.cpp keeps float64 models at Fp32.)
   void set_math(Math math) override {
-    if (math != this->math()) graphs_.clear();
-    reduced_.set_math(math);
+    if (math != this->math()) {
+      synchronize();  // the graphs' own scratch goes with them: none may still run
+      graphs_.clear();
+    }
+    reduced_.set_math(math, stream_);
     Ops<T>::set_math(math);
   }
 
@@ -108,7 +112,10 @@ class CudaOps final : public Ops<T> {
     exact_sums_ = false;
   }
 
-  void gemm(const Gemm<T>& g) override { gemm_on(blas_.get(), scratch_, stream_, g); }
+  // While recording, the graph's own scratch (record()), which no launch outside it moves.
+  void gemm(const Gemm<T>& g) override {
+    gemm_on(blas_.get(), recording_ ? graph_scratch_[0] : scratch_, stream_, g);
+  }
 
   // Under reduced math the per-step weights get a rounded working copy, made here once per
   // pass (ReducedGemms::hold); that is what "packed" means on the GPU.
@@ -151,6 +158,12 @@ class CudaOps final : public Ops<T> {
         (choice == CudaBatchedGemm::Auto &&
          (g.count == 1 ||
           (g.k > g.m && (g.count < tuning.cuda_batched_from || g.m > kBatchedBackwardMaxRows))));
+    if (g.host_a == nullptr && rounds_operands()) {
+      // The pointer-array GEMM below would multiply the float32 operands unrounded.
+      throw Error("CudaOps::gemm_batched", "g.host_a",
+                  "the items' host pointer tables (reduced math rounds each item's operands)",
+                  "none");
+    }
     if (g.host_a != nullptr && per_item) {
       // While recording, the items may become parallel branches of the graph.
       if (recording_ && g.count > 1 && branches(g)) {
@@ -307,10 +320,14 @@ class CudaOps final : public Ops<T> {
       }
     }
     if (widest > 1) add_side_streams(widest - 1);
+    // The graph's rounded operands: a scratch for each stream it runs GEMMs on, its own
+    // for as long as it is kept.
+    std::vector<OperandScratch> scratch(static_cast<std::size_t>(widest));
     if (rounds_operands()) {
-      // Scratch may move as it grows here: the graph is kept under where it now is.
-      reserve_scratch(calls);
-      key = graph_signature(calls) + reduced_signature();
+      const std::size_t bytes = scratch_bytes(calls);
+      for (std::size_t i = 0; i < scratch.size(); ++i) {
+        scratch[i].reserve(bytes, i == 0 ? stream_ : sides_[i - 1].stream.get());
+      }
     }
     if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
       cudaGetLastError();  // not sticky: clear it, and launch as before from now on
@@ -318,23 +335,30 @@ class CudaOps final : public Ops<T> {
       return nullptr;
     }
     recording_ = true;
+    graph_scratch_ = scratch.data();
     try {
       this->run_calls(calls);
     } catch (...) {
       recording_ = false;
+      graph_scratch_ = nullptr;
       cudaGraph_t partial = nullptr;
       cudaStreamEndCapture(stream_, &partial);
       const Graph discarded(partial);
       throw;
     }
     recording_ = false;
+    graph_scratch_ = nullptr;
     cudaGraph_t recorded = nullptr;
     RECUR_CUDA_CHECK(cudaStreamEndCapture(stream_, &recorded));
     const Graph graph(recorded);
     cudaGraphExec_t instantiated = nullptr;
     RECUR_CUDA_CHECK(cudaGraphInstantiate(&instantiated, graph.get(), 0));
     ++this->statistics().graph_captures;
-    return graphs_.add(std::move(key), GraphExec(instantiated));
+    std::vector<DeviceMemory> kept;
+    for (OperandScratch& s : scratch) kept.push_back(s.take());
+    // The oldest graph goes when the cache is full, its scratch with it: none may still run.
+    if (graphs_.full()) synchronize();
+    return graphs_.add(std::move(key), GraphExec(instantiated), std::move(kept));
   }
 
   // A stream beside the model's, with its own cuBLAS handle (and so its own workspace) and
@@ -344,7 +368,6 @@ class CudaOps final : public Ops<T> {
     BlasHandle blas;
     Event done;
     DeviceMemory workspace;  // its cuBLAS's, once it records graph branches
-    OperandScratch scratch;  // its GEMMs' rounded operands (reduced math)
   };
 
   // Whether GEMMs round their operands (a float32 model under Tf32, Bf16 or Fp16), except
@@ -353,33 +376,25 @@ class CudaOps final : public Ops<T> {
     return std::is_same_v<T, float> && this->math() != Math::Fp32 && !exact_sums_;
   }
 
-  // What graphs recorded under reduced math read besides the calls' own pointers: the
-  // working copies held, and the scratch (which moves when it grows).
-  std::string reduced_signature() const {
-    std::string key = reduced_.held_signature();
-    key += ":scratch:" + std::to_string(reinterpret_cast<std::uintptr_t>(scratch_.data()));
-    for (const SideStream& side : sides_) {
-      key += ":" + std::to_string(reinterpret_cast<std::uintptr_t>(side.scratch.data()));
-    }
-    return key;
-  }
+  // What graphs recorded under reduced math read besides the calls' own pointers and
+  // their own scratch: the working copies held.
+  std::string reduced_signature() const { return reduced_.held_signature(); }
 
-  // Scratch for every GEMM of `calls` on each stream that may run it, before a recording,
-  // inside which nothing may allocate.
-  void reserve_scratch(const std::vector<StepCall<T>>& calls) {
+  // The scratch bytes of the widest GEMM of `calls` (reduced math), which a recording
+  // reserves first: nothing may allocate while the stream records.
+  std::size_t scratch_bytes(const std::vector<StepCall<T>>& calls) const {
+    std::size_t widest = 0;
     if constexpr (std::is_same_v<T, float>) {
-      std::size_t widest = 0;
       for (const StepCall<T>& c : calls) {
         if (c.kind != StepCall<T>::Kind::Gemms) continue;
-        for (int i = 0; i < c.gemms.count; ++i) {
-          const GemmBatch<T>& g = c.gemms;
+        const GemmBatch<T>& g = c.gemms;
+        for (int i = 0; i < g.count; ++i) {
           widest = std::max(
               widest, reduced_.scratch_bytes(gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i])));
         }
       }
-      scratch_.reserve(widest, stream_);
-      for (SideStream& side : sides_) side.scratch.reserve(widest, side.stream.get());
     }
+    return widest;
   }
 
   // Whether a batch's items, run one GEMM each while recording, become parallel branches.
@@ -423,11 +438,12 @@ class CudaOps final : public Ops<T> {
     for (int i = 1; i < g.count; ++i) {
       SideStream& side = sides_[static_cast<std::size_t>(i - 1)];
       RECUR_CUDA_CHECK(cudaStreamWaitEvent(side.stream.get(), fork_.get(), 0));
-      gemm_on(side.blas.get(), side.scratch, side.stream.get(),
+      gemm_on(side.blas.get(), graph_scratch_[i], side.stream.get(),
               gemm_item(g, g.host_a[i], g.host_b[i], g.host_c[i]));
       RECUR_CUDA_CHECK(cudaEventRecord(side.done.get(), side.stream.get()));
     }
-    gemm_on(blas_.get(), scratch_, stream_, gemm_item(g, g.host_a[0], g.host_b[0], g.host_c[0]));
+    gemm_on(blas_.get(), graph_scratch_[0], stream_,
+            gemm_item(g, g.host_a[0], g.host_b[0], g.host_c[0]));
     for (int i = 1; i < g.count; ++i) {
       RECUR_CUDA_CHECK(
           cudaStreamWaitEvent(stream_, sides_[static_cast<std::size_t>(i - 1)].done.get(), 0));
@@ -469,7 +485,8 @@ class CudaOps final : public Ops<T> {
   bool recording_ = false;        // inside record(): the stream is capturing
   bool exact_sums_ = false;       // inside add_column_sums: float32 products whatever the math
   ReducedGemms reduced_;          // reduced math: rounding points and working copies
-  OperandScratch scratch_;        // the model stream's rounded operands
+  OperandScratch scratch_;        // the model stream's rounded operands, launch by launch
+  OperandScratch* graph_scratch_ = nullptr;  // while recording: the graph's, one a stream
   // A side stream's GEMM is one item of a step's batch: split-K's partial sums of
   // [512, 64] x 8 splits take 1 MiB.
   static constexpr std::size_t kSideWorkspaceBytes = std::size_t{8} << 20;

@@ -14,9 +14,9 @@ cudaGraphExec_t GraphCache::find(const std::string& key) const {
   return nullptr;
 }
 
-cudaGraphExec_t GraphCache::add(std::string key, GraphExec exec) {
+cudaGraphExec_t GraphCache::add(std::string key, GraphExec exec, std::vector<DeviceMemory> memory) {
   if (graphs_.size() == kMaxGraphs) graphs_.erase(graphs_.begin());
-  graphs_.push_back({std::move(key), std::move(exec)});
+  graphs_.push_back({std::move(key), std::move(exec), std::move(memory)});
   return graphs_.back().exec.get();
 }
 

@@ -71,17 +71,21 @@ class GraphCache {
 
   // The executable recorded for `key`, or null.
   cudaGraphExec_t find(const std::string& key) const;
-  // Keeps `exec` for `key` (dropping the oldest beyond kMaxGraphs); returns it.
-  cudaGraphExec_t add(std::string key, GraphExec exec);
+  // Keeps `exec` for `key`, with `memory` it reads and nothing else owns (dropping the
+  // oldest beyond kMaxGraphs); returns it.
+  cudaGraphExec_t add(std::string key, GraphExec exec, std::vector<DeviceMemory> memory = {});
   // Whether a list with this signature came before without being recorded; remembers it
   // if not. Hashes only: a collision at worst records a list one call early.
   bool seen_before(const std::string& key);
+  // Whether the next add() drops the oldest graph.
+  bool full() const { return graphs_.size() == kMaxGraphs; }
   void clear() noexcept;
 
  private:
   struct Recorded {
     std::string key;
     GraphExec exec;
+    std::vector<DeviceMemory> memory;  // freed with the graph
   };
   std::vector<Recorded> graphs_;   // oldest first
   std::vector<std::size_t> seen_;  // hashes, oldest first

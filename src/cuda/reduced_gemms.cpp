@@ -11,9 +11,12 @@
 namespace recur::detail {
 namespace {
 
-// Working copies kept at most; past this a new one drops them all (and the caller its
-// graphs), so that weights of ever-new addresses cannot pile up.
-constexpr std::size_t kMaxHeld = 64;
+// Working copies kept: a model holds one per per-step matrix and layout, about 6 a layer
+// (a bidirectional LSTM's W_hh both ways and W_ih backward; the reset-before-product GRU
+// 10), and keeps them from pass to pass. Past this a new one drops those the pass does
+// not hold (and the caller its graphs), so that weights of ever-new addresses cannot pile
+// up; the held ones stay, since this pass's GEMMs read them.
+constexpr std::size_t kMaxHeld = 256;
 // Where B's copy starts after A's in the scratch: cuBLAS's alignment for tensor cores.
 constexpr std::size_t kAlign = 256;
 
@@ -55,7 +58,7 @@ void round_into(const Stored& s, kernels::Format format, void* dst, cudaStream_t
 
 void* OperandScratch::reserve(std::size_t bytes, cudaStream_t stream) {
   if (bytes > bytes_) {
-    RECUR_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (memory_) RECUR_CUDA_CHECK(cudaStreamSynchronize(stream));
     memory_.reset();
     bytes_ = 0;
     memory_ = make_device_memory(bytes);
@@ -64,7 +67,14 @@ void* OperandScratch::reserve(std::size_t bytes, cudaStream_t stream) {
   return memory_.get();
 }
 
-void ReducedGemms::set_math(Math math) { format_ = format_of(math); }
+void ReducedGemms::set_math(Math math, cudaStream_t stream) {
+  const kernels::Format format = format_of(math);
+  if (format != format_ && !held_.empty()) {
+    RECUR_CUDA_CHECK(cudaStreamSynchronize(stream));
+    held_.clear();
+  }
+  format_ = format;
+}
 
 std::size_t ReducedGemms::element_bytes() const {
   return format_ == kernels::Format::Tf32 ? sizeof(float) : sizeof(std::uint16_t);
@@ -80,7 +90,8 @@ bool ReducedGemms::hold(const float* a, Trans trans, std::int64_t m, std::int64_
   if (it == held_.end()) {
     if (held_.size() >= kMaxHeld) {
       RECUR_CUDA_CHECK(cudaStreamSynchronize(stream));
-      held_.clear();
+      held_.erase(std::remove_if(held_.begin(), held_.end(), [](const Held& h) { return !h.held; }),
+                  held_.end());
       dropped = true;
     }
     Held h{a, trans, m, k, lda, {}, false};

@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../../kernels/round_operand.cuh"
@@ -29,14 +30,19 @@
 namespace recur::detail {
 
 // Device memory where one stream's GEMMs round their operands, reused call after call.
+// Launch by launch the model's stream has one; each recorded graph has its own, made
+// before it records and kept with it (CudaOps::record), so that launches between replays,
+// which may grow theirs, never move what a graph reads.
 class OperandScratch {
  public:
-  // At least `bytes` of it, growing (after the stream's queued work, which may still read
-  // the old memory) where needed. Never while the stream records a graph: the recording
-  // reserves first (ReducedGemms::scratch_bytes).
+  // At least `bytes` of it, growing where needed (after the stream's queued work, which may
+  // still read the old memory). Never while the stream records a graph.
   void* reserve(std::size_t bytes, cudaStream_t stream);
-  // Where it is now: recorded graphs read it there, so it is part of their signature.
-  const void* data() const { return memory_.get(); }
+  // Gives its memory away (to the graph that reads it), leaving it empty.
+  DeviceMemory take() {
+    bytes_ = 0;
+    return std::move(memory_);
+  }
 
  private:
   DeviceMemory memory_;
@@ -45,12 +51,14 @@ class OperandScratch {
 
 class ReducedGemms {
  public:
-  // The format of the model's Math (not Fp32).
-  void set_math(Math math);
+  // The format of the model's Math (not Fp32). A new format drops the working copies
+  // (their element size changes), after `stream`'s queued work, which may read them.
+  void set_math(Math math, cudaStream_t stream);
 
   // Makes or refreshes, on `stream`, the working copy of op(A) as stored (a, trans, m, k,
-  // lda as in Gemm); GEMMs read it instead of `a` until release(). Returns true when a copy
-  // that recorded graphs may read was replaced: the caller then drops its graphs.
+  // lda as in Gemm); GEMMs read it instead of `a` until release(). Returns true when copies
+  // that recorded graphs may read were dropped (those not held in this pass, once there are
+  // kMaxHeld): the caller then drops its graphs.
   bool hold(const float* a, Trans trans, std::int64_t m, std::int64_t k, std::int64_t lda,
             cudaStream_t stream);
   // The pass is over: no GEMM reads a working copy until the next hold(). The copies stay
