@@ -130,7 +130,11 @@ class CudaBackend {
   virtual void argmax(bool count_correct, const kernels::ArgmaxArgs<float>& a, void* stream) = 0;
   virtual void argmax(bool count_correct, const kernels::ArgmaxArgs<double>& a, void* stream) = 0;
   // NCCL, loaded the first time it is asked for (libnccl.so.2): false, with the reason in
-  // `why`, where it cannot be had. The unique id is rank 0's, for every rank's link.
+  // `why`, where it cannot be had. nccl_usable: whether this rank could make its link on
+  // `device` (NCCL loads, the device can be made current), asked of every rank before any
+  // enters NCCL's setup, where the others would wait for it forever. The unique id is rank
+  // 0's, for every rank's link. Neither throws.
+  virtual bool nccl_usable(int device, std::string* why) = 0;
   virtual bool nccl_unique_id(std::vector<char>* id, std::string* why) = 0;
   virtual std::unique_ptr<NcclLink> nccl_link(int device, const std::vector<char>& id, int rank,
                                               int ranks) = 0;

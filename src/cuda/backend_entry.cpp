@@ -139,6 +139,9 @@ class Backend final : public CudaBackend {
   void argmax(bool count_correct, const kernels::ArgmaxArgs<double>& a, void* stream) override {
     kernels::launch_argmax(count_correct, a, stream);
   }
+  bool nccl_usable(int device, std::string* why) override {
+    return detail::nccl_usable(device, why);
+  }
   bool nccl_unique_id(std::vector<char>* id, std::string* why) override {
     return detail::nccl_unique_id(id, why);
   }

@@ -68,8 +68,14 @@ class Link final : public NcclLink {
     ncclUniqueId uid;
     std::memcpy(&uid, id.data(), sizeof(uid));
     const Scope scope(device_);
-    check(api_, api_.init_rank(&comm_, ranks, uid, rank), "ncclCommInitRank");
+    // The stream first: a constructor that throws after NCCL's setup would leak the
+    // communicator (the destructor does not run).
     RECUR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    const ncclResult_t made = api_.init_rank(&comm_, ranks, uid, rank);
+    if (made != ncclSuccess) {
+      cudaStreamDestroy(stream_);
+      check(api_, made, "ncclCommInitRank");
+    }
   }
   ~Link() override {
     const Scope scope(device_);
@@ -121,14 +127,18 @@ class Link final : public NcclLink {
   class Scope {
    public:
     explicit Scope(int device) {
-      if (cudaGetDevice(&previous_) == cudaSuccess && previous_ != device) cudaSetDevice(device);
+      known_ = cudaGetDevice(&previous_) == cudaSuccess;
+      if (!known_ || previous_ != device) cudaSetDevice(device);
     }
-    ~Scope() { cudaSetDevice(previous_); }
+    ~Scope() {
+      if (known_) cudaSetDevice(previous_);
+    }
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
 
    private:
     int previous_ = 0;
+    bool known_ = false;  // the caller's device could be read: restore it
   };
 
   // An event no pending sum holds, made when none is free.
@@ -156,11 +166,29 @@ class Link final : public NcclLink {
 
 }  // namespace
 
+bool nccl_usable(int device, std::string* why) {
+  if (nccl_api(why) == nullptr) return false;
+  int previous = 0;
+  const bool known = cudaGetDevice(&previous) == cudaSuccess;
+  const cudaError_t set = cudaSetDevice(device);
+  if (known) cudaSetDevice(previous);
+  if (set != cudaSuccess) {
+    cudaGetLastError();
+    *why = "cudaSetDevice(" + std::to_string(device) + ") failed: " + cudaGetErrorString(set);
+    return false;
+  }
+  return true;
+}
+
 bool nccl_unique_id(std::vector<char>* id, std::string* why) {
   const NcclApi* api = nccl_api(why);
   if (api == nullptr) return false;
   ncclUniqueId uid;
-  check(*api, api->get_unique_id(&uid), "ncclGetUniqueId");
+  const ncclResult_t made = api->get_unique_id(&uid);
+  if (made != ncclSuccess) {  // e.g. no network interface: every rank is told, none waits
+    *why = std::string("ncclGetUniqueId failed: ") + api->error_string(made);
+    return false;
+  }
   id->assign(reinterpret_cast<const char*>(&uid),
              reinterpret_cast<const char*>(&uid) + sizeof(uid));
   return true;

@@ -10,6 +10,7 @@
 
 namespace recur::detail {
 
+bool nccl_usable(int device, std::string* why);
 bool nccl_unique_id(std::vector<char>* id, std::string* why);
 std::unique_ptr<NcclLink> make_nccl_link(int device, const std::vector<char>& id, int rank,
                                          int ranks);

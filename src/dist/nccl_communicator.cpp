@@ -121,17 +121,29 @@ std::shared_ptr<Communicator> nccl_communicator(Communicator& bootstrap) {
   }
   const int local = detail::local_index(ranks, static_cast<std::size_t>(bootstrap.rank()));
   detail::CudaBackend& cuda = detail::require_cuda_backend(where);
-  // Rank 0's unique id, or its reason for having none, travels to every rank.
-  std::vector<char> id;
+  // Every rank says whether it could make its link: a rank that failed alone, after the
+  // others entered NCCL's setup, would leave them waiting forever.
   std::string why;
+  const bool usable = cuda.nccl_usable(local, &why);
+  const std::vector<std::string> ready = bootstrap.all_gather(usable        ? std::string()
+                                                              : why.empty() ? "NCCL unusable"
+                                                                            : why);
+  for (std::size_t r = 0; r < ready.size(); ++r) {
+    if (!ready[r].empty()) {
+      throw Error(where, "bootstrap", "NCCL usable on every rank",
+                  "rank " + std::to_string(r) + ": " + ready[r]);
+    }
+  }
+  // Rank 0's unique id, or its reason for having none, travels to every rank, marked so
+  // that no rank takes one for the other.
+  std::vector<char> id;
   const bool have = bootstrap.rank() != 0 || cuda.nccl_unique_id(&id, &why);
   const std::string sent =
-      bootstrap.all_gather(have ? std::string(id.begin(), id.end()) : std::string())[0];
-  if (sent.empty()) {
-    throw Error(std::string("recur: nccl_communicator: no NCCL on rank 0: ") +
-                (bootstrap.rank() == 0 ? why : "see rank 0's message"));
+      bootstrap.all_gather(have ? "id:" + std::string(id.begin(), id.end()) : "no id: " + why)[0];
+  if (sent.compare(0, 3, "id:") != 0) {
+    throw Error(where, "bootstrap", "an NCCL unique id from rank 0", "rank 0: " + sent.substr(7));
   }
-  id.assign(sent.begin(), sent.end());
+  id.assign(sent.begin() + 3, sent.end());
   detail::CudaDeviceScope scope(local);
   return std::make_shared<NcclCommunicator>(
       bootstrap, local, cuda.nccl_link(local, id, bootstrap.rank(), bootstrap.size()));
