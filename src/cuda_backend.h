@@ -72,6 +72,9 @@ class CudaBackend {
 
   // The device's memory in bytes; 0 where it cannot be told.
   virtual std::uint64_t total_memory(int device) noexcept = 0;
+  // The device's UUID ("GPU-" and 32 hex digits, as nvidia-smi -L prints it), the same in
+  // every process whatever CUDA_VISIBLE_DEVICES shows it as; "" where it cannot be told.
+  virtual std::string device_uuid(int device) noexcept = 0;
   virtual void* allocate(int device, std::size_t bytes) = 0;
   virtual void free(int device, void* ptr) noexcept = 0;
   // Synchronous, after all work queued on the devices involved has finished.

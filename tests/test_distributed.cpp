@@ -201,17 +201,45 @@ TEST(Distributed, BadSetupsAreErrorsOnEveryRank) {
 }
 
 // Which GPU each rank takes, and where two would take one: a pure function of the ranks'
-// reports, so it runs here on any machines.
+// reports, so it runs here on any machines. `machine(host, n)`: a rank that sees all n GPUs
+// of its host.
+detail::RankMachine machine(const std::string& host, int gpus) {
+  detail::RankMachine m{host, {}};
+  for (int g = 0; g < gpus; ++g) m.gpus.push_back("GPU-" + host + std::to_string(g));
+  return m;
+}
+
 TEST(GpuAssignment, EveryRankItsLocalRanksGpuOrAnErrorNamingBoth) {
-  using detail::RankMachine;
-  const std::vector<RankMachine> fits = {{"a", 2}, {"b", 1}, {"a", 2}};
+  const std::vector<detail::RankMachine> fits = {machine("a", 2), machine("b", 1), machine("a", 2)};
   EXPECT_EQ(detail::gpu_sharing_problem(fits), "");
   EXPECT_EQ(detail::local_index(fits, 2), 1);
+  EXPECT_EQ(detail::local_device(fits, 2), 1);
   EXPECT_EQ(detail::local_index(fits, 1), 0);
-  EXPECT_EQ(detail::gpu_sharing_problem({{"a", 1}, {"b", 1}, {"a", 1}}),
-            "rank 2 would take cuda:0 of a, which rank 0 has already (a has 1 GPUs for more "
-            "ranks)");
-  EXPECT_EQ(detail::gpu_sharing_problem({{"a", 2}, {"a", 0}}), "rank 1 on a sees no GPU");
+  EXPECT_EQ(detail::gpu_sharing_problem({machine("a", 1), machine("b", 1), machine("a", 1)}),
+            "rank 2 would take cuda:0 (GPU-a0) of a, which rank 0 has already (rank 2 sees 1 "
+            "GPUs, and is local rank 1)");
+  EXPECT_EQ(detail::gpu_sharing_problem({machine("a", 2), machine("a", 0)}),
+            "rank 1 on a sees no GPU");
+  // UUIDs not read: the device index stands for the GPU.
+  EXPECT_EQ(detail::gpu_sharing_problem({{"a", {""}}, {"a", {""}}}),
+            "rank 1 would take cuda:0 of a, which rank 0 has already (rank 1 sees 1 GPUs, and "
+            "is local rank 1)");
+}
+
+// A launcher that gives each rank one GPU of its own (CUDA_VISIBLE_DEVICES per rank): every
+// rank sees one device, cuda:0, and they are different GPUs; the same GPU given to two
+// ranks is refused.
+TEST(GpuAssignment, RanksGivenAGpuEachTakeTheirCuda0) {
+  const std::vector<detail::RankMachine> given = {
+      {"a", {"GPU-1"}}, {"a", {"GPU-2"}}, {"b", {"GPU-3"}}, {"a", {"GPU-4"}}};
+  EXPECT_EQ(detail::gpu_sharing_problem(given), "");
+  for (std::size_t r = 0; r < given.size(); ++r) EXPECT_EQ(detail::local_device(given, r), 0);
+  EXPECT_EQ(detail::gpu_sharing_problem({{"a", {"GPU-1"}}, {"a", {"GPU-2"}}, {"a", {"GPU-2"}}}),
+            "rank 2 would take cuda:0 (GPU-2) of a, which rank 1 has already (rank 2 sees 1 GPUs, "
+            "and is local rank 2)");
+  // Two ranks that see the same two GPUs take one each.
+  EXPECT_EQ(detail::gpu_sharing_problem({{"a", {"GPU-1", "GPU-2"}}, {"a", {"GPU-1", "GPU-2"}}}),
+            "");
 }
 
 // The NCCL communicator on this machine's GPUs: refused where the ranks outnumber them,

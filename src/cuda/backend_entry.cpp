@@ -36,6 +36,22 @@ class Backend final : public CudaBackend {
     if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) return 0;
     return prop.totalGlobalMem;
   }
+  std::string device_uuid(int device) noexcept override {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+      cudaGetLastError();
+      return "";
+    }
+    static const char digits[] = "0123456789abcdef";
+    std::string id = "GPU-";
+    for (int i = 0; i < 16; ++i) {
+      const auto byte = static_cast<unsigned char>(prop.uuid.bytes[i]);
+      if (i == 4 || i == 6 || i == 8 || i == 10) id += '-';
+      id += digits[byte >> 4];
+      id += digits[byte & 15];
+    }
+    return id;
+  }
   void* allocate(int device, std::size_t bytes) override { return cuda_allocate(device, bytes); }
   void free(int device, void* ptr) noexcept override { cuda_free(device, ptr); }
   void copy(void* dst, Device dst_device, const void* src, Device src_device,

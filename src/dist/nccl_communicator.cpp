@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../cuda_backend.h"
@@ -108,18 +109,27 @@ std::shared_ptr<Communicator> nccl_communicator(Communicator& bootstrap) {
   // Every rank decides alike from what all report, so none goes on into NCCL alone.
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
-  const std::vector<std::string> reports =
-      bootstrap.all_gather(std::string(host) + "\n" + std::to_string(cuda_device_count()));
+  // A line for the machine, then one for each GPU this rank sees: its UUID.
+  std::string report = host;
+  detail::CudaBackend* backend = detail::cuda_backend();
+  const int count = cuda_device_count();
+  for (int d = 0; d < count; ++d) report += "\n" + backend->device_uuid(d);
   std::vector<detail::RankMachine> ranks;
-  for (const std::string& r : reports) {
-    const std::size_t cut = r.rfind('\n');
-    ranks.push_back({r.substr(0, cut), std::stoi(r.substr(cut + 1))});
+  for (const std::string& r : bootstrap.all_gather(report)) {
+    std::size_t cut = r.find('\n');
+    detail::RankMachine machine{r.substr(0, cut), {}};
+    while (cut != std::string::npos) {
+      const std::size_t next = r.find('\n', cut + 1);
+      machine.gpus.push_back(r.substr(cut + 1, next == std::string::npos ? next : next - cut - 1));
+      cut = next;
+    }
+    ranks.push_back(std::move(machine));
   }
   const std::string problem = detail::gpu_sharing_problem(ranks);
   if (!problem.empty()) {
     throw Error(where, "bootstrap", "one GPU of its own for every rank", problem);
   }
-  const int local = detail::local_index(ranks, static_cast<std::size_t>(bootstrap.rank()));
+  const int local = detail::local_device(ranks, static_cast<std::size_t>(bootstrap.rank()));
   detail::CudaBackend& cuda = detail::require_cuda_backend(where);
   // Every rank says whether it could make its link: a rank that failed alone, after the
   // others entered NCCL's setup, would leave them waiting forever.
