@@ -1,5 +1,8 @@
 // src/cuda/cuda_ops.cpp: CudaOps. Every call is asynchronous on the model's stream and
-// checked; nothing here waits for the device or allocates.
+// checked. Nothing here waits for the device or allocates once a shape has run: the first
+// pass of a shape grows the staged tables and, under reduced math, makes the working
+// copies and grows the scratch (waiting for the stream where memory a queued kernel may
+// read is replaced), and records graphs.
 #include "cuda_ops.h"
 
 #include <cublas_v2.h>

@@ -73,13 +73,27 @@ void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device,
                std::size_t bytes) {
   // Copies are rare and outside every hot loop; waiting for the device makes them safe
   // whichever stream produced or will consume the data.
+  // After it, too, into device memory: a copy from pageable host memory or between device
+  // memory returns before it is done, and work queued next on another stream would not wait
+  // for it.
+  const bool peer =
+      dst_device.is_cuda() && src_device.is_cuda() && dst_device.index != src_device.index;
+  auto wait_for = [&](int device) {
+    DeviceGuard guard(device);
+    RECUR_CUDA_CHECK(cudaDeviceSynchronize());
+  };
   const int device = dst_device.is_cuda() ? dst_device.index : src_device.index;
+  if (peer) wait_for(src_device.index);
+  wait_for(device);
   DeviceGuard guard(device);
-  RECUR_CUDA_CHECK(cudaDeviceSynchronize());
-  if (dst_device.is_cuda() && src_device.is_cuda() && dst_device.index != src_device.index) {
+  if (peer) {
     RECUR_CUDA_CHECK(cudaMemcpyPeer(dst, dst_device.index, src, src_device.index, bytes));
   } else {
     RECUR_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  }
+  if (dst_device.is_cuda()) {
+    RECUR_CUDA_CHECK(cudaDeviceSynchronize());
+    if (peer) wait_for(src_device.index);
   }
 }
 

@@ -2,11 +2,13 @@
 #include "reduced_gemms.h"
 
 #include <algorithm>
+#include <string>
 
 #include "../../kernels/launch.h"
 #include "../math_format.h"
 #include "blas_args.h"
 #include "check.h"
+#include "recur/error.h"
 
 namespace recur::detail {
 namespace {
@@ -54,10 +56,24 @@ void round_into(const Stored& s, kernels::Format format, void* dst, cudaStream_t
   }
 }
 
+// Memory is made (and the stream waited for) only on a shape's first pass; where the
+// stream is capturing a caller's own graph, that would end the capture with an error of
+// CUDA's, so say what to do instead.
+void expect_not_capturing(cudaStream_t stream, const char* what) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  RECUR_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+  if (status != cudaStreamCaptureStatusNone) {
+    throw Error(std::string("recur: reduced math needs ") + what +
+                " while the model's stream is capturing a graph: run a pass of this shape "
+                "before capturing, so that it is made then");
+  }
+}
+
 }  // namespace
 
 void* OperandScratch::reserve(std::size_t bytes, cudaStream_t stream) {
   if (bytes > bytes_) {
+    expect_not_capturing(stream, "more scratch for rounded operands");
     if (memory_) RECUR_CUDA_CHECK(cudaStreamSynchronize(stream));
     memory_.reset();
     bytes_ = 0;
@@ -88,6 +104,7 @@ bool ReducedGemms::hold(const float* a, Trans trans, std::int64_t m, std::int64_
   auto it = std::find_if(held_.begin(), held_.end(), same);
   bool dropped = false;
   if (it == held_.end()) {
+    expect_not_capturing(stream, "a working copy of a weight matrix");
     if (held_.size() >= kMaxHeld) {
       RECUR_CUDA_CHECK(cudaStreamSynchronize(stream));
       held_.erase(std::remove_if(held_.begin(), held_.end(), [](const Held& h) { return !h.held; }),
