@@ -19,6 +19,8 @@ struct NcclApi {
   decltype(&ncclGetUniqueId) get_unique_id = nullptr;
   decltype(&ncclCommInitRank) init_rank = nullptr;
   decltype(&ncclCommDestroy) destroy = nullptr;
+  decltype(&ncclCommAbort) abort = nullptr;
+  decltype(&ncclCommGetAsyncError) async_error = nullptr;
   decltype(&ncclReduce) reduce = nullptr;
   decltype(&ncclBroadcast) broadcast = nullptr;
   decltype(&ncclGetErrorString) error_string = nullptr;
@@ -44,6 +46,8 @@ const NcclApi* nccl_api(std::string* why) {
     api.get_unique_id = reinterpret_cast<decltype(api.get_unique_id)>(get("ncclGetUniqueId"));
     api.init_rank = reinterpret_cast<decltype(api.init_rank)>(get("ncclCommInitRank"));
     api.destroy = reinterpret_cast<decltype(api.destroy)>(get("ncclCommDestroy"));
+    api.abort = reinterpret_cast<decltype(api.abort)>(get("ncclCommAbort"));
+    api.async_error = reinterpret_cast<decltype(api.async_error)>(get("ncclCommGetAsyncError"));
     api.reduce = reinterpret_cast<decltype(api.reduce)>(get("ncclReduce"));
     api.broadcast = reinterpret_cast<decltype(api.broadcast)>(get("ncclBroadcast"));
     api.error_string = reinterpret_cast<decltype(api.error_string)>(get("ncclGetErrorString"));
@@ -81,13 +85,16 @@ class Link final : public NcclLink {
     const Scope scope(device_);
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
-    if (comm_ != nullptr) api_.destroy(comm_);
+    // Destroy waits for the communicator's queued work, which a failed peer never lets
+    // finish; abort does not.
+    if (comm_ != nullptr) (failed_ ? api_.abort : api_.destroy)(comm_);
   }
   Link(const Link&) = delete;
   Link& operator=(const Link&) = delete;
 
   void sum(void* data, std::int64_t count, DType dtype, void* stream) override {
     const Scope scope(device_);
+    check_peers("ncclReduce");
     const ncclDataType_t type = dtype == DType::Float32 ? ncclFloat32 : ncclFloat64;
     const auto s = static_cast<cudaStream_t>(stream);
     const auto n = static_cast<std::size_t>(count);
@@ -109,6 +116,7 @@ class Link final : public NcclLink {
 
   void wait(int ticket, void* stream) override {
     const Scope scope(device_);
+    check_peers("a pending sum");
     RECUR_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream),
                                          events_[static_cast<std::size_t>(ticket)], 0));
     busy_[static_cast<std::size_t>(ticket)] = false;
@@ -116,6 +124,7 @@ class Link final : public NcclLink {
 
   void broadcast(void* data, std::size_t bytes, int root, void* stream) override {
     const Scope scope(device_);
+    check_peers("ncclBroadcast");
     check(api_,
           api_.broadcast(data, data, bytes, ncclUint8, root, comm_,
                          static_cast<cudaStream_t>(stream)),
@@ -141,6 +150,21 @@ class Link final : public NcclLink {
     bool known_ = false;  // the caller's device could be read: restore it
   };
 
+  // An error NCCL met on its own (a peer that died, a network that failed): the exchanges
+  // queued since may never finish, so the communicator is aborted, not destroyed, and
+  // every later call is an Error. A host call, no wait.
+  void check_peers(const char* what) {
+    ncclResult_t state = ncclSuccess;
+    if (!failed_ && api_.async_error(comm_, &state) == ncclSuccess &&
+        (state == ncclSuccess || state == ncclInProgress)) {
+      return;
+    }
+    failed_ = true;
+    throw Error(std::string("recur: ") + what + ": the NCCL communicator failed" +
+                (state != ncclSuccess ? std::string(": ") + api_.error_string(state) : "") +
+                "; it cannot be used again");
+  }
+
   // An event no pending sum holds, made when none is free.
   int free_event() {
     for (std::size_t i = 0; i < busy_.size(); ++i) {
@@ -159,6 +183,7 @@ class Link final : public NcclLink {
   const NcclApi& api_;
   int device_;
   ncclComm_t comm_ = nullptr;
+  bool failed_ = false;  // check_peers saw an asynchronous error: abort, never use again
   cudaStream_t stream_ = nullptr;
   std::vector<cudaEvent_t> events_;
   std::vector<bool> busy_;
