@@ -12,6 +12,7 @@
 
 #include "hd.h"
 #include "indices.h"
+#include "row_lanes.h"
 
 namespace recur::kernels {
 
@@ -113,8 +114,38 @@ struct MaskedMeanBackward {
 
 // ---- argmax and accuracy ----
 
-// logits [N, V]. NaN counts as the largest value (PyTorch's argmax), and the first of
-// equal largest values wins.
+// The best value of a part of a row and its index (-1: an empty part).
+template <typename T>
+struct ArgmaxBest {  // trivial, so that a GPU block keeps them in shared memory
+  T value;
+  std::int64_t index;
+};
+
+// Whether `a` beats `b`: NaN counts as the largest value (PyTorch's argmax), then the larger
+// value, then the smaller index wins. That is a total order, so the best of a row is the
+// same whatever order its parts are merged in: the first of its largest values.
+template <typename T>
+RECUR_HD bool beats(const ArgmaxBest<T>& a, const ArgmaxBest<T>& b) {
+  if (a.index < 0 || b.index < 0) return b.index < 0 && a.index >= 0;
+  const bool a_nan = a.value != a.value, b_nan = b.value != b.value;
+  if (a_nan != b_nan) return a_nan;
+  if (!a_nan && a.value != b.value) return a.value > b.value;
+  return a.index < b.index;
+}
+
+// The best of part `lane` of row x (classes lane, lane + lanes, ...): one lane is the whole
+// row, as the CPU runs it; a GPU block runs row_lanes(classes) lanes and merges them.
+template <typename T>
+RECUR_HD ArgmaxBest<T> lane_best(const T* x, std::int64_t classes, int lane, int lanes) {
+  ArgmaxBest<T> best{T(0), -1};
+  for (std::int64_t j = lane; j < classes; j += lanes) {
+    const ArgmaxBest<T> here{x[j], j};
+    if (beats(here, best)) best = here;
+  }
+  return best;
+}
+
+// logits [N, V]: the index of each row's best value (beats()).
 template <typename T>
 struct ArgmaxArgs {
   std::int64_t rows = 0, classes = 0;
@@ -125,32 +156,33 @@ struct ArgmaxArgs {
   std::int64_t* totals = nullptr;  // [2] CountCorrect adds: correct, counted
 
   RECUR_HD std::int64_t argmax(std::int64_t r) const {
-    const T* x = logits + r * classes;
-    std::int64_t best = 0;
-    for (std::int64_t j = 1; j < classes; ++j) {
-      const bool best_nan = x[best] != x[best];
-      if (!best_nan && (x[j] > x[best] || x[j] != x[j])) best = j;
+    return lane_best(logits + r * classes, classes, 0, 1).index;
+  }
+  // Row r's output, its best index known: ArgmaxRows writes it, CountCorrect counts it.
+  RECUR_HD void finish(bool count_correct, std::int64_t r, std::int64_t best) const {
+    if (!count_correct) {
+      indices[r] = best;
+      return;
     }
-    return best;
+    const std::int64_t t = targets[r];
+    if (t == ignore_index) return;  // counts for nothing
+    if (best == t) add_count(totals, 1);
+    add_count(totals + 1, 1);
   }
 };
 
-// n = rows
+// n = rows: the CPU's loops, a row an index (a GPU runs a block a row: kernels/joins.cu).
 template <typename T>
 struct ArgmaxRows {
   RECUR_HD void operator()(std::int64_t r, const ArgmaxArgs<T>& a) const {
-    a.indices[r] = a.argmax(r);
+    a.finish(false, r, a.argmax(r));
   }
 };
 
-// n = rows: rows whose target is ignore_index count for nothing.
 template <typename T>
 struct CountCorrect {
   RECUR_HD void operator()(std::int64_t r, const ArgmaxArgs<T>& a) const {
-    const std::int64_t t = a.targets[r];
-    if (t == a.ignore_index) return;
-    if (a.argmax(r) == t) add_count(a.totals, 1);
-    add_count(a.totals + 1, 1);
+    a.finish(true, r, a.argmax(r));
   }
 };
 

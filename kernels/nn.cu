@@ -22,9 +22,8 @@ int key_bits(std::int64_t vocab) {
 // One block of `lanes` threads per row (kernels/nn.cuh): each thread gathers its part's
 // statistics, the block merges them in the CPU's tree order, then writes the row.
 template <typename T>
-__global__ void __launch_bounds__(kCrossEntropyMaxLanes)
-    cross_entropy_rows_kernel(CrossEntropyArgs<T> a) {
-  __shared__ SoftmaxStats<T> part[kCrossEntropyMaxLanes];
+__global__ void __launch_bounds__(kMaxRowLanes) cross_entropy_rows_kernel(CrossEntropyArgs<T> a) {
+  __shared__ SoftmaxStats<T> part[kMaxRowLanes];
   const int lanes = static_cast<int>(blockDim.x), k = static_cast<int>(threadIdx.x);
   for (std::int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
     const T* x = a.logits + r * a.classes;
@@ -91,7 +90,7 @@ void launch_cross_entropy(const CrossEntropyArgs<T>& args, void* stream) {
   if (args.rows > 0) {
     const auto blocks = static_cast<unsigned>(args.rows < 65536 ? args.rows : 65536);
     cross_entropy_rows_kernel<T>
-        <<<blocks, cross_entropy_lanes(args.classes), 0, static_cast<cudaStream_t>(stream)>>>(args);
+        <<<blocks, row_lanes(args.classes), 0, static_cast<cudaStream_t>(stream)>>>(args);
     check_launch("cross_entropy_rows_kernel");
   }
   launch_functor<CrossEntropyPartial<T>>("CrossEntropyPartial", cross_entropy_chunks(args.rows),

@@ -13,6 +13,7 @@
 
 #include "hd.h"
 #include "indices.h"
+#include "row_lanes.h"
 
 namespace recur::kernels {
 
@@ -160,16 +161,8 @@ struct CrossEntropyCount {
 // tree (lanes/2, lanes/4, ... 1), then the outputs are written. A GPU runs one block per
 // row with a thread per lane (kernels/nn.cu), the CPU the same parts and the same tree in
 // loops: the same additions in the same order on both, whatever the vocabulary, and only
-// two reads of the logits and one write of dlogits per row.
-constexpr int kCrossEntropyMaxLanes = 256;
-
-// The lanes for V classes: a power of two in [32, 256], about V / 16 (so a small
-// vocabulary does not pay for 256 empty parts).
-inline int cross_entropy_lanes(std::int64_t classes) {
-  int lanes = 32;
-  while (lanes < kCrossEntropyMaxLanes && lanes * std::int64_t{16} < classes) lanes *= 2;
-  return lanes;
-}
+// two reads of the logits and one write of dlogits per row. The lanes: row_lanes(classes)
+// (kernels/row_lanes.h).
 
 // The largest value m of a part of a row, and the sum s of exp(x - m) over it; s = 0 for
 // an empty part (a non-empty one has s >= 1). NaN propagates into s. A value equal to m

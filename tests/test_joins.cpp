@@ -3,9 +3,11 @@
 // float64 rounding), the error messages, and CUDA vs CPU (SKIPPED without a GPU).
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
+#include "../kernels/joins.cuh"
 #include "io_test_util.h"
 #include "recur/joins.h"
 
@@ -166,6 +168,52 @@ TEST(Joins, ArgmaxTakesTheFirstLargestAndNaN) {
   EXPECT_EQ(argmax(Tensor::zeros({2, 3, 1}, DType::Float64)).shape(), (Shape{2, 3}));
 }
 
+// A GPU block cuts a row into row_lanes(V) interleaved lanes and merges their best in a
+// tree; the order is total (NaN, then the value, then the smaller index), so that gives
+// the CPU's one-lane answer. Rows with the winner's ties, NaNs, -0/+0 and infinities in
+// different lanes, at every lane count.
+TEST(Joins, ArgmaxByLanesIsTheOneLaneAnswer) {
+  const double nan = std::nan(""), inf = std::numeric_limits<double>::infinity();
+  Random rng(6);
+  std::vector<std::vector<double>> rows;
+  for (int r = 0; r < 40; ++r) {
+    std::vector<double> x = rng.vector<double>(5000, -4, 4);
+    for (std::size_t j = 0; j < x.size(); ++j) x[j] = std::round(x[j]);  // many ties of 4
+    if (r % 4 == 1) x[static_cast<std::size_t>(3 * r + 700)] = nan;
+    if (r % 4 == 1) x[static_cast<std::size_t>(3 * r + 5)] = nan;
+    if (r % 4 == 2) x[static_cast<std::size_t>(4000 - r)] = inf;
+    if (r % 4 == 3) {
+      for (double& v : x) v = v > 0 ? -v : v;  // the largest is 0: -0.0 and +0.0 tie
+      x[static_cast<std::size_t>(900 + r)] = -0.0;
+    }
+    rows.push_back(x);
+  }
+  for (const std::vector<double>& x : rows) {
+    const auto classes = static_cast<std::int64_t>(x.size());
+    const std::int64_t one = kernels::lane_best(x.data(), classes, 0, 1).index;
+    for (int lanes = 1; lanes <= kernels::kMaxRowLanes; lanes *= 2) {
+      std::vector<kernels::ArgmaxBest<double>> part;
+      for (int k = 0; k < lanes; ++k)
+        part.push_back(kernels::lane_best(x.data(), classes, k, lanes));
+      for (int stride = lanes / 2; stride > 0; stride /= 2) {
+        for (int k = 0; k < stride; ++k) {
+          if (kernels::beats(part[k + stride], part[k])) part[k] = part[k + stride];
+        }
+      }
+      ASSERT_EQ(part[0].index, one) << lanes << " lanes";
+    }
+    // And the one-lane answer is the first largest (NaN the largest).
+    std::int64_t first = 0;
+    for (std::int64_t j = 1; j < classes; ++j) {
+      if (std::isnan(x[first])) break;
+      if (std::isnan(x[j]) || x[j] > x[first]) first = j;
+    }
+    ASSERT_EQ(one, first);
+  }
+  EXPECT_EQ(kernels::row_lanes(3), 32);
+  EXPECT_EQ(kernels::row_lanes(5000), 256);
+}
+
 TEST(Joins, CountCorrectAccumulatesOnTheDevice) {
   Tensor logits =
       Tensor::from_vector<double>({0, 1, 0, /**/ 2, 1, 0, /**/ 0, 0, 9, /**/ 1, 0, 0}, {2, 2, 3});
@@ -271,6 +319,17 @@ TEST(JoinsCuda, EveryJoinMatchesTheCpuBitwise) {
   count_correct(logits.to(gpu), targets.to(gpu), totals_gpu, -1);
   EXPECT_EQ(totals_gpu.to_vector<std::int64_t>(), totals.to_vector<std::int64_t>());
   EXPECT_GT(totals.to_vector<std::int64_t>()[1], 0);
+  // A vocabulary of 10^5: 256 lanes a row, their best merged in the block.
+  Tensor wide = rng.tensor<float>({70, 100003});
+  EXPECT_EQ(bytes_of(argmax(wide.to(gpu))), bytes_of(argmax(wide)));
+  std::vector<std::int64_t> wide_targets = argmax(wide).to_vector<std::int64_t>();
+  for (std::size_t i = 0; i < wide_targets.size(); i += 3) wide_targets[i] = 0;
+  Tensor wt = Tensor::from_vector(wide_targets, {70});
+  Tensor wide_totals = Tensor::zeros({2}, DType::Int64),
+         wide_totals_gpu = Tensor::zeros({2}, DType::Int64, gpu);
+  count_correct(wide, wt, wide_totals);
+  count_correct(wide.to(gpu), wt.to(gpu), wide_totals_gpu);
+  EXPECT_EQ(wide_totals_gpu.to_vector<std::int64_t>(), wide_totals.to_vector<std::int64_t>());
   // A device tensor with host data is refused, as any device mismatch.
   EXPECT_TRUE(throws_error([&] { masked_mean(xg, lengths); },
                            {"'lengths'", "device cuda:0 (that of the data)", "got device cpu"}));

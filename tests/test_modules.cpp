@@ -222,10 +222,10 @@ TEST(SoftmaxCrossEntropy, MostlyMaskedLargeVocabulary) {
   cross_entropy_reference<float>(0, 100003, 1);
 }
 TEST(SoftmaxCrossEntropy, LanesGrowWithTheVocabulary) {
-  EXPECT_EQ(kernels::cross_entropy_lanes(3), 32);
-  EXPECT_EQ(kernels::cross_entropy_lanes(512), 32);
-  EXPECT_EQ(kernels::cross_entropy_lanes(513), 64);
-  EXPECT_EQ(kernels::cross_entropy_lanes(100003), kernels::kCrossEntropyMaxLanes);
+  EXPECT_EQ(kernels::row_lanes(3), 32);
+  EXPECT_EQ(kernels::row_lanes(512), 32);
+  EXPECT_EQ(kernels::row_lanes(513), 64);
+  EXPECT_EQ(kernels::row_lanes(100003), kernels::kMaxRowLanes);
 }
 TEST(SoftmaxCrossEntropy, StableForLargeLogitsFloat64) { cross_entropy_reference<double>(-1000); }
 

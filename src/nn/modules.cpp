@@ -78,8 +78,8 @@ void run_bias(Device device, bool backward, const kernels::BiasArgs<T>& a, void*
 // statistics, the same merge tree, then the outputs.
 template <typename T>
 void cross_entropy_rows(const kernels::CrossEntropyArgs<T>& a) {
-  const int lanes = kernels::cross_entropy_lanes(a.classes);
-  kernels::SoftmaxStats<T> part[kernels::kCrossEntropyMaxLanes];
+  const int lanes = kernels::row_lanes(a.classes);
+  kernels::SoftmaxStats<T> part[kernels::kMaxRowLanes];
   for (std::int64_t r = 0; r < a.rows; ++r) {
     const T* x = a.logits + r * a.classes;
     for (int k = 0; k < lanes; ++k) part[k] = kernels::lane_stats(x, a.classes, k, lanes);
