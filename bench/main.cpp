@@ -316,6 +316,10 @@ int main(int argc, char** argv) {
         const std::vector<bench::Result> r = run_problem(o, problems[i], gpu);
         results.insert(results.end(), r.begin(), r.end());
         result_of.insert(result_of.end(), r.size(), {problems[i], gpu});
+        // As it goes, so that a run stopped at a time limit keeps what it measured: the
+        // problem's rows, and the JSON of every problem so far.
+        bench::print_table(std::cerr, r);
+        if (!o.json.empty()) bench::write_json(o.json, machine, results, {});
       }
     }
     // Each shape once more, minutes later; the faster measurement of each sets the ceilings.
@@ -347,7 +351,7 @@ int main(int argc, char** argv) {
   }
   // A recur row that failed (not one skipped by design) fails the run.
   for (const bench::Result& r : results) {
-    if (r.impl == "recur" && !r.ok && r.note.rfind("error", 0) == 0) return 1;
+    if (bench::is_recur(r) && !r.ok && r.note.rfind("error", 0) == 0) return 1;
   }
   return 0;
 }

@@ -215,9 +215,17 @@ void write_json(const std::string& path, const MachineInfo& m, const std::vector
     j << "}";
   }
   j << "\n  ]\n}\n";
-  std::ofstream out(path);
-  out << j.str();
-  if (!out) throw std::runtime_error("cannot write '" + path + "'");
+  // Written whole, then renamed over the old file: the runner rewrites it after every
+  // problem, and a run killed at its time limit then leaves the last whole file.
+  const std::string partial = path + ".partial";
+  {
+    std::ofstream out(partial);
+    out << j.str();
+    if (!out.flush()) throw std::runtime_error("cannot write '" + partial + "'");
+  }
+  if (std::rename(partial.c_str(), path.c_str()) != 0) {
+    throw std::runtime_error("cannot rename '" + partial + "' to '" + path + "'");
+  }
 }
 
 }  // namespace bench

@@ -72,9 +72,10 @@ std::string onednn_version();  // "2.6.3 (hash)", or "unavailable (why)"
 
 #ifdef RECUR_BENCH_CUDNN
 // cuDNN's RNN API (CUDNN_RNN_ALGO_STANDARD) at `math`: Fp32 "cudnn" (FP32 data,
-// CUDNN_FMA_MATH, true FP32 as recur computes); Tf32 "cudnn_tf32" (FP32 data, TF32 tensor
-// ops, CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION); Bf16 "cudnn_bf16" and Fp16 "cudnn_fp16"
-// (BF16 or FP16 data and weights, CUDNN_TENSOR_OP_MATH, FP32 math precision).
+// CUDNN_FMA_MATH, true FP32 as recur computes); Tf32 "cudnn_tf32" (FP32 data,
+// CUDNN_DEFAULT_MATH, which permits TF32 tensor ops); Bf16 "cudnn_bf16" (cuDNN 9.13 and
+// later) and Fp16 "cudnn_fp16" (BF16 or FP16 data and weights, CUDNN_TENSOR_OP_MATH, FP32
+// math precision).
 Prepared prepare_cudnn(const Problem& p, recur::Math math, Mode mode);
 // "9.19.0", or "unavailable: <why>" when libcudnn cannot be loaded.
 std::string cudnn_version();

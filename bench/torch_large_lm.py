@@ -62,13 +62,13 @@ def main():
 
     g = torch.Generator().manual_seed(1)
     n = 1 << 18  # enough for every window the timed steps read
-    stream = torch.empty(n, dtype=torch.int64)
-    noise = torch.randint(0, 8, (n,), generator=g)
-    rand = torch.randint(0, V, (n,), generator=g)
-    x = 1
+    noise = torch.randint(0, 8, (n,), generator=g).tolist()
+    rand = torch.randint(0, V, (n,), generator=g).tolist()
+    tokens, x = [], 1
     for i in range(n):  # the same recurrence as the C++ trainer (its noise draws differ)
-        stream[i] = x
-        x = int(rand[i]) if noise[i] == 0 else (37 * x + 11) % V
+        tokens.append(x)
+        x = rand[i] if noise[i] == 0 else (37 * x + 11) % V
+    stream = torch.tensor(tokens, dtype=torch.int64)
     torch.manual_seed(2)
     embed = torch.nn.Embedding(V, E).to(dev)
     P = a.proj
@@ -82,7 +82,12 @@ def main():
         opt = torch.optim.Adam(params, lr=a.lr)
     autocast = gpu and a.math in ("bf16", "fp16")
     amp_dtype = torch.bfloat16 if a.math == "bf16" else torch.float16
-    scaler = torch.cuda.amp.GradScaler() if gpu and a.math == "fp16" else None
+    scaler = None
+    if gpu and a.math == "fp16":
+        scaler = torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()
+    # The dtype the LSTM's output had: PyTorch's autocast runs cuDNN's RNN in float16 even
+    # under a bfloat16 autocast, so the JSON says what ran.
+    ran = {}
     loss_fn = torch.nn.CrossEntropyLoss()
     starts = torch.randint(0, n - T - 1, (warmup + steps, B), generator=g)
 
@@ -92,6 +97,7 @@ def main():
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=autocast):
             y, _ = lstm(embed(ids))
+            ran.setdefault("rnn_dtype", str(y.dtype).replace("torch.", ""))
             loss = loss_fn(head(y).float().view(T * B, V), targets.view(T * B))
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -128,13 +134,15 @@ def main():
     count = sum(p.numel() for p in params)
     print(f"torch {torch.__version__} {a.config}: {count} parameters, {dev} {a.math}, "
           f"{tokens_per_s:.0f} tokens/s, MFU {100 * mfu:.1f}%, peak memory {peak_bytes / 2**30:.2f} GiB"
-          f"{'' if gpu else ' (process rss)'}, loss {first:.3f} -> {last:.3f}")
+          f"{'' if gpu else ' (process rss)'}, loss {first:.3f} -> {last:.3f}, "
+          f"the LSTM ran in {ran.get('rnn_dtype')}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"impl": "torch", "version": torch.__version__, "config": a.config,
                        "device": str(dev), "math": a.math, "parameters": count,
                        "tokens_per_s": tokens_per_s, "mfu": mfu, "peak_bytes": peak_bytes,
-                       "first_loss": first, "last_loss": last}, f)
+                       "first_loss": first, "last_loss": last,
+                       "rnn_dtype": ran.get("rnn_dtype")}, f)
             f.write("\n")
     return 0
 
