@@ -198,9 +198,10 @@ class Ops {
     return false;
   }
   virtual void release_weights() {}
-  // The bytes hold_weights keeps for matrices of `elements` elements in all, held for one
-  // forward pass and, when `training`, its backward too (src/engine.cpp's memory model).
-  virtual std::int64_t held_weight_bytes(std::int64_t /*elements*/, bool /*training*/) const {
+  // The most bytes hold_weights keeps at once over a forward pass that holds matrices of
+  // `forward` elements in all and the backward after it, which holds `backward` (0 for
+  // inference) (src/engine/memory_model.cpp).
+  virtual std::int64_t held_weight_bytes(std::int64_t /*forward*/, std::int64_t /*backward*/) const {
     return 0;
   }
 

@@ -402,10 +402,10 @@ bool CpuOps<T>::hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int
 // oneDNN keeps a packed copy per layout, backward's beside the forward's; a rounded copy
 // lives until the pass ends (release_weights).
 template <typename T>
-std::int64_t CpuOps<T>::held_weight_bytes(std::int64_t elements, bool training) const {
+std::int64_t CpuOps<T>::held_weight_bytes(std::int64_t forward, std::int64_t backward) const {
   if (!packs_weights()) return 0;
-  if (this->math() == Math::Fp32) return elements * 4 * (training ? 2 : 1);
-  return elements * (native_bf16() ? 2 : 4);
+  if (this->math() == Math::Fp32) return (forward + backward) * 4;
+  return std::max(forward, backward) * (native_bf16() ? 2 : 4);
 }
 
 template <typename T>

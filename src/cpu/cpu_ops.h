@@ -29,7 +29,7 @@ class CpuOps final : public Ops<T> {
   bool hold_weights(const T* a, Trans trans_a, std::int64_t m, std::int64_t k, std::int64_t lda,
                     std::int64_t widest_n) override;
   void release_weights() override;
-  std::int64_t held_weight_bytes(std::int64_t elements, bool training) const override;
+  std::int64_t held_weight_bytes(std::int64_t forward, std::int64_t backward) const override;
   bool run_step_list(const std::vector<StepCall<T>>& calls, std::int64_t rows) override;
   const void* const* stage_pointers(const void* const* host, std::size_t count) override;
   const std::int64_t* stage_indices(const std::int64_t* host, std::size_t count) override;

@@ -136,11 +136,11 @@ class CudaOps final : public Ops<T> {
   }
 
   void release_weights() override { reduced_.release(); }
-  // A copy per layout held: backward's (as stored) beside the forward's (transposed).
-  std::int64_t held_weight_bytes(std::int64_t elements, bool training) const override {
+  // The copies stay from pass to pass: backward's (as stored) beside the forward's
+  // (transposed).
+  std::int64_t held_weight_bytes(std::int64_t forward, std::int64_t backward) const override {
     if (!rounds_operands()) return 0;
-    const auto bytes = static_cast<std::int64_t>(reduced_.element_bytes());
-    return elements * bytes * (training ? 2 : 1);
+    return (forward + backward) * static_cast<std::int64_t>(reduced_.element_bytes());
   }
 
   // For one item the pointer-array batched GEMM picks one large tile whatever the shape,

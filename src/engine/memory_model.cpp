@@ -87,12 +87,19 @@ PassMemory EngineImpl<T>::memory_of(const Saved<T>& s, std::int64_t own_index_wo
     m.outputs += (s.steps * B * I + states) * size;  // dx, dh0, dc0
   }
   if (s.pass.weights == StepWeights::Packed) {
-    std::int64_t held = 0;
+    // What StackPass::hold_step_weights holds: every unit's recurrent weights, and W_ih
+    // forward where the input is projected in the steps (or, in a wavefront, above layer
+    // 0), backward always (the input gradients).
+    std::int64_t forward_held = 0, backward_held = 0;
     for (const UnitOffsets& u : plan_.units) {
-      held += plan_.step_weight_elements();
-      if (s.pass.projects_in_steps[u.layer]) held += GH * plan_.layers[u.layer].input_size;
+      const std::int64_t w_ih = GH * plan_.layers[u.layer].input_size;
+      forward_held += plan_.step_weight_elements();
+      if (s.pass.projects_in_steps[u.layer] || (s.pass.wavefront && u.layer > 0)) {
+        forward_held += w_ih;
+      }
+      if (training) backward_held += plan_.step_weight_elements() + w_ih;
     }
-    m.weight_copies = ops_->held_weight_bytes(held, training);
+    m.weight_copies = ops_->held_weight_bytes(forward_held, backward_held);
   }
   return m;
 }
