@@ -35,25 +35,32 @@ struct LossScaleState {
   double pad_ = 0.0;
 };
 
+// `scale` within [2^-64, 2^64]; NaN at the bottom. A state loaded from a file may hold
+// anything (an infinite S would otherwise back off to infinity forever).
+RECUR_HD double bounded_scale(double scale) {
+  if (!(scale >= kMinLossScale)) return kMinLossScale;
+  return scale > kMaxLossScale ? kMaxLossScale : scale;
+}
+
 // Once per step, after the optimizer's step. `finite`: the gradient norm's finite flag
 // (same memory as the state), or nullptr (always finite).
 struct ScaleUpdate {
   double growth_factor = 2.0, backoff_factor = 0.5;
   double growth_interval = 2000.0;
   RECUR_HD void operator()(LossScaleState& s, const int* finite) const {
+    if (!(s.good_steps >= 0.0)) s.good_steps = 0.0;  // NaN or negative: no count
     if (finite != nullptr && *finite == 0) {
-      const double backed = s.scale * backoff_factor;
-      s.scale = backed > kMinLossScale ? backed : kMinLossScale;
+      s.scale = bounded_scale(s.scale * backoff_factor);
       s.good_steps = 0.0;
       s.overflows += 1.0;
     } else {
       s.good_steps += 1.0;
       if (s.good_steps >= growth_interval) {
-        const double grown = s.scale * growth_factor;
-        s.scale = grown < kMaxLossScale ? grown : kMaxLossScale;
+        s.scale = bounded_scale(s.scale * growth_factor);
         s.good_steps = 0.0;
         s.growths += 1.0;
       }
+      s.scale = bounded_scale(s.scale);
     }
     s.inverse = 1.0 / s.scale;
   }

@@ -239,6 +239,18 @@ TEST(LossScale, AHostileStateCannotDoHarm) {
   EXPECT_EQ(scaler.growths(), 0);
   scaler.update(norm_of(false));
   EXPECT_EQ(scaler.current_scale(), std::ldexp(1.0, -64));
+  // An infinite or huge S comes down to 2^64 at once, overflowing or not (halving it would
+  // take forever or ~930 skipped steps); a NaN count of good steps starts again.
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const bool finite : {false, true}) {
+    for (const double s : {inf, 1e300}) {
+      const std::vector<double> big = {s, 0.0, nan, 0.0, 0.0, 0.0};
+      scaler.state().copy_from_host(big.data());
+      scaler.update(norm_of(finite));
+      EXPECT_EQ(scaler.current_scale(), std::ldexp(1.0, 64)) << s << " " << finite;
+      EXPECT_EQ(scaler.good_steps(), finite ? 1 : 0);
+    }
+  }
 }
 
 TEST(LossScale, BadArgumentsAreNamed) {
