@@ -52,6 +52,11 @@ const int* GradNormAccess::finite_flag(const GradNorm& norm, void* stream) {
   return &impl.host.finite;
 }
 
+void GradNormAccess::flag_read(const GradNorm& norm, void* stream) {
+  const GradNorm::Impl& impl = *norm.impl_;
+  if (impl.device.is_cuda()) impl.cuda->read_by(stream);
+}
+
 // A span given twice, or two that share memory, would count those elements twice in the
 // norm and scale them twice.
 void check_disjoint_spans(const char* where, const char* argument,
@@ -147,11 +152,14 @@ void detail::GradNormAccess::compute(const char* where, const std::vector<Tensor
     return;
   }
   if (impl.cuda == nullptr || impl.cuda->device() != t.device.index) {
-    // Allocate first: if that fails, `impl` is unchanged.
+    // A workspace for the new device, kept only once it has run: if making or running it
+    // fails, `impl` still holds the last result, on its device.
     auto workspace = detail::require_cuda_backend(where).make_norm_workspace(t.device.index);
+    workspace->run(t.entries, t.total, t.dtype, max_norm, stream);
     impl.cuda = std::move(workspace);
+  } else {
+    impl.cuda->run(t.entries, t.total, t.dtype, max_norm, stream);
   }
-  impl.cuda->run(t.entries, t.total, t.dtype, max_norm, stream);
   impl.device = t.device;
   impl.has_value = true;
 }

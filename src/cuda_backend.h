@@ -42,6 +42,9 @@ class NormWorkspace {
   virtual const int* finite_flag() const = 0;
   // Makes `stream` wait, on the device, until the last run's work is done.
   virtual void order_after(void* stream) const = 0;
+  // The finite flag was just read by work queued on `stream` (an optimizer's step, a
+  // loss scaler's update): the next run waits for that work before overwriting it.
+  virtual void read_by(void* stream) = 0;
 };
 
 // One rank's NCCL communicator on its GPU (src/cuda/nccl_link.cpp). Sums reduce at rank 0

@@ -14,6 +14,10 @@ struct GradNormAccess {
   // CPU result and in device memory for a GPU one. On a GPU, first makes `stream` wait
   // (on the device, not the host) until that result has been computed.
   static const int* finite_flag(const GradNorm& norm, void* stream);
+  // After the kernel that reads finite_flag(norm, stream) is queued on `stream`: the
+  // norm's next computation waits for it before it overwrites the flag (GPU; nothing on
+  // the CPU). `norm` is logically unchanged.
+  static void flag_read(const GradNorm& norm, void* stream);
   // global_norm (max_norm < 0) and clip_grad_norm, once the arguments are validated.
   static void compute(const char* where, const std::vector<TensorView>& spans, double max_norm,
                       GradNorm& result, void* stream);

@@ -133,6 +133,7 @@ void LossScaler::update(const GradNorm& norm, void* stream) {
   detail::CudaBackend& cuda = detail::require_cuda_backend(where);
   cuda.loss_scale_update(update, self.slots(), detail::GradNormAccess::finite_flag(norm, stream),
                          stream);
+  detail::GradNormAccess::flag_read(norm, stream);
 }
 
 double LossScaler::current_scale() const {

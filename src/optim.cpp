@@ -175,6 +175,7 @@ class OptimizerImpl {
     const int* finite = norm != nullptr ? GradNormAccess::finite_flag(*norm, stream) : nullptr;
     auto* counters = static_cast<OptimCounters*>(counters_.data());
     cuda.optimizer_begin(begin, counters, finite, stream);
+    if (norm != nullptr) GradNormAccess::flag_read(*norm, stream);
     for (std::size_t i = 0; i < groups_.size(); ++i)
       update_cuda(cuda, i, grad_of(i), counters, stream);
   }

@@ -74,7 +74,10 @@ class Backend final : public CudaBackend {
                        const int* finite, void* stream) override {
     kernels::launch_step_begin(begin, counters, finite, stream);
   }
+  // Synchronous, as a copy: after all queued work, also that of non-blocking streams (a
+  // model's own, NCCL's) that may still be writing the source.
   void convert(const kernels::ConvertArgs& a, void* stream) override {
+    RECUR_CUDA_CHECK(cudaDeviceSynchronize());
     kernels::launch_convert(a, stream);
     RECUR_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
   }

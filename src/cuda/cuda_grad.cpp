@@ -38,19 +38,22 @@ CudaNormWorkspace::CudaNormWorkspace(int device) : device_(device) {
   host_state_ = make_pinned_memory(sizeof(kernels::NormState));
   new (host_state_.get()) kernels::NormState();
   done_ = make_event(cudaEventDisableTiming);
+  read_ = make_event(cudaEventDisableTiming);
 }
 
 CudaNormWorkspace::~CudaNormWorkspace() {
   int previous = 0;
   if (cudaGetDevice(&previous) != cudaSuccess) return;
   cudaSetDevice(device_);
-  // Work in flight may still read the buffers.
+  // Work in flight may still read the buffers (the flag's readers too).
   if (done_) cudaEventSynchronize(done_.get());
+  if (read_) cudaEventSynchronize(read_.get());
   table_.reset();
   staging_.reset();
   buffer_.reset();
   host_state_.reset();
   done_.reset();
+  read_.reset();
   cudaSetDevice(previous);
 }
 
@@ -59,8 +62,24 @@ void CudaNormWorkspace::run(const std::vector<kernels::SpanEntry>& table, std::i
   DeviceGuard scope(device_);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   const cudaEvent_t done = done_.get();
-  // The buffers are reused: this run starts after the last one, whatever its stream.
+  // The buffers are reused: this run starts after the last one, whatever its stream, and
+  // after the kernels that read its finite flag (an event never recorded waits for nothing).
   RECUR_CUDA_CHECK(cudaStreamWaitEvent(s, done, 0));
+  RECUR_CUDA_CHECK(cudaStreamWaitEvent(s, read_.get(), 0));
+  try {
+    enqueue(table, total, dtype, max_norm, s);
+  } catch (...) {
+    // Whatever was queued ends at `done` all the same, and the next run uploads its table
+    // again (this one's upload may not have been queued).
+    uploaded_.clear();
+    cudaEventRecord(done, s);
+    throw;
+  }
+}
+
+void CudaNormWorkspace::enqueue(const std::vector<kernels::SpanEntry>& table, std::int64_t total,
+                                DType dtype, double max_norm, cudaStream_t s) {
+  const cudaEvent_t done = done_.get();
   if (!table.empty() && !same_table(table, uploaded_)) {
     // A new list of spans (the first call, or the trainer changed it): the staging
     // buffer may still be read by the last upload, so wait for the last run.
@@ -108,6 +127,15 @@ const int* CudaNormWorkspace::finite_flag() const { return &state_in(buffer_.get
 void CudaNormWorkspace::order_after(void* stream) const {
   DeviceGuard scope(device_);
   RECUR_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), done_.get(), 0));
+}
+
+void CudaNormWorkspace::read_by(void* stream) {
+  DeviceGuard scope(device_);
+  const auto s = static_cast<cudaStream_t>(stream);
+  // Readers on several streams: each new one first waits for the ones before, so that
+  // read_ ends after all of them.
+  RECUR_CUDA_CHECK(cudaStreamWaitEvent(s, read_.get(), 0));
+  RECUR_CUDA_CHECK(cudaEventRecord(read_.get(), s));
 }
 
 }  // namespace recur::detail

@@ -37,6 +37,8 @@ class CudaNormWorkspace final : public NormWorkspace {
   const int* finite_flag() const override;
   // Makes `stream` wait, on the device, until the last run's work is done.
   void order_after(void* stream) const override;
+  // Adds the work queued so far on `stream` to what the next run waits for (read_).
+  void read_by(void* stream) override;
 
  private:
   int device_ = 0;
@@ -47,6 +49,12 @@ class CudaNormWorkspace final : public NormWorkspace {
   std::size_t capacity_ = 0;
   std::vector<kernels::SpanEntry> uploaded_;  // the table now in table_
   Event done_;
+  Event read_;  // the last of the readers of the finite flag since the last run (read_by)
+
+  // run()'s work, after it waits: the upload where the table changed, the reduction, the
+  // clip, the mirror's copy, `done`.
+  void enqueue(const std::vector<kernels::SpanEntry>& table, std::int64_t total, DType dtype,
+               double max_norm, cudaStream_t stream);
 };
 
 }  // namespace recur::detail
