@@ -201,7 +201,8 @@ class Ops {
   // The most bytes hold_weights keeps at once over a forward pass that holds matrices of
   // `forward` elements in all and the backward after it, which holds `backward` (0 for
   // inference) (src/engine/memory_model.cpp).
-  virtual std::int64_t held_weight_bytes(std::int64_t /*forward*/, std::int64_t /*backward*/) const {
+  virtual std::int64_t held_weight_bytes(std::int64_t /*forward*/,
+                                         std::int64_t /*backward*/) const {
     return 0;
   }
 
