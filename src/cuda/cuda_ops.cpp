@@ -80,6 +80,9 @@ class CudaOps final : public Ops<T> {
 
   void set_stream(void* stream) override {
     cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : own_stream_.get();
+    // The staged tables, the scratch, the working copies and the pooled workspaces are
+    // reused by the next pass, on the new stream, which nothing orders after the old one.
+    if (s != stream_ && stream_ != nullptr) RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_));
     RECUR_CUBLAS_CHECK(cublasSetStream(blas_.get(), s));
     // cublasSetStream puts cuBLAS back on its default workspace; keep the graphs' one.
     if (workspace_) {
@@ -90,6 +93,20 @@ class CudaOps final : public Ops<T> {
   }
 
   void synchronize() override { RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  // A graph replays the batching and branching it was recorded with: another choice
+  // starts the recordings again.
+  void set_tuning(const Tuning& tuning) override {
+    const Tuning& now = this->tuning();
+    if (tuning.cuda_graphs != now.cuda_graphs ||
+        tuning.cuda_batched_gemm != now.cuda_batched_gemm ||
+        tuning.cuda_batched_from != now.cuda_batched_from ||
+        tuning.cuda_graph_branches != now.cuda_graph_branches) {
+      synchronize();  // the graphs' own scratch goes with them: none may still run
+      graphs_.clear();
+    }
+    Ops<T>::set_tuning(tuning);
+  }
 
   // Tf32, Bf16 and Fp16: every GEMM rounds its operands as the CPU does (ReducedGemms).
   // (The validation in plan.cpp keeps float64 models at Fp32.)
@@ -198,8 +215,8 @@ class CudaOps final : public Ops<T> {
   // to four kernels (and a cuBLAS call) per time step. The graph reads pointer tables and
   // buffers where the list says, at replay time. A list seen once runs launch by launch:
   // batches whose lengths differ call after call never pay for a recording they would not
-  // replay. Not on a stream that is already capturing (the caller's own graph takes the
-  // launches) or that refused a capture (the legacy default stream).
+  // replay. Not on a stream that refused a capture (the legacy default stream), nor inside
+  // a capture of the caller's (which staging refuses first: refuse_callers_capture).
   bool run_step_list(const std::vector<StepCall<T>>& calls, std::int64_t /*rows*/) override {
     const CudaGraphs mode = this->tuning().cuda_graphs;
     if (mode == CudaGraphs::Off || calls.empty() || capture_refused_) return false;
@@ -221,6 +238,7 @@ class CudaOps final : public Ops<T> {
   }
 
   const void* const* stage_pointers(const void* const* host, std::size_t count) override {
+    refuse_callers_capture();
     if (count == 0) return nullptr;
     if (count > table_capacity_) {
       // Growing happens once per new shape, never inside a time loop.
@@ -235,6 +253,7 @@ class CudaOps final : public Ops<T> {
   }
 
   const std::int64_t* stage_indices(const std::int64_t* host, std::size_t count) override {
+    refuse_callers_capture();
     if (count == 0) return nullptr;
     if (count > rows_capacity_) {
       rows_.reset();
@@ -372,6 +391,21 @@ class CudaOps final : public Ops<T> {
     Event done;
     DeviceMemory workspace;  // its cuBLAS's, once it records graph branches
   };
+
+  // A pass stages its tables and row indices from host memory that lives for the call
+  // only: a caller's graph would record copies from freed memory. (recur records its own
+  // graphs of a pass's step lists, Tuning::cuda_graphs.)
+  void refuse_callers_capture() const {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    RECUR_CUDA_CHECK(cudaStreamIsCapturing(stream_, &status));
+    if (status != cudaStreamCaptureStatusNone && !recording_) {
+      throw Error(
+          "Rnn: the model's CUDA stream is capturing a graph of the caller's: a pass "
+          "stages its tables from host memory that lives for the call only, so it "
+          "cannot be captured (recur records and replays its own graphs of the step "
+          "lists)");
+    }
+  }
 
   // Whether GEMMs round their operands (a float32 model under Tf32, Bf16 or Fp16), except
   // for the bias column sums.

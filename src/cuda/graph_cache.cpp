@@ -7,11 +7,12 @@
 
 namespace recur::detail {
 
-cudaGraphExec_t GraphCache::find(const std::string& key) const {
-  for (const Recorded& g : graphs_) {
-    if (g.key == key) return g.exec.get();
-  }
-  return nullptr;
+cudaGraphExec_t GraphCache::find(const std::string& key) {
+  const auto at =
+      std::find_if(graphs_.begin(), graphs_.end(), [&](const Recorded& g) { return g.key == key; });
+  if (at == graphs_.end()) return nullptr;
+  std::rotate(at, at + 1, graphs_.end());  // now the last used
+  return graphs_.back().exec.get();
 }
 
 cudaGraphExec_t GraphCache::add(std::string key, GraphExec exec, std::vector<DeviceMemory> memory) {

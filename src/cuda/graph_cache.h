@@ -62,15 +62,16 @@ std::string graph_signature(const std::vector<StepCall<T>>& calls) {
 class GraphCache {
  public:
   // A training step of an L-layer bidirectional stack records 2L lists and its inference
-  // L more: keep the graphs of a training loop with evaluation between steps, for stacks up
-  // to 16 layers, or of a few shapes, dropping the oldest (a dropped list that comes again
-  // is recorded again, its second time).
-  static constexpr std::size_t kMaxGraphs = 48;
+  // L more, recomputation by layers 4L, and each forward in flight its own: keep those of a
+  // training loop with evaluation between steps for stacks up to 32 layers, or for a few
+  // shapes or workspaces, dropping the one used longest ago (a dropped list that comes
+  // again is recorded again, its second time).
+  static constexpr std::size_t kMaxGraphs = 128;
   // Signatures seen once and not yet recorded (seen_before), oldest first.
-  static constexpr std::size_t kMaxSeen = 64;
+  static constexpr std::size_t kMaxSeen = kMaxGraphs;
 
-  // The executable recorded for `key`, or null.
-  cudaGraphExec_t find(const std::string& key) const;
+  // The executable recorded for `key`, or null; a graph found is the last to be dropped.
+  cudaGraphExec_t find(const std::string& key);
   // Keeps `exec` for `key`, with `memory` it reads and nothing else owns (dropping the
   // oldest beyond kMaxGraphs); returns it.
   cudaGraphExec_t add(std::string key, GraphExec exec, std::vector<DeviceMemory> memory = {});
@@ -87,7 +88,7 @@ class GraphCache {
     GraphExec exec;
     std::vector<DeviceMemory> memory;  // freed with the graph
   };
-  std::vector<Recorded> graphs_;   // oldest first
+  std::vector<Recorded> graphs_;   // the one used longest ago first
   std::vector<std::size_t> seen_;  // hashes, oldest first
 };
 
