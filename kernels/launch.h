@@ -43,7 +43,7 @@ void launch_fill(T* dst, std::int64_t n, T value, void* stream);
 template <typename Out>
 void launch_round_operand(const RoundOperandArgs<Out>& args, void* stream);
 
-// True when this build carries kernel code the current CUDA device can run.
-bool kernels_runnable_on_current_device() noexcept;
+// True when this build carries kernel code CUDA device `device` can run; makes no context.
+bool kernels_runnable_on(int device) noexcept;
 
 }  // namespace recur::kernels

@@ -99,8 +99,6 @@ __global__ void fill_kernel(T* dst, std::int64_t n, T value) {
   if (i < n) dst[i] = value;
 }
 
-__global__ void probe_kernel() {}
-
 // ---- kernel launchers ----
 
 unsigned blocks_for(std::int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
@@ -183,11 +181,22 @@ void launch_fill(T* dst, std::int64_t n, T value, void* stream) {
   check_launch("fill_kernel");
 }
 
-bool kernels_runnable_on_current_device() noexcept {
-  cudaFuncAttributes attributes;
-  const bool ok = cudaFuncGetAttributes(&attributes, probe_kernel) == cudaSuccess;
-  cudaGetLastError();
-  return ok;
+bool kernels_runnable_on(int device) noexcept {
+  // The device's compute capability against the oldest architecture this build carries
+  // code for (nvcc's __CUDA_ARCH_LIST__; CMake's "90" embeds its PTX beside the SASS, which
+  // newer GPUs compile). Asked without a context: cudaSetDevice or a kernel's attributes
+  // would make one on every GPU of the machine, in every process that counts them (each
+  // rank of a data-parallel run, hundreds of MiB a GPU).
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  constexpr int kArchitectures[] = {__CUDA_ARCH_LIST__};
+  int oldest = kArchitectures[0];
+  for (int a : kArchitectures) oldest = a < oldest ? a : oldest;
+  return major * 100 + minor * 10 >= oldest;
 }
 
 template void launch_step_forward<float>(StepKind, const StepForward<float>*, int, void*);

@@ -29,16 +29,12 @@ int count_usable_devices() noexcept {
     cudaGetLastError();  // clear the sticky "no driver" / "no device" error
     return 0;
   }
-  int previous = 0;
-  cudaGetDevice(&previous);
   int usable = 0;
   for (int d = 0; d < count; ++d) {
     // A device counts only if this build carries code it can run (e.g. sm_90 code on an
     // older GPU does not).
-    if (cudaSetDevice(d) == cudaSuccess && kernels::kernels_runnable_on_current_device()) ++usable;
-    cudaGetLastError();
+    if (kernels::kernels_runnable_on(d)) ++usable;
   }
-  cudaSetDevice(previous);
   return usable;
 }
 
