@@ -37,7 +37,8 @@ fi
 python_path=${LD_LIBRARY_PATH:-}
 py() { LD_LIBRARY_PATH="$python_path" python3 "$@"; }
 torch_cuda() { py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; }
-export LD_LIBRARY_PATH="$PWD/$build/lib:${LD_LIBRARY_PATH:-}"
+bundle_lib=$(cd "$build/lib" 2> /dev/null && pwd)  # absolute, whether $build is or not
+export LD_LIBRARY_PATH="$bundle_lib:${LD_LIBRARY_PATH:-}"
 # cuDNN often comes as a Python wheel (nvidia-cudnn) rather than in the toolkit; the cuDNN
 # anchor dlopens libcudnn.so.9, so put the first one found on the library path.
 cudnn=$(find /usr/lib /usr/local /opt -name 'libcudnn.so.9' -print -quit 2> /dev/null)
@@ -223,7 +224,7 @@ if [ -x "$bench" ] && stage variants "${RECUR_GPU_VARIANTS_S:-90}"; then
     "recur_bench_recompute --gpu --quick"; do
     set -- $run
     # (without the cuDNN put first for the anchors: the clipping benchmark starts PyTorch)
-    [ -x "$build/bench/$1" ] && variant "$1" 25 LD_LIBRARY_PATH="$PWD/$build/lib:$python_path" \
+    [ -x "$build/bench/$1" ] && variant "$1" 25 LD_LIBRARY_PATH="$bundle_lib:$python_path" \
       "$build/bench/$1" "${@:2}"
   done
   publish
