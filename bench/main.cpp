@@ -318,7 +318,7 @@ int main(int argc, char** argv) {
         result_of.insert(result_of.end(), r.size(), {problems[i], gpu});
         // As it goes, so that a run stopped at a time limit keeps what it measured: the
         // problem's rows, and the JSON of every problem so far.
-        bench::print_table(std::cerr, r);
+        bench::print_table(std::cerr, r, false);
         if (!o.json.empty()) bench::write_json(o.json, machine, results, {});
       }
     }

@@ -66,12 +66,12 @@ void print_header(std::ostream& out, const MachineInfo& m) {
       << "  recur's CPU backend: " << m.recur_cpu << "\n";
 }
 
-void print_table(std::ostream& out, const std::vector<Result>& results) {
+void print_table(std::ostream& out, const std::vector<Result>& results, bool header) {
   char line[512];
   std::snprintf(line, sizeof line, "%-4s %-38s %-9s %-11s %10s %21s %8s %7s  %s\n", "dev",
                 "problem", "mode", "impl", "median ms", "[p10, p90] ms", "GFLOP/s", "sgemm%",
                 "vs anchor (>1: recur faster)");
-  out << line;
+  if (header) out << line;
   for (const Result& r : results) {
     const std::string impl = r.load > 0 ? r.impl + "@load" + std::to_string(r.load) : r.impl;
     if (!r.ok) {

@@ -24,7 +24,8 @@ namespace bench {
 const Result* anchor_for(const Result& r, const std::vector<Result>& all);
 
 void print_header(std::ostream& out, const MachineInfo& m);
-void print_table(std::ostream& out, const std::vector<Result>& results);
+// `header` false: the rows alone (the runner's progress, one problem at a time).
+void print_table(std::ostream& out, const std::vector<Result>& results, bool header = true);
 // Throws std::runtime_error when the file cannot be written.
 void write_json(const std::string& path, const MachineInfo& m, const std::vector<Result>& results,
                 const std::vector<GemmRate>& gemms);
