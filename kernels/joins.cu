@@ -56,9 +56,9 @@ void launch_masked_mean(bool backward, const MaskedMeanArgs<T>& args, void* stre
 template <typename T>
 void launch_argmax(bool count_correct, const ArgmaxArgs<T>& args, void* stream) {
   if (args.rows == 0) return;
-  const auto blocks = static_cast<unsigned>(args.rows < 65536 ? args.rows : 65536);
-  argmax_rows_kernel<T><<<blocks, row_lanes(args.classes), 0, static_cast<cudaStream_t>(stream)>>>(
-      args, count_correct);
+  argmax_rows_kernel<T>
+      <<<row_blocks(args.rows), row_lanes(args.classes), 0, static_cast<cudaStream_t>(stream)>>>(
+          args, count_correct);
   check_launch("argmax_rows_kernel");
 }
 

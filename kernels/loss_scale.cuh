@@ -50,18 +50,18 @@ struct ScaleUpdate {
   RECUR_HD void operator()(LossScaleState& s, const int* finite) const {
     if (!(s.good_steps >= 0.0)) s.good_steps = 0.0;  // NaN or negative: no count
     if (finite != nullptr && *finite == 0) {
-      s.scale = bounded_scale(s.scale * backoff_factor);
+      s.scale *= backoff_factor;
       s.good_steps = 0.0;
       s.overflows += 1.0;
     } else {
       s.good_steps += 1.0;
       if (s.good_steps >= growth_interval) {
-        s.scale = bounded_scale(s.scale * growth_factor);
+        s.scale *= growth_factor;
         s.good_steps = 0.0;
         s.growths += 1.0;
       }
-      s.scale = bounded_scale(s.scale);
     }
+    s.scale = bounded_scale(s.scale);
     s.inverse = 1.0 / s.scale;
   }
 };

@@ -88,9 +88,9 @@ void launch_cross_entropy(const CrossEntropyArgs<T>& args, void* stream) {
   launch_functor<CrossEntropyClear<T>>("CrossEntropyClear", 1, args, stream);
   launch_functor<CrossEntropyCount<T>>("CrossEntropyCount", args.rows, args, stream);
   if (args.rows > 0) {
-    const auto blocks = static_cast<unsigned>(args.rows < 65536 ? args.rows : 65536);
     cross_entropy_rows_kernel<T>
-        <<<blocks, row_lanes(args.classes), 0, static_cast<cudaStream_t>(stream)>>>(args);
+        <<<row_blocks(args.rows), row_lanes(args.classes), 0, static_cast<cudaStream_t>(stream)>>>(
+            args);
     check_launch("cross_entropy_rows_kernel");
   }
   launch_functor<CrossEntropyPartial<T>>("CrossEntropyPartial", cross_entropy_chunks(args.rows),

@@ -18,4 +18,10 @@ inline int row_lanes(std::int64_t columns) {
   return lanes;
 }
 
+// The blocks a kernel of a block per row launches for `rows`: one a row, up to 65536; the
+// blocks then stride over the rest.
+inline unsigned row_blocks(std::int64_t rows) {
+  return static_cast<unsigned>(rows < 65536 ? rows : 65536);
+}
+
 }  // namespace recur::kernels

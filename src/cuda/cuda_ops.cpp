@@ -102,8 +102,7 @@ class CudaOps final : public Ops<T> {
         tuning.cuda_batched_gemm != now.cuda_batched_gemm ||
         tuning.cuda_batched_from != now.cuda_batched_from ||
         tuning.cuda_graph_branches != now.cuda_graph_branches) {
-      synchronize();  // the graphs' own scratch goes with them: none may still run
-      graphs_.clear();
+      drop_graphs();
     }
     Ops<T>::set_tuning(tuning);
   }
@@ -111,10 +110,7 @@ class CudaOps final : public Ops<T> {
   // Tf32, Bf16 and Fp16: every GEMM rounds its operands as the CPU does (ReducedGemms).
   // (The validation in plan.cpp keeps float64 models at Fp32.)
   void set_math(Math math) override {
-    if (math != this->math()) {
-      synchronize();  // the graphs' own scratch goes with them: none may still run
-      graphs_.clear();
-    }
+    if (math != this->math()) drop_graphs();
     reduced_.set_math(math, stream_);
     Ops<T>::set_math(math);
   }
@@ -220,9 +216,7 @@ class CudaOps final : public Ops<T> {
   bool run_step_list(const std::vector<StepCall<T>>& calls, std::int64_t /*rows*/) override {
     const CudaGraphs mode = this->tuning().cuda_graphs;
     if (mode == CudaGraphs::Off || calls.empty() || capture_refused_) return false;
-    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-    RECUR_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
-    if (capturing != cudaStreamCaptureStatusNone) return false;
+    if (capturing(stream_)) return false;
     std::string key = graph_signature(calls);
     if (rounds_operands()) key += reduced_signature();
     cudaGraphExec_t exec = graphs_.find(key);
@@ -392,13 +386,18 @@ class CudaOps final : public Ops<T> {
     DeviceMemory workspace;  // its cuBLAS's, once it records graph branches
   };
 
+  // Every recorded graph goes, after the stream's work: their own scratch goes with them,
+  // and none may still be running.
+  void drop_graphs() {
+    synchronize();
+    graphs_.clear();
+  }
+
   // A pass stages its tables and row indices from host memory that lives for the call
   // only: a caller's graph would record copies from freed memory. (recur records its own
   // graphs of a pass's step lists, Tuning::cuda_graphs.)
   void refuse_callers_capture() const {
-    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-    RECUR_CUDA_CHECK(cudaStreamIsCapturing(stream_, &status));
-    if (status != cudaStreamCaptureStatusNone && !recording_) {
+    if (!recording_ && capturing(stream_)) {
       throw Error(
           "Rnn: the model's CUDA stream is capturing a graph of the caller's: a pass "
           "stages its tables from host memory that lives for the call only, so it "

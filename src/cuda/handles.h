@@ -78,6 +78,13 @@ inline Stream make_stream(unsigned flags) {
   return Stream(s);
 }
 
+// Whether `stream` is capturing a graph (recur's own recording, or a caller's).
+inline bool capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  RECUR_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
 inline Event make_event(unsigned flags) {
   cudaEvent_t e = nullptr;
   RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&e, flags));

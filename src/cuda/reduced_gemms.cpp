@@ -60,9 +60,7 @@ void round_into(const Stored& s, kernels::Format format, void* dst, cudaStream_t
 // stream is capturing a caller's own graph, that would end the capture with an error of
 // CUDA's, so say what to do instead.
 void expect_not_capturing(cudaStream_t stream, const char* what) {
-  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-  RECUR_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
-  if (status != cudaStreamCaptureStatusNone) {
+  if (capturing(stream)) {
     throw Error(std::string("recur: reduced math needs ") + what +
                 " while the model's stream is capturing a graph: run a pass of this shape "
                 "before capturing, so that it is made then");

@@ -42,16 +42,17 @@ inline std::string gpu_taken(const std::vector<RankMachine>& ranks, std::size_t 
 // Empty when every rank can take a GPU of its own; else what is wrong, naming the first
 // rank that would take a GPU another rank of its machine already has.
 inline std::string gpu_sharing_problem(const std::vector<RankMachine>& ranks) {
+  std::vector<std::string> taken;  // each rank's GPU, found once
   for (std::size_t r = 0; r < ranks.size(); ++r) {
     if (ranks[r].gpus.empty()) {
       return "rank " + std::to_string(r) + " on " + ranks[r].host + " sees no GPU";
     }
-    const std::string taken = gpu_taken(ranks, r);
+    taken.push_back(gpu_taken(ranks, r));
     for (std::size_t first = 0; first < r; ++first) {
-      if (ranks[first].host != ranks[r].host || gpu_taken(ranks, first) != taken) continue;
+      if (ranks[first].host != ranks[r].host || taken[first] != taken[r]) continue;
       const std::string device = "cuda:" + std::to_string(local_device(ranks, r));
       return "rank " + std::to_string(r) + " would take " + device +
-             (taken != device ? " (" + taken + ")" : "") + " of " + ranks[r].host +
+             (taken[r] != device ? " (" + taken[r] + ")" : "") + " of " + ranks[r].host +
              ", which rank " + std::to_string(first) + " has already (rank " + std::to_string(r) +
              " sees " + std::to_string(ranks[r].gpus.size()) + " GPUs, and is local rank " +
              std::to_string(local_index(ranks, r)) + ")";
